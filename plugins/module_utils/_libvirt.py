@@ -307,7 +307,7 @@ class LibvirtSession:
         _close_quietly(self._conn)
         self._conn = None
 
-    def __enter__(self) -> LibvirtSession:
+    def __enter__(self) -> LibvirtSession:  # noqa: PYI034 - typing.Self is 3.11+, targets run 3.8+
         return self
 
     def __exit__(self, *exc: object) -> None:
