@@ -9,7 +9,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 # a symlink for running code, a copy for sanity (ansible-test resolves symlinks).
 COLL_ROOT := $(CURDIR)/build/collections
 COLL_LINK := $(COLL_ROOT)/ansible_collections/kvmsnap/core
-SANITY_ROOT := $(CURDIR)/build/sanity/ansible_collections/kvmsnap/core
+# Outside the repo: inside it, git would hide the (ignored) copy from ansible-test.
+SANITY_ROOT := $(HOME)/.cache/kvmsnap-sanity/ansible_collections/kvmsnap/core
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PYTHONPATH := $(COLL_ROOT)
 export PATH := $(BIN):$(PATH)
@@ -36,14 +37,22 @@ collection:
 	@mkdir -p $(dir $(COLL_LINK))
 	@ln -sfn $(CURDIR) $(COLL_LINK)
 
+# ansible-test --venv fetches a pip bootstrap script from a host this lab cannot reach;
+# give it our stand-in (ensurepip + PyPI) under the name it looks for.
+ATEST_PIP := $(shell $(BIN)/python -c "import re,ansible_test,os;p=os.path.dirname(ansible_test.__file__)+'/_internal/python_requirements.py';print(re.search(r\"pip='([0-9.]+)'\",open(p).read()).group(1).replace('.','_'))" 2>/dev/null)
+
 sanity: venv
-	@rm -rf $(dir $(SANITY_ROOT))core && mkdir -p $(SANITY_ROOT)
+	@mkdir -p $(HOME)/.ansible/test/cache
+	@test -z "$(ATEST_PIP)" || cp tests/lab/ansible-test-get-pip.py $(HOME)/.ansible/test/cache/get_pip_$(ATEST_PIP).py
+	@rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
 	@git ls-files --cached --others --exclude-standard -z | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
 	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
 lint: venv collection
 	$(BIN)/ruff check plugins tests
-	$(BIN)/ansible-lint --offline roles playbooks 2>&1 | tail -20
+	@if compgen -G "roles/*/tasks/*.yml" >/dev/null || compgen -G "playbooks/*.yml" >/dev/null; then \
+		$(BIN)/ansible-lint --offline roles playbooks; \
+	else echo "ansible-lint: no roles or playbooks yet"; fi
 
 pytest: venv collection
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
