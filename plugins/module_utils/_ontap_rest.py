@@ -1,0 +1,481 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The ONTAP interface over REST (ansible.module_utils.urls, no extra library).
+
+This module util is PRIVATE to the collection. It may change without notice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid as uuidlib
+from typing import Any, Dict, List, Optional, Tuple
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+    CG_API,
+    NATIVE_FILE_RESTORE,
+    Ontap,
+    VolumeRef,
+    duration_to_seconds,
+    iso_to_epoch,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import RestSession
+
+SNAP_FIELDS = "name,uuid,create_time,comment,snapmirror_label,state,owners"
+VOL_FIELDS = "name,uuid,svm.name,nas.path,space.size,state,type"
+SM_FIELDS = ("uuid,source,destination,policy,state,healthy,unhealthy_reason,lag_time,transfer")
+
+
+class OntapRest(Ontap):
+    transport = "rest"
+
+    def __init__(self, params: Dict[str, Any], module_name: str = ""):
+        super().__init__(params, module_name)
+        self.session = RestSession(
+            params["hostname"], params.get("port"), params.get("username"), params.get("password"),
+            params.get("cert_file"), params.get("key_file"), params.get("validate_certs", True),
+            params.get("ca_path"), self.timeout, module_name, self.retries)
+        self._volumes: Dict[Tuple[str, str], dict] = {}
+
+    # ---- plumbing --------------------------------------------------------------------------------
+    def _send(self, method: str, path: str, operation: str, query: Optional[Dict[str, Any]] = None,
+              body: Any = None, safe_to_retry: Optional[bool] = None, timeout: Optional[int] = None) -> Any:
+        """A mutating call; waits for the job(s) it starts. Returns the response body."""
+        def run() -> Any:
+            _status, payload, _headers = self.session.request(method, path, query, body, safe_to_retry)
+            if isinstance(payload, dict):
+                jobs = []
+                if isinstance(payload.get("job"), dict):
+                    jobs.append(payload["job"])
+                jobs.extend(j for j in payload.get("jobs") or [] if isinstance(j, dict))
+                for job in jobs:
+                    self.wait_job(job, operation, timeout)
+            return payload
+        return self.call(operation, run)
+
+    def wait_job(self, job: dict, operation: str, timeout: Optional[int] = None) -> dict:
+        """Poll /api/cluster/jobs/{uuid} at once, then every 0.1 s growing to 1 s, up to the timeout."""
+        job_uuid = job.get("uuid")
+        if not job_uuid:
+            href = ((job.get("_links") or {}).get("self") or {}).get("href", "")
+            job_uuid = href.rstrip("/").rsplit("/", 1)[-1]
+        deadline = time.monotonic() + (timeout or self.timeout)
+        delay = 0.1
+        errors = 0
+        while True:
+            try:
+                info = self.session.get("/api/cluster/jobs/%s" % job_uuid, fields="uuid,state,message,code,error,description")
+                errors = 0
+            except OntapError as exc:
+                errors += 1
+                if errors >= 3 or not exc.is_transient:
+                    raise exc.with_context(operation, self.hostname) from None
+                info = {}
+            state = info.get("state")
+            if state == "success":
+                return info
+            if state in ("failure", "error"):
+                err = info.get("error") if isinstance(info.get("error"), dict) else {}
+                code = err.get("code") or info.get("code")
+                message = info.get("message") or err.get("message") or "job failed"
+                raise OntapError("job %s reported: %s" % (job_uuid, message), code=code if code not in (0, "0") else None,
+                                 operation=operation, hostname=self.hostname)
+            if time.monotonic() + delay > deadline:
+                raise OntapError("job %s still %s after %d s" % (job_uuid, state or "unknown", timeout or self.timeout),
+                                 operation=operation, hostname=self.hostname,
+                                 hint="The operation may still complete on the controller; check it, then raise "
+                                      "the timeout option.")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # ---- cluster -----------------------------------------------------------------------------------
+    def version(self) -> Tuple[int, int, int]:
+        if self._version is None:
+            op = "read the ONTAP version (GET /api/cluster)"
+
+            def read() -> Tuple[int, int, int]:
+                try:
+                    ver = self.session.get("/api/cluster", fields="version").get("version") or {}
+                except OntapError as exc:
+                    if not exc.is_forbidden:
+                        raise
+                    recs = self.session.get_records("/api/cluster/nodes", fields="version")
+                    ver = (recs[0].get("version") if recs else None) or {}
+                if "generation" not in ver:
+                    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", ver.get("full", ""))
+                    if not m:
+                        raise OntapError("no version in the answer of /api/cluster", hostname=self.hostname)
+                    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+                return (int(ver["generation"]), int(ver["major"]), int(ver.get("minor", 0)))
+            self._version = self.call(op, read)
+        return self._version
+
+    def list_svms(self) -> List[dict]:
+        recs = self.call("list SVMs", lambda: self.session.get_records("/api/svm/svms", fields="name,uuid,state"))
+        return [{"name": r.get("name"), "uuid": r.get("uuid"), "state": r.get("state")} for r in recs]
+
+    def list_volumes(self, svm: Optional[str] = None, name: Optional[str] = None) -> List[dict]:
+        query: Dict[str, Any] = {"fields": VOL_FIELDS}
+        if svm:
+            query["svm.name"] = svm
+        if name:
+            query["name"] = name
+        op = "list volumes%s" % (" of SVM %s" % svm if svm else "")
+        recs = self.call(op, lambda: self.session.get_records("/api/storage/volumes", **query))
+        out = []
+        for r in recs:
+            vol = {"name": r.get("name"), "uuid": r.get("uuid"), "svm": (r.get("svm") or {}).get("name"),
+                   "junction_path": (r.get("nas") or {}).get("path"), "size": (r.get("space") or {}).get("size"),
+                   "state": r.get("state"), "type": r.get("type")}
+            if svm and vol["svm"] not in (None, svm):
+                continue
+            if name and vol["name"] != name:
+                continue
+            out.append(vol)
+            self._volumes[(vol["svm"] or svm or "", vol["name"])] = vol
+        return out
+
+    def get_volume(self, svm: str, name: str) -> dict:
+        key = (svm, name)
+        if key not in self._volumes:
+            found = self.list_volumes(svm, name)
+            if not found:
+                raise self.not_found("volume %s not found on SVM %s" % (name, svm), "look up volume %s:%s" % (svm, name),
+                                     hint="Check the volume and svm options (svm:volume) for this controller.")
+            self._volumes[key] = found[0]
+        return self._volumes[key]
+
+    def list_ip_interfaces(self) -> List[dict]:
+        recs = self.call("list IP interfaces", lambda: self.session.get_records(
+            "/api/network/ip/interfaces", fields="name,ip.address,svm.name,services,scope"))
+        return [{"name": r.get("name"), "address": (r.get("ip") or {}).get("address"),
+                 "svm": (r.get("svm") or {}).get("name"), "services": r.get("services") or []} for r in recs]
+
+    def list_luns(self, svm: Optional[str] = None, volume: Optional[str] = None) -> List[dict]:
+        query: Dict[str, Any] = {"fields": "name,uuid,serial_number,svm.name,location.volume.name,space.size"}
+        if svm:
+            query["svm.name"] = svm
+        if volume:
+            query["location.volume.name"] = volume
+        recs = self.call("list LUNs", lambda: self.session.get_records("/api/storage/luns", **query))
+        out = []
+        for r in recs:
+            lun = {"path": r.get("name"), "uuid": r.get("uuid"), "serial": r.get("serial_number"),
+                   "svm": (r.get("svm") or {}).get("name"),
+                   "volume": ((r.get("location") or {}).get("volume") or {}).get("name"),
+                   "size": (r.get("space") or {}).get("size")}
+            if volume and lun["volume"] is None and lun["path"]:
+                lun["volume"] = lun["path"].split("/")[2] if lun["path"].startswith("/vol/") else None
+            if (svm and lun["svm"] not in (None, svm)) or (volume and lun["volume"] != volume):
+                continue
+            out.append(lun)
+        return out
+
+    # ---- snapshots ---------------------------------------------------------------------------------
+    def list_snapshots(self, svm: str, volume: str, name: Optional[str] = None) -> List[dict]:
+        vol = self.get_volume(svm, volume)
+        query: Dict[str, Any] = {"fields": SNAP_FIELDS}
+        if name:
+            query["name"] = name
+        op = "list snapshots of %s:%s" % (svm, volume)
+        recs = self.call(op, lambda: self.session.get_records("/api/storage/volumes/%s/snapshots" % vol["uuid"], **query))
+        out = []
+        for r in recs:
+            if name and r.get("name") != name:
+                continue
+            owners = r.get("owners") or []
+            if isinstance(owners, str):
+                owners = [owners]
+            out.append({"name": r.get("name"), "uuid": r.get("uuid"), "volume": volume, "svm": svm,
+                        "create_time": iso_to_epoch(r.get("create_time")), "comment": r.get("comment"),
+                        "snapmirror_label": r.get("snapmirror_label"), "state": r.get("state") or "valid",
+                        "busy": bool(r.get("busy")) or bool(owners), "owners": list(owners)})
+        out.sort(key=lambda s: (s.get("create_time") or 0, s.get("name") or ""))
+        return out
+
+    def _snapshot_body(self, name: str, comment: Optional[str], label: Optional[str]) -> dict:
+        body: Dict[str, Any] = {"name": name}
+        if comment is not None:
+            body["comment"] = comment
+        if label:
+            body["snapmirror_label"] = label
+        return body
+
+    def _create_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
+                    snapmirror_label: Optional[str]) -> str:
+        what = "create snapshot %s" % name
+        if len(volumes) == 1:
+            svm, vol = volumes[0]
+            uuid = self.get_volume(svm, vol)["uuid"]
+            self._send("POST", "/api/storage/volumes/%s/snapshots" % uuid, "%s on %s:%s" % (what, svm, vol),
+                       body=self._snapshot_body(name, comment, snapmirror_label), safe_to_retry=False)
+            return "single"
+        for svm, vol in volumes:
+            self.get_volume(svm, vol)  # 404 with a clear message before anything is created
+        if not self.version_at_least(CG_API):
+            return self._create_set_without_cg(volumes, name, comment, snapmirror_label)
+        svms = sorted(set(s for s, _v in volumes))
+        if len(svms) == 1:
+            return self._cg_snapshot(svms[0], [v for _s, v in volumes], name, comment, snapmirror_label)
+        return self._cg_two_phase(volumes, svms, name, comment, snapmirror_label)
+
+    def _find_cg(self, svm: str, vols: List[str]) -> Optional[dict]:
+        recs = self.call("list consistency groups of SVM %s" % svm, lambda: self.session.get_records(
+            "/api/application/consistency-groups", **{"svm.name": svm, "fields": "uuid,name,volumes.name"}))
+        wanted = set(vols)
+        for cg in recs:
+            members = set(v.get("name") for v in cg.get("volumes") or [])
+            if members == wanted:
+                return cg
+        return None
+
+    def _temp_cg(self, svm: str, vols: List[str]) -> dict:
+        cg_name = "kvmsnap_tmp_%s" % uuidlib.uuid4().hex[:12]
+        op = "create temporary consistency group %s on SVM %s" % (cg_name, svm)
+        body = {"name": cg_name, "svm": {"name": svm},
+                "volumes": [{"name": v, "provisioning_options": {"action": "add"}} for v in vols]}
+        self._send("POST", "/api/application/consistency-groups", op, body=body, safe_to_retry=False)
+        recs = self.call(op, lambda: self.session.get_records("/api/application/consistency-groups",
+                                                              **{"svm.name": svm, "name": cg_name, "fields": "uuid,name"}))
+        if not recs:
+            raise OntapError("consistency group %s not found after it was created" % cg_name, operation=op,
+                             hostname=self.hostname)
+        return recs[0]
+
+    def _delete_cg(self, cg: dict) -> None:
+        op = "delete temporary consistency group %s (the volumes stay)" % cg.get("name")
+        try:
+            self._send("DELETE", "/api/application/consistency-groups/%s" % cg["uuid"], op, safe_to_retry=True)
+        except OntapError as exc:
+            self.warnings.append("%s; delete it by hand (its volumes are kept)." % exc)
+
+    def _cg_snapshot(self, svm: str, vols: List[str], name: str, comment: Optional[str], label: Optional[str]) -> str:
+        cg = self._find_cg(svm, vols)
+        method = "cg"
+        temporary = cg is None
+        if temporary:
+            cg = self._temp_cg(svm, vols)
+            method = "cg_temporary"
+        try:
+            self._send("POST", "/api/application/consistency-groups/%s/snapshots" % cg["uuid"],
+                       "create consistency-group snapshot %s of %s on SVM %s" % (name, cg.get("name"), svm),
+                       body=self._snapshot_body(name, comment, label), safe_to_retry=False)
+        finally:
+            if temporary:
+                self._delete_cg(cg)
+        return method
+
+    def _cg_two_phase(self, volumes: List[VolumeRef], svms: List[str], name: str, comment: Optional[str],
+                      label: Optional[str]) -> str:
+        """Volumes in several SVMs: one CG per SVM, fenced together with action=start, then committed."""
+        cgs = []
+        method = "cg"
+        try:
+            for svm in svms:
+                vols = [v for s, v in volumes if s == svm]
+                cg = self._find_cg(svm, vols)
+                if cg is None:
+                    cg = self._temp_cg(svm, vols)
+                    cg["_temporary"] = True
+                    method = "cg_temporary"
+                cgs.append(cg)
+            started = []
+            for cg in cgs:
+                payload = self._send("POST", "/api/application/consistency-groups/%s/snapshots" % cg["uuid"],
+                                     "start consistency-group snapshot %s of %s" % (name, cg.get("name")),
+                                     query={"action": "start", "action_timeout": 7, "return_records": "true"},
+                                     body=self._snapshot_body(name, comment, label), safe_to_retry=False)
+                recs = payload.get("records") if isinstance(payload, dict) else None
+                snap_uuid = recs[0].get("uuid") if recs else None
+                if not snap_uuid:
+                    found = self.session.get_records("/api/application/consistency-groups/%s/snapshots" % cg["uuid"],
+                                                     name=name, fields="uuid,name")
+                    snap_uuid = found[0]["uuid"] if found else None
+                started.append((cg, snap_uuid))
+            for cg, snap_uuid in started:
+                self._send("PATCH", "/api/application/consistency-groups/%s/snapshots/%s" % (cg["uuid"], snap_uuid),
+                           "commit consistency-group snapshot %s of %s" % (name, cg.get("name")),
+                           query={"action": "commit"}, body={}, safe_to_retry=False)
+        finally:
+            for cg in cgs:
+                if cg.get("_temporary"):
+                    self._delete_cg(cg)
+        return method
+
+    def _create_set_without_cg(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
+                               label: Optional[str]) -> str:
+        """ONTAP < 9.10.1 has no CG REST API: use ZAPI cg-start/cg-commit over the same connection options."""
+        ver = ".".join(str(x) for x in self.version())
+        op = "create snapshot %s on %d volumes" % (name, len(volumes))
+        hint = ("ONTAP %s has no consistency-group REST API (9.10.1+); a consistent snapshot of several volumes "
+                "needs ZAPI (cg-start/cg-commit): install netapp-lib and allow ONTAPI for this user, or set "
+                "transport: zapi, or snapshot one volume per task." % ver)
+        from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import has_netapp_lib
+        if not has_netapp_lib():
+            raise OntapError("no consistent multi-volume snapshot possible over REST", operation=op,
+                             hostname=self.hostname, hint=hint)
+        from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import OntapZapi
+        params = dict(self.params)
+        params["transport"] = "zapi"
+        zapi = OntapZapi(params, self.module_name)
+        try:
+            method = zapi._create_set(volumes, name, comment, label)  # pylint: disable=protected-access
+        except OntapError as exc:
+            if exc.is_auth or exc.is_forbidden or exc.code == "13005":
+                exc.message += " (REST fallback to ZAPI)"
+                exc._hint = hint  # pylint: disable=protected-access
+            raise
+        self.warnings.append("ONTAP %s on %s has no consistency-group REST API; the snapshot %s was taken with ZAPI "
+                             "cg-start/cg-commit." % (ver, self.hostname, name))
+        return method
+
+    def delete_snapshot(self, svm: str, volume: str, name: str) -> None:
+        op = "delete snapshot %s on %s:%s" % (name, svm, volume)
+        snap = self.get_snapshot(svm, volume, name)
+        if not snap:
+            raise self.not_found("snapshot %s not found on %s:%s" % (name, svm, volume), op)
+        vol_uuid = self.get_volume(svm, volume)["uuid"]
+        try:
+            self._send("DELETE", "/api/storage/volumes/%s/snapshots/%s" % (vol_uuid, snap["uuid"]), op,
+                       safe_to_retry=True)
+        except OntapError as exc:
+            if exc.is_not_found and not self.get_snapshot(svm, volume, name):
+                return
+            raise
+
+    # ---- restore -------------------------------------------------------------------------------------
+    def restore_file(self, svm: str, volume: str, snapshot: str, path: str, restore_path: Optional[str] = None) -> str:
+        op = "restore %s in %s:%s from snapshot %s" % (path, svm, volume, snapshot)
+        vol_uuid = self.get_volume(svm, volume)["uuid"]
+        if self.version_at_least(NATIVE_FILE_RESTORE):
+            query = {"restore_to.snapshot.name": snapshot, "restore_to.path": path,
+                     "restore_to.restore_path": restore_path or path}
+            self._send("PATCH", "/api/storage/volumes/%s" % vol_uuid, op, query=query, body={}, safe_to_retry=True)
+            return "rest_restore_to"
+        body = {"vserver": svm, "volume": volume, "snapshot": snapshot, "path": path}
+        if restore_path:
+            body["restore_path"] = restore_path
+        self._send("POST", "/api/private/cli/volume/snapshot/restore-file", op, body=body, safe_to_retry=True)
+        return "cli_passthrough"
+
+    def restore_lun(self, svm: str, volume: str, snapshot: str, lun_path: str) -> str:
+        op = "restore LUN %s in %s:%s from snapshot %s" % (lun_path, svm, volume, snapshot)
+        prefix = "/vol/%s/" % volume
+        if not lun_path.startswith(prefix):
+            raise self.error("LUN path %s is not inside volume %s" % (lun_path, volume), op)
+        recs = self.call(op, lambda: self.session.get_records("/api/storage/luns", **{"svm.name": svm, "name": lun_path,
+                                                                                     "fields": "uuid,name"}))
+        recs = [r for r in recs if r.get("name") == lun_path]
+        if not recs:
+            raise self.not_found("LUN %s not found on SVM %s" % (lun_path, svm), op)
+        source = "/vol/%s/.snapshot/%s/%s" % (volume, snapshot, lun_path[len(prefix):])
+        self._send("PATCH", "/api/storage/luns/%s" % recs[0]["uuid"], op, body={"clone": {"source": {"name": source}}},
+                   safe_to_retry=True)
+        return "rest_lun_clone"
+
+    def restore_volume(self, svm: str, volume: str, snapshot: str, force: bool = False) -> None:
+        op = "restore volume %s:%s to snapshot %s" % (svm, volume, snapshot)
+        vol_uuid = self.get_volume(svm, volume)["uuid"]
+        query: Dict[str, Any] = {"restore_to.snapshot.name": snapshot}
+        if force:
+            query["restore_to.snapshot.force"] = "true"
+        self._send("PATCH", "/api/storage/volumes/%s" % vol_uuid, op, query=query, body={}, safe_to_retry=True,
+                   timeout=max(self.timeout, 300))
+
+    # ---- snapmirror ------------------------------------------------------------------------------------
+    def _policies(self) -> Dict[str, dict]:
+        try:
+            recs = self.session.get_records("/api/snapmirror/policies",
+                                            fields="name,uuid,type,retention,create_snapshot_on_source")
+        except OntapError:
+            return {}
+        out = {}
+        for r in recs:
+            out[r.get("uuid") or r.get("name")] = r
+            out[r.get("name")] = r
+        return out
+
+    def _relationship(self, r: dict, policies: Dict[str, dict]) -> dict:
+        src = r.get("source") or {}
+        dst = r.get("destination") or {}
+        pol = r.get("policy") or {}
+        full = policies.get(pol.get("uuid")) or policies.get(pol.get("name")) or {}
+        labels = [x.get("label") for x in full.get("retention") or [] if x.get("label")]
+        ptype = pol.get("type") or full.get("type") or "async"
+        if ptype == "async" and full:
+            if full.get("create_snapshot_on_source") is False:
+                ptype = "vault"
+            elif labels:
+                ptype = "mirror_vault"
+
+        def split(end: dict) -> dict:
+            path = end.get("path") or ""
+            svm, _sep, vol = path.partition(":")
+            return {"svm": (end.get("svm") or {}).get("name") or svm, "volume": vol or None, "path": path}
+        transfer = r.get("transfer") or {}
+        return {"uuid": r.get("uuid"), "source": split(src), "destination": split(dst), "policy": pol.get("name"),
+                "policy_type": ptype, "state": r.get("state"), "healthy": r.get("healthy"),
+                "unhealthy_reason": _reason(r.get("unhealthy_reason")), "lag_time": duration_to_seconds(r.get("lag_time")),
+                "transfer_state": transfer.get("state"), "last_transfer_end": iso_to_epoch(transfer.get("end_time")),
+                "labels": labels}
+
+    def list_snapmirror(self, source: Optional[List[VolumeRef]] = None) -> List[dict]:
+        op = "list SnapMirror relationships"
+        recs = self.call(op, lambda: self.session.get_records("/api/snapmirror/relationships", fields=SM_FIELDS))
+        policies = self._policies() if recs else {}
+        rels = [self._relationship(r, policies) for r in recs]
+        if source is not None:
+            wanted = set("%s:%s" % sv for sv in source)
+            rels = [r for r in rels if r["source"]["path"] in wanted]
+        return rels
+
+    def update_snapmirror(self, relationship: dict, snapshot: Optional[str] = None, wait: bool = True,
+                          timeout: int = 300) -> dict:
+        rel_uuid = relationship["uuid"]
+        op = "update SnapMirror %s -> %s" % (relationship["source"]["path"], relationship["destination"]["path"])
+        body: Dict[str, Any] = {}
+        if snapshot:
+            body["source_snapshot"] = snapshot
+        payload = self._send("POST", "/api/snapmirror/relationships/%s/transfers" % rel_uuid, op,
+                             query={"return_records": "true"}, body=body, safe_to_retry=False, timeout=timeout)
+        recs = payload.get("records") if isinstance(payload, dict) else None
+        transfer_uuid = (recs[0] if recs else payload if isinstance(payload, dict) else {}).get("uuid")
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while wait:
+            if transfer_uuid:
+                t = self.call(op, lambda: self.session.get(
+                    "/api/snapmirror/relationships/%s/transfers/%s" % (rel_uuid, transfer_uuid), fields="state,error_info"))
+                state = t.get("state")
+                err = (t.get("error_info") or {}).get("message")
+            else:
+                r = self.call(op, lambda: self.session.get("/api/snapmirror/relationships/%s" % rel_uuid, fields=SM_FIELDS))
+                state = (r.get("transfer") or {}).get("state")
+                err = _reason(r.get("unhealthy_reason"))
+            if state in ("success", None, "idle"):
+                break
+            if state in ("failed", "aborted", "hard_aborted"):
+                raise OntapError("transfer %s%s" % (state, ": %s" % err if err else ""), code="13303844", operation=op,
+                                 hostname=self.hostname,
+                                 hint="Check the relationship with 'snapmirror show -destination-path %s' and run "
+                                      "'snapmirror resync' if it is broken." % relationship["destination"]["path"])
+            if time.monotonic() + delay > deadline:
+                raise OntapError("transfer still %s after %d s" % (state, timeout), operation=op, hostname=self.hostname,
+                                 hint="The transfer continues on the controller; raise wait_timeout or check later.")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        refreshed = self.call(op, lambda: self.session.get("/api/snapmirror/relationships/%s" % rel_uuid, fields=SM_FIELDS))
+        return self._relationship(refreshed, self._policies())
+
+
+def _reason(value: Any) -> Optional[str]:
+    if not value:
+        return None
+    if isinstance(value, list):
+        return "; ".join(str(v.get("message") if isinstance(v, dict) else v) for v in value) or None
+    if isinstance(value, dict):
+        return value.get("message") or str(value)
+    return str(value)

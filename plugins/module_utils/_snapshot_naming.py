@@ -1,0 +1,138 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Snapshot names and the kvmsnap metadata marker carried in the snapshot comment.
+
+This module util is PRIVATE to the collection. It may change without notice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any, Mapping, Optional
+
+DEFAULT_PREFIX = "kvmsnap"
+MARKER = "kvmsnap:v1"
+MAX_NAME = 255
+MAX_COMMENT = 255
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+POLICY_RE = re.compile(r"^[A-Za-z0-9_]+$")
+RESERVED_PREFIXES = ("hourly.", "daily.", "weekly.", "monthly.", "snapmirror.", "vserverdr", "smas",
+                     "sm_created", "ontap_ransom", ".")
+ALLOWED_FORM = ("at most 255 characters from [A-Za-z0-9_.-], starting with a letter or '_', not starting with "
+                "a reserved prefix (%s)" % ", ".join(RESERVED_PREFIXES))
+TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+class SnapshotNameError(ValueError):
+    """A snapshot name, prefix or policy is not valid; the message names the field and the allowed form."""
+
+
+def validate_snapshot_name(name: Any, field: str = "name") -> str:
+    """Return NAME if it is a valid snapshot name, else raise SnapshotNameError naming FIELD and the allowed form."""
+    if not isinstance(name, str) or not name:
+        raise SnapshotNameError("%s: a snapshot name is required (%s)." % (field, ALLOWED_FORM))
+    if len(name) > MAX_NAME:
+        raise SnapshotNameError("%s: snapshot name is %d characters long; allowed: %s." % (field, len(name), ALLOWED_FORM))
+    lowered = name.lower()
+    for prefix in RESERVED_PREFIXES:
+        if lowered.startswith(prefix):
+            raise SnapshotNameError("%s: snapshot name %r starts with the reserved prefix %r (ONTAP or other tools use "
+                             "it); allowed: %s." % (field, name, prefix, ALLOWED_FORM))
+    if not NAME_RE.match(name):
+        bad = sorted(set(c for c in name if not re.match(r"[A-Za-z0-9_.-]", c)))
+        if bad:
+            what = "characters %s are not allowed" % ", ".join(repr(c) for c in bad)
+        else:
+            what = "the first character must be a letter or '_'"
+        raise SnapshotNameError("%s: invalid snapshot name %r: %s; allowed: %s." % (field, name, what, ALLOWED_FORM))
+    return name
+
+
+def validate_prefix(prefix: Any, field: str = "prefix") -> str:
+    """A name prefix must itself be a valid name start and leave room for the policy and timestamp."""
+    validate_snapshot_name(prefix, field)
+    if len(prefix) > 200:
+        raise SnapshotNameError("%s: prefix is %d characters long; at most 200 allowed." % (field, len(prefix)))
+    return prefix
+
+
+def validate_policy(policy: Any, field: str = "policy") -> str:
+    if not isinstance(policy, str) or not POLICY_RE.match(policy) or len(policy) > 32:
+        raise SnapshotNameError("%s: invalid retention policy %r; allowed: 1-32 characters from [A-Za-z0-9_] "
+                         "(e.g. daily, weekly)." % (field, policy))
+    return policy
+
+
+def default_name(policy: str, when: Optional[datetime.datetime] = None, prefix: str = DEFAULT_PREFIX) -> str:
+    """`<prefix>-<policy>_<UTC %Y%m%dT%H%M%SZ>`."""
+    validate_prefix(prefix)
+    validate_policy(policy)
+    if when is None:
+        when = datetime.datetime.now(datetime.timezone.utc)
+    elif when.tzinfo is not None:
+        when = when.astimezone(datetime.timezone.utc)
+    name = "%s-%s_%s" % (prefix, policy, when.strftime(TIME_FORMAT))
+    return validate_snapshot_name(name)
+
+
+def parse_name(name: str, prefix: str = DEFAULT_PREFIX) -> Optional[dict]:
+    """Split a default-form name into {prefix, policy, time (epoch s)} or None."""
+    m = re.match(r"^%s-([A-Za-z0-9_]+)_(\d{8}T\d{6}Z)$" % re.escape(prefix), name or "")
+    if not m:
+        return None
+    when = datetime.datetime.strptime(m.group(2), TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
+    return {"prefix": prefix, "policy": m.group(1), "time": int(when.timestamp())}
+
+
+def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Optional[str] = None) -> str:
+    """`kvmsnap:v1 policy=<policy> run=<run id>[ host=<kvm host>]` (plus an optional free text after ' | ')."""
+    validate_policy(policy)
+    for field, value in (("run", run), ("host", host)):
+        if value is None and field == "host":
+            continue
+        if not isinstance(value, str) or not TOKEN_RE.match(value):
+            raise SnapshotNameError("%s: invalid value %r for the snapshot metadata; allowed: characters "
+                             "[A-Za-z0-9_.:@-], no spaces." % (field, value))
+    text = "%s policy=%s run=%s" % (MARKER, policy, run)
+    if host:
+        text += " host=%s" % host
+    if extra:
+        text += " | %s" % extra
+    if len(text) > MAX_COMMENT:
+        raise SnapshotNameError("comment: the snapshot comment with the kvmsnap metadata is %d characters long; at most "
+                         "%d allowed (shorten comment, run or host)." % (len(text), MAX_COMMENT))
+    return text
+
+
+def parse_comment(comment: Optional[str]) -> Optional[dict]:
+    """Return {policy, run, host} if COMMENT carries our marker, else None."""
+    if not comment or not isinstance(comment, str):
+        return None
+    head = comment.split(" | ", 1)[0].strip()
+    parts = head.split()
+    if not parts or parts[0] != MARKER:
+        return None
+    meta: dict = {"policy": None, "run": None, "host": None}
+    for part in parts[1:]:
+        key, sep, value = part.partition("=")
+        if sep and key in meta:
+            meta[key] = value
+    if not meta["policy"] or not meta["run"]:
+        return None
+    return meta
+
+
+def is_ours(snapshot: Mapping[str, Any], prefix: str = DEFAULT_PREFIX) -> bool:
+    """True if the snapshot's name has our prefix AND its comment carries our marker."""
+    name = snapshot.get("name") or ""
+    if not name.startswith(prefix + "-"):
+        return False
+    return parse_comment(snapshot.get("comment")) is not None
+
+
+def has_marker(snapshot: Mapping[str, Any]) -> bool:
+    """True if the comment carries our marker (whatever the name)."""
+    return parse_comment(snapshot.get("comment")) is not None

@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ontap_restore
+short_description: Restore files or LUNs (or, when confirmed, a whole volume) from an ONTAP snapshot
+version_added: 1.0.0
+description:
+  - Restores O(files) (paths inside the volume) and O(luns) of O(volume) from O(snapshot) in place (single-file
+    SnapRestore). REST uses the native C(restore_to) volume PATCH on ONTAP 9.10.1+, the private CLI passthrough
+    C(volume snapshot restore-file) before; LUNs are overwritten as clones of their snapshot copy. ZAPI uses
+    C(snapshot-restore-file).
+  - With O(mode=volume) the whole volume is reverted to the snapshot (volume SnapRestore). This needs
+    O(confirm_volume_restore=true), because every change since the snapshot is lost, newer snapshots are deleted
+    and SnapMirror relationships of the volume must be updated or resynced afterwards.
+  - The snapshot is checked to exist before anything is done. Paths are normalised and confined to the volume.
+author:
+  - kvmsnap.core contributors
+extends_documentation_fragment:
+  - kvmsnap.core.ontap
+  - kvmsnap.core.attributes
+  - kvmsnap.core.attributes.actiongroup_ontap
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports the files, LUNs or volume that would be restored without any changing call.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details:
+      - A restore is an action; it always restores and reports C(changed=true).
+options:
+  svm:
+    description:
+      - SVM of O(volume) (unless O(volume) is given as C(svm:volume)).
+    type: str
+  volume:
+    description:
+      - Volume to restore in, as C(volume) (with O(svm)) or C(svm:volume).
+    type: str
+    required: true
+  snapshot:
+    description:
+      - Snapshot to restore from.
+    type: str
+    required: true
+  files:
+    description:
+      - Files to restore, as paths inside the volume (C(images/vm1.qcow2), C(/images/vm1.qcow2) or
+        C(/vol/<volume>/images/vm1.qcow2)). C(..), C(.snapshot) components, NUL and paths outside the volume are
+        refused.
+    type: list
+    elements: str
+    default: []
+  luns:
+    description:
+      - LUNs to restore, as C(/vol/<volume>/[qtree/]lun) or a path relative to the volume.
+    type: list
+    elements: str
+    default: []
+  mode:
+    description:
+      - V(files) restores O(files) and O(luns); V(volume) reverts the whole volume (needs O(confirm_volume_restore)).
+    type: str
+    choices: [files, volume]
+    default: files
+  confirm_volume_restore:
+    description:
+      - Must be V(true) for O(mode=volume); a volume restore is refused otherwise.
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(mode=volume), ask ONTAP to restore even when it would otherwise refuse (for example newer snapshots
+        with protective metadata).
+    type: bool
+    default: false
+seealso:
+  - module: kvmsnap.core.ontap_snapshot_info
+"""
+
+EXAMPLES = r"""
+- name: Restore two disk images from last night's snapshot
+  kvmsnap.core.ontap_restore:
+    hostname: cluster1.example.com
+    username: restore
+    password: "{{ ontap_password }}"
+    volume: svm1:vol_ds1
+    snapshot: kvmsnap-daily_20260101T020000Z
+    files:
+      - images/vm1.qcow2
+      - images/vm1_VARS.fd
+  delegate_to: localhost
+
+- name: Restore a LUN
+  kvmsnap.core.ontap_restore:
+    hostname: cluster1.example.com
+    svm: svm1
+    volume: vol_san1
+    snapshot: kvmsnap-daily_20260101T020000Z
+    luns: [/vol/vol_san1/lun_vm2]
+  delegate_to: localhost
+
+- name: Revert the whole volume (every VM on it!)
+  kvmsnap.core.ontap_restore:
+    hostname: cluster1.example.com
+    volume: svm1:vol_ds2
+    snapshot: kvmsnap-daily_20260101T020000Z
+    mode: volume
+    confirm_volume_restore: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+restored:
+  description: What was restored (or would be, in check mode).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    type:
+      description: V(file), V(lun) or V(volume).
+      type: str
+      sample: file
+    path:
+      description: Path inside the volume (C(/) for a volume restore; C(/vol/...) for a LUN).
+      type: str
+      sample: /images/vm1.qcow2
+    method:
+      description:
+        - How it was restored; V(rest_restore_to), V(cli_passthrough), V(rest_lun_clone), V(zapi),
+          V(volume_snaprestore), or V(check_mode).
+      type: str
+      sample: rest_restore_to
+deleted_snapshots:
+  description: Snapshots newer than O(snapshot) that the volume restore deletes (O(mode=volume) only).
+  returned: when mode is volume
+  type: list
+  elements: str
+  sample: [kvmsnap-daily_20260102T020000Z]
+msg:
+  description: What was done.
+  returned: always
+  type: str
+  sample: restored 2 item(s) of svm1:vol_ds1 from snapshot kvmsnap-daily_20260101T020000Z
+transport:
+  description: The API used (V(rest) or V(zapi)).
+  returned: success
+  type: str
+  sample: rest
+ontap_version:
+  description: ONTAP release of the controller.
+  returned: success
+  type: str
+  sample: 9.13.1
+"""
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import (
+    ontap_module,
+    run_ontap_module,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_paths import (
+    PathError,
+    lun_full_path,
+    normalize_paths,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import (
+    restore_items,
+    restore_whole_volume,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import validate_snapshot_name
+
+ARGUMENT_SPEC = {
+    "svm": {"type": "str"},
+    "volume": {"type": "str", "required": True},
+    "snapshot": {"type": "str", "required": True},
+    "files": {"type": "list", "elements": "str", "default": []},
+    "luns": {"type": "list", "elements": "str", "default": []},
+    "mode": {"type": "str", "choices": ["files", "volume"], "default": "files"},
+    "confirm_volume_restore": {"type": "bool", "default": False},
+    "force": {"type": "bool", "default": False},
+}
+
+
+def _snapshot_name(name):
+    # Restoring from ONTAP's own snapshots (hourly.*, daily.*) is allowed: only the character rules apply.
+    try:
+        validate_snapshot_name(name, "snapshot")
+    except ValueError as exc:
+        if "reserved prefix" not in str(exc):
+            raise
+    return name
+
+
+def prepare(module):
+    p = module.params
+    svm, volume = parse_volumes([p["volume"]], p["svm"], "volume")[0]
+    _snapshot_name(p["snapshot"])
+    if p["mode"] == "volume":
+        if p["files"] or p["luns"]:
+            raise OptionError("files/luns: not allowed with mode=volume (the whole volume is restored).")
+        if not p["confirm_volume_restore"]:
+            raise OptionError(
+                "confirm_volume_restore: a volume restore of %s:%s reverts EVERY file in the volume (all VMs on it) to "
+                "snapshot %s, deletes all newer snapshots and breaks SnapMirror updates until they are resynced; set "
+                "confirm_volume_restore: true to do it, or restore single files with mode: files." % (
+                    svm, volume, p["snapshot"]))
+        return {"svm": svm, "volume": volume, "files": [], "luns": []}
+    if not p["files"] and not p["luns"]:
+        raise OptionError("files/luns: give at least one file or LUN to restore (or mode: volume).")
+    files = normalize_paths(p["files"], volume, "files") if p["files"] else []
+    luns = []
+    for index, lun in enumerate(p["luns"]):
+        full = lun_full_path(lun, volume, "luns", index)
+        if full in luns:
+            raise PathError("luns[%d]: %r is given twice." % (index, lun))
+        luns.append(full)
+    return {"svm": svm, "volume": volume, "files": files, "luns": luns}
+
+
+def execute(module, client, prep):
+    p = module.params
+    svm, volume = prep["svm"], prep["volume"]
+    check = module.check_mode
+    if p["mode"] == "volume":
+        res = restore_whole_volume(client, svm, volume, p["snapshot"], force=p["force"], check_mode=check)
+        res["msg"] = "%s volume %s:%s to snapshot %s" % ("would restore" if check else "restored", svm, volume,
+                                                        p["snapshot"])
+        return res
+    res = restore_items(client, svm, volume, p["snapshot"], prep["files"], prep["luns"], check_mode=check)
+    res["msg"] = "%s %d item(s) of %s:%s from snapshot %s" % ("would restore" if check else "restored",
+                                                             len(res["restored"]), svm, volume, p["snapshot"])
+    return res
+
+
+def main():
+    module = ontap_module(ARGUMENT_SPEC)
+    run_ontap_module(module, "ontap_restore", prepare, execute)
+
+
+if __name__ == "__main__":
+    main()

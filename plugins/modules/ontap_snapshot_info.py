@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ontap_snapshot_info
+short_description: List ONTAP snapshots of volumes with this collection's backup metadata
+version_added: 1.0.0
+description:
+  - Lists the snapshots of O(volumes), or of every volume of O(svm), with their creation time, SnapMirror label,
+    comment, state, busy flag and owners, and this collection's metadata parsed from the comment.
+author:
+  - kvmsnap.core contributors
+extends_documentation_fragment:
+  - kvmsnap.core.ontap
+  - kvmsnap.core.attributes
+  - kvmsnap.core.attributes.actiongroup_ontap
+  - kvmsnap.core.attributes.info_module
+options:
+  svm:
+    description:
+      - SVM of the entries of O(volumes) without their own SVM; without O(volumes), all volumes of this SVM are listed.
+    type: str
+  volumes:
+    description:
+      - Volumes to list, as C(volume) (with O(svm)) or C(svm:volume). Either O(volumes) or O(svm) is required.
+    type: list
+    elements: str
+  name:
+    description:
+      - Only the snapshot with this name.
+    type: str
+  policy:
+    description:
+      - Only this collection's snapshots of this retention policy.
+    type: str
+  only_ours:
+    description:
+      - Only this collection's snapshots (name prefix C(kvmsnap-) and the metadata in the comment).
+    type: bool
+    default: false
+seealso:
+  - module: kvmsnap.core.ontap_snapshot
+"""
+
+EXAMPLES = r"""
+- name: Our daily backups of two volumes
+  kvmsnap.core.ontap_snapshot_info:
+    hostname: cluster1.example.com
+    username: backup
+    password: "{{ ontap_password }}"
+    svm: svm1
+    volumes: [vol_ds1, vol_ds2]
+    policy: daily
+  delegate_to: localhost
+  register: backups
+
+- name: Every snapshot of every volume of svm1
+  kvmsnap.core.ontap_snapshot_info:
+    hostname: cluster1.example.com
+    svm: svm1
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+snapshots:
+  description: Snapshots, oldest first per volume.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    svm:
+      description: SVM.
+      type: str
+      sample: svm1
+    volume:
+      description: Volume.
+      type: str
+      sample: vol_ds1
+    name:
+      description: Snapshot name.
+      type: str
+      sample: kvmsnap-daily_20260101T020000Z
+    uuid:
+      description: Snapshot UUID.
+      type: str
+      sample: 343b5227-8c6b-11eb-9ed1-005056b4c6d7
+    create_time:
+      description: Creation time, epoch seconds.
+      type: int
+      sample: 1767232800
+    create_time_iso:
+      description: Creation time, ISO 8601 UTC.
+      type: str
+      sample: "2026-01-01T02:00:00Z"
+    snapmirror_label:
+      description: SnapMirror label.
+      type: str
+      sample: daily
+    comment:
+      description: Snapshot comment.
+      type: str
+      sample: kvmsnap:v1 policy=daily run=20260101T020000Z host=kvm1
+    state:
+      description: Snapshot state (V(valid), V(invalid), V(partial), ...).
+      type: str
+      sample: valid
+    busy:
+      description: Whether the snapshot is busy or owned (cannot be deleted now).
+      type: bool
+      sample: false
+    owners:
+      description: Owners of the snapshot (for example C(snapmirror)).
+      type: list
+      elements: str
+      sample: []
+    kvmsnap:
+      description: This collection's metadata (C(policy), C(run), C(host)), or null for other snapshots.
+      type: dict
+      sample: {"policy": "daily", "run": "20260101T020000Z", "host": "kvm1"}
+volumes:
+  description: The volumes that were listed, as C(svm:volume).
+  returned: always
+  type: list
+  elements: str
+  sample: ["svm1:vol_ds1", "svm1:vol_ds2"]
+transport:
+  description: The API used (V(rest) or V(zapi)).
+  returned: success
+  type: str
+  sample: rest
+ontap_version:
+  description: ONTAP release of the controller.
+  returned: success
+  type: str
+  sample: 9.13.1
+"""
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import (
+    OptionError,
+    parse_volumes,
+    validate_object_name,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import (
+    ontap_module,
+    run_ontap_module,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import snapshot_info
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import validate_policy
+
+ARGUMENT_SPEC = {
+    "svm": {"type": "str"},
+    "volumes": {"type": "list", "elements": "str"},
+    "name": {"type": "str"},
+    "policy": {"type": "str"},
+    "only_ours": {"type": "bool", "default": False},
+}
+
+
+def prepare(module):
+    p = module.params
+    if p["volumes"]:
+        volumes = parse_volumes(p["volumes"], p["svm"])
+    elif p["svm"]:
+        validate_object_name(p["svm"], "svm", "SVM")
+        volumes = None
+    else:
+        raise OptionError("volumes or svm: give the volumes to list, or an svm to list all its volumes.")
+    if p["policy"]:
+        validate_policy(p["policy"], "policy")
+    return volumes
+
+
+def execute(module, client, volumes):
+    p = module.params
+    if volumes is None:
+        volumes = [(v["svm"] or p["svm"], v["name"]) for v in client.list_volumes(p["svm"])]
+    snaps = snapshot_info(client, volumes, name=p["name"], policy=p["policy"], only_ours=p["only_ours"])
+    return {"changed": False, "snapshots": snaps, "volumes": ["%s:%s" % v for v in volumes]}
+
+
+def main():
+    module = ontap_module(ARGUMENT_SPEC)
+    run_ontap_module(module, "ontap_snapshot_info", prepare, execute)
+
+
+if __name__ == "__main__":
+    main()
