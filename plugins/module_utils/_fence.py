@@ -1,0 +1,846 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The fence: quiesce a set of VMs in parallel, journal it, release exactly what was quiesced.
+
+This module util is PRIVATE to the collection. It may change without notice.
+
+Used by vm_quiesce (state quiesced/released) and vm_backup (quiesce → snapshot → release).
+
+Rules (see docs and tests):
+
+* every VM is resolved (name or UUID) before any VM is touched; unknown VMs fail the run, all named;
+* a stale journal of a dead run (or one past its deadline) is recovered first and reported;
+* a lock per VM keeps two runs apart (F18); a stale lock is reported and taken over;
+* the journal is written ahead of the quiesce (what will be done), then updated with what was done;
+* a detached watchdog (``_watchdog``) releases at the deadline by itself;
+* a VM that was paused (or frozen) before the run is never touched (F8); release of a VM that is
+  already running / thawed is a success (F9); on a failure partway the VMs already quiesced are
+  released and the others are left alone (F10);
+* consistency levels are never claimed above what was reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable, Dict, List, Optional
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock, _watchdog
+
+MODES = ("suspend", "freeze", "auto", "none")
+# strongest first; "offline" = the VM was shut off (its disks are idle and clean)
+CONSISTENCY_LEVELS = ("offline", "application", "filesystem", "suspended", "crash")
+MAX_WORKERS = 64
+
+VIR_ERR_NO_SUPPORT = 3
+VIR_ERR_OPERATION_INVALID = 55
+VIR_ERR_ARGUMENT_UNSUPPORTED = 74
+VIR_ERR_OPERATION_UNSUPPORTED = 84
+VIR_ERR_AGENT_UNRESPONSIVE = 86
+VIR_DOMAIN_RUNNING = 1
+VIR_DOMAIN_PAUSED = 3
+VIR_DOMAIN_SHUTOFF = 5
+_UNSUPPORTED = (VIR_ERR_NO_SUPPORT, VIR_ERR_ARGUMENT_UNSUPPORTED, VIR_ERR_OPERATION_UNSUPPORTED)
+
+
+class FenceError(Exception):
+    """The fence failed; ``result`` carries what was done (per-VM outcomes, releases)."""
+
+    def __init__(self, message: str, result: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.result = result or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _lv():
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
+    return _libvirt
+
+
+def _code(err: BaseException) -> Optional[int]:
+    return _lv().error_code(err)
+
+
+def _ms(t0: float, t1: float) -> float:
+    return round((t1 - t0) * 1000.0, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# pure rules
+
+
+def consistency_for(action: str, prior_state: str, frozen_count: Optional[int] = None) -> str:
+    """The consistency level a VM's disks have while the run holds it (never more than reached)."""
+    if prior_state == "shutoff":
+        return "offline"
+    if action == "frozen":
+        # The agent does not tell whether fsfreeze hooks quiesced applications: claim filesystem only.
+        return "filesystem" if (frozen_count is None or frozen_count > 0) else "crash"
+    if action == "suspended":
+        return "suspended"
+    return "crash"
+
+
+def weakest(levels: List[str]) -> Optional[str]:
+    """The weakest of several consistency levels (e.g. of all VMs on one snapshot)."""
+    known = [lvl for lvl in levels if lvl in CONSISTENCY_LEVELS]
+    if not known:
+        return None
+    return max(known, key=CONSISTENCY_LEVELS.index)
+
+
+def planned_action(mode: str, state: str) -> str:
+    """What the run will do to a VM in libvirt state STATE (write-ahead journal entry)."""
+    if state != "running" or mode == "none":
+        return "none"
+    return {"suspend": "suspended", "freeze": "frozen", "auto": "auto"}[mode]
+
+
+def skip_reason(mode: str, state: str, paused_reason: Optional[str] = None) -> Optional[str]:
+    if mode == "none":
+        return "mode none: crash-consistent, not paused"
+    if state == "paused":
+        return "paused before this run (reason: %s); left untouched and not resumed" % (paused_reason or "unknown")
+    if state == "shutoff":
+        return "shut off; nothing to quiesce"
+    if state != "running":
+        return "in state %s; not quiesced" % state
+    return None
+
+
+def is_test_uri(uri: Optional[str]) -> bool:
+    return bool(uri) and str(uri).startswith("test:")
+
+
+# ---------------------------------------------------------------------------------------------
+# libvirt access shared by worker threads
+
+
+class SharedConnection:
+    """One read-write libvirt connection for all worker threads (libvirt connections are thread-safe),
+    reconnected once per generation when libvirtd restarts (F7); calls retried ``retries`` times."""
+
+    def __init__(self, uri: Optional[str], retries: int = 3, readonly: bool = False, delay: float = 0.5) -> None:
+        self.uri = uri
+        self.retries = max(0, int(retries))
+        self.readonly = readonly
+        self.delay = delay
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._gen = 0
+        self._doms: Dict[Any, Any] = {}
+        self.reconnects = 0
+
+    def _get(self):
+        with self._lock:
+            if self._conn is None:
+                self._conn = _lv().open_connection(self.uri, readonly=self.readonly, retries=self.retries,
+                                                   delay=self.delay)
+                self._doms = {}
+            return self._conn, self._gen
+
+    @property
+    def conn(self) -> Any:
+        return self._get()[0]
+
+    def _reconnect(self, gen: int) -> None:
+        with self._lock:
+            if gen != self._gen:
+                return  # another thread already reconnected
+            try:
+                if self._conn is not None:
+                    self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+            self._gen += 1
+            self.reconnects += 1
+
+    def domain(self, conn: Any, vm_uuid: str) -> Any:
+        key = (id(conn), vm_uuid)
+        dom = self._doms.get(key)
+        if dom is None:
+            dom = conn.lookupByUUIDString(vm_uuid)
+            self._doms[key] = dom
+        return dom
+
+    def call(self, fn: Callable[[Any, int], Any]) -> Any:
+        """fn(conn, attempt); a transient error → reconnect and call again (at most ``retries`` times)."""
+        attempt = 0
+        while True:
+            conn, gen = self._get()
+            try:
+                return fn(conn, attempt)
+            except Exception as err:
+                if not _lv().is_transient(err) or attempt >= self.retries:
+                    raise
+                self._reconnect(gen)
+                attempt += 1
+                time.sleep(self.delay * attempt)
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                if self._conn is not None:
+                    self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+
+def _agent_timeout(dom: Any, seconds: int) -> None:
+    try:
+        dom.agentSetResponseTimeout(int(seconds))
+    except Exception as err:
+        if _code(err) not in _UNSUPPORTED:
+            raise
+
+
+def agent_command(dom: Any, command: str, timeout: int) -> Any:
+    """Run a guest-agent command (JSON) with a timeout; returns the decoded 'return' value."""
+    import libvirt_qemu  # type: ignore[import-not-found]  # part of libvirt-python
+    out = libvirt_qemu.qemuAgentCommand(dom, json.dumps({"execute": command}), int(timeout), 0)
+    return json.loads(out).get("return") if out else None
+
+
+def agent_ping(dom: Any, timeout: int) -> Optional[bool]:
+    """True: the agent answered; False: it did not; None: this driver cannot run agent commands."""
+    try:
+        agent_command(dom, "guest-ping", timeout)
+        return True
+    except ImportError:
+        return None
+    except Exception as err:
+        if _code(err) in _UNSUPPORTED:
+            return None
+        return False
+
+
+def freeze_status(dom: Any, timeout: int) -> Optional[str]:
+    """'frozen' / 'thawed' from the agent, or None when it cannot be asked."""
+    try:
+        return agent_command(dom, "guest-fsfreeze-status", timeout)
+    except Exception:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# resolution
+
+
+def resolve_vms(conn: Any, idents: List[str], uri: Optional[str]) -> List[Dict[str, Any]]:
+    """Every VM ({ident, uuid, name, state, paused_reason}); unknown ones all listed in one FenceError."""
+    lv = _lv()
+    if not idents:
+        raise FenceError("vms: no VM given; name at least one VM (name or UUID) to quiesce on %s." % (uri,))
+    found: List[Dict[str, Any]] = []
+    unknown: List[str] = []
+    seen: Dict[str, str] = {}
+    for idx, ident in enumerate(idents):
+        if not isinstance(ident, str) or not ident.strip():
+            raise FenceError("vms[%d]: empty VM name; give a libvirt domain name or UUID." % idx)
+        try:
+            dom = lv.lookup_domain(conn, ident)
+        except lv.DomainNotFound:
+            unknown.append(ident)
+            continue
+        vm_uuid = dom.UUIDString()
+        if vm_uuid in seen:
+            continue  # the same VM named twice (name and UUID): once is enough
+        seen[vm_uuid] = ident
+        state, reason = dom.state()
+        sname = lv.state_name(state)
+        found.append({"ident": ident, "uuid": vm_uuid, "name": dom.name(), "state": sname,
+                      "paused_reason": lv.paused_reason(reason) if sname == "paused" else None})
+    if unknown:
+        raise FenceError("unknown VM(s) on %s: %s; nothing was quiesced. Check the names/UUIDs with "
+                         "'virsh -c %s list --all'." % (uri or lv.DEFAULT_URI, ", ".join(repr(u) for u in unknown),
+                                                        uri or lv.DEFAULT_URI),
+                         {"unknown_vms": unknown})
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# quiesce / release of one VM
+
+
+def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeout: int) -> Dict[str, Any]:
+    """Quiesce one running VM. Returns {action, consistency, error, detail, t_done}; never raises."""
+    out: Dict[str, Any] = {"action": "none", "consistency": "crash", "error": None, "detail": None,
+                           "frozen_filesystems": None}
+
+    def suspend(conn: Any, attempt: int) -> None:
+        dom = sc.domain(conn, vm["uuid"])
+        if attempt and dom.state()[0] == VIR_DOMAIN_PAUSED:
+            return  # the first attempt went through before the connection dropped
+        dom.suspend()
+
+    def freeze(conn: Any, attempt: int) -> int:
+        dom = sc.domain(conn, vm["uuid"])
+        _agent_timeout(dom, agent_timeout)
+        return dom.fsFreeze()
+
+    def prepare_freeze(conn: Any, _attempt: int) -> Optional[str]:
+        dom = sc.domain(conn, vm["uuid"])
+        return freeze_status(dom, agent_timeout)
+
+    try:
+        if mode in ("freeze", "auto"):
+            if sc.call(prepare_freeze) == "frozen":
+                out["detail"] = "guest filesystems were frozen before this run; left untouched"
+                out["t_done"] = time.monotonic()
+                out["user_frozen"] = True
+                return out
+            use_freeze = True
+            if mode == "auto":
+                ping = sc.call(lambda conn, _a: agent_ping(sc.domain(conn, vm["uuid"]), agent_timeout))
+                use_freeze = ping is not False
+                if not use_freeze:
+                    out["detail"] = "guest agent did not answer guest-ping within %ds; suspended instead" % agent_timeout
+            if use_freeze:
+                try:
+                    count = sc.call(freeze)
+                    out["action"] = "frozen"
+                    out["frozen_filesystems"] = count
+                    out["consistency"] = consistency_for("frozen", "running", count)
+                    if count == 0:
+                        out["detail"] = "the guest agent froze no filesystem; crash-consistent"
+                    out["t_done"] = time.monotonic()
+                    return out
+                except Exception as err:
+                    if mode == "freeze":
+                        out["action"] = "frozen"  # the freeze may still land: release must thaw
+                        raise
+                    out["detail"] = "guest-agent freeze failed (%s); suspended instead" % err
+                    try:  # undo a freeze that may have happened partly before suspending
+                        sc.call(lambda conn, _a: sc.domain(conn, vm["uuid"]).fsThaw())
+                    except Exception:
+                        pass
+        if mode in ("suspend", "auto"):
+            out["action"] = "suspended"
+            sc.call(suspend)
+            out["consistency"] = consistency_for("suspended", "running")
+            out["t_done"] = time.monotonic()
+            return out
+        out["t_done"] = time.monotonic()
+        return out
+    except Exception as err:
+        out["error"] = "%s of VM %s (%s) failed: %s" % ("freeze" if out["action"] == "frozen" else "suspend",
+                                                        vm["name"], vm["uuid"], err)
+        out["consistency"] = "crash"
+        out["t_done"] = time.monotonic()
+        return out
+
+
+def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) -> Dict[str, Any]:
+    """Undo what the run did to one VM (action suspended/frozen/auto). Idempotent; never raises."""
+    action = vm.get("action")
+    out: Dict[str, Any] = {"result": None, "error": None}
+
+    def resume(conn: Any, _attempt: int) -> str:
+        dom = sc.domain(conn, vm["uuid"])
+        if dom.state()[0] != VIR_DOMAIN_PAUSED:
+            return "already running"
+        try:
+            dom.resume()
+        except Exception as err:
+            if dom.state()[0] != VIR_DOMAIN_PAUSED:  # F9: someone resumed it meanwhile
+                return "already running"
+            raise err
+        return "resumed"
+
+    def thaw(conn: Any, _attempt: int) -> str:
+        dom = sc.domain(conn, vm["uuid"])
+        _agent_timeout(dom, agent_timeout)
+        thawed = dom.fsThaw()
+        return "thawed" if thawed else "already thawed"
+
+    lv = _lv()
+    try:
+        if action in ("frozen", "auto"):
+            last: Optional[BaseException] = None
+            for _try in range(3):  # F4: retry the thaw, then check the status
+                try:
+                    out["result"] = sc.call(thaw)
+                    last = None
+                    break
+                except Exception as err:
+                    if _code(err) == lv.VIR_ERR_NO_DOMAIN:
+                        raise
+                    last = err
+                    status = sc.call(lambda conn, _a: freeze_status(sc.domain(conn, vm["uuid"]), agent_timeout))
+                    if status == "thawed":
+                        out["result"] = "already thawed"
+                        last = None
+                        break
+                    time.sleep(0.2)
+            if last is not None and action == "frozen":
+                raise last
+        if action in ("suspended", "auto"):
+            res = sc.call(resume)
+            out["result"] = res if action == "suspended" or res == "resumed" else (out["result"] or res)
+    except Exception as err:
+        if _code(err) == lv.VIR_ERR_NO_DOMAIN:
+            out["result"] = "gone"
+        else:
+            out["error"] = "release (%s) of VM %s (%s) failed: %s; check it with 'virsh domstate %s' and " \
+                           "'virsh domfsfreeze'/'domfsthaw'." % ("thaw" if action == "frozen" else "resume",
+                                                                  vm.get("name"), vm["uuid"], err, vm["uuid"])
+    out["t_done"] = time.monotonic()
+    return out
+
+
+def _parallel(items: List[Any], fn: Callable[[Any], Dict[str, Any]], timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Run fn on every item at once (a barrier lines the workers up), results in item order."""
+    if not items:
+        return []
+    n = min(len(items), MAX_WORKERS)
+    barrier = threading.Barrier(n) if len(items) <= MAX_WORKERS else None
+
+    def run(item: Any) -> Dict[str, Any]:
+        if barrier is not None:
+            try:
+                barrier.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                pass
+        return fn(item)
+
+    pool = ThreadPoolExecutor(max_workers=n)
+    try:
+        futures = [pool.submit(run, item) for item in items]
+        results = []
+        end = None if timeout is None else time.monotonic() + timeout
+        for _item, fut in zip(items, futures):
+            try:
+                left = None if end is None else max(0.0, end - time.monotonic())
+                results.append(fut.result(timeout=left))
+            except FutureTimeout:
+                results.append({"error": "no answer within %.0fs (libvirt/agent call hangs)" % (timeout or 0),
+                                "hung": True, "t_done": time.monotonic()})
+        return results
+    finally:
+        pool.shutdown(wait=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+class Fence:
+    """One host's fence state: state_dir, connection, journal, locks, watchdog."""
+
+    def __init__(self, uri: Optional[str], state_dir: str, retries: int = 3, agent_timeout: int = 10,
+                 module: str = "vm_quiesce", check_mode: bool = False, watchdog: Optional[bool] = None) -> None:
+        self.uri = uri or _lv().DEFAULT_URI
+        self.state_dir = state_dir
+        self.retries = retries
+        self.agent_timeout = agent_timeout
+        self.module = module
+        self.check_mode = check_mode
+        # the test driver is per process: a watchdog process would see other domains
+        self.use_watchdog = (not is_test_uri(self.uri)) if watchdog is None else watchdog
+        self.sc = SharedConnection(self.uri, retries=retries, readonly=check_mode)
+        self.run_id: Optional[str] = None
+        self.journal: Optional[Dict[str, Any]] = None
+        self.locked: List[str] = []
+        self.warnings: List[str] = []
+
+    # -- state dir, recovery --------------------------------------------------------------
+
+    def prepare_state_dir(self) -> None:
+        if self.check_mode and not os.path.isdir(self.state_dir):
+            return
+        if self.check_mode:
+            return
+        _journal.ensure_state_dir(self.state_dir)
+
+    def recover(self) -> List[Dict[str, Any]]:
+        """Release VMs of stale runs (dead or past their deadline); report each run."""
+        if not os.path.isdir(os.path.join(self.state_dir, "runs")):
+            return []
+        report = []
+        for journal in _journal.list_journals(self.state_dir):
+            if "error" in journal:
+                self.warnings.append("unreadable fence journal %s: %s; remove it after checking its VMs."
+                                     % (journal["path"], journal["error"]))
+                continue
+            if _journal.is_final(journal) or journal.get("uri") not in (None, self.uri):
+                continue
+            reason = _journal.staleness(journal)
+            if reason is None:
+                continue
+            entry = {"run_id": journal["run_id"], "module": journal.get("module"), "reason": reason,
+                     "started": journal.get("started"), "vms": []}
+            pending = _journal.pending_vms(journal)
+            if self.check_mode:
+                entry["vms"] = [{"uuid": v["uuid"], "name": v.get("name"), "action": v["action"],
+                                 "result": "would release"} for v in pending]
+                report.append(entry)
+                continue
+            results = _parallel(pending, lambda v: release_one(self.sc, v, self.agent_timeout))
+            for vm, res in zip(pending, results):
+                entry["vms"].append({"uuid": vm["uuid"], "name": vm.get("name"), "action": vm["action"],
+                                     "result": res.get("result"), "error": res.get("error")})
+            errors = {v["uuid"]: r.get("error") for v, r in zip(pending, results) if r.get("error")}
+
+            def finish(j: Dict[str, Any], errors: Dict[str, Any] = errors, reason: str = reason) -> None:
+                for vm in j.get("vms", []):
+                    if vm.get("action") != "none" and not vm.get("released"):
+                        vm["released"] = vm["uuid"] not in errors
+                        vm["release_error"] = errors.get(vm["uuid"])
+                _journal.mark_final(j, "recovered", "run %s (%s)" % (self.run_id or "recovery", reason))
+
+            try:
+                _journal.update(self.state_dir, journal["run_id"], finish)
+            except (OSError, _journal.JournalError) as err:
+                self.warnings.append("could not update journal of run %s: %s" % (journal["run_id"], err))
+            _lock.release(self.state_dir, [v["uuid"] for v in journal.get("vms", [])], journal["run_id"])
+            report.append(entry)
+            if errors:
+                self.warnings.append("recovery of run %s could not release: %s" % (journal["run_id"],
+                                                                                   "; ".join(errors.values())))
+        _journal.prune_finished(self.state_dir)
+        return report
+
+    # -- quiesce ----------------------------------------------------------------------------
+
+    def start_run(self, vms: List[Dict[str, Any]], mode: str, deadline_s: float,
+                  release_on_owner_exit: bool) -> Dict[str, Any]:
+        """Lock, write the journal ahead, start the watchdog. Returns {run_id, takeovers, watchdog}."""
+        self.run_id = _journal.new_run_id(self.module.replace("vm_", ""))
+        now = time.time()
+        taken, takeovers = _lock.acquire(self.state_dir, vms, self.run_id, now + deadline_s, now)
+        self.locked = taken
+        journal = _journal.new_journal(self.run_id, self.module, self.uri, mode, deadline_s, vms,
+                                       release_on_owner_exit=release_on_owner_exit, now=now,
+                                       agent_timeout=self.agent_timeout)
+        for entry, vm in zip(journal["vms"], vms):
+            entry["action"] = planned_action(mode, vm["state"])
+        self.journal = journal
+        path = _journal.write(self.state_dir, journal)
+        wd = None
+        if self.use_watchdog:
+            try:
+                wd = _watchdog.spawn(self.state_dir, path)
+            except OSError as err:
+                self._abort_run()
+                raise FenceError("cannot start the fence watchdog on this host (%s); nothing was quiesced. "
+                                 "Check that %s is writable." % (err, self.state_dir)) from None
+
+            def add_owner(j: Dict[str, Any]) -> None:
+                j["owners"].append(wd)
+            self.journal = _journal.update(self.state_dir, self.run_id, add_owner)
+        else:
+            self.warnings.append("no watchdog for %s: the libvirt test driver lives inside this process only"
+                                 % self.uri)
+        return {"run_id": self.run_id, "takeovers": takeovers, "watchdog": wd}
+
+    def _abort_run(self) -> None:
+        if self.run_id is None:
+            return
+        try:
+            _journal.update(self.state_dir, self.run_id,
+                            lambda j: _journal.mark_final(j, "released", "run %s (aborted)" % self.run_id))
+        except (OSError, _journal.JournalError):
+            pass
+        _lock.release(self.state_dir, self.locked, self.run_id)
+        self.locked = []
+
+    def quiesce(self, vms: List[Dict[str, Any]], mode: str, allow_crash: bool = False) -> List[Dict[str, Any]]:
+        """Quiesce VMS in parallel; returns one outcome per VM (same order). Journal updated."""
+        todo = [vm for vm in vms if planned_action(mode, vm["state"]) != "none"]
+        t0 = time.monotonic()
+        results = _parallel(todo, lambda vm: quiesce_one(self.sc, vm, mode, self.agent_timeout),
+                            timeout=max(30.0, 3.0 * self.agent_timeout + 10.0))
+        by_uuid = {vm["uuid"]: res for vm, res in zip(todo, results)}
+        outcomes = []
+        for vm in vms:
+            res = by_uuid.get(vm["uuid"])
+            if res is None:
+                outcomes.append({"uuid": vm["uuid"], "name": vm["name"], "prior_state": vm["state"], "action": "none",
+                                 "consistency": consistency_for("none", vm["state"]),
+                                 "detail": skip_reason(mode, vm["state"], vm.get("paused_reason")),
+                                 "error": None, "t_quiesced": t0, "quiesce_ms": 0.0})
+                continue
+            action = res.get("action") or ("frozen" if mode == "freeze" else "auto" if mode == "auto" else "suspended")
+            if res.get("hung"):
+                action = planned_action(mode, "running")  # it may still land: release must undo it
+            outcome = {"uuid": vm["uuid"], "name": vm["name"], "prior_state": vm["state"], "action": action,
+                       "consistency": res.get("consistency") or "crash", "detail": res.get("detail"),
+                       "error": res.get("error"), "t_quiesced": res["t_done"], "quiesce_ms": _ms(t0, res["t_done"]),
+                       "frozen_filesystems": res.get("frozen_filesystems")}
+            if outcome["error"] and allow_crash:
+                outcome["detail"] = "%s; continuing crash-consistent (allow_crash_consistent)" % outcome["error"]
+                outcome["error"] = None
+                outcome["consistency"] = "crash"
+            outcomes.append(outcome)
+        self._record(outcomes, "quiesced")
+        return outcomes
+
+    def _record(self, outcomes: List[Dict[str, Any]], state: str) -> None:
+        if self.run_id is None:
+            return
+        actions = {o["uuid"]: o for o in outcomes}
+
+        def apply(j: Dict[str, Any]) -> None:
+            for vm in j["vms"]:
+                o = actions.get(vm["uuid"])
+                if o is not None:
+                    vm["action"] = o["action"]
+                    vm["consistency"] = o["consistency"]
+                    if "released" in o:
+                        vm["released"] = o["released"]
+                        vm["release_error"] = o.get("release_error")
+            if j["state"] not in _journal.FINAL_STATES:
+                j["state"] = state
+        self.journal = _journal.update(self.state_dir, self.run_id, apply)
+
+    # -- release ------------------------------------------------------------------------------
+
+    def release(self, outcomes: List[Dict[str, Any]], by: str = "module") -> List[Dict[str, Any]]:
+        """Release every VM of OUTCOMES this run quiesced, in parallel; sets released/release_* in place."""
+        todo = [o for o in outcomes if o["action"] != "none" and not o.get("released")]
+        results = _parallel(todo, lambda o: release_one(self.sc, o, self.agent_timeout),
+                            timeout=max(30.0, 3.0 * self.agent_timeout + 10.0))
+        for o, res in zip(todo, results):
+            o["released"] = not res.get("error")
+            o["release_result"] = res.get("result")
+            o["release_error"] = res.get("error")
+            o["t_released"] = res["t_done"]
+        for o in outcomes:
+            if o["action"] == "none":
+                o.setdefault("release_result", "untouched")
+                o.setdefault("released", True)
+        return outcomes
+
+    def finish(self, outcomes: List[Dict[str, Any]], by: str = "module") -> None:
+        """Journal final (released) when every VM is released; then the locks go."""
+        if self.run_id is None:
+            return
+        self._record(outcomes, "releasing")
+        if all(o.get("released") for o in outcomes):
+            try:
+                self.journal = _journal.update(self.state_dir, self.run_id,
+                                               lambda j: _journal.mark_final(j, "released", by))
+            except (OSError, _journal.JournalError) as err:
+                self.warnings.append("could not finish journal of run %s: %s" % (self.run_id, err))
+            _lock.release(self.state_dir, self.locked, self.run_id)
+            self.locked = []
+        else:
+            self.warnings.append("run %s: not every VM could be released; its journal stays open so the "
+                                 "watchdog and the next run retry" % self.run_id)
+
+    def emergency_release(self) -> None:
+        """Release from the write-ahead journal (interrupted mid-quiesce): every planned VM."""
+        if self.journal is None:
+            return
+        pending = [dict(vm) for vm in _journal.pending_vms(self.journal)]
+        self.release(pending)
+        self.finish(pending, by="run %s (interrupted)" % self.run_id)
+
+    def close(self) -> None:
+        self.sc.close()
+
+
+def public_outcome(o: Dict[str, Any]) -> Dict[str, Any]:
+    """The per-VM entry a module returns (no monotonic timestamps)."""
+    keys = ("name", "uuid", "prior_state", "action", "consistency", "detail", "error", "quiesce_ms",
+            "released", "release_result", "release_error", "pause_ms", "frozen_filesystems")
+    return {k: o.get(k) for k in keys if k in o}
+
+
+# ---------------------------------------------------------------------------------------------
+# signals (F5): SIGTERM/SIGINT/SIGHUP become an exception in the main thread, so `finally` releases
+
+
+class FenceInterrupted(BaseException):
+    """A termination signal arrived while VMs were (being) quiesced."""
+
+
+class release_on_signals:
+    SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+
+    def __init__(self) -> None:
+        self.saved: Dict[int, Any] = {}
+
+    def _handler(self, signum: int, _frame: Any) -> None:
+        raise FenceInterrupted("interrupted by signal %d" % signum)
+
+    def __enter__(self) -> release_on_signals:
+        import signal
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self.saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+        for sig, old in self.saved.items():
+            signal.signal(sig, old)
+
+
+# ---------------------------------------------------------------------------------------------
+# vm_quiesce
+
+
+def _check_locks(state_dir: str, vms: List[Dict[str, Any]]) -> None:
+    """Check mode: fail as the real run would if a live run holds one of the VMs (read-only)."""
+    for vm in vms:
+        path = _lock.lock_path(state_dir, vm["uuid"])
+        rec = _lock.read_lock(path)
+        if not rec:
+            continue
+        journal = _lock._journal_of(state_dir, rec)
+        if _lock.lock_staleness(rec, journal) is None:
+            raise FenceError("VM %s (%s) is locked by %s; another kvmsnap run is fencing it."
+                             % (vm["name"], vm["uuid"], _lock.describe(rec)), {"holder": rec})
+
+
+def _plan(vms: List[Dict[str, Any]], mode: str) -> List[Dict[str, Any]]:
+    return [{"name": vm["name"], "uuid": vm["uuid"], "prior_state": vm["state"],
+             "action": planned_action(mode, vm["state"]),
+             "consistency": None if planned_action(mode, vm["state"]) != "none" else consistency_for("none", vm["state"]),
+             "detail": skip_reason(mode, vm["state"], vm.get("paused_reason"))} for vm in vms]
+
+
+def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
+    """vm_quiesce state=quiesced. Raises FenceError (with .result) on failure."""
+    mode = params.get("mode") or "auto"
+    deadline = float(params["deadline"])
+    fence = Fence(params.get("uri"), params["state_dir"], params.get("retries", 3), params.get("agent_timeout", 10),
+                  "vm_quiesce", check_mode)
+    result: Dict[str, Any] = {"changed": False, "vms": [], "recovered": [], "run_id": None}
+    try:
+        fence.prepare_state_dir()
+        vms = resolve_vms(fence.sc.conn, params.get("vms") or [], fence.uri)
+        result["recovered"] = fence.recover()
+        if check_mode:
+            _check_locks(fence.state_dir, vms)
+            result["vms"] = _plan(vms, mode)
+            result["changed"] = any(v["action"] != "none" for v in result["vms"]) or bool(result["recovered"])
+            result["msg"] = "check mode: would quiesce %d of %d VM(s) (mode %s, deadline %ds); nothing touched" % (
+                sum(1 for v in result["vms"] if v["action"] != "none"), len(vms), mode, deadline)
+            return result
+        outcomes: List[Dict[str, Any]] = []
+        with release_on_signals():
+            try:
+                run = fence.start_run(vms, mode, deadline, release_on_owner_exit=False)
+            except _lock.LockBusy as err:
+                raise FenceError(str(err), dict(result, holder=err.holder)) from None
+            result.update(run_id=run["run_id"], lock_takeovers=run["takeovers"],
+                          watchdog_pid=(run["watchdog"] or {}).get("pid"))
+            try:
+                outcomes = fence.quiesce(vms, mode, bool(params.get("allow_crash_consistent")))
+            except BaseException:
+                fence.emergency_release()
+                raise
+        failed = [o for o in outcomes if o.get("error")]
+        if failed:
+            fence.release(outcomes)  # F10: undo the ones that were quiesced, the others were never touched
+            fence.finish(outcomes, by="run %s (quiesce failed)" % fence.run_id)
+            result["vms"] = [public_outcome(o) for o in outcomes]
+            result["changed"] = True
+            raise FenceError("vm_quiesce on %s: %d of %d VM(s) could not be quiesced (%s); the VMs already quiesced "
+                             "were released again, nothing stays paused." % (
+                                 fence.uri, len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), result)
+        result["vms"] = [public_outcome(o) for o in outcomes]
+        result["changed"] = any(o["action"] != "none" for o in outcomes)
+        if not result["changed"]:
+            fence.finish(outcomes, by="run %s (nothing to quiesce)" % fence.run_id)
+        result["deadline"] = fence.journal["deadline"] if fence.journal else None
+        result["deadline_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(result["deadline"] or 0))
+        result["consistency"] = weakest([o["consistency"] for o in outcomes])
+        result["msg"] = "quiesced %d VM(s) (mode %s); run %s; released by state=released or by the watchdog at %s" % (
+            sum(1 for o in outcomes if o["action"] != "none"), mode, fence.run_id, result["deadline_utc"])
+        return result
+    finally:
+        result["warnings"] = fence.warnings
+        fence.close()
+
+
+def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
+    """vm_quiesce state=released: undo what vm_quiesce runs did (journals), never anything else."""
+    fence = Fence(params.get("uri"), params["state_dir"], params.get("retries", 3), params.get("agent_timeout", 10),
+                  "vm_quiesce", check_mode)
+    result: Dict[str, Any] = {"changed": False, "vms": [], "recovered": [], "runs": []}
+    try:
+        fence.prepare_state_dir()
+        wanted: Optional[Dict[str, Dict[str, Any]]] = None
+        if params.get("vms"):
+            wanted = {vm["uuid"]: vm for vm in resolve_vms(fence.sc.conn, params["vms"], fence.uri)}
+        result["recovered"] = fence.recover()
+        covered: Dict[str, Dict[str, Any]] = {}
+        for run in result["recovered"]:
+            for vm in run["vms"]:
+                covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
+                                       "release_result": vm.get("result"), "release_error": vm.get("error"),
+                                       "run_id": run["run_id"], "released": not vm.get("error")}
+        journals = []
+        if os.path.isdir(os.path.join(fence.state_dir, "runs")):
+            journals = [j for j in _journal.list_journals(fence.state_dir)
+                        if "error" not in j and not _journal.is_final(j) and j.get("uri") == fence.uri
+                        and (j.get("module") == "vm_quiesce" or _journal.staleness(j) is not None)]
+        for journal in journals:
+            pending = [dict(vm) for vm in _journal.pending_vms(journal) if wanted is None or vm["uuid"] in wanted]
+            if not pending:
+                continue
+            result["runs"].append(journal["run_id"])
+            if check_mode:
+                for vm in pending:
+                    covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
+                                           "release_result": "would release", "run_id": journal["run_id"]}
+                continue
+            fence.release(pending)
+            errors = {vm["uuid"]: vm.get("release_error") for vm in pending if vm.get("release_error")}
+            done = {vm["uuid"]: vm for vm in pending if vm.get("released")}
+
+            def apply(j: Dict[str, Any], done: Dict[str, Any] = done, errors: Dict[str, Any] = errors) -> None:
+                for vm in j["vms"]:
+                    if vm["uuid"] in done:
+                        vm["released"] = True
+                        vm["release_result"] = done[vm["uuid"]].get("release_result")
+                    elif vm["uuid"] in errors:
+                        vm["release_error"] = errors[vm["uuid"]]
+                if not _journal.pending_vms(j) and not _journal.is_final(j):
+                    _journal.mark_final(j, "released", "vm_quiesce state=released")
+            updated = _journal.update(fence.state_dir, journal["run_id"], apply)
+            _lock.release(fence.state_dir, list(done), journal["run_id"])
+            if _journal.is_final(updated):
+                _lock.release(fence.state_dir, [v["uuid"] for v in updated["vms"]], journal["run_id"])
+            for vm in pending:
+                covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
+                                       "release_result": vm.get("release_result"),
+                                       "release_error": vm.get("release_error"), "run_id": journal["run_id"],
+                                       "released": bool(vm.get("released"))}
+        out = list(covered.values())
+        if wanted is not None:
+            out = [covered[u] for u in wanted if u in covered]
+            for vm_uuid, vm in wanted.items():
+                if vm_uuid not in covered:
+                    out.append({"name": vm["name"], "uuid": vm_uuid, "action": "none", "run_id": None,
+                                "released": True, "release_result": "not quiesced by kvmsnap; left as is (%s)"
+                                % vm["state"]})
+        result["vms"] = out
+        result["changed"] = any(v.get("release_result") in ("resumed", "thawed", "would release") for v in out) \
+            or bool(result["recovered"])
+        failed = [v for v in out if v.get("release_error")]
+        if failed:
+            raise FenceError("vm_quiesce on %s: could not release %s; the journal stays open so the watchdog and "
+                             "the next run retry." % (fence.uri, "; ".join(v["release_error"] for v in failed)), result)
+        result["msg"] = "%s %d VM(s)" % ("would release" if check_mode else "released",
+                                         sum(1 for v in out if v.get("action") != "none"))
+        return result
+    finally:
+        result["warnings"] = fence.warnings
+        fence.close()

@@ -1,0 +1,258 @@
+#!/usr/bin/python
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vm_quiesce
+short_description: Quiesce (suspend or freeze) a set of KVM/libvirt VMs in parallel, and release them again
+version_added: 0.1.0
+description:
+  - With O(state=quiesced), quiesces all VMs in O(vms) at once (one thread per VM) by suspending them, freezing
+    their guest filesystems through the QEMU guest agent, or both as O(mode=auto) decides, and records the
+    consistency level each VM reached.
+  - Every VM is resolved before any VM is touched; unknown VMs fail the task and are all named.
+  - Writes a journal under O(state_dir) (what was done to which VM, the deadline) and starts a detached
+    watchdog process on the host that releases the VMs by itself at the O(deadline), also when
+    ansible-playbook, the network or the controller dies.
+  - With O(state=released), resumes/thaws exactly what earlier vm_quiesce runs quiesced (never a VM the user
+    paused); releasing a VM that already runs is a success.
+  - A per-VM lock keeps two runs off the same VMs; a stale lock (dead owner, past its deadline) is reported
+    and taken over. Every run first recovers what a dead run left quiesced and reports it in RV(recovered).
+  - If quiescing fails for some VMs, the VMs already quiesced are released again and the task fails.
+author:
+  - kvmsnap.core contributors
+requirements:
+  - libvirt-python on the KVM host
+extends_documentation_fragment:
+  - kvmsnap.core.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Validates the VMs, the state directory and the locks and reports what would be quiesced or released.
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details:
+      - O(state=released) is idempotent. O(state=quiesced) starts a new run each time.
+options:
+  uri:
+    description:
+      - libvirt connection URI of the KVM host.
+      - C(test:///default) runs in-process only; no watchdog is started for it.
+    type: str
+    default: qemu:///system
+  vms:
+    description:
+      - The VMs, each by libvirt domain name or UUID.
+      - Required with O(state=quiesced). With O(state=released), omitting it releases every VM that an open
+        vm_quiesce run on this host holds.
+    type: list
+    elements: str
+  mode:
+    description:
+      - V(suspend) pauses the VMs (virDomainSuspend); consistency C(suspended).
+      - V(freeze) freezes the guest filesystems through the guest agent (bounded by O(agent_timeout));
+        consistency C(filesystem) (C(crash) if the agent froze nothing).
+      - V(auto) freezes where the guest agent answers a guest-ping, and suspends the others (also when the freeze
+        fails).
+      - V(none) does not pause anything; consistency C(crash).
+    type: str
+    choices: [suspend, freeze, auto, none]
+    default: auto
+  state:
+    description:
+      - V(quiesced) quiesces the VMs; V(released) releases what earlier runs quiesced.
+    type: str
+    choices: [quiesced, released]
+    default: quiesced
+  deadline:
+    description:
+      - Seconds after which the watchdog releases the VMs by itself if nobody released them.
+    type: int
+    default: 300
+  state_dir:
+    description:
+      - Directory for the fence journals, locks and the watchdog script (created with mode 0700).
+    type: path
+    default: /var/lib/kvmsnap
+  retries:
+    description:
+      - How often a libvirt call is retried (with a reconnect) after a transient error such as a libvirtd
+        restart (Snap Creator C(KVM_CMD_RETRY_COUNT)).
+    type: int
+    default: 3
+  agent_timeout:
+    description:
+      - Seconds a guest-agent command (ping, freeze, thaw) may take before it counts as failed.
+    type: int
+    default: 10
+  allow_crash_consistent:
+    description:
+      - When quiescing a VM fails, continue with that VM crash-consistent (running, recorded as C(crash))
+        instead of failing the task.
+    type: bool
+    default: false
+notes:
+  - Run it on the KVM host (the watchdog runs there). The consistency level C(application) is never claimed,
+    because the guest agent does not report whether fsfreeze hooks quiesced applications.
+seealso:
+  - module: kvmsnap.core.vm_backup
+"""
+
+EXAMPLES = r"""
+- name: Freeze where the agent answers, suspend the rest; the watchdog releases after 2 minutes
+  kvmsnap.core.vm_quiesce:
+    vms: [web1, db1, 6695eb01-f6a4-8304-79aa-97f2502e193f]
+    mode: auto
+    deadline: 120
+  register: fence
+
+- name: Release them again
+  kvmsnap.core.vm_quiesce:
+    vms: [web1, db1, 6695eb01-f6a4-8304-79aa-97f2502e193f]
+    state: released
+"""
+
+RETURN = r"""
+run_id:
+  description: Id of the run (journal name); null with O(state=released) or in check mode.
+  returned: always
+  type: str
+  sample: quiesce-20261126T101500Z-1a2b3c4d
+vms:
+  description: One entry per VM.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Domain name.
+      type: str
+      returned: always
+    uuid:
+      description: Domain UUID.
+      type: str
+      returned: always
+    prior_state:
+      description: libvirt state before the run.
+      type: str
+      returned: with O(state=quiesced)
+    action:
+      description: What the run did (or would do) to the VM; V(suspended), V(frozen) or V(none).
+      type: str
+      returned: always
+    consistency:
+      description: Consistency level the VM's disks have while quiesced (C(filesystem), C(suspended), C(crash), C(offline)).
+      type: str
+      returned: with O(state=quiesced)
+    detail:
+      description: Why a VM was not quiesced, or which fallback was used.
+      type: str
+      returned: when relevant
+    error:
+      description: Why quiescing this VM failed.
+      type: str
+      returned: when relevant
+    quiesce_ms:
+      description: Milliseconds from the start of the parallel quiesce until this VM was quiesced.
+      type: float
+      returned: with O(state=quiesced), not in check mode
+    release_result:
+      description: V(resumed), V(thawed), V(already running), V(already thawed), V(gone), or why it was left as is.
+      type: str
+      returned: with O(state=released)
+  sample:
+    - {name: web1, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, prior_state: running, action: frozen,
+       consistency: filesystem, quiesce_ms: 12.5}
+consistency:
+  description: The weakest consistency level over all VMs.
+  returned: with O(state=quiesced), not in check mode
+  type: str
+  sample: filesystem
+deadline:
+  description: Epoch seconds at which the watchdog releases the VMs.
+  returned: with O(state=quiesced), not in check mode
+  type: float
+deadline_utc:
+  description: The deadline as UTC time.
+  returned: with O(state=quiesced), not in check mode
+  type: str
+  sample: "2026-11-26T10:20:00Z"
+watchdog_pid:
+  description: Process id of the run's watchdog on the host (null for the test driver).
+  returned: with O(state=quiesced), not in check mode
+  type: int
+lock_takeovers:
+  description: Stale locks of other runs this run took over (holder and reason).
+  returned: with O(state=quiesced), not in check mode
+  type: list
+  elements: dict
+recovered:
+  description: Runs found dead or past their deadline, whose VMs this run released first.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {run_id: quiesce-20261126T101500Z-1a2b3c4d, reason: "its processes (module pid 4242) are gone",
+       vms: [{name: web1, action: suspended, result: resumed}]}
+runs:
+  description: Run ids whose VMs were released (O(state=released)).
+  returned: with O(state=released)
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            uri=dict(type="str", default="qemu:///system"),
+            vms=dict(type="list", elements="str"),
+            mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
+            state=dict(type="str", choices=["quiesced", "released"], default="quiesced"),
+            deadline=dict(type="int", default=300),
+            state_dir=dict(type="path", default=_journal.DEFAULT_STATE_DIR),
+            retries=dict(type="int", default=3),
+            agent_timeout=dict(type="int", default=10),
+            allow_crash_consistent=dict(type="bool", default=False),
+        ),
+        required_if=[("state", "quiesced", ("vms",))],
+        supports_check_mode=True,
+    )
+    if not _libvirt.HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    p = module.params
+    for field, low, high in (("deadline", 1, 86400), ("retries", 0, 20), ("agent_timeout", 1, 600)):
+        if not low <= p[field] <= high:
+            module.fail_json(msg="%s: %d is out of range; allowed %d..%d seconds/times." % (field, p[field], low, high))
+    try:
+        if p["state"] == "quiesced":
+            result = _fence.run_quiesced(p, module.check_mode)
+        else:
+            result = _fence.run_released(p, module.check_mode)
+    except _fence.FenceError as err:
+        extra = dict(err.result)
+        extra.pop("msg", None)
+        for warning in extra.pop("warnings", []):
+            module.warn(warning)
+        module.fail_json(msg=str(err), **extra)
+    except (_journal.JournalError, _lock.LockBusy, _libvirt.LibvirtAccessError) as err:
+        module.fail_json(msg=str(err))
+    warnings = result.pop("warnings", [])
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
