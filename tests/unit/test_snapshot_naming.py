@@ -1,0 +1,107 @@
+"""Snapshot names and the kvmsnap metadata marker (pure logic)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
+    SnapshotNameError,
+    build_comment,
+    default_name,
+    has_marker,
+    is_ours,
+    parse_comment,
+    parse_name,
+    validate_policy,
+    validate_snapshot_name,
+)
+
+
+@pytest.mark.parametrize("name", ["a", "_x", "kvmsnap-daily_20260101T000000Z", "A.b-c_d", "x" * 255])
+def test_valid_names(name):
+    assert validate_snapshot_name(name) == name
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("", "required"),
+    (None, "required"),
+    ("x" * 256, "256 characters"),
+    ("-lead", "first character"),
+    ("1abc", "first character"),
+    ("has space", "' '"),
+    ("a/b", "'/'"),
+    ("a*b", "'*'"),
+    ("a@b", "'@'"),
+    ("caf\u00e9", "'\u00e9'"),
+    ("a\nb", "'\\n'"),
+    ("hourly.0", "reserved prefix"),
+    ("Daily.1", "reserved prefix"),
+    ("snapmirror.abc", "reserved prefix"),
+    ("vserverdr.1", "reserved prefix"),
+    ("smas_x", "reserved prefix"),
+    ("sm_created_1", "reserved prefix"),
+    ("ontap_ransom_x", "reserved prefix"),
+    (".hidden", "reserved prefix"),
+])
+def test_invalid_names_name_the_field_and_form(name, needle):
+    with pytest.raises(SnapshotNameError) as err:
+        validate_snapshot_name(name, "name")
+    text = str(err.value)
+    assert text.startswith("name:")
+    assert needle in text
+    assert "[A-Za-z0-9_.-]" in text
+
+
+def test_default_name_format_and_parse():
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    name = default_name("daily", when)
+    assert name == "kvmsnap-daily_20260102T030405Z"
+    assert parse_name(name) == {"prefix": "kvmsnap", "policy": "daily", "time": int(when.timestamp())}
+    assert parse_name("other") is None
+    assert default_name("weekly", when, prefix="site1").startswith("site1-weekly_")
+
+
+def test_default_name_converts_to_utc():
+    tz = datetime.timezone(datetime.timedelta(hours=2))
+    when = datetime.datetime(2026, 1, 2, 5, 0, 0, tzinfo=tz)
+    assert default_name("daily", when).endswith("_20260102T030000Z")
+
+
+@pytest.mark.parametrize("policy", ["", "a b", "x" * 33, None, "dai-ly", 7])
+def test_bad_policy(policy):
+    with pytest.raises(SnapshotNameError):
+        validate_policy(policy)
+
+
+def test_comment_roundtrip():
+    text = build_comment("daily", "run42", "kvm1.example.com", "nightly")
+    assert text == "kvmsnap:v1 policy=daily run=run42 host=kvm1.example.com | nightly"
+    assert parse_comment(text) == {"policy": "daily", "run": "run42", "host": "kvm1.example.com"}
+    assert parse_comment(build_comment("weekly", "r")) == {"policy": "weekly", "run": "r", "host": None}
+
+
+@pytest.mark.parametrize("comment", [None, "", "hello", "kvmsnap:v2 policy=x run=y", "kvmsnap:v1 run=y",
+                                     "xkvmsnap:v1 policy=a run=b", "kvmsnap:v1 policy=a"])
+def test_foreign_comments(comment):
+    assert parse_comment(comment) is None
+
+
+def test_comment_rejects_spaces_and_length():
+    with pytest.raises(SnapshotNameError, match="run"):
+        build_comment("daily", "run 1")
+    with pytest.raises(SnapshotNameError, match="host"):
+        build_comment("daily", "r", "kvm 1")
+    with pytest.raises(SnapshotNameError, match="at most 255"):
+        build_comment("daily", "r", None, "x" * 300)
+
+
+def test_is_ours_needs_prefix_and_marker():
+    comment = build_comment("daily", "r1")
+    assert is_ours({"name": "kvmsnap-daily_20260101T000000Z", "comment": comment})
+    assert not is_ours({"name": "kvmsnap-daily_20260101T000000Z", "comment": "manual"})
+    assert not is_ours({"name": "hourly.0", "comment": comment})
+    assert not is_ours({"name": "kvmsnapfoo", "comment": comment})
+    assert has_marker({"name": "custom", "comment": comment})
+    assert is_ours({"name": "site-x", "comment": comment}, prefix="site")
