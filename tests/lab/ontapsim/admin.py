@@ -1,0 +1,66 @@
+"""The simulator's own admin endpoint under /_sim/ (faults, latency, call log, reset)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .faults import Knobs
+from .ops import Ops
+from .state import State
+
+
+class AdminApi:
+    def __init__(self, state: State, ops: Ops, knobs: Knobs) -> None:
+        self.st = state
+        self.ops = ops
+        self.knobs = knobs
+
+    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        route = (method, path.rstrip("/"))
+        try:
+            if route == ("GET", "/_sim/faults"):
+                return 200, {"faults": self.knobs.list_faults()}
+            if route == ("POST", "/_sim/faults"):
+                specs = body if isinstance(body, list) else [body]
+                return 201, {"faults": [self.knobs.add_fault(dict(s)).__dict__ for s in specs]}
+            if route == ("DELETE", "/_sim/faults"):
+                self.knobs.clear_faults()
+                return 200, {"faults": []}
+            if route == ("GET", "/_sim/calls"):
+                return 200, {"calls": self.knobs.list_calls(int(query.get("since", "0") or 0))}
+            if route == ("DELETE", "/_sim/calls"):
+                self.knobs.clear_calls()
+                return 200, {"calls": []}
+            if route == ("GET", "/_sim/latency"):
+                with self.knobs.lock:
+                    return 200, {"scale": self.knobs.scale, "kinds": dict(self.knobs.latency)}
+            if route == ("POST", "/_sim/latency"):
+                self.knobs.set_latency(body or {})
+                with self.knobs.lock:
+                    return 200, {"scale": self.knobs.scale, "kinds": dict(self.knobs.latency)}
+            if route == ("POST", "/_sim/busy"):
+                return self._busy(body or {})
+            if route == ("POST", "/_sim/reset"):
+                self.st.reset()
+                self.knobs.clear_faults()
+                self.knobs.clear_calls()
+                return 200, {"reset": True}
+            if route == ("GET", "/_sim/info"):
+                with self.st.lock:
+                    return 200, {"storage": self.st.storage.kind, "data_dir": str(self.st.data_dir),
+                                 "version": ".".join(map(str, self.st.version)),
+                                 "cluster": self.st.doc["cluster"]["name"]}
+        except (ValueError, TypeError, KeyError) as exc:
+            return 400, {"error": {"message": str(exc), "code": "2"}}
+        return 404, {"error": {"message": f"no admin call {method} {path}", "code": "4"}}
+
+    def _busy(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """Set a snapshot's owners (non-empty = busy, as when SnapMirror or a clone holds it)."""
+        with self.st.lock:
+            vol = self.st.find_volume(body.get("svm"), body["volume"])
+            snap = self.st.find_snapshot(vol, body["snapshot"])
+            owners = body.get("owners", ["snapmirror"])
+            if not isinstance(owners, list):
+                raise ValueError("owners must be a list")
+            self.ops.set_owners(vol, snap, owners)
+            return 200, {"volume": vol["name"], "snapshot": snap["name"], "owners": owners}

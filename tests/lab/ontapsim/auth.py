@@ -1,0 +1,33 @@
+"""HTTP basic authentication and the role -> allowed actions check."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Any
+
+REALM = "ontap-sim"
+
+
+class Auth:
+    def __init__(self, users: list[dict[str, Any]], roles: dict[str, set[str]]) -> None:
+        self.users = {u["name"]: u for u in users}
+        self.roles = roles
+
+    def authenticate(self, header: str | None) -> dict[str, Any] | None:
+        """The user for an `Authorization: Basic …` header, or None (missing or wrong)."""
+        if not header or not header.lower().startswith("basic "):
+            return None
+        try:
+            raw = base64.b64decode(header.split(None, 1)[1].strip(), validate=True)
+            name, _, password = raw.decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError, IndexError):
+            return None
+        user = self.users.get(name)
+        if user is None or not hmac.compare_digest(str(user.get("password", "")), password):
+            return None
+        return user
+
+    def allowed(self, user: dict[str, Any], action: str) -> bool:
+        return action in self.roles.get(user.get("role", "admin"), set())

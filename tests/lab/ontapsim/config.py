@@ -1,0 +1,145 @@
+"""Cluster configuration: the default lab cluster and the YAML schema (tests/lab/README.md)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Per call kind, seconds. Snapshot creation is what a backup fence waits on, so it is the
+# only kind that costs something by default (a real WAFL snapshot takes ~100-200 ms).
+DEFAULT_LATENCY: dict[str, float] = {
+    "snapshot_create": 0.15,
+    "snapshot_multicreate": 0.15,
+    "cg_snapshot": 0.15,
+    "cg_commit": 0.15,
+    "default": 0.0,
+}
+
+ROLE_ACTIONS: dict[str, set[str]] = {
+    "admin": {"read", "snapshot_create", "snapshot_modify", "snapshot_delete", "restore",
+              "snapmirror_update", "cg_manage"},
+    # What a backup job needs: snapshots, replication, CGs; no restore.
+    "backup": {"read", "snapshot_create", "snapshot_modify", "snapshot_delete",
+               "snapmirror_update", "cg_manage"},
+    # Like backup but may not delete snapshots (tests retention pruning refused).
+    "backup_nodelete": {"read", "snapshot_create", "snapshot_modify", "snapmirror_update", "cg_manage"},
+    "readonly": {"read"},
+}
+ALL_ACTIONS = ROLE_ACTIONS["admin"]
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "cluster": {"name": "lab-cluster", "version": "9.13.1"},
+    "users": [
+        {"name": "admin", "password": "netapp123", "role": "admin"},
+        {"name": "backup_ro", "password": "netapp123", "role": "readonly"},
+    ],
+    "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
+    "volumes": [
+        {"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"},
+        {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "10G"},
+    ],
+    "luns": [],
+    "policies": [],
+    "relationships": [],
+}
+
+BUILTIN_POLICIES: list[dict[str, Any]] = [
+    {"name": "MirrorAllSnapshots", "type": "async", "rules": []},
+    {"name": "Asynchronous", "type": "async", "rules": []},
+    {"name": "XDPDefault", "type": "vault", "rules": [{"label": "daily", "count": 7},
+                                                      {"label": "weekly", "count": 52}]},
+    {"name": "MirrorAndVault", "type": "mirror_vault", "rules": [{"label": "daily", "count": 7},
+                                                                 {"label": "weekly", "count": 52}]},
+]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.I)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def parse_size(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"invalid size {value!r}")
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ConfigError(f"invalid size {value!r}")
+    mult = 1024 ** ("kmgtp".find(m.group(2).lower()) + 1) if m.group(2) else 1
+    return int(float(m.group(1)) * mult)
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    parts = [int(p) for p in str(text).split(".")]
+    if len(parts) not in (2, 3) or parts[0] != 9:
+        raise ConfigError(f"cluster.version must look like 9.13.1, got {text!r}")
+    return (parts[0], parts[1], parts[2] if len(parts) == 3 else 0)
+
+
+def load(path: Path | None) -> dict[str, Any]:
+    """The normalised configuration: DEFAULT_CONFIG, or the YAML file (missing keys defaulted)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    cfg: dict[str, Any] = {k: raw.get(k, v) for k, v in DEFAULT_CONFIG.items()} if raw else dict(DEFAULT_CONFIG)
+    cfg["cluster"] = {**DEFAULT_CONFIG["cluster"], **(raw.get("cluster") or {})}
+    cfg["version"] = parse_version(cfg["cluster"]["version"])
+    roles = {k: set(v) for k, v in ROLE_ACTIONS.items()}
+    for name, actions in (raw.get("roles") or {}).items():
+        unknown = set(actions) - ALL_ACTIONS
+        if unknown:
+            raise ConfigError(f"role {name}: unknown actions {sorted(unknown)}; known: {sorted(ALL_ACTIONS)}")
+        roles[name] = set(actions)
+    cfg["roles"] = roles
+    for user in cfg["users"]:
+        if user.get("role", "admin") not in roles:
+            raise ConfigError(f"user {user.get('name')}: unknown role {user.get('role')!r}")
+    latency = dict(DEFAULT_LATENCY)
+    latency.update({k: float(v) for k, v in (raw.get("latency") or {}).items()})
+    cfg["latency"] = latency
+    cfg["latency_scale"] = float(raw.get("latency_scale", 1.0))
+    cfg["options"] = {"zapi": True, "zapi_default_max_records": 20, **(raw.get("options") or {})}
+    policies = {p["name"]: p for p in BUILTIN_POLICIES}
+    for pol in cfg.get("policies") or []:
+        if pol.get("type", "async") not in ("async", "vault", "mirror_vault"):
+            raise ConfigError(f"policy {pol.get('name')}: type must be async, vault or mirror_vault")
+        policies[pol["name"]] = {"name": pol["name"], "type": pol.get("type", "async"),
+                                 "rules": [r if isinstance(r, dict) else {"label": r, "count": 7}
+                                           for r in pol.get("rules") or pol.get("labels") or []]}
+    cfg["policies"] = list(policies.values())
+    _check_topology(cfg)
+    return cfg
+
+
+def _check_topology(cfg: dict[str, Any]) -> None:
+    svms = {s["name"] for s in cfg["svms"]}
+    vols = set()
+    for vol in cfg["volumes"]:
+        if vol.get("svm") not in svms:
+            raise ConfigError(f"volume {vol.get('name')}: unknown svm {vol.get('svm')!r}")
+        vols.add((vol["svm"], vol["name"]))
+    for lun in cfg["luns"]:
+        m = re.match(r"^/vol/([^/]+)/([^/]+)$", str(lun.get("path", "")))
+        if not m:
+            raise ConfigError(f"lun {lun.get('path')!r}: path must be /vol/<volume>/<name>")
+        if (lun.get("svm"), m.group(1)) not in vols:
+            raise ConfigError(f"lun {lun['path']}: volume {m.group(1)} not declared in svm {lun.get('svm')!r}")
+        serial = lun.get("serial_number")
+        if serial is not None and len(str(serial)) != 12:
+            raise ConfigError(f"lun {lun['path']}: serial_number must have 12 characters")
+    names = {p["name"] for p in cfg["policies"]}
+    for rel in cfg["relationships"]:
+        for end in ("source", "destination"):
+            if ":" not in str(rel.get(end, "")):
+                raise ConfigError(f"relationship {rel}: {end} must be svm:volume")
+            if rel[end].split(":", 1)[0] not in svms:
+                raise ConfigError(f"relationship {rel}: unknown svm in {end} {rel[end]!r}")
+        if rel.get("policy", "MirrorAllSnapshots") not in names:
+            raise ConfigError(f"relationship {rel}: unknown policy {rel.get('policy')!r}")

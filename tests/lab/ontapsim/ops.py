@@ -1,0 +1,268 @@
+"""Operations on the model, shared by REST and ZAPI. Callers hold state.lock; every
+operation raises SimError (mapped to codes by the front end) and saves the state."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from .errors import SimError
+from .state import State, new_uuid
+from .storage import StorageError
+
+CG_TIMEOUTS = {"urgent": 2.0, "medium": 7.0, "relaxed": 20.0}
+_BAD_NAME = re.compile(r"[/\s,*?|!<>\"']")
+
+
+def check_snapshot_name(name: Any, target: str = "name") -> str:
+    if not isinstance(name, str) or not name:
+        raise SimError("missing", f'Missing value for "{target}".', target=target)
+    if len(name) > 255 or _BAD_NAME.search(name) or name.startswith("."):
+        raise SimError("invalid", f'Invalid value "{name}" for Snapshot copy name.', target=target)
+    return name
+
+
+class Ops:
+    def __init__(self, state: State) -> None:
+        self.st = state
+        self.storage = state.storage
+
+    def _storage(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except (StorageError, OSError) as exc:
+            raise SimError("internal", f"Storage operation failed: {exc}") from exc
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def create_snapshots(self, vols: list[dict[str, Any]], name: str, comment: str | None = None,
+                         label: str | None = None, exists_kind: str = "snapshot_exists",
+                         cleanup: bool = True) -> list[dict[str, Any]]:
+        """One snapshot NAME on every volume with one create_time (all or nothing)."""
+        check_snapshot_name(name)
+        for vol in vols:
+            if any(s["name"] == name for s in vol["snapshots"]):
+                raise SimError(exists_kind, f'Snapshot copy "{name}" of volume "{vol["name"]}" on Vserver '
+                                            f'"{self.st.svm_name(vol["svm"])}" already exists.', target="name")
+            if vol.get("sfsr_until", 0) > time.time():
+                raise SimError("busy", f'Cannot create Snapshot copy "{name}" of volume "{vol["name"]}": '
+                                       "a single-file restore is in progress.")
+        now = int(time.time())
+        made: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        try:
+            for vol in vols:
+                self._storage(self.storage.create_snapshot, *self.st.vol_key(vol), name)
+                snap = {"uuid": new_uuid(), "name": name, "create_time": now, "comment": comment,
+                        "snapmirror_label": label, "owners": []}
+                vol["snapshots"].append(snap)
+                made.append((vol, snap))
+        except SimError:
+            if cleanup:
+                for vol, snap in made:
+                    self.delete_snapshot(vol, snap, save=False)
+            raise
+        finally:
+            self.st.save()
+        return [s for _, s in made]
+
+    def delete_snapshot(self, vol: dict[str, Any], snap: dict[str, Any], ignore_owners: bool = False,
+                        save: bool = True) -> None:
+        if snap.get("owners") and not ignore_owners:
+            raise SimError("busy", f'Snapshot copy "{snap["name"]}" of volume "{vol["name"]}" on Vserver '
+                                   f'"{self.st.svm_name(vol["svm"])}" is busy (owners: '
+                                   f'{", ".join(snap["owners"])}). Delete is not allowed.')
+        self._storage(self.storage.delete_snapshot, *self.st.vol_key(vol), snap["name"])
+        vol["snapshots"] = [s for s in vol["snapshots"] if s["uuid"] != snap["uuid"]]
+        if save:
+            self.st.save()
+
+    def modify_snapshot(self, vol: dict[str, Any], snap: dict[str, Any], changes: dict[str, Any]) -> None:
+        new = changes.get("name")
+        if new is not None and new != snap["name"]:
+            check_snapshot_name(new)
+            if any(s["name"] == new for s in vol["snapshots"]):
+                raise SimError("snapshot_exists", f'Snapshot copy "{new}" of volume "{vol["name"]}" already exists.',
+                               target="name")
+            self._storage(self.storage.rename_snapshot, *self.st.vol_key(vol), snap["name"], new)
+            snap["name"] = new
+        for key in ("comment", "snapmirror_label"):
+            if key in changes:
+                snap[key] = changes[key] or None
+        self.st.save()
+
+    def set_owners(self, vol: dict[str, Any], snap: dict[str, Any], owners: list[str]) -> None:
+        snap["owners"] = list(owners)
+        self.st.save()
+
+    # -- restores ----------------------------------------------------------------------------
+    def restore_volume(self, vol: dict[str, Any], snap: dict[str, Any], force: bool = False) -> None:
+        idx = vol["snapshots"].index(snap)
+        newer = vol["snapshots"][idx + 1:]
+        if newer and not force:
+            raise SimError("newer_snapshots",
+                           f'Cannot restore volume "{vol["name"]}" to Snapshot copy "{snap["name"]}": '
+                           f"{len(newer)} newer Snapshot copies exist ({', '.join(s['name'] for s in newer)}). "
+                           "Restoring deletes them; use force to proceed.")
+        busy = [s["name"] for s in newer if s.get("owners")]
+        if busy:
+            raise SimError("busy", f'Cannot restore volume "{vol["name"]}": newer Snapshot copies are busy: '
+                                   f"{', '.join(busy)}.")
+        for s in newer:
+            self.delete_snapshot(vol, s, save=False)
+        self._storage(self.storage.restore_volume, *self.st.vol_key(vol), snap["name"])
+        self.st.save()
+
+    def restore_file(self, vol: dict[str, Any], snap: dict[str, Any], path: str,
+                     restore_path: str | None = None) -> None:
+        if not isinstance(path, str) or not path:
+            raise SimError("missing", 'Missing value for "path".', target="path")
+        rel = "/" + path.lstrip("/")
+        dest = "/" + (restore_path or rel).lstrip("/")
+        if ".." in rel.split("/") or ".." in dest.split("/"):
+            raise SimError("invalid", f'Invalid path "{path}".', target="path")
+        src = self.storage.snapshot_dir(*self.st.vol_key(vol), snap["name"]) / rel.lstrip("/")
+        if not src.exists():
+            raise SimError("file_not_found", f'File "{rel}" does not exist in Snapshot copy "{snap["name"]}" '
+                                             f'of volume "{vol["name"]}".', target="path")
+        if not src.is_file():
+            raise SimError("invalid", f'"{rel}" is not a regular file or LUN; only files and LUNs can be '
+                                      "restored with a single-file restore.", target="path")
+        self._storage(self.storage.restore_file, *self.st.vol_key(vol), snap["name"], rel, dest)
+
+    def lun_clone_overwrite(self, lun: dict[str, Any], source: str) -> None:
+        vol = self.st.doc["volumes"][lun["volume"]]
+        m = re.match(r"^/vol/([^/]+)/\.snapshot/([^/]+)/(.+)$", source or "")
+        if not m:
+            raise SimError("invalid", f'Invalid clone source "{source}": a Snapshot copy source must be named '
+                                      "/vol/<volume>/.snapshot/<snapshot>/<lun>.", target="clone.source.name")
+        if m.group(1) != vol["name"]:
+            raise SimError("invalid", "The clone source must be in the same volume as the LUN.",
+                           target="clone.source.name")
+        snap = self.st.find_snapshot(vol, m.group(2))
+        self.restore_file(vol, snap, m.group(3), lun["name"])
+
+    # -- consistency groups ------------------------------------------------------------------
+    def cg_create(self, svm: dict[str, Any], name: str, vol_names: list[str]) -> dict[str, Any]:
+        if not name:
+            raise SimError("missing", 'Missing value for "name".', target="name")
+        if any(c["name"] == name and c["svm"] == svm["uuid"] for c in self.st.doc["cgs"].values()):
+            raise SimError("exists", f'Consistency group "{name}" already exists in SVM "{svm["name"]}".',
+                           target="name")
+        if not vol_names:
+            raise SimError("missing", 'Missing value for "volumes".', target="volumes")
+        members = []
+        for vn in vol_names:
+            vol = self.st.find_volume(svm["name"], vn)
+            for cg in self.st.doc["cgs"].values():
+                if vol["uuid"] in cg["volumes"]:
+                    raise SimError("in_use", f'Volume "{vn}" is already part of consistency group '
+                                             f'"{cg["name"]}".', target="volumes.name")
+            members.append(vol["uuid"])
+        cg = {"uuid": new_uuid(), "name": name, "svm": svm["uuid"], "volumes": members, "snapshots": []}
+        self.st.doc["cgs"][cg["uuid"]] = cg
+        self.st.save()
+        return cg
+
+    def cg_delete(self, cg: dict[str, Any]) -> None:
+        # Deleting a CG keeps its volumes and their snapshots.
+        self.st.doc["cgs"].pop(cg["uuid"], None)
+        self.st.save()
+
+    def cg_snapshot(self, cg: dict[str, Any], name: str, comment: str | None,
+                    label: str | None) -> dict[str, Any]:
+        if any(s["name"] == name for s in cg["snapshots"]):
+            raise SimError("cg_snapshot_exists", f'Consistency group Snapshot copy "{name}" already exists.',
+                           target="name")
+        vols = [self.st.doc["volumes"][u] for u in cg["volumes"]]
+        snaps = self.create_snapshots(vols, name, comment, label, exists_kind="cg_snapshot_exists")
+        rec = {"uuid": new_uuid(), "name": name, "create_time": snaps[0]["create_time"], "comment": comment,
+               "snapmirror_label": label, "members": {v["uuid"]: s["uuid"] for v, s in zip(vols, snaps)}}
+        cg["snapshots"].append(rec)
+        self.st.save()
+        return rec
+
+    def cg_snapshot_delete(self, cg: dict[str, Any], rec: dict[str, Any]) -> None:
+        for vu, su in rec["members"].items():
+            vol = self.st.doc["volumes"].get(vu)
+            snap = next((s for s in vol["snapshots"] if s["uuid"] == su), None) if vol else None
+            if snap is not None:
+                self.delete_snapshot(vol, snap, save=False)
+        cg["snapshots"] = [s for s in cg["snapshots"] if s["uuid"] != rec["uuid"]]
+        self.st.save()
+
+    # ZAPI two-phase CG: snapshots are taken at cg-start (I/O is fenced until cg-commit); a commit
+    # after the fence timeout fails and the snapshots are discarded.
+    def cg_start(self, vols: list[dict[str, Any]], name: str, timeout: str, label: str | None,
+                 user_timeout: int | None = None) -> str:
+        if timeout not in CG_TIMEOUTS:
+            raise SimError("invalid", f'Invalid value "{timeout}" for "timeout": urgent, medium or relaxed.')
+        snaps = self.create_snapshots(vols, name, None, label)
+        self.st.doc["counters"]["cg_id"] += 1
+        cg_id = str(self.st.doc["counters"]["cg_id"])
+        secs = float(user_timeout) if user_timeout else CG_TIMEOUTS[timeout]
+        self.st.doc["cg_pending"][cg_id] = {"deadline": time.time() + secs, "name": name,
+                                            "members": [[v["uuid"], s["uuid"]] for v, s in zip(vols, snaps)]}
+        self.st.save()
+        return cg_id
+
+    def cg_commit(self, cg_id: str) -> None:
+        pending = self.st.doc["cg_pending"].pop(str(cg_id), None)
+        if pending is None:
+            raise SimError("cg_failed", f"Invalid or expired cg-id {cg_id}.")
+        if time.time() > pending["deadline"]:
+            for vu, su in pending["members"]:
+                vol = self.st.doc["volumes"].get(vu)
+                snap = next((s for s in vol["snapshots"] if s["uuid"] == su), None) if vol else None
+                if snap is not None:
+                    self.delete_snapshot(vol, snap, save=False)
+            self.st.save()
+            raise SimError("cg_failed", f'Failed to commit CG Snapshot copy "{pending["name"]}" (cg-id {cg_id}): '
+                                        "the write fence timed out before cg-commit; the Snapshot copies "
+                                        "were deleted.")
+        self.st.save()
+
+    # -- SnapMirror ----------------------------------------------------------------------------
+    def transfer(self, rel: dict[str, Any], source_snapshot: str | None = None,
+                 xfer_uuid: str | None = None) -> dict[str, Any]:
+        if rel["state"] == "broken_off":
+            raise SimError("transfer_failed", "Transfer failed: the relationship is broken off; resync it first.")
+        src = self.st.doc["volumes"][rel["source"]]
+        dst = self.st.doc["volumes"][rel["destination"]]
+        policy = self.st.doc["policies"][rel["policy"]]
+        labels = {r["label"] for r in policy.get("rules") or []}
+        if source_snapshot:
+            cands = [self.st.find_snapshot(src, source_snapshot)]
+        elif policy["type"] == "async":
+            cands = list(src["snapshots"])
+        else:
+            cands = [s for s in src["snapshots"] if s.get("snapmirror_label") in labels]
+        have = {s["name"] for s in dst["snapshots"]}
+        new = [s for s in cands if s["name"] not in have]
+        for snap in new:
+            self._storage(self.storage.copy_snapshot, (*self.st.vol_key(src), snap["name"]),
+                          (*self.st.vol_key(dst), snap["name"]))
+            dst["snapshots"].append({"uuid": new_uuid(), "name": snap["name"], "create_time": snap["create_time"],
+                                     "comment": snap.get("comment"), "snapmirror_label": snap.get("snapmirror_label"),
+                                     "owners": []})
+        dst["snapshots"].sort(key=lambda s: s["create_time"])
+        if policy["type"] == "async" and not source_snapshot:
+            # A mirror holds exactly the source's snapshots.
+            src_names = {s["name"] for s in src["snapshots"]}
+            for snap in [s for s in dst["snapshots"] if s["name"] not in src_names]:
+                self.delete_snapshot(dst, snap, ignore_owners=True, save=False)
+        else:
+            for rule in policy.get("rules") or []:
+                kept = [s for s in dst["snapshots"] if s.get("snapmirror_label") == rule["label"]]
+                for snap in kept[:-int(rule.get("count", 7))] if int(rule.get("count", 7)) > 0 else kept:
+                    self.delete_snapshot(dst, snap, ignore_owners=True, save=False)
+        if new:
+            # The destination's active file system follows the newest transferred snapshot.
+            newest = max(new, key=lambda s: s["create_time"])
+            self._storage(self.storage.restore_volume, *self.st.vol_key(dst), newest["name"])
+        now = time.time()
+        xfer = {"uuid": xfer_uuid or new_uuid(), "state": "success", "end_time": now,
+                "snapshots": [s["name"] for s in new], "bytes_transferred": 0}
+        rel["transfers"] = (rel.get("transfers") or [])[-19:] + [xfer]
+        rel.update(state="snapmirrored", healthy=True, unhealthy_reason=None, last_transfer_time=now)
+        self.st.save()
+        return xfer

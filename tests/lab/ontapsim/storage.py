@@ -1,0 +1,208 @@
+"""Volume data on disk: DIR/volumes/<svm>/<volume>/ with snapshots under .snapshot/<name>/.
+
+On btrfs a volume is a subvolume and a snapshot a read-only subvolume snapshot (instant, like
+WAFL); elsewhere a snapshot is a `cp --reflink=auto` copy made read-only. Restores write into
+the existing files/directories so inodes stay stable for anything holding them open.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+SNAPDIR = ".snapshot"
+
+
+class StorageError(RuntimeError):
+    pass
+
+
+def _run(*cmd: str) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise StorageError(f"{' '.join(cmd)}: {res.stderr.strip() or res.returncode}")
+
+
+def fs_type(path: Path) -> str:
+    res = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True)
+    return res.stdout.strip() if res.returncode == 0 else "unknown"
+
+
+def _chmod_w(path: str, writable: bool) -> None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    mode = st.st_mode | stat.S_IWUSR if writable else st.st_mode & ~0o222
+    if mode != st.st_mode:
+        os.chmod(path, stat.S_IMODE(mode))
+
+
+def _set_writable(root: Path, writable: bool) -> None:
+    if not root.is_dir() or root.is_symlink():
+        _chmod_w(str(root), writable)
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*filenames, *dirnames, None]:
+            _chmod_w(os.path.join(dirpath, name) if name else dirpath, writable)
+
+
+class Storage:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "volumes"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.btrfs = fs_type(self.root) == "btrfs"
+
+    @property
+    def kind(self) -> str:
+        return "btrfs" if self.btrfs else "reflink"
+
+    def volume_dir(self, svm: str, volume: str) -> Path:
+        return self.root / svm / volume
+
+    def snapshot_dir(self, svm: str, volume: str, snapshot: str) -> Path:
+        return self.volume_dir(svm, volume) / SNAPDIR / snapshot
+
+    def ensure_volume(self, svm: str, volume: str) -> Path:
+        vdir = self.volume_dir(svm, volume)
+        if not vdir.exists():
+            vdir.parent.mkdir(parents=True, exist_ok=True)
+            if self.btrfs:
+                _run("btrfs", "subvolume", "create", str(vdir))
+            else:
+                vdir.mkdir()
+        snaps = vdir / SNAPDIR
+        if not snaps.exists():
+            if self.btrfs:
+                # A nested subvolume shows up in snapshots of its parent as one empty
+                # directory, so snapshots never carry older snapshots' data.
+                _run("btrfs", "subvolume", "create", str(snaps))
+            else:
+                snaps.mkdir()
+        return vdir
+
+    def ensure_file(self, svm: str, volume: str, name: str, size: int) -> Path:
+        """A LUN's backing file (sparse)."""
+        path = self.ensure_volume(svm, volume) / name
+        if not path.exists():
+            with open(path, "wb") as fh:
+                fh.truncate(size)
+        return path
+
+    def used_bytes(self, svm: str, volume: str) -> int:
+        total = 0
+        vdir = self.volume_dir(svm, volume)
+        for dirpath, dirnames, filenames in os.walk(vdir):
+            if Path(dirpath) == vdir and SNAPDIR in dirnames:
+                dirnames.remove(SNAPDIR)
+            for name in filenames:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                except OSError:
+                    pass
+        return total
+
+    def _entries(self, src: Path) -> list[str]:
+        return [str(src / e) for e in sorted(os.listdir(src)) if e != SNAPDIR]
+
+    def create_snapshot(self, svm: str, volume: str, snapshot: str) -> None:
+        vdir = self.ensure_volume(svm, volume)
+        dest = vdir / SNAPDIR / snapshot
+        if dest.exists():
+            self._remove(dest)
+        if self.btrfs:
+            _run("btrfs", "subvolume", "snapshot", "-r", str(vdir), str(dest))
+            return
+        self._copy_into(vdir, dest)
+        _set_writable(dest, False)
+
+    def _copy_into(self, src: Path, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        entries = self._entries(src)
+        if entries:
+            _run("cp", "-a", "--reflink=auto", *entries, str(dest) + "/")
+
+    def _remove(self, path: Path) -> None:
+        if self.btrfs and _is_subvolume(path):
+            _run("btrfs", "subvolume", "delete", str(path))
+            return
+        _set_writable(path, True)
+        shutil.rmtree(path)
+
+    def delete_snapshot(self, svm: str, volume: str, snapshot: str) -> None:
+        path = self.snapshot_dir(svm, volume, snapshot)
+        if path.exists():
+            self._remove(path)
+
+    def rename_snapshot(self, svm: str, volume: str, old: str, new: str) -> None:
+        src = self.snapshot_dir(svm, volume, old)
+        if not src.exists():
+            return
+        # Renaming a directory rewrites its ".." entry: it must be writable (non-root).
+        if not self.btrfs:
+            os.chmod(src, stat.S_IMODE(os.stat(src).st_mode) | stat.S_IWUSR)
+        os.rename(src, self.snapshot_dir(svm, volume, new))
+        if not self.btrfs:
+            dst = self.snapshot_dir(svm, volume, new)
+            os.chmod(dst, stat.S_IMODE(os.stat(dst).st_mode) & ~0o222)
+
+    def restore_file(self, svm: str, volume: str, snapshot: str, path: str, restore_path: str) -> None:
+        """Copy <snapshot>/<path> over <volume>/<restore_path> in place (same inode if it exists)."""
+        src = self.snapshot_dir(svm, volume, snapshot) / path.lstrip("/")
+        dst = self.volume_dir(svm, volume) / restore_path.lstrip("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _run("cp", "--reflink=auto", "--sparse=always", str(src), str(dst))
+        os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode) | stat.S_IWUSR)
+
+    def restore_volume(self, svm: str, volume: str, snapshot: str) -> None:
+        """Make the active file system equal to the snapshot (the volume dir itself is kept)."""
+        vdir = self.volume_dir(svm, volume)
+        snap = self.snapshot_dir(svm, volume, snapshot)
+        for entry in self._entries(vdir):
+            p = Path(entry)
+            if p.is_dir() and not p.is_symlink():
+                self._remove(p)
+            else:
+                p.unlink()
+        self._copy_into(snap, vdir)
+        _set_writable_top(vdir)
+
+    def copy_snapshot(self, src: tuple[str, str, str], dst: tuple[str, str, str]) -> None:
+        """Replicate a snapshot into another volume's .snapshot (SnapMirror)."""
+        src_dir = self.snapshot_dir(*src)
+        dst_dir = self.snapshot_dir(*dst)
+        self.ensure_volume(dst[0], dst[1])
+        if dst_dir.exists():
+            self._remove(dst_dir)
+        if self.btrfs and _is_subvolume(src_dir):
+            _run("btrfs", "subvolume", "snapshot", "-r", str(src_dir), str(dst_dir))
+            return
+        self._copy_into(src_dir, dst_dir)
+        _set_writable(dst_dir, False)
+
+    def wipe(self) -> None:
+        for svm_dir in list(self.root.iterdir()) if self.root.exists() else []:
+            for vdir in list(svm_dir.iterdir()):
+                snaps = vdir / SNAPDIR
+                if snaps.exists():
+                    for s in list(snaps.iterdir()):
+                        self._remove(s)
+                    self._remove(snaps)
+                self._remove(vdir)
+            shutil.rmtree(svm_dir, ignore_errors=True)
+
+
+def _set_writable_top(vdir: Path) -> None:
+    # A restored tree comes from a read-only snapshot: give the owner write access back.
+    for entry in os.listdir(vdir):
+        if entry != SNAPDIR:
+            _set_writable(vdir / entry, True)
+
+
+def _is_subvolume(path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == 256
+    except OSError:
+        return False
