@@ -40,7 +40,8 @@ from typing import Any, Dict, List, Optional
 
 FORMAT_VERSION = 1
 DEFAULT_STATE_DIR = "/var/lib/kvmsnap"
-ACTIONS = ("suspended", "frozen", "none")
+# "auto": written ahead for mode auto (freeze or suspend not decided yet): a release thaws AND resumes
+ACTIONS = ("suspended", "frozen", "auto", "none")
 RUN_STATES = ("quiescing", "quiesced", "releasing", "released", "recovered")
 FINAL_STATES = ("released", "recovered")
 # released/recovered journals older than this are removed by the next run

@@ -103,13 +103,18 @@ def release_vm(libvirt, uri, vm, agent_timeout, tries=5):
             conn = libvirt.open(uri)
             try:
                 dom = conn.lookupByUUIDString(vm["uuid"])
-                if vm["action"] == "frozen":
+                if vm["action"] in ("frozen", "auto"):
                     try:
                         dom.agentSetResponseTimeout(int(agent_timeout))
                     except libvirt.libvirtError:
                         pass
-                    dom.fsThaw()
-                    return "thawed"
+                    try:
+                        dom.fsThaw()
+                    except libvirt.libvirtError:
+                        if vm["action"] == "frozen":
+                            raise
+                    if vm["action"] == "frozen":
+                        return "thawed"
                 state = dom.state()[0]
                 if state == libvirt.VIR_DOMAIN_PAUSED:
                     dom.resume()
@@ -160,7 +165,7 @@ def main(path):
         return 2
     results = {}
     for vm in journal.get("vms", []):
-        if vm.get("action") in ("suspended", "frozen") and not vm.get("released"):
+        if vm.get("action") in ("suspended", "frozen", "auto") and not vm.get("released"):
             try:
                 results[vm["uuid"]] = (release_vm(libvirt, journal.get("uri"), vm,
                                                   journal.get("agent_timeout") or 10), None)
