@@ -33,7 +33,7 @@ def vms(conn):
 
     def make(n, prefix="fq"):
         names = []
-        for i in range(n):
+        for _i in range(n):
             name = "%s-%d-%d" % (prefix, os.getpid(), len(made))
             dom = conn.defineXML(base.replace("<name>test</name>", "<name>%s</name>" % name))
             dom.create()
