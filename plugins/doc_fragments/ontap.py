@@ -83,7 +83,7 @@ options:
 requirements:
   - C(netapp-lib) (only for O(transport=zapi), and for consistent multi-volume snapshots on ONTAP before 9.10.1)
 notes:
-  - The modules run where the task runs; usually use C(delegate_to: localhost) or the controller inventory host
-    with C(connection: local).
+  - "The modules run where the task runs; usually use C(delegate_to: localhost) or the controller inventory host
+    with C(connection: local)."
   - Set the connection options once with C(module_defaults) and C(group/kvmsnap.core.ontap).
 """

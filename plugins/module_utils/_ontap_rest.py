@@ -220,7 +220,7 @@ class OntapRest(Ontap):
         svms = sorted(set(s for s, _v in volumes))
         if len(svms) == 1:
             return self._cg_snapshot(svms[0], [v for _s, v in volumes], name, comment, snapmirror_label)
-        return self._cg_two_phase(volumes, svms, name, comment, snapmirror_label)
+        return self._create_set_without_cg(volumes, name, comment, snapmirror_label, multi_svm=True)
 
     def _find_cg(self, svm: str, vols: List[str]) -> Optional[dict]:
         recs = self.call("list consistency groups of SVM %s" % svm, lambda: self.session.get_records(
@@ -268,51 +268,21 @@ class OntapRest(Ontap):
                 self._delete_cg(cg)
         return method
 
-    def _cg_two_phase(self, volumes: List[VolumeRef], svms: List[str], name: str, comment: Optional[str],
-                      label: Optional[str]) -> str:
-        """Volumes in several SVMs: one CG per SVM, fenced together with action=start, then committed."""
-        cgs = []
-        method = "cg"
-        try:
-            for svm in svms:
-                vols = [v for s, v in volumes if s == svm]
-                cg = self._find_cg(svm, vols)
-                if cg is None:
-                    cg = self._temp_cg(svm, vols)
-                    cg["_temporary"] = True
-                    method = "cg_temporary"
-                cgs.append(cg)
-            started = []
-            for cg in cgs:
-                payload = self._send("POST", "/api/application/consistency-groups/%s/snapshots" % cg["uuid"],
-                                     "start consistency-group snapshot %s of %s" % (name, cg.get("name")),
-                                     query={"action": "start", "action_timeout": 7, "return_records": "true"},
-                                     body=self._snapshot_body(name, comment, label), safe_to_retry=False)
-                recs = payload.get("records") if isinstance(payload, dict) else None
-                snap_uuid = recs[0].get("uuid") if recs else None
-                if not snap_uuid:
-                    found = self.session.get_records("/api/application/consistency-groups/%s/snapshots" % cg["uuid"],
-                                                     name=name, fields="uuid,name")
-                    snap_uuid = found[0]["uuid"] if found else None
-                started.append((cg, snap_uuid))
-            for cg, snap_uuid in started:
-                self._send("PATCH", "/api/application/consistency-groups/%s/snapshots/%s" % (cg["uuid"], snap_uuid),
-                           "commit consistency-group snapshot %s of %s" % (name, cg.get("name")),
-                           query={"action": "commit"}, body={}, safe_to_retry=False)
-        finally:
-            for cg in cgs:
-                if cg.get("_temporary"):
-                    self._delete_cg(cg)
-        return method
-
     def _create_set_without_cg(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                               label: Optional[str]) -> str:
-        """ONTAP < 9.10.1 has no CG REST API: use ZAPI cg-start/cg-commit over the same connection options."""
+                               label: Optional[str], multi_svm: bool = False) -> str:
+        """No REST CG fits (ONTAP < 9.10.1, or volumes of several SVMs: a CG lives in one SVM):
+        use ZAPI cg-start (per SVM) / cg-commit over the same connection options."""
         ver = ".".join(str(x) for x in self.version())
         op = "create snapshot %s on %d volumes" % (name, len(volumes))
-        hint = ("ONTAP %s has no consistency-group REST API (9.10.1+); a consistent snapshot of several volumes "
-                "needs ZAPI (cg-start/cg-commit): install netapp-lib and allow ONTAPI for this user, or set "
-                "transport: zapi, or snapshot one volume per task." % ver)
+        if multi_svm:
+            why = "volumes of several SVMs cannot share one consistency group"
+            warn = "the volumes are in several SVMs"
+        else:
+            why = "ONTAP %s has no consistency-group REST API (9.10.1+)" % ver
+            warn = "ONTAP %s has no consistency-group REST API" % ver
+        hint = ("%s; a consistent snapshot of these volumes needs ZAPI (cg-start/cg-commit): install netapp-lib and "
+                "allow ONTAPI for this user, or set transport: zapi, or snapshot the volumes of one SVM per task."
+                % why)
         from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import has_netapp_lib
         if not has_netapp_lib():
             raise OntapError("no consistent multi-volume snapshot possible over REST", operation=op,
@@ -328,8 +298,7 @@ class OntapRest(Ontap):
                 exc.message += " (REST fallback to ZAPI)"
                 exc._hint = hint  # pylint: disable=protected-access
             raise
-        self.warnings.append("ONTAP %s on %s has no consistency-group REST API; the snapshot %s was taken with ZAPI "
-                             "cg-start/cg-commit." % (ver, self.hostname, name))
+        self.warnings.append("%s: %s, so the snapshot %s was taken with ZAPI %s." % (self.hostname, warn, name, method))
         return method
 
     def delete_snapshot(self, svm: str, volume: str, name: str) -> None:

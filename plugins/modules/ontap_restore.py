@@ -19,7 +19,7 @@ description:
     and SnapMirror relationships of the volume must be updated or resynced afterwards.
   - The snapshot is checked to exist before anything is done. Paths are normalised and confined to the volume.
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
   - kvmsnap.core.ontap
   - kvmsnap.core.attributes

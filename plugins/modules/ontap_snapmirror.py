@@ -12,13 +12,13 @@ version_added: 1.0.0
 description:
   - With O(state=updated), starts a transfer on every SnapMirror/SnapVault relationship whose source is one of
     O(volumes) (optionally of a given O(snapshot)), and waits up to O(wait_timeout) seconds for it.
-  - With O(state=info), reports the health of those relationships like Snap Creator's dpstatus (source,
+  - With O(state=status), reports the health of those relationships like Snap Creator's dpstatus (source,
     destination, mirror or vault, state, healthy, reason, lag, last transfer).
   - Volumes without relationships are reported in RV(volumes_without_relationships), not as an error.
   - A failed update makes the module fail, naming the relationship and what to do next.
   - Relationships are read on the controller given by O(hostname) (the destination cluster in most setups).
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
   - kvmsnap.core.ontap
   - kvmsnap.core.attributes
@@ -33,7 +33,7 @@ attributes:
   idempotent:
     support: none
     details:
-      - O(state=updated) always starts a transfer; O(state=info) changes nothing.
+      - O(state=updated) always starts a transfer; O(state=status) changes nothing.
 options:
   svm:
     description:
@@ -47,10 +47,10 @@ options:
     required: true
   state:
     description:
-      - V(updated) transfers; V(info) only reports.
+      - V(updated) transfers; V(status) only reports (Snap Creator's dpstatus).
     type: str
-    choices: [updated, info]
-    default: info
+    choices: [updated, status]
+    default: status
   snapshot:
     description:
       - Source snapshot to transfer (default is what the policy selects).
@@ -207,7 +207,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
 ARGUMENT_SPEC = {
     "svm": {"type": "str"},
     "volumes": {"type": "list", "elements": "str", "required": True},
-    "state": {"type": "str", "choices": ["updated", "info"], "default": "info"},
+    "state": {"type": "str", "choices": ["updated", "status"], "default": "status"},
     "snapshot": {"type": "str"},
     "label": {"type": "str"},
     "wait": {"type": "bool", "default": True},
@@ -231,7 +231,7 @@ def prepare(module):
 
 def execute(module, client, volumes):
     p = module.params
-    if p["state"] == "info":
+    if p["state"] == "status":
         res = snapmirror_info(client, volumes)
         res["changed"] = False
         return res

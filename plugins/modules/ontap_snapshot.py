@@ -20,7 +20,7 @@ description:
   - O(prune) deletes this collection's snapshots of a policy beyond a number to keep, per volume; it never deletes
     the newest good one nor a snapshot of another tool, and it skips busy or owned snapshots with a warning.
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
   - kvmsnap.core.ontap
   - kvmsnap.core.attributes

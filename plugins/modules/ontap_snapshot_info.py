@@ -13,7 +13,7 @@ description:
   - Lists the snapshots of O(volumes), or of every volume of O(svm), with their creation time, SnapMirror label,
     comment, state, busy flag and owners, and this collection's metadata parsed from the comment.
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
   - kvmsnap.core.ontap
   - kvmsnap.core.attributes
