@@ -234,7 +234,7 @@ def lookup_domain(conn: Any, ident: str, kind: str | None = None) -> Any:
 def _conn_uri(conn: Any) -> str | None:
     try:
         return conn.getURI()
-    except Exception:  # noqa: BLE001 - only for a message; a dead connection must not hide the real error
+    except Exception:
         return None
 
 
@@ -307,7 +307,7 @@ class LibvirtSession:
         _close_quietly(self._conn)
         self._conn = None
 
-    def __enter__(self) -> LibvirtSession:  # noqa: PYI034 - typing.Self is 3.11+, targets run 3.8+
+    def __enter__(self) -> LibvirtSession:
         return self
 
     def __exit__(self, *exc: object) -> None:

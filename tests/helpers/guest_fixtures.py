@@ -1,0 +1,158 @@
+"""Pytest fixtures for real lab guests on qemu:///system (see tests/lab/guestlab for the API).
+
+libvirt_system   session: a read-write qemu:///system connection; skips (with the reason) when
+                 libvirtd is not reachable. Tests using it carry @pytest.mark.needs_libvirtd so
+                 CI (CI=true) turns that skip into a failure. At session end every domain whose
+                 name starts with this run's prefix (kvs-<pid>-) is destroyed and undefined.
+guest_assets     session: the kernel + initramfs (built once, cached in tests/lab/cache/).
+real_guest       function: factory real_guest(disk_dir=None, disk_path=None, size_mib=64, name=None,
+                 memory_mib=128, with_agent=True, transient=False, wait=True, extra_disks=())
+                 -> LabGuest(name, dom, disk_path, boot_seconds, console_log). The disk is made in
+                 disk_dir (default: the test's tmp_path) unless disk_path names an existing image.
+                 At most MAX_REAL_GUESTS (2; env KVMSNAP_LAB_MAX_GUESTS) at once: the machine is
+                 shared and guests run under TCG. Always destroyed + undefined at teardown.
+minimal_guests   function: factory minimal_guests(n, workdir=None, start=True, transient=False)
+                 -> [virDomain]: boot-sector guests (cli;hlt) for scale tests; cleaned up.
+lab_prefix       session: this run's name prefix, 'kvs-<pid>-'.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = REPO / "tests" / "lab"
+if str(LAB) not in sys.path:
+    sys.path.insert(0, str(LAB))
+
+import guestlab
+
+MAX_REAL_GUESTS = int(os.environ.get("KVMSNAP_LAB_MAX_GUESTS", "2"))
+SYSTEM_URI = "qemu:///system"
+_COUNTER = itertools.count(1)
+
+
+@dataclass
+class LabGuest:
+    name: str
+    dom: Any
+    disk_path: str
+    boot_seconds: float | None = None
+    console_log: str = ""
+    extra_disks: list[str] = field(default_factory=list)
+
+    def read_file(self, path: str) -> bytes:
+        return guestlab.read_guest_file(self.dom, path)
+
+    def writer_numbers(self) -> list[int]:
+        return guestlab.parse_writer_log(self.read_file("/data/log.txt"))
+
+
+def _unique_name(kind: str) -> str:
+    return f"{guestlab.run_prefix()}{kind}{next(_COUNTER)}"
+
+
+@pytest.fixture(scope="session")
+def lab_prefix() -> str:
+    return guestlab.run_prefix()
+
+
+@pytest.fixture(scope="session")
+def libvirt_system():
+    try:
+        import libvirt
+    except ImportError:
+        pytest.skip("libvirt-python is not installed in this venv (pip install libvirt-python)")
+    try:
+        conn = libvirt.open(SYSTEM_URI)
+    except libvirt.libvirtError as err:
+        pytest.skip(f"libvirtd is not reachable at {SYSTEM_URI} ({err}); start it with tests/lab/ensure-services")
+    try:
+        yield conn
+    finally:
+        try:
+            guestlab.cleanup_prefix(conn, guestlab.run_prefix())
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def guest_assets(tmp_path_factory):
+    missing = guestlab.missing_host_commands()
+    cache = os.environ.get("KVMSNAP_LAB_CACHE", str(LAB / "cache"))
+    if missing and not (Path(cache) / "guest" / "manifest.json").exists():
+        pytest.skip("the guest builder needs: " + ", ".join(missing))
+    try:
+        return guestlab.build_assets(cache)
+    except guestlab.BuildError as err:
+        pytest.skip(f"cannot build the lab guest (apt reachable? tests/lab/guest-builder build): {err}")
+
+
+@pytest.fixture
+def real_guest(libvirt_system, guest_assets, tmp_path):
+    made: list[LabGuest] = []
+
+    def factory(disk_dir: str | os.PathLike | None = None, disk_path: str | os.PathLike | None = None,
+                size_mib: int = 64, name: str | None = None, memory_mib: int = 128, with_agent: bool = True,
+                transient: bool = False, wait: bool = True, extra_disks: list[str] | tuple[str, ...] = ()
+                ) -> LabGuest:
+        active = [g for g in made if guestlab.domain._is_active(g.dom)]
+        if len(active) >= MAX_REAL_GUESTS:
+            pytest.fail(f"at most {MAX_REAL_GUESTS} real lab guests at once (shared CPU, TCG); "
+                        f"running: {[g.name for g in active]} (KVMSNAP_LAB_MAX_GUESTS raises the limit)")
+        gname = name or _unique_name("g")
+        if not gname.startswith(guestlab.run_prefix()):
+            gname = guestlab.run_prefix() + gname
+        if disk_path is None:
+            ddir = Path(disk_dir) if disk_dir is not None else tmp_path
+            disk = str(ddir / f"{gname}-data.img")
+        else:
+            disk = str(disk_path)
+        if not os.path.exists(disk):
+            guestlab.make_data_disk(disk, size_mib)
+        started = time.monotonic()
+        dom = guestlab.define_guest(libvirt_system, gname, disk, guest_assets, memory_mib=memory_mib,
+                                    with_agent=with_agent, transient=transient, extra_disks=list(extra_disks))
+        guest = LabGuest(gname, dom, disk, console_log=guestlab.console_log_path(gname),
+                         extra_disks=[str(p) for p in extra_disks])
+        made.append(guest)
+        if wait and with_agent:
+            guestlab.wait_agent_ready(dom, timeout=120)
+            guest.boot_seconds = time.monotonic() - started
+        return guest
+
+    try:
+        yield factory
+    finally:
+        for guest in made:
+            guestlab.destroy_and_undefine(guest.dom)
+
+
+@pytest.fixture
+def minimal_guests(libvirt_system, tmp_path):
+    made: list[Any] = []
+
+    def factory(n: int, workdir: str | os.PathLike | None = None, start: bool = True,
+                transient: bool = False) -> list[Any]:
+        wdir = str(workdir) if workdir is not None else str(tmp_path / "minimal")
+        doms = []
+        for _ in range(n):
+            dom = guestlab.define_minimal_guest(libvirt_system, _unique_name("m"), wdir, start=start,
+                                                transient=transient)
+            made.append(dom)
+            doms.append(dom)
+        return doms
+
+    try:
+        yield factory
+    finally:
+        for dom in made:
+            guestlab.destroy_and_undefine(dom)
