@@ -1,0 +1,312 @@
+#!/usr/bin/python
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vm_backup
+short_description: Quiesce KVM VMs, take one consistent ONTAP snapshot of all their volumes, release them
+version_added: 0.1.0
+description:
+  - The whole backup fence of one KVM host in one process. Pre-flight first (every VM known, every disk on a
+    mapped volume, the volumes exist on the controller, the snapshot name is valid and unused, no other run holds
+    the VMs); any failure stops there with nothing touched.
+  - Then quiesces all VMs in parallel (as M(kvmsnap.core.vm_quiesce) does), takes one consistent snapshot of
+    every volume involved (consistency group or multicreate on the controller), and releases all VMs in parallel.
+  - The release is guaranteed on every error path, on SIGTERM/SIGINT/SIGHUP, and, if this process dies, by the
+    run's watchdog on the host. If the snapshot fails or does not complete before O(deadline), the VMs are released
+    at the deadline anyway and the task fails; a snapshot that completes after the release is reported as
+    crash-consistent only.
+  - Returns for every VM its pause window (quiesce complete to release complete) in milliseconds and the
+    consistency level its disks have in the snapshot.
+author:
+  - kvmsnap.core contributors
+requirements:
+  - libvirt-python on the KVM host
+extends_documentation_fragment:
+  - kvmsnap.core.ontap
+  - kvmsnap.core.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Validates the VMs, the disk to volume mapping, the volumes on the controller, the snapshot name and the
+        locks, and reports what would be quiesced and snapshotted, without touching anything.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details:
+      - Every run takes a new snapshot; a run with the name of an existing snapshot fails without touching anything.
+options:
+  uri:
+    description:
+      - libvirt connection URI of the KVM host.
+    type: str
+    default: qemu:///system
+  vms:
+    description:
+      - The VMs to back up, each by libvirt domain name or UUID.
+    type: list
+    elements: str
+    required: true
+  mode:
+    description:
+      - How the VMs are quiesced during the snapshot; see M(kvmsnap.core.vm_quiesce).
+    type: str
+    choices: [suspend, freeze, auto, none]
+    default: auto
+  deadline:
+    description:
+      - Seconds the VMs may stay quiesced. At the deadline they are released whatever the snapshot's state.
+    type: int
+    default: 60
+  state_dir:
+    description:
+      - Directory for the fence journals, locks and the watchdog script (created with mode 0700).
+    type: path
+    default: /var/lib/kvmsnap
+  agent_timeout:
+    description:
+      - Seconds a guest-agent command (ping, freeze, thaw) may take before it counts as failed.
+    type: int
+    default: 10
+  allow_crash_consistent:
+    description:
+      - When quiescing a VM fails, snapshot it crash-consistent instead of failing the run.
+    type: bool
+    default: false
+  volumes:
+    description:
+      - Volumes to snapshot, each as C(svm:volume). Added to the volumes found through O(datastores) and
+        O(vm_mapping); alone, the volumes are taken as given (no per-disk check).
+    type: list
+    elements: str
+  datastores:
+    description:
+      - Host directories that are the NFS mounts of ONTAP volumes. Every disk file of every VM must sit under one
+        of them (read-only CD-ROMs are skipped with a warning).
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: Mount point of the volume on the KVM host.
+        type: path
+        required: true
+      svm:
+        description: SVM of the volume.
+        type: str
+        required: true
+      volume:
+        description: Volume name.
+        type: str
+        required: true
+  vm_mapping:
+    description:
+      - Explicit VM to volume map, in Snap Creator's C(KVM_VM_MAPPING) form C(vm:svm:/vol/<volume>/<path>;...) or
+        as a list of dicts with C(vm), C(svm) and C(volume) (or C(path) of the form C(/vol/<volume>/...)).
+      - A VM named here is not checked disk by disk.
+    type: raw
+  name:
+    description:
+      - Snapshot name. Defaults to C(kvmsnap-<policy>_<UTC time>).
+    type: str
+  comment:
+    description:
+      - Free text appended to the snapshot comment after the kvmsnap metadata (C(kvmsnap:v1 policy=... run=... host=...)).
+    type: str
+  snapmirror_label:
+    description:
+      - SnapMirror label of the snapshot (for SnapVault/SnapMirror policies).
+    type: str
+  policy:
+    description:
+      - Retention policy the snapshot belongs to (used in the default name and the metadata comment).
+    type: str
+    default: daily
+notes:
+  - Run it on the KVM host. O(retries) also applies to libvirt calls (reconnect after a libvirtd restart).
+  - The consistency level C(application) is never claimed; the guest agent does not report whether fsfreeze hooks ran.
+seealso:
+  - module: kvmsnap.core.vm_quiesce
+  - module: kvmsnap.core.ontap_snapshot
+"""
+
+EXAMPLES = r"""
+- name: Back up two VMs whose disks sit on NFS datastores
+  kvmsnap.core.vm_backup:
+    vms: [web1, db1]
+    mode: auto
+    deadline: 60
+    datastores:
+      - {path: /mnt/ds1, svm: svm1, volume: vol_ds1}
+      - {path: /mnt/ds2, svm: svm1, volume: vol_ds2}
+    policy: daily
+    snapmirror_label: daily
+    hostname: cluster1.example.com
+    username: backup
+    password: "{{ ontap_password }}"
+  register: backup
+
+- name: Snap Creator style mapping
+  kvmsnap.core.vm_backup:
+    vms: [VM1]
+    vm_mapping: "VM1:svm1:/vol/vol1/lun1;"
+    hostname: cluster1.example.com
+    username: backup
+    password: "{{ ontap_password }}"
+"""
+
+RETURN = r"""
+run_id:
+  description: Id of the run (journal name, and C(run=) in the snapshot comment).
+  returned: when the fence ran
+  type: str
+  sample: backup-20261126T101500Z-1a2b3c4d
+name:
+  description: The snapshot name.
+  returned: always
+  type: str
+  sample: kvmsnap-daily_20261126T101500Z
+comment:
+  description: The snapshot comment with the kvmsnap metadata.
+  returned: always
+  type: str
+volumes:
+  description: The volumes of the snapshot, C(svm:volume).
+  returned: always
+  type: list
+  elements: str
+vms:
+  description: One entry per VM.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Domain name.
+      type: str
+      returned: always
+    uuid:
+      description: Domain UUID.
+      type: str
+      returned: always
+    action:
+      description: What the run did to the VM (V(suspended), V(frozen), V(none)).
+      type: str
+      returned: always
+    consistency:
+      description:
+        - Consistency level of the VM's disks in the snapshot (C(filesystem), C(suspended), C(crash), C(offline)).
+        - C(crash) when the snapshot completed outside the quiesce window.
+      type: str
+      returned: always
+    pause_ms:
+      description: Milliseconds from quiesce complete to release complete (0 for a VM not paused or frozen).
+      type: float
+      returned: when the fence ran
+    quiesce_ms:
+      description: Milliseconds from the start of the parallel quiesce until this VM was quiesced.
+      type: float
+      returned: when the fence ran
+    release_result:
+      description: V(resumed), V(thawed), V(already running), V(untouched), ...
+      type: str
+      returned: when the fence ran
+  sample:
+    - {name: web1, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, action: frozen, consistency: filesystem,
+       pause_ms: 171.3, quiesce_ms: 9.8, release_result: thawed}
+snapshots:
+  description: The snapshots made (one per volume, all with the same name).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {svm: svm1, volume: vol_ds1, name: kvmsnap-daily_20261126T101500Z, uuid: 1b2c..., create_time: 1764151200}
+method:
+  description: How the controller made the set (V(cg), V(cg_temporary), V(cg_start_commit), V(multicreate), V(single)).
+  returned: when a snapshot was made
+  type: str
+consistency:
+  description: The weakest consistency level over all VMs in the snapshot.
+  returned: when a snapshot was made
+  type: str
+max_pause_ms:
+  description: The longest pause window of any VM.
+  returned: when the fence ran
+  type: float
+snapshot_ms:
+  description: Milliseconds the snapshot call took.
+  returned: when the fence ran
+  type: float
+recovered:
+  description: Runs found dead or past their deadline, whose VMs this run released first.
+  returned: always
+  type: list
+  elements: dict
+watchdog_pid:
+  description: Process id of the run's watchdog on the host.
+  returned: when the fence ran
+  type: int
+lock_takeovers:
+  description: Stale locks of other runs this run took over.
+  returned: when the fence ran
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import ontap_module
+
+
+def main() -> None:
+    module = ontap_module(
+        dict(
+            uri=dict(type="str", default="qemu:///system"),
+            vms=dict(type="list", elements="str", required=True),
+            mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
+            deadline=dict(type="int", default=60),
+            state_dir=dict(type="path", default=_journal.DEFAULT_STATE_DIR),
+            agent_timeout=dict(type="int", default=10),
+            allow_crash_consistent=dict(type="bool", default=False),
+            volumes=dict(type="list", elements="str"),
+            datastores=dict(type="list", elements="dict", options=dict(
+                path=dict(type="path", required=True),
+                svm=dict(type="str", required=True),
+                volume=dict(type="str", required=True),
+            )),
+            vm_mapping=dict(type="raw"),
+            name=dict(type="str"),
+            comment=dict(type="str"),
+            snapmirror_label=dict(type="str"),
+            policy=dict(type="str", default="daily"),
+        ),
+    )
+    if not _libvirt.HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    p = module.params
+    for field, low, high in (("deadline", 1, 3600), ("agent_timeout", 1, 600)):
+        if not low <= p[field] <= high:
+            module.fail_json(msg="%s: %d is out of range; allowed %d..%d seconds." % (field, p[field], low, high))
+    try:
+        result = _fence.run_backup(p, module.check_mode)
+    except _fence.FenceError as err:
+        extra = dict(err.result)
+        extra.pop("msg", None)
+        for warning in extra.pop("warnings", []):
+            module.warn(warning)
+        module.fail_json(msg=str(err), **extra)
+    except (_journal.JournalError, _lock.LockBusy, _libvirt.LibvirtAccessError) as err:
+        module.fail_json(msg=str(err))
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
