@@ -1,0 +1,123 @@
+"""Small stdlib clients for the simulator tests: REST (urllib + the sim's CA), admin, ZAPI."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from netapp_lib.api.zapi import zapi
+
+
+class Reply:
+    def __init__(self, status: int, body: Any, headers: Any) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    def __getitem__(self, key: str) -> Any:
+        return self.body[key]
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, {self.body!r})"
+
+
+class Client:
+    def __init__(self, sim: Any, user: str = "admin", password: str = "netapp123") -> None:
+        self.sim = sim
+        self.url = sim.url
+        self.user = user
+        self.password = password
+        self.ctx = ssl.create_default_context(cafile=sim.ca_file)
+
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | str | None = None,
+             headers: dict[str, str] | None = None, auth: bool = True) -> Reply:
+        url = self.url + path
+        if query:
+            url += "?" + (query if isinstance(query, str) else urllib.parse.urlencode(query, safe="*,.!|:/"))
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Accept", "application/hal+json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if auth:
+            import base64
+            token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=30) as resp:
+                raw = resp.read()
+                return Reply(resp.status, json.loads(raw) if raw else None, resp.headers)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                payload = json.loads(raw) if raw else None
+            except ValueError:
+                payload = raw.decode(errors="replace")
+            return Reply(exc.code, payload, exc.headers)
+
+    def get(self, path: str, **query: Any) -> Reply:
+        return self.call("GET", path, query={k.replace("__", "."): v for k, v in query.items()} or None)
+
+    def post(self, path: str, body: Any = None, query: Any = None, **kw: Any) -> Reply:
+        return self.call("POST", path, body if body is not None else {}, query, **kw)
+
+    def patch(self, path: str, body: Any = None, query: Any = None, **kw: Any) -> Reply:
+        return self.call("PATCH", path, body if body is not None else {}, query, **kw)
+
+    def delete(self, path: str, query: Any = None, **kw: Any) -> Reply:
+        return self.call("DELETE", path, None, query, **kw)
+
+    # -- conveniences ------------------------------------------------------------------------
+    def volume(self, name: str, svm: str = "svm1") -> dict[str, Any]:
+        recs = self.get("/api/storage/volumes", name=name, svm__name=svm, fields="*")["records"]
+        assert len(recs) == 1, recs
+        return recs[0]
+
+    def snapshots(self, vol_uuid: str, **query: Any) -> list[dict[str, Any]]:
+        return self.get(f"/api/storage/volumes/{vol_uuid}/snapshots", fields="*", **query)["records"]
+
+    def create_snapshot(self, vol_uuid: str, name: str, **extra: Any) -> Reply:
+        return self.post(f"/api/storage/volumes/{vol_uuid}/snapshots", {"name": name, **extra},
+                         query={"return_timeout": 30})
+
+    def job(self, reply: Reply) -> dict[str, Any]:
+        href = reply["job"]["_links"]["self"]["href"]
+        return self.get(href).body
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        r = self.call(method, "/_sim/" + path, body)
+        assert r.status in (200, 201), r
+        return r.body
+
+    def calls(self) -> list[dict[str, Any]]:
+        return self.admin("GET", "calls")["calls"]
+
+
+def zapi_server(sim: Any, vserver: str | None = None, user: str = "admin", password: str = "netapp123",
+                minor: int = 110) -> zapi.NaServer:
+    """A plain netapp-lib NaServer for the simulator (SSL_CERT_FILE must name sim.ca_file)."""
+    server = zapi.NaServer(sim.host, username=user, password=password)
+    server.set_transport_type("HTTPS")
+    server.set_port(sim.port)  # after set_transport_type, which resets the port
+    server.set_api_version(major=1, minor=minor)
+    server.set_timeout(30)
+    if vserver:
+        server.set_vserver(vserver)
+    return server
+
+
+def zcall(server: zapi.NaServer, api: str, tunnel: bool = True, **children: Any) -> zapi.NaElement:
+    return server.invoke_successfully(zapi.NaElement.create_node_with_children(api, **children),
+                                      enable_tunneling=tunnel)
+
+
+def zelem(api: str, struct: dict[str, Any]) -> zapi.NaElement:
+    el = zapi.NaElement(api)
+    el.translate_struct(struct)
+    return el
