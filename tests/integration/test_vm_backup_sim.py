@@ -1,0 +1,228 @@
+"""vm_backup against the ONTAP simulator, VMs on libvirt's in-process test driver whose disks are files in the
+simulator's volume directories (mapped via datastores). Faults are injected through the simulator (/_sim/faults)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import ssl
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _lock
+
+libvirt = pytest.importorskip("libvirt")
+URI = "test:///default"
+RUNNING, PAUSED = 1, 3
+
+
+def sim_admin(sim, method, path, body=None):
+    ctx = ssl.create_default_context(cafile=sim.ca_file)
+    req = urllib.request.Request(sim.url + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": "Basic " + base64.b64encode(b"admin:netapp123").decode()})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+@pytest.fixture
+def sim(ontap_sim):
+    sim_admin(ontap_sim, "DELETE", "/_sim/faults")
+    yield ontap_sim
+    sim_admin(ontap_sim, "DELETE", "/_sim/faults")
+
+
+@pytest.fixture
+def conn():
+    libvirt.registerErrorHandler(lambda _c, _e: None, None)
+    c = libvirt.open(URI)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def backup_vms(conn, sim):
+    """factory: n running test-driver VMs, disks alternating on svm1/vol_ds1 and svm1/vol_ds2."""
+    made = []
+    base = re.sub(r"<uuid>.*</uuid>", "", conn.lookupByName("test").XMLDesc())
+    vols = sim.data / "volumes" / "svm1"
+
+    def make(n, extra_disk=None):
+        names = []
+        for i in range(n):
+            name = "bk-%s" % uuid.uuid4().hex[:8]
+            disk = vols / ("vol_ds1" if i % 2 == 0 else "vol_ds2") / (name + ".qcow2")
+            disk.write_bytes(b"\0" * 4096)
+            xml = base.replace("<name>test</name>", "<name>%s</name>" % name).replace("/guest/diskimage1", str(disk))
+            if extra_disk and i == 0:
+                xml = xml.replace("</devices>", "<disk type='file' device='disk'><source file='%s'/>"
+                                  "<target dev='vdb' bus='virtio'/></disk></devices>" % extra_disk)
+            dom = conn.defineXML(xml)
+            dom.create()
+            made.append((dom, disk))
+            names.append(name)
+        return names
+
+    yield make
+    for dom, disk in made:
+        try:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        except libvirt.libvirtError:
+            pass
+        disk.unlink(missing_ok=True)
+
+
+def params(sim, tmp_path, names, **kw):
+    vols = sim.data / "volumes" / "svm1"
+    p = dict(uri=URI, vms=names, mode="suspend", deadline=20, state_dir=str(tmp_path / "state"), agent_timeout=5,
+             allow_crash_consistent=False, volumes=None, vm_mapping=None,
+             datastores=[{"path": str(vols / "vol_ds1"), "svm": "svm1", "volume": "vol_ds1"},
+                         {"path": str(vols / "vol_ds2"), "svm": "svm1", "volume": "vol_ds2"}],
+             name="kvmsnap-test_%s" % uuid.uuid4().hex[:10], comment=None, snapmirror_label=None, policy="daily")
+    p.update(sim.conn())
+    p.update(timeout=30, retries=1, port=sim.port, cert_file=None, key_file=None)
+    p.update(kw)
+    return p
+
+
+def snaps_on(sim, vol, name):
+    return (sim.data / "volumes" / "svm1" / vol / ".snapshot" / name).is_dir()
+
+
+def states(conn, names):
+    return [conn.lookupByName(n).state()[0] for n in names]
+
+
+def assert_clean(state_dir):
+    assert _lock.holders(state_dir) == []
+    assert all(_journal.is_final(j) for j in _journal.list_journals(state_dir))
+
+
+def test_backup_snapshots_every_volume_and_releases(conn, backup_vms, sim, tmp_path):
+    names = backup_vms(4)
+    p = params(sim, tmp_path, names, comment="nightly")
+    res = _fence.run_backup(p)
+    assert res["changed"] and res["method"] in ("cg", "cg_temporary", "multicreate")
+    assert sorted(s["volume"] for s in res["snapshots"]) == ["vol_ds1", "vol_ds2"]
+    assert snaps_on(sim, "vol_ds1", p["name"]) and snaps_on(sim, "vol_ds2", p["name"])
+    # the disk files are in the snapshot (as on an NFS export)
+    assert (sim.data / "volumes/svm1/vol_ds1/.snapshot" / p["name"] / (names[0] + ".qcow2")).is_file()
+    assert set(states(conn, names)) == {RUNNING}
+    for vm in res["vms"]:
+        assert vm["action"] == "suspended" and vm["consistency"] == "suspended"
+        assert vm["release_result"] == "resumed" and vm["pause_ms"] >= res["snapshot_ms"] * 0.5
+    assert res["consistency"] == "suspended"
+    assert res["comment"].startswith("kvmsnap:v1 policy=daily run=%s" % res["run_id"]) and "| nightly" in res["comment"]
+    assert_clean(p["state_dir"])
+
+
+def test_snapshot_failure_releases_and_fails(conn, backup_vms, sim, tmp_path):
+    names = backup_vms(3)
+    sim_admin(sim, "POST", "/_sim/faults", {"action": "error", "method": "POST", "path": "/api/*snapshots",
+                                            "count": None, "status": 500, "message": "disk on fire"})
+    p = params(sim, tmp_path, names)
+    with pytest.raises(_fence.FenceError) as info:
+        _fence.run_backup(p)
+    msg = str(info.value)
+    assert "snapshot %s" % p["name"] in msg and "failed" in msg and "every VM was released" in msg
+    assert "svm1:vol_ds1" in msg
+    assert set(states(conn, names)) == {RUNNING}
+    assert not snaps_on(sim, "vol_ds1", p["name"]) and not snaps_on(sim, "vol_ds2", p["name"])
+    assert info.value.result["snapshots"] == []
+    assert {v["release_result"] for v in info.value.result["vms"]} == {"resumed"}
+    assert_clean(p["state_dir"])
+
+
+def test_hanging_snapshot_released_at_deadline(conn, backup_vms, sim, tmp_path, monkeypatch):
+    monkeypatch.setattr(_fence, "LATE_WAIT", 1.0)
+    names = backup_vms(2)
+    sim_admin(sim, "POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
+                                            "count": None, "seconds": 6})
+    p = params(sim, tmp_path, names, deadline=2)
+    t0 = time.monotonic()
+    with pytest.raises(_fence.FenceError) as info:
+        _fence.run_backup(p)
+    assert time.monotonic() - t0 < 2 + 1.0 + 3  # deadline + late wait + slack
+    assert "did not complete within the deadline of 2s" in str(info.value)
+    assert set(states(conn, names)) == {RUNNING}
+    for vm in info.value.result["vms"]:
+        assert vm["pause_ms"] <= 2000 + 500
+        assert vm["consistency"] == "crash"  # never claimed: the snapshot was not inside the window
+    assert_clean(p["state_dir"])
+    sim_admin(sim, "DELETE", "/_sim/faults")
+    time.sleep(5)  # let the hung request finish before the next test uses the simulator
+
+
+def test_preflight_failures_touch_nothing(conn, backup_vms, sim, tmp_path):
+    stray = tmp_path / "local-disk.img"
+    stray.write_bytes(b"\0")
+    names = backup_vms(2, extra_disk=stray)
+    # a disk outside every datastore
+    with pytest.raises(_fence.FenceError) as info:
+        _fence.run_backup(params(sim, tmp_path, names))
+    assert str(stray) in str(info.value) and "nothing was quiesced" in str(info.value)
+    assert set(states(conn, names)) == {RUNNING}
+    ok = names[1:]
+    # an unknown volume
+    p = params(sim, tmp_path, ok, datastores=None, volumes=["svm1:vol_nope"])
+    with pytest.raises(_fence.FenceError, match="vol_nope"):
+        _fence.run_backup(p)
+    # an invalid snapshot name
+    with pytest.raises(_fence.FenceError, match="reserved prefix"):
+        _fence.run_backup(params(sim, tmp_path, ok, name="hourly.x"))
+    # a name that already exists: never overwritten
+    p = params(sim, tmp_path, ok)
+    _fence.run_backup(p)
+    with pytest.raises(_fence.FenceError, match="already exists"):
+        _fence.run_backup(p)
+    # unknown VMs
+    with pytest.raises(_fence.FenceError, match="ghost"):
+        _fence.run_backup(params(sim, tmp_path, ok + ["ghost"]))
+    assert set(states(conn, names)) == {RUNNING}
+
+
+def test_check_mode_reports_without_touching(conn, backup_vms, sim, tmp_path):
+    names = backup_vms(2)
+    p = params(sim, tmp_path, names)
+    res = _fence.run_backup(p, check_mode=True)
+    assert res["changed"] and res["volumes"] == ["svm1:vol_ds1", "svm1:vol_ds2"]
+    assert {v["action"] for v in res["vms"]} == {"suspended"} and res["snapshots"] == []
+    assert not snaps_on(sim, "vol_ds1", p["name"])
+    assert not os.path.exists(p["state_dir"])
+
+
+def test_vm_mapping_snapcreator_form(conn, backup_vms, sim, tmp_path):
+    names = backup_vms(2)
+    mapping = "%s:svm1:/vol/vol_ds1/lun0;%s:svm1:/vol/vol_ds2/lun1;" % (names[0], names[1])
+    p = params(sim, tmp_path, names, datastores=None, vm_mapping=mapping)
+    res = _fence.run_backup(p)
+    assert res["volumes"] == ["svm1:vol_ds1", "svm1:vol_ds2"]
+    with pytest.raises(_fence.FenceError, match="entry 2 is empty"):
+        _fence.run_backup(params(sim, tmp_path, names, datastores=None, vm_mapping="a:b:/vol/c/d;;e:f:/vol/g/h"))
+    with pytest.raises(_fence.FenceError, match="entry 1"):
+        _fence.run_backup(params(sim, tmp_path, names, datastores=None, vm_mapping="VM1:ctrl"))
+
+
+def test_module_in_subprocess(module_runner, sim, tmp_path):
+    """The real module (own test-driver instance: domain 'test'), explicit volumes; secrets never echoed."""
+    args = {"uri": URI, "vms": ["test"], "mode": "suspend", "state_dir": str(tmp_path / "m"),
+            "volumes": ["svm1:vol_ds1"], "name": "kvmsnap-mod_%s" % uuid.uuid4().hex[:8]}
+    args.update(sim.conn())
+    res = module_runner("vm_backup", args, check_mode=True)
+    assert not res.failed, res
+    assert res["changed"] and res["snapshots"] == [] and not snaps_on(sim, "vol_ds1", args["name"])
+    res = module_runner("vm_backup", args)
+    assert not res.failed, res
+    assert res["snapshots"][0]["volume"] == "vol_ds1" and res["method"] == "single"
+    assert res["vms"][0]["pause_ms"] > 0 and res["vms"][0]["consistency"] == "suspended"
+    assert "netapp123" not in json.dumps(res)
+    bad = module_runner("vm_backup", dict(args, deadline=0))
+    assert bad.failed and "deadline" in bad["msg"]
