@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"serving {cfg['cluster']['name']} ONTAP {'.'.join(map(str, cfg['version']))} on port {port}, "
         f"storage {sim.storage.kind}")
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever(poll_interval=0.05)
     finally:
         server.server_close()
         sim.state.save()
