@@ -1,0 +1,181 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Filters the discover/backup/restore roles use (controller side). Logic lives in plugin_utils/module_utils.
+
+- settings(raw, defaults, operation, controllers, snapcreator_text=None, snapcreator_path=None)
+- snapcreator_config(text)
+- vm_records(vm_info_result, host, settings, controllers)
+- backup_plan(per_host, settings), host_volumes(plan, host), vm_table(vms)
+- select_snapshot(catalog, spec)  (spec: {kind: latest|name|query, value})
+- run_report(operation, run_id, vms, volumes, ...), report_stats(report)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._report import build_report, stats
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
+    SnapCreatorConfigError,
+    parse_config,
+)
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import backup_plan, host_volumes, normalize, table
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's lazy/tagged containers → plain Python (JSON round-trip safe types)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def settings(raw, defaults, operation, controllers, snapcreator_text=None, snapcreator_path=None):
+    try:
+        return resolve(_plain(raw), _plain(defaults), str(operation), _plain(controllers),
+                       None if snapcreator_text is None else str(snapcreator_text),
+                       None if snapcreator_path is None else str(snapcreator_path))
+    except SettingsError as exc:
+        raise AnsibleFilterError("kvmsnap pre-flight: %s" % exc) from None
+
+
+CONTROLLER_VARS = ("ontap_hostname", "ontap_port", "ontap_username", "ontap_transport", "ontap_validate_certs",
+                   "ontap_ca_path", "ontap_cert_file", "ontap_data_addresses", "ansible_host")
+
+
+def controller_vars(names, hostvars):
+    """{controller: {the connection host vars the roles check}} - never the password itself."""
+    out = {}
+    for name in names or []:
+        hv = hostvars[name]
+        entry = {}
+        for key in CONTROLLER_VARS:
+            if key in hv:
+                entry[key] = _plain(hv[key])
+        entry["has_password"] = bool(hv.get("ontap_password")) if "ontap_password" in hv else False
+        out[str(name)] = entry
+    return out
+
+
+def snapcreator_config(text):
+    try:
+        return parse_config(str(text))
+    except SnapCreatorConfigError as exc:
+        raise AnsibleFilterError("kvmsnap: Snap Creator configuration: %s" % exc) from None
+
+
+def vm_records(result, host, settings_, controllers):
+    return normalize(str(host), _plain(result), _plain(settings_), _plain(controllers))
+
+
+def plan(per_host, settings_):
+    return backup_plan(_plain(per_host), _plain(settings_))
+
+
+def plan_host_volumes(plan_, host):
+    return host_volumes(_plain(plan_), str(host))
+
+
+def vm_table(vms):
+    return table(_plain(vms))
+
+
+def catalog(snapshot_lists: List[Any], volumes: List[str]) -> List[Dict[str, Any]]:
+    """ontap_snapshot_info results (one per controller) → one record per snapshot name, with the volumes that
+    have it: {name, policy, run, host, create_time, create_time_iso, volumes: [ctrl:svm:vol], complete: bool}."""
+    records: Dict[str, Dict[str, Any]] = {}
+    wanted = set(volumes)
+    for item in _plain(snapshot_lists):
+        ctrl = item.get("controller")
+        for snap in item.get("snapshots") or []:
+            meta = snap.get("kvmsnap") or {}
+            rec = records.setdefault(snap["name"], {
+                "name": snap["name"], "policy": meta.get("policy"), "run": meta.get("run"), "host": meta.get("host"),
+                "ours": bool(meta), "create_time": snap.get("create_time"),
+                "create_time_iso": snap.get("create_time_iso"), "volumes": [], "state": "valid"})
+            rec["volumes"].append("%s:%s:%s" % (ctrl, snap.get("svm"), snap.get("volume")))
+            if snap.get("state") not in (None, "", "valid"):
+                rec["state"] = snap.get("state")
+            if (snap.get("create_time") or 0) < (rec["create_time"] or 0):
+                rec["create_time"] = snap.get("create_time")
+    out = []
+    for rec in records.values():
+        rec["volumes"].sort()
+        rec["missing"] = sorted(wanted - set(rec["volumes"]))
+        rec["complete"] = not rec["missing"]
+        out.append(rec)
+    return sorted(out, key=lambda r: (r["create_time"] or 0, r["name"]))
+
+
+def select_snapshot(records, spec):
+    """Pick the snapshot to restore from the catalog: 'latest' (newest of ours that every needed volume has),
+    a name, or a JMESPath query (its result: a record, a name, or a list of them - the last one is used)."""
+    records = _plain(records)
+    spec = _plain(spec)
+    kind, value = spec.get("kind"), spec.get("value")
+    if kind == "latest":
+        good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "valid"]
+        if not good:
+            raise AnsibleFilterError("kvmsnap restore pre-flight: kvmsnap_restore_snapshot=latest: no snapshot of this "
+                                     "collection exists on every needed volume (%d snapshot(s) listed)." % len(records))
+        return good[-1]
+    if kind == "name":
+        for rec in records:
+            if rec["name"] == value:
+                return rec
+        raise AnsibleFilterError("kvmsnap restore pre-flight: kvmsnap_restore_snapshot: snapshot %r exists on none of "
+                                 "the volumes (known: %s)." % (value, ", ".join(r["name"] for r in records[-10:]) or
+                                                               "none"))
+    try:
+        import jmespath
+    except ImportError:
+        raise AnsibleFilterError("kvmsnap: a JMESPath kvmsnap_restore_snapshot needs the jmespath library on the "
+                                 "controller.") from None
+    try:
+        found = jmespath.search(value, records)
+    except Exception as exc:
+        raise AnsibleFilterError("kvmsnap_restore_snapshot: query %r failed: %s" % (value, exc)) from None
+    if isinstance(found, list):
+        found = found[-1] if found else None
+    if isinstance(found, str):
+        found = next((r for r in records if r["name"] == found), None)
+    if not isinstance(found, Mapping) or "name" not in found:
+        raise AnsibleFilterError("kvmsnap restore pre-flight: kvmsnap_restore_snapshot query %r selected no snapshot of "
+                                 "the catalog (records have: name, policy, run, host, create_time, create_time_iso, "
+                                 "volumes, complete, ours)." % value)
+    return next((r for r in records if r["name"] == found["name"]), found)
+
+
+def run_report(operation, run_id, vms, volumes, snapshot=None, started=None, finished=None, warnings=None,
+               errors=None, extra=None):
+    return build_report(str(operation), str(run_id), _plain(vms), _plain(volumes), snapshot=snapshot,
+                        started=started, finished=finished, warnings=_plain(warnings or []),
+                        errors=_plain(errors or []), extra=_plain(extra or {}))
+
+
+def report_stats(report):
+    return stats(_plain(report))
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "settings": settings,
+            "snapcreator_config": snapcreator_config,
+            "controller_vars": controller_vars,
+            "vm_records": vm_records,
+            "backup_plan": plan,
+            "host_volumes": plan_host_volumes,
+            "vm_table": vm_table,
+            "catalog": catalog,
+            "select_snapshot": select_snapshot,
+            "run_report": run_report,
+            "report_stats": report_stats,
+        }

@@ -1,0 +1,234 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Backup manifests: what a snapshot needs to bring a VM back (domain XML, NVRAM, disk map, run data).
+
+This module util is PRIVATE to the collection. It may change without notice.
+
+Layout, inside each datastore the VM uses (so the ONTAP snapshot carries it), and in the local catalog
+(`<state_dir>/catalog/<snapshot>/<uuid>/`, the only copy for SAN-only VMs)::
+
+    <datastore>/.kvmsnap/<vm uuid>/manifest.json   {"kvmsnap_manifest": 1, "vm": {...}, "disks": [...], ...}
+    <datastore>/.kvmsnap/<vm uuid>/domain.xml      inactive domain XML (as libvirt gives it)
+    <datastore>/.kvmsnap/<vm uuid>/nvram           copy of the UEFI variable store, when the VM has one
+
+In a snapshot: `<datastore>/.snapshot/<snapshot>/.kvmsnap/<vm uuid>/…`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from typing import Any, Dict, List, Optional
+
+FORMAT = 1
+DIR = ".kvmsnap"
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+FORBIDDEN_XML = ("{http://libvirt.org/schemas/domain/qemu/1.0}commandline",)
+
+
+class ManifestError(Exception):
+    """A manifest cannot be written or is not valid; the message names the VM and the file."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _safe_uuid(uuid: Any) -> str:
+    if not isinstance(uuid, str) or not UUID_RE.match(uuid):
+        raise ManifestError("VM UUID %r is not a UUID; manifests are stored by UUID." % (uuid,))
+    return uuid.lower()
+
+
+def _mkdirs(path: str) -> None:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+
+
+def write_file(path: str, data: bytes, mode: int = 0o600) -> bool:
+    """Atomically write DATA to PATH (tmp + rename, no symlink follow); True if the content changed."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read() == data:
+                return False
+    except FileNotFoundError:
+        pass
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def disk_sources(xml_text: str) -> List[Dict[str, Optional[str]]]:
+    """(target, source file/dev, device) of every disk in a domain XML."""
+    root = ET.fromstring(xml_text)
+    out = []
+    for disk in root.findall("./devices/disk"):
+        src = disk.find("source")
+        tgt = disk.find("target")
+        source = None
+        if src is not None:
+            source = src.get("file") or src.get("dev") or src.get("name")
+        out.append({"target": tgt.get("dev") if tgt is not None else None, "source": source,
+                    "device": disk.get("device") or "disk"})
+    return out
+
+
+def nvram_path(xml_text: str) -> Optional[str]:
+    root = ET.fromstring(xml_text)
+    node = root.find("./os/nvram")
+    if node is None:
+        return None
+    return (node.text or "").strip() or None
+
+
+def check_xml(xml_text: str, uuid: str, name: Optional[str] = None) -> None:
+    """Saved XML is untrusted: same UUID (and name if given), no qemu:commandline passthrough."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise ManifestError("domain XML of VM %s does not parse: %s" % (name or uuid, exc)) from None
+    if root.tag != "domain":
+        raise ManifestError("domain XML of VM %s has root <%s>, expected <domain>." % (name or uuid, root.tag))
+    xml_uuid = (root.findtext("uuid") or "").strip().lower()
+    if xml_uuid != uuid.lower():
+        raise ManifestError("domain XML of VM %s carries UUID %s, the manifest says %s." % (name or uuid, xml_uuid, uuid))
+    if name is not None and (root.findtext("name") or "").strip() != name:
+        raise ManifestError("domain XML of VM %s carries name %r." % (name, root.findtext("name")))
+    for tag in FORBIDDEN_XML:
+        if root.find(".//" + tag) is not None:
+            raise ManifestError("domain XML of VM %s contains <qemu:commandline>; refused (restore it by hand if it "
+                                "is intended)." % (name or uuid))
+
+
+def build(vm: Dict[str, Any], xml_text: str, nvram: Optional[bytes], run: Dict[str, Any]) -> Dict[str, Any]:
+    """The manifest document of one VM (RUN: run_id, snapshot, policy, host, consistency, created, config_dir)."""
+    uuid = _safe_uuid(vm.get("uuid"))
+    check_xml(xml_text, uuid, vm.get("name"))
+    disks = []
+    for disk in vm.get("disks") or []:
+        disks.append({k: disk.get(k) for k in ("target", "source", "format", "controller", "svm", "volume",
+                                                "datastore", "path", "lun")})
+    return {
+        "kvmsnap_manifest": FORMAT,
+        "vm": {"name": vm.get("name"), "uuid": uuid, "state": vm.get("state")},
+        "host": run.get("host"),
+        "run_id": run.get("run_id"),
+        "snapshot": run.get("snapshot"),
+        "policy": run.get("policy"),
+        "created": run.get("created"),
+        "consistency_requested": run.get("consistency"),
+        "config_dir": run.get("config_dir"),
+        "domain_xml": {"file": "domain.xml", "sha256": sha256(xml_text.encode("utf-8"))},
+        "nvram": ({"file": "nvram", "source": vm.get("nvram"), "sha256": sha256(nvram)} if nvram is not None else None),
+        "disks": disks,
+        "datastores": sorted({d["datastore"] for d in disks if d.get("datastore")}),
+    }
+
+
+def write(manifest: Dict[str, Any], xml_text: str, nvram: Optional[bytes], roots: List[str]) -> List[str]:
+    """Write the three files under <root>/<uuid>/ for every root; return the files that changed."""
+    uuid = manifest["vm"]["uuid"]
+    body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    changed = []
+    for root in roots:
+        vm_dir = os.path.join(root, uuid)
+        _mkdirs(vm_dir)
+        for fname, data in (("domain.xml", xml_text.encode("utf-8")), ("nvram", nvram), ("manifest.json", body)):
+            if data is None:
+                continue
+            path = os.path.join(vm_dir, fname)
+            if write_file(path, data):
+                changed.append(path)
+    return changed
+
+
+def datastore_root(datastore: str) -> str:
+    return os.path.join(datastore, DIR)
+
+
+def snapshot_root(datastore: str, snapshot: str) -> str:
+    return os.path.join(datastore, ".snapshot", snapshot, DIR)
+
+
+def catalog_root(state_dir: str, snapshot: str) -> str:
+    return os.path.join(state_dir, "catalog", snapshot)
+
+
+def load(vm_dir: str) -> Dict[str, Any]:
+    """Read and check one manifest directory; returns the manifest plus `domain_xml_text`, `nvram_file`, `dir`."""
+    path = os.path.join(vm_dir, "manifest.json")
+    try:
+        with open(path, "rb") as fh:
+            manifest = json.loads(fh.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ManifestError("manifest %s cannot be read: %s" % (path, exc)) from None
+    if not isinstance(manifest, dict) or manifest.get("kvmsnap_manifest") != FORMAT:
+        raise ManifestError("%s is not a kvmsnap manifest (format %s expected)." % (path, FORMAT))
+    vm = manifest.get("vm") or {}
+    uuid = _safe_uuid(vm.get("uuid"))
+    if os.path.basename(vm_dir.rstrip("/")).lower() != uuid:
+        raise ManifestError("%s: directory name does not match the VM UUID %s." % (path, uuid))
+    xml_path = os.path.join(vm_dir, "domain.xml")
+    try:
+        with open(xml_path, "rb") as fh:
+            xml_bytes = fh.read()
+    except OSError as exc:
+        raise ManifestError("VM %s: %s cannot be read: %s" % (vm.get("name"), xml_path, exc)) from None
+    if sha256(xml_bytes) != (manifest.get("domain_xml") or {}).get("sha256"):
+        raise ManifestError("VM %s: %s does not match the hash in its manifest (tampered or incomplete)."
+                            % (vm.get("name"), xml_path))
+    xml_text = xml_bytes.decode("utf-8")
+    check_xml(xml_text, uuid, vm.get("name"))
+    nvram_file = None
+    if manifest.get("nvram"):
+        nvram_file = os.path.join(vm_dir, "nvram")
+        try:
+            with open(nvram_file, "rb") as fh:
+                if sha256(fh.read()) != manifest["nvram"].get("sha256"):
+                    raise ManifestError("VM %s: %s does not match the hash in its manifest." % (vm.get("name"),
+                                                                                             nvram_file))
+        except OSError as exc:
+            raise ManifestError("VM %s: %s cannot be read: %s" % (vm.get("name"), nvram_file, exc)) from None
+    # every disk of the saved XML must be one the manifest maps (nothing outside the mapped volumes)
+    mapped = {d.get("source") for d in manifest.get("disks") or []}
+    for disk in disk_sources(xml_text):
+        if disk["device"] in ("cdrom", "floppy"):
+            continue
+        if disk["source"] and disk["source"] not in mapped:
+            raise ManifestError("VM %s: saved XML has disk %s (%s) that the manifest does not map to a volume; refused."
+                                % (vm.get("name"), disk["target"], disk["source"]))
+    out = dict(manifest)
+    out["domain_xml_text"] = xml_text
+    out["nvram_file"] = nvram_file
+    out["dir"] = vm_dir
+    return out
+
+
+def find(roots: List[str]) -> Dict[str, str]:
+    """uuid → manifest directory, over ROOTS (first root wins)."""
+    found: Dict[str, str] = {}
+    for root in roots:
+        try:
+            names = sorted(os.listdir(root))
+        except OSError:
+            continue
+        for name in names:
+            if UUID_RE.match(name) and name.lower() not in found and \
+                    os.path.isfile(os.path.join(root, name, "manifest.json")):
+                found[name.lower()] = os.path.join(root, name)
+    return found

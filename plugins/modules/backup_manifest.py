@@ -1,0 +1,273 @@
+#!/usr/bin/python
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: backup_manifest
+short_description: Write or read the backup manifests of KVM VMs (domain XML, NVRAM, disk map)
+version_added: 1.0.0
+description:
+  - With O(state=present), writes each VM's manifest (inactive domain XML from libvirt, a copy of its NVRAM, the
+    disk map, the consistency level asked for, the KVM host and the run id) into C(<datastore>/.kvmsnap/<uuid>/) of
+    every datastore the VM uses, before the snapshot, so that the snapshot carries it; and a copy into the local
+    catalog C(<state_dir>/catalog/<snapshot>/<uuid>/) (the only copy for VMs on SAN LUNs).
+  - With O(state=read), reads the manifests of a snapshot from C(<datastore>/.snapshot/<snapshot>/.kvmsnap/) (NFS)
+    and from the local catalog, and checks them (hashes, UUID and name in the XML, no C(qemu:commandline), every disk
+    of the XML mapped to a volume).
+  - Files are written atomically, mode 0600 in 0700 directories. The XML is the inactive definition without secrets.
+author:
+  - kvmsnap.core contributors
+extends_documentation_fragment:
+  - kvmsnap.core.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - With O(state=present), reports which files would change without writing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - Files whose content is unchanged are not rewritten.
+options:
+  state:
+    description:
+      - V(present) writes the manifests of O(vms); V(read) reads those of O(snapshot).
+    type: str
+    choices: [present, read]
+    default: present
+  uri:
+    description:
+      - libvirt connection URI (read-only connection; O(state=present) only).
+    type: str
+    default: qemu:///system
+  retries:
+    description:
+      - Retries of libvirt calls after a transient error.
+    type: int
+    default: 3
+  vms:
+    description:
+      - O(state=present) - the VMs, as the discover role's records (C(name), C(uuid), C(state), C(nvram), C(disks)
+        with C(target), C(source), C(controller), C(svm), C(volume), C(datastore), C(path), C(lun)).
+    type: list
+    elements: dict
+    default: []
+  select:
+    description:
+      - O(state=read) - only these VMs (names or UUIDs); empty means all manifests found.
+    type: list
+    elements: str
+    default: []
+  snapshot:
+    description:
+      - Snapshot name the manifests belong to.
+    type: str
+    required: true
+  datastores:
+    description:
+      - O(state=read) - datastore mount points to look in (C(<path>/.snapshot/<snapshot>/.kvmsnap)).
+    type: list
+    elements: path
+    default: []
+  state_dir:
+    description:
+      - Directory of the local catalog (C(<state_dir>/catalog/<snapshot>/<uuid>/)).
+    type: path
+    default: /var/lib/kvmsnap
+  run_id:
+    description:
+      - Run id recorded in the manifests.
+    type: str
+  policy:
+    description:
+      - Retention policy recorded in the manifests.
+    type: str
+  host:
+    description:
+      - KVM host (inventory name) recorded in the manifests.
+    type: str
+  consistency:
+    description:
+      - Quiesce mode asked for, recorded in the manifests (the level reached is in the run report).
+    type: str
+  config_dir:
+    description:
+      - Snap Creator C(KVM_VM_CONFIG_DIR), recorded in the manifests.
+    type: path
+  created:
+    description:
+      - Time of the run (ISO 8601), recorded in the manifests.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Write the manifests before the snapshot
+  kvmsnap.core.backup_manifest:
+    vms: "{{ discover_vms | selectattr('protectable') | list }}"
+    snapshot: kvmsnap-daily_20260101T020000Z
+    run_id: 20260101T020000Z-1a2b
+    policy: daily
+    host: "{{ inventory_hostname }}"
+
+- name: Read them back from the snapshot
+  kvmsnap.core.backup_manifest:
+    state: read
+    snapshot: kvmsnap-daily_20260101T020000Z
+    datastores: [/mnt/ds1]
+    select: [web1]
+  register: manifests
+"""
+
+RETURN = r"""
+written:
+  description: Files written (or that would be, in check mode).
+  returned: state=present
+  type: list
+  elements: str
+  sample: [/mnt/ds1/.kvmsnap/0b0e0d3c-54c3-4e3d-8f4b-1f6f1c2d3e4f/manifest.json]
+manifests:
+  description:
+    - O(state=present) - the manifests written. O(state=read) - the valid manifests found, each with
+      C(domain_xml_text) (the saved XML), C(nvram_file) (path of the saved NVRAM or null) and C(dir).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"vm": {"name": "web1", "uuid": "0b0e0d3c-54c3-4e3d-8f4b-1f6f1c2d3e4f", "state": "running"},
+            "snapshot": "kvmsnap-daily_20260101T020000Z", "disks": [{"target": "vda", "volume": "vol_ds1"}]}]
+invalid:
+  description: O(state=read) - manifests found but refused, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"dir": "/mnt/ds1/.snapshot/s/.kvmsnap/0b0e...", "error": "domain.xml does not match the hash"}]
+missing:
+  description: O(state=read) - entries of O(select) with no manifest in the snapshot.
+  returned: always
+  type: list
+  elements: str
+  sample: [db1]
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest as mf
+
+try:
+    from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import (
+        HAS_LIBVIRT,
+        LIBVIRT_IMPORT_ERROR,
+        LibvirtSession,
+        lookup_domain,
+    )
+except ImportError:  # pragma: no cover - the module util itself guards libvirt
+    HAS_LIBVIRT = False
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+VIR_DOMAIN_XML_INACTIVE = 2
+
+
+def _present(module: AnsibleModule) -> dict:
+    p = module.params
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    run = {k: p[k] for k in ("run_id", "snapshot", "policy", "host", "consistency", "config_dir", "created")}
+    written, manifests = [], []
+    with LibvirtSession(p["uri"], readonly=True, retries=p["retries"]) as session:
+        for vm in p["vms"]:
+            name = vm.get("name")
+            uuid = vm.get("uuid")
+
+            def get_xml(conn, ident=uuid):
+                return lookup_domain(conn, ident, "uuid").XMLDesc(VIR_DOMAIN_XML_INACTIVE)
+
+            try:
+                xml_text = session.call(get_xml)
+            except Exception as exc:
+                module.fail_json(msg="%s: cannot read the domain XML of VM %s (%s): %s; nothing was snapshotted."
+                                 % (p["host"] or "KVM host", name, vm.get("uuid"), exc))
+            nvram = None
+            if vm.get("nvram"):
+                try:
+                    with open(vm["nvram"], "rb") as fh:
+                        nvram = fh.read()
+                except OSError as exc:
+                    module.fail_json(msg="%s: cannot read the NVRAM %s of VM %s: %s." % (p["host"], vm["nvram"], name,
+                                                                                     exc))
+            try:
+                manifest = mf.build(vm, xml_text, nvram, run)
+            except mf.ManifestError as exc:
+                module.fail_json(msg="%s: %s" % (p["host"] or "KVM host", exc))
+            roots = [mf.datastore_root(ds) for ds in manifest["datastores"]]
+            roots.append(mf.catalog_root(p["state_dir"], p["snapshot"]))
+            if module.check_mode:
+                written += [r + "/" + manifest["vm"]["uuid"] + "/manifest.json" for r in roots]
+            else:
+                try:
+                    written += mf.write(manifest, xml_text, nvram, roots)
+                except OSError as exc:
+                    module.fail_json(msg="%s: cannot write the manifest of VM %s: %s; check that the datastore is "
+                                     "mounted read-write." % (p["host"], name, exc))
+            manifests.append(manifest)
+    return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": []}
+
+
+def _read(module: AnsibleModule) -> dict:
+    p = module.params
+    roots = [mf.snapshot_root(ds, p["snapshot"]) for ds in p["datastores"]]
+    roots.append(mf.catalog_root(p["state_dir"], p["snapshot"]))
+    found = mf.find(roots)
+    manifests, invalid = [], []
+    for uuid, vm_dir in sorted(found.items()):
+        try:
+            manifests.append(mf.load(vm_dir))
+        except mf.ManifestError as exc:
+            invalid.append({"dir": vm_dir, "uuid": uuid, "error": str(exc)})
+    select = p["select"]
+    missing = []
+    if select:
+        keep = []
+        for ident in select:
+            match = [m for m in manifests if ident in (m["vm"]["name"], m["vm"]["uuid"])]
+            if not match:
+                missing.append(ident)
+            keep += [m for m in match if m not in keep]
+        manifests = keep
+    return {"changed": False, "manifests": manifests, "invalid": invalid, "missing": missing, "written": []}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["present", "read"], default="present"),
+            uri=dict(type="str", default="qemu:///system"),
+            retries=dict(type="int", default=3),
+            vms=dict(type="list", elements="dict", default=[]),
+            select=dict(type="list", elements="str", default=[]),
+            snapshot=dict(type="str", required=True),
+            datastores=dict(type="list", elements="path", default=[]),
+            state_dir=dict(type="path", default="/var/lib/kvmsnap"),
+            run_id=dict(type="str"),
+            policy=dict(type="str"),
+            host=dict(type="str"),
+            consistency=dict(type="str"),
+            config_dir=dict(type="path"),
+            created=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    if "/" in module.params["snapshot"] or module.params["snapshot"] in (".", ".."):
+        module.fail_json(msg="snapshot: %r is not a snapshot name." % module.params["snapshot"])
+    if module.params["state"] == "present":
+        module.exit_json(**_present(module))
+    module.exit_json(**_read(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Controller side: resolve and check the role variables before anything is touched.
+
+This plugin util is PRIVATE to the collection. It may change without notice.
+
+`resolve(raw, defaults, operation, controllers, snapcreator_text, snapcreator_path)` returns the settings the
+roles use (normalised, typed) or raises `SettingsError` whose message names the variable, the entry and
+the allowed form. The Snap Creator file is applied where a variable is still at its role default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Dict, List, Mapping, Optional
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError, parse_retention
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
+    SnapCreatorConfigError,
+    merge_settings,
+    parse_config,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
+    SnapshotNameError,
+    validate_policy,
+    validate_prefix,
+    validate_snapshot_name,
+)
+
+QUIESCE_MODES = ("suspend", "freeze", "auto", "none")
+RESTORE_MODES = ("files", "volume")
+TRANSPORTS = ("rest", "zapi", "auto")
+TRUE = ("true", "yes", "y", "on", "1")
+FALSE = ("false", "no", "n", "off", "0")
+_OBJ_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,202}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
+
+
+class SettingsError(ValueError):
+    """A role variable is invalid; the message names it and the allowed form."""
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE:
+        return True
+    if isinstance(value, str) and value.strip().lower() in FALSE:
+        return False
+    raise SettingsError("%s: %r is not a boolean; allowed: true or false." % (name, value))
+
+
+def _int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise SettingsError("%s: %r is not an integer; allowed: an integer from %d to %d." % (name, value, low, high))
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise SettingsError("%s: %r is not an integer; allowed: an integer from %d to %d."
+                                % (name, value, low, high))
+        value = int(value.strip())
+    if value < low or value > high:
+        raise SettingsError("%s: %d is out of range; allowed: an integer from %d to %d." % (name, value, low, high))
+    return value
+
+
+def _abs_path(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise SettingsError("%s: a path is required; allowed: an absolute path." % name)
+    path = os.path.expanduser(value)
+    if not path.startswith("/"):
+        raise SettingsError("%s: %r is not absolute; allowed: an absolute path (e.g. /var/lib/kvmsnap)." % (name, value))
+    if "/../" in path + "/" or "\x00" in path:
+        raise SettingsError("%s: %r contains '..'; allowed: an absolute path without '..'." % (name, value))
+    return path.rstrip("/") or "/"
+
+
+def vm_list(name: str, value: Any, allow_all: bool = False) -> Any:
+    """A list of VM names/UUIDs, or a comma string (Snap Creator form); 'all' when ALLOW_ALL."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if allow_all and value.strip().lower() == "all":
+            return "all"
+        text = value.strip()
+        items = [] if not text else [p.strip() for p in text.rstrip(",").split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise SettingsError("%s: %r is not valid; allowed: a list of VM names or UUIDs%s." % (
+            name, value, " or 'all'" if allow_all else ""))
+    out: List[str] = []
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, str) or not item.strip():
+            raise SettingsError("%s: entry %d (%r) is empty or not a string; allowed: VM names or UUIDs." % (
+                name, index, item))
+        if item in out:
+            raise SettingsError("%s: entry %d repeats VM %r." % (name, index, item))
+        out.append(item)
+    return out
+
+
+def _datastores(value: Any, controllers: Mapping[str, Any]) -> List[Dict[str, str]]:
+    name = "kvmsnap_datastores"
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise SettingsError("%s: allowed: a list of {path, controller, svm, volume} entries." % name)
+    out: List[Dict[str, str]] = []
+    seen: Dict[str, int] = {}
+    for index, entry in enumerate(value, start=1):
+        where = "%s entry %d" % (name, index)
+        if not isinstance(entry, Mapping):
+            raise SettingsError("%s: %r is not a mapping; allowed: {path, controller, svm, volume}." % (where, entry))
+        unknown = sorted(set(entry) - {"path", "controller", "svm", "volume"})
+        if unknown:
+            raise SettingsError("%s: unknown key(s) %s; allowed keys: path, controller, svm, volume." % (
+                where, ", ".join(unknown)))
+        missing = [k for k in ("path", "controller", "svm", "volume") if not entry.get(k)]
+        if missing:
+            raise SettingsError("%s: missing %s; allowed: {path: /mount/of/the/volume, controller: <host of group "
+                                "ontap_controllers>, svm: <svm>, volume: <volume>}." % (where, ", ".join(missing)))
+        path = _abs_path(where + ".path", entry["path"])
+        ctrl = str(entry["controller"])
+        if ctrl not in controllers:
+            raise SettingsError("%s: controller %r is not a host of the inventory group ontap_controllers (known: %s)."
+                                % (where, ctrl, ", ".join(sorted(controllers)) or "none"))
+        for key in ("svm", "volume"):
+            if not _OBJ_RE.match(str(entry[key])):
+                raise SettingsError("%s.%s: %r is not a valid ONTAP name; allowed: letters, digits, '_', '.', '-', "
+                                    "starting with a letter or '_'." % (where, key, entry[key]))
+        if path in seen:
+            raise SettingsError("%s: path %s is already entry %d." % (where, path, seen[path]))
+        seen[path] = index
+        out.append({"path": path, "controller": ctrl, "svm": str(entry["svm"]), "volume": str(entry["volume"])})
+    keys = ["%s:%s:%s" % (d["controller"], d["svm"], d["volume"]) for d in out]
+    for key in set(keys):
+        if keys.count(key) > 1:
+            raise SettingsError("%s: volume %s is listed under two paths; one path per volume." % (name, key))
+    return out
+
+
+def check_controller(name: str, hv: Mapping[str, Any]) -> Dict[str, Any]:
+    """Connection host vars of one ontap_controllers host → what the roles need (never the secret itself)."""
+    where = "inventory host %s (group ontap_controllers)" % name
+    hostname = hv.get("ontap_hostname") or name
+    if not isinstance(hostname, str) or "://" in hostname or "/" in hostname or any(c.isspace() for c in hostname) \
+            or not _HOST_RE.match(hostname):
+        raise SettingsError("%s: ontap_hostname %r is not valid; allowed: a host name or IP address, no scheme, port "
+                            "or path (e.g. cluster1.example.com)." % (where, hostname))
+    port = hv.get("ontap_port")
+    if port not in (None, ""):
+        port = _int("%s: ontap_port" % where, port, 1, 65535)
+    else:
+        port = None
+    transport = hv.get("ontap_transport") or "rest"
+    if transport not in TRANSPORTS:
+        raise SettingsError("%s: ontap_transport %r is not valid; allowed: rest, zapi or auto." % (where, transport))
+    validate = _bool("%s: ontap_validate_certs" % where, hv.get("ontap_validate_certs", True))
+    ca_path = hv.get("ontap_ca_path") or None
+    if ca_path is not None:
+        ca_path = _abs_path("%s: ontap_ca_path" % where, ca_path)
+    if not hv.get("ontap_username") and not hv.get("ontap_cert_file"):
+        raise SettingsError("%s: ontap_username (with ontap_password) is not set; set them as host vars (from vault "
+                            "or an AWX credential)." % where)
+    return {"name": name, "hostname": hostname, "port": port, "transport": transport, "validate_certs": validate,
+            "ca_path": ca_path}
+
+
+def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
+            controllers: Mapping[str, Mapping[str, Any]], snapcreator_text: Optional[str] = None,
+            snapcreator_path: Optional[str] = None) -> Dict[str, Any]:
+    """Check every variable; return the settings dict (see the module docstring)."""
+    values = dict(raw)
+    sc_info: Dict[str, Any] = {"file": snapcreator_path or None, "from_file": [], "overridden": [], "ignored": [],
+                               "notes": []}
+    if snapcreator_text is not None:
+        try:
+            parsed = parse_config(snapcreator_text)
+        except SnapCreatorConfigError as exc:
+            raise SettingsError("kvmsnap_snapcreator_config %s: %s" % (snapcreator_path, exc)) from None
+        merged = merge_settings(values, dict(defaults), parsed["vars"], parsed["sources"])
+        values.update(merged["vars"])
+        sc_info.update(from_file=merged["from_file"], overridden=merged["overridden"], ignored=parsed["ignored"],
+                       notes=parsed["notes"])
+    ctrl = {}
+    for name, hv in controllers.items():
+        ctrl[name] = hv
+    s: Dict[str, Any] = {"operation": operation, "snapcreator": sc_info, "warnings": []}
+    uri = values.get("kvmsnap_libvirt_uri") or "qemu:///system"
+    if not isinstance(uri, str) or "://" not in uri:
+        raise SettingsError("kvmsnap_libvirt_uri: %r is not a libvirt URI; allowed: e.g. qemu:///system." % (uri,))
+    if uri.startswith("qemu+tcp://"):
+        raise SettingsError("kvmsnap_libvirt_uri: %s is unauthenticated qemu+tcp; allowed: qemu:///system, qemu+ssh:// "
+                            "or qemu+tls://." % uri)
+    s["uri"] = uri
+    s["vms"] = vm_list("kvmsnap_vms", values.get("kvmsnap_vms"))
+    s["datastores"] = _datastores(values.get("kvmsnap_datastores"), ctrl)
+    mapping = values.get("kvmsnap_vm_mapping")
+    if mapping in (None, "", []):
+        mapping = None
+    elif not isinstance(mapping, (str, list)):
+        raise SettingsError("kvmsnap_vm_mapping: allowed: the Snap Creator string 'vm:controller:path;…' or a list of "
+                            "{vm, controller, path} entries.")
+    s["vm_mapping"] = mapping
+    s["config_dir"] = _abs_path("kvmsnap_config_dir", values.get("kvmsnap_config_dir") or "/etc/libvirt/qemu")
+    s["retries"] = _int("kvmsnap_retries", values.get("kvmsnap_retries", 3), 0, 10)
+    s["timeout"] = _int("kvmsnap_timeout", values.get("kvmsnap_timeout", 600), 1, 86400)
+    s["quiesce_deadline"] = _int("kvmsnap_quiesce_deadline", values.get("kvmsnap_quiesce_deadline", 300), 10, 86400)
+    s["state_dir"] = _abs_path("kvmsnap_state_dir", values.get("kvmsnap_state_dir") or "/var/lib/kvmsnap")
+    s["report_dir"] = _abs_path("kvmsnap_report_dir", values.get("kvmsnap_report_dir") or "~/.kvmsnap/reports")
+    mode = values.get("kvmsnap_quiesce_mode", "auto")
+    if mode not in QUIESCE_MODES:
+        raise SettingsError("kvmsnap_quiesce_mode: %r is not valid; allowed: %s." % (mode, ", ".join(QUIESCE_MODES)))
+    s["quiesce_mode"] = mode
+    s["allow_crash_consistent"] = _bool("kvmsnap_allow_crash_consistent",
+                                        values.get("kvmsnap_allow_crash_consistent", False))
+    try:
+        s["policy"] = validate_policy(values.get("kvmsnap_policy", "daily"), "kvmsnap_policy")
+        s["snapshot_prefix"] = validate_prefix(values.get("kvmsnap_snapshot_prefix") or "kvmsnap",
+                                               "kvmsnap_snapshot_prefix")
+        name = values.get("kvmsnap_snapshot_name") or None
+        s["snapshot_name"] = validate_snapshot_name(name, "kvmsnap_snapshot_name") if name else None
+    except SnapshotNameError as exc:
+        raise SettingsError(str(exc)) from None
+    retention = values.get("kvmsnap_retention")
+    if retention in (None, "", {}):
+        s["retention"] = {}
+    else:
+        try:
+            s["retention"] = parse_retention(retention)
+        except RetentionError as exc:
+            raise SettingsError("kvmsnap_%s" % exc) from None
+    s["keep"] = s["retention"].get(s["policy"])
+    if operation == "backup" and s["keep"] is None:
+        s["warnings"].append("kvmsnap_retention has no count for policy %r: snapshots of this policy are never "
+                             "pruned." % s["policy"])
+    s["snapmirror_update"] = _bool("kvmsnap_snapmirror_update", values.get("kvmsnap_snapmirror_update", False))
+    s["snapvault_update"] = _bool("kvmsnap_snapvault_update", values.get("kvmsnap_snapvault_update", False))
+    label = values.get("kvmsnap_snapmirror_label") or s["policy"]
+    if not isinstance(label, str) or not re.match(r"^[A-Za-z0-9_.-]{1,31}$", label):
+        raise SettingsError("kvmsnap_snapmirror_label: %r is not valid; allowed: 1-31 characters from "
+                            "[A-Za-z0-9_.-]." % (label,))
+    s["snapmirror_label"] = label
+    # restore
+    s["restore_vms"] = vm_list("kvmsnap_restore_vms", values.get("kvmsnap_restore_vms"), allow_all=True)
+    snap = values.get("kvmsnap_restore_snapshot", "latest")
+    if not isinstance(snap, str) or not snap.strip():
+        raise SettingsError("kvmsnap_restore_snapshot: allowed: a snapshot name, 'latest', or a JMESPath query over "
+                            "the backup catalog (e.g. \"[?policy=='weekly'] | [-1]\").")
+    snap = snap.strip()
+    if snap == "latest":
+        s["restore_snapshot"] = {"kind": "latest", "value": "latest"}
+    elif re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", snap):
+        try:
+            validate_snapshot_name(snap, "kvmsnap_restore_snapshot")
+        except SnapshotNameError as exc:
+            raise SettingsError(str(exc)) from None
+        s["restore_snapshot"] = {"kind": "name", "value": snap}
+    else:
+        try:
+            import jmespath  # controller side; jmespath is a dependency of the collection's EE
+            jmespath.compile(snap)
+        except ImportError:
+            raise SettingsError("kvmsnap_restore_snapshot: a JMESPath query needs the Python library jmespath on the "
+                                "controller.") from None
+        except Exception as exc:  # jmespath.exceptions.ParseError and friends
+            raise SettingsError("kvmsnap_restore_snapshot: %r is neither a snapshot name nor a valid JMESPath query: "
+                                "%s" % (snap, exc)) from None
+        s["restore_snapshot"] = {"kind": "query", "value": snap}
+    rmode = values.get("kvmsnap_restore_mode", "files")
+    if rmode not in RESTORE_MODES:
+        raise SettingsError("kvmsnap_restore_mode: %r is not valid; allowed: files or volume." % (rmode,))
+    s["restore_mode"] = rmode
+    s["restore_force"] = _bool("kvmsnap_restore_force", values.get("kvmsnap_restore_force", False))
+    s["restore_volume_override"] = _bool("kvmsnap_restore_volume_override",
+                                         values.get("kvmsnap_restore_volume_override", False))
+    s["restore_safety_snapshot"] = _bool("kvmsnap_restore_safety_snapshot",
+                                         values.get("kvmsnap_restore_safety_snapshot", True))
+    s["shutdown_timeout"] = _int("kvmsnap_shutdown_timeout", values.get("kvmsnap_shutdown_timeout", 120), 1, 3600)
+    if operation == "restore" and s["restore_vms"] == []:
+        raise SettingsError("kvmsnap_restore_vms: no VM selected; allowed: a list of VM names (or a comma string "
+                            "VM1,VM2, as Snap Creator's KVM_RESTORE_VM_LIST) or 'all' for every VM in the snapshot's "
+                            "manifests.")
+    used = {d["controller"] for d in s["datastores"]} or set(ctrl)
+    s["controllers"] = {name: check_controller(name, ctrl[name]) for name in sorted(used)}
+    if operation in ("backup", "restore") and not s["controllers"]:
+        raise SettingsError("no ONTAP controller: add the controllers as hosts of the inventory group "
+                            "ontap_controllers (with ontap_hostname, ontap_username, ontap_password).")
+    if sc_info["file"]:
+        for item in sc_info["ignored"]:
+            s["warnings"].append("Snap Creator %s (line %d) ignored: %s" % (item["key"], item["line"], item["reason"]))
+        for item in sc_info["overridden"]:
+            s["warnings"].append("Snap Creator %s not used: %s is set explicitly" % (item["source"], item["var"]))
+    return s
