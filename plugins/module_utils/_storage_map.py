@@ -1,0 +1,420 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Storage mapping: which controller / SVM / volume (and path in it, or LUN) holds each VM disk.
+
+This module util is PRIVATE to the collection. It may change without notice.
+
+Order of the lookups for one disk:
+1. explicit: ``vm_mapping`` (Snap Creator form, see _vm_mapping; applies to the VM's block and
+   network disks: the LUN) and ``datastores`` (host directory → controller/SVM/volume, longest
+   realpath'd prefix; applies to file disks);
+2. NFS: the mount holding the file (_mountinfo) → server address (``addr=``) → the data LIF of a
+   controller → SVM; export path + path below the mount → the SVM volume whose junction path is
+   the longest prefix (junctions nest, the SVM root volume is ``/``) → path_in_volume;
+3. SAN: block device → multipath WWID (_multipath) → LUN serial → the LUN with that serial.
+
+The ONTAP facts come from ``StorageInventory``: built from the ``storage_inventory`` option
+(``{controller, svm, lifs, volumes: [{name, junction_path}], luns: [{path, serial}]}``) or
+gathered lazily through the ONTAP interface (``connect(params).list_ip_interfaces() /
+list_volumes() / list_luns()``) for each entry of the ``controllers`` option.
+
+``StorageMapper(inventory, datastores, vm_mapping, host_root).map_vm(vm)`` fills each disk of a
+``vm`` record (from _domain_xml) with ``controller, svm, volume, path_in_volume, lun, mapped_by``
+(or ``skipped``/``reason`` for a cdrom) and returns the VM's problems
+``[{vm, uuid, disk, reason, severity}]`` (severity ``error`` for an unmapped disk or backing file,
+``note`` for LVM on a LUN). ``shared_lun_problems(vms)`` finds LUNs used by several VMs.
+``summarize(vms)`` builds the per-volume and per-datastore summaries.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import posixpath
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._mountinfo import (
+    export_path_of,
+    find_mount,
+    read_mounts,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._multipath import resolve_block_device
+
+
+class StorageMapError(ValueError):
+    """Bad storage options (datastores, storage_inventory); the message names the entry."""
+
+
+def _norm_addr(addr: Optional[str]) -> Optional[str]:
+    if not addr:
+        return None
+    text = addr.strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(text.split("%")[0]))
+    except ValueError:
+        return text.lower()
+
+
+def _clean_abs(path: str) -> str:
+    return posixpath.normpath(path) if path.startswith("/") else path
+
+
+def is_under(path: str, prefix: str) -> bool:
+    if prefix == "/":
+        return path.startswith("/")
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def longest_junction(volumes: List[Dict[str, Any]], path: str) -> Optional[Tuple[Dict[str, Any], str]]:
+    """(volume, path_in_volume) for the volume whose junction path is the longest prefix of path.
+
+    Unmounted volumes (junction_path None/'') never match; '/' (the SVM root volume) matches
+    everything not under a deeper junction.
+    """
+    best = None
+    best_len = -1
+    path = _clean_abs(path)
+    for vol in volumes:
+        junction = vol.get("junction_path")
+        if not junction:
+            continue
+        junction = _clean_abs(junction)
+        if is_under(path, junction):
+            length = 0 if junction == "/" else len(junction.rstrip("/"))
+            if length > best_len:
+                best, best_len = vol, length
+    if best is None:
+        return None
+    junction = _clean_abs(best["junction_path"])
+    rest = path if junction == "/" else path[len(junction.rstrip("/")):]
+    return best, (rest if rest.startswith("/") else "/" + rest)
+
+
+class StorageInventory:
+    """ONTAP facts per controller: data LIF addresses → SVM, volumes with junction paths, LUNs."""
+
+    def __init__(self) -> None:
+        self.lifs: Dict[str, List[Tuple[str, str]]] = {}        # address -> [(controller, svm)]
+        self.volumes: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}   # (controller, svm) -> volumes
+        self.luns: List[Dict[str, Any]] = []                     # {controller, svm, volume, path, serial}
+        self._pending: List[Tuple[str, Callable[[], Any]]] = []  # (controller, client factory)
+        self.controllers: List[str] = []
+        self.errors: List[str] = []
+
+    @classmethod
+    def from_option(cls, items: Optional[List[Dict[str, Any]]]) -> StorageInventory:
+        inv = cls()
+        for i, item in enumerate(items or [], start=1):
+            ctrl = item.get("controller")
+            svm = item.get("svm")
+            if not ctrl or not svm:
+                raise StorageMapError("storage_inventory entry %d: controller and svm are required." % i)
+            if ctrl not in inv.controllers:
+                inv.controllers.append(ctrl)
+            for addr in item.get("lifs") or []:
+                inv.add_lif(ctrl, svm, addr)
+            for j, vol in enumerate(item.get("volumes") or [], start=1):
+                if not isinstance(vol, dict) or not vol.get("name"):
+                    raise StorageMapError("storage_inventory entry %d (%s/%s), volume %d: expected "
+                                          "{name, junction_path}." % (i, ctrl, svm, j))
+                inv.add_volume(ctrl, svm, vol["name"], vol.get("junction_path"))
+            for j, lun in enumerate(item.get("luns") or [], start=1):
+                if not isinstance(lun, dict) or not lun.get("path"):
+                    raise StorageMapError("storage_inventory entry %d (%s/%s), LUN %d: expected {path, serial}."
+                                          % (i, ctrl, svm, j))
+                inv.add_lun(ctrl, svm, lun["path"], lun.get("serial"), lun.get("volume"))
+        return inv
+
+    def add_lif(self, controller: str, svm: str, address: str) -> None:
+        key = _norm_addr(address)
+        if key and (controller, svm) not in self.lifs.setdefault(key, []):
+            self.lifs[key].append((controller, svm))
+
+    def add_volume(self, controller: str, svm: str, name: str, junction_path: Optional[str]) -> None:
+        self.volumes.setdefault((controller, svm), []).append({"name": name, "junction_path": junction_path})
+
+    def add_lun(self, controller: str, svm: str, path: str, serial: Optional[str], volume: Optional[str] = None) -> None:
+        if volume is None and path.startswith("/vol/"):
+            volume = path.split("/")[2]
+        self.luns.append({"controller": controller, "svm": svm, "volume": volume, "path": path, "serial": serial})
+
+    def add_controller(self, name: str, client_factory: Callable[[], Any]) -> None:
+        """Gather this controller's facts through the ONTAP interface when first needed."""
+        if name not in self.controllers:
+            self.controllers.append(name)
+        self._pending.append((name, client_factory))
+
+    def ensure(self) -> None:
+        while self._pending:
+            name, factory = self._pending.pop(0)
+            client = factory()
+            for lif in client.list_ip_interfaces():
+                if lif.get("svm") and lif.get("address"):
+                    self.add_lif(name, lif["svm"], lif["address"])
+            for vol in client.list_volumes():
+                if vol.get("svm"):
+                    self.add_volume(name, vol["svm"], vol["name"], vol.get("junction_path"))
+            for lun in client.list_luns():
+                self.add_lun(name, lun.get("svm"), lun.get("path"), lun.get("serial"), lun.get("volume"))
+
+    def svms_for_address(self, address: Optional[str]) -> List[Tuple[str, str]]:
+        self.ensure()
+        key = _norm_addr(address)
+        return list(self.lifs.get(key, [])) if key else []
+
+    def volume_for(self, controller: str, svm: str, path: str) -> Optional[Tuple[Dict[str, Any], str]]:
+        self.ensure()
+        return longest_junction(self.volumes.get((controller, svm), []), path)
+
+    def luns_by_serial(self, serial: str) -> List[Dict[str, Any]]:
+        self.ensure()
+        return [lun for lun in self.luns if lun.get("serial") == serial]
+
+    def lun_by_path(self, controller: str, path: str, svm: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        self.ensure()
+        for lun in self.luns:
+            if lun["controller"] == controller and lun["path"] == path and (svm is None or lun["svm"] == svm):
+                return lun
+        return None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.lifs or self.volumes or self.luns or self._pending)
+
+
+def parse_datastores(items: Optional[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """datastores option → [{path (realpath'd), controller, svm, volume, index}], longest path first."""
+    out = []
+    for i, item in enumerate(items or [], start=1):
+        missing = [k for k in ("path", "controller", "svm", "volume") if not item.get(k)]
+        if missing:
+            raise StorageMapError("datastores entry %d: %s missing; expected {path, controller, svm, volume}."
+                                  % (i, ", ".join(missing)))
+        path = item["path"]
+        if not path.startswith("/"):
+            raise StorageMapError("datastores entry %d: path %r must be absolute." % (i, path))
+        real = os.path.realpath(path)
+        out.append({"index": i, "path": real, "given_path": path, "controller": item["controller"],
+                    "svm": item["svm"], "volume": item["volume"]})
+    out.sort(key=lambda d: len(d["path"]), reverse=True)
+    return out
+
+
+def _loc(controller=None, svm=None, volume=None, path_in_volume=None, lun=None, mapped_by=None, datastore=None):
+    return {"controller": controller, "svm": svm, "volume": volume, "path_in_volume": path_in_volume, "lun": lun,
+            "mapped_by": mapped_by, "datastore": datastore}
+
+
+class Unmapped(Exception):
+    pass
+
+
+class StorageMapper:
+    def __init__(self, inventory: StorageInventory, datastores: List[Dict[str, Any]],
+                 vm_mapping: List[Dict[str, Any]], host_root: str = "/") -> None:
+        self.inventory = inventory
+        self.datastores = datastores
+        self.vm_mapping = {e["vm"]: e for e in vm_mapping}
+        self.host_root = host_root or "/"
+        self._mounts = None
+        self._mount_error: Optional[str] = None
+
+    # -- lookups ------------------------------------------------------------------------------------
+    def _real(self, path: str) -> str:
+        if self.host_root in ("", "/"):
+            return os.path.realpath(path)
+        return _clean_abs(path)
+
+    def mounts(self):
+        if self._mounts is None and self._mount_error is None:
+            try:
+                self._mounts = read_mounts(self.host_root)
+            except OSError as exc:
+                self._mount_error = str(exc)
+                self._mounts = []
+        return self._mounts
+
+    def locate_file(self, path: str) -> Dict[str, Any]:
+        real = self._real(path)
+        for ds in self.datastores:
+            if is_under(real, ds["path"]):
+                rest = real[len(ds["path"].rstrip("/")):] if ds["path"] != "/" else real
+                return _loc(ds["controller"], ds["svm"], ds["volume"], rest if rest.startswith("/") else "/" + rest,
+                            mapped_by="datastores", datastore=ds["given_path"])
+        mount = find_mount(self.mounts(), real)
+        if mount is None:
+            raise Unmapped("%s is in no datastore and no mount holds it%s; add its directory to datastores"
+                           % (real, " (%s)" % self._mount_error if self._mount_error else ""))
+        if not mount.is_nfs:
+            raise Unmapped("%s is on %s (%s at %s), not on an NFS datastore and in no configured datastore; "
+                           "move it to an ONTAP datastore or add its directory to datastores"
+                           % (real, mount.source, mount.fstype, mount.mount_point))
+        address = mount.nfs_address
+        if self.inventory.empty:
+            raise Unmapped("%s is on NFS %s (mounted at %s) but no controllers/storage_inventory were given to map "
+                           "it to a volume" % (real, mount.source, mount.mount_point))
+        svms = self.inventory.svms_for_address(address)
+        if not svms:
+            raise Unmapped("%s is on NFS %s (server address %s), which is no data LIF of the known controllers (%s)"
+                           % (real, mount.source, address or "unknown: no addr= option",
+                              ", ".join(self.inventory.controllers) or "none"))
+        if len(svms) > 1:
+            raise Unmapped("NFS server address %s of %s belongs to several SVMs: %s"
+                           % (address, real, ", ".join("%s/%s" % s for s in svms)))
+        controller, svm = svms[0]
+        export_path = export_path_of(mount, real)
+        found = self.inventory.volume_for(controller, svm, export_path or "/")
+        if found is None:
+            raise Unmapped("%s: export path %s on %s/%s is under no volume junction path"
+                           % (real, export_path, controller, svm))
+        vol, rest = found
+        return _loc(controller, svm, vol["name"], rest, mapped_by="nfs", datastore=mount.mount_point)
+
+    def locate_block(self, vm: str, path: str) -> Tuple[Dict[str, Any], List[str]]:
+        notes: List[str] = []
+        entry = self.vm_mapping.get(vm)
+        if entry is not None:
+            lun = {"path": entry["path"], "serial": None}
+            svm = entry.get("svm")
+            known = None if self.inventory.empty else self.inventory.lun_by_path(entry["controller"], entry["path"], svm)
+            if known is not None:
+                lun["serial"] = known.get("serial")
+                svm = svm or known.get("svm")
+            if path and path.startswith("/dev/"):
+                dev = resolve_block_device(path, self.host_root)
+                if dev.get("serial") and lun["serial"] and dev["serial"] != lun["serial"]:
+                    raise Unmapped("vm_mapping puts VM %s on %s:%s (LUN serial %s), but its disk %s is WWID %s "
+                                   "(serial %s); fix vm_mapping" % (vm, entry["controller"], entry["path"],
+                                                                    lun["serial"], path, dev["wwid"], dev["serial"]))
+                if dev.get("lvm"):
+                    notes.append("LVM logical volume on LUN %s: the snapshot covers the whole LUN" % entry["path"])
+            return _loc(entry["controller"], svm, entry.get("volume"), None, lun, mapped_by="vm_mapping"), notes
+        if not path or not path.startswith("/"):
+            raise Unmapped("%s is not a local block device and the VM has no vm_mapping entry" % path)
+        dev = resolve_block_device(path, self.host_root)
+        if not dev.get("serial"):
+            raise Unmapped("block device %s: %s; add the VM to vm_mapping" % (path, dev.get("error")))
+        if self.inventory.empty:
+            raise Unmapped("block device %s is LUN serial %s (WWID %s), but no controllers/storage_inventory were "
+                           "given to find the LUN" % (path, dev["serial"], dev["wwid"]))
+        luns = self.inventory.luns_by_serial(dev["serial"])
+        if not luns:
+            raise Unmapped("block device %s is WWID %s (serial %s), which is no LUN of the known controllers (%s)"
+                           % (path, dev["wwid"], dev["serial"], ", ".join(self.inventory.controllers) or "none"))
+        if len(luns) > 1:
+            raise Unmapped("block device %s: serial %s matches several LUNs: %s" % (
+                path, dev["serial"], ", ".join("%s:%s" % (x["controller"], x["path"]) for x in luns)))
+        lun = luns[0]
+        if dev.get("lvm"):
+            notes.append("LVM logical volume on LUN %s: the snapshot covers the whole LUN" % lun["path"])
+        if dev.get("partition"):
+            notes.append("partition %s of LUN %s" % (dev["partition"], lun["path"]))
+        return _loc(lun["controller"], lun["svm"], lun["volume"], None,
+                    {"path": lun["path"], "serial": lun["serial"], "wwid": dev["wwid"]}, mapped_by="san"), notes
+
+    # -- per VM ---------------------------------------------------------------------------------------
+    def map_vm(self, vm: Dict[str, Any]) -> List[Dict[str, Any]]:
+        problems: List[Dict[str, Any]] = []
+
+        def problem(disk, reason, severity="error"):
+            problems.append({"vm": vm["name"], "uuid": vm.get("uuid"), "disk": disk, "reason": reason,
+                             "severity": severity})
+
+        for disk in vm["disks"]:
+            label = disk.get("target") or disk.get("path")
+            disk.update(_loc())
+            disk["skipped"] = False
+            disk["reason"] = None
+            disk["notes"] = []
+            if disk["device"] in ("cdrom", "floppy"):
+                disk["skipped"] = True
+                disk["reason"] = "%s device (%s): not backed up; detach ISO images before restoring" % (
+                    disk["device"], disk.get("path") or "empty")
+                continue
+            if disk.get("path") is None:
+                disk["reason"] = "disk %s of type %s has no source path" % (label, disk["type"])
+                problem(label, disk["reason"])
+                continue
+            try:
+                if disk["type"] == "file":
+                    loc = self.locate_file(disk["path"])
+                    notes: List[str] = []
+                elif disk["type"] == "block" or (disk["type"] == "network" and vm["name"] in self.vm_mapping):
+                    loc, notes = self.locate_block(vm["name"], disk["path"] if disk["type"] == "block" else None)
+                else:
+                    raise Unmapped("%s disk (%s) is not on an ONTAP volume this collection can snapshot; add the VM "
+                                   "to vm_mapping if it is an ONTAP LUN" % (disk["type"], disk["path"]))
+            except Unmapped as exc:
+                disk["reason"] = "VM %s disk %s: %s" % (vm["name"], label, exc)
+                problem(label, disk["reason"])
+                continue
+            disk.update(loc)
+            disk["notes"] = notes
+            for note in notes:
+                if note.startswith("LVM"):
+                    problem(label, "VM %s disk %s: %s" % (vm["name"], label, note), "note")
+            for element in disk.get("backing_chain") or []:
+                if element.get("type") != "file" or not element.get("path"):
+                    continue
+                try:
+                    bloc = self.locate_file(element["path"])
+                except Unmapped as exc:
+                    element.update(_loc())
+                    problem(label, "VM %s disk %s: backing file %s: %s" % (vm["name"], label, element["path"], exc))
+                    continue
+                element.update(bloc)
+                if (bloc["controller"], bloc["svm"], bloc["volume"]) != (loc["controller"], loc["svm"], loc["volume"]):
+                    disk["notes"].append("backing file %s is on another volume (%s/%s/%s); it is snapshotted too"
+                                         % (element["path"], bloc["controller"], bloc["svm"], bloc["volume"]))
+        return problems
+
+
+def shared_lun_problems(vms: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Several VMs on one LUN: none of them can be restored alone (Snap Creator refused it too)."""
+    users: Dict[Tuple[str, str], List[Tuple[Dict[str, Any], str]]] = {}
+    for vm in vms:
+        for disk in vm["disks"]:
+            lun = disk.get("lun")
+            if lun and disk.get("controller"):
+                key = (disk["controller"], lun["path"])
+                if all(v is not vm for v, _ in users.get(key, [])):
+                    users.setdefault(key, []).append((vm, disk.get("target") or disk.get("path")))
+    problems = []
+    for (ctrl, path), entries in sorted(users.items()):
+        if len(entries) < 2:
+            continue
+        names = ", ".join(v["name"] for v, _ in entries)
+        for vm, label in entries:
+            problems.append({"vm": vm["name"], "uuid": vm.get("uuid"), "disk": label, "severity": "error",
+                             "reason": "LUN %s:%s is used by several VMs (%s); a LUN snapshot cannot be restored for "
+                                       "one VM alone" % (ctrl, path, names)})
+    return problems
+
+
+def summarize(vms: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(volumes, datastores): per controller/svm/volume, and per host datastore directory, which VMs."""
+    volumes: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
+    datastores: Dict[str, Dict[str, Any]] = {}
+    for vm in vms:
+        for disk in vm["disks"]:
+            elements = [disk] + [b for b in disk.get("backing_chain") or [] if b.get("controller")]
+            for el in elements:
+                if not el.get("controller") or not el.get("volume"):
+                    continue
+                key = (el["controller"], el.get("svm") or "", el["volume"])
+                entry = volumes.setdefault(key, {"controller": key[0], "svm": el.get("svm"), "volume": key[2],
+                                                 "vms": [], "luns": [], "paths": []})
+                if vm["name"] not in entry["vms"]:
+                    entry["vms"].append(vm["name"])
+                if el.get("lun") and el["lun"]["path"] not in entry["luns"]:
+                    entry["luns"].append(el["lun"]["path"])
+                if el.get("path_in_volume") and el["path_in_volume"] not in entry["paths"]:
+                    entry["paths"].append(el["path_in_volume"])
+                if el.get("datastore"):
+                    ds = datastores.setdefault(el["datastore"], {"path": el["datastore"], "controller": el["controller"],
+                                                                 "svm": el.get("svm"), "volume": el["volume"],
+                                                                 "mapped_by": el.get("mapped_by"), "vms": []})
+                    if vm["name"] not in ds["vms"]:
+                        ds["vms"].append(vm["name"])
+    return ([volumes[k] for k in sorted(volumes)], [datastores[k] for k in sorted(datastores)])
