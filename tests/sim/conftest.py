@@ -1,11 +1,11 @@
-"""Fixtures for the simulator's own tests: a shared fast (latency 0) simulator per module,
-fresh ones for tests that need a clean cluster or a custom config."""
+"""Fixtures for the simulator's own tests. Simulators run with latency off and are shared per
+module; `fresh`/`lab` reset the shared one (POST /_sim/reset) so each test starts clean."""
 
 from __future__ import annotations
 
 import pytest
 from helpers.sim_fixtures import start_sim
-from simapi import Client
+from simapi import LAB_CONFIG, Client
 
 FAST = ["--latency-scale", "0"]
 
@@ -17,14 +17,38 @@ def sim(tmp_path_factory):
     s.stop()
 
 
+@pytest.fixture(scope="module")
+def lab_sim(tmp_path_factory):
+    s = start_sim(tmp_path_factory.mktemp("labsim") / "data", LAB_CONFIG, extra_args=FAST)
+    yield s
+    s.stop()
+
+
 @pytest.fixture
 def api(sim):
+    """The default cluster, as earlier tests of the module left it."""
     return Client(sim)
 
 
 @pytest.fixture
+def fresh(sim):
+    """The default cluster, freshly reset."""
+    c = Client(sim)
+    c.admin("POST", "reset")
+    return c
+
+
+@pytest.fixture
+def lab(lab_sim):
+    """tests/sim/simapi.LAB_CONFIG (two SVMs, a LUN, vault + mirror relationships), reset."""
+    c = Client(lab_sim)
+    c.admin("POST", "reset")
+    return c
+
+
+@pytest.fixture
 def fast_sim(sim_factory):
-    """Start a simulator with latency off: fast_sim(config_dict_or_None, name=...)."""
+    """Start a dedicated simulator with latency off: fast_sim(config_dict_or_None, name=...)."""
     def start(config=None, name="sim", **kw):
         return sim_factory(config, name=name, extra_args=FAST + kw.pop("extra_args", []), **kw)
     return start

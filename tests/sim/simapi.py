@@ -121,3 +121,30 @@ def zelem(api: str, struct: dict[str, Any]) -> zapi.NaElement:
     el = zapi.NaElement(api)
     el.translate_struct(struct)
     return el
+
+
+# A richer cluster: two SVMs, a SAN volume with a LUN, a vault and a mirror relationship,
+# users for each restricted role.
+LAB_CONFIG: dict[str, Any] = {
+    "cluster": {"name": "lab2", "version": "9.13.1"},
+    "users": [{"name": "admin", "password": "netapp123", "role": "admin"},
+              {"name": "backup", "password": "b", "role": "backup"},
+              {"name": "nodelete", "password": "n", "role": "backup_nodelete"},
+              {"name": "viewer", "password": "v", "role": "readonly"}],
+    "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]},
+             {"name": "svm_dr", "data_lifs": ["127.0.0.2"]}],
+    "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"},
+                {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "1G"},
+                {"name": "vol_san", "svm": "svm1", "junction_path": None, "size": "1G"}],
+    "luns": [{"path": "/vol/vol_san/lun1", "svm": "svm1", "size": "1M", "serial_number": "D31sh#DQGQUu"}],
+    "policies": [{"name": "vault_daily", "type": "vault", "rules": [{"label": "daily", "count": 2}]}],
+    "relationships": [{"source": "svm1:vol_ds1", "destination": "svm_dr:vol_ds1_vault", "policy": "vault_daily"},
+                      {"source": "svm1:vol_ds2", "destination": "svm_dr:vol_ds2_mirror",
+                       "policy": "MirrorAllSnapshots"}],
+}
+
+
+def with_version(version: str) -> dict[str, Any]:
+    cfg = dict(LAB_CONFIG)
+    cfg["cluster"] = {**LAB_CONFIG["cluster"], "version": version}
+    return cfg

@@ -7,16 +7,9 @@ import os
 import re
 import time
 
-import pytest
 from simapi import Client
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
-
-
-@pytest.fixture
-def fresh(fast_sim):
-    sim = fast_sim()
-    return Client(sim)
 
 
 def test_post_returns_202_job_and_location(fresh):

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import socketserver
 import ssl
 import sys
 import threading
@@ -207,6 +208,11 @@ class TLSServer(ThreadingHTTPServer):
     def __init__(self, addr: tuple[str, int], handler: type, ctx: ssl.SSLContext) -> None:
         self.ctx = ctx
         super().__init__(addr, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host name (getfqdn), which can stall on DNS.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "localhost", self.server_address[1]
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs in the request's thread, so a stalled client cannot block accept().
