@@ -193,7 +193,7 @@ class OntapRest(Ontap):
                         "create_time": iso_to_epoch(r.get("create_time")), "comment": r.get("comment"),
                         "snapmirror_label": r.get("snapmirror_label"), "state": r.get("state") or "valid",
                         "busy": bool(r.get("busy")) or bool(owners), "owners": list(owners)})
-        out.sort(key=lambda s: (s.get("create_time") or 0, s.get("name") or ""))
+        out.sort(key=lambda s: s.get("create_time") or 0)  # stable: keeps ONTAP's creation order within a second
         return out
 
     def _snapshot_body(self, name: str, comment: Optional[str], label: Optional[str]) -> dict:
@@ -292,7 +292,8 @@ class OntapRest(Ontap):
         params["transport"] = "zapi"
         zapi = OntapZapi(params, self.module_name)
         try:
-            method = zapi._create_set(volumes, name, comment, label)  # pylint: disable=protected-access
+            method = zapi._create_set(volumes, name, comment, label,  # pylint: disable=protected-access
+                                      set_comment=self._set_comment)
         except OntapError as exc:
             if exc.is_auth or exc.is_forbidden or exc.code == "13005":
                 exc.message += " (REST fallback to ZAPI)"
@@ -300,6 +301,19 @@ class OntapRest(Ontap):
             raise
         self.warnings.append("%s: %s, so the snapshot %s was taken with ZAPI %s." % (self.hostname, warn, name, method))
         return method
+
+    def _set_comment(self, svm: str, volume: str, name: str, comment: Optional[str], label: Optional[str]) -> None:
+        body: Dict[str, Any] = {}
+        if comment is not None:
+            body["comment"] = comment
+        if label:
+            body["snapmirror_label"] = label
+        snap = self.get_snapshot(svm, volume, name)
+        if not body or not snap:
+            return
+        vol_uuid = self.get_volume(svm, volume)["uuid"]
+        self._send("PATCH", "/api/storage/volumes/%s/snapshots/%s" % (vol_uuid, snap["uuid"]),
+                   "set comment of snapshot %s on %s:%s" % (name, svm, volume), body=body, safe_to_retry=True)
 
     def delete_snapshot(self, svm: str, volume: str, name: str) -> None:
         op = "delete snapshot %s on %s:%s" % (name, svm, volume)

@@ -182,8 +182,8 @@ def restore_whole_volume(client: Ontap, svm: str, volume: str, snapshot: str, fo
                          check_mode: bool = False) -> Dict[str, Any]:
     require_snapshot(client, svm, volume, snapshot)
     snaps = client.list_snapshots(svm, volume)
-    target = [s for s in snaps if s.get("name") == snapshot][0]
-    newer = [s.get("name") for s in snaps if (s.get("create_time") or 0) > (target.get("create_time") or 0)]
+    names = [s.get("name") for s in snaps]
+    newer = names[names.index(snapshot) + 1:] if snapshot in names else []
     rels = []
     try:
         rels = client.list_snapmirror([(svm, volume)])

@@ -17,7 +17,7 @@ import re
 import time
 import traceback
 import urllib.request
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible.module_utils.urls import make_context
 
@@ -311,7 +311,7 @@ class OntapZapi(Ontap):
                         "comment": _text(r, "comment"), "snapmirror_label": _text(r, "snapmirror-label"),
                         "state": _text(r, "state") or "valid",
                         "busy": (_text(r, "busy") or "false") == "true" or bool(owners), "owners": owners})
-        out.sort(key=lambda s: (s.get("create_time") or 0, s.get("name") or ""))
+        out.sort(key=lambda s: s.get("create_time") or 0)  # stable: keeps ONTAP's creation order within a second
         return out
 
     def _set_comment(self, svm: str, volume: str, name: str, comment: Optional[str], label: Optional[str]) -> None:
@@ -327,7 +327,9 @@ class OntapZapi(Ontap):
                     operation="set comment of snapshot %s on %s:%s" % (name, svm, volume))
 
     def _create_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                    snapmirror_label: Optional[str]) -> str:
+                    snapmirror_label: Optional[str], set_comment: Optional[Callable[..., None]] = None) -> str:
+        """SET_COMMENT(svm, volume, name, comment, label) writes the metadata after cg-commit/multicreate
+        (which take no comment); default: snapshot-modify-iter."""
         if len(volumes) == 1:
             svm, vol = volumes[0]
             self.get_volume(svm, vol)
@@ -369,8 +371,9 @@ class OntapZapi(Ontap):
                 method = "multicreate"
             else:
                 raise
+        setter = set_comment or self._set_comment
         for svm, vol in volumes:
-            self._set_comment(svm, vol, name, comment, snapmirror_label if method == "multicreate" else None)
+            setter(svm, vol, name, comment, snapmirror_label if method == "multicreate" else None)
         return method
 
     def delete_snapshot(self, svm: str, volume: str, name: str) -> None:

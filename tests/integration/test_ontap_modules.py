@@ -1,0 +1,589 @@
+"""The ontap_* modules against the lab's ONTAP simulator, over REST and ZAPI.
+
+Each module run is a real subprocess (module_runner); nothing of the collection is mocked. The
+simulator's admin endpoint (/_sim/) injects faults and shows the calls each run made.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers.module_fixtures import MODULE_PKG, run_module
+from helpers.sim_fixtures import Sim, start_sim
+
+TRANSPORTS = ["rest", "zapi"]
+PW = "netapp123"
+LAB = {
+    "cluster": {"name": "itest", "version": "9.13.1"},
+    "users": [{"name": "admin", "password": PW, "role": "admin"},
+              {"name": "backup_ro", "password": PW, "role": "readonly"},
+              {"name": "backup", "password": PW, "role": "backup"}],
+    "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}, {"name": "svm2"},
+             {"name": "svm_dr"}],
+    "volumes": [{"name": n, "svm": "svm1"} for n in (
+        "vol_ds1", "vol_ds2", "vol_cg1", "vol_cg2", "vol_prune_rest", "vol_prune_zapi", "vol_info_rest",
+        "vol_info_zapi", "vol_rf_rest", "vol_rf_zapi", "vol_rv_rest", "vol_rv_zapi", "vol_san", "vol_plain",
+        "vol_broken")] + [{"name": "vol_db", "svm": "svm2"}],
+    "luns": [{"path": "/vol/vol_san/lun_rest", "svm": "svm1", "size": "1M"},
+             {"path": "/vol/vol_san/lun_zapi", "svm": "svm1", "size": "1M"}],
+    "relationships": [
+        {"source": "svm1:vol_ds1", "destination": "svm_dr:vol_ds1_dst", "policy": "MirrorAllSnapshots"},
+        {"source": "svm1:vol_ds2", "destination": "svm_dr:vol_ds2_vault", "policy": "XDPDefault"},
+        {"source": "svm1:vol_broken", "destination": "svm_dr:vol_broken_dst", "policy": "MirrorAllSnapshots",
+         "state": "broken_off", "healthy": False, "unhealthy_reason": "relationship broken off"},
+    ],
+}
+LAB98 = {"cluster": {"name": "old", "version": "9.8.0"},
+         "users": [{"name": "admin", "password": PW, "role": "admin"}],
+         "svms": [{"name": "svm1"}],
+         "volumes": [{"name": "vol_a", "svm": "svm1"}, {"name": "vol_b", "svm": "svm1"}]}
+READ_ONLY_ZAPI = ("system-get-version", "system-get-ontapi-version")
+MUTATING_METHODS = ("POST", "PATCH", "DELETE", "PUT")
+
+
+# ---- simulator helpers --------------------------------------------------------------------------
+def _ctx(sim: Sim) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=sim.ca_file)
+
+
+def sim_call(sim: Sim, method: str, path: str, body=None, user: str = "admin", password: str = PW):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(sim.url + path, data=data, method=method)
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, context=_ctx(sim), timeout=30) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+    return json.loads(raw) if raw.strip() else {}
+
+
+def last_seq(sim: Sim) -> int:
+    calls = sim_call(sim, "GET", "/_sim/calls")["calls"]
+    return calls[-1]["seq"] if calls else 0
+
+
+def calls_since(sim: Sim, seq: int) -> list[dict]:
+    return [c for c in sim_call(sim, "GET", f"/_sim/calls?since={seq}")["calls"] if not c["path"].startswith("/_sim/")]
+
+
+def mutating(calls: list[dict]) -> list[dict]:
+    out = []
+    for c in calls:
+        if c.get("api"):
+            if not (c["api"].endswith("-get-iter") or c["api"] in READ_ONLY_ZAPI or c["api"].endswith("-get")):
+                out.append(c)
+        elif c["method"] in MUTATING_METHODS:
+            out.append(c)
+    return out
+
+
+def add_fault(sim: Sim, **spec) -> None:
+    sim_call(sim, "POST", "/_sim/faults", spec)
+
+
+def clear_faults(sim: Sim) -> None:
+    sim_call(sim, "DELETE", "/_sim/faults")
+
+
+def volume_uuid(sim: Sim, svm: str, vol: str) -> str:
+    return sim_call(sim, "GET", f"/api/storage/volumes?svm.name={svm}&name={vol}")["records"][0]["uuid"]
+
+
+def foreign_snapshot(sim: Sim, svm: str, vol: str, name: str, comment: str = "made by hand") -> None:
+    """A snapshot another tool made (no kvmsnap metadata), created straight through REST."""
+    uuid = volume_uuid(sim, svm, vol)
+    sim_call(sim, "POST", f"/api/storage/volumes/{uuid}/snapshots?return_timeout=30",
+             {"name": name, "comment": comment})
+
+
+def snapshot_names(sim: Sim, svm: str, vol: str) -> list[str]:
+    uuid = volume_uuid(sim, svm, vol)
+    return [r["name"] for r in sim_call(sim, "GET", f"/api/storage/volumes/{uuid}/snapshots")["records"]]
+
+
+def vol_dir(sim: Sim, svm: str, vol: str) -> Path:
+    return sim.data / "volumes" / svm / vol
+
+
+_ZAPI_OK: dict[str, bool] = {}
+
+
+def zapi_works(sim: Sim) -> bool:
+    if sim.url not in _ZAPI_OK:
+        body = b'<netapp xmlns="http://www.netapp.com/filer/admin" version="1.110"><system-get-version/></netapp>'
+        req = urllib.request.Request(sim.url + "/servlets/netapp.servlets.admin.XMLrequest_filer", data=body,
+                                     method="POST")
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{PW}".encode()).decode())
+        try:
+            with urllib.request.urlopen(req, context=_ctx(sim), timeout=30) as resp:
+                text = resp.read().decode()
+            _ZAPI_OK[sim.url] = 'status="passed"' in text
+        except OSError:
+            _ZAPI_OK[sim.url] = False
+    return _ZAPI_OK[sim.url]
+
+
+def need(sim: Sim, transport: str) -> None:
+    if transport == "zapi" and not zapi_works(sim):
+        pytest.skip("the ONTAP simulator does not answer ZAPI system-get-version yet (tests/lab/ontapsim/zapi.py)")
+
+
+_ZAPI_APIS: dict[tuple[str, str], bool] = {}
+
+
+def zapi_has(sim: Sim, api: str) -> bool:
+    """Whether the simulator implements a ZAPI call at all (not: "Unable to find API")."""
+    key = (sim.url, api)
+    if key not in _ZAPI_APIS:
+        body = f'<netapp xmlns="http://www.netapp.com/filer/admin" version="1.110"><{api}/></netapp>'.encode()
+        req = urllib.request.Request(sim.url + "/servlets/netapp.servlets.admin.XMLrequest_filer", data=body,
+                                     method="POST")
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{PW}".encode()).decode())
+        with urllib.request.urlopen(req, context=_ctx(sim), timeout=30) as resp:
+            _ZAPI_APIS[key] = "Unable to find API" not in resp.read().decode()
+    return _ZAPI_APIS[key]
+
+
+def needs_comment_after_cg(request, sim: Sim) -> None:
+    """cg-start/cg-commit and snapshot-multicreate take no comment: the ZAPI client then writes the
+    kvmsnap metadata with snapshot-modify-iter (reference B.5), which the simulator may not have yet."""
+    if zapi_works(sim) and not zapi_has(sim, "snapshot-modify-iter"):
+        request.applymarker(pytest.mark.xfail(
+            reason="simulator gap: ZAPI snapshot-modify-iter is not implemented (Unable to find API)", strict=False))
+
+
+def warnings(res) -> list[str]:
+    """Warning texts (ansible-core 2.19 returns WarningSummary objects)."""
+    out = []
+    for w in res.get("warnings") or []:
+        out.append(w["event"]["msg"] if isinstance(w, dict) and "event" in w else str(w))
+    return out
+
+
+def run(sim: Sim, transport: str, module: str, check_mode: bool = False, user: str = "admin",
+        password: str = PW, **args):
+    return run_module(module, {**sim.conn(transport, user, password), **args}, check_mode=check_mode)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    sim = start_sim(tmp_path_factory.mktemp("ontap-itest") / "data", LAB)
+    sim_call(sim, "POST", "/_sim/latency", {"scale": 0})
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def lab98(tmp_path_factory):
+    sim = start_sim(tmp_path_factory.mktemp("ontap-98") / "data", LAB98)
+    sim_call(sim, "POST", "/_sim/latency", {"scale": 0})
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left(request):
+    yield
+    for name in ("lab", "lab98"):
+        if name in request.fixturenames:
+            clear_faults(request.getfixturevalue(name))
+
+
+# ---- ontap_snapshot: create / idempotency / check mode / delete --------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_snapshot_create_idempotent_check_mode_delete(request, lab, transport):
+    need(lab, transport)
+    if transport == "zapi":
+        needs_comment_after_cg(request, lab)
+    name = f"kvmsnap-daily_{transport}_1"
+    args = {"svm": "svm1", "volumes": ["vol_ds1", "vol_ds2"], "name": name, "policy": "daily",
+            "snapmirror_label": "daily", "kvm_host": "kvm1", "run_id": "run-1"}
+
+    seq = last_seq(lab)
+    res = run(lab, transport, "ontap_snapshot", check_mode=True, **args)
+    assert res["changed"] is True and not res.failed, res
+    assert [s["volume"] for s in res["snapshots"]] == ["vol_ds1", "vol_ds2"]
+    assert mutating(calls_since(lab, seq)) == []
+    assert name not in snapshot_names(lab, "svm1", "vol_ds1")
+
+    res = run(lab, transport, "ontap_snapshot", **args)
+    assert res["changed"] is True, res
+    assert res["method"] == ("cg_temporary" if transport == "rest" else "cg_start_commit")
+    assert all(s["uuid"] and s["create_time"] for s in res["snapshots"])
+    assert res["transport"] == transport and res["ontap_version"] == "9.13.1"
+    if transport == "rest":  # the temporary CG is gone again, the volumes stay
+        assert sim_call(lab, "GET", "/api/application/consistency-groups")["num_records"] == 0
+
+    info = run(lab, transport, "ontap_snapshot_info", svm="svm1", volumes=["vol_ds1", "vol_ds2"], name=name)
+    assert len(info["snapshots"]) == 2
+    for snap in info["snapshots"]:
+        assert snap["kvmsnap"] == {"policy": "daily", "run": "run-1", "host": "kvm1"}
+        assert snap["snapmirror_label"] == "daily"
+        assert snap["create_time_iso"].endswith("Z")
+
+    seq = last_seq(lab)
+    again = run(lab, transport, "ontap_snapshot", **args)
+    assert again["changed"] is False and again["method"] is None, again
+    assert mutating(calls_since(lab, seq)) == []
+
+    seq = last_seq(lab)
+    res = run(lab, transport, "ontap_snapshot", check_mode=True, svm="svm1", volumes=["vol_ds1", "vol_ds2"],
+              name=name, state="absent")
+    assert res["changed"] is True and len(res["snapshots"]) == 2
+    assert mutating(calls_since(lab, seq)) == []
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_ds1", "vol_ds2"], name=name, state="absent")
+    assert res["changed"] is True
+    assert name not in snapshot_names(lab, "svm1", "vol_ds1") + snapshot_names(lab, "svm1", "vol_ds2")
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_ds1", "vol_ds2"], name=name, state="absent")
+    assert res["changed"] is False
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_snapshot_never_overwrites_partial_or_foreign(lab, transport):
+    need(lab, transport)
+    partial = f"kvmsnap-manual_{transport}_partial"
+    assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_ds1"], name=partial)["changed"]
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_ds1", "vol_ds2"], name=partial)
+    assert res.failed
+    assert "exists on svm1:vol_ds1 but not on svm1:vol_ds2" in res["msg"]
+    assert partial not in snapshot_names(lab, "svm1", "vol_ds2")
+
+    foreign = f"nightly_{transport}"
+    foreign_snapshot(lab, "svm1", "vol_ds2", foreign)
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_ds2"], name=foreign)
+    assert res.failed and "not created by kvmsnap.core" in res["msg"] and lab.host in res["msg"]
+
+
+def test_snapshot_uses_existing_cg_and_single(lab):
+    sim_call(lab, "POST", "/api/application/consistency-groups?return_timeout=30",
+             {"name": "cg_vms", "svm": {"name": "svm1"},
+              "volumes": [{"name": v, "provisioning_options": {"action": "add"}} for v in ("vol_cg1", "vol_cg2")]})
+    res = run(lab, "rest", "ontap_snapshot", volumes=["svm1:vol_cg1", "svm1:vol_cg2"], name="kvmsnap-manual_cg")
+    assert res["changed"] and res["method"] == "cg", res
+    assert sim_call(lab, "GET", "/api/application/consistency-groups")["num_records"] == 1
+    res = run(lab, "rest", "ontap_snapshot", volumes=["svm1:vol_plain"], name="kvmsnap-manual_single")
+    assert res["method"] == "single"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_snapshot_across_svms(request, lab, transport):
+    need(lab, "zapi")  # REST cannot put volumes of two SVMs in one CG: it uses ZAPI cg-start/cg-commit
+    if transport == "zapi":
+        needs_comment_after_cg(request, lab)
+    res = run(lab, transport, "ontap_snapshot", volumes=["svm1:vol_plain", "svm2:vol_db"],
+              name=f"kvmsnap-manual_{transport}_xsvm")
+    assert res["changed"] and res["method"] == "cg_start_commit", res
+    assert {s["svm"] for s in res["snapshots"]} == {"svm1", "svm2"}
+    if transport == "rest":
+        assert any("several SVMs" in w for w in warnings(res))
+
+
+# ---- prune ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_prune_keeps_newest_foreign_and_busy(lab, transport):
+    need(lab, transport)
+    vol = f"vol_prune_{transport}"
+    names = [f"kvmsnap-daily_2026010{i}T000000Z" for i in range(1, 5)]
+    for name in names:
+        assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=name, policy="daily")["changed"]
+    run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-weekly_20260101T000000Z",
+        policy="weekly")
+    foreign_snapshot(lab, "svm1", vol, "hourly_like_other_tool")
+    foreign_snapshot(lab, "svm1", vol, "kvmsnap-daily_20250101T000000Z", comment="same prefix, no metadata")
+    sim_call(lab, "POST", "/_sim/busy", {"svm": "svm1", "volume": vol, "snapshot": names[0],
+                                        "owners": ["snapmirror"]})
+    prune = {"policy": "daily", "keep": 1}
+
+    seq = last_seq(lab)
+    res = run(lab, transport, "ontap_snapshot", check_mode=True, svm="svm1", volumes=[vol], state="pruned",
+              prune=prune)
+    assert res["changed"] is True
+    assert [p["name"] for p in res["pruned"]] == names[1:3]
+    assert [s["name"] for s in res["skipped"]] == names[:1]
+    assert mutating(calls_since(lab, seq)) == []
+
+    # the delete of names[1] answers "busy" (as while a clone or a restore holds it)
+    if transport == "rest":
+        uuid = volume_uuid(lab, "svm1", vol)
+        snap_uuid = [r["uuid"] for r in sim_call(lab, "GET", f"/api/storage/volumes/{uuid}/snapshots?name={names[1]}")
+                     ["records"]][0]
+        add_fault(lab, action="error", method="DELETE", path=f"/api/storage/volumes/{uuid}/snapshots/{snap_uuid}",
+                  status=409, code="1638555", message=f"Snapshot copy {names[1]} is busy.")
+    else:
+        add_fault(lab, action="error", api="snapshot-delete", errno="13024", message=f"Snapshot copy {names[1]} is busy.")
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], state="pruned", prune=prune)
+    assert not res.failed, res
+    assert [p["name"] for p in res["pruned"]] == [names[2]]
+    assert {s["name"]: s["reason"].split(":")[0] for s in res["skipped"]} == {names[0]: "owned by snapmirror",
+                                                                              names[1]: "busy"}
+    assert len([w for w in warnings(res) if "not pruned" in w]) == 2
+    left = snapshot_names(lab, "svm1", vol)
+    assert names[3] in left and names[0] in left and names[1] in left and names[2] not in left
+    assert "hourly_like_other_tool" in left and "kvmsnap-daily_20250101T000000Z" in left
+    assert "kvmsnap-weekly_20260101T000000Z" in left
+
+    # create + prune in one task: the new snapshot counts, the newest is never pruned
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-daily_20260109T000000Z",
+              policy="daily", prune={"policy": "daily", "keep": 1})
+    assert res["changed"] and [p["name"] for p in res["pruned"]] == [names[1], names[3]]
+    assert [s["name"] for s in res["skipped"]] == [names[0]]
+    assert "kvmsnap-daily_20260109T000000Z" in snapshot_names(lab, "svm1", vol)
+
+
+@pytest.mark.parametrize("keep", [0, True, 1024])
+def test_prune_keep_refused_before_any_call(lab, keep):
+    seq = last_seq(lab)
+    res = run(lab, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_plain"], state="pruned",
+              prune={"policy": "daily", "keep": keep})
+    assert res.failed and "prune.keep" in res["msg"]
+    assert calls_since(lab, seq) == []
+
+
+# ---- info ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_snapshot_info_filters(lab, transport):
+    need(lab, transport)
+    vol = f"vol_info_{transport}"
+    run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-weekly_20260105T000000Z",
+        policy="weekly", comment="before upgrade")
+    run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-daily_20260105T000000Z",
+        policy="daily")
+    foreign_snapshot(lab, "svm1", vol, "manual_one")
+    allsnaps = run(lab, transport, "ontap_snapshot_info", svm="svm1", volumes=[vol])
+    assert allsnaps["changed"] is False
+    by_name = {s["name"]: s for s in allsnaps["snapshots"]}
+    assert set(by_name) == {"kvmsnap-weekly_20260105T000000Z", "kvmsnap-daily_20260105T000000Z", "manual_one"}
+    assert by_name["manual_one"]["kvmsnap"] is None
+    assert by_name["kvmsnap-weekly_20260105T000000Z"]["comment"].endswith("| before upgrade")
+    assert by_name["kvmsnap-weekly_20260105T000000Z"]["busy"] is False
+    ours = run(lab, transport, "ontap_snapshot_info", svm="svm1", volumes=[vol], only_ours=True)
+    assert len(ours["snapshots"]) == 2
+    weekly = run(lab, transport, "ontap_snapshot_info", volumes=[f"svm1:{vol}"], policy="weekly")
+    assert [s["name"] for s in weekly["snapshots"]] == ["kvmsnap-weekly_20260105T000000Z"]
+    whole_svm = run(lab, transport, "ontap_snapshot_info", svm="svm2")
+    assert whole_svm["volumes"] == ["svm2:vol_db"]
+
+
+# ---- restore ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_restore_files(lab, transport):
+    need(lab, transport)
+    vol = f"vol_rf_{transport}"
+    disk = vol_dir(lab, "svm1", vol) / "images" / "vm1.qcow2"
+    disk.parent.mkdir(parents=True, exist_ok=True)
+    disk.write_bytes(b"good data")
+    snap = "kvmsnap-daily_20260106T000000Z"
+    assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=snap, policy="daily")["changed"]
+    disk.write_bytes(b"corrupted!")
+
+    seq = last_seq(lab)
+    res = run(lab, transport, "ontap_restore", check_mode=True, svm="svm1", volume=vol, snapshot=snap,
+              files=["images/vm1.qcow2"])
+    assert res["changed"] and res["restored"] == [{"type": "file", "path": "/images/vm1.qcow2", "method": "check_mode"}]
+    assert mutating(calls_since(lab, seq)) == [] and disk.read_bytes() == b"corrupted!"
+
+    res = run(lab, transport, "ontap_restore", volume=f"svm1:{vol}", snapshot=snap, files=["/images/vm1.qcow2"])
+    assert res["changed"] and not res.failed, res
+    assert res["restored"][0]["method"] == ("rest_restore_to" if transport == "rest" else "zapi")
+    assert disk.read_bytes() == b"good data"
+
+    res = run(lab, transport, "ontap_restore", svm="svm1", volume=vol, snapshot="kvmsnap-daily_nope",
+              files=["images/vm1.qcow2"])
+    assert res.failed and f"snapshot kvmsnap-daily_nope not found on volume svm1:{vol}" in res["msg"]
+
+    seq = last_seq(lab)
+    for bad, needle in (("../../etc/passwd", "files[1]"), (".snapshot/x/vm1.qcow2", ".snapshot"),
+                        ("/vol/other/x", "outside volume")):
+        res = run(lab, transport, "ontap_restore", svm="svm1", volume=vol, snapshot=snap, files=["ok", bad])
+        assert res.failed and needle in res["msg"], res
+    assert calls_since(lab, seq) == []
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_restore_volume_needs_confirmation(lab, transport):
+    need(lab, transport)
+    vol = f"vol_rv_{transport}"
+    data = vol_dir(lab, "svm1", vol) / "vm2.img"
+    data.write_bytes(b"v1")
+    run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-daily_20260107T000000Z")
+    data.write_bytes(b"v2")
+    run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-daily_20260108T000000Z")
+    data.write_bytes(b"v3")
+
+    seq = last_seq(lab)
+    res = run(lab, transport, "ontap_restore", svm="svm1", volume=vol, snapshot="kvmsnap-daily_20260107T000000Z",
+              mode="volume")
+    assert res.failed and "confirm_volume_restore" in res["msg"] and "EVERY file" in res["msg"]
+    assert calls_since(lab, seq) == []
+
+    seq = last_seq(lab)
+    res = run(lab, transport, "ontap_restore", check_mode=True, svm="svm1", volume=vol,
+              snapshot="kvmsnap-daily_20260107T000000Z", mode="volume", confirm_volume_restore=True)
+    assert res["changed"] and res["deleted_snapshots"] == ["kvmsnap-daily_20260108T000000Z"]
+    assert any("newer snapshot" in w for w in warnings(res))
+    assert mutating(calls_since(lab, seq)) == []
+
+    res = run(lab, transport, "ontap_restore", svm="svm1", volume=vol, snapshot="kvmsnap-daily_20260107T000000Z",
+              mode="volume", confirm_volume_restore=True, force=True)
+    assert res["changed"] and not res.failed, res
+    assert data.read_bytes() == b"v1"
+    assert "kvmsnap-daily_20260108T000000Z" not in snapshot_names(lab, "svm1", vol)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_restore_lun(lab, transport):
+    need(lab, transport)
+    lun = vol_dir(lab, "svm1", "vol_san") / f"lun_{transport}"
+    with open(lun, "r+b") as fh:
+        fh.write(b"BOOTSECTOR")
+    snap = f"kvmsnap-daily_lun_{transport}"
+    run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_san"], name=snap)
+    with open(lun, "r+b") as fh:
+        fh.write(b"RANSOMWARE")
+    res = run(lab, transport, "ontap_restore", svm="svm1", volume="vol_san", snapshot=snap,
+              luns=[f"/vol/vol_san/lun_{transport}"])
+    assert res["changed"] and not res.failed, res
+    assert res["restored"] == [{"type": "lun", "path": f"/vol/vol_san/lun_{transport}",
+                                "method": "rest_lun_clone" if transport == "rest" else "zapi"}]
+    with open(lun, "rb") as fh:
+        assert fh.read(10) == b"BOOTSECTOR"
+    res = run(lab, transport, "ontap_restore", svm="svm1", volume="vol_san", snapshot=snap, luns=["nolun"])
+    assert res.failed and "/vol/vol_san/nolun" in res["msg"]
+
+
+# ---- snapmirror --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_snapmirror_status_and_update(lab, transport):
+    need(lab, transport)
+    vols = ["vol_ds1", "vol_ds2", "vol_plain"]
+    res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols)
+    assert res["changed"] is False
+    rels = {r["source"]: r for r in res["relationships"]}
+    assert set(rels) == {"svm1:vol_ds1", "svm1:vol_ds2"}
+    assert rels["svm1:vol_ds1"]["type"] == "mirror" and rels["svm1:vol_ds2"]["type"] == "vault"
+    assert rels["svm1:vol_ds1"]["destination"] == "svm_dr:vol_ds1_dst"
+    assert res["volumes_without_relationships"] == ["svm1:vol_plain"]
+
+    snap = f"kvmsnap-daily_sm_{transport}"
+    for vol in ("vol_ds1", "vol_ds2"):
+        assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=snap,
+                   snapmirror_label="daily")["changed"]
+    seq = last_seq(lab)
+    res = run(lab, transport, "ontap_snapmirror", check_mode=True, svm="svm1", volumes=vols, state="updated")
+    assert res["changed"] and len(res["updated"]) == 2
+    assert mutating(calls_since(lab, seq)) == []
+
+    res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols, state="updated", label="daily")
+    assert res["changed"] and not res.failed, res
+    assert len(res["updated"]) == 2 and res["healthy"] is True
+    assert any("vol_plain" in w for w in warnings(res))
+    assert snap in snapshot_names(lab, "svm_dr", "vol_ds1_dst")
+    assert snap in snapshot_names(lab, "svm_dr", "vol_ds2_vault")
+
+    res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_ds2"], state="updated", label="hourly")
+    assert res["updated"] == [] and "no rule for label hourly" in res["skipped"][0]["reason"] if transport == "rest" \
+        else not res.failed
+
+    status = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_broken"])
+    assert status["healthy"] is False and status["relationships"][0]["unhealthy_reason"]
+    res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_broken"], state="updated")
+    assert res.failed
+    assert "svm1:vol_broken -> svm_dr:vol_broken_dst" in res["msg"] and "resync" in res["msg"]
+
+
+# ---- errors --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_errors_are_clear(lab, transport):
+    need(lab, transport)
+    res = run(lab, transport, "ontap_snapshot_info", password="wrong-pass", svm="svm1", volumes=["vol_ds1"])
+    assert res.failed and lab.host in res["msg"] and "username and password" in res["msg"], res
+
+    res = run(lab, transport, "ontap_snapshot", user="backup_ro", svm="svm1", volumes=["vol_plain"],
+              name="kvmsnap-manual_forbidden")
+    assert res.failed and "role" in res["msg"] and "svm1:vol_plain" in res["msg"], res
+
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_nope"], name="kvmsnap-manual_x")
+    assert res.failed and "volume vol_nope not found on SVM svm1" in res["msg"], res
+
+    if transport == "rest":
+        add_fault(lab, action="job_failure", method="POST", path="/api/storage/volumes/*/snapshots",
+                  code="13", message="Failed to create snapshot: aggregate aggr1 is out of space")
+    else:
+        add_fault(lab, action="error", api="snapshot-create", errno="13001",
+                  message="Failed to create snapshot: aggregate aggr1 is out of space")
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_plain"], name=f"kvmsnap-manual_jf_{transport}")
+    assert res.failed and "aggregate aggr1 is out of space" in res["msg"] and "svm1:vol_plain" in res["msg"], res
+    assert f"kvmsnap-manual_jf_{transport}" not in snapshot_names(lab, "svm1", "vol_plain")
+
+
+def test_transient_errors_are_retried(lab):
+    add_fault(lab, action="error", method="GET", path="/api/storage/volumes", status=500, code="65552",
+              message="RPC: Remote system error", count=2)
+    res = run(lab, "rest", "ontap_snapshot_info", svm="svm1", volumes=["vol_plain"])
+    assert not res.failed, res
+    # a lost answer to the create: the module looks before it repeats it, and does not fail or duplicate
+    add_fault(lab, action="drop", method="POST", path="/api/storage/volumes/*/snapshots", count=1)
+    res = run(lab, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_plain"], name="kvmsnap-manual_retry")
+    assert not res.failed and res["changed"], res
+    assert snapshot_names(lab, "svm1", "vol_plain").count("kvmsnap-manual_retry") == 1
+
+
+@pytest.mark.parametrize("hostname", ["https://cluster1/api", "cluster1 ", "cluster1:443"])
+def test_bad_hostname_is_refused(lab, hostname):
+    res = run_module("ontap_snapshot_info", {**lab.conn("rest"), "hostname": hostname, "svm": "svm1"})
+    assert res.failed and res["msg"].startswith("hostname:"), res
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_password_never_in_output(lab, transport):
+    need(lab, transport)
+    secret = "S3cr3t-Sentinel-pw"
+    outputs = []
+    margs_list = [
+        {**lab.conn(transport, "admin", secret), "svm": "svm1", "volumes": ["vol_ds1"]},           # 401
+        {**lab.conn(transport), "svm": "svm1", "volumes": ["vol_nope"]},                           # 404
+    ]
+    for margs in margs_list:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump({"ANSIBLE_MODULE_ARGS": margs}, fh)
+        try:
+            proc = subprocess.run([sys.executable, "-m", f"{MODULE_PKG}.ontap_snapshot_info", fh.name],
+                                  capture_output=True, text=True, timeout=120, env=dict(os.environ), check=False)
+        finally:
+            os.unlink(fh.name)
+        outputs.append(proc.stdout + proc.stderr)
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["failed"]
+    assert secret not in outputs[0] and PW not in outputs[1]
+    assert base64.b64encode(f"admin:{secret}".encode()).decode() not in outputs[0]
+
+
+# ---- an ONTAP 9.8 cluster: no CG API, no native single-file restore ---------------------------------------------------
+def test_ontap_98_fallbacks(lab98):
+    res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a", "vol_b"], name="kvmsnap-daily_98")
+    if zapi_works(lab98):
+        assert res["changed"] and res["method"] == "cg_start_commit", res
+        assert any("9.8.0 has no consistency-group REST API" in w for w in warnings(res))
+    else:
+        assert res.failed and "9.10.1" in res["msg"], res
+        res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a"], name="kvmsnap-daily_98")
+        assert res["changed"] and res["method"] == "single"
+    disk = vol_dir(lab98, "svm1", "vol_a") / "vm.img"
+    disk.write_bytes(b"new")
+    res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a"], name="kvmsnap-daily_98b")
+    disk.write_bytes(b"newer")
+    res = run(lab98, "rest", "ontap_restore", svm="svm1", volume="vol_a", snapshot="kvmsnap-daily_98b",
+              files=["vm.img"])
+    assert res["changed"] and res["restored"][0]["method"] == "cli_passthrough", res
+    assert disk.read_bytes() == b"new"
