@@ -1,0 +1,196 @@
+#!/usr/bin/python
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vm_restore
+short_description: Domain side of a KVM VM restore - stop, define from saved XML, restore NVRAM, start, verify
+version_added: 0.1.0
+description:
+  - Validates the saved domain XML first (it is untrusted input) - parseable, no DTD or entities, the same UUID
+    and name as the target VM when it exists, no C(<qemu:commandline>), no C(<hostdev>), no network disks, every
+    disk source and the NVRAM path under O(allowed_paths) (resolved, no C(..), no symlinked component). A refused
+    XML changes nothing.
+  - A running VM is refused unless O(force=true); with O(force=true) it is shut down gracefully (up to
+    O(shutdown_timeout) seconds) and destroyed only if it does not stop.
+  - Defines the VM from the XML (also when the VM was deleted), copies the saved NVRAM file to the XML's NVRAM path,
+    starts the VM per O(start), and verifies it runs and its guest agent answers a guest-ping within
+    O(verify_timeout) seconds (a VM without an agent channel reports C(agent=absent)).
+  - The disks themselves are restored by M(kvmsnap.core.ontap_restore) before this module runs.
+author:
+  - kvmsnap.core contributors
+requirements:
+  - libvirt-python on the KVM host
+extends_documentation_fragment:
+  - kvmsnap.core.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Validates the XML and the target and reports the actions it would take.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details:
+      - A restore is an action; every run defines the VM again (and stops/starts it as asked).
+options:
+  uri:
+    description:
+      - libvirt connection URI of the KVM host.
+    type: str
+    default: qemu:///system
+  vm:
+    description:
+      - The target VM by name or UUID. Defaults to the name and UUID in the saved XML.
+      - If it exists, its UUID and name must match the saved XML.
+    type: str
+  domain_xml:
+    description:
+      - The saved domain XML as a string.
+    type: str
+  domain_xml_path:
+    description:
+      - Path of the saved domain XML file on the KVM host (a regular file, not a symlink).
+    type: path
+  nvram:
+    description:
+      - Path of the saved NVRAM file; it is copied to the NVRAM path named in the XML.
+    type: path
+  allowed_paths:
+    description:
+      - Directories (datastore mount points) under which every disk of the XML must lie.
+    type: list
+    elements: path
+    default: []
+  force:
+    description:
+      - Stop a running VM (graceful shutdown, then destroy after O(shutdown_timeout)). Without it a running VM
+        is refused and nothing is changed.
+    type: bool
+    default: false
+  shutdown_timeout:
+    description:
+      - Seconds to wait for a graceful shutdown before the VM is destroyed (only with O(force=true)).
+    type: int
+    default: 120
+  start:
+    description:
+      - V(auto) starts the VM if it was running before the restore; V(always) starts it; V(never) leaves it shut off.
+    type: str
+    choices: [auto, always, never]
+    default: auto
+  verify_timeout:
+    description:
+      - Seconds to wait for the started VM to run and its guest agent to answer.
+    type: int
+    default: 120
+  retries:
+    description:
+      - Retries of the libvirt connection after transient errors.
+    type: int
+    default: 3
+seealso:
+  - module: kvmsnap.core.ontap_restore
+  - module: kvmsnap.core.vm_info
+"""
+
+EXAMPLES = r"""
+- name: Re-create a deleted VM from its saved XML and start it
+  kvmsnap.core.vm_restore:
+    domain_xml_path: /mnt/ds1/.kvmsnap/web1/domain.xml
+    nvram: /mnt/ds1/.kvmsnap/web1/nvram.fd
+    allowed_paths: [/mnt/ds1]
+    start: always
+
+- name: Restore a running VM (shut it down first)
+  kvmsnap.core.vm_restore:
+    vm: web1
+    domain_xml: "{{ manifest.domain_xml }}"
+    allowed_paths: [/mnt/ds1, /mnt/ds2]
+    force: true
+    shutdown_timeout: 60
+"""
+
+RETURN = r"""
+vm:
+  description: Name and UUID of the restored VM.
+  returned: when the XML was valid
+  type: dict
+  sample: {name: web1, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f}
+existed:
+  description: Whether the VM was defined on the host before the restore.
+  returned: always
+  type: bool
+prior_state:
+  description: State before the restore (V(absent) for a deleted VM).
+  returned: when the XML was valid
+  type: str
+state:
+  description: State after the restore.
+  returned: success
+  type: str
+actions:
+  description: What was done (or would be done in check mode), in order - shutdown, destroy, define, nvram, start.
+  returned: always
+  type: list
+  elements: str
+agent:
+  description: Guest agent status after the start - V(ok), V(absent) (no agent channel), V(unresponsive), V(not started).
+  returned: always
+  type: str
+xml_sha256:
+  description: SHA-256 of the saved XML that was defined.
+  returned: when the XML was valid
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _libvirt
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            uri=dict(type="str", default="qemu:///system"),
+            vm=dict(type="str"),
+            domain_xml=dict(type="str"),
+            domain_xml_path=dict(type="path"),
+            nvram=dict(type="path"),
+            allowed_paths=dict(type="list", elements="path", default=[]),
+            force=dict(type="bool", default=False),
+            shutdown_timeout=dict(type="int", default=120),
+            start=dict(type="str", choices=["auto", "always", "never"], default="auto"),
+            verify_timeout=dict(type="int", default=120),
+            retries=dict(type="int", default=3),
+        ),
+        mutually_exclusive=[("domain_xml", "domain_xml_path")],
+        required_one_of=[("domain_xml", "domain_xml_path")],
+        supports_check_mode=True,
+    )
+    if not _libvirt.HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    p = module.params
+    for field, low, high in (("shutdown_timeout", 1, 3600), ("verify_timeout", 1, 3600), ("retries", 0, 20)):
+        if not low <= p[field] <= high:
+            module.fail_json(msg="%s: %d is out of range; allowed %d..%d." % (field, p[field], low, high))
+    try:
+        result = _domain_restore.run_restore(p, module.check_mode)
+    except _domain_restore.RestoreError as err:
+        extra = dict(err.result)
+        extra.pop("msg", None)
+        module.fail_json(msg=str(err), **extra)
+    except _libvirt.LibvirtAccessError as err:
+        module.fail_json(msg=str(err))
+    except OSError as err:
+        module.fail_json(msg="vm_restore: %s" % err)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
