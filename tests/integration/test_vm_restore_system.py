@@ -1,0 +1,100 @@
+"""vm_restore on qemu:///system: the real module in a subprocess against real QEMU domains."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+import pytest
+
+pytestmark = [pytest.mark.needs_libvirtd]
+URI = "qemu:///system"
+RUNNING, SHUTOFF = 1, 5
+
+
+def lookup(conn, name):
+    import libvirt
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+
+
+def test_define_deleted_vm_from_saved_xml(module_runner, minimal_guests, libvirt_system, tmp_path):
+    dom = minimal_guests(1)[0]
+    name, vm_uuid = dom.name(), dom.UUIDString()
+    saved = tmp_path / "domain.xml"
+    saved.write_text(dom.XMLDesc(0))
+    dom.destroy()
+    dom.undefine()  # the VM is deleted
+    assert lookup(libvirt_system, name) is None
+    args = {"uri": URI, "domain_xml_path": str(saved), "allowed_paths": [str(tmp_path / "minimal")],
+            "start": "always", "verify_timeout": 30}
+    check = module_runner("vm_restore", args, check_mode=True)
+    assert not check.failed and check["actions"] == ["define", "start"] and not check["existed"], check
+    assert lookup(libvirt_system, name) is None  # check mode touched nothing
+    res = module_runner("vm_restore", args)
+    assert not res.failed, res
+    assert res["actions"] == ["define", "start"] and res["state"] == "running" and res["agent"] == "absent"
+    back = lookup(libvirt_system, name)
+    assert back.UUIDString() == vm_uuid and back.state()[0] == RUNNING
+
+
+def test_running_vm_refused_without_force_then_forced(module_runner, minimal_guests, libvirt_system, tmp_path):
+    dom = minimal_guests(1)[0]
+    xml = dom.XMLDesc(0)
+    args = {"uri": URI, "domain_xml": xml, "vm": dom.name(), "allowed_paths": [str(tmp_path / "minimal")],
+            "shutdown_timeout": 1, "verify_timeout": 30}
+    res = module_runner("vm_restore", args)
+    assert res.failed and "is running" in res["msg"] and "force" in res["msg"] and "Nothing was changed" in res["msg"]
+    assert dom.state()[0] == RUNNING and dom.ID() > 0
+    old_id = dom.ID()
+    res = module_runner("vm_restore", dict(args, force=True))
+    assert not res.failed, res
+    # the boot-sector guest ignores ACPI: graceful shutdown times out, then destroy (only with force)
+    assert res["actions"] == ["shutdown", "destroy", "define", "start"], res["actions"]
+    assert res["prior_state"] == "running" and res["state"] == "running"
+    fresh = libvirt_system.lookupByUUIDString(dom.UUIDString())  # a virDomain caches its id: look it up again
+    assert fresh.state()[0] == RUNNING and fresh.ID() != old_id
+
+
+@pytest.mark.parametrize("tamper, match", [
+    ("uuid", "differs from the target VM's UUID"),
+    ("commandline", "qemu:commandline"),
+    ("disk", "outside allowed_paths"),
+])
+def test_tampered_xml_refused(module_runner, minimal_guests, tmp_path, tamper, match):
+    dom = minimal_guests(1, start=False)[0]
+    xml = dom.XMLDesc(0)
+    before = dom.XMLDesc(0)
+    if tamper == "uuid":
+        xml = re.sub(r"<uuid>.*</uuid>", "<uuid>%s</uuid>" % uuid.uuid4(), xml)
+    elif tamper == "commandline":
+        xml = xml.replace("<domain type=", "<domain xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0' type=", 1)
+        xml = xml.replace("</domain>", "<qemu:commandline><qemu:arg value='-d'/></qemu:commandline></domain>")
+    else:
+        xml = re.sub(r"<source file='[^']*'", "<source file='/etc/passwd'", xml, count=1)
+    res = module_runner("vm_restore", {"uri": URI, "domain_xml": xml, "vm": dom.name(), "start": "always",
+                                       "allowed_paths": [str(tmp_path / "minimal")]})
+    assert res.failed and re.search(match, res["msg"]), res
+    assert dom.XMLDesc(0) == before and dom.state()[0] == SHUTOFF
+
+
+@pytest.mark.needs_kvm_guests
+@pytest.mark.slow
+def test_restore_real_guest_starts_and_agent_answers(module_runner, real_guest, libvirt_system, tmp_path):
+    guest = real_guest()
+    xml = guest.dom.XMLDesc(0)
+    guest.dom.destroy()
+    guest.dom.undefine()
+    roots = sorted({os.path.dirname(p) for p in re.findall(r"<(?:source file|kernel|initrd)[=>]'?([^'<]+)", xml)})
+    roots = [r for r in roots if r.startswith("/")] + [str(tmp_path)]
+    t0 = time.monotonic()
+    res = module_runner("vm_restore", {"uri": URI, "domain_xml": xml, "allowed_paths": roots, "start": "always",
+                                       "verify_timeout": 120}, timeout=180)
+    assert not res.failed, res
+    assert res["state"] == "running" and res["agent"] == "ok" and not res["existed"]
+    assert time.monotonic() - t0 < 150
+    assert lookup(libvirt_system, guest.name).state()[0] == RUNNING
