@@ -1,0 +1,181 @@
+"""vm_info against libvirt's test driver (test:///<node.xml>): ~50 domains, no daemon needed."""
+
+from __future__ import annotations
+
+import guestlab
+import pytest
+
+N = 50
+
+
+@pytest.fixture
+def node(tmp_path):
+    ds = str(tmp_path / "ds1")
+    specs = guestlab.make_test_domains(N, ds)
+    uri = guestlab.write_test_node(str(tmp_path / "node.xml"), specs)
+    return {"uri": uri, "ds": ds, "specs": specs, "tmp": tmp_path}
+
+
+def _ds(node, **kw):
+    entry = {"path": node["ds"], "controller": "cluster1", "svm": "svm1", "volume": "vol_ds1"}
+    entry.update(kw)
+    return [entry]
+
+
+def test_lists_every_domain_with_disks_and_locations(node, module_runner):
+    r = module_runner("vm_info", {"uri": node["uri"], "datastores": _ds(node)})
+    assert r.rc == 0, r.get("msg")
+    assert r["changed"] is False
+    vms = r["vms"]
+    assert [v["name"] for v in vms] == sorted(s["name"] for s in node["specs"])
+    by_name = {s["name"]: s for s in node["specs"]}
+    for vm in vms:
+        spec = by_name[vm["name"]]
+        assert vm["uuid"] == spec["uuid"]
+        assert vm["state"] == spec["state"]
+        assert vm["persistent"] is (not spec["transient"])
+        assert vm["agent"]["present"] is spec["agent"]
+        assert vm["agent"]["connected"] is False       # the test driver has no live agent
+        assert vm["nvram"] == spec["nvram"]
+        assert len(vm["disks"]) == len(spec["disks"])
+        for disk, dspec in zip(vm["disks"], spec["disks"]):
+            assert disk["path"] == dspec["path"] and disk["target"] == dspec["target"]
+            assert disk["device"] == dspec["device"] and disk["format"] == dspec["format"]
+            if dspec["device"] == "cdrom":
+                assert disk["skipped"] is True and disk["readonly"] is True and disk["volume"] is None
+                continue
+            assert (disk["controller"], disk["svm"], disk["volume"]) == ("cluster1", "svm1", "vol_ds1")
+            assert disk["path_in_volume"] == dspec["path"][len(node["ds"]):]
+            assert disk["mapped_by"] == "datastores" and disk["lun"] is None
+            if dspec.get("backing"):
+                chain = disk["backing_chain"]
+                assert [b["path"] for b in chain] == [b["path"] for b in dspec["backing"]]
+                assert chain[0]["path_in_volume"] == "/base/data-base.qcow2"
+    assert r["unprotectable"] == []
+    assert len(r["volumes"]) == 1 and len(r["volumes"][0]["vms"]) == N
+    assert r["datastores"][0]["path"] == node["ds"] and len(r["datastores"][0]["vms"]) == N
+    assert r["elapsed_ms"] > 0
+
+
+def test_query_and_vms_select(node, module_runner):
+    running = [s for s in node["specs"] if s["state"] == "running"]
+    r = module_runner("vm_info", {"uri": node["uri"], "datastores": _ds(node), "query": "[?state=='running']"})
+    assert r.rc == 0, r.get("msg")
+    assert sorted(v["name"] for v in r["vms"]) == sorted(s["name"] for s in running)
+    r = module_runner("vm_info", {"uri": node["uri"], "datastores": _ds(node),
+                                  "query": "[?agent.present && persistent]"})
+    assert {v["name"] for v in r["vms"]} == {s["name"] for s in node["specs"] if s["agent"] and not s["transient"]}
+    r = module_runner("vm_info", {"uri": node["uri"], "datastores": _ds(node),
+                                  "vms": ["vm0003", node["specs"][7]["uuid"], "vm0003"]})
+    assert [v["name"] for v in r["vms"]] == ["vm0003", "vm0007"]
+    r = module_runner("vm_info", {"uri": node["uri"], "datastores": _ds(node), "vms": ["vm0001"],
+                                  "query": "[?state=='running']"})
+    assert r.rc == 0 and r["vms"] == []   # vm0001 is paused
+
+
+def test_unknown_vms_are_all_named(node, module_runner):
+    r = module_runner("vm_info", {"uri": node["uri"], "vms": ["vm0001", "nope", "$(id)",
+                                                              "00000000-0000-0000-0000-00000000ffff"]})
+    assert r.failed
+    assert "'nope'" in r["msg"] and "'$(id)'" in r["msg"] and "00000000-0000-0000-0000-00000000ffff" in r["msg"]
+
+
+def test_bad_query(node, module_runner):
+    r = module_runner("vm_info", {"uri": node["uri"], "map_storage": False, "query": "[?state=="})
+    assert r.failed and "not a valid JMESPath" in r["msg"]
+    r = module_runner("vm_info", {"uri": node["uri"], "map_storage": False, "query": "[].name"})
+    assert r.failed and "must select VMs" in r["msg"]
+
+
+def test_strict_names_vm_and_disk(node, module_runner):
+    other = str(node["tmp"] / "elsewhere")
+    r = module_runner("vm_info", {"uri": node["uri"], "datastores": _ds(node, path=other), "vms": ["vm0000"]})
+    assert r.failed
+    assert "VM vm0000 disk vda" in r["msg"] and "VM vm0000 disk vdb" in r["msg"] and "strict: false" in r["msg"]
+    assert "hdc" not in r["msg"]   # the cdrom is skipped, not an error
+    r = module_runner("vm_info", {"uri": node["uri"], "datastores": _ds(node, path=other), "strict": False,
+                                  "vms": ["vm0000"]})
+    assert r.rc == 0
+    reasons = [(u["vm"], u["disk"], u["severity"]) for u in r["unprotectable"]]
+    assert ("vm0000", "vda", "error") in reasons and ("vm0000", "vdb", "error") in reasons
+    assert r["vms"][0]["disks"][0]["volume"] is None and r["vms"][0]["disks"][0]["reason"]
+
+
+def test_backing_file_outside_the_datastores(node, module_runner):
+    # the base image lives in <ds>/base: map only the VM directory, not the base
+    r = module_runner("vm_info", {"uri": node["uri"], "strict": False, "vms": ["vm0003"],
+                                  "datastores": _ds(node, path=node["ds"] + "/vm0003")})
+    assert r.rc == 0
+    assert [u["disk"] for u in r["unprotectable"]] == ["vdb"]
+    assert "backing file" in r["unprotectable"][0]["reason"]
+
+
+def test_check_mode_is_the_same(node, module_runner):
+    args = {"uri": node["uri"], "datastores": _ds(node), "vms": ["vm0005"]}
+    assert module_runner("vm_info", args, check_mode=True)["vms"] == module_runner("vm_info", args)["vms"]
+
+
+def test_vm_mapping_errors_fail_before_listing(node, module_runner):
+    for mapping, text in (("VM1:c:/vol/v/l;;VM2:c:/vol/v/m", "entry 2 is empty"),
+                          ("VM1:ctrl", "expected vm:controller:path"),
+                          ("VM1:fe80::1:/vol/v/l", "brackets"),
+                          ("VM1:c:/vol/v/l,VM2:c:/vol/v/m", "not ','")):
+        r = module_runner("vm_info", {"uri": node["uri"], "vm_mapping": mapping})
+        assert r.failed and text in r["msg"], (mapping, r.get("msg"))
+
+
+def test_nfs_mapping_through_the_mount_table(node, module_runner):
+    # a host whose mount table says the datastore is an NFS export of svm1 (root format fixture)
+    root = node["tmp"] / "host"
+    (root / "proc" / "self").mkdir(parents=True)
+    (root / "proc" / "self" / "mountinfo").write_text(
+        "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+        "112 22 0:52 / %s rw,relatime shared:60 - nfs 10.10.10.11:/vmstore/ds1 rw,vers=3,hard,proto=tcp,"
+        "sec=sys,mountaddr=10.10.10.11,local_lock=none,addr=10.10.10.11\n" % node["ds"])
+    inventory = [{"controller": "cluster1", "svm": "svm1", "lifs": ["10.10.10.11"],
+                  "volumes": [{"name": "svm1_root", "junction_path": "/"},
+                              {"name": "vmstore", "junction_path": "/vmstore"},
+                              {"name": "vmstore_ds1", "junction_path": "/vmstore/ds1"}]}]
+    r = module_runner("vm_info", {"uri": node["uri"], "host_root": str(root), "storage_inventory": inventory,
+                                  "vms": ["vm0003"]})
+    assert r.rc == 0, r.get("msg")
+    disk = r["vms"][0]["disks"][0]
+    assert (disk["controller"], disk["svm"], disk["volume"], disk["path_in_volume"], disk["mapped_by"]) == (
+        "cluster1", "svm1", "vmstore_ds1", "/vm0003/vm0003-root.qcow2", "nfs")
+    assert r["datastores"][0]["path"] == node["ds"] and r["datastores"][0]["mapped_by"] == "nfs"
+
+
+def test_uri_from_environment(node, module_runner):
+    r = module_runner("vm_info", {"map_storage": False, "vms": ["vm0002"]}, env={"LIBVIRT_DEFAULT_URI": node["uri"]})
+    assert r.rc == 0, r.get("msg")
+    assert r["vms"][0]["name"] == "vm0002"
+
+
+def test_unreachable_libvirt_names_the_uri(module_runner):
+    r = module_runner("vm_info", {"uri": "qemu+unix:///system?socket=/nonexistent/sock", "retries": 0})
+    assert r.failed and "cannot connect to libvirt" in r["msg"] and "/nonexistent/sock" in r["msg"]
+
+
+def test_controllers_through_the_ontap_interface(node, module_runner, ontap_sim):
+    # NFS datastore mounted from the simulator's data LIF (127.0.0.1:/vol_ds1); LIFs and junction
+    # paths are read from the simulator through the collection's ONTAP client (REST).
+    root = node["tmp"] / "host"
+    (root / "proc" / "self").mkdir(parents=True)
+    (root / "proc" / "self" / "mountinfo").write_text(
+        "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+        "112 22 0:52 / %s rw,relatime shared:60 - nfs 127.0.0.1:/vol_ds1 rw,vers=3,hard,proto=tcp,"
+        "sec=sys,local_lock=none,addr=127.0.0.1\n" % node["ds"])
+    controller = dict(ontap_sim.conn("rest"), name="lab")
+    r = module_runner("vm_info", {"uri": node["uri"], "host_root": str(root), "controllers": [controller],
+                                  "vms": ["vm0000", "vm0001"]})
+    assert r.rc == 0, r.get("msg")
+    disks = [d for vm in r["vms"] for d in vm["disks"] if not d["skipped"]]
+    assert {(d["controller"], d["svm"], d["volume"], d["mapped_by"]) for d in disks} == {
+        ("lab", "svm1", "vol_ds1", "nfs")}
+    assert disks[0]["path_in_volume"] == "/vm0000/vm0000-root.qcow2"
+    assert "netapp123" not in str(r)
+
+    bad = dict(controller, password="wrong-password")
+    r = module_runner("vm_info", {"uri": node["uri"], "host_root": str(root), "controllers": [bad],
+                                  "vms": ["vm0000"]})
+    assert r.failed and "wrong-password" not in str(r)
