@@ -84,8 +84,8 @@ class OntapError(Exception):
         if self.is_auth:
             return "Check username and password (or cert_file/key_file) for this controller."
         if self.is_forbidden:
-            return ("The ONTAP role of this user lacks the right for this call; grant it (see the collection's "
-                    "least-privilege role) or use another user.")
+            return ("The ONTAP role of this user lacks the right to %s; grant it to the role (REST: the API path of "
+                    "this call, CLI: the matching command) or use another user." % (self.operation or "do this"))
         if self.is_not_found:
             return "Check that the SVM, volume, snapshot or LUN named here exists on this controller."
         if self.is_busy:

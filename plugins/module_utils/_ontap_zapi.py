@@ -19,6 +19,7 @@ import traceback
 import urllib.request
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.urls import make_context
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
@@ -128,10 +129,9 @@ class OntapZapi(Ontap):
     def __init__(self, params: Dict[str, Any], module_name: str = ""):
         super().__init__(params, module_name)
         if not HAS_NETAPP_LIB:
-            raise OntapError("the Python library netapp-lib is required for transport zapi",
+            raise OntapError(missing_required_lib("netapp-lib", reason="for transport zapi"),
                              operation="connect over ZAPI", hostname=self.hostname,
-                             hint="Install netapp-lib (pip install netapp-lib) where the module runs, or use "
-                                  "transport: rest.")
+                             hint="Install it where the module runs (pip install netapp-lib), or use transport: rest.")
         use_cert = bool(params.get("cert_file"))
         context = make_context(cafile=params.get("ca_path"), validate_certs=params.get("validate_certs", True),
                                client_cert=params.get("cert_file"), client_key=params.get("key_file"))
@@ -423,9 +423,24 @@ class OntapZapi(Ontap):
                 "lag_time": duration_to_seconds(_text(r, "lag-time")), "transfer_state": _text(r, "relationship-status"),
                 "last_transfer_end": iso_to_epoch(_text(r, "last-transfer-end-timestamp")), "labels": []}
 
+    def _policy_labels(self) -> Dict[str, List[str]]:
+        """SnapMirror labels per policy name (best effort: {} when the user may not read policies)."""
+        try:
+            recs = self.iterate("snapmirror-policy-get-iter", "snapmirror-policy-info", None, "list SnapMirror policies")
+        except OntapError:
+            return {}
+        out: Dict[str, List[str]] = {}
+        for r in recs:
+            labels = [_text(rule, "snapmirror-label") for rule in _children(r, "snapmirror-policy-rules")]
+            out[_text(r, "policy-name") or ""] = [x for x in labels if x and x != "sm_created"]
+        return out
+
     def list_snapmirror(self, source: Optional[List[VolumeRef]] = None) -> List[dict]:
         recs = self.iterate("snapmirror-get-iter", "snapmirror-info", None, "list SnapMirror relationships")
         rels = [self._relationship(r) for r in recs]
+        labels = self._policy_labels() if rels else {}
+        for rel in rels:
+            rel["labels"] = labels.get(rel["policy"] or "", [])
         if source is not None:
             wanted = set("%s:%s" % sv for sv in source)
             rels = [r for r in rels if r["source"]["path"] in wanted]

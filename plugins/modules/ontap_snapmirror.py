@@ -153,7 +153,7 @@ relationships:
       type: str
       sample: "2026-01-01T02:00:00Z"
     labels:
-      description: SnapMirror labels the policy transfers (vault policies; REST only).
+      description: SnapMirror labels of the policy's rules (what a vault transfers).
       type: list
       elements: str
       sample: [daily, weekly]

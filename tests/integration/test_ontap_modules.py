@@ -493,8 +493,7 @@ def test_snapmirror_status_and_update(lab, transport):
     assert snap in snapshot_names(lab, "svm_dr", "vol_ds2_vault")
 
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_ds2"], state="updated", label="hourly")
-    assert res["updated"] == [] and "no rule for label hourly" in res["skipped"][0]["reason"] if transport == "rest" \
-        else not res.failed
+    assert res["updated"] == [] and "no rule for label hourly" in res["skipped"][0]["reason"], res
 
     status = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_broken"])
     assert status["healthy"] is False and status["relationships"][0]["unhealthy_reason"]
@@ -587,3 +586,28 @@ def test_ontap_98_fallbacks(lab98):
               files=["vm.img"])
     assert res["changed"] and res["restored"][0]["method"] == "cli_passthrough", res
     assert disk.read_bytes() == b"new"
+
+
+# ---- connection: env fallback, auto transport, TLS per session, job timeout ------------------------------------------
+def test_env_fallback_and_auto_transport(lab):
+    env = {"KVMSNAP_ONTAP_HOSTNAME": lab.host, "KVMSNAP_ONTAP_PORT": str(lab.port), "KVMSNAP_ONTAP_USERNAME": "admin",
+           "KVMSNAP_ONTAP_PASSWORD": PW, "KVMSNAP_ONTAP_CA_PATH": lab.ca_file, "KVMSNAP_ONTAP_TRANSPORT": "auto"}
+    res = run_module("ontap_snapshot_info", {"svm": "svm1", "volumes": ["vol_plain"]}, env=env)
+    assert not res.failed and res["transport"] == "rest", res
+    assert res["invocation"]["module_args"]["password"] != PW
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_tls_is_verified_per_session(lab, transport):
+    need(lab, transport)
+    conn = {**lab.conn(transport), "ca_path": None}
+    res = run_module("ontap_snapshot_info", {**conn, "svm": "svm1", "volumes": ["vol_plain"]})
+    assert res.failed and "TLS certificate verification failed" in res["msg"] and "ca_path" in res["msg"], res
+    res = run_module("ontap_snapshot_info", {**conn, "validate_certs": False, "svm": "svm1", "volumes": ["vol_plain"]})
+    assert not res.failed, res
+
+
+def test_job_still_running_at_timeout(lab):
+    add_fault(lab, action="job_running", method="POST", path="/api/storage/volumes/*/snapshots")
+    res = run(lab, "rest", "ontap_snapshot", timeout=2, svm="svm1", volumes=["vol_plain"], name="kvmsnap-manual_slow")
+    assert res.failed and "still running after 2 s" in res["msg"] and "timeout" in res["msg"], res
