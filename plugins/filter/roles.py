@@ -22,7 +22,14 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config i
     SnapCreatorConfigError,
     parse_config,
 )
-from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import backup_plan, host_volumes, normalize, table
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
+    backup_plan,
+    fence_outcome,
+    host_volumes,
+    merge_post,
+    normalize,
+    table,
+)
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
 
 
@@ -64,6 +71,23 @@ def controller_vars(names, hostvars):
     return out
 
 
+def controller_conns(names, hostvars, retries=3):
+    """vm_info's `controllers` option from the controllers' host vars (contains secrets: use no_log)."""
+    out = []
+    for name in names or []:
+        hv = hostvars[name]
+        entry = {"name": str(name), "hostname": _plain(hv.get("ontap_hostname", name)) if "ontap_hostname" in hv
+                 else str(name), "retries": int(retries)}
+        for key, opt in (("ontap_port", "port"), ("ontap_username", "username"), ("ontap_password", "password"),
+                         ("ontap_cert_file", "cert_file"), ("ontap_key_file", "key_file"),
+                         ("ontap_validate_certs", "validate_certs"), ("ontap_ca_path", "ca_path"),
+                         ("ontap_transport", "transport")):
+            if key in hv and hv[key] not in (None, ""):
+                entry[opt] = _plain(hv[key])
+        out.append(entry)
+    return out
+
+
 def snapcreator_config(text):
     try:
         return parse_config(str(text))
@@ -93,7 +117,7 @@ def catalog(snapshot_lists: List[Any], volumes: List[str]) -> List[Dict[str, Any
     records: Dict[str, Dict[str, Any]] = {}
     wanted = set(volumes)
     for item in _plain(snapshot_lists):
-        ctrl = item.get("controller")
+        ctrl = item.get("controller") or item.get("item")
         for snap in item.get("snapshots") or []:
             meta = snap.get("kvmsnap") or {}
             rec = records.setdefault(snap["name"], {
@@ -112,6 +136,17 @@ def catalog(snapshot_lists: List[Any], volumes: List[str]) -> List[Dict[str, Any
         rec["complete"] = not rec["missing"]
         out.append(rec)
     return sorted(out, key=lambda r: (r["create_time"] or 0, r["name"]))
+
+
+def full_volumes(results, limit=1023):
+    """ctrl:svm:volume of the volumes whose snapshot count leaves no room for one more."""
+    counts: Dict[str, int] = {}
+    for item in _plain(results):
+        ctrl = item.get("controller") or item.get("item")
+        for snap in item.get("snapshots") or []:
+            key = "%s:%s:%s" % (ctrl, snap.get("svm"), snap.get("volume"))
+            counts[key] = counts.get(key, 0) + 1
+    return sorted(k for k, n in counts.items() if n >= int(limit))
 
 
 def select_snapshot(records, spec):
@@ -160,6 +195,14 @@ def run_report(operation, run_id, vms, volumes, snapshot=None, started=None, fin
                         errors=_plain(errors or []), extra=_plain(extra or {}))
 
 
+def backup_outcome(plan_, per_host):
+    return fence_outcome(_plain(plan_), _plain(per_host))
+
+
+def backup_volumes(volumes, mirrors, prunes, snapshot):
+    return merge_post(_plain(volumes), _plain(mirrors or []), _plain(prunes or []), snapshot)
+
+
 def report_stats(report):
     return stats(_plain(report))
 
@@ -170,12 +213,16 @@ class FilterModule:
             "settings": settings,
             "snapcreator_config": snapcreator_config,
             "controller_vars": controller_vars,
+            "controller_conns": controller_conns,
             "vm_records": vm_records,
             "backup_plan": plan,
             "host_volumes": plan_host_volumes,
             "vm_table": vm_table,
             "catalog": catalog,
+            "full_volumes": full_volumes,
             "select_snapshot": select_snapshot,
             "run_report": run_report,
             "report_stats": report_stats,
+            "backup_outcome": backup_outcome,
+            "backup_volumes": backup_volumes,
         }

@@ -80,32 +80,47 @@ def normalize(host: str, result: Mapping[str, Any], settings: Mapping[str, Any],
                                      "type": disk.get("type"), "controller": None, "svm": None, "volume": None,
                                      "datastore": None, "path": None, "lun": None}
             ds = _datastore_for(source, datastores)
-            if ds is not None:
-                rel = "/" + posixpath.relpath(posixpath.normpath(source), ds["path"]).lstrip("./")
+            if disk.get("volume"):
+                storage = disk  # vm_info reports the location on the disk itself
+            lun = storage.get("lun")
+            if isinstance(lun, Mapping):
+                lun = lun.get("path")
+            if ds is not None and not storage.get("volume"):
+                rel = "/" + posixpath.relpath(posixpath.normpath(source), ds["path"])
                 entry.update(controller=ds["controller"], svm=ds["svm"], volume=ds["volume"], datastore=ds["path"],
                              path=rel)
             elif storage:
-                ctrl = _controller_for(_first(storage, "controller", "server", "address", "cluster"), controllers)
+                ctrl = storage.get("controller")
+                if ctrl not in controllers:
+                    ctrl = _controller_for(_first(storage, "controller", "server", "address", "cluster"), controllers)
                 if ctrl is None and len(controllers) == 1 and storage.get("volume"):
                     ctrl = next(iter(controllers))
                 entry.update(controller=ctrl, svm=storage.get("svm"), volume=storage.get("volume"),
-                             datastore=_first(storage, "mount", "mountpoint", "datastore"),
-                             path=_first(storage, "path_in_volume", "path"), lun=storage.get("lun"))
-                kind = storage.get("kind") or storage.get("type")
-                if kind == "lvm" or storage.get("lvm"):
-                    reasons.append("disk %s is an LVM volume on a SAN LUN; back up the whole LUN per VM instead" % target)
+                             datastore=_first(storage, "datastore", "mount", "mountpoint"),
+                             path=storage.get("path_in_volume") if lun is None else None, lun=lun)
+                for note in storage.get("notes") or []:
+                    if "lvm" in str(note).lower() and lun:
+                        reasons.append("disk %s: %s" % (target, note))
+                    else:
+                        warnings.append("disk %s: %s" % (target, note))
                 if entry["controller"] is None and entry["volume"]:
                     reasons.append("disk %s is on %s:%s of a controller that is not in ontap_controllers (add it, or "
                                    "set ontap_data_addresses)" % (target, storage.get("svm"), storage.get("volume")))
             if not entry["volume"]:
-                if disk.get("error") or storage.get("error"):
-                    reasons.append("disk %s (%s): %s" % (target, source, disk.get("error") or storage.get("error")))
+                if disk.get("error") or disk.get("reason"):
+                    reasons.append("disk %s (%s): %s" % (target, source, disk.get("error") or disk.get("reason")))
                 else:
                     reasons.append("disk %s (%s) is on no mapped ONTAP volume (add its datastore to "
                                    "kvmsnap_datastores)" % (target, source))
             disks.append(entry)
-        for reason in vm.get("unprotectable") or vm.get("problems") or []:
-            reasons.append(str(reason))
+        for item in result.get("unprotectable") or []:
+            if item.get("uuid") == uuid or (item.get("uuid") is None and item.get("vm") == name):
+                text = str(item.get("reason"))
+                if item.get("severity") == "note":
+                    warnings.append(text)
+                elif not any(text in r or r in text for r in reasons) and not any(
+                        (item.get("disk") or "\0") in r and "no mapped" in r for r in reasons):
+                    reasons.append(text)
         if not disks and not reasons:
             reasons.append("no disk to back up")
         out.append({
@@ -244,3 +259,157 @@ def table(vms: List[Mapping[str, Any]]) -> List[str]:
                          ("yes" if vm["protectable"] else "NO: " + "; ".join(vm["reasons"])) if i == 0 else ""))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
     return ["  ".join(r[c].ljust(widths[c]) for c in range(len(widths))) + "  " + r[-1] for r in rows]
+
+
+OK_RELEASE_WORDS = ("fail", "error", "still", "not released", "unknown")
+
+
+def _released(result: Optional[str]) -> Optional[bool]:
+    if result is None:
+        return None
+    text = str(result).lower()
+    return not any(word in text for word in OK_RELEASE_WORDS)
+
+
+def _failed(res: Optional[Mapping[str, Any]]) -> bool:
+    return not res or bool(res.get("failed")) or bool(res.get("skipped"))
+
+
+def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
+    """Per-host fence results → report entries {vms, volumes} and the volumes that got the snapshot.
+
+    per_host[host] = {"fence": vm_backup result (single mode), "quiesce": vm_quiesce quiesced result,
+    "release": vm_quiesce released result, "snap": ontap_snapshot loop result (shared mode, same on all hosts),
+    "error": text, "t_quiesce": epoch s before quiesce, "t_released": epoch s after release}.
+    """
+    done: Dict[str, List[str]] = {}  # controller → ["svm:volume"]
+    errors_by_vol: Dict[str, str] = {}
+    methods: Dict[str, str] = {}
+    host_ok: Dict[str, bool] = {}
+    for host, hp in plan["hosts"].items():
+        h = per_host.get(host) or {}
+        if hp["mode"] == "single":
+            fence = h.get("fence") or {}
+            ok = not _failed(fence) and bool(fence.get("snapshots"))
+            host_ok[host] = ok
+            ctrl = hp["controllers"][0] if hp.get("controllers") else None
+            for snap in fence.get("snapshots") or [] if ok else []:
+                key = "%s:%s" % (snap.get("svm"), snap.get("volume"))
+                done.setdefault(ctrl, []).append(key)
+                methods["%s:%s" % (ctrl, key)] = fence.get("method")
+            if not ok:
+                for key in hp["volumes"]:
+                    errors_by_vol[key] = h.get("error") or fence.get("msg") or "fence did not run on %s" % host
+        elif hp["mode"] == "shared":
+            snap_res = h.get("snap") or {}
+            quiesce = h.get("quiesce") or {}
+            host_ok[host] = not _failed(quiesce) and not h.get("error")
+            for item in snap_res.get("results") or []:
+                ctrl = item.get("item")
+                if _failed(item):
+                    continue
+                for snap in item.get("snapshots") or []:
+                    key = "%s:%s" % (snap.get("svm"), snap.get("volume"))
+                    if key not in done.get(ctrl, []):
+                        done.setdefault(ctrl, []).append(key)
+                    methods["%s:%s" % (ctrl, key)] = item.get("method")
+            for key in hp["volumes"]:
+                ctrl, rest = key.split(":", 1)
+                if rest not in done.get(ctrl, []):
+                    errors_by_vol.setdefault(key, h.get("error") or "no snapshot (shared fence of %s)"
+                                             % ", ".join(hp["peers"]))
+    vols = []
+    for vol in plan["volumes"]:
+        key = vol["key"]
+        ok = "%s:%s" % (vol["svm"], vol["volume"]) in done.get(vol["controller"], [])
+        vols.append({"controller": vol["controller"], "svm": vol["svm"], "volume": vol["volume"], "ok": ok,
+                     "method": methods.get(key), "error": None if ok else errors_by_vol.get(key, "no snapshot"),
+                     "vms": vol["vms"], "hosts": vol["hosts"]})
+    ok_vols = {v["controller"] + ":" + v["svm"] + ":" + v["volume"] for v in vols if v["ok"]}
+    vms = []
+    for vm in plan["vms"]:
+        h = per_host.get(vm["host"]) or {}
+        mode = plan["hosts"].get(vm["host"], {}).get("mode")
+        entry: Dict[str, Any] = {"host": vm["host"], "name": vm["name"], "uuid": vm["uuid"], "ok": False,
+                                 "volumes": sorted({vol_key(d) for d in vm["disks"] if d.get("volume")}),
+                                 "state_before": vm.get("state")}
+        if not vm["protectable"]:
+            entry["error"] = "not protectable: " + "; ".join(vm["reasons"])
+            vms.append(entry)
+            continue
+        if mode == "single":
+            rvms = (h.get("fence") or {}).get("vms") or []
+            rel_source = rvms
+        else:
+            rvms = (h.get("quiesce") or {}).get("vms") or []
+            rel_source = (h.get("release") or {}).get("vms") or []
+        match = next((r for r in rvms if r.get("uuid") == vm["uuid"] or r.get("name") == vm["name"]), None)
+        rel = next((r for r in rel_source if r.get("uuid") == vm["uuid"] or r.get("name") == vm["name"]), None)
+        if match:
+            entry["consistency"] = match.get("consistency")
+            if mode == "single":
+                entry["pause_ms"] = match.get("pause_ms")
+            elif h.get("t_quiesce") and h.get("t_released"):
+                # measured at task boundaries: an upper bound of the window
+                window = (float(h["t_released"]) - float(h["t_quiesce"])) * 1000.0 - float(match.get("quiesce_ms") or 0)
+                entry["pause_ms"] = round(max(window, 0.0), 1) if match.get("action") not in (None, "none") else 0
+                entry["details"] = {"pause_measured": "task boundaries (upper bound)"}
+            if match.get("error"):
+                entry["error"] = match["error"]
+        if rel is not None:
+            entry["released"] = _released(rel.get("release_result"))
+        missing = [k for k in entry["volumes"] if k not in ok_vols]
+        entry["ok"] = bool(host_ok.get(vm["host"])) and not missing and not entry.get("error")
+        if not entry["ok"] and not entry.get("error"):
+            entry["error"] = h.get("error") or ("no snapshot of %s" % ", ".join(missing) if missing else "fence failed")
+        vms.append(entry)
+    return {"vms": vms, "volumes": vols, "done": {c: sorted(v) for c, v in done.items()}}
+
+
+def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]], prunes: List[Mapping[str, Any]],
+               snapshot: Optional[str]) -> List[Dict[str, Any]]:
+    """Add the snapshot name, SnapMirror/SnapVault results and prune results (loop results per controller)."""
+    out = []
+    for vol in volumes:
+        entry = dict(vol)
+        entry["snapshot"] = snapshot if vol.get("ok") else None
+        path = "%s:%s" % (vol["svm"], vol["volume"])
+        entry["snapmirror"] = []
+        for res in mirrors or []:
+            if res.get("item") != vol["controller"] or res.get("skipped"):
+                continue
+            if _failed(res):
+                entry["snapmirror"].append({"type": "snapmirror/snapvault", "destination": "?", "result": "failed",
+                                            "error": res.get("msg")})
+                continue
+            updated = {(r.get("source"), r.get("destination")) for r in res.get("updated") or []}
+            for rel in res.get("relationships") or []:
+                if rel.get("source") != path:
+                    continue
+                result = "ok" if (rel.get("source"), rel.get("destination")) in updated else "skipped"
+                if result == "ok" and rel.get("healthy") is False:
+                    result = "unhealthy"
+                entry["snapmirror"].append({"type": rel.get("type"), "destination": rel.get("destination"),
+                                            "result": result, "state": rel.get("state"),
+                                            "error": rel.get("unhealthy_reason")})
+            for sk in res.get("skipped") or []:
+                if sk.get("source") == path:
+                    entry["snapmirror"] = [m for m in entry["snapmirror"] if m["destination"] != sk.get("destination")]
+                    entry["snapmirror"].append({"type": sk.get("type"), "destination": sk.get("destination"),
+                                                "result": "skipped", "error": sk.get("reason")})
+        entry["pruned"] = []
+        entry["prune_skipped"] = []
+        for res in prunes or []:
+            if res.get("item") != vol["controller"] or res.get("skipped"):
+                continue
+            if _failed(res):
+                entry["prune_skipped"].append({"name": "*", "reason": res.get("msg")})
+                continue
+            for p in res.get("pruned") or []:
+                if p.get("svm") == vol["svm"] and p.get("volume") == vol["volume"]:
+                    entry["pruned"].append(p.get("name"))
+            for p in res.get("skipped") or []:
+                if p.get("svm") == vol["svm"] and p.get("volume") == vol["volume"]:
+                    entry["prune_skipped"].append({"name": p.get("name"), "reason": p.get("reason")})
+        out.append(entry)
+    return out
