@@ -146,6 +146,26 @@ def test_snapshot_create_get_paging_and_errors(zl):
     assert exc.value.code == "13021"
 
 
+def test_snapshot_modify_iter_sets_comment_and_label(zl):
+    lab, server = zl
+    zcall(server, "snapshot-create", volume="vol_ds1", snapshot="m")
+    zcall(server, "snapshot-create", volume="vol_ds2", snapshot="m")
+    args = {"query": {"snapshot-info": {"name": "m", "volume": "vol_ds1", "vserver": "svm1"}},
+            "attributes": {"snapshot-info": {"comment": "kvmsnap:v1 policy=daily", "snapmirror-label": "daily"}}}
+    res = server.invoke_successfully(zelem("snapshot-modify-iter", args), enable_tunneling=True)
+    assert res["num-succeeded"] == "1" and res["num-failed"] == "0"
+    key = res.get_child_by_name("success-list").get_children()[0].get_child_by_name("snapshot-key")
+    assert key.get_child_by_name("snapshot-info")["volume"] == "vol_ds1"
+    info = {s["volume"]: s for s in _snap_infos(server, name="m")}
+    assert info["vol_ds1"]["comment"] == "kvmsnap:v1 policy=daily" and info["vol_ds1"]["snapmirror-label"] == "daily"
+    assert info["vol_ds2"].get_child_by_name("comment") is None
+    # Cluster scope works too (the query names the vserver).
+    res = server.invoke_successfully(zelem("snapshot-modify-iter", {
+        "query": {"snapshot-info": {"name": "m", "vserver": "svm1"}},
+        "attributes": {"snapshot-info": {"comment": "both"}}}), enable_tunneling=False)
+    assert res["num-succeeded"] == "2"
+
+
 def test_busy_snapshot_and_privileges(zl):
     lab, server = zl
     zcall(server, "snapshot-create", volume="vol_ds1", snapshot="b1")

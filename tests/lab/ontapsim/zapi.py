@@ -130,6 +130,7 @@ class ZapiApi:
             "snapshot-multicreate": (self.snapshot_multicreate, "snapshot_create", "vserver"),
             "snapshot-delete": (self.snapshot_delete, "snapshot_delete", "vserver"),
             "snapshot-rename": (self.snapshot_rename, "snapshot_modify", "vserver"),
+            "snapshot-modify-iter": (self.snapshot_modify_iter, "snapshot_modify", "any"),
             "snapshot-restore-file": (self.snapshot_restore_file, "restore", "vserver"),
             "snapshot-restore-volume": (self.snapshot_restore_volume, "restore", "vserver"),
             "cg-start": (self.cg_start, "snapshot_create", "vserver"),
@@ -461,6 +462,38 @@ class ZapiApi:
             vol = self._volume(svm, vname)
             self.ops.modify_snapshot(vol, self.st.find_snapshot(vol, cur), {"name": new})
         return None
+
+    def snapshot_modify_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
+        """Set comment / snapmirror-label on every snapshot the query selects."""
+        q = api.find("query/snapshot-info")
+        attrs = api.find("attributes/snapshot-info")
+        if q is None or attrs is None:
+            raise ZapiError("13006", "Missing input: query and attributes")
+        changes: dict[str, Any] = {}
+        for zname, key in (("comment", "comment"), ("snapmirror-label", "snapmirror_label")):
+            el = attrs.find(zname)
+            if el is not None:
+                changes[key] = (el.text or "").strip()
+        unsupported = [c.tag for c in attrs if c.tag not in ("comment", "snapmirror-label")]
+        if unsupported:
+            raise ZapiError("13115", f"Field \"{unsupported[0]}\" cannot be modified with snapshot-modify-iter.")
+        max_records = int(_text(api, "max-records") or 20)
+        ok: list[ET.Element] = []
+        with self.st.lock:
+            for vol in self._vols(svm):
+                for snap in list(vol["snapshots"]):
+                    if len(ok) >= max_records or not _query_matches(q, self._snapshot_info(vol, snap), {}):
+                        continue
+                    self.ops.modify_snapshot(vol, snap, changes)
+                    key = fields("snapshot-info", {"name": snap["name"], "volume": vol["name"],
+                                                   "vserver": self.st.svm_name(vol["svm"])})
+                    ok.append(E("snapshot-modify-iter-info", children=[E("snapshot-key", children=[key])]))
+        out = E("results")
+        out.append(E("num-succeeded", len(ok)))
+        out.append(E("num-failed", 0))
+        if _bool(_text(api, "return-success-list"), True):
+            out.append(E("success-list", children=ok))
+        return out
 
     @staticmethod
     def _in_volume(path: str, vname: str | None) -> tuple[str | None, str]:
