@@ -132,3 +132,15 @@ def test_transfer_needs_snapmirror_update_right(lab):
     viewer = Client(lab.sim, user="viewer", password="v")
     rel = viewer.get("/api/snapmirror/relationships")["records"][0]
     assert viewer.post(f"/api/snapmirror/relationships/{rel['uuid']}/transfers", {}).status == 403
+
+
+def test_no_snapshot_create_on_dp_destination(lab):
+    dst = lab.volume("vol_ds1_vault", svm="svm_dr")
+    r = lab.create_snapshot(dst["uuid"], "x")
+    assert r.status == 405 and r["error"]["code"] == "3" and "DP" in r["error"]["message"]
+
+
+def test_tunnelled_lif_listing_hides_cluster_lifs(lab):
+    r = lab.call("GET", "/api/network/ip/interfaces", query={"fields": "svm.name,ip.address"},
+                 headers={"X-Dot-SVM-Name": "svm_dr"})
+    assert [x["ip"]["address"] for x in r["records"]] == ["127.0.0.2"]

@@ -21,6 +21,7 @@ ERROR_TABLE: dict[str, tuple[int, str, str]] = {
     "missing": (400, "262177", "13006"),
     "unexpected_argument": (400, "262179", "13115"),
     "not_supported": (405, "3", "13005"),
+    "snapshot_not_allowed": (405, "3", "13023"),
     "permission": (403, "6", "13003"),
     "transfer_failed": (400, "13303844", "13001"),
     "cg_failed": (400, "53411842", "13701"),  # sim code for a CG operation that failed

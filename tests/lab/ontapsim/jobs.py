@@ -56,6 +56,8 @@ class Jobs:
                 work()
             except SimError as exc:
                 self._finish(job, exc)
+            except Exception as exc:  # a job must end, even on a simulator bug
+                self._finish(job, SimError("internal", f"Internal error: {exc}"))
             else:
                 self._finish(job, None)
             self.state.save()

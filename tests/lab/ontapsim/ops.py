@@ -44,9 +44,10 @@ class Ops:
             if any(s["name"] == name for s in vol["snapshots"]):
                 raise SimError(exists_kind, f'Snapshot copy "{name}" of volume "{vol["name"]}" on Vserver '
                                             f'"{self.st.svm_name(vol["svm"])}" already exists.', target="name")
-            if vol.get("sfsr_until", 0) > time.time():
-                raise SimError("busy", f'Cannot create Snapshot copy "{name}" of volume "{vol["name"]}": '
-                                       "a single-file restore is in progress.")
+            if vol["type"] == "dp":
+                raise SimError("snapshot_not_allowed",
+                               f'Cannot create Snapshot copy "{name}": volume "{vol["name"]}" is a read-only '
+                               "data protection (DP) volume.", target="volume")
         now = int(time.time())
         made: list[tuple[dict[str, Any], dict[str, Any]]] = []
         try:

@@ -62,6 +62,16 @@ def nest(body: Any) -> Any:
     return out
 
 
+def _int_param(req: Request, name: str, default: int) -> int:
+    raw = req.query.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise SimError("invalid", f'Invalid value "{raw}" for "{name}".', target=name) from None
+
+
 def _truthy(value: Any) -> bool:
     return str(value).lower() in ("true", "1", "yes")
 
@@ -130,6 +140,9 @@ class RestApi:
 
     def _dispatch(self, req: Request) -> Response:
         path = req.path.rstrip("/") or "/"
+        if path.startswith("/api/application/consistency-groups") and not self.st.at_least(CG_VERSION):
+            # The CG API arrived in 9.10.1; older releases do not know the path at all.
+            raise SimError("not_found", "API not found")
         allowed_methods = []
         for method, pattern, handler, action in self.routes:
             m = pattern.match(path)
@@ -138,16 +151,13 @@ class RestApi:
             allowed_methods.append(method)
             if method != req.method:
                 continue
-            if "/application/consistency-groups" in path and not self.st.at_least(CG_VERSION):
-                break
             self._check(req, action)
             if req.svm_name or req.svm_uuid:
                 with self.st.lock:
                     svm = self.st.find_svm(req.svm_name, req.svm_uuid)
                 req.svm_name, req.svm_uuid = svm["name"], svm["uuid"]
             return handler(req, *[urllib.parse.unquote(g) for g in m.groups()])
-        if allowed_methods and req.method not in allowed_methods and not (
-                "/application/consistency-groups" in path and not self.st.at_least(CG_VERSION)):
+        if allowed_methods:
             if req.method == "OPTIONS":
                 return Response(200, {}, {"Allow": ", ".join(sorted(set(allowed_methods)))})
             raise SimError("not_supported", f'The "{req.method}" method is not supported for this API.')
@@ -162,19 +172,16 @@ class RestApi:
                     extra_filters: dict[str, str] | None = None) -> Response:
         filters = {k: v for k, v in req.query.items() if k not in CONTROL_PARAMS and not k.startswith("start.")}
         filters.update(extra_filters or {})
-        if (req.svm_name and "svm.name" not in filters and recs and "svm" in recs[0]):
+        if req.svm_name and "svm.name" not in filters and any("svm" in r for r in recs):
+            # Tunnelled to an SVM: only that SVM's objects (cluster-scoped ones drop out).
             filters["svm.name"] = f'"{req.svm_name}"'
         recs = order(apply_filters(recs, filters), req.query.get("order_by"))
         total = len(recs)
-        start = int(req.query.get("start.index", "0") or 0)
+        start = _int_param(req, "start.index", 0)
         page = recs[start:]
         links: dict[str, Any] = {"self": {"href": req.path + (f"?{req.raw_query}" if req.raw_query else "")}}
         if "max_records" in req.query:
-            try:
-                size = int(req.query["max_records"])
-            except ValueError:
-                raise SimError("invalid", f'Invalid value "{req.query["max_records"]}" for "max_records".',
-                               target="max_records") from None
+            size = _int_param(req, "max_records", 0)
             page = recs[start:start + size]
             if start + size < total:
                 q = {k: v for k, v in req.query.items() if k != "start.index"}
@@ -194,8 +201,8 @@ class RestApi:
                       location: str | None = None, records: list[dict[str, Any]] | None = None) -> Response:
         """202 + job, or with return_timeout the terminal outcome (201/200, or the job's error)."""
         headers = {"Location": location} if location else {}
-        timeout = float(req.query.get("return_timeout", "0") or 0)
-        if timeout > 120:
+        timeout = _int_param(req, "return_timeout", 0)
+        if timeout < 0 or timeout > 120:
             raise SimError("invalid", "return_timeout must be between 0 and 120.", target="return_timeout")
         if timeout > 0:
             job = self.jobs.wait(job, timeout)
@@ -306,11 +313,11 @@ class RestApi:
                     restore[k].update(v)
                 else:
                     restore[k] = v
-        other = {k: v for k, v in body.items() if k != "restore_to"}
+        # Only restores are simulated; any other volume attribute is refused as ONTAP refuses unknown ones.
+        self._reject_unknown({k: v for k, v in body.items() if k != "restore_to"}, set())
         if not restore:
-            self._reject_unknown(other, set())
-            raise SimError("missing", "Nothing to modify: this simulator only supports restore_to.")
-        self._reject_unknown(other, set())
+            raise SimError("missing", 'Missing value for "restore_to" (the only volume change this simulator '
+                                      "supports).", target="restore_to")
         if ("path" in restore or "restore_path" in restore) and not self.st.at_least(FILE_RESTORE_VERSION):
             key = "restore_to.path" if "path" in restore else "restore_to.restore_path"
             raise SimError("unexpected_argument", f'Unexpected argument "{key}".', target=key)

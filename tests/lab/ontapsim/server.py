@@ -26,7 +26,7 @@ from .errors import SimError
 from .faults import CallRecord, Knobs
 from .jobs import Jobs
 from .ops import Ops
-from .rest import Request, RestApi
+from .rest import Request, RestApi, nest
 from .state import State
 from .storage import Storage
 from .zapi import ZAPI_PATH, ZapiApi
@@ -113,6 +113,12 @@ class Handler(BaseHTTPRequestHandler):
             sim.knobs.log_call(rec)
         try:
             self._route(rec, path, parsed.query, raw, user, is_zapi, api)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # a simulator bug must still answer, like ONTAP's 500
+            rec.status, rec.code = 500, "65562"
+            log(f"internal error on {self.command} {path}: {exc!r}")
+            self._send_json(500, {"error": {"message": f"Internal error: {exc}", "code": "65562"}})
         finally:
             rec.end = time.time()
             log(f"{rec.method} {rec.path}{' ' + api if api else ''} user={rec.user} -> {rec.status}")
@@ -191,7 +197,6 @@ class Handler(BaseHTTPRequestHandler):
                 rec.status, rec.code = 400, "262199"
                 self._send_json(400, {"error": {"message": "The JSON body must be an object.", "code": "262199"}})
                 return
-        from .rest import nest
         req = Request(method=self.command, path=path, query=query, body=nest(body), user=user,
                       svm_name=self.headers.get("X-Dot-SVM-Name"), svm_uuid=self.headers.get("X-Dot-SVM-UUID"),
                       raw_query=rawq)

@@ -22,7 +22,7 @@ from .errors import SimError
 from .storage import Storage
 
 STATE_VERSION = 1
-MAX_JOBS = 2000
+MAX_JOBS = 500
 
 _SERIAL_CHARS = string.ascii_letters + string.digits + "#$%&*+-?"
 

@@ -172,6 +172,8 @@ class ZapiApi:
             return self.failure(exc.errno, exc.reason)
         except SimError as exc:
             return self.failure(ERROR_TABLE[exc.kind][2], exc.message)
+        except (ValueError, TypeError) as exc:
+            return self.failure("13115", f"Invalid input: {exc}")
 
     def _call(self, raw: bytes, user: dict[str, Any]) -> ET.Element | None:
         if not self.st.cfg["options"].get("zapi", True):
