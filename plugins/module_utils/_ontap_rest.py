@@ -42,11 +42,12 @@ class OntapRest(Ontap):
 
     # ---- plumbing --------------------------------------------------------------------------------
     def _send(self, method: str, path: str, operation: str, query: Optional[Dict[str, Any]] = None,
-              body: Any = None, safe_to_retry: Optional[bool] = None, timeout: Optional[int] = None) -> Any:
-        """A mutating call; waits for the job(s) it starts. Returns the response body."""
+              body: Any = None, safe_to_retry: Optional[bool] = None, timeout: Optional[int] = None,
+              wait: bool = True) -> Any:
+        """A mutating call; waits for the job(s) it starts (unless WAIT is false). Returns the response body."""
         def run() -> Any:
             _status, payload, _headers = self.session.request(method, path, query, body, safe_to_retry)
-            if isinstance(payload, dict):
+            if wait and isinstance(payload, dict):
                 jobs = []
                 if isinstance(payload.get("job"), dict):
                     jobs.append(payload["job"])
@@ -423,7 +424,8 @@ class OntapRest(Ontap):
         if snapshot:
             body["source_snapshot"] = snapshot
         payload = self._send("POST", "/api/snapmirror/relationships/%s/transfers" % rel_uuid, op,
-                             query={"return_records": "true"}, body=body, safe_to_retry=False, timeout=timeout)
+                             query={"return_records": "true"}, body=body, safe_to_retry=False, timeout=timeout,
+                             wait=wait)
         recs = payload.get("records") if isinstance(payload, dict) else None
         transfer_uuid = (recs[0] if recs else payload if isinstance(payload, dict) else {}).get("uuid")
         deadline = time.monotonic() + timeout

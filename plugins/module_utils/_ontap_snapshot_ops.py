@@ -197,7 +197,13 @@ def restore_whole_volume(client: Ontap, svm: str, volume: str, snapshot: str, fo
         warnings.append("Volume %s:%s is the source of SnapMirror/SnapVault relationship(s) %s: update or resync them "
                         "after the restore." % (svm, volume, ", ".join(r["destination"]["path"] for r in rels)))
     if not check_mode:
-        client.restore_volume(svm, volume, snapshot, force=force)
+        try:
+            client.restore_volume(svm, volume, snapshot, force=force)
+        except OntapError as exc:
+            if newer and not force and exc.code in ("8", "13038"):
+                exc._hint = ("%d newer snapshot(s) exist (%s); a volume restore deletes them: set force: true to "  # pylint: disable=protected-access
+                             "restore anyway, or restore single files instead." % (len(newer), ", ".join(newer)))
+            raise
     return {"changed": True, "restored": [{"type": "volume", "path": "/", "method": "check_mode" if check_mode
                                            else "volume_snaprestore"}],
             "deleted_snapshots": newer, "warnings": warnings}

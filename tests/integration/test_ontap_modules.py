@@ -290,6 +290,14 @@ def test_snapshot_across_svms(request, lab, transport):
         assert any("several SVMs" in w for w in warnings(res))
 
 
+def test_zapi_multicreate_when_cg_start_is_missing(request, lab):
+    need(lab, "zapi")
+    needs_comment_after_cg(request, lab)
+    add_fault(lab, action="error", api="cg-start", errno="13005", message="Unable to find API: cg-start", count=1)
+    res = run(lab, "zapi", "ontap_snapshot", svm="svm1", volumes=["vol_cg1", "vol_cg2"], name="kvmsnap-manual_mc")
+    assert res["changed"] and res["method"] == "multicreate", res
+
+
 # ---- prune ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_prune_keeps_newest_foreign_and_busy(lab, transport):
@@ -436,6 +444,10 @@ def test_restore_volume_needs_confirmation(lab, transport):
     assert mutating(calls_since(lab, seq)) == []
 
     res = run(lab, transport, "ontap_restore", svm="svm1", volume=vol, snapshot="kvmsnap-daily_20260107T000000Z",
+              mode="volume", confirm_volume_restore=True)
+    assert res.failed and "set force: true" in res["msg"] and "kvmsnap-daily_20260108T000000Z" in res["msg"], res
+    assert data.read_bytes() == b"v3"
+    res = run(lab, transport, "ontap_restore", svm="svm1", volume=vol, snapshot="kvmsnap-daily_20260107T000000Z",
               mode="volume", confirm_volume_restore=True, force=True)
     assert res["changed"] and not res.failed, res
     assert data.read_bytes() == b"v1"
@@ -570,7 +582,8 @@ def test_password_never_in_output(lab, transport):
 
 # ---- an ONTAP 9.8 cluster: no CG API, no native single-file restore ---------------------------------------------------
 def test_ontap_98_fallbacks(lab98):
-    res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a", "vol_b"], name="kvmsnap-daily_98")
+    res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a", "vol_b"], name="kvmsnap-daily_98",
+              policy="daily")
     if zapi_works(lab98):
         assert res["changed"] and res["method"] == "cg_start_commit", res
         assert any("9.8.0 has no consistency-group REST API" in w for w in warnings(res))
@@ -578,6 +591,14 @@ def test_ontap_98_fallbacks(lab98):
         assert res.failed and "9.10.1" in res["msg"], res
         res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a"], name="kvmsnap-daily_98")
         assert res["changed"] and res["method"] == "single"
+    if zapi_works(lab98):  # a cluster without cg-start: snapshot-multicreate, metadata written over REST
+        add_fault(lab98, action="error", api="cg-start", errno="13005", message="Unable to find API: cg-start",
+                  count=1)
+        res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a", "vol_b"], name="kvmsnap-daily_98m",
+                  policy="daily")
+        assert res["changed"] and res["method"] == "multicreate", res
+        info = run(lab98, "rest", "ontap_snapshot_info", svm="svm1", volumes=["vol_a", "vol_b"], policy="daily")
+        assert {s["volume"] for s in info["snapshots"] if s["name"] == "kvmsnap-daily_98m"} == {"vol_a", "vol_b"}
     disk = vol_dir(lab98, "svm1", "vol_a") / "vm.img"
     disk.write_bytes(b"new")
     res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a"], name="kvmsnap-daily_98b")
