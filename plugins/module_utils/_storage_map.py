@@ -219,12 +219,21 @@ class StorageMapper:
         self.host_root = host_root or "/"
         self._mounts = None
         self._mount_error: Optional[str] = None
+        self._dir_cache: Dict[str, str] = {}
 
     # -- lookups ------------------------------------------------------------------------------------
     def _real(self, path: str) -> str:
-        if self.host_root in ("", "/"):
+        if self.host_root not in ("", "/"):
+            return _clean_abs(path)
+        # realpath(dir)/name equals realpath(path) when name is no symlink: one lstat per file, and one
+        # realpath per directory (1000 VMs share few directories)
+        head, name = os.path.split(path)
+        if not name or name in (".", "..") or os.path.islink(path):
             return os.path.realpath(path)
-        return _clean_abs(path)
+        real_dir = self._dir_cache.get(head)
+        if real_dir is None:
+            real_dir = self._dir_cache[head] = os.path.realpath(head)
+        return os.path.join(real_dir, name)
 
     def mounts(self):
         if self._mounts is None and self._mount_error is None:
@@ -396,6 +405,7 @@ def summarize(vms: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dic
     """(volumes, datastores): per controller/svm/volume, and per host datastore directory, which VMs."""
     volumes: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
     datastores: Dict[str, Dict[str, Any]] = {}
+    seen: set = set()  # (kind, key, item) already listed: keeps the summaries linear in size
     for vm in vms:
         for disk in vm["disks"]:
             elements = [disk] + [b for b in disk.get("backing_chain") or [] if b.get("controller")]
@@ -405,16 +415,16 @@ def summarize(vms: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dic
                 key = (el["controller"], el.get("svm") or "", el["volume"])
                 entry = volumes.setdefault(key, {"controller": key[0], "svm": el.get("svm"), "volume": key[2],
                                                  "vms": [], "luns": [], "paths": []})
-                if vm["name"] not in entry["vms"]:
-                    entry["vms"].append(vm["name"])
-                if el.get("lun") and el["lun"]["path"] not in entry["luns"]:
-                    entry["luns"].append(el["lun"]["path"])
-                if el.get("path_in_volume") and el["path_in_volume"] not in entry["paths"]:
-                    entry["paths"].append(el["path_in_volume"])
+                for kind, item in (("vms", vm["name"]), ("luns", (el.get("lun") or {}).get("path")),
+                                   ("paths", el.get("path_in_volume"))):
+                    if item and (kind, key, item) not in seen:
+                        seen.add((kind, key, item))
+                        entry[kind].append(item)
                 if el.get("datastore"):
                     ds = datastores.setdefault(el["datastore"], {"path": el["datastore"], "controller": el["controller"],
                                                                  "svm": el.get("svm"), "volume": el["volume"],
                                                                  "mapped_by": el.get("mapped_by"), "vms": []})
-                    if vm["name"] not in ds["vms"]:
+                    if ("ds", el["datastore"], vm["name"]) not in seen:
+                        seen.add(("ds", el["datastore"], vm["name"]))
                         ds["vms"].append(vm["name"])
     return ([volumes[k] for k in sorted(volumes)], [datastores[k] for k in sorted(datastores)])
