@@ -28,7 +28,10 @@ from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
     host_volumes,
     merge_post,
     normalize,
+    restore_outcome,
+    restore_plan,
     table,
+    volume_restore_conflicts,
 )
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
 
@@ -203,6 +206,47 @@ def backup_volumes(volumes, mirrors, prunes, snapshot):
     return merge_post(_plain(volumes), _plain(mirrors or []), _plain(prunes or []), snapshot)
 
 
+def restore_selection(per_host, requested, snapshot):
+    return restore_plan(_plain(per_host), _plain(requested), _plain(snapshot))
+
+
+def volume_conflicts(plan_, files_by_volume, discovered):
+    return volume_restore_conflicts(_plain(plan_), _plain(files_by_volume), _plain(discovered))
+
+
+def ds_volumes(controller, datastores):
+    """['svm:volume', …] of the datastores served by CONTROLLER."""
+    return sorted({"%s:%s" % (d["svm"], d["volume"]) for d in _plain(datastores) if d.get("controller") == controller})
+
+
+def restore_host_input(host, hostvars):
+    """What restore_selection needs from one host's facts: manifests read, refused ones, current VM states."""
+    hv = hostvars[host]
+    read = _plain(hv.get("restore_manifests") or {})
+    info = _plain(hv.get("discover_vm_info") or {})
+    return {"manifests": read.get("manifests") or [], "invalid": read.get("invalid") or [],
+            "current": {vm.get("uuid"): vm.get("state") for vm in info.get("vms") or []},
+            "datastore_files": read.get("datastore_files") or {}}
+
+
+def datastore_files_by_volume(hosts_vars):
+    """{ctrl:svm:volume: [files]} from each host's restore_datastores + restore_manifests.datastore_files."""
+    out: Dict[str, List[str]] = {}
+    for hv in hosts_vars:
+        files = _plain((hv.get("restore_manifests") or {}).get("datastore_files") or {})
+        for ds in _plain(hv.get("restore_datastores") or []):
+            key = "%s:%s:%s" % (ds.get("controller"), ds.get("svm"), ds.get("volume"))
+            out.setdefault(key, [])
+            for f in files.get(ds.get("path"), []):
+                if f not in out[key]:
+                    out[key].append(f)
+    return out
+
+
+def restore_result(plan_, per_host, disks, safety, snapshot):
+    return restore_outcome(_plain(plan_), _plain(per_host), _plain(disks or {}), _plain(safety or {}), snapshot)
+
+
 def report_stats(report):
     return stats(_plain(report))
 
@@ -225,4 +269,10 @@ class FilterModule:
             "report_stats": report_stats,
             "backup_outcome": backup_outcome,
             "backup_volumes": backup_volumes,
+            "restore_selection": restore_selection,
+            "restore_result": restore_result,
+            "ds_volumes": ds_volumes,
+            "restore_host_input": restore_host_input,
+            "datastore_files_by_volume": datastore_files_by_volume,
+            "volume_conflicts": volume_conflicts,
         }

@@ -232,3 +232,16 @@ def find(roots: List[str]) -> Dict[str, str]:
                     os.path.isfile(os.path.join(root, name, "manifest.json")):
                 found[name.lower()] = os.path.join(root, name)
     return found
+
+
+def list_files(datastore: str, limit: int = 100000) -> List[str]:
+    """Files under DATASTORE ('/'-prefixed, relative), without .snapshot and .kvmsnap; symlinks not followed."""
+    out: List[str] = []
+    for top, dirs, files in os.walk(datastore):
+        if top == datastore:
+            dirs[:] = [d for d in dirs if d not in (".snapshot", DIR)]
+        for name in files:
+            out.append("/" + os.path.relpath(os.path.join(top, name), datastore))
+            if len(out) >= limit:
+                return sorted(out)
+    return sorted(out)

@@ -145,6 +145,14 @@ invalid:
   type: list
   elements: dict
   sample: [{"dir": "/mnt/ds1/.snapshot/s/.kvmsnap/0b0e...", "error": "domain.xml does not match the hash"}]
+datastore_files:
+  description:
+    - O(state=read) - per datastore of O(datastores), the files it holds now (paths relative to the datastore,
+      C(/)-prefixed; C(.snapshot) and C(.kvmsnap) left out), to tell whether a whole-volume restore would roll
+      back anything else.
+  returned: always
+  type: dict
+  sample: {"/mnt/ds1": ["/web1.qcow2", "/notes.txt"]}
 missing:
   description: O(state=read) - entries of O(select) with no manifest in the snapshot.
   returned: always
@@ -215,7 +223,8 @@ def _present(module: AnsibleModule) -> dict:
                     module.fail_json(msg="%s: cannot write the manifest of VM %s: %s; check that the datastore is "
                                      "mounted read-write." % (p["host"], name, exc))
             manifests.append(manifest)
-    return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": []}
+    return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": [],
+            "datastore_files": {}}
 
 
 def _read(module: AnsibleModule) -> dict:
@@ -239,7 +248,8 @@ def _read(module: AnsibleModule) -> dict:
                 missing.append(ident)
             keep += [m for m in match if m not in keep]
         manifests = keep
-    return {"changed": False, "manifests": manifests, "invalid": invalid, "missing": missing, "written": []}
+    return {"changed": False, "manifests": manifests, "invalid": invalid, "missing": missing, "written": [],
+            "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}}
 
 
 def main() -> None:

@@ -413,3 +413,135 @@ def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]
                     entry["prune_skipped"].append({"name": p.get("name"), "reason": p.get("reason")})
         out.append(entry)
     return out
+
+
+def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snapshot: Mapping[str, Any]) -> Dict[str, Any]:
+    """Which host restores which VM from which manifest, and which files/LUNs of which volume.
+
+    per_host[host] = {"manifests": [...] (backup_manifest state=read), "invalid": [...], "current": {uuid: state}}.
+    requested: 'all' or a list of names/UUIDs. A VM is restored by the host its manifest names; a requested VM
+    whose manifest names a host outside the play is claimed by the first host that sees its manifest.
+    """
+    claimed: Dict[str, Dict[str, Any]] = {}
+    errors: List[str] = []
+    seen: Dict[str, List[str]] = {}
+    for host in sorted(per_host):
+        for man in per_host[host].get("manifests") or []:
+            uuid = man["vm"]["uuid"]
+            seen.setdefault(uuid, []).append(host)
+    for host in sorted(per_host):
+        for man in per_host[host].get("manifests") or []:
+            vm = man["vm"]
+            if requested != "all" and vm["name"] not in requested and vm["uuid"] not in requested:
+                continue
+            owner = man.get("host") if man.get("host") in per_host else seen[vm["uuid"]][0]
+            if owner != host or vm["uuid"] in claimed:
+                continue
+            claimed[vm["uuid"]] = {"host": host, "manifest": man}
+    if requested != "all":
+        names = {c["manifest"]["vm"]["name"] for c in claimed.values()} | set(claimed)
+        for item in requested:
+            if item not in names:
+                errors.append("VM %s has no valid manifest in snapshot %s on the datastores of %s" % (
+                    item, snapshot.get("name"), ", ".join(sorted(per_host))))
+    for host in sorted(per_host):
+        for bad in per_host[host].get("invalid") or []:
+            if requested == "all" or any(str(r) in str(bad.get("error")) or r == bad.get("uuid") for r in requested):
+                errors.append("%s: %s" % (host, bad.get("error")))
+    volumes: Dict[str, Dict[str, Any]] = {}
+    hosts: Dict[str, List[Dict[str, Any]]] = {h: [] for h in per_host}
+    for uuid, c in sorted(claimed.items(), key=lambda kv: kv[1]["manifest"]["vm"]["name"]):
+        man = c["manifest"]
+        current = (per_host[c["host"]].get("current") or {}).get(uuid)
+        was_running = current in ("running", "paused", "blocked") if current else \
+            (man["vm"].get("state") in ("running", "paused", "blocked"))
+        entry = {"name": man["vm"]["name"], "uuid": uuid, "current_state": current or "absent",
+                 "start": "always" if was_running else "never", "xml": man["domain_xml_text"],
+                 "nvram": man.get("nvram_file"), "datastores": man.get("datastores") or [],
+                 "disks": man.get("disks") or [], "backup_host": man.get("host"), "run_id": man.get("run_id")}
+        hosts[c["host"]].append(entry)
+        for disk in man.get("disks") or []:
+            key = "%s:%s:%s" % (disk.get("controller"), disk.get("svm"), disk.get("volume"))
+            vol = volumes.setdefault(key, {"key": key, "controller": disk.get("controller"), "svm": disk.get("svm"),
+                                           "volume": disk.get("volume"), "datastore": disk.get("datastore"),
+                                           "files": [], "luns": [], "vms": []})
+            if disk.get("lun"):
+                if disk["lun"] not in vol["luns"]:
+                    vol["luns"].append(disk["lun"])
+            elif disk.get("path") and disk["path"] not in vol["files"]:
+                vol["files"].append(disk["path"])
+            if man["vm"]["name"] not in vol["vms"]:
+                vol["vms"].append(man["vm"]["name"])
+    have = set(snapshot.get("volumes") or [])
+    for key in sorted(volumes):
+        if key not in have:
+            errors.append("snapshot %s does not exist on volume %s (needed by %s)" % (
+                snapshot.get("name"), key, ", ".join(volumes[key]["vms"])))
+    controllers: Dict[str, List[str]] = {}
+    for vol in volumes.values():
+        controllers.setdefault(vol["controller"], []).append("%s:%s" % (vol["svm"], vol["volume"]))
+    if not claimed and not errors:
+        errors.append("no VM to restore: snapshot %s has no manifest of %s" % (
+            snapshot.get("name"), "any VM" if requested == "all" else ", ".join(requested)))
+    return {"hosts": hosts, "volumes": sorted(volumes.values(), key=lambda v: v["key"]),
+            "controllers": {c: sorted(v) for c, v in controllers.items()}, "errors": errors,
+            "vms": [{"host": c["host"], "name": c["manifest"]["vm"]["name"], "uuid": u} for u, c in claimed.items()]}
+
+
+def volume_restore_conflicts(plan: Mapping[str, Any], files_by_volume: Mapping[str, List[str]],
+                             discovered: List[Mapping[str, Any]]) -> List[str]:
+    """Why a whole-volume restore would roll back something else: files of other VMs, other files."""
+    reasons = []
+    restoring = {v["name"] for v in plan.get("vms", [])}
+    for vol in plan.get("volumes", []):
+        others = sorted({vm["name"] for vm in discovered for d in vm.get("disks", [])
+                         if vol_key(d) == vol["key"] and vm["name"] not in restoring if d.get("volume")})
+        if others:
+            reasons.append("volume %s also holds disks of %s" % (vol["key"], ", ".join(others)))
+        extra = sorted(set(files_by_volume.get(vol["key"], [])) - set(vol["files"]))
+        if extra:
+            reasons.append("volume %s holds %d other file(s) (%s)" % (vol["key"], len(extra), ", ".join(extra[:5])))
+    return reasons
+
+
+def restore_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, Any]],
+                    disks: Mapping[str, Any], safety: Mapping[str, Any], snapshot: str) -> Dict[str, Any]:
+    """Report entries of a restore. per_host[host] = {"stop": loop result, "start": loop result, "error": text}."""
+    vol_ok: Dict[str, Any] = {}
+    for res in (disks or {}).get("results") or []:
+        vol = res.get("vol") or {}
+        vol_ok[vol.get("key")] = res
+    safety_by_ctrl = {r.get("item"): r for r in (safety or {}).get("results") or []}
+    volumes = []
+    for vol in plan.get("volumes", []):
+        res = vol_ok.get(vol["key"])
+        ok = bool(res) and not _failed(res)
+        methods = sorted({str(r.get("method")) for r in (res or {}).get("restored") or []})
+        sres = safety_by_ctrl.get(vol["controller"]) or {}
+        volumes.append({"controller": vol["controller"], "svm": vol["svm"], "volume": vol["volume"], "ok": ok,
+                        "snapshot": snapshot if ok else None, "method": ",".join(methods) or None,
+                        "error": None if ok else ((res or {}).get("msg") or "not restored"),
+                        "restored": [r.get("path") for r in (res or {}).get("restored") or []],
+                        "safety_snapshot": None if _failed(sres) else (sres.get("snapshots") or [{}])[0].get("name")})
+    ok_vols = {v["controller"] + ":" + v["svm"] + ":" + v["volume"] for v in volumes if v["ok"]}
+    vms = []
+    for host, entries in plan.get("hosts", {}).items():
+        h = per_host.get(host) or {}
+        starts = {r.get("vm", {}).get("uuid"): r for r in (h.get("start") or {}).get("results") or []}
+        for vm in entries:
+            start = starts.get(vm["uuid"]) or {}
+            keys = sorted({"%s:%s:%s" % (d.get("controller"), d.get("svm"), d.get("volume")) for d in vm["disks"]})
+            missing = [k for k in keys if k not in ok_vols]
+            ok = not _failed(start) and not missing
+            want_running = vm["start"] == "always"
+            if ok and want_running and start.get("state") != "running":
+                ok = False
+            error = None
+            if not ok:
+                error = h.get("error") or start.get("msg") or (
+                    "disks not restored on %s" % ", ".join(missing) if missing else "VM did not start")
+            vms.append({"host": host, "name": vm["name"], "uuid": vm["uuid"], "ok": ok, "volumes": keys,
+                        "state_before": vm["current_state"], "state_after": start.get("state"), "error": error,
+                        "details": {"agent": start.get("agent"), "existed": (start.get("existed")),
+                                    "actions": start.get("actions"), "backup_host": vm.get("backup_host")}})
+    return {"vms": vms, "volumes": volumes}
