@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,17 @@ class Sim:
         """Connection options of the ontap_* modules for this simulator."""
         return {"hostname": self.host, "port": self.port, "username": username, "password": password,
                 "ca_path": self.ca_file, "validate_certs": True, "transport": transport}
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the simulator's admin endpoint, e.g. sim.admin("POST", "faults", {...}),
+        sim.admin("GET", "calls"), sim.admin("POST", "latency", {"scale": 0}); see tests/lab/README.md."""
+        url = f"{self.url}/_sim/{path.lstrip('/').removeprefix('_sim/')}"
+        token = base64.b64encode(b"admin:netapp123").decode()
+        req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"})
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            return json.loads(resp.read() or b"null")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

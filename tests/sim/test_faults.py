@@ -150,3 +150,9 @@ def test_reset_restores_configured_cluster(fresh):
     vol2 = fresh.volume("vol_ds1")
     assert not fresh.snapshots(vol2["uuid"])
     assert not (fresh.sim.data / "volumes" / "svm1" / "vol_ds1" / "f").exists()
+
+
+def test_sim_fixture_admin_helper(sim):
+    # tests/helpers/sim_fixtures.Sim.admin is the shortcut other test tiers use.
+    assert sim.admin("GET", "faults") == {"faults": []}
+    assert sim.admin("GET", "/_sim/latency")["scale"] == 0
