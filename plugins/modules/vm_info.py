@@ -30,7 +30,7 @@ description:
     and so is LVM on a LUN (as a note only).
   - O(vms) and O(query) select the VMs to report.
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 requirements:
   - jmespath (only for O(query))
 extends_documentation_fragment:
