@@ -1,0 +1,188 @@
+"""REST handlers: SnapMirror relationships/transfers/policies, consistency groups and their
+snapshots (9.10.1+), and the private CLI restore-file passthrough."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from . import records as R
+from .errors import SimError
+from .ops import check_snapshot_name
+from .rest_base import HandlerBase, Request, Response
+from .state import new_uuid
+
+
+class ProtectionHandlers(HandlerBase):
+    # -- SnapMirror ---------------------------------------------------------------------------------
+    def list_relationships(self, req: Request) -> Response:
+        # One simulated cluster holds both ends, so list_destinations_only changes nothing.
+        with self.st.lock:
+            recs = [R.relationship(self.st, r) for r in self.st.doc["relationships"].values()]
+            return self._collection(req, recs, keys=("uuid",))
+
+    def _rel(self, ru: str) -> dict[str, Any]:
+        rel = self.st.doc["relationships"].get(ru)
+        if rel is None:
+            raise SimError("not_found", "entry doesn't exist", target="uuid")
+        return rel
+
+    def get_relationship(self, req: Request, ru: str) -> Response:
+        with self.st.lock:
+            return self._one(req, R.relationship(self.st, self._rel(ru)), keys=("uuid",))
+
+    def list_transfers(self, req: Request, ru: str) -> Response:
+        with self.st.lock:
+            rel = self._rel(ru)
+            return self._collection(req, [R.transfer(self.st, rel, x) for x in rel.get("transfers") or []],
+                                    keys=("uuid",))
+
+    def get_transfer(self, req: Request, ru: str, xu: str) -> Response:
+        with self.st.lock:
+            rel = self._rel(ru)
+            for x in rel.get("transfers") or []:
+                if x["uuid"] == xu:
+                    return self._one(req, R.transfer(self.st, rel, x), keys=("uuid",))
+        raise SimError("not_found", "entry doesn't exist", target="uuid")
+
+    def post_transfer(self, req: Request, ru: str) -> Response:
+        body = req.body
+        self._reject_unknown(body, {"source_snapshot", "storage_efficiency_enabled"})
+        fault = self._job_fault(req)
+        with self.st.lock:
+            rel = self._rel(ru)
+            dst = self.st.doc["volumes"][rel["destination"]]
+            svm = self.st.doc["svms"][dst["svm"]]
+            xu = new_uuid()
+
+            def work() -> None:
+                try:
+                    self.ops.transfer(rel, body.get("source_snapshot"), xu)
+                except SimError as exc:
+                    rel.update(healthy=False, unhealthy_reason=exc.message)
+                    rel.setdefault("transfers", []).append({"uuid": xu, "state": "failed", "end_time": None,
+                                                            "snapshots": []})
+                    raise
+            job = self.jobs.run(f"POST /api/snapmirror/relationships/{ru}/transfers", svm, work, fault)
+        return self._job_response(req, job, created=True,
+                                  location=f"/api/snapmirror/relationships/{ru}/transfers/{xu}")
+
+    def list_policies(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, [R.policy(p) for p in self.st.doc["policies"].values()])
+
+    def get_policy(self, req: Request, pu: str) -> Response:
+        with self.st.lock:
+            p = self.st.doc["policies"].get(pu)
+            if p is None:
+                raise SimError("not_found", "entry doesn't exist", target="uuid")
+            return self._one(req, R.policy(p))
+
+    # -- consistency groups (9.10.1+) ------------------------------------------------------------
+    def _cg(self, req: Request, cu: str) -> dict[str, Any]:
+        cg = self.st.doc["cgs"].get(cu)
+        if cg is None or (req.svm_uuid and cg["svm"] != req.svm_uuid):
+            raise SimError("not_found", "entry doesn't exist", target="uuid")
+        return cg
+
+    def list_cgs(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, [R.cg(self.st, c) for c in self.st.doc["cgs"].values()])
+
+    def get_cg(self, req: Request, cu: str) -> Response:
+        with self.st.lock:
+            return self._one(req, R.cg(self.st, self._cg(req, cu)))
+
+    def post_cg(self, req: Request) -> Response:
+        body = req.body
+        self._reject_unknown(body, {"name", "svm", "volumes", "snapshot_policy"})
+        names = []
+        for v in body.get("volumes") or []:
+            action = ((v.get("provisioning_options") or {}).get("action"))
+            if action != "add":
+                raise SimError("invalid", f'Volume "{v.get("name")}": only existing volumes are supported; set '
+                                          '"provisioning_options.action" to "add".',
+                               target="volumes.provisioning_options.action")
+            names.append(v.get("name"))
+        fault = self._job_fault(req)
+        with self.st.lock:
+            svm = self._svm_for_body(req, body)
+            if svm is None:
+                raise SimError("missing", 'Missing value for "svm".', target="svm")
+            cg_uuid: list[str] = []
+
+            def work() -> None:
+                cg_uuid.append(self.ops.cg_create(svm, body.get("name"), names)["uuid"])
+            job = self.jobs.run("POST /api/application/consistency-groups", svm, work, fault)
+        loc = (f"/api/application/consistency-groups/{cg_uuid[0]}" if cg_uuid else
+               f"/api/application/consistency-groups?name={urllib.parse.quote(str(body.get('name')))}")
+        return self._job_response(req, job, created=True, location=loc)
+
+    def delete_cg(self, req: Request, cu: str) -> Response:
+        fault = self._job_fault(req)
+        with self.st.lock:
+            cg = self._cg(req, cu)
+            svm = self.st.doc["svms"][cg["svm"]]
+            job = self.jobs.run(f"DELETE /api/application/consistency-groups/{cu}", svm,
+                                lambda: self.ops.cg_delete(cg), fault)
+        return self._job_response(req, job)
+
+    def list_cg_snapshots(self, req: Request, cu: str) -> Response:
+        with self.st.lock:
+            cg = self._cg(req, cu)
+            return self._collection(req, [R.cg_snapshot(self.st, cg, s) for s in cg["snapshots"]])
+
+    def get_cg_snapshot(self, req: Request, cu: str, su: str) -> Response:
+        with self.st.lock:
+            cg = self._cg(req, cu)
+            for s in cg["snapshots"]:
+                if s["uuid"] == su:
+                    return self._one(req, R.cg_snapshot(self.st, cg, s))
+        raise SimError("not_found", "entry doesn't exist", target="uuid")
+
+    def post_cg_snapshot(self, req: Request, cu: str) -> Response:
+        body = req.body
+        self._reject_unknown(body, {"name", "comment", "snapmirror_label", "consistency_type"})
+        name = check_snapshot_name(body.get("name"))
+        with self.st.lock:
+            self._cg(req, cu)
+        fault = self._job_fault(req)
+        self.knobs.delay("cg_snapshot")
+        with self.st.lock:
+            cg = self._cg(req, cu)
+            svm = self.st.doc["svms"][cg["svm"]]
+            job = self.jobs.run(f"POST /api/application/consistency-groups/{cu}/snapshots", svm,
+                                lambda: self.ops.cg_snapshot(cg, name, body.get("comment"),
+                                                             body.get("snapmirror_label")), fault)
+        loc = f"/api/application/consistency-groups/{cu}/snapshots?name={urllib.parse.quote(name)}"
+        return self._job_response(req, job, created=True, location=loc)
+
+    def delete_cg_snapshot(self, req: Request, cu: str, su: str) -> Response:
+        fault = self._job_fault(req)
+        with self.st.lock:
+            cg = self._cg(req, cu)
+            rec = next((s for s in cg["snapshots"] if s["uuid"] == su), None)
+            if rec is None:
+                raise SimError("not_found", "entry doesn't exist", target="uuid")
+            svm = self.st.doc["svms"][cg["svm"]]
+            job = self.jobs.run(f"DELETE /api/application/consistency-groups/{cu}/snapshots/{su}", svm,
+                                lambda: self.ops.cg_snapshot_delete(cg, rec), fault)
+        return self._job_response(req, job)
+
+    # -- private CLI passthrough -----------------------------------------------------------------
+    def cli_restore_file(self, req: Request) -> Response:
+        body = req.body
+        self._reject_unknown(body, {"vserver", "volume", "snapshot", "path", "restore_path",
+                                    "split_disabled", "ignore_streams", "snapshot_instance_uuid"})
+        for key in ("volume", "snapshot", "path"):
+            if not body.get(key):
+                raise SimError("missing", f'Missing value for "{key}".', target=key)
+        vserver = body.get("vserver") or req.svm_name
+        if not vserver:
+            raise SimError("missing", 'Missing value for "vserver".', target="vserver")
+        with self.st.lock:
+            self.st.find_svm(vserver)
+            vol = self.st.find_volume(vserver, body["volume"])
+            snap = self.st.find_snapshot(vol, body["snapshot"])
+            self.ops.restore_file(vol, snap, body["path"], body.get("restore_path"))
+        return Response(200, {})

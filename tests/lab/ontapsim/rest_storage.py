@@ -1,0 +1,199 @@
+"""REST handlers: cluster, nodes, jobs, SVMs, LIFs, volumes (+ restore_to), snapshots, LUNs."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from . import records as R
+from .errors import SimError
+from .ops import check_snapshot_name
+from .rest_base import HandlerBase, Request, Response, nest, truthy
+
+FILE_RESTORE_VERSION = (9, 10, 1)
+
+
+class StorageHandlers(HandlerBase):
+    # -- cluster ---------------------------------------------------------------------------------
+    def get_cluster(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._one(req, R.cluster(self.st), keys=())
+
+    def list_nodes(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, [R.node(self.st, n) for n in self.st.doc["nodes"]])
+
+    def get_node(self, req: Request, nu: str) -> Response:
+        with self.st.lock:
+            for n in self.st.doc["nodes"]:
+                if n["uuid"] == nu:
+                    return self._one(req, R.node(self.st, n))
+        raise SimError("not_found", "entry doesn't exist", target="uuid")
+
+    def list_jobs(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, [R.job(j) for j in self.st.doc["jobs"].values()], keys=("uuid",))
+
+    def get_job(self, req: Request, ju: str) -> Response:
+        return self._one(req, R.job(self.jobs.get(ju)), keys=("uuid",))
+
+    # -- SVMs and LIFs -----------------------------------------------------------------------------
+    def list_svms(self, req: Request) -> Response:
+        with self.st.lock:
+            recs = [R.svm(self.st, s) for s in self.st.doc["svms"].values()]
+            if req.svm_name:
+                recs = [r for r in recs if r["name"] == req.svm_name]
+            return self._collection(req, recs)
+
+    def get_svm(self, req: Request, su: str) -> Response:
+        with self.st.lock:
+            s = self.st.doc["svms"].get(su)
+            if s is None:
+                raise SimError("not_found", "entry doesn't exist", target="uuid")
+            return self._one(req, R.svm(self.st, s))
+
+    def list_lifs(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, [R.ip_interface(self.st, u, lif) for u, lif in self.st.doc["lifs"].items()])
+
+    def get_lif(self, req: Request, lu: str) -> Response:
+        with self.st.lock:
+            lif = self.st.doc["lifs"].get(lu)
+            if lif is None:
+                raise SimError("not_found", "entry doesn't exist", target="uuid")
+            return self._one(req, R.ip_interface(self.st, lu, lif))
+
+    # -- volumes -------------------------------------------------------------------------------------
+    def list_volumes(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, [R.volume(self.st, v) for v in self.st.doc["volumes"].values()])
+
+    def get_volume(self, req: Request, vu: str) -> Response:
+        with self.st.lock:
+            return self._one(req, R.volume(self.st, self._volume(req, vu)))
+
+    def patch_volume(self, req: Request, vu: str) -> Response:
+        # restore_to may come as query parameters, dotted body keys or a nested body.
+        restore = dict(nest({k: v for k, v in req.query.items() if k.startswith("restore_to.")}).get("restore_to", {}))
+        body = req.body
+        if isinstance(body.get("restore_to"), dict):
+            for k, v in body["restore_to"].items():
+                if isinstance(v, dict) and isinstance(restore.get(k), dict):
+                    restore[k].update(v)
+                else:
+                    restore[k] = v
+        # Only restores are simulated; any other volume attribute is refused as ONTAP refuses unknown ones.
+        self._reject_unknown({k: v for k, v in body.items() if k != "restore_to"}, set())
+        if not restore:
+            raise SimError("missing", 'Missing value for "restore_to" (the only volume change this simulator '
+                                      "supports).", target="restore_to")
+        if ("path" in restore or "restore_path" in restore) and not self.st.at_least(FILE_RESTORE_VERSION):
+            key = "restore_to.path" if "path" in restore else "restore_to.restore_path"
+            raise SimError("unexpected_argument", f'Unexpected argument "{key}".', target=key)
+        self._check(req, "restore")
+        snap_ref = restore.get("snapshot") or {}
+        if not isinstance(snap_ref, dict) or not (snap_ref.get("name") or snap_ref.get("uuid")):
+            raise SimError("missing", 'Missing value for "restore_to.snapshot.name" or "restore_to.snapshot.uuid".',
+                           target="restore_to.snapshot")
+        fault = self._job_fault(req)
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            snap = self.st.find_snapshot(vol, snap_ref.get("name"), snap_ref.get("uuid"))
+            svm = self.st.doc["svms"][vol["svm"]]
+            if "path" in restore:
+                path, dest = restore["path"], restore.get("restore_path")
+
+                def work() -> None:
+                    self.ops.restore_file(vol, snap, path, dest)
+            else:
+                force = truthy(snap_ref.get("force", False))
+
+                def work() -> None:
+                    self.ops.restore_volume(vol, snap, force)
+            job = self.jobs.run(f"PATCH /api/storage/volumes/{vu}", svm, work, fault)
+        return self._job_response(req, job)
+
+    # -- snapshots ----------------------------------------------------------------------------------
+    def list_all_snapshots(self, req: Request) -> Response:
+        with self.st.lock:
+            recs = [R.snapshot(self.st, v, s) for v in self.st.doc["volumes"].values() for s in v["snapshots"]]
+            return self._collection(req, recs)
+
+    def list_snapshots(self, req: Request, vu: str) -> Response:
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            return self._collection(req, [R.snapshot(self.st, vol, s) for s in vol["snapshots"]])
+
+    def get_snapshot(self, req: Request, vu: str, su: str) -> Response:
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            return self._one(req, R.snapshot(self.st, vol, self.st.find_snapshot(vol, uuid=su)))
+
+    def post_snapshot(self, req: Request, vu: str) -> Response:
+        body = req.body
+        self._reject_unknown(body, {"name", "comment", "snapmirror_label", "svm", "expiry_time", "volume"})
+        name = check_snapshot_name(body.get("name"))
+        with self.st.lock:
+            vol = self._volume(req, vu)
+        fault = self._job_fault(req)
+        self.knobs.delay("snapshot_create")
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            svm = self.st.doc["svms"][vol["svm"]]
+            made: list[dict[str, Any]] = []
+
+            def work() -> None:
+                made.extend(self.ops.create_snapshots([vol], name, body.get("comment"), body.get("snapmirror_label")))
+                if body.get("expiry_time"):
+                    made[0]["expiry_time"] = body["expiry_time"]
+            job = self.jobs.run(f"POST /api/storage/volumes/{vu}/snapshots", svm, work, fault)
+            recs = [R.snapshot(self.st, vol, s) for s in made]
+        loc = f"/api/storage/volumes/{vu}/snapshots?name={urllib.parse.quote(name)}"
+        return self._job_response(req, job, created=True, location=loc, records=recs)
+
+    def patch_snapshot(self, req: Request, vu: str, su: str) -> Response:
+        body = req.body
+        self._reject_unknown(body, {"name", "comment", "snapmirror_label", "expiry_time"})
+        fault = self._job_fault(req)
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            snap = self.st.find_snapshot(vol, uuid=su)
+            svm = self.st.doc["svms"][vol["svm"]]
+            job = self.jobs.run(f"PATCH /api/storage/volumes/{vu}/snapshots/{su}", svm,
+                                lambda: self.ops.modify_snapshot(vol, snap, body), fault)
+        return self._job_response(req, job)
+
+    def delete_snapshot(self, req: Request, vu: str, su: str) -> Response:
+        fault = self._job_fault(req)
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            snap = self.st.find_snapshot(vol, uuid=su)
+            svm = self.st.doc["svms"][vol["svm"]]
+            job = self.jobs.run(f"DELETE /api/storage/volumes/{vu}/snapshots/{su}", svm,
+                                lambda: self.ops.delete_snapshot(vol, snap), fault)
+        return self._job_response(req, job)
+
+    # -- LUNs -------------------------------------------------------------------------------------------
+    def list_luns(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, [R.lun(self.st, lu) for lu in self.st.doc["luns"].values()])
+
+    def get_lun(self, req: Request, lu: str) -> Response:
+        with self.st.lock:
+            lun = self.st.doc["luns"].get(lu)
+            if lun is None:
+                raise SimError("not_found", "entry doesn't exist", target="uuid")
+            return self._one(req, R.lun(self.st, lun))
+
+    def patch_lun(self, req: Request, lu: str) -> Response:
+        body = nest(req.body)
+        self._reject_unknown(body, {"clone"})
+        source = ((body.get("clone") or {}).get("source") or {}).get("name")
+        if not source:
+            raise SimError("missing", 'Missing value for "clone.source.name".', target="clone.source.name")
+        with self.st.lock:
+            lun = self.st.doc["luns"].get(lu)
+            if lun is None:
+                raise SimError("lun_not_found", "The specified LUN was not found.", target="uuid")
+            self.ops.lun_clone_overwrite(lun, source)
+        return Response(200, {})
