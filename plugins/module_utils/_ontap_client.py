@@ -77,6 +77,7 @@ class Ontap:
         self.retries: int = int(params.get("retries", 3))
         self.timeout: int = int(params.get("timeout", 60))
         self._version: Optional[Tuple[int, int, int]] = None
+        self.attempted_method: Optional[str] = None  # the method _create_set was using when it failed
         self.warnings: List[str] = []
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -136,6 +137,7 @@ class Ontap:
                              hint="Choose another name or delete the existing snapshot first; it is never overwritten.")
         attempt = 0
         while True:
+            self.attempted_method = None
             try:
                 method = self._create_set(volumes, name, comment, snapmirror_label)
                 break
@@ -144,7 +146,7 @@ class Ontap:
                 found = self._created(volumes, name, comment)
                 if exc.is_transient and len(found) == len(volumes) and attempt < self.retries:
                     # the controller did it although the answer was lost: done
-                    method = "single" if len(volumes) == 1 else "unknown"
+                    method = self.attempted_method or ("single" if len(volumes) == 1 else "cg")
                     break
                 self._cleanup(found, name, exc)
                 if not exc.is_transient or attempt >= self.retries:

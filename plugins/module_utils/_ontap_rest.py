@@ -211,6 +211,7 @@ class OntapRest(Ontap):
         if len(volumes) == 1:
             svm, vol = volumes[0]
             uuid = self.get_volume(svm, vol)["uuid"]
+            self.attempted_method = "single"
             self._send("POST", "/api/storage/volumes/%s/snapshots" % uuid, "%s on %s:%s" % (what, svm, vol),
                        body=self._snapshot_body(name, comment, snapmirror_label), safe_to_retry=False)
             return "single"
@@ -260,6 +261,7 @@ class OntapRest(Ontap):
         if temporary:
             cg = self._temp_cg(svm, vols)
             method = "cg_temporary"
+        self.attempted_method = method
         try:
             self._send("POST", "/api/application/consistency-groups/%s/snapshots" % cg["uuid"],
                        "create consistency-group snapshot %s of %s on SVM %s" % (name, cg.get("name"), svm),
@@ -350,8 +352,8 @@ class OntapRest(Ontap):
         prefix = "/vol/%s/" % volume
         if not lun_path.startswith(prefix):
             raise self.error("LUN path %s is not inside volume %s" % (lun_path, volume), op)
-        recs = self.call(op, lambda: self.session.get_records("/api/storage/luns", **{"svm.name": svm, "name": lun_path,
-                                                                                     "fields": "uuid,name"}))
+        query = {"svm.name": svm, "name": lun_path, "fields": "uuid,name"}
+        recs = self.call(op, lambda: self.session.get_records("/api/storage/luns", **query))
         recs = [r for r in recs if r.get("name") == lun_path]
         if not recs:
             raise self.not_found("LUN %s not found on SVM %s" % (lun_path, svm), op)

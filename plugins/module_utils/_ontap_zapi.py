@@ -333,6 +333,7 @@ class OntapZapi(Ontap):
         if len(volumes) == 1:
             svm, vol = volumes[0]
             self.get_volume(svm, vol)
+            self.attempted_method = "single"
             self.invoke("snapshot-create", {"volume": vol, "snapshot": name, "comment": comment,
                                             "snapmirror-label": snapmirror_label}, svm=svm,
                         operation="create snapshot %s on %s:%s" % (name, svm, vol), safe_to_retry=False)
@@ -344,6 +345,7 @@ class OntapZapi(Ontap):
             if svm not in svms:
                 svms.append(svm)
         started: List[Tuple[str, str]] = []
+        self.attempted_method = "cg_start_commit"
         try:
             for svm in svms:
                 vols = [v for s, v in volumes if s == svm]
@@ -361,6 +363,7 @@ class OntapZapi(Ontap):
             if exc.code == "13005" and not started and len(svms) == 1:
                 svm = svms[0]
                 vols = [v for _s, v in volumes]
+                self.attempted_method = "multicreate"
                 res = self.invoke("snapshot-multicreate", {"snapshot": name, "cleanup": True,
                                                            "volume-names": [("volume-name", v) for v in vols]},
                                   svm=svm, operation="snapshot-multicreate %s on SVM %s" % (name, svm), safe_to_retry=False)

@@ -40,7 +40,7 @@ def validate_snapshot_name(name: Any, field: str = "name") -> str:
     for prefix in RESERVED_PREFIXES:
         if lowered.startswith(prefix):
             raise SnapshotNameError("%s: snapshot name %r starts with the reserved prefix %r (ONTAP or other tools use "
-                             "it); allowed: %s." % (field, name, prefix, ALLOWED_FORM))
+                                    "it); allowed: %s." % (field, name, prefix, ALLOWED_FORM))
     if not NAME_RE.match(name):
         bad = sorted(set(c for c in name if not re.match(r"[A-Za-z0-9_.-]", c)))
         if bad:
@@ -62,7 +62,7 @@ def validate_prefix(prefix: Any, field: str = "prefix") -> str:
 def validate_policy(policy: Any, field: str = "policy") -> str:
     if not isinstance(policy, str) or not POLICY_RE.match(policy) or len(policy) > 32:
         raise SnapshotNameError("%s: invalid retention policy %r; allowed: 1-32 characters from [A-Za-z0-9_] "
-                         "(e.g. daily, weekly)." % (field, policy))
+                                "(e.g. daily, weekly)." % (field, policy))
     return policy
 
 
@@ -95,7 +95,7 @@ def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Opti
             continue
         if not isinstance(value, str) or not TOKEN_RE.match(value):
             raise SnapshotNameError("%s: invalid value %r for the snapshot metadata; allowed: characters "
-                             "[A-Za-z0-9_.:@-], no spaces." % (field, value))
+                                    "[A-Za-z0-9_.:@-], no spaces." % (field, value))
     text = "%s policy=%s run=%s" % (MARKER, policy, run)
     if host:
         text += " host=%s" % host
@@ -103,7 +103,7 @@ def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Opti
         text += " | %s" % extra
     if len(text) > MAX_COMMENT:
         raise SnapshotNameError("comment: the snapshot comment with the kvmsnap metadata is %d characters long; at most "
-                         "%d allowed (shorten comment, run or host)." % (len(text), MAX_COMMENT))
+                                "%d allowed (shorten comment, run or host)." % (len(text), MAX_COMMENT))
     return text
 
 

@@ -231,12 +231,12 @@ def execute(module, client, prep):
     check = module.check_mode
     if p["mode"] == "volume":
         res = restore_whole_volume(client, svm, volume, p["snapshot"], force=p["force"], check_mode=check)
-        res["msg"] = "%s volume %s:%s to snapshot %s" % ("would restore" if check else "restored", svm, volume,
-                                                        p["snapshot"])
+        verb = "would restore" if check else "restored"
+        res["msg"] = "%s volume %s:%s to snapshot %s" % (verb, svm, volume, p["snapshot"])
         return res
     res = restore_items(client, svm, volume, p["snapshot"], prep["files"], prep["luns"], check_mode=check)
-    res["msg"] = "%s %d item(s) of %s:%s from snapshot %s" % ("would restore" if check else "restored",
-                                                             len(res["restored"]), svm, volume, p["snapshot"])
+    verb = "would restore" if check else "restored"
+    res["msg"] = "%s %d item(s) of %s:%s from snapshot %s" % (verb, len(res["restored"]), svm, volume, p["snapshot"])
     return res
 
 

@@ -289,8 +289,9 @@ def execute(module, client, prep):
         result["skipped"] = res["skipped"]
         result["changed"] = result["changed"] or res["changed"]
         result["warnings"] = res["warnings"]
-        msgs.append("%s %d snapshot(s) of policy %s, skipped %d" % ("would prune" if check else "pruned",
-                                                                     len(res["pruned"]), pr["policy"], len(res["skipped"])))
+        verb = "would prune" if check else "pruned"
+        counts = (verb, len(res["pruned"]), pr["policy"], len(res["skipped"]))
+        msgs.append("%s %d snapshot(s) of policy %s, skipped %d" % counts)
     result["msg"] = "; ".join(msgs)
     return result
 

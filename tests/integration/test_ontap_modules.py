@@ -310,8 +310,8 @@ def test_prune_keeps_newest_foreign_and_busy(lab, transport):
         policy="weekly")
     foreign_snapshot(lab, "svm1", vol, "hourly_like_other_tool")
     foreign_snapshot(lab, "svm1", vol, "kvmsnap-daily_20250101T000000Z", comment="same prefix, no metadata")
-    sim_call(lab, "POST", "/_sim/busy", {"svm": "svm1", "volume": vol, "snapshot": names[0],
-                                        "owners": ["snapmirror"]})
+    busy = {"svm": "svm1", "volume": vol, "snapshot": names[0], "owners": ["snapmirror"]}
+    sim_call(lab, "POST", "/_sim/busy", busy)
     prune = {"policy": "daily", "keep": 1}
 
     seq = last_seq(lab)
