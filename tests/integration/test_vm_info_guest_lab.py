@@ -32,6 +32,18 @@ def test_real_guest_boots_agent_and_writer(real_guest, libvirt_system, tmp_path,
         print(f"\n[guest-lab] {guest.name}: agent ready after {guest.boot_seconds:.1f} s, "
               f"{len(second)} lines written, qemu RSS {rss_kib // 1024} MiB, type {guestlab.domain_type()}")
 
+    # guest-fsfreeze really freezes /data: the writer stalls while frozen and continues after the thaw
+    assert guestlab.agent_command(guest.dom, "guest-fsfreeze-freeze") >= 1
+    try:
+        assert guestlab.agent_command(guest.dom, "guest-fsfreeze-status") == "frozen"
+        time.sleep(1.0)
+    finally:
+        guestlab.agent_command(guest.dom, "guest-fsfreeze-thaw")
+    after_thaw = guest.writer_numbers()
+    assert len(after_thaw) <= len(second) + 3, "the writer kept writing while /data was frozen"
+    time.sleep(0.8)
+    assert len(guest.writer_numbers()) > len(after_thaw), "the writer did not continue after the thaw"
+
     # a clean power-off through the agent, then the file system is checked offline
     guestlab.shutdown_guest(guest.dom, timeout=60)
     rc, out = guestlab.fsck_disk(guest.disk_path)

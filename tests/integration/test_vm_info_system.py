@@ -75,3 +75,22 @@ def test_read_only_connection_cannot_change_anything(libvirt_system):
                            "<os><type>hvm</type></os></domain>" % guestlab.run_prefix())
     finally:
         conn.close()
+
+
+@pytest.mark.slow
+def test_dozens_of_minimal_guests(minimal_guests, libvirt_system, module_runner, tmp_path, capsys):
+    ds = tmp_path / "ds"
+    running = minimal_guests(8, workdir=ds)
+    defined = minimal_guests(24, workdir=ds, start=False)
+    names = sorted(d.name() for d in running + defined)
+    prefix = guestlab.run_prefix()
+    r = module_runner("vm_info", {"uri": "qemu:///system", "query": "[?starts_with(name, '%s')]" % prefix,
+                                  "datastores": [{"path": str(ds), "controller": "c", "svm": "s", "volume": "v"}]})
+    assert r.rc == 0, r.get("msg")
+    mine = [v for v in r["vms"] if v["name"] in names]
+    assert sorted(v["name"] for v in mine) == names
+    assert sum(v["state"] == "running" for v in mine) == 8 and sum(v["state"] == "shutoff" for v in mine) == 24
+    assert r["volumes"][0]["volume"] == "v" and set(names) <= set(r["volumes"][0]["vms"])
+    with capsys.disabled():
+        print(f"\n[vm_info qemu:///system] {len(r['vms'])} domains listed in {r['elapsed_ms']:.0f} ms "
+              f"({r['timings']})")
