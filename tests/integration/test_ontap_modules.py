@@ -290,6 +290,25 @@ def test_snapshot_across_svms(request, lab, transport):
         assert any("several SVMs" in w for w in warnings(res))
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_failed_set_leaves_nothing_behind(lab, transport):
+    """All-or-nothing (F12): a failure in the middle of a multi-volume snapshot removes what it made."""
+    need(lab, transport)
+    name = f"kvmsnap-manual_{transport}_f12"
+    if transport == "rest":
+        add_fault(lab, action="job_failure", method="POST", path="/api/application/consistency-groups/*/snapshots",
+                  code="53411842", message="Failed to create Snapshot copy of consistency group: fence timed out")
+    else:
+        add_fault(lab, action="error", api="cg-commit", errno="13701",
+                  message="Failed to commit CG Snapshot copy: the write fence timed out")
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_cg1", "vol_plain"], name=name)
+    assert res.failed and "fence timed out" in res["msg"] and lab.host in res["msg"], res
+    assert name not in snapshot_names(lab, "svm1", "vol_cg1") + snapshot_names(lab, "svm1", "vol_plain")
+    if transport == "rest":  # the temporary CG was deleted again; the CG from the other test stays
+        names = [c["name"] for c in sim_call(lab, "GET", "/api/application/consistency-groups")["records"]]
+        assert not [n for n in names if n.startswith("kvmsnap_tmp_")], names
+
+
 def test_zapi_multicreate_when_cg_start_is_missing(request, lab):
     need(lab, "zapi")
     needs_comment_after_cg(request, lab)
@@ -544,6 +563,10 @@ def test_transient_errors_are_retried(lab):
               message="RPC: Remote system error", count=2)
     res = run(lab, "rest", "ontap_snapshot_info", svm="svm1", volumes=["vol_plain"])
     assert not res.failed, res
+    add_fault(lab, action="error", method="POST", path="/api/storage/volumes/*/snapshots", status=409, code="2",
+              message="Volume vol_plain is temporarily locked. Try again later.", count=1)
+    res = run(lab, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_plain"], name="kvmsnap-manual_locked")
+    assert not res.failed and res["changed"], res
     # a lost answer to the create: the module looks before it repeats it, and does not fail or duplicate
     add_fault(lab, action="drop", method="POST", path="/api/storage/volumes/*/snapshots", count=1)
     res = run(lab, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_plain"], name="kvmsnap-manual_retry")
