@@ -156,3 +156,21 @@ def test_sim_fixture_admin_helper(sim):
     # tests/helpers/sim_fixtures.Sim.admin is the shortcut other test tiers use.
     assert sim.admin("GET", "faults") == {"faults": []}
     assert sim.admin("GET", "/_sim/latency")["scale"] == 0
+
+
+def test_drop_after_executing_loses_only_the_answer(fresh):
+    vol = fresh.volume("vol_ds1")
+    fresh.admin("POST", "faults", {"action": "drop", "method": "POST", "path": SNAPS, "execute": True})
+    with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
+        fresh.create_snapshot(vol["uuid"], "done-anyway")
+    assert [s["name"] for s in fresh.snapshots(vol["uuid"])] == ["done-anyway"]
+
+
+def test_job_queued_state(fresh):
+    vol = fresh.volume("vol_ds1")
+    fresh.admin("POST", "faults", {"action": "job_running", "method": "POST", "path": SNAPS, "seconds": 0.3,
+                                   "job_state": "queued"})
+    r = fresh.post(f"/api/storage/volumes/{vol['uuid']}/snapshots", {"name": "q"})
+    assert fresh.job(r)["state"] == "queued"
+    time.sleep(0.5)
+    assert fresh.job(r)["state"] == "success" and fresh.snapshots(vol["uuid"])

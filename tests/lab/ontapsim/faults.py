@@ -26,6 +26,8 @@ class Fault:
     errno: str = "13001"             # ZAPI
     reason: str | None = None        # ZAPI (defaults to message)
     seconds: float | None = None     # hang time, or how long a job stays running (None: forever)
+    job_state: str = "running"       # job_running: the state reported meanwhile (running | queued)
+    execute: bool = False            # drop: run the call first, then lose the answer
     id: int = 0
     hits: int = 0
 
@@ -78,6 +80,8 @@ class Knobs:
             raise ValueError(f"unknown fault keys {sorted(unknown)}; known: {sorted(known)}")
         if spec.get("action") not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}")
+        if spec.get("job_state", "running") not in ("running", "queued"):
+            raise ValueError("job_state must be running or queued")
         if spec.get("path") is None and spec.get("api") is None and spec.get("method") is None:
             raise ValueError("a fault needs at least one of method, path, api")
         fault = Fault(**spec)

@@ -40,7 +40,8 @@ class Jobs:
                 job["code"] = int(fault.code)
                 self._finish(job, SimError("internal", fault.message), code=fault.code)
             elif fault is not None and fault.action == "job_running":
-                job["message"] = "running"
+                job["state"] = fault.job_state
+                job["message"] = fault.job_state
                 if fault.seconds is not None:
                     timer = threading.Timer(fault.seconds, self._complete, (job, work))
                     timer.daemon = True

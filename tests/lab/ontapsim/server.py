@@ -71,7 +71,12 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_GET
 
     # -- plumbing ------------------------------------------------------------------------------
+    lose_reply = False  # set per request by a drop fault with execute=true
+
     def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+        if self.lose_reply:
+            self._drop()
+            return
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -96,6 +101,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         sim = self.sim
+        self.lose_reply = False
         parsed = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(parsed.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -160,9 +166,14 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(fault.seconds or 0)
             fault = sim.knobs.take(self.command, path, api, ("drop", "error"))
         if fault is not None and fault.action == "drop":
-            rec.fault, rec.status = "drop", None
-            self._drop()
-            return
+            rec.fault = "drop"
+            if not fault.execute:
+                rec.status = None
+                self._drop()
+                return
+            # The controller did the work but the answer never arrives (the client cannot tell).
+            self.lose_reply = True
+            fault = None
         if is_zapi:
             if fault is not None:
                 rec.fault = "error"
