@@ -190,7 +190,9 @@ def open_connection(uri: str | None = None, readonly: bool = True, retries: int 
     target = _effective_uri(uri)
     attempts = max(0, int(retries)) + 1
     last: BaseException | None = None
+    tried = 0
     for attempt in range(attempts):
+        tried += 1
         try:
             conn = libvirt.openReadOnly(target) if readonly else libvirt.open(target)
         except libvirt.libvirtError as err:
@@ -204,11 +206,13 @@ def open_connection(uri: str | None = None, readonly: bool = True, retries: int 
             break
         return conn
     code = error_code(last) if last is not None else None
+    transient = bool(last is not None and is_transient(last))
+    hint = (" Is libvirtd (or virtqemud) running on this host, and may this user open the socket?"
+            if transient or last is None else "")
     raise LibvirtAccessError(
-        "cannot connect to libvirt at {}{} after {} attempt(s): {}. Is libvirtd (or virtqemud) "
-        "running on this host, and may this user open the socket?".format(
-            target, " (read-only)" if readonly else "", attempts, last if last is not None else "no connection"),
-        uri=target, code=code, transient=bool(last is not None and is_transient(last)))
+        "cannot connect to libvirt at {}{} after {} attempt(s): {}.{}".format(
+            target, " (read-only)" if readonly else "", tried, last if last is not None else "no connection", hint),
+        uri=target, code=code, transient=transient)
 
 
 def lookup_domain(conn: Any, ident: str, kind: str | None = None) -> Any:

@@ -179,3 +179,56 @@ def test_controllers_through_the_ontap_interface(node, module_runner, ontap_sim)
     r = module_runner("vm_info", {"uri": node["uri"], "host_root": str(root), "controllers": [bad],
                                   "vms": ["vm0000"]})
     assert r.failed and "wrong-password" not in str(r)
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "domains"
+
+
+def test_parse_a_real_live_domain_xml():
+    from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import parse_domain_xml
+    vm = parse_domain_xml((FIXTURES / "db01-live.xml").read_text())
+    assert (vm["name"], vm["uuid"], vm["type"]) == ("db01", "5b8e6f2c-3d1a-4c8e-9f0b-2a7d4e6c1b39", "kvm")
+    assert vm["nvram"] == "/var/lib/libvirt/qemu/nvram/db01_VARS.fd"
+    assert vm["loader"] == {"path": "/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "type": "pflash", "readonly": True,
+                            "firmware": "efi"}
+    assert vm["agent"] == {"present": True, "connected": True}
+    root, blk, net, iso, empty = vm["disks"]
+    assert (root["type"], root["format"], root["target"], root["path"]) == (
+        "file", "qcow2", "vda", "/mnt/ds1/db01/db01-root.qcow2")
+    assert [(b["format"], b["path"]) for b in root["backing_chain"]] == [
+        ("qcow2", "/mnt/ds1/templates/debian12.qcow2"), ("raw", "/mnt/ds1/templates/debian12-base.raw")]
+    assert (blk["type"], blk["path"], blk["shareable"], blk["backing_chain"]) == ("block", "/dev/mapper/mpatha", True, [])
+    assert (net["type"], net["path"], net["source"]["hosts"][0]["name"]) == (
+        "network", "iscsi:iqn.1992-08.com.netapp:sn.4082367740/0", "10.10.30.11")
+    assert (iso["device"], iso["readonly"], iso["bus"]) == ("cdrom", True, "sata")
+    assert empty["path"] is None and empty["device"] == "cdrom"
+
+
+def test_rich_domain_through_the_module(tmp_path, module_runner):
+    xml = (FIXTURES / "db01-live.xml").read_text()
+    # the test driver takes the same XML (type test); block/iscsi disks are mapped by vm_mapping
+    xml = xml.replace("<domain type='kvm' id='7'>", "<domain type='test'>").replace("<os firmware='efi'>", "<os>")
+    node = tmp_path / "node.xml"
+    node.write_text("<node>%s</node>" % xml)
+    r = module_runner("vm_info", {
+        "uri": "test://%s" % node, "strict": False,
+        "datastores": [{"path": "/mnt/ds1", "controller": "cluster1", "svm": "svm_nfs", "volume": "vol_ds1"}],
+        "vm_mapping": [{"vm": "db01", "controller": "cluster1", "svm": "svm_san", "path": "/vol/vol_db/lun_db01"}],
+        "storage_inventory": [{"controller": "cluster1", "svm": "svm_san",
+                               "luns": [{"path": "/vol/vol_db/lun_db01", "serial": "D31sh#DQGQUu"}]}]})
+    assert r.rc == 0, r.get("msg")
+    vm = r["vms"][0]
+    disks = {d["target"]: d for d in vm["disks"]}
+    assert disks["vda"]["path_in_volume"] == "/db01/db01-root.qcow2"
+    assert [b["path_in_volume"] for b in disks["vda"]["backing_chain"]] == [
+        "/templates/debian12.qcow2", "/templates/debian12-base.raw"]
+    assert disks["vdb"]["lun"] == {"path": "/vol/vol_db/lun_db01", "serial": "D31sh#DQGQUu"}
+    assert (disks["vdb"]["svm"], disks["vdb"]["volume"], disks["vdb"]["mapped_by"]) == ("svm_san", "vol_db", "vm_mapping")
+    assert disks["vdc"]["lun"]["path"] == "/vol/vol_db/lun_db01"
+    assert disks["sda"]["skipped"] and disks["sdb"]["skipped"]
+    assert vm["nvram"] == "/var/lib/libvirt/qemu/nvram/db01_VARS.fd"
+    # /dev/mapper/mpatha is not on this host: the serial cross-check is skipped, nothing unprotectable
+    assert r["unprotectable"] == []
+    vols = {(v["svm"], v["volume"]): v for v in r["volumes"]}
+    assert vols[("svm_san", "vol_db")]["luns"] == ["/vol/vol_db/lun_db01"]
+    assert vols[("svm_nfs", "vol_ds1")]["vms"] == ["db01"]
