@@ -6,7 +6,7 @@ import time
 
 import pytest
 from netapp_lib.api.zapi import zapi
-from simapi import Client, with_version, zapi_server, zcall, zelem
+from simapi import LAB_CONFIG, Client, with_version, zapi_server, zcall, zelem
 
 
 @pytest.fixture
@@ -223,10 +223,25 @@ def test_cg_start_commit_and_timeout(zl):
     assert len({s["access-time"] for s in snaps}) == 1 and {s["snapmirror-label"] for s in snaps} == {"daily"}
     with pytest.raises(zapi.NaApiError):
         zcall(server, "cg-commit", **{"cg-id": cg_id})  # already committed
-    start = zelem("cg-start", {"snapshot": "cg2", "timeout": "urgent", "user-timeout": "1",
-                               "volumes": [{"volume-name": "vol_ds1"}]})
+    bad = zelem("cg-start", {"snapshot": "cg2", "timeout": "urgent", "user-timeout": "10",
+                             "volumes": [{"volume-name": "vol_ds1"}]})
+    with pytest.raises(zapi.NaApiError) as exc:
+        server.invoke_successfully(bad, enable_tunneling=True)  # timeout and user-timeout are exclusive
+    assert exc.value.code == "13115"
+    bad = zelem("cg-start", {"snapshot": "cg2", "user-timeout": "1", "volumes": [{"volume-name": "vol_ds1"}]})
+    with pytest.raises(zapi.NaApiError):
+        server.invoke_successfully(bad, enable_tunneling=True)  # below the "urgent" 5 s minimum
+
+
+def test_cg_commit_after_fence_timeout_fails(fast_sim, monkeypatch):
+    cfg = dict(LAB_CONFIG, options={"cg_fence_scale": 0.05})  # urgent 5 s -> 0.25 s
+    sim = fast_sim(cfg)
+    monkeypatch.setenv("SSL_CERT_FILE", sim.ca_file)
+    server = zapi_server(sim, vserver="svm1")
+    start = zelem("cg-start", {"snapshot": "cg2", "timeout": "urgent", "volumes": [{"volume-name": "vol_ds1"}]})
     cg_id = server.invoke_successfully(start, enable_tunneling=True)["cg-id"]
-    time.sleep(1.1)
+    assert _snap_infos(server, name="cg2")
+    time.sleep(0.4)
     with pytest.raises(zapi.NaApiError) as exc:
         zcall(server, "cg-commit", **{"cg-id": cg_id})
     assert exc.value.code == "13701" and "timed out" in exc.value.message

@@ -105,7 +105,8 @@ def load(path: Path | None) -> dict[str, Any]:
     latency.update({k: float(v) for k, v in (raw.get("latency") or {}).items()})
     cfg["latency"] = latency
     cfg["latency_scale"] = float(raw.get("latency_scale", 1.0))
-    cfg["options"] = {"zapi": True, "zapi_default_max_records": 20, **(raw.get("options") or {})}
+    cfg["options"] = {"zapi": True, "zapi_default_max_records": 20, "cg_fence_scale": 1.0,
+                      **(raw.get("options") or {})}
     policies = {p["name"]: p for p in BUILTIN_POLICIES}
     for pol in cfg.get("policies") or []:
         if pol.get("type", "async") not in ("async", "vault", "mirror_vault"):

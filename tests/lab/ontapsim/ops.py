@@ -11,7 +11,9 @@ from .errors import SimError
 from .state import State, new_uuid
 from .storage import StorageError
 
-CG_TIMEOUTS = {"urgent": 2.0, "medium": 7.0, "relaxed": 20.0}
+# cg-start fence timeouts (ZAPI docs); user-timeout must lie between "urgent" and 120 s.
+CG_TIMEOUTS = {"urgent": 5.0, "medium": 7.0, "relaxed": 20.0}
+CG_USER_TIMEOUT_MAX = 120
 _BAD_NAME = re.compile(r"[/\s,*?|!<>\"']")
 
 
@@ -193,14 +195,21 @@ class Ops:
 
     # ZAPI two-phase CG: snapshots are taken at cg-start (I/O is fenced until cg-commit); a commit
     # after the fence timeout fails and the snapshots are discarded.
-    def cg_start(self, vols: list[dict[str, Any]], name: str, timeout: str, label: str | None,
+    def cg_start(self, vols: list[dict[str, Any]], name: str, timeout: str | None, label: str | None,
                  user_timeout: int | None = None) -> str:
-        if timeout not in CG_TIMEOUTS:
+        if timeout is not None and user_timeout is not None:
+            raise SimError("invalid", "Specify either timeout or user-timeout, not both.")
+        if timeout is not None and timeout not in CG_TIMEOUTS:
             raise SimError("invalid", f'Invalid value "{timeout}" for "timeout": urgent, medium or relaxed.')
+        if user_timeout is not None and not CG_TIMEOUTS["urgent"] <= user_timeout <= CG_USER_TIMEOUT_MAX:
+            raise SimError("invalid", f"user-timeout must be between {int(CG_TIMEOUTS['urgent'])} and "
+                                      f"{CG_USER_TIMEOUT_MAX} seconds.")
         snaps = self.create_snapshots(vols, name, None, label)
         self.st.doc["counters"]["cg_id"] += 1
         cg_id = str(self.st.doc["counters"]["cg_id"])
-        secs = float(user_timeout) if user_timeout else CG_TIMEOUTS[timeout]
+        secs = float(user_timeout) if user_timeout is not None else CG_TIMEOUTS[timeout or "medium"]
+        # options.cg_fence_scale shortens the fence for fast tests of the expiry path.
+        secs *= float(self.st.cfg["options"].get("cg_fence_scale", 1.0))
         self.st.doc["cg_pending"][cg_id] = {"deadline": time.time() + secs, "name": name,
                                             "members": [[v["uuid"], s["uuid"]] for v, s in zip(vols, snaps)]}
         self.st.save()

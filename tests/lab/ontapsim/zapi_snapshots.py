@@ -157,8 +157,8 @@ class SnapshotHandlers(InfoHandlers):
         self.knobs.delay("cg_start")
         with self.st.lock:
             vols = [self._volume(svm, n) for n in names]
-            cg_id = self.ops.cg_start(vols, sname, child_text(api, "timeout", "medium") or "medium",
-                                      child_text(api, "snapmirror-label"), int(user_timeout) if user_timeout else None)
+            cg_id = self.ops.cg_start(vols, sname, child_text(api, "timeout"), child_text(api, "snapmirror-label"),
+                                      int(user_timeout) if user_timeout else None)
         return fields("results", {"cg-id": cg_id})
 
     def cg_commit(self, api: ET.Element, svm: dict[str, Any]) -> None:
