@@ -144,3 +144,14 @@ def test_tunnelled_lif_listing_hides_cluster_lifs(lab):
     r = lab.call("GET", "/api/network/ip/interfaces", query={"fields": "svm.name,ip.address"},
                  headers={"X-Dot-SVM-Name": "svm_dr"})
     assert [x["ip"]["address"] for x in r["records"]] == ["127.0.0.2"]
+
+
+def test_no_volume_restore_on_dp_destination(lab):
+    src = lab.volume("vol_ds2")
+    lab.create_snapshot(src["uuid"], "a")
+    rel = lab.get("/api/snapmirror/relationships", destination__path="svm_dr:vol_ds2_mirror")["records"][0]
+    lab.post(f"/api/snapmirror/relationships/{rel['uuid']}/transfers", {}, query={"return_timeout": 10})
+    dst = lab.volume("vol_ds2_mirror", svm="svm_dr")
+    r = lab.patch(f"/api/storage/volumes/{dst['uuid']}", {}, query={"restore_to.snapshot.name": "a",
+                                                                     "return_timeout": 10})
+    assert r.status == 409 and "mirror" in r["error"]["message"]

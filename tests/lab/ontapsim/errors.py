@@ -17,6 +17,7 @@ ERROR_TABLE: dict[str, tuple[int, str, str]] = {
     "busy": (409, "1638555", "13024"),
     "in_use": (409, "8", "13001"),
     "newer_snapshots": (409, "8", "13038"),  # sim: CLI wording, code 8 "resource in use"
+    "restore_refused": (409, "8", "13038"),
     "invalid": (400, "262185", "13115"),
     "missing": (400, "262177", "13006"),
     "unexpected_argument": (400, "262179", "13115"),

@@ -99,6 +99,9 @@ class Ops:
 
     # -- restores ----------------------------------------------------------------------------
     def restore_volume(self, vol: dict[str, Any], snap: dict[str, Any], force: bool = False) -> None:
+        if vol["type"] == "dp":
+            raise SimError("restore_refused", f'Cannot restore volume "{vol["name"]}": it is a SnapMirror '
+                                              "destination (mirror); break the relationship first.")
         idx = vol["snapshots"].index(snap)
         newer = vol["snapshots"][idx + 1:]
         if newer and not force:
