@@ -148,14 +148,21 @@ class StorageInventory:
     def ensure(self) -> None:
         while self._pending:
             name, factory = self._pending.pop(0)
-            client = factory()
-            for lif in client.list_ip_interfaces():
+            try:
+                client = factory()
+                lifs = client.list_ip_interfaces()
+                vols = client.list_volumes()
+                luns = client.list_luns()
+            except Exception as exc:  # OntapError/OptionError of the ONTAP interface name the host and the fix
+                raise StorageMapError("controller %s: reading its data LIFs, volumes and LUNs failed: %s"
+                                      % (name, exc)) from exc
+            for lif in lifs:
                 if lif.get("svm") and lif.get("address"):
                     self.add_lif(name, lif["svm"], lif["address"])
-            for vol in client.list_volumes():
+            for vol in vols:
                 if vol.get("svm"):
                     self.add_volume(name, vol["svm"], vol["name"], vol.get("junction_path"))
-            for lun in client.list_luns():
+            for lun in luns:
                 self.add_lun(name, lun.get("svm"), lun.get("path"), lun.get("serial"), lun.get("volume"))
 
     def svms_for_address(self, address: Optional[str]) -> List[Tuple[str, str]]:

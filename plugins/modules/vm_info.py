@@ -651,10 +651,6 @@ def main():
         module.fail_json(msg=str(exc))
     except _libvirt.libvirt.libvirtError as exc:
         module.fail_json(msg="libvirt at %s: %s" % (module.params["uri"], exc))
-    except Exception as exc:  # ONTAP errors from the lazily imported client name the controller themselves
-        if type(exc).__name__ in ("OntapError", "OptionError"):
-            module.fail_json(msg="vm_info: reading the ONTAP facts failed: %s" % exc)
-        raise
 
 
 if __name__ == "__main__":

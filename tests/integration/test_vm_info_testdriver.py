@@ -156,7 +156,8 @@ def test_unreachable_libvirt_names_the_uri(module_runner):
     assert r.failed and "cannot connect to libvirt" in r["msg"] and "/nonexistent/sock" in r["msg"]
 
 
-def test_controllers_through_the_ontap_interface(node, module_runner, ontap_sim):
+@pytest.mark.parametrize("transport", ["rest", "zapi"])
+def test_controllers_through_the_ontap_interface(node, module_runner, ontap_sim, transport):
     # NFS datastore mounted from the simulator's data LIF (127.0.0.1:/vol_ds1); LIFs and junction
     # paths are read from the simulator through the collection's ONTAP client (REST).
     root = node["tmp"] / "host"
@@ -165,7 +166,8 @@ def test_controllers_through_the_ontap_interface(node, module_runner, ontap_sim)
         "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
         "112 22 0:52 / %s rw,relatime shared:60 - nfs 127.0.0.1:/vol_ds1 rw,vers=3,hard,proto=tcp,"
         "sec=sys,local_lock=none,addr=127.0.0.1\n" % node["ds"])
-    controller = dict(ontap_sim.conn("rest"), name="lab")
+    # the read-only user is enough: discovery only reads
+    controller = dict(ontap_sim.conn(transport, username="backup_ro"), name="lab")
     r = module_runner("vm_info", {"uri": node["uri"], "host_root": str(root), "controllers": [controller],
                                   "vms": ["vm0000", "vm0001"]})
     assert r.rc == 0, r.get("msg")
