@@ -152,6 +152,16 @@ def full_volumes(results, limit=1023):
     return sorted(k for k, n in counts.items() if n >= int(limit))
 
 
+def newer_snapshots(records, snapshot, volume_keys):
+    """Snapshots newer than SNAPSHOT on the given volumes (what a whole-volume restore would delete)."""
+    records = _plain(records)
+    snap = _plain(snapshot)
+    keys = set(_plain(volume_keys))
+    return [{"name": r["name"], "volumes": sorted(keys & set(r["volumes"]))} for r in records
+            if (r.get("create_time") or 0) > (snap.get("create_time") or 0) and keys & set(r["volumes"])
+            and r["name"] != snap.get("name")]
+
+
 def select_snapshot(records, spec):
     """Pick the snapshot to restore from the catalog: 'latest' (newest of ours that every needed volume has),
     a name, or a JMESPath query (its result: a record, a name, or a list of them - the last one is used)."""
@@ -159,7 +169,8 @@ def select_snapshot(records, spec):
     spec = _plain(spec)
     kind, value = spec.get("kind"), spec.get("value")
     if kind == "latest":
-        good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "valid"]
+        good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "valid"
+                and r.get("policy") != "prerestore"]
         if not good:
             raise AnsibleFilterError("kvmsnap restore pre-flight: kvmsnap_restore_snapshot=latest: no snapshot of this "
                                      "collection exists on every needed volume (%d snapshot(s) listed)." % len(records))
@@ -264,6 +275,7 @@ class FilterModule:
             "vm_table": vm_table,
             "catalog": catalog,
             "full_volumes": full_volumes,
+            "newer_snapshots": newer_snapshots,
             "select_snapshot": select_snapshot,
             "run_report": run_report,
             "report_stats": report_stats,
