@@ -44,6 +44,7 @@ options:
         strictly as a UUID.
       - A VM that libvirt does not know fails the task; all unknown VMs are named.
       - Default is every domain of the connection.
+      - When a selected VM has a disk on a LUN, the other domains are read too, to find a LUN it shares with them.
     type: list
     elements: str
   query:
@@ -550,6 +551,17 @@ def _vm_record(xml, state, persistent):
     }
 
 
+def _records(raw, uri):
+    vms = []
+    for xml, state, persistent in raw:
+        try:
+            vms.append(_vm_record(xml, state, persistent))
+        except DomainXmlError as exc:
+            raise VmInfoError("libvirt at %s returned a domain XML that does not parse: %s" % (uri, exc)) from None
+    vms.sort(key=lambda vm: (vm["name"] or "", vm["uuid"] or ""))
+    return vms
+
+
 def _controller_factory(params, module_name):
     def factory():
         from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
@@ -601,26 +613,27 @@ def run(module):
         lap("connect_ms")
         raw = session.call(lambda conn: _gather(conn, p["vms"]))
         lap("list_ms")
+        vms = _records(raw, p["uri"])
+        lap("parse_ms")
+        problems = []
+        if p["map_storage"]:
+            mapper = StorageMapper(inventory, datastores, vm_mapping, p["host_root"])
+            for vm in vms:
+                problems.extend(mapper.map_vm(vm))
+            everyone = vms
+            if p["vms"] and any(d.get("lun") for vm in vms for d in vm["disks"]):
+                # a LUN shared with a VM outside the selection makes the selected VM unprotectable too
+                mine = {vm["uuid"] for vm in vms}
+                others = [vm for vm in _records(session.call(lambda conn: _gather(conn, None)), p["uri"])
+                          if vm["uuid"] not in mine]
+                for vm in others:
+                    mapper.map_vm(vm)
+                everyone = vms + others
+            problems.extend(shared_lun_problems(everyone))
+        lap("map_ms")
     finally:
         session.close()
 
-    vms = []
-    for xml, state, persistent in raw:
-        try:
-            vms.append(_vm_record(xml, state, persistent))
-        except DomainXmlError as exc:
-            raise VmInfoError("libvirt at %s returned a domain XML that does not parse: %s" % (p["uri"], exc)) from None
-    vms.sort(key=lambda vm: (vm["name"] or "", vm["uuid"] or ""))
-
-    lap("parse_ms")
-    problems = []
-    if p["map_storage"]:
-        mapper = StorageMapper(inventory, datastores, vm_mapping, p["host_root"])
-        for vm in vms:
-            problems.extend(mapper.map_vm(vm))
-        problems.extend(shared_lun_problems(vms))
-
-    lap("map_ms")
     if p["query"]:
         vms = _apply_query(vms, p["query"])
     selected = {vm["uuid"] for vm in vms}

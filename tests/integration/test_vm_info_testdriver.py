@@ -234,3 +234,62 @@ def test_rich_domain_through_the_module(tmp_path, module_runner):
     vols = {(v["svm"], v["volume"]): v for v in r["volumes"]}
     assert vols[("svm_san", "vol_db")]["luns"] == ["/vol/vol_db/lun_db01"]
     assert vols[("svm_nfs", "vol_ds1")]["vms"] == ["db01"]
+
+
+def _sysfs_tree(root):
+    import json
+    import os
+    spec = json.loads((FIXTURES.parent / "sysfs" / "kvm2-san.json").read_text())
+    for path, content in spec["files"].items():
+        p = root / path.lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content)
+    for path in spec["dirs"] + [os.path.dirname(d) for d in spec["devices"]]:
+        (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    for path in spec["devices"]:
+        (root / path.lstrip("/")).write_text("")
+    for path, target in spec["links"].items():
+        p = root / path.lstrip("/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, p)
+    (root / "proc" / "self").mkdir(parents=True)
+    (root / "proc" / "self" / "mountinfo").write_text("22 1 252:1 / / rw,relatime - ext4 /dev/vda1 rw\n")
+
+
+def test_san_disks_through_multipath_and_the_simulator(tmp_path, module_runner, sim_factory):
+    sim = sim_factory({"volumes": [{"name": "vol_san", "svm": "svm1", "junction_path": None, "size": "2G"}],
+                       "luns": [{"path": "/vol/vol_san/lun1", "svm": "svm1", "size": "64M",
+                                 "serial_number": "D31sh#DQGQUu", "os_type": "linux"},
+                                {"path": "/vol/vol_san/lun_pv", "svm": "svm1", "size": "64M",
+                                 "serial_number": "wB3Jl$Kp7*Q!", "os_type": "linux"}]})
+    specs = [{"name": "san1", "uuid": "5a000000-0000-4000-8000-000000000001", "state": "running",
+              "disks": [{"type": "block", "device": "disk", "format": "raw", "target": "vda",
+                         "path": "/dev/mapper/mpatha"}]},
+             {"name": "san2", "uuid": "5a000000-0000-4000-8000-000000000002", "state": "running",
+              "disks": [{"type": "block", "device": "disk", "format": "raw", "target": "vda",
+                         "path": "/dev/disk/by-id/dm-uuid-mpath-3600a0980443331736823445147515575"}]},
+             {"name": "lvm3", "uuid": "5a000000-0000-4000-8000-000000000003", "state": "shutoff",
+              "disks": [{"type": "block", "device": "disk", "format": "raw", "target": "vda",
+                         "path": "/dev/vg_san/lv_vm3"}]},
+             {"name": "eseries", "uuid": "5a000000-0000-4000-8000-000000000004", "state": "shutoff",
+              "disks": [{"type": "block", "device": "disk", "format": "raw", "target": "vda",
+                         "path": "/dev/mapper/eseries"}]}]
+    uri = guestlab.write_test_node(str(tmp_path / "node.xml"), specs)
+    root = tmp_path / "host"
+    _sysfs_tree(root)
+    ctrl = [dict(sim.conn("rest", username="backup_ro"), name="lab")]
+    r = module_runner("vm_info", {"uri": uri, "host_root": str(root), "controllers": ctrl, "strict": False})
+    assert r.rc == 0, r.get("msg")
+    vms = {v["name"]: v for v in r["vms"]}
+    lun = vms["san1"]["disks"][0]["lun"]
+    assert lun == {"path": "/vol/vol_san/lun1", "serial": "D31sh#DQGQUu", "wwid": "3600a0980443331736823445147515575"}
+    assert (vms["san1"]["disks"][0]["svm"], vms["san1"]["disks"][0]["volume"]) == ("svm1", "vol_san")
+    assert vms["lvm3"]["disks"][0]["lun"]["path"] == "/vol/vol_san/lun_pv"
+    got = sorted((u["vm"], u["severity"], u["reason"].split(":")[0]) for u in r["unprotectable"])
+    assert [g[:2] for g in got] == [("eseries", "error"), ("lvm3", "note"), ("san1", "error"), ("san2", "error")]
+    assert "several VMs (san1, san2)" in [u for u in r["unprotectable"] if u["vm"] == "san1"][0]["reason"]
+    # strict: the shared LUN and the non-ONTAP disk fail the task; the LVM note does not
+    r = module_runner("vm_info", {"uri": uri, "host_root": str(root), "controllers": ctrl, "vms": ["lvm3"]})
+    assert r.rc == 0, r.get("msg")
+    r = module_runner("vm_info", {"uri": uri, "host_root": str(root), "controllers": ctrl, "vms": ["san1", "eseries"]})
+    assert r.failed and "VM eseries disk vda" in r["msg"] and "several VMs" in r["msg"]
