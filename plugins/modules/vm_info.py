@@ -591,6 +591,9 @@ def run(module):
     if p["retries"] < 0 or p["retries"] > 10:
         raise VmInfoError("retries: %r is out of range; expected 0-10." % p["retries"])
     host = socket.gethostname()
+    if (p["uri"] or "").split(":", 1)[0].endswith("+tcp"):
+        module.warn("uri %s uses the unencrypted TCP transport; use qemu+ssh:// or qemu+tls:// (or the local "
+                    "qemu:///system socket) so the domain XML does not cross the network in clear text." % p["uri"])
 
     vm_mapping = parse_vm_mapping(p["vm_mapping"])
     datastores = parse_datastores(p["datastores"])

@@ -2,8 +2,9 @@
 
 libvirt_system   session: a read-write qemu:///system connection; skips (with the reason) when
                  libvirtd is not reachable. Tests using it carry @pytest.mark.needs_libvirtd so
-                 CI (CI=true) turns that skip into a failure. At session end every domain whose
-                 name starts with this run's prefix (kvs-<pid>-) is destroyed and undefined.
+                 CI (CI=true) turns that skip into a failure. At session start lab domains of dead
+                 runs are removed; at session end every domain whose name starts with this run's
+                 prefix (kvs-<pid>-) is destroyed and undefined.
 guest_assets     session: the kernel + initramfs (built once, cached in tests/lab/cache/).
 real_guest       function: factory real_guest(disk_dir=None, disk_path=None, size_mib=64, name=None,
                  memory_mib=128, with_agent=True, transient=False, wait=True, extra_disks=())
@@ -75,6 +76,7 @@ def libvirt_system():
         conn = libvirt.open(SYSTEM_URI)
     except libvirt.libvirtError as err:
         pytest.skip(f"libvirtd is not reachable at {SYSTEM_URI} ({err}); start it with tests/lab/ensure-services")
+    guestlab.cleanup_stale(conn)  # leftovers of earlier runs that died (their pid is gone)
     try:
         yield conn
     finally:

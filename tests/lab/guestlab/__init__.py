@@ -42,6 +42,7 @@ Python API (``sys.path.insert(0, 'tests/lab'); import guestlab``)
 ``shutdown_guest(dom, timeout=30)``                                 clean power-off via the agent
 ``destroy_and_undefine(dom)``                                       never raises for a gone domain
 ``cleanup_prefix(conn, prefix) -> [names]``
+``cleanup_stale(conn) -> [names]``                                  kvs-<pid>-* of runs that are gone
 ``run_prefix() -> 'kvs-<pid>-'``                                    name prefix of this test run
 ``host_has_kvm()`` / ``domain_type()``
 ``write_test_node(path, domains) / make_test_domains(n, datastore_dir, ...)``   test:/// node XML
@@ -50,7 +51,10 @@ Python API (``sys.path.insert(0, 'tests/lab'); import guestlab``)
 Disks for snapshot tests go where the caller says, e.g. inside the ONTAP simulator's
 ``DIR/volumes/<svm>/<volume>/``, so snapshots and restores act on the files the guests use.
 
-Measured on the lab machine (2 cores, TCG): boot to agent-ready ~5-6 s, ~170 MiB RSS per guest.
+Measured on the lab machine (2 shared cores, TCG, kernel 6.1.0-56-cloud-amd64): boot to
+agent-ready 3.3-5 s (up to ~11 s while the CPU is busy), QEMU RSS ~205-218 MiB per guest, the
+writer manages ~15-20 lines/s; initramfs ~3.9 MB, first build ~5 s (cached afterwards).
+Minimal guest: ~40 MiB RSS, ~0.2 % of a CPU once halted.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from .domain import (
     GuestError,
     agent_command,
     cleanup_prefix,
+    cleanup_stale,
     console_log_path,
     console_tail,
     define_guest,
@@ -82,7 +87,7 @@ from .testnode import make_test_domains, write_test_node
 
 __all__ = [
     "AGENT_PORT_NAME", "BuildError", "GuestAssets", "GuestError", "agent_command", "build_assets",
-    "cleanup_prefix", "configure_qemu_conf", "console_log_path", "console_tail", "define_guest",
+    "cleanup_prefix", "cleanup_stale", "configure_qemu_conf", "console_log_path", "console_tail", "define_guest",
     "define_minimal_guest", "destroy_and_undefine", "domain_type", "fsck_disk", "guest_exec", "guest_xml",
     "host_has_kvm", "make_boot_sector", "make_data_disk", "make_test_domains", "minimal_guest_xml",
     "missing_host_commands", "parse_writer_log", "read_disk_file", "read_guest_file", "run_prefix",

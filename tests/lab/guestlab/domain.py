@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import tempfile
 import time
 import uuid as uuidlib
@@ -320,6 +321,21 @@ def cleanup_prefix(conn, prefix: str) -> list[str]:
     for dom in conn.listAllDomains(0):
         name = dom.name()
         if name.startswith(prefix):
+            destroy_and_undefine(dom)
+            gone.append(name)
+    return gone
+
+
+_PREFIX_RE = re.compile(r"^kvs-(\d+)-")
+
+
+def cleanup_stale(conn) -> list[str]:
+    """Remove lab domains (kvs-<pid>-...) whose test run (pid) is gone; returns their names."""
+    gone = []
+    for dom in conn.listAllDomains(0):
+        m = _PREFIX_RE.match(dom.name())
+        if m and int(m.group(1)) != os.getpid() and not os.path.exists(f"/proc/{m.group(1)}"):
+            name = dom.name()
             destroy_and_undefine(dom)
             gone.append(name)
     return gone
