@@ -26,12 +26,16 @@ class Reply:
 
 
 class Client:
-    def __init__(self, sim: Any, user: str = "admin", password: str = "netapp123") -> None:
+    def __init__(self, sim: Any, user: str = "admin", password: str = "netapp123",
+                 cert: tuple[str, str] | None = None) -> None:
         self.sim = sim
         self.url = sim.url
         self.user = user
         self.password = password
         self.ctx = ssl.create_default_context(cafile=sim.ca_file)
+        self.cert = cert
+        if cert:  # certificate authentication: no Authorization header
+            self.ctx.load_cert_chain(*cert)
 
     def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | str | None = None,
              headers: dict[str, str] | None = None, auth: bool = True) -> Reply:
@@ -43,7 +47,7 @@ class Client:
         req.add_header("Accept", "application/hal+json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
-        if auth:
+        if auth and not self.cert:
             import base64
             token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")

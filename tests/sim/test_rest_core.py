@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from simapi import Client
 
 
@@ -130,3 +131,22 @@ def test_unexpected_argument_262179(api):
     vol = api.volume("vol_ds1")
     r = api.post(f"/api/storage/volumes/{vol['uuid']}/snapshots", {"name": "x", "bogus": 1})
     assert r.status == 400 and r["error"]["code"] == "262179" and r["error"]["target"] == "bogus"
+
+
+def test_client_certificate_authentication(api, tmp_path):
+    issued = api.admin("POST", "client-cert", {"user": "backup_ro"})
+    c = Client(api.sim, cert=(issued["cert_file"], issued["key_file"]))
+    assert c.get("/api/cluster").status == 200
+    vol = c.volume("vol_ds1")
+    # The certificate's CN is the user: backup_ro is read-only.
+    assert c.post(f"/api/storage/volumes/{vol['uuid']}/snapshots", {"name": "x"}).status == 403
+    assert api.call("POST", "/_sim/client-cert", {"user": "nobody"}).status == 400
+    # A certificate from another CA fails the TLS handshake.
+    import subprocess
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(crt), "-subj", "/CN=admin", "-days", "1"],
+                   check=True, capture_output=True)
+    rogue = Client(api.sim, cert=(str(crt), str(key)))
+    with pytest.raises(OSError):
+        rogue.get("/api/cluster")

@@ -309,3 +309,19 @@ def test_default_cluster_zapi(zapi_env):
     server = zapi_server(zapi_env, vserver="svm1")
     assert zcall(server, "volume-get-iter")["num-records"] == "2"
     assert Client(zapi_env).get("/api/cluster").status == 200
+
+
+def test_zapi_with_client_certificate(lab):
+    # The collection's ZAPI client can log in with a certificate (no Authorization header, no challenge).
+    import ssl
+    import urllib.request
+    issued = lab.admin("POST", "client-cert", {"user": "admin"})
+    ctx = ssl.create_default_context(cafile=lab.sim.ca_file)
+    ctx.load_cert_chain(issued["cert_file"], issued["key_file"])
+    body = (b'<netapp xmlns="http://www.netapp.com/filer/admin" version="1.110" vfiler="svm1">'
+            b"<volume-get-iter/></netapp>")
+    req = urllib.request.Request(lab.url + "/servlets/netapp.servlets.admin.XMLrequest_filer", data=body,
+                                 method="POST", headers={"Content-Type": "text/xml"})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'status="passed"' in text and "<num-records>3</num-records>" in text

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .auth import Auth
+from .certs import issue_client_cert
 from .faults import Knobs
 from .ops import Ops
 from .state import State
 
 
 class AdminApi:
-    def __init__(self, state: State, ops: Ops, knobs: Knobs) -> None:
+    def __init__(self, state: State, ops: Ops, knobs: Knobs, auth: Auth) -> None:
+        self.auth = auth
         self.st = state
         self.ops = ops
         self.knobs = knobs
@@ -45,6 +48,12 @@ class AdminApi:
                 self.knobs.clear_faults()
                 self.knobs.clear_calls()
                 return 200, {"reset": True}
+            if route == ("POST", "/_sim/client-cert"):
+                user = (body or {}).get("user", "")
+                if user not in self.auth.users:
+                    raise ValueError(f"no such user {user!r}")
+                cert, key = issue_client_cert(self.st.data_dir, user)
+                return 201, {"user": user, "cert_file": str(cert), "key_file": str(key)}
             if route == ("GET", "/_sim/info"):
                 with self.st.lock:
                     return 200, {"storage": self.st.storage.kind, "data_dir": str(self.st.data_dir),

@@ -29,5 +29,15 @@ class Auth:
             return None
         return user
 
+    def from_certificate(self, peercert: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The user named by a verified client certificate's common name (ONTAP's cert login)."""
+        if not peercert:
+            return None
+        for rdn in peercert.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return self.users.get(value)
+        return None
+
     def allowed(self, user: dict[str, Any], action: str) -> bool:
         return action in self.roles.get(user.get("role", "admin"), set())

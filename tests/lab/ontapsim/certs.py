@@ -48,3 +48,29 @@ def ensure_certs(data_dir: Path) -> tuple[Path, Path, Path]:
     for p in (ca_key, key):
         p.chmod(0o600)
     return ca, cert, key
+
+
+def issue_client_cert(data_dir: Path, user: str) -> tuple[Path, Path]:
+    """A client certificate (CN=<user>, signed by the lab CA) for certificate authentication,
+    as ONTAP maps a certificate's common name to a cluster user."""
+    if not user or not all(c.isalnum() or c in "._-" for c in user):
+        raise ValueError(f"invalid user name {user!r}")
+    out = data_dir / "clients"
+    out.mkdir(exist_ok=True)
+    cert, key = out / f"{user}.pem", out / f"{user}.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        csr = t / "client.csr"
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={user}")
+        ext = t / "ext.cnf"
+        ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                       "extendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\n"
+                       "authorityKeyIdentifier=keyid,issuer\n")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(data_dir / "ca.pem"), "-CAkey",
+                 str(data_dir / "ca.key"), "-CAcreateserial", "-CAserial", str(t / "ca.srl"),
+                 "-out", str(cert), "-days", DAYS, "-extfile", str(ext), "-sha256")
+    key.chmod(0o600)
+    return cert, key

@@ -53,7 +53,7 @@ class Sim:
         self.jobs = Jobs(self.state)
         self.rest = RestApi(self.state, self.ops, self.jobs, self.knobs, self.auth)
         self.zapi = ZapiApi(self.state, self.ops, self.knobs, self.auth)
-        self.admin = AdminApi(self.state, self.ops, self.knobs)
+        self.admin = AdminApi(self.state, self.ops, self.knobs, self.auth)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -113,7 +113,13 @@ class Handler(BaseHTTPRequestHandler):
         if is_zapi:
             api, rec.vfiler = sim.zapi.peek(raw)
             rec.api = api
-        user = sim.auth.authenticate(self.headers.get("Authorization"))
+        header = self.headers.get("Authorization")
+        if header:
+            user = sim.auth.authenticate(header)
+        else:
+            # No credentials in the request: a client certificate (already verified against the
+            # lab CA during the handshake) may name the user.
+            user = sim.auth.from_certificate(self.connection.getpeercert())
         rec.user = user["name"] if user else None
         if not path.startswith("/_sim/"):  # the log is what clients did, not the test's own knobs
             sim.knobs.log_call(rec)
@@ -272,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     sim = Sim(data, cfg, args.latency_scale)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))
+    # Ask for (but do not require) a client certificate signed by the lab CA: certificate auth.
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(str(ca))
     Handler.sim = sim
     server = TLSServer(("127.0.0.1", args.port), Handler, ctx)
     port = server.server_address[1]
