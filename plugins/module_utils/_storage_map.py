@@ -394,13 +394,13 @@ def shared_lun_problems(vms: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             lun = disk.get("lun")
             if lun and disk.get("controller"):
                 key = (disk["controller"], lun["path"])
-                if all(v is not vm for v, _ in users.get(key, [])):
+                if all(v is not vm for v, _label in users.get(key, [])):
                     users.setdefault(key, []).append((vm, disk.get("target") or disk.get("path")))
     problems = []
     for (ctrl, path), entries in sorted(users.items()):
         if len(entries) < 2:
             continue
-        names = ", ".join(v["name"] for v, _ in entries)
+        names = ", ".join(v["name"] for v, _label in entries)
         for vm, label in entries:
             problems.append({"vm": vm["name"], "uuid": vm.get("uuid"), "disk": label, "severity": "error",
                              "reason": "LUN %s:%s is used by several VMs (%s); a LUN snapshot cannot be restored for "
