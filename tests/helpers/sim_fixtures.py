@@ -37,8 +37,15 @@ class Sim:
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
 
-    def conn(self, transport: str = "rest", username: str = "admin", password: str = "netapp123") -> dict[str, Any]:
-        """Connection options of the ontap_* modules for this simulator."""
+    def conn(self, transport: str = "rest", username: str = "admin", password: str = "netapp123",
+             cert: bool = False) -> dict[str, Any]:
+        """Connection options of the ontap_* modules for this simulator; cert=True logs in as
+        USERNAME with a client certificate issued by the simulator's CA instead of a password."""
+        if cert:
+            issued = self.admin("POST", "client-cert", {"user": username})
+            return {"hostname": self.host, "port": self.port, "cert_file": issued["cert_file"],
+                    "key_file": issued["key_file"], "ca_path": self.ca_file, "validate_certs": True,
+                    "transport": transport}
         return {"hostname": self.host, "port": self.port, "username": username, "password": password,
                 "ca_path": self.ca_file, "validate_certs": True, "transport": transport}
 

@@ -174,3 +174,10 @@ def test_job_queued_state(fresh):
     assert fresh.job(r)["state"] == "queued"
     time.sleep(0.5)
     assert fresh.job(r)["state"] == "success" and fresh.snapshots(vol["uuid"])
+
+
+def test_sim_fixture_conn_with_certificate(sim):
+    opts = sim.conn("rest", username="admin", cert=True)
+    assert "password" not in opts and opts["cert_file"].endswith("admin.pem")
+    c = Client(sim, cert=(opts["cert_file"], opts["key_file"]))
+    assert c.get("/api/cluster").status == 200
