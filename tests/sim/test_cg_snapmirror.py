@@ -155,3 +155,18 @@ def test_no_volume_restore_on_dp_destination(lab):
     r = lab.patch(f"/api/storage/volumes/{dst['uuid']}", {}, query={"restore_to.snapshot.name": "a",
                                                                      "return_timeout": 10})
     assert r.status == 409 and "mirror" in r["error"]["message"]
+
+
+def test_broken_off_relationship_transfer_fails_and_turns_unhealthy(fast_sim):
+    cfg = {"svms": [{"name": "svm1", "data_lifs": ["127.0.0.1"]}],
+           "volumes": [{"name": "src", "svm": "svm1"}],
+           "relationships": [{"source": "svm1:src", "destination": "svm1:dst", "state": "broken_off"}]}
+    c = Client(fast_sim(cfg))
+    rel = c.get("/api/snapmirror/relationships", fields="state,healthy")["records"][0]
+    assert rel["state"] == "broken_off" and rel["healthy"] is True
+    r = c.post(f"/api/snapmirror/relationships/{rel['uuid']}/transfers", {})
+    job = c.job(r)
+    assert job["state"] == "failure" and job["code"] == 13303844
+    rel = c.get(f"/api/snapmirror/relationships/{rel['uuid']}", fields="healthy,unhealthy_reason,transfer").body
+    assert rel["healthy"] is False and "broken off" in rel["unhealthy_reason"][0]["message"]
+    assert rel["transfer"]["state"] == "failed"
