@@ -21,7 +21,7 @@ def _measure(module_runner, tmp_path, n, query=None):
         args["query"] = query
     best = own = None
     result = None
-    for _ in range(REPEAT):
+    for _run in range(REPEAT):
         result = module_runner("vm_info", args, timeout=300)
         assert result.rc == 0, result.get("msg")
         ms = result["elapsed_ms"]

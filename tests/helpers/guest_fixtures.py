@@ -146,7 +146,7 @@ def minimal_guests(libvirt_system, tmp_path):
                 transient: bool = False) -> list[Any]:
         wdir = str(workdir) if workdir is not None else str(tmp_path / "minimal")
         doms = []
-        for _ in range(n):
+        for _i in range(n):
             dom = guestlab.define_minimal_guest(libvirt_system, _unique_name("m"), wdir, start=start,
                                                 transient=transient)
             made.append(dom)

@@ -40,9 +40,9 @@ def configure_qemu_conf(path: str = QEMU_CONF) -> bool:
     else:
         # the same keys set elsewhere (uncommented) would fight ours: comment them out
         lines = []
-        keys = {s.split("=")[0].strip() for s in SETTINGS}
+        keys = {s.split("=", maxsplit=1)[0].strip() for s in SETTINGS}
         for line in text.splitlines(keepends=True):
-            key = line.split("=")[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
+            key = line.split("=", maxsplit=1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
             lines.append("# (kvmsnap lab) " + line if key in keys else line)
         new = "".join(lines)
         if new and not new.endswith("\n"):
