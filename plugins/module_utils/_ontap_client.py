@@ -122,14 +122,19 @@ class Ontap:
 
     # ---- shared: one consistent snapshot over many volumes -----------------------------------
     def create_snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str] = None,
-                            snapmirror_label: Optional[str] = None) -> Dict[str, Any]:
-        """One consistent snapshot NAME over VOLUMES [(svm, volume)]; all-or-nothing (see the contract)."""
+                            snapmirror_label: Optional[str] = None, precheck: bool = True,
+                            readback: bool = True) -> Dict[str, Any]:
+        """One consistent snapshot NAME over VOLUMES [(svm, volume)]; all-or-nothing (see the contract).
+
+        PRECHECK=False skips the "does NAME exist already" reads (for callers that checked in a pre-flight,
+        e.g. inside a backup fence); READBACK=False skips reading uuid/create_time back (they are then None).
+        """
         volumes = [(str(s), str(v)) for s, v in volumes]
         if not volumes:
             raise OptionError("volumes: give at least one volume.")
         what = "create snapshot %s on %s" % (name, ", ".join("%s:%s" % sv for sv in volumes))
         existing = {}
-        for svm, vol in volumes:
+        for svm, vol in volumes if precheck else []:
             existing[(svm, vol)] = self.call(what, lambda s=svm, v=vol: self.get_snapshot(s, v, name))
         clash = ["%s:%s" % sv for sv, snap in existing.items() if snap]
         if clash:
@@ -155,6 +160,9 @@ class Ontap:
                 self.backoff(attempt)
         snapshots = []
         for svm, vol in volumes:
+            if not readback:
+                snapshots.append({"svm": svm, "volume": vol, "name": name, "uuid": None, "create_time": None})
+                continue
             snap = self.call(what, lambda s=svm, v=vol: self.get_snapshot(s, v, name))
             if not snap:
                 # netapp.ontap #344: a read right after create can miss the object: retry the read once

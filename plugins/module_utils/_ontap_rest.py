@@ -222,7 +222,8 @@ class OntapRest(Ontap):
         svms = sorted(set(s for s, _v in volumes))
         if len(svms) == 1:
             return self._cg_snapshot(svms[0], [v for _s, v in volumes], name, comment, snapmirror_label)
-        return self._create_set_without_cg(volumes, name, comment, snapmirror_label, multi_svm=True)
+        return self._create_set_without_cg(volumes, name, comment, snapmirror_label,
+                                           why="the volumes are in several SVMs")
 
     def _find_cg(self, svm: str, vols: List[str]) -> Optional[dict]:
         recs = self.call("list consistency groups of SVM %s" % svm, lambda: self.session.get_records(
@@ -259,7 +260,15 @@ class OntapRest(Ontap):
         method = "cg"
         temporary = cg is None
         if temporary:
-            cg = self._temp_cg(svm, vols)
+            try:
+                cg = self._temp_cg(svm, vols)
+            except OntapError as exc:
+                if exc.code not in ("8", "1") or "consistency group" not in exc.message.lower():
+                    raise
+                # a volume already belongs to another CG (made by another tool): no REST CG can cover the set
+                return self._create_set_without_cg([(svm, v) for v in vols], name, comment, label,
+                                                   why="a volume is already in another consistency group (%s)"
+                                                   % exc.message)
             method = "cg_temporary"
         self.attempted_method = method
         try:
@@ -272,20 +281,15 @@ class OntapRest(Ontap):
         return method
 
     def _create_set_without_cg(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                               label: Optional[str], multi_svm: bool = False) -> str:
-        """No REST CG fits (ONTAP < 9.10.1, or volumes of several SVMs: a CG lives in one SVM):
-        use ZAPI cg-start (per SVM) / cg-commit over the same connection options."""
+                               label: Optional[str], why: Optional[str] = None) -> str:
+        """No REST CG fits (ONTAP < 9.10.1; volumes of several SVMs, as a CG lives in one SVM; a volume already
+        in another CG): use ZAPI cg-start (per SVM) / cg-commit over the same connection options."""
         ver = ".".join(str(x) for x in self.version())
         op = "create snapshot %s on %d volumes" % (name, len(volumes))
-        if multi_svm:
-            why = "volumes of several SVMs cannot share one consistency group"
-            warn = "the volumes are in several SVMs"
-        else:
-            why = "ONTAP %s has no consistency-group REST API (9.10.1+)" % ver
-            warn = "ONTAP %s has no consistency-group REST API" % ver
+        warn = why or "ONTAP %s has no consistency-group REST API" % ver
         hint = ("%s; a consistent snapshot of these volumes needs ZAPI (cg-start/cg-commit): install netapp-lib and "
-                "allow ONTAPI for this user, or set transport: zapi, or snapshot the volumes of one SVM per task."
-                % why)
+                "allow ONTAPI for this user, or set transport: zapi, or snapshot fewer volumes per task."
+                % (why or "ONTAP %s has no consistency-group REST API (9.10.1+)" % ver))
         from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import has_netapp_lib
         if not has_netapp_lib():
             raise OntapError("no consistent multi-volume snapshot possible over REST", operation=op,

@@ -60,7 +60,8 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
         method = "single" if len(volumes) == 1 else "would be chosen at run time"
         return {"changed": True, "method": method, "snapshots": snaps,
                 "msg": "would create snapshot %s on %d volume(s)" % (name, len(volumes))}
-    result = client.create_snapshot_set(volumes, name, comment=comment, snapmirror_label=snapmirror_label)
+    result = client.create_snapshot_set(volumes, name, comment=comment, snapmirror_label=snapmirror_label,
+                                        precheck=False)  # checked just above
     return {"changed": True, "method": result["method"], "snapshots": result["snapshots"],
             "msg": "created snapshot %s on %d volume(s) (%s)" % (name, len(volumes), result["method"])}
 

@@ -267,6 +267,7 @@ def test_snapshot_never_overwrites_partial_or_foreign(lab, transport):
 
 
 def test_snapshot_uses_existing_cg_and_single(lab):
+    """An existing CG over exactly the volumes is used; a volume in another CG makes REST use ZAPI."""
     sim_call(lab, "POST", "/api/application/consistency-groups?return_timeout=30",
              {"name": "cg_vms", "svm": {"name": "svm1"},
               "volumes": [{"name": v, "provisioning_options": {"action": "add"}} for v in ("vol_cg1", "vol_cg2")]})
@@ -275,6 +276,10 @@ def test_snapshot_uses_existing_cg_and_single(lab):
     assert sim_call(lab, "GET", "/api/application/consistency-groups")["num_records"] == 1
     res = run(lab, "rest", "ontap_snapshot", volumes=["svm1:vol_plain"], name="kvmsnap-manual_single")
     assert res["method"] == "single"
+    if zapi_works(lab):  # vol_cg1 is in cg_vms, so no temporary CG can hold it: ZAPI cg-start/cg-commit
+        res = run(lab, "rest", "ontap_snapshot", volumes=["svm1:vol_cg1", "svm1:vol_plain"], name="kvmsnap-manual_mix")
+        assert res["changed"] and res["method"] == "cg_start_commit", res
+        assert any("already in another consistency group" in w for w in warnings(res))
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -301,9 +306,9 @@ def test_failed_set_leaves_nothing_behind(lab, transport):
     else:
         add_fault(lab, action="error", api="cg-commit", errno="13701",
                   message="Failed to commit CG Snapshot copy: the write fence timed out")
-    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_cg1", "vol_plain"], name=name)
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_ds2", "vol_plain"], name=name)
     assert res.failed and "fence timed out" in res["msg"] and lab.host in res["msg"], res
-    assert name not in snapshot_names(lab, "svm1", "vol_cg1") + snapshot_names(lab, "svm1", "vol_plain")
+    assert name not in snapshot_names(lab, "svm1", "vol_ds2") + snapshot_names(lab, "svm1", "vol_plain")
     if transport == "rest":  # the temporary CG was deleted again; the CG from the other test stays
         names = [c["name"] for c in sim_call(lab, "GET", "/api/application/consistency-groups")["records"]]
         assert not [n for n in names if n.startswith("kvmsnap_tmp_")], names
