@@ -660,3 +660,32 @@ def test_job_still_running_at_timeout(lab):
     add_fault(lab, action="job_running", method="POST", path="/api/storage/volumes/*/snapshots")
     res = run(lab, "rest", "ontap_snapshot", timeout=2, svm="svm1", volumes=["vol_plain"], name="kvmsnap-manual_slow")
     assert res.failed and "still running after 2 s" in res["msg"] and "timeout" in res["msg"], res
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_lost_answer_to_create_is_not_repeated(lab, transport):
+    """The controller made the snapshot but the answer was lost: the module finds it, does not fail or duplicate."""
+    need(lab, transport)
+    if transport == "rest":
+        add_fault(lab, action="drop", method="POST", path="/api/storage/volumes/*/snapshots", execute=True)
+    else:
+        add_fault(lab, action="drop", api="snapshot-create", execute=True)
+    name = f"kvmsnap-manual_{transport}_lost"
+    res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_plain"], name=name, policy="daily")
+    assert not res.failed and res["changed"] and res["method"] == "single", res
+    assert snapshot_names(lab, "svm1", "vol_plain").count(name) == 1
+    info = run(lab, transport, "ontap_snapshot_info", svm="svm1", volumes=["vol_plain"], name=name)
+    assert info["snapshots"][0]["kvmsnap"]["policy"] == "daily"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_client_certificate_login(lab, transport):
+    need(lab, transport)
+    conn = lab.conn(transport, "admin", cert=True)
+    os.chmod(conn["key_file"], 0o600)
+    res = run_module("ontap_snapshot_info", {**conn, "svm": "svm1", "volumes": ["vol_plain"]})
+    assert not res.failed and res["transport"] == transport, res
+    os.chmod(conn["key_file"], 0o644)
+    res = run_module("ontap_snapshot_info", {**conn, "svm": "svm1", "volumes": ["vol_plain"]})
+    assert res.failed and res["msg"].startswith("key_file:") and "chmod 600" in res["msg"], res
+
