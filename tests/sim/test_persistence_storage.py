@@ -113,3 +113,37 @@ def test_btrfs_volumes_are_subvolumes_and_snapshots_read_only(btrfs_dir):
         assert not any((vdir / ".snapshot").iterdir())
     finally:
         sim.stop()
+
+
+def test_unchanged_files_are_shared_between_snapshots(fresh):
+    # Without btrfs, a file unchanged since the previous snapshot is hard-linked to its copy there.
+    if fresh.admin("GET", "info")["storage"] != "reflink":
+        pytest.skip("the sharing applies to the copy (non-btrfs) storage only")
+    vdir = fresh.sim.data / "volumes" / "svm1" / "vol_ds1"
+    big, hot = vdir / "big.img", vdir / "hot.img"
+    big.write_bytes(b"x" * 65536)
+    hot.write_bytes(b"h1")
+    old = os.stat(big).st_mtime - 3600
+    os.utime(big, (old, old))  # last written an hour ago: stable
+    vol = fresh.volume("vol_ds1")
+    fresh.create_snapshot(vol["uuid"], "s1")
+    fresh.create_snapshot(vol["uuid"], "s2")
+    snaps = vdir / ".snapshot"
+    assert os.stat(snaps / "s1" / "big.img").st_ino == os.stat(snaps / "s2" / "big.img").st_ino
+    # Recently written files are always copied (coarse mtime clocks), even when unchanged.
+    assert os.stat(snaps / "s1" / "hot.img").st_ino != os.stat(snaps / "s2" / "hot.img").st_ino
+    big.write_bytes(b"y" * 65536)  # same size, new mtime
+    fresh.create_snapshot(vol["uuid"], "s3")
+    assert (snaps / "s3" / "big.img").read_bytes() == b"y" * 65536
+    assert (snaps / "s2" / "big.img").read_bytes() == b"x" * 65536
+    # Deleting s1 keeps s2's shared copy.
+    s1 = fresh.snapshots(vol["uuid"], name="s1")[0]
+    fresh.delete(f"/api/storage/volumes/{vol['uuid']}/snapshots/{s1['uuid']}", query={"return_timeout": 5})
+    assert (snaps / "s2" / "big.img").read_bytes() == b"x" * 65536
+    # Restoring from s2 gives the active file system its own writable copy.
+    fresh.patch(f"/api/storage/volumes/{vol['uuid']}", {}, query={"restore_to.snapshot.name": "s2",
+                                                                   "restore_to.snapshot.force": "true",
+                                                                   "return_timeout": 5})
+    assert os.stat(big).st_ino != os.stat(snaps / "s2" / "big.img").st_ino
+    big.write_bytes(b"z")
+    assert (snaps / "s2" / "big.img").read_bytes() == b"x" * 65536

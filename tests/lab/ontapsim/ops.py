@@ -54,7 +54,9 @@ class Ops:
         made: list[tuple[dict[str, Any], dict[str, Any]]] = []
         try:
             for vol in vols:
-                self._storage(self.storage.create_snapshot, *self.st.vol_key(vol), name)
+                prev = vol["snapshots"][-1] if vol["snapshots"] else None
+                self._storage(self.storage.create_snapshot, *self.st.vol_key(vol), name,
+                              prev["name"] if prev else None, prev["create_time"] if prev else None)
                 snap = {"uuid": new_uuid(), "name": name, "create_time": now, "comment": comment,
                         "snapmirror_label": label, "owners": []}
                 vol["snapshots"].append(snap)

@@ -107,7 +107,10 @@ class Storage:
     def _entries(self, src: Path) -> list[str]:
         return [str(src / e) for e in sorted(os.listdir(src)) if e != SNAPDIR]
 
-    def create_snapshot(self, svm: str, volume: str, snapshot: str) -> None:
+    def create_snapshot(self, svm: str, volume: str, snapshot: str, previous: str | None = None,
+                        previous_time: float | None = None) -> None:
+        """PREVIOUS (the volume's newest snapshot, taken at PREVIOUS_TIME) lets files unchanged
+        since then be shared with it."""
         vdir = self.ensure_volume(svm, volume)
         dest = vdir / SNAPDIR / snapshot
         if dest.exists():
@@ -115,8 +118,52 @@ class Storage:
         if self.btrfs:
             _run("btrfs", "subvolume", "snapshot", "-r", str(vdir), str(dest))
             return
-        self._copy_into(vdir, dest)
+        prev = vdir / SNAPDIR / previous if previous else None
+        usable = prev is not None and prev.is_dir() and previous_time is not None
+        self._snapshot_tree(vdir, dest, prev if usable else None, previous_time or 0.0)
         _set_writable(dest, False)
+
+    def _snapshot_tree(self, vdir: Path, dest: Path, prev: Path | None, prev_time: float) -> None:
+        """Copy the active file system into DEST. Without btrfs, a file unchanged since the previous
+        snapshot becomes a hard link to that snapshot's copy: both are read-only, so sharing is
+        safe and big unchanged images cost nothing. "Unchanged" = same size, mode, owner and mtime
+        as the copy (cp -a keeps mtimes) AND last modified over a second before the previous
+        snapshot began, because file systems stamp mtimes with a coarse clock (a write just after
+        a snapshot could otherwise keep the old mtime). Other files are copied with
+        cp -a --reflink=auto (sparse-aware)."""
+        stable_before_ns = int((prev_time - 1) * 1e9)
+        dest.mkdir(parents=True)
+        to_copy: list[str] = []
+        dirs: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(vdir):
+            rel_dir = os.path.relpath(dirpath, vdir)
+            if rel_dir == ".":
+                if SNAPDIR in dirnames:
+                    dirnames.remove(SNAPDIR)
+                rel_dir = ""
+            for d in dirnames:
+                rel = os.path.join(rel_dir, d)
+                if os.path.islink(os.path.join(dirpath, d)):
+                    to_copy.append(rel)
+                else:
+                    os.mkdir(dest / rel)
+                    dirs.append(rel)
+            for name in filenames:
+                rel = os.path.join(rel_dir, name)
+                if not (prev is not None and _same_file(vdir / rel, prev / rel, stable_before_ns)
+                        and _link(prev / rel, dest / rel)):
+                    to_copy.append(rel)
+        for i in range(0, len(to_copy), 500):
+            # --parents recreates the relative path under DEST (its directories already exist).
+            res = subprocess.run(["cp", "-a", "--reflink=auto", "--parents", *to_copy[i:i + 500], str(dest) + "/"],
+                                 cwd=vdir, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise StorageError(f"cp into {dest}: {res.stderr.strip()}")
+        for rel in reversed(dirs):  # children first, so their times stay as copied
+            shutil.copystat(vdir / rel, dest / rel, follow_symlinks=False)
+            if os.geteuid() == 0:
+                st = os.lstat(vdir / rel)
+                os.chown(dest / rel, st.st_uid, st.st_gid)
 
     def _copy_into(self, src: Path, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
@@ -179,7 +226,11 @@ class Storage:
         if self.btrfs and _is_subvolume(src_dir):
             _run("btrfs", "subvolume", "snapshot", "-r", str(src_dir), str(dst_dir))
             return
-        self._copy_into(src_dir, dst_dir)
+        # Both snapshots are read-only, so the replica can share the source's files (cp -l).
+        dst_dir.mkdir(parents=True)
+        entries = self._entries(src_dir)
+        if entries:
+            _run("cp", "-a", "-l", *entries, str(dst_dir) + "/")
         _set_writable(dst_dir, False)
 
     def wipe(self) -> None:
@@ -199,6 +250,25 @@ def _set_writable_top(vdir: Path) -> None:
     for entry in os.listdir(vdir):
         if entry != SNAPDIR:
             _set_writable(vdir / entry, True)
+
+
+def _same_file(cur: Path, old: Path, stable_before_ns: int) -> bool:
+    try:
+        a, b = os.lstat(cur), os.lstat(old)
+    except OSError:
+        return False
+    return (stat.S_ISREG(a.st_mode) and stat.S_ISREG(b.st_mode) and a.st_size == b.st_size
+            and a.st_mtime_ns < stable_before_ns
+            and a.st_mtime_ns == b.st_mtime_ns and (a.st_mode & ~0o222) == (b.st_mode & ~0o222)
+            and a.st_uid == b.st_uid and a.st_gid == b.st_gid)
+
+
+def _link(src: Path, dst: Path) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        return False
 
 
 def _is_subvolume(path: Path) -> bool:
