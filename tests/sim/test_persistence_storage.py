@@ -140,6 +140,7 @@ def test_unchanged_files_are_shared_between_snapshots(fresh):
     s1 = fresh.snapshots(vol["uuid"], name="s1")[0]
     fresh.delete(f"/api/storage/volumes/{vol['uuid']}/snapshots/{s1['uuid']}", query={"return_timeout": 5})
     assert (snaps / "s2" / "big.img").read_bytes() == b"x" * 65536
+    assert not os.stat(snaps / "s2" / "big.img").st_mode & 0o222  # still read-only
     # Restoring from s2 gives the active file system its own writable copy.
     fresh.patch(f"/api/storage/volumes/{vol['uuid']}", {}, query={"restore_to.snapshot.name": "s2",
                                                                    "restore_to.snapshot.force": "true",

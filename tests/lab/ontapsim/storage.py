@@ -175,8 +175,16 @@ class Storage:
         if self.btrfs and _is_subvolume(path):
             _run("btrfs", "subvolume", "delete", str(path))
             return
-        _set_writable(path, True)
-        shutil.rmtree(path)
+        # Unlinking needs writable directories only; files keep their read-only mode because
+        # their inodes may be shared with other snapshots.
+        if path.is_dir() and not path.is_symlink():
+            _chmod_w(str(path), True)
+            for dirpath, dirnames, _files in os.walk(path):
+                for d in dirnames:
+                    _chmod_w(os.path.join(dirpath, d), True)
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
     def delete_snapshot(self, svm: str, volume: str, snapshot: str) -> None:
         path = self.snapshot_dir(svm, volume, snapshot)
