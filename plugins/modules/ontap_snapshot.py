@@ -33,7 +33,10 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    support: full
+    support: partial
+    details:
+      - With O(name) set, a second run changes nothing. Without O(name), every run creates a new snapshot, because
+        the default name carries the time of the run.
 options:
   svm:
     description:
