@@ -160,3 +160,22 @@ def test_times():
     assert duration_to_seconds("P1DT1S") == 86401
     assert duration_to_seconds("120") == 120
     assert duration_to_seconds("junk") is None
+
+
+def test_transport_errors_are_classified():
+    import socket
+    import ssl
+    from urllib.error import URLError
+
+    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import transport_error
+
+    refused = transport_error(URLError(ConnectionRefusedError(111, "refused")), "c1", 443)
+    assert refused.is_transient and "refused" in str(refused) and "c1:443" in str(refused)
+    reset = transport_error(URLError(ConnectionResetError(104, "reset")), "c1", 443)
+    assert reset.is_transient
+    timeout = transport_error(URLError(socket.timeout("timed out")), "c1", 443)
+    assert timeout.is_transient and "timeout" in str(timeout)
+    tls = transport_error(URLError(ssl.SSLCertVerificationError("CERTIFICATE_VERIFY_FAILED")), "c1", 443)
+    assert not tls.is_transient and "ca_path" in str(tls)
+    dns = transport_error(URLError(socket.gaierror(-2, "Name or service not known")), "nohost", 443)
+    assert not dns.is_transient and "hostname" in str(dns)
