@@ -26,8 +26,6 @@ import json
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock, _watchdog
@@ -35,7 +33,8 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _loc
 MODES = ("suspend", "freeze", "auto", "none")
 # strongest first; "offline" = the VM was shut off (its disks are idle and clean)
 CONSISTENCY_LEVELS = ("offline", "application", "filesystem", "suspended", "crash")
-MAX_WORKERS = 64
+# connections of one run to libvirtd (libvirtd serves max_client_requests=5 calls per client at a time)
+MAX_SLOTS = 32
 # Fault-injection points for the integration tests (empty in production): callables run with
 # (fence, vms) right before the parallel quiesce / before the release.
 BEFORE_QUIESCE: List[Callable[..., None]] = []
@@ -129,43 +128,61 @@ def is_test_uri(uri: Optional[str]) -> bool:
 
 
 class SharedConnection:
-    """One read-write libvirt connection for all worker threads (libvirt connections are thread-safe),
-    reconnected once per generation when libvirtd restarts (F7); calls retried ``retries`` times."""
+    """Read-write libvirt connections shared by the worker threads (libvirt connections are thread-safe).
 
-    def __init__(self, uri: Optional[str], retries: int = 3, readonly: bool = False, delay: float = 0.5) -> None:
+    ``slots`` connections: libvirtd serves at most ``max_client_requests`` (default 5) calls of one client at a
+    time, so a parallel fence spreads its workers over several connections (a worker binds its thread to a
+    slot). Each slot reconnects once per generation when libvirtd restarts (F7); calls are retried
+    ``retries`` times after transient errors.
+    """
+
+    def __init__(self, uri: Optional[str], retries: int = 3, readonly: bool = False, delay: float = 0.5,
+                 slots: int = 1) -> None:
         self.uri = uri
         self.retries = max(0, int(retries))
         self.readonly = readonly
         self.delay = delay
         self._lock = threading.Lock()
-        self._conn: Any = None
-        self._gen = 0
+        self._tls = threading.local()
+        self._conns: List[Any] = [None] * max(1, slots)
+        self._gens: List[int] = [0] * max(1, slots)
         self._doms: Dict[Any, Any] = {}
         self.reconnects = 0
 
-    def _get(self):
+    def set_slots(self, slots: int) -> None:
         with self._lock:
-            if self._conn is None:
-                self._conn = _lv().open_connection(self.uri, readonly=self.readonly, retries=self.retries,
-                                                   delay=self.delay)
-                self._doms = {}
-            return self._conn, self._gen
+            while len(self._conns) < slots:
+                self._conns.append(None)
+                self._gens.append(0)
+
+    def bind(self, index: int) -> None:
+        """Bind the calling thread to connection slot INDEX (modulo the number of slots)."""
+        self._tls.slot = index % len(self._conns)
+
+    def _get(self):
+        slot = getattr(self._tls, "slot", 0)
+        with self._lock:
+            if self._conns[slot] is None:
+                self._conns[slot] = _lv().open_connection(self.uri, readonly=self.readonly, retries=self.retries,
+                                                          delay=self.delay)
+            return self._conns[slot], (slot, self._gens[slot])
 
     @property
     def conn(self) -> Any:
         return self._get()[0]
 
-    def _reconnect(self, gen: int) -> None:
+    def _reconnect(self, gen: Any) -> None:
+        slot, number = gen
         with self._lock:
-            if gen != self._gen:
-                return  # another thread already reconnected
+            if number != self._gens[slot]:
+                return  # another thread already reconnected this slot
             try:
-                if self._conn is not None:
-                    self._conn.close()
+                if self._conns[slot] is not None:
+                    self._conns[slot].close()
             except Exception:
-                pass
-            self._conn = None
-            self._gen += 1
+                pass  # a dead connection may fail to close
+            self._conns[slot] = None
+            self._gens[slot] += 1
             self.reconnects += 1
 
     def domain(self, conn: Any, vm_uuid: str) -> Any:
@@ -192,12 +209,14 @@ class SharedConnection:
 
     def close(self) -> None:
         with self._lock:
-            try:
-                if self._conn is not None:
-                    self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
+            for idx, conn in enumerate(self._conns):
+                try:
+                    if conn is not None:
+                        conn.close()
+                except Exception:
+                    pass
+                self._conns[idx] = None
+            self._doms = {}
 
 
 def _agent_timeout(dom: Any, seconds: int) -> None:
@@ -402,36 +421,74 @@ def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) ->
     return out
 
 
-def _parallel(items: List[Any], fn: Callable[[Any], Dict[str, Any]], timeout: Optional[float] = None) -> List[Dict[str, Any]]:
-    """Run fn on every item at once (a barrier lines the workers up), results in item order."""
+class Gang:
+    """One thread per item, started and prepared (domain looked up) ahead, fired at once by ``fire()``.
+
+    Creating the threads and looking the domains up happens before the fire, so neither lands inside a
+    pause window; the release gang of vm_backup is built while the snapshot runs.
+    """
+
+    def __init__(self, items: List[Any], fn: Callable[[Any], Dict[str, Any]], sc: Optional[SharedConnection] = None,
+                 prepare: Optional[Callable[[Any], None]] = None) -> None:
+        self.items = items
+        self.fn = fn
+        self.sc = sc
+        self.prepare = prepare
+        self.results: List[Optional[Dict[str, Any]]] = [None] * len(items)
+        self.go = [threading.Event() for _item in items]
+        self.ready = threading.Semaphore(0)
+        self.threads = []
+        for idx, item in enumerate(items):
+            thread = threading.Thread(target=self._run, args=(idx, item), name="kvmsnap-fence-%d" % idx, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _run(self, idx: int, item: Any) -> None:
+        if self.sc is not None:
+            self.sc.bind(idx)
+        try:
+            if self.prepare is not None:
+                self.prepare(item)
+        except Exception:
+            pass  # the real call reports the error
+        self.ready.release()
+        self.go[idx].wait()
+        try:
+            self.results[idx] = self.fn(item)
+        except BaseException as err:  # the worker must always report
+            self.results[idx] = {"error": str(err), "t_done": time.monotonic()}
+
+    def fire(self, ready_timeout: float = 30.0, order: Optional[List[int]] = None) -> None:
+        """Let every worker go (in ORDER, a list of item indexes, if given: their calls queue in that order)."""
+        end = time.monotonic() + ready_timeout
+        for _item in self.items:
+            if not self.ready.acquire(timeout=max(0.0, end - time.monotonic())):
+                break
+        for idx in order if order is not None else range(len(self.items)):
+            self.go[idx].set()
+
+    def wait(self, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        end = None if timeout is None else time.monotonic() + timeout
+        out = []
+        for idx, thread in enumerate(self.threads):
+            thread.join(None if end is None else max(0.0, end - time.monotonic()))
+            res = self.results[idx]
+            if res is None:
+                res = {"error": "no answer within %.0fs (libvirt/agent call hangs)" % (timeout or 0), "hung": True,
+                       "t_done": time.monotonic()}
+            out.append(res)
+        return out
+
+
+def _parallel(items: List[Any], fn: Callable[[Any], Dict[str, Any]], timeout: Optional[float] = None,
+              sc: Optional[SharedConnection] = None, prepare: Optional[Callable[[Any], None]] = None
+              ) -> List[Dict[str, Any]]:
+    """Run fn on every item at once, results in item order."""
     if not items:
         return []
-    n = min(len(items), MAX_WORKERS)
-    barrier = threading.Barrier(n) if len(items) <= MAX_WORKERS else None
-
-    def run(item: Any) -> Dict[str, Any]:
-        if barrier is not None:
-            try:
-                barrier.wait(timeout=10)
-            except threading.BrokenBarrierError:
-                pass
-        return fn(item)
-
-    pool = ThreadPoolExecutor(max_workers=n)
-    try:
-        futures = [pool.submit(run, item) for item in items]
-        results = []
-        end = None if timeout is None else time.monotonic() + timeout
-        for _item, fut in zip(items, futures):
-            try:
-                left = None if end is None else max(0.0, end - time.monotonic())
-                results.append(fut.result(timeout=left))
-            except FutureTimeout:
-                results.append({"error": "no answer within %.0fs (libvirt/agent call hangs)" % (timeout or 0),
-                                "hung": True, "t_done": time.monotonic()})
-        return results
-    finally:
-        pool.shutdown(wait=False)
+    gang = Gang(items, fn, sc, prepare)
+    gang.fire()
+    return gang.wait(timeout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,14 +615,21 @@ class Fence:
         _lock.release(self.state_dir, self.locked, self.run_id)
         self.locked = []
 
-    def quiesce(self, vms: List[Dict[str, Any]], mode: str, allow_crash: bool = False) -> List[Dict[str, Any]]:
-        """Quiesce VMS in parallel; returns one outcome per VM (same order). Journal updated."""
+    def quiesce(self, vms: List[Dict[str, Any]], mode: str, allow_crash: bool = False,
+                record: bool = True) -> List[Dict[str, Any]]:
+        """Quiesce VMS in parallel; returns one outcome per VM (same order).
+
+        RECORD: write the outcome to the journal now (vm_quiesce). vm_backup records after the release so
+        no file write lands in the pause window; its write-ahead journal already names every VM to release.
+        """
         todo = [vm for vm in vms if planned_action(mode, vm["state"]) != "none"]
         for hook in BEFORE_QUIESCE:
             hook(self, todo)
+        self.sc.set_slots(min(MAX_SLOTS, max(1, len(todo))))
+        gang = Gang(todo, lambda vm: quiesce_one(self.sc, vm, mode, self.agent_timeout), self.sc, self._lookup)
         t0 = time.monotonic()
-        results = _parallel(todo, lambda vm: quiesce_one(self.sc, vm, mode, self.agent_timeout),
-                            timeout=max(30.0, 3.0 * self.agent_timeout + 10.0))
+        gang.fire()
+        results = gang.wait(timeout=max(30.0, 3.0 * self.agent_timeout + 10.0))
         by_uuid = {vm["uuid"]: res for vm, res in zip(todo, results)}
         outcomes = []
         for vm in vms:
@@ -588,8 +652,12 @@ class Fence:
                 outcome["error"] = None
                 outcome["consistency"] = "crash"
             outcomes.append(outcome)
-        self._record(outcomes, "quiesced")
+        if record:
+            self._record(outcomes, "quiesced")
         return outcomes
+
+    def _lookup(self, vm: Dict[str, Any]) -> None:
+        self.sc.call(lambda conn, _a: self.sc.domain(conn, vm["uuid"]))
 
     def _record(self, outcomes: List[Dict[str, Any]], state: str) -> None:
         if self.run_id is None:
@@ -611,13 +679,23 @@ class Fence:
 
     # -- release ------------------------------------------------------------------------------
 
-    def release(self, outcomes: List[Dict[str, Any]], by: str = "module") -> List[Dict[str, Any]]:
-        """Release every VM of OUTCOMES this run quiesced, in parallel; sets released/release_* in place."""
+    def prepare_release(self, outcomes: List[Dict[str, Any]]) -> Gang:
+        """Start (but do not fire) the release workers of OUTCOMES: threads up, domains looked up."""
         todo = [o for o in outcomes if o["action"] != "none" and not o.get("released")]
+        self.sc.set_slots(min(MAX_SLOTS, max(1, len(todo))))
+        return Gang(todo, lambda o: release_one(self.sc, o, self.agent_timeout), self.sc, self._lookup)
+
+    def release(self, outcomes: List[Dict[str, Any]], by: str = "module", gang: Optional[Gang] = None
+                ) -> List[Dict[str, Any]]:
+        """Release every VM of OUTCOMES this run quiesced, in parallel; sets released/release_* in place."""
+        gang = gang or self.prepare_release(outcomes)
+        todo = gang.items
         for hook in BEFORE_RELEASE:
             hook(self, todo)
-        results = _parallel(todo, lambda o: release_one(self.sc, o, self.agent_timeout),
-                            timeout=max(30.0, 3.0 * self.agent_timeout + 10.0))
+        # first quiesced, first released: the longest pause is then ~ max(quiesce spread, release spread) +
+        # snapshot instead of their sum
+        gang.fire(order=sorted(range(len(todo)), key=lambda i: todo[i].get("t_quiesced") or 0.0))
+        results = gang.wait(timeout=max(30.0, 3.0 * self.agent_timeout + 10.0))
         for o, res in zip(todo, results):
             o["released"] = not res.get("error")
             o["release_result"] = res.get("result")
@@ -1033,17 +1111,20 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                           watchdog_pid=(run["watchdog"] or {}).get("pid"))
             deadline_mono = time.monotonic() + deadline
             try:
-                outcomes = fence.quiesce(vms, mode, bool(params.get("allow_crash_consistent")))
+                outcomes = fence.quiesce(vms, mode, bool(params.get("allow_crash_consistent")), record=False)
             except BaseException:
                 fence.emergency_release()
                 raise
             failed = [o for o in outcomes if o.get("error")]
             snap: Dict[str, Any] = {}
+            gang = None
             try:
                 if not failed:
-                    snap = _snapshot_within(ontap, volumes, name, comment, label, deadline_mono)
+                    snap = _snapshot_within(ontap, volumes, name, comment, label, deadline_mono,
+                                            lambda: fence.prepare_release(outcomes))
+                    gang = snap.pop("gang", None)
             finally:
-                fence.release(outcomes)  # always: success, error, timeout, signal
+                fence.release(outcomes, gang=gang)  # always: success, error, timeout, signal
                 fence.finish(outcomes, by="vm_backup run %s" % run_id)
         late = snap.pop("late", None)
         if late is not None:  # released at the deadline; give the call a bounded time to finish (F3)
@@ -1181,7 +1262,7 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str,
 
 
 def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, label: Optional[str],
-                     deadline_mono: float) -> Dict[str, Any]:
+                     deadline_mono: float, while_waiting: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
     """create_snapshot_set in a worker thread; wait until the deadline at most (F3).
 
     Returns {result, error, ms, done_in_window}. After the deadline the caller releases the VMs;
@@ -1201,6 +1282,8 @@ def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, 
 
     worker = threading.Thread(target=work, name="kvmsnap-snapshot", daemon=True)
     worker.start()
+    if while_waiting is not None:  # e.g. start the release workers while the controller works
+        box["gang"] = while_waiting()
     left = deadline_mono - time.monotonic()
     if done.wait(max(0.0, left)):
         box["done_in_window"] = "error" not in box
