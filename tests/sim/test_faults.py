@@ -181,3 +181,17 @@ def test_sim_fixture_conn_with_certificate(sim):
     assert "password" not in opts and opts["cert_file"].endswith("admin.pem")
     c = Client(sim, cert=(opts["cert_file"], opts["key_file"]))
     assert c.get("/api/cluster").status == 200
+
+
+def test_call_log_bodies_and_state_dump(fresh, monkeypatch):
+    vol = fresh.volume("vol_ds1")
+    fresh.admin("DELETE", "calls")
+    fresh.create_snapshot(vol["uuid"], "s1", snapmirror_label="daily")
+    post = [c for c in fresh.calls() if c["method"] == "POST"][0]
+    assert post["body"] == {"name": "s1", "snapmirror_label": "daily"} and post["status"] == 201
+    monkeypatch.setenv("SSL_CERT_FILE", fresh.sim.ca_file)
+    zcall(zapi_server(fresh.sim, vserver="svm1"), "snapshot-create", volume="vol_ds2", snapshot="z")
+    z = [c for c in fresh.calls() if c["api"] == "snapshot-create" and c["user"]][0]
+    assert "<snapshot>z</snapshot>" in z["body"] and z["vfiler"] == "svm1" and z["zapi_status"] == "passed"
+    state = fresh.admin("GET", "state")
+    assert [s["name"] for s in state["volumes"][vol["uuid"]]["snapshots"]] == ["s1"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .auth import Auth
@@ -54,6 +55,9 @@ class AdminApi:
                     raise ValueError(f"no such user {user!r}")
                 cert, key = issue_client_cert(self.st.data_dir, user)
                 return 201, {"user": user, "cert_file": str(cert), "key_file": str(key)}
+            if route == ("GET", "/_sim/state"):
+                with self.st.lock:
+                    return 200, json.loads(json.dumps(self.st.doc))
             if route == ("GET", "/_sim/info"):
                 with self.st.lock:
                     return 200, {"storage": self.st.storage.kind, "data_dir": str(self.st.data_dir),

@@ -51,6 +51,7 @@ class CallRecord:
     api: str | None = None
     vfiler: str | None = None
     svm_header: str | None = None
+    body: Any = None                 # REST: the JSON body; ZAPI: the request XML (first 8 KiB)
     status: int | None = None
     zapi_status: str | None = None
     errno: str | None = None

@@ -113,6 +113,12 @@ class Handler(BaseHTTPRequestHandler):
         if is_zapi:
             api, rec.vfiler = sim.zapi.peek(raw)
             rec.api = api
+            rec.body = raw[:8192].decode("utf-8", "replace")
+        elif raw.strip():
+            try:
+                rec.body = json.loads(raw)
+            except ValueError:
+                rec.body = raw[:8192].decode("utf-8", "replace")
         header = self.headers.get("Authorization")
         if header:
             user = sim.auth.authenticate(header)
