@@ -22,7 +22,6 @@ from . import config as configmod
 from .admin import AdminApi
 from .auth import REALM, Auth
 from .certs import ensure_certs
-from .errors import SimError
 from .faults import CallRecord, Knobs
 from .jobs import Jobs
 from .ops import Ops
@@ -206,9 +205,9 @@ class Handler(BaseHTTPRequestHandler):
         body: Any = {}
         if raw.strip():
             if self.command in ("GET", "HEAD", "DELETE"):
-                err = SimError("invalid", "A request body is not allowed on GET, HEAD or DELETE.")
                 rec.status, rec.code = 400, "262198"
-                self._send_json(400, {"error": {"message": err.message, "code": "262198"}})
+                self._send_json(400, {"error": {"message": "A request body is not allowed on GET, HEAD or DELETE.",
+                                                "code": "262198"}})
                 return
             try:
                 body = json.loads(raw)

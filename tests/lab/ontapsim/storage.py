@@ -1,8 +1,10 @@
 """Volume data on disk: DIR/volumes/<svm>/<volume>/ with snapshots under .snapshot/<name>/.
 
 On btrfs a volume is a subvolume and a snapshot a read-only subvolume snapshot (instant, like
-WAFL); elsewhere a snapshot is a `cp --reflink=auto` copy made read-only. Restores write into
-the existing files/directories so inodes stay stable for anything holding them open.
+WAFL); elsewhere a snapshot is a `cp --reflink=auto` copy made read-only, sharing files unchanged
+since the previous snapshot. A single-file restore writes into the existing file (same inode, so a
+loop device or open handle sees the restored data); a volume restore keeps the volume directory
+and replaces its contents.
 """
 
 from __future__ import annotations
