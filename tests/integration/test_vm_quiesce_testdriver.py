@@ -251,5 +251,6 @@ def test_module_entry_point(module_runner, tmp_path):
     assert res.failed and "deadline" in res["msg"]
     res = module_runner("vm_quiesce", {"uri": URI, "vms": ["test"], "state_dir": sd}, check_mode=True)
     assert not res.failed and res["changed"] and res["vms"][0]["action"] == "auto" and res["run_id"] is None
-    with open(os.path.join(sd, "runs", os.listdir(os.path.join(sd, "runs"))[0])) as fh:
+    journals = [n for n in os.listdir(os.path.join(sd, "runs")) if n.endswith(".json")]
+    with open(os.path.join(sd, "runs", journals[0])) as fh:
         assert json.load(fh)["module"] == "vm_quiesce"
