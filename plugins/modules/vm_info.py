@@ -512,7 +512,9 @@ def _gather(conn, wanted):
         transient = None
     states = {}
     try:
-        stats = conn.domainListGetStats(doms, _libvirt.libvirt.VIR_DOMAIN_STATS_STATE, 0) if doms else []
+        # NOWAIT: never wait for a domain job (a freeze or a migration in progress) just to read the state
+        nowait = getattr(_libvirt.libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0)
+        stats = conn.domainListGetStats(doms, _libvirt.libvirt.VIR_DOMAIN_STATS_STATE, nowait) if doms else []
         for dom, values in stats:
             states[dom.UUIDString()] = values.get("state.state")
     except (_libvirt.libvirt.libvirtError, AttributeError):
