@@ -68,7 +68,7 @@ class OntapRest(Ontap):
         errors = 0
         while True:
             try:
-                info = self.session.get("/api/cluster/jobs/%s" % job_uuid, fields="uuid,state,message,code,error,description")
+                info = self.session.get("/api/cluster/jobs/%s" % job_uuid)  # all fields: `error` is 9.11+ only
                 errors = 0
             except OntapError as exc:
                 errors += 1
@@ -182,7 +182,15 @@ class OntapRest(Ontap):
         if name:
             query["name"] = name
         op = "list snapshots of %s:%s" % (svm, volume)
-        recs = self.call(op, lambda: self.session.get_records("/api/storage/volumes/%s/snapshots" % vol["uuid"], **query))
+        path = "/api/storage/volumes/%s/snapshots" % vol["uuid"]
+        try:
+            recs = self.call(op, lambda: self.session.get_records(path, **query))
+        except OntapError as exc:
+            if exc.status != 400:
+                raise
+            # an older release that does not know a field (owners): ask for the basic ones only
+            query["fields"] = "name,uuid,create_time,comment,snapmirror_label"
+            recs = self.call(op, lambda: self.session.get_records(path, **query))
         out = []
         for r in recs:
             if name and r.get("name") != name:
