@@ -688,4 +688,3 @@ def test_client_certificate_login(lab, transport):
     os.chmod(conn["key_file"], 0o644)
     res = run_module("ontap_snapshot_info", {**conn, "svm": "svm1", "volumes": ["vol_plain"]})
     assert res.failed and res["msg"].startswith("key_file:") and "chmod 600" in res["msg"], res
-
