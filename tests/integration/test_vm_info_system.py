@@ -4,6 +4,7 @@ and minimal guests in every state."""
 from __future__ import annotations
 
 import os
+import time
 
 import guestlab
 import libvirt
@@ -46,6 +47,17 @@ def test_real_guest_in_a_datastore(real_guest, ontap_sim, module_runner, tmp_pat
     disk = r["vms"][0]["disks"][0]
     assert (disk["svm"], disk["volume"], disk["mapped_by"]) == ("svm1", "vol_ds1", "nfs")
     assert disk["path_in_volume"] == "/" + os.path.relpath(guest.disk_path, ds)
+
+    # the ACPI power button (what a plain virsh shutdown sends) stops the lab guest cleanly
+    guest.dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+    for _i in range(150):
+        if not guest.dom.isActive():
+            break
+        time.sleep(0.2)
+    assert not guest.dom.isActive()
+    assert guestlab.fsck_disk(guest.disk_path)[0] == 0
+    r = module_runner("vm_info", {"uri": "qemu:///system", "vms": [guest.dom.UUIDString()], "datastores": datastores})
+    assert r["vms"][0]["state"] == "shutoff" and r["vms"][0]["agent"] == {"present": True, "connected": False}
 
 
 def test_minimal_guests_states(minimal_guests, libvirt_system, module_runner, tmp_path):

@@ -12,8 +12,9 @@ order (taken from each module's modinfo; built-in ones such as ext4 are skipped)
 first virtio disk (ext4, whole disk) at /data, starts a writer that appends one fsync'ed line
 ``<n> <epoch>`` to /data/log.txt every 50 ms (continuing the numbering after a restart), and runs
 qemu-ga on the virtio port named ``org.qemu.guest_agent.0`` (found via /sys/class/virtio-ports).
-``guest-shutdown`` (``shutdownFlags(VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)``) stops the writer,
-unmounts /data and powers off; ACPI shutdown is not handled (no acpid): use the agent or destroy.
+``guest-shutdown`` (``shutdownFlags(VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)``) and the ACPI power
+button (``dom.shutdown()``; busybox acpid with the button/evdev modules) both stop the writer,
+unmount /data and power off (~2-3 s).
 A reboot ends the domain (on_reboot=destroy). Domain type ``kvm`` only where /dev/kvm is real
 VT-x/AMD-V (cpuinfo vmx/svm), else ``qemu`` (TCG, translation cache 32 MiB);
 ``KVMSNAP_LAB_DOMAIN_TYPE=qemu|kvm`` overrides. 128 MiB RAM. Serial console goes to

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .elf import Elf
 
-BUILDER_VERSION = 4
+BUILDER_VERSION = 5
 # Debian packages the builder itself runs (checked at runtime; the lead keeps bindep.txt).
 HOST_COMMANDS = {"apt-get": "apt", "apt-cache": "apt", "dpkg": "dpkg", "mkfs.ext4": "e2fsprogs",
                  "debugfs": "e2fsprogs"}
@@ -34,7 +34,7 @@ KERNEL_META = ("linux-image-cloud-amd64", "linux-image-amd64")
 GUEST_PACKAGES = ("busybox-static", "qemu-guest-agent")
 # Modules the guest needs, loaded in dependency order (computed from each .ko's modinfo);
 # those built into the kernel (modules.builtin) are skipped. ext4 is built in on Debian's kernels.
-WANTED_MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "ext4")
+WANTED_MODULES = ("virtio_pci", "virtio_blk", "virtio_console", "ext4", "button", "evdev")
 AGENT_PORT_NAME = "org.qemu.guest_agent.0"
 WRITER_INTERVAL_US = 50000
 
@@ -52,6 +52,11 @@ echo "kvmsnap-guest: init $(cat /proc/uptime)" > /dev/console
 while read -r m; do
     insmod "/lib/modules/$m.ko" 2>/dev/console || echo "kvmsnap-guest: insmod $m failed" > /dev/console
 done < /etc/modules.order
+# ACPI power button (virDomainShutdown without the agent): busybox acpid runs /etc/acpi/PWRF/00000080
+mkdir -p /etc/acpi/PWRF
+printf '#!/bin/sh\nexec /sbin/shutdown -h -P +0 acpi-power-button\n' > /etc/acpi/PWRF/00000080
+chmod 755 /etc/acpi/PWRF/00000080
+acpid -c /etc/acpi -l /run/acpid.log 2>/dev/console
 # data disk: the first virtio disk
 for _ in $(seq 100); do [ -b /dev/vda ] && break; usleep 50000; done
 if mount -t ext4 -o rw /dev/vda /data 2>/dev/console; then
