@@ -31,7 +31,9 @@ attributes:
     details:
       - Reports the snapshots that would be created, deleted or pruned without any changing call.
   diff_mode:
-    support: none
+    support: full
+    details:
+      - Per volume (C(svm:volume)), the names of the snapshots the task creates, deletes or prunes, before and after.
   idempotent:
     support: partial
     details:
@@ -275,9 +277,11 @@ def execute(module, client, prep):
     check = module.check_mode
     result = {"changed": False, "snapshots": [], "method": None, "pruned": [], "skipped": [], "msg": ""}
     msgs = []
+    created = False
     if p["state"] == "present":
         res = ensure_snapshot_set(client, prep["volumes"], prep["name"], prep["comment"], p["snapmirror_label"], check)
         result.update(changed=res["changed"], snapshots=res["snapshots"], method=res["method"])
+        created = res["changed"]
         msgs.append(res["msg"])
     elif p["state"] == "absent":
         res = delete_snapshot_set(client, prep["volumes"], prep["name"], check)
@@ -296,7 +300,33 @@ def execute(module, client, prep):
         counts = (verb, len(res["pruned"]), pr["policy"], len(res["skipped"]))
         msgs.append("%s %d snapshot(s) of policy %s, skipped %d" % counts)
     result["msg"] = "; ".join(msgs)
+    if module._diff:
+        result["diff"] = snapshot_diff(p["state"], created, result)
     return result
+
+
+def snapshot_diff(state, created, result):
+    """before/after: per volume the snapshot names this task touched."""
+    before, after = {}, {}
+
+    def mark(item, was, will):
+        ref = "%s:%s" % (item["svm"], item["volume"])
+        before.setdefault(ref, [])
+        after.setdefault(ref, [])
+        if was:
+            before[ref].append(item["name"])
+        if will:
+            after[ref].append(item["name"])
+    for item in result["snapshots"]:
+        if state == "present":
+            mark(item, not created, True)
+        else:
+            mark(item, True, False)
+    for item in result["pruned"]:
+        mark(item, True, False)
+    for item in result["skipped"]:
+        mark(item, True, True)
+    return {"before": before, "after": after}
 
 
 def main():

@@ -212,8 +212,10 @@ def test_snapshot_create_idempotent_check_mode_delete(request, lab, transport):
             "snapmirror_label": "daily", "kvm_host": "kvm1", "run_id": "run-1"}
 
     seq = last_seq(lab)
-    res = run(lab, transport, "ontap_snapshot", check_mode=True, **args)
+    res = run_module("ontap_snapshot", {**lab.conn(transport), **args}, check_mode=True, diff=True)
     assert res["changed"] is True and not res.failed, res
+    assert res["diff"] == {"before": {"svm1:vol_ds1": [], "svm1:vol_ds2": []},
+                           "after": {"svm1:vol_ds1": [name], "svm1:vol_ds2": [name]}}
     assert [s["volume"] for s in res["snapshots"]] == ["vol_ds1", "vol_ds2"]
     assert mutating(calls_since(lab, seq)) == []
     assert name not in snapshot_names(lab, "svm1", "vol_ds1")
@@ -339,9 +341,10 @@ def test_prune_keeps_newest_foreign_and_busy(lab, transport):
     prune = {"policy": "daily", "keep": 1}
 
     seq = last_seq(lab)
-    res = run(lab, transport, "ontap_snapshot", check_mode=True, svm="svm1", volumes=[vol], state="pruned",
-              prune=prune)
+    res = run_module("ontap_snapshot", {**lab.conn(transport), "svm": "svm1", "volumes": [vol], "state": "pruned",
+                                        "prune": prune}, check_mode=True, diff=True)
     assert res["changed"] is True
+    assert res["diff"] == {"before": {f"svm1:{vol}": names[1:3] + names[:1]}, "after": {f"svm1:{vol}": names[:1]}}
     assert [p["name"] for p in res["pruned"]] == names[1:3]
     assert [s["name"] for s in res["skipped"]] == names[:1]
     assert mutating(calls_since(lab, seq)) == []
