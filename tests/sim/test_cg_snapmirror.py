@@ -152,8 +152,8 @@ def test_no_volume_restore_on_dp_destination(lab):
     rel = lab.get("/api/snapmirror/relationships", destination__path="svm_dr:vol_ds2_mirror")["records"][0]
     lab.post(f"/api/snapmirror/relationships/{rel['uuid']}/transfers", {}, query={"return_timeout": 10})
     dst = lab.volume("vol_ds2_mirror", svm="svm_dr")
-    r = lab.patch(f"/api/storage/volumes/{dst['uuid']}", {}, query={"restore_to.snapshot.name": "a",
-                                                                     "return_timeout": 10})
+    r = lab.patch(f"/api/storage/volumes/{dst['uuid']}", {},
+                  query={"restore_to.snapshot.name": "a", "return_timeout": 10})
     assert r.status == 409 and "mirror" in r["error"]["message"]
 
 

@@ -105,8 +105,8 @@ def test_file_restore_on_98_is_unexpected_argument(fast_sim):
                 query={"restore_to.snapshot.name": "s1", "restore_to.path": "/x"})
     assert r.status == 400 and r["error"]["code"] == "262179" and "restore_to.path" in r["error"]["message"]
     # The whole-volume restore exists on 9.8.
-    r = c.patch(f"/api/storage/volumes/{vol['uuid']}", {}, query={"restore_to.snapshot.name": "s1",
-                                                                   "return_timeout": 5})
+    r = c.patch(f"/api/storage/volumes/{vol['uuid']}", {},
+                query={"restore_to.snapshot.name": "s1", "return_timeout": 5})
     assert r.status == 200
 
 

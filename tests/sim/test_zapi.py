@@ -47,7 +47,7 @@ def test_version_98(fast_sim, monkeypatch):
 
 
 def test_wrong_password_is_401(zl):
-    lab, _ = zl
+    lab = zl[0]
     bad = zapi_server(lab.sim, password="wrong")
     with pytest.raises(zapi.NaApiError) as exc:
         zcall(bad, "system-get-version", tunnel=False)

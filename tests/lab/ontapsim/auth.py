@@ -21,7 +21,7 @@ class Auth:
             return None
         try:
             raw = base64.b64decode(header.split(None, 1)[1].strip(), validate=True)
-            name, _, password = raw.decode("utf-8").partition(":")
+            name, _sep, password = raw.decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError, IndexError):
             return None
         user = self.users.get(name)

@@ -68,7 +68,7 @@ class Ops:
             raise
         finally:
             self.st.save()
-        return [s for _, s in made]
+        return [snap for _vol, snap in made]
 
     def delete_snapshot(self, vol: dict[str, Any], snap: dict[str, Any], ignore_owners: bool = False,
                         save: bool = True) -> None:

@@ -125,7 +125,7 @@ def _set_path(out: dict[str, Any], src: dict[str, Any], parts: list[str]) -> Non
             _set_path(sub, val, parts[1:])
     elif isinstance(val, list):
         if key not in out or not isinstance(out[key], list):
-            out[key] = [{} for _ in val]
+            out[key] = [{} for _item in val]
         for o, s in zip(out[key], val):
             if isinstance(s, dict):
                 _set_path(o, s, parts[1:])
@@ -163,7 +163,7 @@ def order(records: list[dict[str, Any]], order_by: str | None) -> list[dict[str,
     if not order_by:
         return records
     for term in reversed([t.strip() for t in order_by.split(",") if t.strip()]):
-        field, _, direction = term.partition(" ")
+        field, _sep, direction = term.partition(" ")
         records = sorted(records, key=lambda r: (_scalar(get_path(r, field)) if get_path(r, field) is not _MISSING
                                                  else ""), reverse=direction.strip().lower() == "desc")
     return records

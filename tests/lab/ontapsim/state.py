@@ -33,7 +33,7 @@ def new_uuid() -> str:
 
 def new_serial() -> str:
     # ONTAP serials are 12 printable characters, sometimes with REST query characters.
-    return "".join(random.choice(_SERIAL_CHARS) for _ in range(12))
+    return "".join(random.choice(_SERIAL_CHARS) for _i in range(12))
 
 
 class State:
@@ -108,7 +108,7 @@ class State:
                 "size": parse_size(vol.get("size", "10G")), "type": vol.get("type", "rw"),
                 "state": "online", "create_time": now, "snapshots": []}
         for lun in cfg["luns"]:
-            _, _, vname, lname = lun["path"].split("/", 3)
+            vname, lname = lun["path"].split("/", 3)[2:]
             su = self._svm_uuid_in(doc, lun["svm"])
             vu = next(u for u, v in doc["volumes"].items() if v["name"] == vname and v["svm"] == su)
             lu = lun.get("uuid") or new_uuid()

@@ -23,13 +23,13 @@ class StorageError(RuntimeError):
 
 
 def _run(*cmd: str) -> None:
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise StorageError(f"{' '.join(cmd)}: {res.stderr.strip() or res.returncode}")
 
 
 def fs_type(path: Path) -> str:
-    res = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True)
+    res = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=False)
     return res.stdout.strip() if res.returncode == 0 else "unknown"
 
 
@@ -158,7 +158,7 @@ class Storage:
         for i in range(0, len(to_copy), 500):
             # --parents recreates the relative path under DEST (its directories already exist).
             res = subprocess.run(["cp", "-a", "--reflink=auto", "--parents", *to_copy[i:i + 500], str(dest) + "/"],
-                                 cwd=vdir, capture_output=True, text=True)
+                                 cwd=vdir, capture_output=True, text=True, check=False)
             if res.returncode != 0:
                 raise StorageError(f"cp into {dest}: {res.stderr.strip()}")
         for rel in reversed(dirs):  # children first, so their times stay as copied

@@ -32,7 +32,7 @@ class InfoHandlers:
         tag = child_text(api, "tag")
         start = 0
         if tag:
-            prefix, _, num = tag.rpartition(":")
+            prefix, _sep, num = tag.rpartition(":")
             if prefix != f"ontap-sim:{api.tag}" or not num.isdigit():
                 raise ZapiError("13115", f"Invalid tag: {tag}")
             start = int(num)
@@ -59,7 +59,7 @@ class InfoHandlers:
                 "build-timestamp": 1690280368, "node-name": node["name"], "version": version_full(v)}}})
 
     def system_get_ontapi_version(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
-        _, major, minor = self.st.version
+        major, minor = self.st.version[1:]
         return fields("results", {"major-version": 1, "minor-version": 100 + 10 * major + minor})
 
     def cluster_identity_get(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
@@ -92,7 +92,7 @@ class InfoHandlers:
         return self._iter(api, "vserver-info", recs)
 
     def _volume_info(self, v: dict[str, Any]) -> ET.Element:
-        svm_name, _ = self.st.vol_key(v)
+        svm_name = self.st.svm_name(v["svm"])
         used = self.st.storage.used_bytes(svm_name, v["name"])
         return fields("volume-attributes", {
             "volume-id-attributes": {

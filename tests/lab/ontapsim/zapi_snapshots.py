@@ -117,7 +117,7 @@ class SnapshotHandlers(InfoHandlers):
     def _in_volume(path: str, vname: str | None) -> tuple[str | None, str]:
         """(volume, path inside it) for '/vol/<vol>/<p>' or '/<p>' (relative to the volume input)."""
         if path.startswith("/vol/"):
-            _, _, vol, rest = (path + "/").split("/", 3)
+            vol, rest = (path + "/").split("/", 3)[2:]
             return vol, "/" + rest.rstrip("/")
         return vname, "/" + path.lstrip("/")
 
@@ -171,7 +171,7 @@ class SnapshotHandlers(InfoHandlers):
     def snapmirror_update(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
         loc = child_text(api, "destination-location")
         if loc:
-            d_svm, _, d_vol = loc.partition(":")
+            d_svm, _sep, d_vol = loc.partition(":")
         else:
             d_svm = child_text(api, "destination-vserver") or (svm["name"] if svm else None)
             d_vol = child_text(api, "destination-volume")
