@@ -42,11 +42,20 @@ options:
     description:
       - Report only these VMs, each given by libvirt domain name or UUID. A string of UUID form is looked up
         strictly as a UUID.
-      - A VM that libvirt does not know fails the task; all unknown VMs are named.
+      - A VM that libvirt does not know fails the task (all unknown VMs are named), unless O(unknown_vms=report).
       - Default is every domain of the connection.
       - When a selected VM has a disk on a LUN, the other domains are read too, to find a LUN it shares with them.
     type: list
     elements: str
+  unknown_vms:
+    description:
+      - What to do with entries of O(vms) that libvirt does not know.
+      - V(fail) fails the task and names all of them (one KVM host per run).
+      - V(report) lists them in RV(not_found) and reports the VMs that were found (a VM list that spans several
+        KVM hosts, where each host knows only its own VMs).
+    type: str
+    choices: [fail, report]
+    default: fail
   query:
     description:
       - A JMESPath expression applied to the list of VMs (as returned in RV(vms)) that selects the VMs to
@@ -386,6 +395,12 @@ datastores:
       volume: vol_ds1
       mapped_by: nfs
       vms: [web01, web03]
+not_found:
+  description: Entries of O(vms) that libvirt does not know (only with O(unknown_vms=report); else the task fails).
+  returned: always
+  type: list
+  elements: str
+  sample: [db02]
 elapsed_ms:
   description: Time the module spent (libvirt connection and listing, XML parsing, mapping, query), in milliseconds.
   returned: always
@@ -448,6 +463,7 @@ ARGUMENT_SPEC = dict(
     uri=dict(type="str", default="qemu:///system", fallback=(env_fallback, ["LIBVIRT_DEFAULT_URI"])),
     retries=dict(type="int", default=3),
     vms=dict(type="list", elements="str"),
+    unknown_vms=dict(type="str", default="fail", choices=["fail", "report"]),
     query=dict(type="str"),
     strict=dict(type="bool", default=True),
     map_storage=dict(type="bool", default=True),
@@ -483,8 +499,11 @@ class VmInfoError(Exception):
     pass
 
 
-def _gather(conn, wanted):
-    """[(parsed xml, state code, persistent)] for all domains, or for the wanted names/UUIDs."""
+def _gather(conn, wanted, not_found=None):
+    """[(parsed xml, state code, persistent)] for all domains, or for the wanted names/UUIDs.
+
+    Unknown wanted VMs fail, or are appended to not_found when that is a list.
+    """
     if wanted:
         doms = []
         unknown = []
@@ -499,7 +518,9 @@ def _gather(conn, wanted):
             if key not in seen:
                 seen.add(key)
                 doms.append(dom)
-        if unknown:
+        if unknown and not_found is not None:
+            not_found[:] = unknown
+        elif unknown:
             raise VmInfoError("vms: libvirt at %s knows no VM %s; check the names/UUIDs with 'virsh -c %s list --all'."
                               % (conn.getURI(), ", ".join(repr(u) for u in unknown), conn.getURI()))
     else:
@@ -616,7 +637,8 @@ def run(module):
     try:
         session.conn  # noqa: B018 - open now, so the connect time is measured on its own
         lap("connect_ms")
-        raw = session.call(lambda conn: _gather(conn, p["vms"]))
+        not_found = [] if p["unknown_vms"] == "report" else None
+        raw = session.call(lambda conn: _gather(conn, p["vms"], not_found))
         lap("list_ms")
         vms = _records(raw, p["uri"])
         lap("parse_ms")
@@ -646,7 +668,7 @@ def run(module):
     volumes, ds_summary = summarize(vms)
     lap("query_summary_ms")
     result = dict(changed=False, vms=vms, unprotectable=problems, volumes=volumes, datastores=ds_summary,
-                  timings=timings)
+                  not_found=not_found or [], timings=timings)
     errors = [x for x in problems if x["severity"] == "error"]
     if errors and p["strict"]:
         shown = "; ".join(x["reason"] for x in errors[:20])

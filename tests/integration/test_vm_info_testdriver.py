@@ -80,6 +80,13 @@ def test_unknown_vms_are_all_named(node, module_runner):
     assert "'nope'" in r["msg"] and "'$(id)'" in r["msg"] and "00000000-0000-0000-0000-00000000ffff" in r["msg"]
 
 
+def test_unknown_vms_reported_for_multi_host_lists(node, module_runner):
+    r = module_runner("vm_info", {"uri": node["uri"], "map_storage": False, "unknown_vms": "report",
+                                  "vms": ["vm0001", "on-another-host", "vm0002"]})
+    assert r.rc == 0, r.get("msg")
+    assert [v["name"] for v in r["vms"]] == ["vm0001", "vm0002"] and r["not_found"] == ["on-another-host"]
+
+
 def test_bad_query(node, module_runner):
     r = module_runner("vm_info", {"uri": node["uri"], "map_storage": False, "query": "[?state=="})
     assert r.failed and "not a valid JMESPath" in r["msg"]
