@@ -156,6 +156,8 @@ def summary_lines(report: Mapping[str, Any]) -> List[str]:
         lines.append(", ".join(parts))
     for warning in report.get("warnings", []):
         lines.append("  WARNING: %s" % warning)
+    for note in report.get("notes") or []:
+        lines.append("  note: %s" % note)
     for error in report.get("errors", []):
         lines.append("  ERROR: %s" % error)
     return lines
