@@ -22,13 +22,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers.guest_fixtures import libvirt_system  # noqa: F401  (fixture)
 from helpers.sim_fixtures import start_sim
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
-import guestlab  # noqa: E402
+import guestlab
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
