@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 
-from simapi import Client, with_version
+from simapi import LAB_CONFIG, Client, with_version
 
 CG = "/api/application/consistency-groups"
 
@@ -170,3 +171,34 @@ def test_broken_off_relationship_transfer_fails_and_turns_unhealthy(fast_sim):
     rel = c.get(f"/api/snapmirror/relationships/{rel['uuid']}", fields="healthy,unhealthy_reason,transfer").body
     assert rel["healthy"] is False and "broken off" in rel["unhealthy_reason"][0]["message"]
     assert rel["transfer"]["state"] == "failed"
+
+
+def test_cg_two_phase_snapshot_start_commit(lab):
+    cu = _make_cg(lab)
+    r = lab.post(f"{CG}/{cu}/snapshots", {"name": "tp"}, query={"action": "start", "action_timeout": 10,
+                                                                "return_timeout": 10})
+    assert r.status == 201
+    rec = lab.get(f"{CG}/{cu}/snapshots", name="tp", fields="*")["records"][0]
+    assert rec["state"] == "pending_commit"
+    r = lab.patch(f"{CG}/{cu}/snapshots/{rec['uuid']}", {}, query={"action": "commit", "return_timeout": 10})
+    assert r.status == 200
+    assert "state" not in lab.get(f"{CG}/{cu}/snapshots/{rec['uuid']}").body
+    again = lab.patch(f"{CG}/{cu}/snapshots/{rec['uuid']}", {}, query={"action": "commit", "return_timeout": 10})
+    assert again.status == 400
+    assert len(lab.snapshots(lab.volume("vol_ds2")["uuid"], name="tp")) == 1
+
+
+def test_cg_two_phase_commit_too_late_and_version_gate(fast_sim):
+    cfg = dict(LAB_CONFIG, options={"cg_fence_scale": 0.02})  # 10 s -> 0.2 s
+    c = Client(fast_sim(cfg))
+    cu = _make_cg(c)
+    c.post(f"{CG}/{cu}/snapshots", {"name": "late"}, query={"action": "start", "action_timeout": 10})
+    su = c.get(f"{CG}/{cu}/snapshots", name="late")["records"][0]["uuid"]
+    time.sleep(0.3)
+    r = c.patch(f"{CG}/{cu}/snapshots/{su}", {}, query={"action": "commit", "return_timeout": 10})
+    assert r.status == 400 and "action_timeout expired" in r["error"]["message"]
+    assert not c.snapshots(c.volume("vol_ds1")["uuid"], name="late")
+    old = Client(fast_sim(with_version("9.10.1"), name="old"))
+    cu = _make_cg(old)
+    r = old.post(f"{CG}/{cu}/snapshots", {"name": "x"}, query={"action": "start"})
+    assert r.status == 400 and r["error"]["code"] == "262179"

@@ -65,7 +65,8 @@ def test_tunnelling_rules(zl):
     assert int(cluster["num-records"]) == 5
     with pytest.raises(zapi.NaApiError) as exc:
         zcall(server, "cluster-identity-get")
-    assert exc.value.code == "13005" and exc.value.message == "Unable to find API: cluster-identity-get on data vserver svm1"
+    assert exc.value.code == "13005"
+    assert exc.value.message == "Unable to find API: cluster-identity-get on data vserver svm1"
     assert zcall(server, "cluster-identity-get", tunnel=False)
     with pytest.raises(zapi.NaApiError) as exc:
         zcall(server, "snapshot-create", tunnel=False, volume="vol_ds1", snapshot="s")

@@ -177,7 +177,9 @@ class Ops:
         self.st.save()
 
     def cg_snapshot(self, cg: dict[str, Any], name: str, comment: str | None,
-                    label: str | None) -> dict[str, Any]:
+                    label: str | None, commit_within: float | None = None) -> dict[str, Any]:
+        """One snapshot on every member; COMMIT_WITHIN (s) makes it the REST two-phase "start",
+        which a commit must follow in time (see cg_snapshot_commit)."""
         if any(s["name"] == name for s in cg["snapshots"]):
             raise SimError("cg_snapshot_exists", f'Consistency group Snapshot copy "{name}" already exists.',
                            target="name")
@@ -185,9 +187,24 @@ class Ops:
         snaps = self.create_snapshots(vols, name, comment, label, exists_kind="cg_snapshot_exists")
         rec = {"uuid": new_uuid(), "name": name, "create_time": snaps[0]["create_time"], "comment": comment,
                "snapmirror_label": label, "members": {v["uuid"]: s["uuid"] for v, s in zip(vols, snaps)}}
+        if commit_within is not None:
+            scale = float(self.st.cfg["options"].get("cg_fence_scale", 1.0))
+            rec["commit_deadline"] = time.time() + commit_within * scale
         cg["snapshots"].append(rec)
         self.st.save()
         return rec
+
+    def cg_snapshot_commit(self, cg: dict[str, Any], rec: dict[str, Any]) -> None:
+        deadline = rec.get("commit_deadline")
+        if deadline is None:
+            raise SimError("invalid", f'Consistency group Snapshot copy "{rec["name"]}" was not started with '
+                                      '"action=start"; nothing to commit.', target="action")
+        if time.time() > deadline:
+            self.cg_snapshot_delete(cg, rec)
+            raise SimError("cg_failed", f'Failed to commit consistency group Snapshot copy "{rec["name"]}": the '
+                                        "action_timeout expired before the commit; the Snapshot copies were deleted.")
+        del rec["commit_deadline"]
+        self.st.save()
 
     def cg_snapshot_delete(self, cg: dict[str, Any], rec: dict[str, Any]) -> None:
         for vu, su in rec["members"].items():

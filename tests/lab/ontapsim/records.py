@@ -197,4 +197,6 @@ def cg_snapshot(st: State, c: dict[str, Any], s: dict[str, Any]) -> dict[str, An
     for key in ("comment", "snapmirror_label"):
         if s.get(key):
             rec[key] = s[key]
+    if s.get("commit_deadline") is not None:
+        rec["state"] = "pending_commit"  # sim: a started two-phase snapshot awaiting its commit
     return rec

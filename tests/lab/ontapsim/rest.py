@@ -68,6 +68,8 @@ class RestApi(StorageHandlers, ProtectionHandlers):
             ("POST", f"/api/application/consistency-groups/{U}/snapshots", self.post_cg_snapshot,
              "snapshot_create"),
             ("GET", f"/api/application/consistency-groups/{U}/snapshots/{U}", self.get_cg_snapshot, "read"),
+            ("PATCH", f"/api/application/consistency-groups/{U}/snapshots/{U}", self.patch_cg_snapshot,
+             "snapshot_create"),
             ("DELETE", f"/api/application/consistency-groups/{U}/snapshots/{U}", self.delete_cg_snapshot,
              "snapshot_delete"),
             ("POST", "/api/private/cli/volume/snapshot/restore-file", self.cli_restore_file, "restore"),

@@ -9,8 +9,12 @@ from typing import Any
 from . import records as R
 from .errors import SimError
 from .ops import check_snapshot_name
-from .rest_base import HandlerBase, Request, Response
+from .rest_base import HandlerBase, Request, Response, int_param
 from .state import new_uuid
+
+# Two-phase CG snapshots (action=start / commit) came with a 2022 REST release; 9.12.1 is the
+# simulator's choice (the reference leaves the exact release unconfirmed).
+CG_TWO_PHASE_VERSION = (9, 12, 1)
 
 
 class ProtectionHandlers(HandlerBase):
@@ -144,6 +148,7 @@ class ProtectionHandlers(HandlerBase):
         body = req.body
         self._reject_unknown(body, {"name", "comment", "snapmirror_label", "consistency_type"})
         name = check_snapshot_name(body.get("name"))
+        commit_within = self._two_phase(req, "start")
         with self.st.lock:
             self._cg(req, cu)
         fault = self._job_fault(req)
@@ -153,9 +158,41 @@ class ProtectionHandlers(HandlerBase):
             svm = self.st.doc["svms"][cg["svm"]]
             job = self.jobs.run(f"POST /api/application/consistency-groups/{cu}/snapshots", svm,
                                 lambda: self.ops.cg_snapshot(cg, name, body.get("comment"),
-                                                             body.get("snapmirror_label")), fault)
+                                                             body.get("snapmirror_label"), commit_within), fault)
         loc = f"/api/application/consistency-groups/{cu}/snapshots?name={urllib.parse.quote(name)}"
         return self._job_response(req, job, created=True, location=loc)
+
+    def _two_phase(self, req: Request, expected: str) -> float | None:
+        """The action_timeout of a two-phase CG snapshot call (action=start|commit), or None."""
+        action = req.query.get("action")
+        if action is None:
+            return None
+        if not self.st.at_least(CG_TWO_PHASE_VERSION):
+            raise SimError("unexpected_argument", 'Unexpected argument "action".', target="action")
+        if action != expected:
+            raise SimError("invalid", f'Invalid value "{action}" for "action" here; expected "{expected}".',
+                           target="action")
+        secs = int_param(req, "action_timeout", 7)
+        if not 5 <= secs <= 120:
+            raise SimError("invalid", "action_timeout must be between 5 and 120 seconds.", target="action_timeout")
+        return float(secs)
+
+    def patch_cg_snapshot(self, req: Request, cu: str, su: str) -> Response:
+        """PATCH …/snapshots/{uuid}?action=commit ends a snapshot started with action=start."""
+        self._reject_unknown(req.body, set())
+        if req.query.get("action") is None:
+            raise SimError("missing", 'Missing value for "action" (only action=commit is supported).', target="action")
+        self._two_phase(req, "commit")
+        fault = self._job_fault(req)
+        with self.st.lock:
+            cg = self._cg(req, cu)
+            rec = next((s for s in cg["snapshots"] if s["uuid"] == su), None)
+            if rec is None:
+                raise SimError("not_found", "entry doesn't exist", target="uuid")
+            svm = self.st.doc["svms"][cg["svm"]]
+            job = self.jobs.run(f"PATCH /api/application/consistency-groups/{cu}/snapshots/{su}", svm,
+                                lambda: self.ops.cg_snapshot_commit(cg, rec), fault)
+        return self._job_response(req, job)
 
     def delete_cg_snapshot(self, req: Request, cu: str, su: str) -> Response:
         fault = self._job_fault(req)
