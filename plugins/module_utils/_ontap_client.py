@@ -210,6 +210,16 @@ def has_netapp_lib() -> bool:
 def connect(params: Dict[str, Any], module_name: str = "") -> Ontap:
     """Validate the connection options and return a connected client (REST, ZAPI, or auto)."""
     p = validate_connection(params)
+    try:
+        return _connect(p, module_name)
+    except OntapError as exc:
+        if exc.is_auth or exc.is_forbidden:
+            who = ("certificate %s" % p["cert_file"]) if p.get("cert_file") else ("user %s" % p.get("username"))
+            exc.message += " (as %s, transport %s)" % (who, p["transport"])
+        raise
+
+
+def _connect(p: Dict[str, Any], module_name: str) -> Ontap:
     transport = p["transport"]
     if transport == "zapi":
         from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import OntapZapi
