@@ -303,10 +303,14 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
         elif hp["mode"] == "shared":
             snap_res = h.get("snap") or {}
             quiesce = h.get("quiesce") or {}
-            host_ok[host] = not _failed(quiesce) and not h.get("error")
+            # a failed snapshot on one controller does not undo the others: judged per volume below
+            host_ok[host] = not _failed(quiesce)
             for item in snap_res.get("results") or []:
                 ctrl = item.get("item")
                 if _failed(item):
+                    for key in hp["volumes"]:
+                        if key.split(":", 1)[0] == ctrl and item.get("msg"):
+                            errors_by_vol[key] = str(item.get("msg"))
                     continue
                 for snap in item.get("snapshots") or []:
                     key = "%s:%s" % (snap.get("svm"), snap.get("volume"))
@@ -361,7 +365,11 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
         missing = [k for k in entry["volumes"] if k not in ok_vols]
         entry["ok"] = bool(host_ok.get(vm["host"])) and not missing and not entry.get("error")
         if not entry["ok"] and not entry.get("error"):
-            entry["error"] = h.get("error") or ("no snapshot of %s" % ", ".join(missing) if missing else "fence failed")
+            if missing:
+                entry["error"] = "no snapshot of %s (%s)" % (", ".join(missing), "; ".join(
+                    sorted({errors_by_vol.get(k) or h.get("error") or "no snapshot" for k in missing})))
+            else:
+                entry["error"] = h.get("error") or "fence failed"
         vms.append(entry)
     return {"vms": vms, "volumes": vols, "done": {c: sorted(v) for c, v in done.items()}}
 

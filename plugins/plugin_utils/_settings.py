@@ -207,7 +207,7 @@ def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
     s["config_dir"] = _abs_path("kvmsnap_config_dir", values.get("kvmsnap_config_dir") or "/etc/libvirt/qemu")
     s["retries"] = _int("kvmsnap_retries", values.get("kvmsnap_retries", 3), 0, 10)
     s["timeout"] = _int("kvmsnap_timeout", values.get("kvmsnap_timeout", 600), 1, 86400)
-    s["quiesce_deadline"] = _int("kvmsnap_quiesce_deadline", values.get("kvmsnap_quiesce_deadline", 300), 10, 86400)
+    s["quiesce_deadline"] = _int("kvmsnap_quiesce_deadline", values.get("kvmsnap_quiesce_deadline", 120), 10, 86400)
     s["state_dir"] = _abs_path("kvmsnap_state_dir", values.get("kvmsnap_state_dir") or "/var/lib/kvmsnap")
     s["report_dir"] = _abs_path("kvmsnap_report_dir", values.get("kvmsnap_report_dir") or "~/.kvmsnap/reports")
     mode = values.get("kvmsnap_quiesce_mode", "auto")

@@ -1,0 +1,201 @@
+"""Controller-side logic of the roles: settings pre-flight, discovery normalisation, volume sets, outcomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
+    backup_plan,
+    fence_outcome,
+    normalize,
+    restore_plan,
+    table,
+    volume_restore_conflicts,
+)
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
+
+CTRL = {"c1": {"ontap_hostname": "10.0.0.1", "ontap_username": "u", "has_password": True},
+        "c2": {"ontap_hostname": "c2.example.com", "ontap_username": "u", "ontap_transport": "zapi"}}
+DS = [{"path": "/ds1", "controller": "c1", "svm": "svm1", "volume": "vol1"},
+      {"path": "/ds2", "controller": "c2", "svm": "svm1", "volume": "vol2"}]
+
+
+def settings(**kw):
+    raw = {"kvmsnap_datastores": DS}
+    raw.update(kw)
+    return resolve(raw, {}, kw.pop("_op", "backup"), CTRL)
+
+
+def vm(name, *paths, uuid=None, state="running", cdrom=None):
+    disks = [{"path": p, "target": "vd%s" % chr(97 + i), "device": "disk", "type": "file"} for i, p in enumerate(paths)]
+    if cdrom:
+        disks.append({"path": cdrom, "target": "hdc", "device": "cdrom", "skipped": True})
+    return {"name": name, "uuid": uuid or "00000000-0000-0000-0000-%012x" % sum(map(ord, name)),
+            "state": state, "disks": disks}
+
+
+# ---------------------------------------------------------------- settings
+def test_settings_defaults_and_normalisation():
+    s = settings(kvmsnap_retention="daily:7,weekly:4", kvmsnap_restore_vms="a, b,")
+    assert s["retention"] == {"daily": 7, "weekly": 4} and s["keep"] == 7
+    assert s["restore_vms"] == ["a", "b"]
+    assert s["restore_snapshot"] == {"kind": "latest", "value": "latest"}
+    assert set(s["controllers"]) == {"c1", "c2"}
+    assert "password" not in repr(s["controllers"])
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"kvmsnap_libvirt_uri": "qemu+tcp://h/system"}, "unauthenticated qemu\\+tcp"),
+    ({"kvmsnap_datastores": [{"path": "/x", "controller": "nope", "svm": "s", "volume": "v"}]},
+     "controller 'nope' is not a host of the inventory group ontap_controllers"),
+    ({"kvmsnap_datastores": [{"path": "rel", "controller": "c1", "svm": "s", "volume": "v"}]}, "not absolute"),
+    ({"kvmsnap_datastores": [{"path": "/x", "controller": "c1", "svm": "s"}]}, "entry 1: missing volume"),
+    ({"kvmsnap_datastores": [{"path": "/x", "controller": "c1", "svm": "s", "volume": "v", "lun": 1}]},
+     "unknown key"),
+    ({"kvmsnap_quiesce_mode": "pause"}, "kvmsnap_quiesce_mode: 'pause' is not valid; allowed: suspend"),
+    ({"kvmsnap_retention": "daily:0"}, "out of range"),
+    ({"kvmsnap_retention": {"daily": True}}, "boolean"),
+    ({"kvmsnap_policy": "da ily"}, "kvmsnap_policy"),
+    ({"kvmsnap_snapshot_prefix": "hourly."}, "reserved prefix"),
+    ({"kvmsnap_snapmirror_update": "maybe"}, "kvmsnap_snapmirror_update: 'maybe' is not a boolean"),
+    ({"kvmsnap_retries": 11}, "kvmsnap_retries: 11 is out of range"),
+    ({"kvmsnap_timeout": True}, "not an integer"),
+    ({"kvmsnap_restore_snapshot": "[?policy=="}, "neither a snapshot name nor a valid JMESPath"),
+    ({"kvmsnap_restore_mode": "inplace"}, "kvmsnap_restore_mode"),
+    ({"kvmsnap_vms": ["a", "a"]}, "repeats VM 'a'"),
+])
+def test_settings_errors_name_the_variable(kw, match):
+    with pytest.raises(SettingsError, match=match):
+        settings(**kw)
+
+
+def test_restore_needs_a_selection_and_a_valid_query_is_kept():
+    with pytest.raises(SettingsError, match="kvmsnap_restore_vms: no VM selected"):
+        resolve({"kvmsnap_datastores": DS}, {}, "restore", CTRL)
+    s = resolve({"kvmsnap_datastores": DS, "kvmsnap_restore_vms": "all",
+                 "kvmsnap_restore_snapshot": "[?policy=='weekly'] | [-1]"}, {}, "restore", CTRL)
+    assert s["restore_vms"] == "all" and s["restore_snapshot"]["kind"] == "query"
+
+
+def test_controller_host_vars_are_checked():
+    bad = dict(CTRL, c1={"ontap_hostname": "https://c1/api", "ontap_username": "u"})
+    with pytest.raises(SettingsError, match="inventory host c1 .* ontap_hostname 'https://c1/api' is not valid"):
+        resolve({"kvmsnap_datastores": DS}, {}, "backup", bad)
+    bad = dict(CTRL, c2={"ontap_hostname": "c2", "ontap_username": "u", "ontap_transport": "soap"})
+    with pytest.raises(SettingsError, match="ontap_transport 'soap'"):
+        resolve({"kvmsnap_datastores": DS}, {}, "backup", bad)
+    with pytest.raises(SettingsError, match="ontap_username"):
+        resolve({"kvmsnap_datastores": DS}, {}, "backup", dict(CTRL, c2={"ontap_hostname": "c2"}))
+    with pytest.raises(SettingsError, match="no ONTAP controller"):
+        resolve({}, {}, "backup", {})
+
+
+def test_snapcreator_file_fills_defaults_only():
+    defaults = {"kvmsnap_retention": "daily:7,weekly:4", "kvmsnap_snapshot_prefix": "kvmsnap"}
+    raw = {"kvmsnap_datastores": DS, "kvmsnap_retention": "daily:7,weekly:4", "kvmsnap_snapshot_prefix": "mine"}
+    s = resolve(raw, defaults, "backup", CTRL, "SNAME=sc\nNTAP_SNAPSHOT_RETENTIONS=daily:2\nNTAP_USERS=x:y/z\n",
+                "/etc/sc.conf")
+    assert s["retention"] == {"daily": 2} and s["snapshot_prefix"] == "mine"
+    assert any("NTAP_USERS (line 3) ignored" in w for w in s["warnings"])
+    assert any("kvmsnap_snapshot_prefix is set explicitly" in w for w in s["warnings"])
+    with pytest.raises(SettingsError, match="kvmsnap_snapcreator_config /etc/sc.conf: line 1: SC_AGENT_TIMEOUT"):
+        resolve(raw, defaults, "backup", CTRL, "SC_AGENT_TIMEOUT=0\n", "/etc/sc.conf")
+
+
+# ---------------------------------------------------------------- discovery → plan
+def test_normalize_maps_disks_and_names_what_cannot_be_protected():
+    s = settings()
+    result = {"vms": [vm("web", "/ds1/web.img"), vm("iso", "/ds1/iso.img", cdrom="/isos/x.iso"),
+                      vm("local", "/var/lib/libvirt/images/l.img"),
+                      {"name": "nfs", "uuid": "11111111-1111-1111-1111-111111111111", "state": "running",
+                       "disks": [{"path": "/mnt/nfs/n.img", "target": "vda", "device": "disk", "controller": "c2",
+                                  "svm": "svm9", "volume": "v9", "path_in_volume": "/n.img",
+                                  "datastore": "/mnt/nfs", "mapped_by": "nfs"}]}],
+              "unprotectable": [{"vm": "local", "uuid": None, "disk": "vda", "severity": "error",
+                                 "reason": "VM local disk vda: on /dev/sda1, not on an NFS datastore"}]}
+    vms = {v["name"]: v for v in normalize("kvm1", result, s, CTRL)}
+    assert vms["web"]["protectable"] and vms["web"]["disks"][0]["path"] == "/web.img"
+    assert vms["web"]["disks"][0]["volume"] == "vol1" and vms["web"]["disks"][0]["controller"] == "c1"
+    assert not vms["iso"]["protectable"] and "ISO images are not backed up" in vms["iso"]["reasons"][0]
+    assert not vms["local"]["protectable"] and "no mapped ONTAP volume" in vms["local"]["reasons"][0]
+    assert vms["nfs"]["protectable"] and vms["nfs"]["disks"][0]["path"] == "/n.img"
+    lines = table(list(vms.values()))
+    assert lines[0].startswith("HOST") and any("NO: cdrom hdc" in line for line in lines)
+
+
+def test_named_vm_not_found_is_reported():
+    s = settings(kvmsnap_vms=["ghost"])
+    out = normalize("kvm1", {"vms": []}, s, CTRL)
+    assert out[0]["name"] == "ghost" and "not found on kvm1" in out[0]["reasons"][0]
+
+
+def test_plan_single_shared_and_two_controllers():
+    s = settings()
+    per_host = {
+        "h1": normalize("h1", {"vms": [vm("a", "/ds1/a.img")]}, s, CTRL),
+        "h2": normalize("h2", {"vms": [vm("b", "/ds1/b.img")]}, s, CTRL),      # shares vol1 with h1
+        "h3": normalize("h3", {"vms": [vm("c", "/ds2/c.img")]}, s, CTRL),      # alone on c2
+    }
+    plan = backup_plan(per_host, s)
+    assert plan["hosts"]["h1"]["mode"] == "shared" and plan["hosts"]["h2"]["mode"] == "shared"
+    assert plan["hosts"]["h1"]["peers"] == ["h1", "h2"]
+    assert plan["hosts"]["h3"]["mode"] == "single" and plan["hosts"]["h3"]["controllers"] == ["c2"]
+    assert plan["controllers"]["c1"]["shared"] == ["svm1:vol1"] and plan["controllers"]["c2"]["single"] == ["svm1:vol2"]
+    assert plan["shared_hosts"] == ["h1", "h2"]
+    # one host on two controllers cannot use vm_backup (one connection): shared path
+    plan2 = backup_plan({"h1": normalize("h1", {"vms": [vm("a", "/ds1/a.img", "/ds2/a2.img")]}, s, CTRL)}, s)
+    assert plan2["hosts"]["h1"]["mode"] == "shared"
+
+
+def test_shared_lun_makes_both_vms_unprotectable():
+    s = settings()
+    lun = {"path": "/dev/mapper/3600a", "target": "vda", "device": "disk", "type": "block", "controller": "c1",
+           "svm": "svm1", "volume": "vol_san", "lun": {"path": "/vol/vol_san/lun1"}}
+    per_host = {"h1": normalize("h1", {"vms": [{"name": "x", "uuid": "u1", "disks": [lun]},
+                                               {"name": "y", "uuid": "u2", "disks": [dict(lun)]}]}, s, CTRL)}
+    plan = backup_plan(per_host, s)
+    assert plan["protect"] == []
+    assert all("shared by VMs x, y" in r["reasons"][-1] for r in plan["unprotectable"])
+
+
+def test_fence_outcome_partial_failure_names_what_was_protected():
+    s = settings()
+    per_host = {"h1": normalize("h1", {"vms": [vm("a", "/ds1/a.img"), vm("b", "/ds2/b.img")]}, s, CTRL)}
+    plan = backup_plan(per_host, s)
+    assert plan["hosts"]["h1"]["mode"] == "shared"
+    a, b = plan["vms"]
+    results = {"h1": {
+        "quiesce": {"vms": [{"uuid": a["uuid"], "consistency": "suspended", "action": "suspended", "quiesce_ms": 5},
+                            {"uuid": b["uuid"], "consistency": "suspended", "action": "suspended", "quiesce_ms": 7}]},
+        "release": {"vms": [{"uuid": a["uuid"], "release_result": "resumed"},
+                            {"uuid": b["uuid"], "release_result": "resumed"}]},
+        "snap": {"results": [{"item": "c1", "snapshots": [{"svm": "svm1", "volume": "vol1"}], "method": "single"},
+                             {"item": "c2", "failed": True, "msg": "c2: create snapshot failed"}]},
+        "error": "h1: One or more items failed", "t_quiesce": 100.0, "t_released": 100.5}}
+    out = fence_outcome(plan, results)
+    vms = {v["name"]: v for v in out["vms"]}
+    assert out["done"] == {"c1": ["svm1:vol1"]}
+    assert vms["a"]["ok"] is True  # its volume got the snapshot while it was quiesced
+    assert vms["b"]["ok"] is False and "c2: create snapshot failed" in vms["b"]["error"]
+    assert all(v["released"] for v in vms.values())
+    assert vms["a"]["pause_ms"] == pytest.approx(495.0)
+    vols = {v["volume"]: v for v in out["volumes"]}
+    assert vols["vol1"]["ok"] and not vols["vol2"]["ok"]
+
+
+def test_restore_plan_and_volume_conflicts():
+    man = {"vm": {"name": "a", "uuid": "u1", "state": "running"}, "host": "h1", "domain_xml_text": "<domain/>",
+           "nvram_file": None, "datastores": ["/ds1"],
+           "disks": [{"controller": "c1", "svm": "svm1", "volume": "vol1", "path": "/a.img", "datastore": "/ds1"}]}
+    per_host = {"h1": {"manifests": [man], "invalid": [], "current": {}}}
+    snap = {"name": "s1", "volumes": ["c1:svm1:vol1"]}
+    plan = restore_plan(per_host, ["a"], snap)
+    assert plan["errors"] == []
+    assert plan["hosts"]["h1"][0]["current_state"] == "absent" and plan["hosts"]["h1"][0]["start"] == "always"
+    assert plan["volumes"][0]["files"] == ["/a.img"]
+    assert "no valid manifest" in restore_plan(per_host, ["a", "zz"], snap)["errors"][0]
+    assert "does not exist on volume c1:svm1:vol1" in restore_plan(per_host, "all", {"name": "s2", "volumes": []})[
+        "errors"][0]
+    discovered = [{"name": "other", "disks": [{"controller": "c1", "svm": "svm1", "volume": "vol1"}]}]
+    reasons = volume_restore_conflicts(plan, {"c1:svm1:vol1": ["/a.img", "/notes.txt"]}, discovered)
+    assert "also holds disks of other" in reasons[0] and "/notes.txt" in reasons[1]
