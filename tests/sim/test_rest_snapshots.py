@@ -161,3 +161,38 @@ def test_latency_overlaps_for_parallel_calls(fresh):
         assert results == [201, 201] and time.monotonic() - t0 < 0.75
     finally:
         fresh.admin("POST", "latency", {"scale": 0, "kinds": {"snapshot_create": 0.15}})
+
+
+def test_concurrent_clients_keep_state_consistent(fresh):
+    # One lock guards the state: parallel creates/deletes/listings never corrupt it or fail.
+    import json
+    import threading
+    vols = [fresh.volume(n)["uuid"] for n in ("vol_ds1", "vol_ds2")]
+    errors: list[str] = []
+
+    def worker(i: int) -> None:
+        c = Client(fresh.sim)
+        for j in range(4):
+            vu = vols[(i + j) % 2]
+            r = c.create_snapshot(vu, f"t{i}_{j}")
+            if r.status != 201:
+                errors.append(f"create {r}")
+                continue
+            snap = c.snapshots(vu, name=f"t{i}_{j}")[0]
+            r = c.delete(f"/api/storage/volumes/{vu}/snapshots/{snap['uuid']}", query={"return_timeout": 10})
+            if r.status != 200:
+                errors.append(f"delete {r}")
+            if c.get("/api/storage/volumes", fields="space").status != 200:
+                errors.append("list")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(not fresh.snapshots(vu) for vu in vols)
+    state = json.loads((fresh.sim.data / "state.json").read_text())
+    assert all(not v["snapshots"] for v in state["volumes"].values())
+    assert not any(list((fresh.sim.data / "volumes" / "svm1" / v / ".snapshot").iterdir())
+                   for v in ("vol_ds1", "vol_ds2"))
