@@ -34,7 +34,7 @@ MODES = ("suspend", "freeze", "auto", "none")
 # strongest first; "offline" = the VM was shut off (its disks are idle and clean)
 CONSISTENCY_LEVELS = ("offline", "application", "filesystem", "suspended", "crash")
 # connections of one run to libvirtd (libvirtd serves max_client_requests=5 calls per client at a time)
-MAX_SLOTS = 32
+MAX_SLOTS = 8
 # Fault-injection points for the integration tests (empty in production): callables run with
 # (fence, vms) right before the parallel quiesce / before the release.
 BEFORE_QUIESCE: List[Callable[..., None]] = []
