@@ -395,6 +395,20 @@ datastores:
       volume: vol_ds1
       mapped_by: nfs
       vms: [web01, web03]
+vm_mapping:
+  description:
+    - The discovered VM to LUN map of the selected VMs, in the structured form that O(vm_mapping) accepts (one
+      entry per VM and LUN; Snap Creator's C(KVM_VM_MAPPING) equivalent). A VM on several LUNs has several
+      entries, which O(vm_mapping) does not accept back (one LUN per VM, as in Snap Creator).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - vm: db01
+      controller: cluster1
+      svm: svm_san
+      volume: vol_db
+      path: /vol/vol_db/lun_db01
 not_found:
   description: Entries of O(vms) that libvirt does not know (only with O(unknown_vms=report); else the task fails).
   returned: always
@@ -585,6 +599,21 @@ def _records(raw, uri):
     return vms
 
 
+def _discovered_mapping(vms):
+    out = []
+    seen = set()
+    for vm in vms:
+        for disk in vm["disks"]:
+            lun = disk.get("lun")
+            if lun and disk.get("controller"):
+                key = (vm["name"], disk["controller"], lun["path"])
+                if key not in seen:
+                    seen.add(key)
+                    out.append({"vm": vm["name"], "controller": disk["controller"], "svm": disk.get("svm"),
+                                "volume": disk.get("volume"), "path": lun["path"]})
+    return out
+
+
 def _controller_factory(params, module_name):
     def factory():
         from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
@@ -668,7 +697,7 @@ def run(module):
     volumes, ds_summary = summarize(vms)
     lap("query_summary_ms")
     result = dict(changed=False, vms=vms, unprotectable=problems, volumes=volumes, datastores=ds_summary,
-                  not_found=not_found or [], timings=timings)
+                  vm_mapping=_discovered_mapping(vms), not_found=not_found or [], timings=timings)
     errors = [x for x in problems if x["severity"] == "error"]
     if errors and p["strict"]:
         shown = "; ".join(x["reason"] for x in errors[:20])

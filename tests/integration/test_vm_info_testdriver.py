@@ -295,6 +295,8 @@ def test_san_disks_through_multipath_and_the_simulator(tmp_path, module_runner, 
     got = sorted((u["vm"], u["severity"], u["reason"].split(":")[0]) for u in r["unprotectable"])
     assert [g[:2] for g in got] == [("eseries", "error"), ("lvm3", "note"), ("san1", "error"), ("san2", "error")]
     assert "several VMs (san1, san2)" in [u for u in r["unprotectable"] if u["vm"] == "san1"][0]["reason"]
+    assert {"vm": "lvm3", "controller": "lab", "svm": "svm1", "volume": "vol_san",
+            "path": "/vol/vol_san/lun_pv"} in r["vm_mapping"]
     # strict: the shared LUN and the non-ONTAP disk fail the task; the LVM note does not
     r = module_runner("vm_info", {"uri": uri, "host_root": str(root), "controllers": ctrl, "vms": ["lvm3"]})
     assert r.rc == 0, r.get("msg")
