@@ -978,39 +978,25 @@ def parse_datastores(datastores: Any) -> List[Dict[str, str]]:
 
 
 def parse_vm_mapping(vm_mapping: Any) -> List[Dict[str, str]]:
-    """`vm_mapping`: Snap Creator form `VM1:svm:/vol/vol1/lun1;VM2:…` or [{vm, svm, volume}|{vm, svm, path}]."""
-    entries: List[Dict[str, str]] = []
+    """`vm_mapping` (Snap Creator `VM1:ctrl:/vol/vol1/lun1;…` or a structured list) → [{vm, svm, volume, path}].
+
+    Parsing and its input rules live in _vm_mapping (shared with vm_info); the controller field names
+    the SVM unless an explicit ``svm`` is given."""
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _vm_mapping
     if vm_mapping is None or vm_mapping == "" or vm_mapping == []:
-        return entries
-    if isinstance(vm_mapping, str):
-        parts = vm_mapping.split(";")
-        if parts and parts[-1].strip() == "":
-            parts = parts[:-1]  # the documented trailing ';'
-        for idx, part in enumerate(parts, start=1):
-            text = part.strip()
-            if not text:
-                raise FenceError("vm_mapping: entry %d is empty; expected vm:controller:/vol/<volume>/<path>." % idx)
-            fields = text.split(":")
-            if len(fields) != 3 or not all(fields):
-                raise FenceError("vm_mapping: entry %d (%r) is not vm:controller:/vol/<volume>/<path> (use the "
-                                 "structured list form for IPv6 controllers)." % (idx, text))
-            entries.append({"vm": fields[0], "svm": fields[1], "path": fields[2]})
-    elif isinstance(vm_mapping, list):
-        for idx, entry in enumerate(vm_mapping):
-            if not isinstance(entry, dict) or not entry.get("vm") or not entry.get("svm") or \
-                    not (entry.get("volume") or entry.get("path")):
-                raise FenceError("vm_mapping[%d]: expected {vm, svm, volume} or {vm, svm, path: /vol/<volume>/…}." % idx)
-            entries.append({k: str(v) for k, v in entry.items() if v is not None})
-    else:
-        raise FenceError("vm_mapping: expected a 'vm:controller:/vol/…;' string or a list of dicts.")
-    for idx, entry in enumerate(entries):
+        return []
+    try:
+        entries = _vm_mapping.parse_vm_mapping(vm_mapping)
+    except _vm_mapping.VmMappingError as err:
+        raise FenceError(str(err)) from None
+    out = []
+    for entry in entries:
         if not entry.get("volume"):
-            path = entry["path"]
-            segs = path.split("/")
-            if len(segs) < 3 or segs[1] != "vol" or not segs[2]:
-                raise FenceError("vm_mapping entry %d: path %r is not of the form /vol/<volume>/…" % (idx + 1, path))
-            entry["volume"] = segs[2]
-    return entries
+            raise FenceError("vm_mapping entry %d (%s): path %r is not of the form /vol/<volume>/…; give volume "
+                             "explicitly in the structured form." % (entry["index"], entry["vm"], entry["path"]))
+        out.append({"vm": entry["vm"], "svm": entry.get("svm") or entry["controller"], "volume": entry["volume"],
+                    "path": entry["path"]})
+    return out
 
 
 def map_vm_volumes(vms: List[Dict[str, Any]], xmls: Dict[str, str], datastores: List[Dict[str, str]],
