@@ -1,5 +1,6 @@
-"""Fixtures for the simulator's own tests. Simulators run with latency off and are shared per
-module; `fresh`/`lab` reset the shared one (POST /_sim/reset) so each test starts clean."""
+"""Fixtures for the simulator's own tests. Simulators run with latency off and are shared by the
+whole session; `api`/`fresh`/`lab` reset the shared one (POST /_sim/reset: data, faults and call
+log) so each test starts clean. Tests that change latency put it back."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from simapi import LAB_CONFIG, Client
 FAST = ["--latency-scale", "0"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sim(tmp_path_factory):
     s = start_sim(tmp_path_factory.mktemp("sim") / "data", extra_args=FAST)
     yield s
     s.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab_sim(tmp_path_factory):
     s = start_sim(tmp_path_factory.mktemp("labsim") / "data", LAB_CONFIG, extra_args=FAST)
     yield s
@@ -26,8 +27,10 @@ def lab_sim(tmp_path_factory):
 
 @pytest.fixture
 def api(sim):
-    """The default cluster, as earlier tests of the module left it."""
-    return Client(sim)
+    """The default cluster, reset."""
+    c = Client(sim)
+    c.admin("POST", "reset")
+    return c
 
 
 @pytest.fixture
