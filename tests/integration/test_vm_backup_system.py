@@ -1,0 +1,156 @@
+"""vm_backup on qemu:///system against the ONTAP simulator: kill -9 / SIGTERM of the module in the middle of the
+snapshot (F5, F6), and a real writing guest frozen for a snapshot whose disk image passes e2fsck."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
+
+pytestmark = [pytest.mark.needs_libvirtd]
+URI = "qemu:///system"
+RUNNING, PAUSED = 1, 3
+MODULE = "ansible_collections.kvmsnap.core.plugins.modules.vm_backup"
+
+
+def sim_admin(sim, method, path, body=None):
+    ctx = ssl.create_default_context(cafile=sim.ca_file)
+    req = urllib.request.Request(sim.url + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": "Basic " + base64.b64encode(b"admin:netapp123").decode()})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+@pytest.fixture
+def sim(ontap_sim):
+    sim_admin(ontap_sim, "DELETE", "/_sim/faults")
+    yield ontap_sim
+    sim_admin(ontap_sim, "DELETE", "/_sim/faults")
+
+
+def start_module(args):
+    fd, path = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False)}, fh)
+    proc = subprocess.Popen([sys.executable, "-m", MODULE, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    return proc, path
+
+
+def wait_for(pred, timeout, step=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def states(doms):
+    return [d.state()[0] for d in doms]
+
+
+def resume_all(doms):
+    for d in doms:
+        try:
+            if d.state()[0] == PAUSED:
+                d.resume()
+        except Exception:
+            pass
+
+
+def backup_args(sim, state_dir, vms, **kw):
+    args = {"uri": URI, "vms": vms, "mode": "suspend", "deadline": 30, "state_dir": state_dir,
+            "volumes": ["svm1:vol_ds1"], "name": "kvmsnap-sys_%s" % uuid.uuid4().hex[:8]}
+    args.update(sim.conn())
+    args.update(kw)
+    return args
+
+
+def only_journal(state_dir):
+    journals = _journal.list_journals(state_dir)
+    assert len(journals) == 1
+    return journals[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_module_killed_during_snapshot_vms_released(sim, minimal_guests, tmp_path, sig):
+    doms = minimal_guests(3)
+    sd = str(tmp_path / "state")
+    sim_admin(sim, "POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
+                                            "count": 1, "seconds": 8})
+    proc, path = start_module(backup_args(sim, sd, [d.name() for d in doms]))
+    try:
+        assert wait_for(lambda: set(states(doms)) == {PAUSED}, 30), "vm_backup did not quiesce"
+        time.sleep(0.3)  # inside the (hanging) snapshot call
+        t_kill = time.monotonic()
+        proc.send_signal(sig)
+        out, _err = proc.communicate(timeout=20)
+        assert wait_for(lambda: set(states(doms)) == {RUNNING}, 5), states(doms)
+        released_after = time.monotonic() - t_kill
+        assert released_after < 3.0, released_after  # not the 30 s deadline
+        journal = only_journal(sd)
+        assert journal["state"] == "released"
+        if sig == signal.SIGKILL:
+            assert journal["released_by"] == "watchdog (owner process gone)"
+        else:  # F5: the module's own signal handler released them and reported it
+            res = json.loads(out.strip().splitlines()[-1])
+            assert res["failed"] and "signal" in res["msg"] and "released" in res["msg"]
+            assert {v["release_result"] for v in res["vms"]} == {"resumed"}
+        assert _lock.holders(sd) == []
+        watchdogs = [o for o in journal["owners"] if o["role"] == "watchdog"]
+        assert wait_for(lambda: not any(_journal.owner_alive(o) for o in watchdogs), 3)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.unlink(path)
+        resume_all(doms)
+
+
+@pytest.mark.needs_kvm_guests
+@pytest.mark.slow
+def test_backup_real_guest_freeze_snapshot_is_consistent(sim, real_guest, tmp_path, module_runner):
+    vol = sim.data / "volumes" / "svm1" / "vol_ds2"
+    guest = real_guest(disk_dir=vol, size_mib=32)
+    sd = str(tmp_path / "state")
+    try:
+        assert wait_for(lambda: len(guest.writer_numbers()) >= 3, 30, step=0.5), "writer not running"
+        before = guest.writer_numbers()
+        args = backup_args(sim, sd, [guest.name], mode="freeze", volumes=None, agent_timeout=10,
+                           datastores=[{"path": str(vol), "svm": "svm1", "volume": "vol_ds2"}])
+        res = module_runner("vm_backup", args, timeout=120)
+        assert not res.failed, res
+        vm = res["vms"][0]
+        assert vm["action"] == "frozen" and vm["consistency"] == "filesystem" and vm["release_result"] == "thawed"
+        assert res["volumes"] == ["svm1:vol_ds2"] and res["snapshots"][0]["volume"] == "vol_ds2"
+        image = vol / ".snapshot" / args["name"] / os.path.basename(guest.disk_path)
+        assert image.is_file()
+        from guestlab import disks
+        copy = str(tmp_path / "snap-copy.img")
+        shutil.copyfile(image, copy)
+        rc, out = disks.fsck_disk(copy)
+        assert rc == 0, out
+        numbers = disks.parse_writer_log(disks.read_disk_file(copy))
+        assert numbers and numbers[-1] >= before[-1] and disks.writer_log_gaps(numbers) == []
+        assert wait_for(lambda: guest.writer_numbers()[-1] > numbers[-1], 20, step=0.5)  # thawed, writing
+    finally:
+        snapdir = vol / ".snapshot"
+        for name in os.listdir(snapdir) if snapdir.is_dir() else []:
+            if name.startswith("kvmsnap-sys_"):
+                shutil.rmtree(snapdir / name, ignore_errors=True)
