@@ -176,11 +176,14 @@ class SharedConnection:
         with self._lock:
             if number != self._gens[slot]:
                 return  # another thread already reconnected this slot
+            old = self._conns[slot]
             try:
-                if self._conns[slot] is not None:
-                    self._conns[slot].close()
+                if old is not None:
+                    old.close()
             except Exception:
                 pass  # a dead connection may fail to close
+            # domain objects of the dead connection are useless (and its id() may be reused)
+            self._doms = {k: v for k, v in self._doms.items() if k[0] != id(old)}
             self._conns[slot] = None
             self._gens[slot] += 1
             self.reconnects += 1

@@ -254,3 +254,27 @@ def test_module_entry_point(module_runner, tmp_path):
     journals = [n for n in os.listdir(os.path.join(sd, "runs")) if n.endswith(".json")]
     with open(os.path.join(sd, "runs", journals[0])) as fh:
         assert json.load(fh)["module"] == "vm_quiesce"
+
+
+def test_connection_lost_midway_reconnects(conn, vms, state_dir):
+    """F7: the libvirt connection dies between resolve and quiesce, and again before the release
+    (closed under the fence: VIR_ERR_INVALID_CONN); the fence reconnects and finishes."""
+    names = vms(4)
+    seen = {}
+
+    def kill_connections(fence_obj, _todo):
+        seen["fence"] = fence_obj
+        for c in list(fence_obj.sc._conns):
+            if c is not None:
+                c.close()
+    _fence.BEFORE_QUIESCE.append(kill_connections)
+    res = _fence.run_quiesced(params(state_dir, names))
+    assert {v["action"] for v in res["vms"]} == {"suspended"} and not any(v["error"] for v in res["vms"])
+    assert seen["fence"].sc.reconnects >= 1
+    assert set(states(conn, names)) == {PAUSED}
+    _fence.BEFORE_QUIESCE.clear()
+    _fence.BEFORE_RELEASE.append(kill_connections)
+    rel = _fence.run_released(params(state_dir, names, state="released"))
+    assert {v["release_result"] for v in rel["vms"]} == {"resumed"}
+    assert set(states(conn, names)) == {RUNNING}
+    assert_clean(state_dir)
