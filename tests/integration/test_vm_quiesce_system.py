@@ -157,7 +157,8 @@ def test_freeze_real_guest_copy_is_consistent(module_runner, real_guest, tmp_pat
     finally:
         rel = module_runner("vm_quiesce", {"uri": URI, "vms": [guest.name], "state": "released", "state_dir": sd})
     assert not rel.failed and rel["vms"][0]["release_result"] == "thawed", rel
-    from guestlab import disks, domain as gdom
+    from guestlab import disks
+    from guestlab import domain as gdom
     assert gdom.agent_command(guest.dom, "guest-fsfreeze-status") == "thawed"
     rc, out = disks.fsck_disk(copy)
     assert rc == 0, out
