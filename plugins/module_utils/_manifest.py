@@ -121,8 +121,8 @@ def build(vm: Dict[str, Any], xml_text: str, nvram: Optional[bytes], run: Dict[s
     check_xml(xml_text, uuid, vm.get("name"))
     disks = []
     for disk in vm.get("disks") or []:
-        disks.append({k: disk.get(k) for k in ("target", "source", "format", "controller", "svm", "volume",
-                                                "datastore", "path", "lun")})
+        keys = ("target", "source", "format", "controller", "svm", "volume", "datastore", "path", "lun")
+        disks.append({k: disk.get(k) for k in keys})
     return {
         "kvmsnap_manifest": FORMAT,
         "vm": {"name": vm.get("name"), "uuid": uuid, "state": vm.get("state")},
@@ -200,8 +200,8 @@ def load(vm_dir: str) -> Dict[str, Any]:
         try:
             with open(nvram_file, "rb") as fh:
                 if sha256(fh.read()) != manifest["nvram"].get("sha256"):
-                    raise ManifestError("VM %s: %s does not match the hash in its manifest." % (vm.get("name"),
-                                                                                             nvram_file))
+                    raise ManifestError("VM %s: %s does not match the hash in its manifest."
+                                        % (vm.get("name"), nvram_file))
         except OSError as exc:
             raise ManifestError("VM %s: %s cannot be read: %s" % (vm.get("name"), nvram_file, exc)) from None
     # every disk of the saved XML must be one the manifest maps (nothing outside the mapped volumes)

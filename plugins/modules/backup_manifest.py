@@ -19,7 +19,7 @@ description:
     of the XML mapped to a volume).
   - Files are written atomically, mode 0600 in 0700 directories. The XML is the inactive definition without secrets.
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
   - kvmsnap.core.attributes
 attributes:
@@ -206,8 +206,8 @@ def _present(module: AnsibleModule) -> dict:
                     with open(vm["nvram"], "rb") as fh:
                         nvram = fh.read()
                 except OSError as exc:
-                    module.fail_json(msg="%s: cannot read the NVRAM %s of VM %s: %s." % (p["host"], vm["nvram"], name,
-                                                                                     exc))
+                    module.fail_json(msg="%s: cannot read the NVRAM %s of VM %s: %s."
+                                     % (p["host"], vm["nvram"], name, exc))
             try:
                 manifest = mf.build(vm, xml_text, nvram, run)
             except mf.ManifestError as exc:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make demo`: the whole backup -> damage -> restore cycle of kvmsnap.core on this machine, no manual step.
 
 1. starts the lab's ONTAP simulator (tests/lab/ontap-sim) with two datastore volumes;
@@ -221,8 +220,8 @@ class Demo:
             say("%s: running=%s; /data/log.txt starts with the snapshot's %d lines (last #%d): %s" % (
                 name, running, len(numbers), numbers[-1] if numbers else -1, "YES" if same else "NO"))
         ok &= damaged is None
-        say("%s: /data/DAMAGED after the restore: %s" % (web1, "gone (restored data = snapshot data)"
-                                                          if damaged is None else "STILL THERE"))
+        verdict = "gone (restored data = snapshot data)" if damaged is None else "STILL THERE"
+        say("%s: /data/DAMAGED after the restore: %s" % (web1, verdict))
         back = next((v for v in restore["vms"] if v["name"] == web2), {})
         say("%s (deleted) is back: defined from its manifest, state=%s, guest agent=%s" % (
             web2, back.get("state_after"), (back.get("details") or {}).get("agent")))
@@ -232,8 +231,8 @@ class Demo:
             ok &= bool(released)
             say("backup %s: %s released=%s, consistency=%s, pause window %.1f ms" % (
                 snap, vm["name"], "yes" if released else "NO", vm.get("consistency"), vm.get("pause_ms") or 0))
-        say("volumes in snapshot %s: %s" % (snap, ", ".join("%s (%s)" % (v["volume"], v.get("method"))
-                                                          for v in backup["volumes"] if v["ok"])))
+        made = ", ".join("%s (%s)" % (v["volume"], v.get("method")) for v in backup["volumes"] if v["ok"])
+        say("volumes in snapshot %s: %s" % (snap, made))
         say("safety snapshot taken before the restore: %s" % restore.get("safety_snapshot"))
         banner("result")
         if not ok:
@@ -252,8 +251,8 @@ class Demo:
         self.playbook("backup", inv)
         backup = self.report("backup")
         for vm in backup["vms"]:
-            say("backup %s: %s consistency=%s pause %.1f ms" % (backup["snapshot"], vm["name"], vm.get("consistency"),
-                                                              vm.get("pause_ms") or 0))
+            say("backup %s: %s consistency=%s pause %.1f ms"
+                % (backup["snapshot"], vm["name"], vm.get("consistency"), vm.get("pause_ms") or 0))
         say("DEMO (test driver) OK: discover + backup; install libvirtd and QEMU for the full cycle")
 
     # ---------------------------------------------------------------- cleanup
