@@ -23,7 +23,7 @@ description:
   - Returns for every VM its pause window (quiesce complete to release complete) in milliseconds and the
     consistency level its disks have in the snapshot.
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 requirements:
   - libvirt-python on the KVM host
 extends_documentation_fragment:

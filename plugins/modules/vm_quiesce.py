@@ -24,7 +24,7 @@ description:
     and taken over. Every run first recovers what a dead run left quiesced and reports it in RV(recovered).
   - If quiescing fails for some VMs, the VMs already quiesced are released again and the task fails.
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 requirements:
   - libvirt-python on the KVM host
 extends_documentation_fragment:

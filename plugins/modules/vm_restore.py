@@ -22,7 +22,7 @@ description:
     O(verify_timeout) seconds (a VM without an agent channel reports C(agent=absent)).
   - The disks themselves are restored by M(kvmsnap.core.ontap_restore) before this module runs.
 author:
-  - kvmsnap.core contributors
+  - kvmsnap.core contributors (@kvmsnap)
 requirements:
   - libvirt-python on the KVM host
 extends_documentation_fragment:
