@@ -417,9 +417,9 @@ def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) ->
         if _code(err) == lv.VIR_ERR_NO_DOMAIN:
             out["result"] = "gone"
         else:
-            out["error"] = "release (%s) of VM %s (%s) failed: %s; check it with 'virsh domstate %s' and " \
-                           "'virsh domfsfreeze'/'domfsthaw'." % ("thaw" if action == "frozen" else "resume",
-                                                                  vm.get("name"), vm["uuid"], err, vm["uuid"])
+            what = "thaw" if action == "frozen" else "resume"
+            out["error"] = ("release (%s) of VM %s (%s) failed: %s; check it with 'virsh domstate %s' and "
+                            "'virsh domfsfreeze'/'domfsthaw'." % (what, vm.get("name"), vm["uuid"], err, vm["uuid"]))
     out["t_done"] = time.monotonic()
     return out
 
@@ -1021,8 +1021,8 @@ def map_vm_volumes(vms: List[Dict[str, Any]], xmls: Dict[str, str], datastores: 
         for disk in domain_disks(xmls[vm["uuid"]]):
             if disk["device"] in ("cdrom", "floppy") and (disk["readonly"] or disk["device"] == "cdrom"):
                 if disk["path"]:
-                    skipped.append("%s: %s %s (%s) is not backed up" % (vm["name"], disk["device"], disk["target"],
-                                                                       disk["path"]))
+                    skipped.append("%s: %s %s (%s) is not backed up"
+                                   % (vm["name"], disk["device"], disk["target"], disk["path"]))
                 continue
             if explicit:
                 continue  # the explicit mapping names this VM's volumes
