@@ -114,6 +114,10 @@ class Ontap:
                     snapmirror_label: Optional[str]) -> str:  # pragma: no cover
         raise NotImplementedError
 
+    def predict_method(self, volumes: List[VolumeRef]) -> str:
+        """The method create_snapshot_set would use for VOLUMES (read-only; for check mode)."""
+        return "single" if len(volumes) == 1 else "cg_start_commit"
+
     def get_snapshot(self, svm: str, volume: str, name: str) -> Optional[dict]:
         for snap in self.list_snapshots(svm, volume, name):
             if snap.get("name") == name:

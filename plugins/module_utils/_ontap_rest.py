@@ -233,6 +233,14 @@ class OntapRest(Ontap):
         return self._create_set_without_cg(volumes, name, comment, snapmirror_label,
                                            why="the volumes are in several SVMs")
 
+    def predict_method(self, volumes: List[VolumeRef]) -> str:
+        svms = sorted(set(s for s, _v in volumes))
+        if len(volumes) == 1:
+            return "single"
+        if len(svms) > 1 or not self.version_at_least(CG_API):
+            return "cg_start_commit"
+        return "cg" if self._find_cg(svms[0], [v for _s, v in volumes]) else "cg_temporary"
+
     def _find_cg(self, svm: str, vols: List[str]) -> Optional[dict]:
         recs = self.call("list consistency groups of SVM %s" % svm, lambda: self.session.get_records(
             "/api/application/consistency-groups", **{"svm.name": svm, "fields": "uuid,name,volumes.name"}))

@@ -57,7 +57,7 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
                 "msg": "snapshot %s already exists on all %d volume(s)" % (name, len(volumes))}
     if check_mode:
         snaps = [{"svm": s, "volume": v, "name": name, "uuid": None, "create_time": None} for s, v in volumes]
-        method = "single" if len(volumes) == 1 else "would be chosen at run time"
+        method = client.predict_method(volumes)
         return {"changed": True, "method": method, "snapshots": snaps,
                 "msg": "would create snapshot %s on %d volume(s)" % (name, len(volumes))}
     result = client.create_snapshot_set(volumes, name, comment=comment, snapmirror_label=snapmirror_label,

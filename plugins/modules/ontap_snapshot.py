@@ -173,7 +173,7 @@ snapshots:
 method:
   description:
     - How the snapshot was made; V(cg) (existing consistency group), V(cg_temporary), V(cg_start_commit),
-      V(multicreate) or V(single). Null when nothing was created.
+      V(multicreate) or V(single) (in check mode, the method that would be used). Null when nothing was created.
   returned: always
   type: str
   sample: cg_temporary

@@ -214,6 +214,7 @@ def test_snapshot_create_idempotent_check_mode_delete(request, lab, transport):
     seq = last_seq(lab)
     res = run_module("ontap_snapshot", {**lab.conn(transport), **args}, check_mode=True, diff=True)
     assert res["changed"] is True and not res.failed, res
+    assert res["method"] == ("cg_temporary" if transport == "rest" else "cg_start_commit")
     assert res["diff"] == {"before": {"svm1:vol_ds1": [], "svm1:vol_ds2": []},
                            "after": {"svm1:vol_ds1": [name], "svm1:vol_ds2": [name]}}
     assert [s["volume"] for s in res["snapshots"]] == ["vol_ds1", "vol_ds2"]
