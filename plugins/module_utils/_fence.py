@@ -237,6 +237,11 @@ def agent_command(dom: Any, command: str, timeout: int) -> Any:
     return json.loads(out).get("return") if out else None
 
 
+def _agent_not_connected(err: BaseException) -> bool:
+    """libvirt refused an agent command because no agent is connected (nothing was sent to the guest)."""
+    return _code(err) == VIR_ERR_AGENT_UNRESPONSIVE and "not connected" in str(err)
+
+
 def agent_ping(dom: Any, timeout: int) -> Optional[bool]:
     """True: the agent answered; False: it did not; None: this driver cannot run agent commands."""
     try:
@@ -343,7 +348,9 @@ def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeo
                     return out
                 except Exception as err:
                     if mode == "freeze":
-                        out["action"] = "frozen"  # the freeze may still land: release must thaw
+                        # the freeze may still land (agent slow): release must thaw; unless it never reached
+                        # the guest (no agent connected: libvirt sends nothing)
+                        out["action"] = "none" if _agent_not_connected(err) else "frozen"
                         raise
                     out["detail"] = "guest-agent freeze failed (%s); suspended instead" % err
                     try:  # undo a freeze that may have happened partly before suspending
@@ -359,8 +366,8 @@ def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeo
         out["t_done"] = time.monotonic()
         return out
     except Exception as err:
-        out["error"] = "%s of VM %s (%s) failed: %s" % ("freeze" if out["action"] == "frozen" else "suspend",
-                                                        vm["name"], vm["uuid"], err)
+        op = "freeze" if mode == "freeze" else "suspend"
+        out["error"] = "%s of VM %s (%s) failed: %s" % (op, vm["name"], vm["uuid"], err)
         out["consistency"] = "crash"
         out["t_done"] = time.monotonic()
         return out

@@ -168,7 +168,51 @@ def test_freeze_real_guest_copy_is_consistent(module_runner, real_guest, tmp_pat
     # the writer goes on after the thaw
     assert wait_for(lambda: guest.writer_numbers()[-1] > numbers[-1], 20, step=0.5)
     assert_clean(sd)
+    # F8: filesystems the user froze before the run are neither frozen again nor thawed by the release
+    gdom.agent_command(guest.dom, "guest-fsfreeze-freeze")
+    try:
+        res = module_runner("vm_quiesce", {"uri": URI, "vms": [guest.name], "mode": "freeze", "state_dir": sd})
+        assert not res.failed and res["vms"][0]["action"] == "none", res
+        assert "frozen before this run" in res["vms"][0]["detail"]
+        rel = module_runner("vm_quiesce", {"uri": URI, "vms": [guest.name], "state": "released", "state_dir": sd})
+        assert not rel.failed
+        assert gdom.agent_command(guest.dom, "guest-fsfreeze-status") == "frozen"  # still the user's freeze
+    finally:
+        gdom.agent_command(guest.dom, "guest-fsfreeze-thaw")
+    assert_clean(sd)
     shutil.rmtree(sd, ignore_errors=True)
+
+
+@pytest.fixture
+def agentless_channel_guest(libvirt_system, tmp_path):
+    """A minimal guest WITH a guest-agent channel but no agent behind it (F1: the agent never answers)."""
+    from guestlab import domain as gdom
+    dom = gdom.define_minimal_guest(libvirt_system, "%sdeadagent" % gdom.run_prefix(), str(tmp_path / "m"),
+                                    with_agent=True)
+    yield dom
+    gdom.destroy_and_undefine(dom)
+
+
+def test_unresponsive_agent_is_bounded(module_runner, agentless_channel_guest, tmp_path):
+    dom = agentless_channel_guest
+    sd = str(tmp_path / "state")
+    args = {"uri": URI, "vms": [dom.name()], "state_dir": sd, "agent_timeout": 2}
+    t0 = time.monotonic()
+    res = module_runner("vm_quiesce", dict(args, mode="freeze"))
+    assert time.monotonic() - t0 < 20
+    assert res.failed and "freeze of VM" in res["msg"] and "nothing stays paused" in res["msg"], res
+    assert dom.state()[0] == RUNNING
+    # policy allows crash consistency: the VM keeps running, recorded as crash (never more than reached)
+    res = module_runner("vm_quiesce", dict(args, mode="freeze", allow_crash_consistent=True))
+    assert not res.failed and res["vms"][0]["consistency"] == "crash", res
+    module_runner("vm_quiesce", dict(args, state="released"))
+    # auto: no answer to guest-ping → suspended instead
+    res = module_runner("vm_quiesce", dict(args, mode="auto"))
+    assert not res.failed and res["vms"][0]["action"] == "suspended", res
+    assert dom.state()[0] == PAUSED
+    rel = module_runner("vm_quiesce", dict(args, state="released"))
+    assert not rel.failed and dom.state()[0] == RUNNING
+    assert_clean(sd)
 
 
 @pytest.mark.needs_kvm_guests
