@@ -112,7 +112,7 @@ def test_module_killed_during_snapshot_vms_released(sim, minimal_guests, tmp_pat
             res = json.loads(out.strip().splitlines()[-1])
             assert res["failed"] and "signal" in res["msg"] and "released" in res["msg"]
             assert {v["release_result"] for v in res["vms"]} == {"resumed"}
-        assert _lock.holders(sd) == []
+        assert wait_for(lambda: _lock.holders(sd) == [], 3)  # the watchdog removes them right after the journal
         watchdogs = [o for o in journal["owners"] if o["role"] == "watchdog"]
         assert wait_for(lambda: not any(_journal.owner_alive(o) for o in watchdogs), 3)
     finally:
