@@ -55,9 +55,9 @@ def assert_clean(state_dir):
 
 
 def test_many_minimal_vms_suspend_release(module_runner, minimal_guests, tmp_path):
-    doms = minimal_guests(12)
+    doms = minimal_guests(8)
     sd = str(tmp_path / "state")
-    ids = [d.name() for d in doms[:6]] + [d.UUIDString() for d in doms[6:]]
+    ids = [d.name() for d in doms[:4]] + [d.UUIDString() for d in doms[4:]]
     try:
         res = module_runner("vm_quiesce", {"uri": URI, "vms": ids, "mode": "suspend", "deadline": 60, "state_dir": sd})
         assert not res.failed, res
