@@ -292,8 +292,10 @@ def resolve_vms(conn: Any, idents: List[str], uri: Optional[str]) -> List[Dict[s
         found.append({"ident": ident, "uuid": vm_uuid, "name": dom.name(), "state": sname,
                       "paused_reason": lv.paused_reason(reason) if sname == "paused" else None})
     if unknown:
-        raise FenceError("unknown VM(s) on %s: %s; nothing was quiesced. Check the names/UUIDs with "
-                         "'virsh -c %s list --all'." % (uri or lv.DEFAULT_URI, ", ".join(repr(u) for u in unknown),
+        import socket
+        raise FenceError("unknown VM(s) on %s %s: %s; nothing was quiesced. Check the names/UUIDs with "
+                         "'virsh -c %s list --all'." % (socket.gethostname(), uri or lv.DEFAULT_URI,
+                                                        ", ".join(repr(u) for u in unknown),
                                                         uri or lv.DEFAULT_URI),
                          {"unknown_vms": unknown})
     return found
@@ -523,6 +525,12 @@ class Fence:
         self.journal: Optional[Dict[str, Any]] = None
         self.locked: List[str] = []
         self.warnings: List[str] = []
+
+    @property
+    def where(self) -> str:
+        """Host and URI, for messages: 'kvm1 (qemu:///system)'."""
+        import socket
+        return "%s (%s)" % (socket.gethostname(), self.uri)
 
     # -- state dir, recovery --------------------------------------------------------------
 
@@ -854,7 +862,7 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
             result["changed"] = True
             raise FenceError("vm_quiesce on %s: %d of %d VM(s) could not be quiesced (%s); the VMs already quiesced "
                              "were released again, nothing stays paused." % (
-                                 fence.uri, len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), result)
+                                 fence.where, len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), result)
         result["vms"] = [public_outcome(o) for o in outcomes]
         result["changed"] = any(o["action"] != "none" for o in outcomes)
         if not result["changed"]:
@@ -938,7 +946,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
         failed = [v for v in out if v.get("release_error")]
         if failed:
             raise FenceError("vm_quiesce on %s: could not release %s; the journal stays open so the watchdog and "
-                             "the next run retry." % (fence.uri, "; ".join(v["release_error"] for v in failed)), result)
+                             "the next run retry." % (fence.where, "; ".join(v["release_error"] for v in failed)), result)
         result["msg"] = "%s %d VM(s)" % ("would release" if check_mode else "released",
                                          sum(1 for v in out if v.get("action") != "none"))
         return result
@@ -1137,7 +1145,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             result["vms"] = [public_outcome(o) for o in outcomes]
             raise FenceError("vm_backup on %s: %d of %d VM(s) could not be quiesced (%s); no snapshot was taken and "
                              "the VMs already quiesced were released." % (
-                                 fence.uri, len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), result)
+                                 fence.where, len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), result)
         in_window = snap.get("done_in_window", False)
         for o in outcomes:
             if not in_window:
@@ -1167,14 +1175,14 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 parts.append("release failed: %s" % "; ".join(released_errors))
             else:
                 parts.append("every VM was released")
-            raise FenceError("vm_backup on %s: %s." % (fence.uri, "; ".join(parts)), result)
+            raise FenceError("vm_backup on %s: %s." % (fence.where, "; ".join(parts)), result)
         result["msg"] = "snapshot %s of %s taken with %d VM(s) quiesced (mode %s); longest pause %.1f ms" % (
             name, ", ".join(result["volumes"]), sum(1 for o in outcomes if o["action"] != "none"), mode,
             result["max_pause_ms"])
         return result
     except FenceInterrupted as err:
         result["vms"] = [public_outcome(o) for o in outcomes]
-        raise FenceError("vm_backup on %s: %s; every VM quiesced by this run was released." % (fence.uri, err),
+        raise FenceError("vm_backup on %s: %s; every VM quiesced by this run was released." % (fence.where, err),
                          result) from None
     finally:
         result["warnings"] = fence.warnings
