@@ -380,15 +380,20 @@ def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) ->
     action = vm.get("action")
     out: Dict[str, Any] = {"result": None, "error": None}
 
+    def not_paused(state: int) -> str:
+        return "already running" if state == VIR_DOMAIN_RUNNING else "not paused (%s)" % _lv().state_name(state)
+
     def resume(conn: Any, _attempt: int) -> str:
         dom = sc.domain(conn, vm["uuid"])
-        if dom.state()[0] != VIR_DOMAIN_PAUSED:
-            return "already running"
+        state = dom.state()[0]
+        if state != VIR_DOMAIN_PAUSED:
+            return not_paused(state)
         try:
             dom.resume()
         except Exception as err:
-            if dom.state()[0] != VIR_DOMAIN_PAUSED:  # F9: someone resumed it meanwhile
-                return "already running"
+            state = dom.state()[0]
+            if state != VIR_DOMAIN_PAUSED:  # F9: someone resumed it meanwhile
+                return not_paused(state)
             raise err
         return "resumed"
 
@@ -1157,6 +1162,10 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         result["snapshot_ms"] = snap.get("ms")
         result["max_pause_ms"] = max([o["pause_ms"] for o in outcomes] or [0.0])
         released_errors = [o["release_error"] for o in outcomes if o.get("release_error")]
+        if result["snapshots"] and not snap.get("error"):
+            bad = _verify_snapshots(ontap, result["snapshots"], fence.warnings)
+            if bad:
+                snap["error"] = "the controller reports %s; not a usable backup" % "; ".join(bad)
         if snap.get("error") or not in_window or released_errors:
             parts = []
             if snap.get("error") and in_window is False and late is not None:
@@ -1187,6 +1196,26 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
     finally:
         result["warnings"] = fence.warnings
         fence.close()
+
+
+def _verify_snapshots(ontap: Any, snapshots: List[Dict[str, Any]], warnings: List[str]) -> List[str]:
+    """P4: read every new snapshot back (after the release) and require its state to be valid."""
+    bad = []
+    for snap in snapshots:
+        try:
+            found = ontap.get_snapshot(snap["svm"], snap["volume"], snap["name"])
+        except Exception as err:
+            warnings.append("could not read snapshot %s on %s:%s back: %s" % (snap["name"], snap["svm"],
+                                                                             snap["volume"], err))
+            continue
+        if not found:
+            bad.append("snapshot %s missing on %s:%s" % (snap["name"], snap["svm"], snap["volume"]))
+        elif found.get("state") not in (None, "valid"):
+            bad.append("snapshot %s on %s:%s in state %s" % (snap["name"], snap["svm"], snap["volume"],
+                                                             found.get("state")))
+        else:
+            snap["state"] = found.get("state") or "valid"
+    return bad
 
 
 def _host_token() -> str:

@@ -138,6 +138,20 @@ def journal_path(state_dir: str, run_id: str) -> str:
     return os.path.join(runs_dir(state_dir), run_id + ".json")
 
 
+def _fsync_dir(path: str) -> None:
+    """Make a rename durable (a host crash right after it must not lose the journal)."""
+    try:
+        fd = os.open(path or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_file_atomic(path: str, data: bytes) -> None:
     """Write DATA to PATH: new 0600 file (O_EXCL, no symlink follow), fsync, rename over PATH."""
     tmp = "%s.tmp-%d-%s" % (path, os.getpid(), _uuid.uuid4().hex[:6])
@@ -148,6 +162,7 @@ def write_file_atomic(path: str, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.rename(tmp, path)
+        _fsync_dir(os.path.dirname(path))
     except BaseException:
         try:
             os.unlink(tmp)

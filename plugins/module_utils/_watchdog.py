@@ -119,7 +119,7 @@ def release_vm(libvirt, uri, vm, agent_timeout, tries=5):
                 if state == libvirt.VIR_DOMAIN_PAUSED:
                     dom.resume()
                     return "resumed"
-                return "already running"
+                return "already running" if state == libvirt.VIR_DOMAIN_RUNNING else "not paused (state %d)" % state
             finally:
                 try:
                     conn.close()

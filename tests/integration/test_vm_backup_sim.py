@@ -112,6 +112,7 @@ def test_backup_snapshots_every_volume_and_releases(conn, backup_vms, sim, tmp_p
     res = _fence.run_backup(p)
     assert res["changed"] and res["method"] in ("cg", "cg_temporary", "multicreate")
     assert sorted(s["volume"] for s in res["snapshots"]) == ["vol_ds1", "vol_ds2"]
+    assert {s["state"] for s in res["snapshots"]} == {"valid"}  # read back after the release (P4)
     assert snaps_on(sim, "vol_ds1", p["name"]) and snaps_on(sim, "vol_ds2", p["name"])
     # the disk files are in the snapshot (as on an NFS export)
     assert (sim.data / "volumes/svm1/vol_ds1/.snapshot" / p["name"] / (names[0] + ".qcow2")).is_file()
