@@ -114,7 +114,13 @@ def lab(libvirt_system, tmp_path_factory):  # noqa: F811
     base = tmp_path_factory.mktemp("playbooks")
     lab = Lab(base, libvirt_system)
     try:
-        lab.sims["s1"] = start_sim(base / "sim1")
+        lab.sims["s1"] = start_sim(base / "sim1", {
+            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]},
+                     {"name": "svm_dr", "data_lifs": ["127.0.0.3"]}],
+            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"},
+                        {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "10G"}],
+            "relationships": [{"source": "svm1:vol_ds2", "destination": "svm_dr:vol_ds2_mirror",
+                               "policy": "MirrorAllSnapshots", "state": "snapmirrored", "healthy": True}]})
         lab.sims["s2"] = start_sim(base / "sim2", {"cluster": {"name": "dr-cluster", "version": "9.8.0"},
                                                    "users": [{"name": "admin", "password": "netapp123",
                                                               "role": "admin"}],
@@ -146,6 +152,8 @@ def test_discover_lists_vms_disks_and_volumes(lab):
     assert all(v["protectable"] for v in rep["vms"])
     assert sorted(v["key"] for v in rep["volumes"]) == ["c1:svm1:vol_ds1", "c1:svm1:vol_ds2"]
     assert "CONTROLLER:SVM:VOLUME" in proc.stdout  # the table
+    assert [(r["source"], r["destination"], r["healthy"]) for r in rep["replication"]] == [
+        ("svm1:vol_ds2", "svm_dr:vol_ds2_mirror", True)]
     assert "netapp123" not in proc.stdout
 
 
@@ -161,7 +169,8 @@ def test_backup_check_mode_changes_nothing(lab):
 
 def test_backup_single_host_rest(lab):
     import libvirt
-    proc = lab.run("backup", lab.single, {"kvmsnap_snapshot_name": "kvmsnap-daily_itest1"})
+    proc = lab.run("backup", lab.single, {"kvmsnap_snapshot_name": "kvmsnap-daily_itest1",
+                                          "kvmsnap_snapmirror_update": True})
     assert proc.returncode == 0, _out(proc)
     rep = proc.report
     assert rep["status"] == "ok" and rep["snapshot"] == "kvmsnap-daily_itest1"
@@ -171,6 +180,10 @@ def test_backup_single_host_rest(lab):
     assert [v["method"] for v in rep["volumes"]] == ["cg_temporary", "cg_temporary"]
     assert lab.snapshots("s1", "vol_ds1") == ["kvmsnap-daily_itest1"]
     assert lab.snapshots("s1", "vol_ds2") == ["kvmsnap-daily_itest1"]
+    mirror = next(v for v in rep["volumes"] if v["volume"] == "vol_ds2")["snapmirror"]
+    assert [(m["destination"], m["result"]) for m in mirror] == [("svm_dr:vol_ds2_mirror", "ok")]
+    dst = lab.sims["s1"].data / "volumes" / "svm_dr" / "vol_ds2_mirror" / ".snapshot" / "kvmsnap-daily_itest1"
+    assert dst.is_dir()
     uuid = lab.conn.lookupByName(lab.name("g3")).UUIDString()
     man = lab.vol("s1", "vol_ds2") / ".snapshot" / "kvmsnap-daily_itest1" / ".kvmsnap" / uuid / "manifest.json"
     assert json.loads(man.read_text())["vm"]["name"] == lab.name("g3")
@@ -243,6 +256,15 @@ def test_two_inventory_hosts_sharing_a_volume(lab):
     assert "Quiesce this host's VMs" in proc.stdout and "One consistent snapshot per controller" in proc.stdout
     assert rep["snapshot"] in lab.snapshots("s1", "vol_ds1")
     assert lab.state("g1") == libvirt.VIR_DOMAIN_RUNNING and lab.state("g2") == libvirt.VIR_DOMAIN_RUNNING
+    # each host restores the VMs its manifests name: g1 (running, forced) on kvmA, g2 (deleted) on kvmB
+    guestlab.destroy_and_undefine(lab.conn.lookupByName(lab.name("g2")))
+    proc = lab.run("restore", inv, {"kvmsnap_restore_vms": "all", "kvmsnap_restore_snapshot": rep["snapshot"],
+                                    "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": 3})  # no ACPI in g1
+    assert proc.returncode == 0, _out(proc)
+    rrep = proc.report
+    assert {(v["host"], v["name"], v["state_before"], v["state_after"]) for v in rrep["vms"]} == {
+        ("kvmA", lab.name("g1"), "running", "running"), ("kvmB", lab.name("g2"), "absent", "running")}
+    assert lab.state("g2") == libvirt.VIR_DOMAIN_RUNNING
 
 
 def test_two_controllers_one_zapi_with_a_snapcreator_config(lab):
@@ -272,3 +294,26 @@ def test_two_controllers_one_zapi_with_a_snapcreator_config(lab):
     assert rep["snapshot"] not in lab.snapshots("s2", "vol_ds1")
     assert "kvmsnap-daily_itest1" in lab.snapshots("s1", "vol_ds1")  # another prefix: never pruned
     assert lab.state("g4") == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_partial_failure_names_what_was_and_was_not_protected(lab):
+    import libvirt
+    for api in ("snapshot-create", "snapshot-multicreate", "cg-start"):
+        lab.sims["s2"].admin("POST", "faults", {"action": "error", "api": api, "count": None,
+                                                 "message": "injected: aggregate offline", "errno": "13001"})
+    try:
+        inv = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1"), lab.name("g4")]}},
+                            {"c1": lab.controller("s1"), "c2": lab.controller("s2", "zapi")},
+                            kvmsnap_datastores=[lab.ds1, lab.ds3], kvmsnap_snapshot_name="kvmsnap-daily_partial")
+        proc = lab.run("backup", inv)
+    finally:
+        lab.sims["s2"].admin("DELETE", "faults")
+    assert proc.returncode != 0
+    rep = proc.report
+    assert rep["status"] == "failed"
+    assert rep["done"] == [lab.name("g1")] and rep["not_done"] == [lab.name("g4")]
+    assert "NOT protected %s" % lab.name("g4") in proc.stdout
+    assert "kvmsnap-daily_partial" in lab.snapshots("s1", "vol_ds1")
+    assert "kvmsnap-daily_partial" not in lab.snapshots("s2", "vol_ds1")
+    assert all(v["released"] for v in rep["vms"])
+    assert lab.state("g1") == libvirt.VIR_DOMAIN_RUNNING and lab.state("g4") == libvirt.VIR_DOMAIN_RUNNING
