@@ -284,7 +284,8 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
             result["state"] = prior
             result["msg"] = "check mode: would %s VM %s; nothing changed" % (", ".join(plan), info["name"])
             return result
-        # ---- from here on, things change -----------------------------------------------------------
+        # ---- from here on, things change (under the VM's fence lock: no backup runs on it meanwhile) -------
+        locked = _lock_vm(params, info, result)
         try:
             return _apply(conn, dom, xml, info, params, running, will_start, result)
         except RestoreError:
@@ -294,11 +295,36 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
                 raise RestoreError("vm_restore of %s on %s failed after %s: %s" % (
                     info["name"], uri, ", ".join(result["actions"]) or "no change", err), result) from None
             raise
+        finally:
+            if locked:
+                from ansible_collections.kvmsnap.core.plugins.module_utils import _lock
+                _lock.release(params["state_dir"], [info["uuid"]], locked)
     finally:
         try:
             conn.close()
         except Exception:
             pass
+
+
+def _lock_vm(params: Dict[str, Any], info: Dict[str, Any], result: Dict[str, Any]) -> Optional[str]:
+    """Take the VM's fence lock (the one vm_quiesce/vm_backup use); returns the run id, None without state_dir."""
+    if not params.get("state_dir"):
+        return None
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
+    try:
+        _journal.ensure_state_dir(params["state_dir"])
+    except _journal.JournalError as err:
+        raise RestoreError(str(err) + " Nothing was changed.", result) from None
+    run_id = _journal.new_run_id("restore")
+    budget = int(params.get("shutdown_timeout", 120)) + int(params.get("verify_timeout", 120)) + 120
+    try:
+        _taken, takeovers = _lock.acquire(params["state_dir"], [{"uuid": info["uuid"], "name": info["name"]}],
+                                          run_id, time.time() + budget)
+    except _lock.LockBusy as err:
+        raise RestoreError("%s Nothing was changed." % err, dict(result, holder=err.holder)) from None
+    if takeovers:
+        result["lock_takeovers"] = takeovers
+    return run_id
 
 
 def _apply(conn: Any, dom: Any, xml: str, info: Dict[str, Any], params: Dict[str, Any], running: bool,

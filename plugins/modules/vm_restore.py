@@ -94,6 +94,13 @@ options:
       - Retries of the libvirt connection after transient errors.
     type: int
     default: 3
+  state_dir:
+    description:
+      - Directory of the fence locks shared with M(kvmsnap.core.vm_quiesce) and M(kvmsnap.core.vm_backup). The restore
+        holds the VM's lock while it changes the VM, so no backup fences it meanwhile; a VM locked by a live run is
+        refused.
+    type: path
+    default: /var/lib/kvmsnap
 seealso:
   - module: kvmsnap.core.ontap_restore
   - module: kvmsnap.core.vm_info
@@ -168,6 +175,7 @@ def main() -> None:
             start=dict(type="str", choices=["auto", "always", "never"], default="auto"),
             verify_timeout=dict(type="int", default=120),
             retries=dict(type="int", default=3),
+            state_dir=dict(type="path", default="/var/lib/kvmsnap"),
         ),
         mutually_exclusive=[("domain_xml", "domain_xml_path")],
         required_one_of=[("domain_xml", "domain_xml_path")],

@@ -31,7 +31,7 @@ def test_define_deleted_vm_from_saved_xml(module_runner, minimal_guests, libvirt
     dom.undefine()  # the VM is deleted
     assert lookup(libvirt_system, name) is None
     args = {"uri": URI, "domain_xml_path": str(saved), "allowed_paths": [str(tmp_path / "minimal")],
-            "start": "always", "verify_timeout": 30}
+            "start": "always", "verify_timeout": 30, "state_dir": str(tmp_path / "state")}
     check = module_runner("vm_restore", args, check_mode=True)
     assert not check.failed and check["actions"] == ["define", "start"] and not check["existed"], check
     assert lookup(libvirt_system, name) is None  # check mode touched nothing
@@ -46,7 +46,7 @@ def test_running_vm_refused_without_force_then_forced(module_runner, minimal_gue
     dom = minimal_guests(1)[0]
     xml = dom.XMLDesc(0)
     args = {"uri": URI, "domain_xml": xml, "vm": dom.name(), "allowed_paths": [str(tmp_path / "minimal")],
-            "shutdown_timeout": 1, "verify_timeout": 30}
+            "shutdown_timeout": 1, "verify_timeout": 30, "state_dir": str(tmp_path / "state")}
     res = module_runner("vm_restore", args)
     assert res.failed and "is running" in res["msg"] and "force" in res["msg"] and "Nothing was changed" in res["msg"]
     assert dom.state()[0] == RUNNING and dom.ID() > 0
@@ -77,7 +77,7 @@ def test_tampered_xml_refused(module_runner, minimal_guests, tmp_path, tamper, m
     else:
         xml = re.sub(r"<source file='[^']*'", "<source file='/etc/passwd'", xml, count=1)
     res = module_runner("vm_restore", {"uri": URI, "domain_xml": xml, "vm": dom.name(), "start": "always",
-                                       "allowed_paths": [str(tmp_path / "minimal")]})
+                                       "allowed_paths": [str(tmp_path / "minimal")], "state_dir": str(tmp_path / "s")})
     assert res.failed and re.search(match, res["msg"]), res
     assert dom.XMLDesc(0) == before and dom.state()[0] == SHUTOFF
 
@@ -93,8 +93,24 @@ def test_restore_real_guest_starts_and_agent_answers(module_runner, real_guest, 
     roots = [r for r in roots if r.startswith("/")] + [str(tmp_path)]
     t0 = time.monotonic()
     res = module_runner("vm_restore", {"uri": URI, "domain_xml": xml, "allowed_paths": roots, "start": "always",
-                                       "verify_timeout": 120}, timeout=180)
+                                       "verify_timeout": 120, "state_dir": str(tmp_path / "state")}, timeout=180)
     assert not res.failed, res
     assert res["state"] == "running" and res["agent"] == "ok" and not res["existed"]
     assert time.monotonic() - t0 < 150
     assert lookup(libvirt_system, guest.name).state()[0] == RUNNING
+
+
+def test_vm_locked_by_a_live_fence_run_is_refused(module_runner, minimal_guests, tmp_path):
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
+    dom = minimal_guests(1, start=False)[0]
+    sd = _journal.ensure_state_dir(str(tmp_path / "state"))
+    _lock.acquire(sd, [{"uuid": dom.UUIDString(), "name": dom.name()}], "backup-live-run", time.time() + 60)
+    before = dom.XMLDesc(0)
+    res = module_runner("vm_restore", {"uri": URI, "domain_xml": before, "allowed_paths": [str(tmp_path / "minimal")],
+                                       "start": "always", "state_dir": sd})
+    assert res.failed and "backup-live-run" in res["msg"] and "Nothing was changed" in res["msg"], res
+    assert dom.state()[0] == SHUTOFF and dom.XMLDesc(0) == before
+    _lock.release(sd, [dom.UUIDString()], "backup-live-run")
+    res = module_runner("vm_restore", {"uri": URI, "domain_xml": before, "allowed_paths": [str(tmp_path / "minimal")],
+                                       "start": "never", "state_dir": sd})
+    assert not res.failed and res["actions"] == ["define"] and _lock.holders(sd) == []
