@@ -1205,8 +1205,8 @@ def _verify_snapshots(ontap: Any, snapshots: List[Dict[str, Any]], warnings: Lis
         try:
             found = ontap.get_snapshot(snap["svm"], snap["volume"], snap["name"])
         except Exception as err:
-            warnings.append("could not read snapshot %s on %s:%s back: %s" % (snap["name"], snap["svm"],
-                                                                             snap["volume"], err))
+            warnings.append("could not read snapshot %s on %s:%s back: %s"
+                            % (snap["name"], snap["svm"], snap["volume"], err))
             continue
         if not found:
             bad.append("snapshot %s missing on %s:%s" % (snap["name"], snap["svm"], snap["volume"]))
