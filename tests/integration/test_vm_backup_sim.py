@@ -227,3 +227,22 @@ def test_module_in_subprocess(module_runner, sim, tmp_path):
     assert "netapp123" not in json.dumps(res)
     bad = module_runner("vm_backup", dict(args, deadline=0))
     assert bad.failed and "deadline" in bad["msg"]
+
+
+def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path):
+    names = backup_vms(4)
+    victim = names[1]
+
+    def break_one(_f, _todo):  # real fault: one VM is destroyed right before the quiesce
+        conn.lookupByName(victim).destroy()
+    _fence.BEFORE_QUIESCE.append(break_one)
+    try:
+        p = params(sim, tmp_path, names)
+        with pytest.raises(_fence.FenceError) as info:
+            _fence.run_backup(p)
+    finally:
+        _fence.BEFORE_QUIESCE.clear()
+    assert "no snapshot was taken" in str(info.value) and victim in str(info.value)
+    assert not snaps_on(sim, "vol_ds1", p["name"]) and not snaps_on(sim, "vol_ds2", p["name"])
+    assert [s for n, s in zip(names, states(conn, names)) if n != victim] == [RUNNING] * 3
+    assert_clean(p["state_dir"])
