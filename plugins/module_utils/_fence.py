@@ -782,8 +782,12 @@ class release_on_signals:
 
     def __init__(self) -> None:
         self.saved: Dict[int, Any] = {}
+        self.fired = False
 
     def _handler(self, signum: int, _frame: Any) -> None:
+        if self.fired:
+            return  # a second signal must not interrupt the release the first one started
+        self.fired = True
         raise FenceInterrupted("interrupted by signal %d" % signum)
 
     def __enter__(self) -> release_on_signals:
