@@ -81,8 +81,9 @@ class Lab:
         path.write_text(yaml.safe_dump(inv))
         return path
 
-    def run(self, playbook: str, inventory: Path, extra: dict | None = None, check: bool = False):
-        cmd = [PLAYBOOK, "-i", str(inventory), "kvmsnap.core.%s" % playbook]
+    def run(self, playbook: str, inventory: Path, extra: dict | None = None, check: bool = False,
+            verbose: str = ""):
+        cmd = [PLAYBOOK, "-i", str(inventory), "kvmsnap.core.%s" % playbook] + ([verbose] if verbose else [])
         if extra:
             cmd += ["-e", json.dumps(extra)]
         if check:
@@ -158,8 +159,9 @@ def test_discover_lists_vms_disks_and_volumes(lab):
 
 
 def test_backup_check_mode_changes_nothing(lab):
-    proc = lab.run("backup", lab.single, check=True)
+    proc = lab.run("backup", lab.single, check=True, verbose="-vvv")
     assert proc.returncode == 0, _out(proc)
+    assert "netapp123" not in proc.stdout + proc.stderr  # no secret, even with -vvv
     assert "would snapshot c1:svm1:vol_ds1, c1:svm1:vol_ds2" in proc.stdout
     assert lab.snapshots("s1", "vol_ds1") == [] and lab.snapshots("s1", "vol_ds2") == []
     assert not (lab.vol("s1", "vol_ds1") / ".kvmsnap").exists()

@@ -12,7 +12,8 @@
    released by the backup, and each VM's pause window.
 
 Everything it made is removed at the end and on failure (guests destroyed and undefined, simulator stopped).
-Environment: KVMSNAP_DEMO_KEEP=1 keeps the work directory (inventory, reports, logs) for a look afterwards.
+Environment: KVMSNAP_DEMO_KEEP=1 keeps the work directory (inventory, reports, logs) for a look afterwards;
+KVMSNAP_DEMO_TEST_DRIVER=1 uses libvirt's test driver even where real guests could run.
 """
 
 from __future__ import annotations
@@ -286,6 +287,8 @@ def main() -> int:
     try:
         demo.start_sim()
         why = demo.real_guests_possible()
+        if os.environ.get("KVMSNAP_DEMO_TEST_DRIVER") == "1":
+            why = "KVMSNAP_DEMO_TEST_DRIVER=1 asks for the test driver"
         if why is None:
             demo.run_real()
         else:
