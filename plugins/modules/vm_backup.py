@@ -220,12 +220,15 @@ vms:
     - {name: web1, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, action: frozen, consistency: filesystem,
        pause_ms: 171.3, quiesce_ms: 9.8, release_result: thawed}
 snapshots:
-  description: The snapshots made (one per volume, all with the same name).
+  description:
+    - The snapshots made (one per volume, all with the same name), each read back from the controller after the
+      release; C(state) must be C(valid).
   returned: always
   type: list
   elements: dict
   sample:
-    - {svm: svm1, volume: vol_ds1, name: kvmsnap-daily_20261126T101500Z, uuid: 1b2c..., create_time: 1764151200}
+    - {svm: svm1, volume: vol_ds1, name: kvmsnap-daily_20261126T101500Z, uuid: 1b2c..., create_time: 1764151200,
+       state: valid}
 method:
   description: How the controller made the set (V(cg), V(cg_temporary), V(cg_start_commit), V(multicreate), V(single)).
   returned: when a snapshot was made
