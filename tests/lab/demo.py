@@ -110,10 +110,17 @@ class Demo:
     def test_driver_node(self) -> str:
         import guestlab
         prefix = "demo-vm"
-        doms = guestlab.make_test_domains(3, str(self.vols["vol_ds1"]), prefix=prefix)
+        doms = guestlab.make_test_domains(10, str(self.vols["vol_ds1"]), prefix=prefix)
         node = str(self.work / "testnode.xml")
         guestlab.write_test_node(node, doms)
-        self.names = [d["name"] for d in doms[1:]]  # the first one has an ISO attached (not protectable)
+        chosen = [doms[3], doms[9]]  # running, persistent, no ISO; with NVRAM and a data disk
+        for dom in chosen:  # the test driver needs no files; the manifests copy the NVRAM, so make them
+            for path in [d["path"] for d in dom["disks"]] + [dom["nvram"]]:
+                if path:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "wb") as fh:
+                        fh.truncate(1024 * 1024)
+        self.names = [d["name"] for d in chosen]
         return "test://" + node
 
     def inventory(self, uri: str) -> Path:
