@@ -199,3 +199,48 @@ def test_restore_plan_and_volume_conflicts():
     discovered = [{"name": "other", "disks": [{"controller": "c1", "svm": "svm1", "volume": "vol1"}]}]
     reasons = volume_restore_conflicts(plan, {"c1:svm1:vol1": ["/a.img", "/notes.txt"]}, discovered)
     assert "also holds disks of other" in reasons[0] and "/notes.txt" in reasons[1]
+
+
+# ---------------------------------------------------------------- catalog and snapshot selection (filters)
+def _catalog():
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import catalog
+
+    def snap(name, t, policy="daily", vol="vol1", state="valid"):
+        meta = {"policy": policy, "run": "r", "host": "h"} if policy else None
+        return {"name": name, "svm": "svm1", "volume": vol, "create_time": t, "state": state, "kvmsnap": meta}
+    results = [{"item": "c1", "snapshots": [snap("kvmsnap-daily_1", 1), snap("kvmsnap-weekly_2", 2, "weekly"),
+                                            snap("kvmsnap-daily_3", 3), snap("hourly.0", 4, None),
+                                            snap("kvmsnap-prerestore_5", 5, "prerestore"),
+                                            snap("kvmsnap-daily_1", 1, vol="vol2"), snap("kvmsnap-daily_3", 3, vol="vol2"),
+                                            snap("kvmsnap-daily_6", 6, vol="vol2", state="invalid")]}]
+    return catalog(results, ["c1:svm1:vol1", "c1:svm1:vol2"])
+
+
+def test_catalog_and_latest_skip_foreign_partial_invalid_and_safety_snapshots():
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import newer_snapshots, select_snapshot
+    records = _catalog()
+    by = {r["name"]: r for r in records}
+    assert by["kvmsnap-daily_1"]["complete"] and not by["kvmsnap-weekly_2"]["complete"]
+    assert by["kvmsnap-weekly_2"]["missing"] == ["c1:svm1:vol2"] and not by["hourly.0"]["ours"]
+    assert select_snapshot(records, {"kind": "latest", "value": "latest"})["name"] == "kvmsnap-daily_3"
+    assert select_snapshot(records, {"kind": "name", "value": "kvmsnap-weekly_2"})["policy"] == "weekly"
+    assert select_snapshot(records, {"kind": "query", "value": "[?policy=='weekly'] | [-1]"})["name"] == \
+        "kvmsnap-weekly_2"
+    assert select_snapshot(records, {"kind": "query", "value": "[?create_time < `3`].name"})["name"] == \
+        "kvmsnap-weekly_2"
+    newer = newer_snapshots(records, by["kvmsnap-daily_3"], ["c1:svm1:vol1"])
+    assert [n["name"] for n in newer] == ["hourly.0", "kvmsnap-prerestore_5"]
+
+
+def test_select_snapshot_errors():
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import select_snapshot
+    records = _catalog()
+    with pytest.raises(AnsibleFilterError, match="snapshot 'nope' exists on none of the volumes"):
+        select_snapshot(records, {"kind": "name", "value": "nope"})
+    with pytest.raises(AnsibleFilterError, match="selected no snapshot"):
+        select_snapshot(records, {"kind": "query", "value": "[?policy=='monthly']"})
+    with pytest.raises(AnsibleFilterError, match="no snapshot of this collection exists on every needed volume"):
+        select_snapshot([r for r in records if r["name"] in ("hourly.0", "kvmsnap-weekly_2")],
+                        {"kind": "latest", "value": "latest"})
