@@ -234,8 +234,13 @@ def test_restore_brings_back_a_deleted_vm(lab):
     snap_copy = lab.vol("s1", "vol_ds2") / ".snapshot" / "kvmsnap-daily_itest1" / disk.name
     guestlab.destroy_and_undefine(lab.conn.lookupByName(lab.name("g3")))
     disk.unlink()
-    proc = lab.run("restore", lab.single, {"kvmsnap_restore_vms": lab.name("g3"),
-                                           "kvmsnap_restore_snapshot": "kvmsnap-daily_itest1"})
+    extra = {"kvmsnap_restore_vms": lab.name("g3"), "kvmsnap_restore_snapshot": "kvmsnap-daily_itest1"}
+    check = lab.run("restore", lab.single, extra, check=True)
+    assert check.returncode == 0, _out(check)
+    assert "would restore %s from kvmsnap-daily_itest1" % lab.name("g3") in check.stdout
+    assert not disk.exists() and lab.name("g3") not in lab.conn.listDefinedDomains()
+    assert lab.snapshots("s1", "vol_ds2") == ["kvmsnap-daily_itest1"]  # no safety snapshot in check mode
+    proc = lab.run("restore", lab.single, extra)
     assert proc.returncode == 0, _out(proc)
     rep = proc.report
     assert rep["status"] == "ok" and rep["done"] == [lab.name("g3")]
