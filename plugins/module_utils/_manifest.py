@@ -245,3 +245,33 @@ def list_files(datastore: str, limit: int = 100000) -> List[str]:
             if len(out) >= limit:
                 return sorted(out)
     return sorted(out)
+
+
+def catalog_volumes(state_dir: str, limit: int = 10000) -> List[Dict[str, Any]]:
+    """Distinct {controller, svm, volume} named by the disks of the local catalog's manifests."""
+    seen: Dict[str, Dict[str, Any]] = {}
+    root = os.path.join(state_dir, "catalog")
+    try:
+        snapshots = sorted(os.listdir(root))
+    except OSError:
+        return []
+    count = 0
+    for snap in snapshots:
+        for uuid in sorted(os.listdir(os.path.join(root, snap))) if os.path.isdir(os.path.join(root, snap)) else []:
+            path = os.path.join(root, snap, uuid, "manifest.json")
+            if not UUID_RE.match(uuid) or not os.path.isfile(path):
+                continue
+            count += 1
+            if count > limit:
+                break
+            try:
+                with open(path, "rb") as fh:
+                    manifest = json.loads(fh.read().decode("utf-8"))
+            except (OSError, ValueError):
+                continue
+            for disk in manifest.get("disks") or []:
+                if disk.get("controller") and disk.get("svm") and disk.get("volume"):
+                    key = "%s:%s:%s" % (disk["controller"], disk["svm"], disk["volume"])
+                    seen.setdefault(key, {"controller": disk["controller"], "svm": disk["svm"],
+                                          "volume": disk["volume"]})
+    return [seen[k] for k in sorted(seen)]

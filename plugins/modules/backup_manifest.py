@@ -14,6 +14,8 @@ description:
     disk map, the consistency level asked for, the KVM host and the run id) into C(<datastore>/.kvmsnap/<uuid>/) of
     every datastore the VM uses, before the snapshot, so that the snapshot carries it; and a copy into the local
     catalog C(<state_dir>/catalog/<snapshot>/<uuid>/) (the only copy for VMs on SAN LUNs).
+  - With O(state=volumes), lists the volumes (controller, SVM, volume) that the manifests of the local catalog name,
+    so that a restore knows where to look for VMs on SAN LUNs, deleted ones too.
   - With O(state=read), reads the manifests of a snapshot from C(<datastore>/.snapshot/<snapshot>/.kvmsnap/) (NFS)
     and from the local catalog, and checks them (hashes, UUID and name in the XML, no C(qemu:commandline), every disk
     of the XML mapped to a volume).
@@ -36,9 +38,10 @@ attributes:
 options:
   state:
     description:
-      - V(present) writes the manifests of O(vms); V(read) reads those of O(snapshot).
+      - V(present) writes the manifests of O(vms); V(read) reads those of O(snapshot); V(volumes) lists the volumes
+        of the local catalog.
     type: str
-    choices: [present, read]
+    choices: [present, read, volumes]
     default: present
   uri:
     description:
@@ -65,9 +68,8 @@ options:
     default: []
   snapshot:
     description:
-      - Snapshot name the manifests belong to.
+      - Snapshot name the manifests belong to. Required with O(state=present) and O(state=read).
     type: str
-    required: true
   datastores:
     description:
       - O(state=read) - datastore mount points to look in (C(<path>/.snapshot/<snapshot>/.kvmsnap)).
@@ -153,6 +155,12 @@ datastore_files:
   returned: always
   type: dict
   sample: {"/mnt/ds1": ["/web1.qcow2", "/notes.txt"]}
+volumes:
+  description: O(state=volumes) - the volumes named by the manifests of the local catalog.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"controller": "cluster1", "svm": "svm1", "volume": "vol_san"}]
 missing:
   description: O(state=read) - entries of O(select) with no manifest in the snapshot.
   returned: always
@@ -224,7 +232,7 @@ def _present(module: AnsibleModule) -> dict:
                                      "mounted read-write." % (p["host"], name, exc))
             manifests.append(manifest)
     return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": [],
-            "datastore_files": {}}
+            "datastore_files": {}, "volumes": []}
 
 
 def _read(module: AnsibleModule) -> dict:
@@ -249,18 +257,18 @@ def _read(module: AnsibleModule) -> dict:
             keep += [m for m in match if m not in keep]
         manifests = keep
     return {"changed": False, "manifests": manifests, "invalid": invalid, "missing": missing, "written": [],
-            "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}}
+            "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}, "volumes": []}
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["present", "read"], default="present"),
+            state=dict(type="str", choices=["present", "read", "volumes"], default="present"),
             uri=dict(type="str", default="qemu:///system"),
             retries=dict(type="int", default=3),
             vms=dict(type="list", elements="dict", default=[]),
             select=dict(type="list", elements="str", default=[]),
-            snapshot=dict(type="str", required=True),
+            snapshot=dict(type="str"),
             datastores=dict(type="list", elements="path", default=[]),
             state_dir=dict(type="path", default="/var/lib/kvmsnap"),
             run_id=dict(type="str"),
@@ -270,8 +278,12 @@ def main() -> None:
             config_dir=dict(type="path"),
             created=dict(type="str"),
         ),
+        required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"])],
         supports_check_mode=True,
     )
+    if module.params["state"] == "volumes":
+        module.exit_json(changed=False, volumes=mf.catalog_volumes(module.params["state_dir"]), manifests=[],
+                         invalid=[], missing=[], written=[], datastore_files={})
     if "/" in module.params["snapshot"] or module.params["snapshot"] in (".", ".."):
         module.fail_json(msg="snapshot: %r is not a snapshot name." % module.params["snapshot"])
     if module.params["state"] == "present":

@@ -466,6 +466,8 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
         entry = {"name": man["vm"]["name"], "uuid": uuid, "current_state": current or "absent",
                  "start": "always" if was_running else "never", "xml": man["domain_xml_text"],
                  "nvram": man.get("nvram_file"), "datastores": man.get("datastores") or [],
+                 "allowed_paths": sorted(set(man.get("datastores") or []) | {
+                     d["source"] for d in man.get("disks") or [] if d.get("lun") and d.get("source")}),
                  "disks": man.get("disks") or [], "backup_host": man.get("host"), "run_id": man.get("run_id")}
         hosts[c["host"]].append(entry)
         for disk in man.get("disks") or []:
