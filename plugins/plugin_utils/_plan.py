@@ -158,6 +158,17 @@ def shared_luns(vms: List[Mapping[str, Any]]) -> Dict[str, List[str]]:
 def backup_plan(per_host: Mapping[str, List[Mapping[str, Any]]], settings: Mapping[str, Any]) -> Dict[str, Any]:
     """Group the protectable VMs of every host into volume sets; see the module docstring."""
     all_vms = [vm for vms in per_host.values() for vm in vms]
+    hosts_of: Dict[str, List[str]] = {}
+    for vm in all_vms:
+        if vm.get("uuid"):
+            hosts_of.setdefault(vm["uuid"], []).append(vm["host"])
+    for vm in all_vms:
+        seen_on = hosts_of.get(vm.get("uuid") or "", [])
+        if len(seen_on) > 1:
+            vm["protectable"] = False
+            vm["reasons"] = list(vm["reasons"]) + [
+                "the same VM (UUID %s) is seen on KVM hosts %s; the same libvirt twice in the inventory? Limit "
+                "kvmsnap_vms per host" % (vm["uuid"], ", ".join(sorted(seen_on)))]
     for lun, names in shared_luns(all_vms).items():
         for vm in all_vms:
             if vm["name"] in names:

@@ -244,3 +244,12 @@ def test_select_snapshot_errors():
     with pytest.raises(AnsibleFilterError, match="no snapshot of this collection exists on every needed volume"):
         select_snapshot([r for r in records if r["name"] in ("hourly.0", "kvmsnap-weekly_2")],
                         {"kind": "latest", "value": "latest"})
+
+
+def test_the_same_vm_on_two_inventory_hosts_is_refused():
+    s = settings()
+    one = vm("a", "/ds1/a.img")
+    plan = backup_plan({"h1": normalize("h1", {"vms": [one]}, s, CTRL),
+                        "h2": normalize("h2", {"vms": [dict(one)]}, s, CTRL)}, s)
+    assert plan["protect"] == []
+    assert "seen on KVM hosts h1, h2" in plan["unprotectable"][0]["reasons"][-1]
