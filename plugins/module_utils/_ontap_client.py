@@ -79,6 +79,8 @@ class Ontap:
         self._version: Optional[Tuple[int, int, int]] = None
         self.attempted_method: Optional[str] = None  # the method _create_set was using when it failed
         self.warnings: List[str] = []
+        # (svm, volume) -> record: a fence asks for the same volumes several times
+        self._volumes: Dict[Tuple[str, str], dict] = {}
 
     # ---- helpers -------------------------------------------------------------------------------
     def error(self, message: str, operation: str, status: Optional[int] = None, code: Any = None,
@@ -103,6 +105,19 @@ class Ontap:
 
     def version(self) -> Tuple[int, int, int]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def list_volumes(self, svm: Optional[str] = None, name: Optional[str] = None) -> List[dict]:  # pragma: no cover
+        raise NotImplementedError
+
+    def get_volume(self, svm: str, name: str) -> dict:
+        key = (svm, name)
+        if key not in self._volumes:
+            found = self.list_volumes(svm, name)
+            if not found:
+                raise self.not_found("volume %s not found on SVM %s" % (name, svm), "look up volume %s:%s" % (svm, name),
+                                     hint="Check the volume and svm options (svm:volume) for this controller.")
+            self._volumes[key] = found[0]
+        return self._volumes[key]
 
     def list_snapshots(self, svm: str, volume: str, name: Optional[str] = None) -> List[dict]:  # pragma: no cover
         raise NotImplementedError

@@ -38,7 +38,6 @@ class OntapRest(Ontap):
             params["hostname"], params.get("port"), params.get("username"), params.get("password"),
             params.get("cert_file"), params.get("key_file"), params.get("validate_certs", True),
             params.get("ca_path"), self.timeout, module_name, self.retries)
-        self._volumes: Dict[Tuple[str, str], dict] = {}
 
     # ---- plumbing --------------------------------------------------------------------------------
     def _send(self, method: str, path: str, operation: str, query: Optional[Dict[str, Any]] = None,
@@ -138,16 +137,6 @@ class OntapRest(Ontap):
             out.append(vol)
             self._volumes[(vol["svm"] or svm or "", vol["name"])] = vol
         return out
-
-    def get_volume(self, svm: str, name: str) -> dict:
-        key = (svm, name)
-        if key not in self._volumes:
-            found = self.list_volumes(svm, name)
-            if not found:
-                raise self.not_found("volume %s not found on SVM %s" % (name, svm), "look up volume %s:%s" % (svm, name),
-                                     hint="Check the volume and svm options (svm:volume) for this controller.")
-            self._volumes[key] = found[0]
-        return self._volumes[key]
 
     def list_ip_interfaces(self) -> List[dict]:
         recs = self.call("list IP interfaces", lambda: self.session.get_records(

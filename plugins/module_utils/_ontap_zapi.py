@@ -140,7 +140,6 @@ class OntapZapi(Ontap):
                                       None if use_cert else params.get("username"),
                                       None if use_cert else params.get("password"), context, self.timeout, module_name)
         self.calls = 0
-        self._volumes: Dict[Tuple[str, str], dict] = {}
 
     # ---- plumbing ----------------------------------------------------------------------------------
     def _error(self, exc: Any, operation: str) -> OntapError:
@@ -254,16 +253,6 @@ class OntapZapi(Ontap):
                 continue
             out.append(vol)
         return out
-
-    def get_volume(self, svm: str, name: str) -> dict:
-        key = (svm, name)
-        if key not in self._volumes:
-            found = self.list_volumes(svm, name)
-            if not found:
-                raise self.not_found("volume %s not found on SVM %s" % (name, svm), "look up volume %s:%s" % (svm, name),
-                                     hint="Check the volume and svm options (svm:volume) for this controller.")
-            self._volumes[key] = found[0]
-        return self._volumes[key]
 
     def list_ip_interfaces(self) -> List[dict]:
         recs = self.iterate("net-interface-get-iter", "net-interface-info", None, "list IP interfaces")
