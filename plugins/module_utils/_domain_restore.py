@@ -21,6 +21,8 @@ import time
 import uuid as _uuid
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
+
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 MAX_XML_BYTES = 1024 * 1024
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
@@ -176,20 +178,7 @@ def copy_nvram(src: str, dest: str) -> None:
             raise RestoreError("nvram: %s is not a regular file." % src)
         data = fh.read()
     os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
-    tmp = "%s.kvmsnap-%d" % (dest, os.getpid())
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(out, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_file_atomic(dest, data)
 
 
 # ---------------------------------------------------------------------------------------------

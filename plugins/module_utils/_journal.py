@@ -38,6 +38,8 @@ import time
 import uuid as _uuid
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
+
 FORMAT_VERSION = 1
 DEFAULT_STATE_DIR = "/var/lib/kvmsnap"
 # "auto": written ahead for mode auto (freeze or suspend not decided yet): a release thaws AND resumes
@@ -136,39 +138,6 @@ def journal_path(state_dir: str, run_id: str) -> str:
     if not valid_run_id(run_id):
         raise JournalError("invalid run id %r" % (run_id,))
     return os.path.join(runs_dir(state_dir), run_id + ".json")
-
-
-def _fsync_dir(path: str) -> None:
-    """Make a rename durable (a host crash right after it must not lose the journal)."""
-    try:
-        fd = os.open(path or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_file_atomic(path: str, data: bytes) -> None:
-    """Write DATA to PATH: new 0600 file (O_EXCL, no symlink follow), fsync, rename over PATH."""
-    tmp = "%s.tmp-%d-%s" % (path, os.getpid(), _uuid.uuid4().hex[:6])
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, path)
-        _fsync_dir(os.path.dirname(path))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def new_journal(run_id: str, module: str, uri: str, mode: str, deadline_s: float,

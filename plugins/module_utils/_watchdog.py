@@ -29,6 +29,7 @@ import sys
 from typing import Any, Dict, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal
+from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 
 WATCHDOG_SOURCE = r'''# kvmsnap.core fence watchdog (written by vm_quiesce/vm_backup; do not edit)
 import fcntl
@@ -223,7 +224,7 @@ def install(state_dir: str) -> str:
         pass
     except OSError:
         pass
-    _journal.write_file_atomic(path, data)
+    write_file_atomic(path, data)
     return path
 
 
