@@ -70,7 +70,7 @@ def test_fence_scale_parallel_vs_serial(minimal_guests, ontap_sim, tmp_path):
     serial_round(doms[:1], ontap)
     fig = {("parallel", 1): [], ("parallel", N): [], ("serial", 1): [], ("serial", N): []}
     snaps = []
-    for _ in range(ROUNDS):
+    for _round in range(ROUNDS):
         for n in (1, N):
             pmax, ps = parallel_round(doms[:n], ontap_sim, sd)
             smax, ss = serial_round(doms[:n], ontap)
