@@ -250,6 +250,22 @@ def test_restore_brings_back_a_deleted_vm(lab):
     assert lab.state("g3") == libvirt.VIR_DOMAIN_RUNNING
 
 
+def test_volume_restore_when_only_the_restored_vm_lives_there(lab):
+    # vol_ds2 holds only g3; the safety snapshot of the previous restore is newer than kvmsnap-daily_itest1,
+    # so a volume restore (which deletes newer snapshots) is refused first, then allowed by the override.
+    extra = {"kvmsnap_restore_vms": [lab.name("g3")], "kvmsnap_restore_snapshot": "kvmsnap-daily_itest1",
+             "kvmsnap_restore_mode": "volume", "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": 3}
+    refused = lab.run("restore", lab.single, extra)
+    assert refused.returncode != 0
+    assert "it would delete the newer snapshot(s) kvmsnap-prerestore_" in refused.stdout
+    proc = lab.run("restore", lab.single, dict(extra, kvmsnap_restore_volume_override=True))
+    assert proc.returncode == 0, _out(proc)
+    rep = proc.report
+    assert rep["status"] == "ok" and rep["mode"] == "volume" and rep["safety_snapshot"] is None
+    assert rep["volumes"][0]["method"] == "volume_snaprestore"
+    assert lab.snapshots("s1", "vol_ds2") == ["kvmsnap-daily_itest1"]
+
+
 def test_two_inventory_hosts_sharing_a_volume(lab):
     import libvirt
     inv = lab.inventory({"kvmA": {"kvmsnap_vms": [lab.name("g1")]}, "kvmB": {"kvmsnap_vms": [lab.name("g2")]}},
