@@ -365,10 +365,10 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
             if mode == "single":
                 entry["pause_ms"] = match.get("pause_ms")
             elif h.get("t_quiesce") and h.get("t_released"):
-                # measured at task boundaries: an upper bound of the window
-                window = (float(h["t_released"]) - float(h["t_quiesce"])) * 1000.0 - float(match.get("quiesce_ms") or 0)
+                # measured on the Ansible side: from the quiesce task's return to the release task's return
+                window = (float(h["t_released"]) - float(h["t_quiesce"])) * 1000.0
                 entry["pause_ms"] = round(max(window, 0.0), 1) if match.get("action") not in (None, "none") else 0
-                entry["details"] = {"pause_measured": "task boundaries (upper bound)"}
+                entry["details"] = {"pause_measured": "between the quiesce and release tasks (approximate)"}
             if match.get("error"):
                 entry["error"] = match["error"]
         if rel is not None:

@@ -178,7 +178,7 @@ def test_fence_outcome_partial_failure_names_what_was_protected():
     assert vms["a"]["ok"] is True  # its volume got the snapshot while it was quiesced
     assert vms["b"]["ok"] is False and "c2: create snapshot failed" in vms["b"]["error"]
     assert all(v["released"] for v in vms.values())
-    assert vms["a"]["pause_ms"] == pytest.approx(495.0)
+    assert vms["a"]["pause_ms"] == pytest.approx(500.0)
     vols = {v["volume"]: v for v in out["volumes"]}
     assert vols["vol1"]["ok"] and not vols["vol2"]["ok"]
 
