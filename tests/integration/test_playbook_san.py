@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.guest_fixtures import libvirt_system  # noqa: F401  (fixture)
 from helpers.sim_fixtures import start_sim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +42,7 @@ def _report(base: Path, kind: str) -> dict:
 
 
 @pytest.fixture
-def san_vm(libvirt_system, tmp_path):  # noqa: F811
+def san_vm(libvirt_system, tmp_path):
     if os.geteuid() != 0 or not shutil.which("losetup"):
         pytest.skip("needs root and losetup for a loop device over the LUN file")
     sim = start_sim(tmp_path / "sim", {
@@ -62,14 +61,13 @@ def san_vm(libvirt_system, tmp_path):  # noqa: F811
     assert loop in xml
     dom = libvirt_system.defineXML(xml)
     dom.create()
-    inv = {"all": {"children": {
-        "kvm_hosts": {"hosts": {"kvm1": {"ansible_connection": "local", "kvmsnap_vms": [name],
-                                         "kvmsnap_vm_mapping": "%s:c1:/vol/vol_san/lun1;" % name}}},
-        "ontap_controllers": {"hosts": {"c1": {"ontap_hostname": sim.host, "ontap_port": sim.port,
-                                               "ontap_username": "admin", "ontap_password": "netapp123",
-                                               "ontap_ca_path": sim.ca_file}}}},
-        "vars": {"ansible_python_interpreter": sys.executable, "kvmsnap_state_dir": str(tmp_path / "state"),
-                 "kvmsnap_report_dir": str(tmp_path / "reports")}}}
+    kvm_hosts = {"hosts": {"kvm1": {"ansible_connection": "local", "kvmsnap_vms": [name],
+                                    "kvmsnap_vm_mapping": "%s:c1:/vol/vol_san/lun1;" % name}}}
+    controllers = {"hosts": {"c1": {"ontap_hostname": sim.host, "ontap_port": sim.port, "ontap_username": "admin",
+                                    "ontap_password": "netapp123", "ontap_ca_path": sim.ca_file}}}
+    common = {"ansible_python_interpreter": sys.executable, "kvmsnap_state_dir": str(tmp_path / "state"),
+              "kvmsnap_report_dir": str(tmp_path / "reports")}
+    inv = {"all": {"children": {"kvm_hosts": kvm_hosts, "ontap_controllers": controllers}, "vars": common}}
     (tmp_path / "inv.yml").write_text(yaml.safe_dump(inv))
     try:
         yield {"name": name, "lun": lun, "boot": Path(boot), "inv": tmp_path / "inv.yml", "base": tmp_path,
