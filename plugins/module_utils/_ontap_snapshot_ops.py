@@ -231,15 +231,27 @@ def snapmirror_info(client: Ontap, volumes: List[VolumeRef]) -> Dict[str, Any]:
             "healthy": all(s["healthy"] is not False for s in status)}
 
 
+def relationship_kinds(status: dict) -> List[str]:
+    """What a relationship does: a mirror-vault policy both mirrors and vaults."""
+    if "mirror_vault" in (status.get("policy_type") or ""):
+        return ["mirror", "vault"]
+    return [status["type"]]
+
+
 def snapmirror_update(client: Ontap, volumes: List[VolumeRef], snapshot: Optional[str] = None,
                       label: Optional[str] = None, wait: bool = True, wait_timeout: int = 300,
-                      check_mode: bool = False) -> Dict[str, Any]:
+                      check_mode: bool = False, types: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Transfer on the relationships of VOLUMES; TYPES (mirror, vault) limits which kinds are updated."""
     rels = client.list_snapmirror(volumes)
     sources = set(r["source"]["path"] for r in rels)
     without = [_ref(*v) for v in volumes if _ref(*v) not in sources]
     updated, skipped = [], []
     for rel in rels:
         status = relationship_status(rel)
+        if types is not None and not set(relationship_kinds(status)) & set(types):
+            status["reason"] = "a %s relationship; only %s asked for" % (status["type"], " and ".join(types))
+            skipped.append(status)
+            continue
         if label and status["type"] == "vault" and status["labels"] and label not in status["labels"]:
             status["reason"] = "policy %s has no rule for label %s" % (status["policy"], label)
             skipped.append(status)

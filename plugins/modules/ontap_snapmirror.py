@@ -59,6 +59,15 @@ options:
     description:
       - With O(state=updated), vault relationships whose policy has no rule for this SnapMirror label are skipped.
     type: str
+  types:
+    description:
+      - With O(state=updated), the kinds of relationship to update; the others are reported in RV(skipped).
+      - V(mirror) is SnapMirror (Snap Creator's C(NTAP_SNAPMIRROR_UPDATE)), V(vault) is SnapVault
+        (C(NTAP_SNAPVAULT_UPDATE)); a mirror-vault policy counts as both.
+    type: list
+    elements: str
+    choices: [mirror, vault]
+    default: [mirror, vault]
   wait:
     description:
       - Wait for the transfers to finish.
@@ -164,7 +173,7 @@ updated:
   elements: dict
   sample: []
 skipped:
-  description: Relationships not updated because of O(label), with a C(reason).
+  description: Relationships not updated because of O(label) or O(types), with a C(reason).
   returned: when state is updated
   type: list
   elements: dict
@@ -210,6 +219,7 @@ ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["updated", "status"], "default": "status"},
     "snapshot": {"type": "str"},
     "label": {"type": "str"},
+    "types": {"type": "list", "elements": "str", "choices": ["mirror", "vault"], "default": ["mirror", "vault"]},
     "wait": {"type": "bool", "default": True},
     "wait_timeout": {"type": "int", "default": 300},
 }
@@ -224,6 +234,8 @@ def prepare(module):
         except ValueError as exc:
             if "reserved prefix" not in str(exc):
                 raise
+    if not p["types"]:
+        raise OptionError("types: give at least one of mirror, vault (or leave it out for both).")
     if not 1 <= p["wait_timeout"] <= 86400:
         raise OptionError("wait_timeout: %r is out of range; expected 1-86400 seconds." % p["wait_timeout"])
     return volumes
@@ -236,7 +248,7 @@ def execute(module, client, volumes):
         res["changed"] = False
         return res
     res = snapmirror_update(client, volumes, snapshot=p["snapshot"], label=p["label"], wait=p["wait"],
-                            wait_timeout=p["wait_timeout"], check_mode=module.check_mode)
+                            wait_timeout=p["wait_timeout"], check_mode=module.check_mode, types=p["types"])
     done = set(r["uuid"] for r in res["updated"])
     others = [relationship_status(r) for r in client.list_snapmirror(volumes) if r["uuid"] not in done] \
         if not module.check_mode else res["skipped"]

@@ -535,6 +535,15 @@ def test_snapmirror_status_and_update(lab, transport):
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_ds2"], state="updated", label="hourly")
     assert res["updated"] == [] and "no rule for label hourly" in res["skipped"][0]["reason"], res
 
+    # SnapMirror and SnapVault updates are separate switches (NTAP_SNAPMIRROR_UPDATE / NTAP_SNAPVAULT_UPDATE)
+    res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols, state="updated", types=["vault"])
+    assert [r["source"] for r in res["updated"]] == ["svm1:vol_ds2"], res
+    assert [r["source"] for r in res["skipped"]] == ["svm1:vol_ds1"] and "mirror" in res["skipped"][0]["reason"]
+    res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols, state="updated", types=["mirror"])
+    assert [r["source"] for r in res["updated"]] == ["svm1:vol_ds1"], res
+    res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols, state="updated", types=[])
+    assert res.failed and "types" in res["msg"]
+
     status = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_broken"])
     assert status["healthy"] is False and status["relationships"][0]["unhealthy_reason"]
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_broken"], state="updated")
