@@ -72,6 +72,11 @@ def _code(err: BaseException) -> Optional[int]:
     return _lv().error_code(err)
 
 
+def _wall(mono: float) -> float:
+    """Epoch seconds of a time.monotonic() reading of this process (journals are read by other processes)."""
+    return time.time() - (time.monotonic() - mono)
+
+
 def _ms(t0: float, t1: float) -> float:
     return round((t1 - t0) * 1000.0, 3)
 
@@ -693,6 +698,9 @@ class Fence:
                 if o is not None:
                     vm["action"] = o["action"]
                     vm["consistency"] = o["consistency"]
+                    if o.get("t_quiesced") is not None and o["action"] != "none":
+                        # lets a later vm_quiesce state=released report the pause window measured on the host
+                        vm["quiesced_at"] = _wall(o["t_quiesced"])
                     if "released" in o:
                         vm["released"] = o["released"]
                         vm["release_error"] = o.get("release_error")
@@ -920,6 +928,9 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                            "release_result": "would release", "run_id": journal["run_id"]}
                 continue
             fence.release(pending)
+            for vm in pending:
+                if vm.get("released") and vm.get("quiesced_at") and vm.get("t_released") is not None:
+                    vm["pause_ms"] = round(max(_wall(vm["t_released"]) - vm["quiesced_at"], 0.0) * 1000.0, 1)
             errors = {vm["uuid"]: vm.get("release_error") for vm in pending if vm.get("release_error")}
             done = {vm["uuid"]: vm for vm in pending if vm.get("released")}
 
@@ -940,7 +951,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                 covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
                                        "release_result": vm.get("release_result"),
                                        "release_error": vm.get("release_error"), "run_id": journal["run_id"],
-                                       "released": bool(vm.get("released"))}
+                                       "released": bool(vm.get("released")), "pause_ms": vm.get("pause_ms")}
         out = list(covered.values())
         if wanted is not None:
             out = [covered[u] for u in wanted if u in covered]

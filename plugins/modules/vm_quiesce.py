@@ -167,6 +167,12 @@ vms:
       description: V(resumed), V(thawed), V(already running), V(already thawed), V(gone), or why it was left as is.
       type: str
       returned: with O(state=released)
+    pause_ms:
+      description:
+        - Milliseconds the VM was paused or frozen, from its quiesce (recorded in the run's journal) to its
+          release, measured on the host. Null when this call did not release it.
+      type: float
+      returned: with O(state=released)
   sample:
     - {name: web1, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, prior_state: running, action: frozen,
        consistency: filesystem, quiesce_ms: 12.5}

@@ -364,6 +364,9 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
             entry["consistency"] = match.get("consistency")
             if mode == "single":
                 entry["pause_ms"] = match.get("pause_ms")
+            elif rel is not None and rel.get("pause_ms") is not None:
+                # measured on the KVM host: from this VM's quiesce to its release (vm_quiesce journal)
+                entry["pause_ms"] = rel["pause_ms"]
             elif h.get("t_quiesce") and h.get("t_released"):
                 # measured on the Ansible side: from the quiesce task's return to the release task's return
                 window = (float(h["t_released"]) - float(h["t_quiesce"])) * 1000.0

@@ -59,16 +59,24 @@ def test_many_minimal_vms_suspend_release(module_runner, minimal_guests, tmp_pat
     sd = str(tmp_path / "state")
     ids = [d.name() for d in doms[:4]] + [d.UUIDString() for d in doms[4:]]
     try:
+        t_q_start = time.monotonic()
         res = module_runner("vm_quiesce", {"uri": URI, "vms": ids, "mode": "suspend", "deadline": 60, "state_dir": sd})
+        t_q_end = time.monotonic()
         assert not res.failed, res
         assert set(states(doms)) == {PAUSED}
         assert res["watchdog_pid"] and pid_alive(res["watchdog_pid"])
         assert max(v["quiesce_ms"] for v in res["vms"]) < 2000
         again = module_runner("vm_quiesce", {"uri": URI, "vms": ids[:1], "mode": "suspend", "state_dir": sd})
         assert again.failed and res["run_id"] in again["msg"]  # F18: locked by the first run
+        t_r_start = time.monotonic()
         rel = module_runner("vm_quiesce", {"uri": URI, "vms": ids, "state": "released", "state_dir": sd})
+        t_r_end = time.monotonic()
         assert not rel.failed and rel["changed"], rel
         assert set(states(doms)) == {RUNNING}
+        # each VM's pause window, measured on the host from its journal entry, lies between what the
+        # caller can see from outside: paused before the first call returned, resumed during the second
+        low, high = (t_r_start - t_q_end) * 1000.0, (t_r_end - t_q_start) * 1000.0
+        assert all(low <= v["pause_ms"] <= high for v in rel["vms"]), (low, high, rel["vms"])
         # the watchdog sees the journal released and exits
         assert wait_for(lambda: not pid_alive(res["watchdog_pid"]), 3)
         rel2 = module_runner("vm_quiesce", {"uri": URI, "vms": ids, "state": "released", "state_dir": sd})
