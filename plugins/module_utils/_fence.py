@@ -26,7 +26,7 @@ import json
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock, _watchdog
 
@@ -1113,7 +1113,16 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         if connect is None:
             from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect as ontap_connect
             connect = ontap_connect
-        ontap = _ontap_preflight(connect, params, volumes, name)
+        ontap, existing = _ontap_preflight(connect, params, volumes, name)
+        if existing:
+            # F11: a rerun of a backup that is already complete changes nothing and quiesces nobody
+            result["snapshots"] = [{"svm": s["svm"], "volume": s["volume"], "name": name, "uuid": s.get("uuid"),
+                                    "create_time": s.get("create_time")} for s in existing]
+            result["vms"] = [{"name": vm["name"], "uuid": vm["uuid"], "action": "none", "pause_ms": 0.0,
+                              "consistency": None, "detail": "snapshot %s already taken" % name} for vm in vms]
+            result["msg"] = ("snapshot %s already exists on %s with kvmsnap metadata; nothing quiesced"
+                             % (name, ", ".join(result["volumes"])))
+            return result
         result["recovered"] = fence.recover()
         if result["recovered"]:
             vms = resolve_vms(fence.sc.conn, [vm["uuid"] for vm in vms], fence.uri)
@@ -1279,13 +1288,18 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
 
 
 def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str, Any], volumes: List[tuple],
-                     name: str) -> Any:
-    """Connect and check every volume exists and has no snapshot of that name yet (F11, F16)."""
+                     name: str) -> Tuple[Any, List[Dict[str, Any]]]:
+    """Connect and check every volume exists (F16); return the client and the snapshots NAME already has.
+
+    A rerun whose snapshot already exists on every volume with our metadata is a no-op (F11); any other
+    existing snapshot of that name is refused, never overwritten.
+    """
     from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError
     from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+    from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import has_marker
     try:
         ontap = connect(params, "vm_backup")
-        missing, clash = [], []
+        missing, existing = [], []
         for svm, vol in volumes:
             try:
                 ontap.get_volume(svm, vol)
@@ -1294,19 +1308,22 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str,
                     missing.append("%s:%s" % (svm, vol))
                     continue
                 raise
-            if ontap.list_snapshots(svm, vol, name):
-                clash.append("%s:%s" % (svm, vol))
+            for snap in ontap.list_snapshots(svm, vol, name):
+                if snap.get("name") == name:
+                    existing.append(dict(snap, svm=svm, volume=vol))
     except (OntapError, OptionError) as err:
         raise FenceError("vm_backup pre-flight on ONTAP %s failed: %s; nothing was quiesced."
                          % (params.get("hostname"), err)) from None
     if missing:
         raise FenceError("vm_backup: volume(s) %s not found on ONTAP %s; nothing was quiesced. Check the SVM and "
                          "volume names in volumes/datastores/vm_mapping." % (", ".join(missing), params.get("hostname")))
-    if clash:
-        raise FenceError("vm_backup: a snapshot named %s already exists on %s (ONTAP %s); choose another name — "
-                         "existing snapshots are never overwritten. Nothing was quiesced."
-                         % (name, ", ".join(clash), params.get("hostname")))
-    return ontap
+    complete = len(existing) == len(volumes) and all(has_marker(s) for s in existing)
+    if existing and not complete:
+        raise FenceError("vm_backup: a snapshot named %s already exists on %s (ONTAP %s) but not as this collection's "
+                         "backup of all %d volume(s); choose another name — existing snapshots are never overwritten. "
+                         "Nothing was quiesced." % (name, ", ".join("%s:%s" % (s["svm"], s["volume"]) for s in existing),
+                                                    params.get("hostname"), len(volumes)))
+    return ontap, existing
 
 
 def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, label: Optional[str],

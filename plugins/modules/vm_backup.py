@@ -38,9 +38,12 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    support: none
+    support: partial
     details:
-      - Every run takes a new snapshot; a run with the name of an existing snapshot fails without touching anything.
+      - With a fixed O(name), a rerun whose snapshot already exists on every volume with this collection's
+        metadata changes nothing and quiesces no VM. A snapshot of that name that is not this collection's, or is
+        missing on some volume, makes the run fail without touching anything; it is never overwritten.
+      - Without O(name), every run takes a new snapshot.
 options:
   uri:
     description:

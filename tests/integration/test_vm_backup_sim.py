@@ -179,11 +179,24 @@ def test_preflight_failures_touch_nothing(conn, backup_vms, sim, tmp_path):
     # an invalid snapshot name
     with pytest.raises(_fence.FenceError, match="reserved prefix"):
         _fence.run_backup(params(sim, tmp_path, ok, name="hourly.x"))
-    # a name that already exists: never overwritten
+    # F11: rerunning a complete backup is a no-op that quiesces nobody
     p = params(sim, tmp_path, ok)
-    _fence.run_backup(p)
-    with pytest.raises(_fence.FenceError, match="already exists"):
-        _fence.run_backup(p)
+    first = _fence.run_backup(p)
+    assert first["changed"]
+    again = _fence.run_backup(p)
+    assert again["changed"] is False and "already exists" in again["msg"], again
+    assert sorted("%s:%s" % (x["svm"], x["volume"]) for x in again["snapshots"]) == first["volumes"]
+    assert {x["name"] for x in again["snapshots"]} == {p["name"]}
+    assert {v["action"] for v in again["vms"]} == {"none"}
+    # a snapshot of that name that is not ours (or not on every volume): never overwritten, refused
+    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
+    foreign = "kvmsnap-test_foreign_%s" % uuid.uuid4().hex[:6]
+    client_params = dict(sim.conn(), timeout=30, retries=1, cert_file=None, key_file=None)
+    svm, vol = first["volumes"][0].split(":")
+    connect(client_params, "test").create_snapshot_set([(svm, vol)], foreign)
+    with pytest.raises(_fence.FenceError, match="already exists on %s" % first["volumes"][0]) as info:
+        _fence.run_backup(params(sim, tmp_path, ok, name=foreign))
+    assert "never overwritten" in str(info.value) and "Nothing was quiesced" in str(info.value)
     # unknown VMs
     with pytest.raises(_fence.FenceError, match="ghost"):
         _fence.run_backup(params(sim, tmp_path, ok + ["ghost"]))
