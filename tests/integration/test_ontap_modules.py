@@ -117,53 +117,6 @@ def vol_dir(sim: Sim, svm: str, vol: str) -> Path:
     return sim.data / "volumes" / svm / vol
 
 
-_ZAPI_OK: dict[str, bool] = {}
-
-
-def zapi_works(sim: Sim) -> bool:
-    if sim.url not in _ZAPI_OK:
-        body = b'<netapp xmlns="http://www.netapp.com/filer/admin" version="1.110"><system-get-version/></netapp>'
-        req = urllib.request.Request(sim.url + "/servlets/netapp.servlets.admin.XMLrequest_filer", data=body,
-                                     method="POST")
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{PW}".encode()).decode())
-        try:
-            with urllib.request.urlopen(req, context=_ctx(sim), timeout=30) as resp:
-                text = resp.read().decode()
-            _ZAPI_OK[sim.url] = 'status="passed"' in text
-        except OSError:
-            _ZAPI_OK[sim.url] = False
-    return _ZAPI_OK[sim.url]
-
-
-def need(sim: Sim, transport: str) -> None:
-    if transport == "zapi" and not zapi_works(sim):
-        pytest.skip("the ONTAP simulator does not answer ZAPI system-get-version yet (tests/lab/ontapsim/zapi.py)")
-
-
-_ZAPI_APIS: dict[tuple[str, str], bool] = {}
-
-
-def zapi_has(sim: Sim, api: str) -> bool:
-    """Whether the simulator implements a ZAPI call at all (not: "Unable to find API")."""
-    key = (sim.url, api)
-    if key not in _ZAPI_APIS:
-        body = f'<netapp xmlns="http://www.netapp.com/filer/admin" version="1.110"><{api}/></netapp>'.encode()
-        req = urllib.request.Request(sim.url + "/servlets/netapp.servlets.admin.XMLrequest_filer", data=body,
-                                     method="POST")
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{PW}".encode()).decode())
-        with urllib.request.urlopen(req, context=_ctx(sim), timeout=30) as resp:
-            _ZAPI_APIS[key] = "Unable to find API" not in resp.read().decode()
-    return _ZAPI_APIS[key]
-
-
-def needs_comment_after_cg(request, sim: Sim) -> None:
-    """cg-start/cg-commit and snapshot-multicreate take no comment: the ZAPI client then writes the
-    kvmsnap metadata with snapshot-modify-iter (reference B.5), which the simulator may not have yet."""
-    if zapi_works(sim) and not zapi_has(sim, "snapshot-modify-iter"):
-        request.applymarker(pytest.mark.xfail(
-            reason="simulator gap: ZAPI snapshot-modify-iter is not implemented (Unable to find API)", strict=False))
-
-
 def warnings(res) -> list[str]:
     """Warning texts (ansible-core 2.19 returns WarningSummary objects)."""
     out = []
@@ -204,9 +157,6 @@ def _no_faults_left(request):
 # ---- ontap_snapshot: create / idempotency / check mode / delete --------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_snapshot_create_idempotent_check_mode_delete(request, lab, transport):
-    need(lab, transport)
-    if transport == "zapi":
-        needs_comment_after_cg(request, lab)
     name = f"kvmsnap-daily_{transport}_1"
     args = {"svm": "svm1", "volumes": ["vol_ds1", "vol_ds2"], "name": name, "policy": "daily",
             "snapmirror_label": "daily", "kvm_host": "kvm1", "run_id": "run-1"}
@@ -255,7 +205,6 @@ def test_snapshot_create_idempotent_check_mode_delete(request, lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_snapshot_never_overwrites_partial_or_foreign(lab, transport):
-    need(lab, transport)
     partial = f"kvmsnap-manual_{transport}_partial"
     assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_ds1"], name=partial)["changed"]
     res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_ds1", "vol_ds2"], name=partial)
@@ -279,17 +228,14 @@ def test_snapshot_uses_existing_cg_and_single(lab):
     assert sim_call(lab, "GET", "/api/application/consistency-groups")["num_records"] == 1
     res = run(lab, "rest", "ontap_snapshot", volumes=["svm1:vol_plain"], name="kvmsnap-manual_single")
     assert res["method"] == "single"
-    if zapi_works(lab):  # vol_cg1 is in cg_vms, so no temporary CG can hold it: ZAPI cg-start/cg-commit
-        res = run(lab, "rest", "ontap_snapshot", volumes=["svm1:vol_cg1", "svm1:vol_plain"], name="kvmsnap-manual_mix")
-        assert res["changed"] and res["method"] == "cg_start_commit", res
-        assert any("already in another consistency group" in w for w in warnings(res))
+    # vol_cg1 is in cg_vms, so no temporary CG can hold it: ZAPI cg-start/cg-commit
+    res = run(lab, "rest", "ontap_snapshot", volumes=["svm1:vol_cg1", "svm1:vol_plain"], name="kvmsnap-manual_mix")
+    assert res["changed"] and res["method"] == "cg_start_commit", res
+    assert any("already in another consistency group" in w for w in warnings(res))
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_snapshot_across_svms(request, lab, transport):
-    need(lab, "zapi")  # REST cannot put volumes of two SVMs in one CG: it uses ZAPI cg-start/cg-commit
-    if transport == "zapi":
-        needs_comment_after_cg(request, lab)
     res = run(lab, transport, "ontap_snapshot", volumes=["svm1:vol_plain", "svm2:vol_db"],
               name=f"kvmsnap-manual_{transport}_xsvm")
     assert res["changed"] and res["method"] == "cg_start_commit", res
@@ -301,7 +247,6 @@ def test_snapshot_across_svms(request, lab, transport):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_failed_set_leaves_nothing_behind(lab, transport):
     """All-or-nothing (F12): a failure in the middle of a multi-volume snapshot removes what it made."""
-    need(lab, transport)
     name = f"kvmsnap-manual_{transport}_f12"
     if transport == "rest":
         add_fault(lab, action="job_failure", method="POST", path="/api/application/consistency-groups/*/snapshots",
@@ -318,8 +263,6 @@ def test_failed_set_leaves_nothing_behind(lab, transport):
 
 
 def test_zapi_multicreate_when_cg_start_is_missing(request, lab):
-    need(lab, "zapi")
-    needs_comment_after_cg(request, lab)
     add_fault(lab, action="error", api="cg-start", errno="13005", message="Unable to find API: cg-start", count=1)
     res = run(lab, "zapi", "ontap_snapshot", svm="svm1", volumes=["vol_cg1", "vol_cg2"], name="kvmsnap-manual_mc")
     assert res["changed"] and res["method"] == "multicreate", res
@@ -328,7 +271,6 @@ def test_zapi_multicreate_when_cg_start_is_missing(request, lab):
 # ---- prune ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_prune_keeps_newest_foreign_and_busy(lab, transport):
-    need(lab, transport)
     vol = f"vol_prune_{transport}"
     names = [f"kvmsnap-daily_2026010{i}T000000Z" for i in range(1, 5)]
     for name in names:
@@ -390,7 +332,6 @@ def test_prune_keep_refused_before_any_call(lab, keep):
 # ---- info ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_snapshot_info_filters(lab, transport):
-    need(lab, transport)
     vol = f"vol_info_{transport}"
     run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-weekly_20260105T000000Z",
         policy="weekly", comment="before upgrade")
@@ -415,7 +356,6 @@ def test_snapshot_info_filters(lab, transport):
 # ---- restore ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_restore_files(lab, transport):
-    need(lab, transport)
     vol = f"vol_rf_{transport}"
     disk = vol_dir(lab, "svm1", vol) / "images" / "vm1.qcow2"
     disk.parent.mkdir(parents=True, exist_ok=True)
@@ -449,7 +389,6 @@ def test_restore_files(lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_restore_volume_needs_confirmation(lab, transport):
-    need(lab, transport)
     vol = f"vol_rv_{transport}"
     data = vol_dir(lab, "svm1", vol) / "vm2.img"
     data.write_bytes(b"v1")
@@ -484,7 +423,6 @@ def test_restore_volume_needs_confirmation(lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_restore_lun(lab, transport):
-    need(lab, transport)
     lun = vol_dir(lab, "svm1", "vol_san") / f"lun_{transport}"
     with open(lun, "r+b") as fh:
         fh.write(b"BOOTSECTOR")
@@ -506,7 +444,6 @@ def test_restore_lun(lab, transport):
 # ---- snapmirror --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_snapmirror_status_and_update(lab, transport):
-    need(lab, transport)
     vols = ["vol_ds1", "vol_ds2", "vol_plain"]
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols)
     assert res["changed"] is False
@@ -554,7 +491,6 @@ def test_snapmirror_status_and_update(lab, transport):
 # ---- errors --------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_errors_are_clear(lab, transport):
-    need(lab, transport)
     res = run(lab, transport, "ontap_snapshot_info", password="wrong-pass", svm="svm1", volumes=["vol_ds1"])
     assert res.failed and lab.host in res["msg"] and "username and password" in res["msg"], res
 
@@ -600,7 +536,6 @@ def test_bad_hostname_is_refused(lab, hostname):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_password_never_in_output(lab, transport):
-    need(lab, transport)
     secret = "S3cr3t-Sentinel-pw"
     outputs = []
     margs_list = [
@@ -625,21 +560,15 @@ def test_password_never_in_output(lab, transport):
 def test_ontap_98_fallbacks(lab98):
     res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a", "vol_b"], name="kvmsnap-daily_98",
               policy="daily")
-    if zapi_works(lab98):
-        assert res["changed"] and res["method"] == "cg_start_commit", res
-        assert any("9.8.0 has no consistency-group REST API" in w for w in warnings(res))
-    else:
-        assert res.failed and "9.10.1" in res["msg"], res
-        res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a"], name="kvmsnap-daily_98")
-        assert res["changed"] and res["method"] == "single"
-    if zapi_works(lab98):  # a cluster without cg-start: snapshot-multicreate, metadata written over REST
-        add_fault(lab98, action="error", api="cg-start", errno="13005", message="Unable to find API: cg-start",
-                  count=1)
-        res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a", "vol_b"], name="kvmsnap-daily_98m",
-                  policy="daily")
-        assert res["changed"] and res["method"] == "multicreate", res
-        info = run(lab98, "rest", "ontap_snapshot_info", svm="svm1", volumes=["vol_a", "vol_b"], policy="daily")
-        assert {s["volume"] for s in info["snapshots"] if s["name"] == "kvmsnap-daily_98m"} == {"vol_a", "vol_b"}
+    assert res["changed"] and res["method"] == "cg_start_commit", res
+    assert any("9.8.0 has no consistency-group REST API" in w for w in warnings(res))
+    # a cluster without cg-start: snapshot-multicreate, metadata written over REST
+    add_fault(lab98, action="error", api="cg-start", errno="13005", message="Unable to find API: cg-start", count=1)
+    res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a", "vol_b"], name="kvmsnap-daily_98m",
+              policy="daily")
+    assert res["changed"] and res["method"] == "multicreate", res
+    info = run(lab98, "rest", "ontap_snapshot_info", svm="svm1", volumes=["vol_a", "vol_b"], policy="daily")
+    assert {s["volume"] for s in info["snapshots"] if s["name"] == "kvmsnap-daily_98m"} == {"vol_a", "vol_b"}
     disk = vol_dir(lab98, "svm1", "vol_a") / "vm.img"
     disk.write_bytes(b"new")
     res = run(lab98, "rest", "ontap_snapshot", svm="svm1", volumes=["vol_a"], name="kvmsnap-daily_98b")
@@ -661,7 +590,6 @@ def test_env_fallback_and_auto_transport(lab):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_tls_is_verified_per_session(lab, transport):
-    need(lab, transport)
     conn = {**lab.conn(transport), "ca_path": None}
     res = run_module("ontap_snapshot_info", {**conn, "svm": "svm1", "volumes": ["vol_plain"]})
     assert res.failed and "TLS certificate verification failed" in res["msg"] and "ca_path" in res["msg"], res
@@ -678,7 +606,6 @@ def test_job_still_running_at_timeout(lab):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_lost_answer_to_create_is_not_repeated(lab, transport):
     """The controller made the snapshot but the answer was lost: the module finds it, does not fail or duplicate."""
-    need(lab, transport)
     if transport == "rest":
         add_fault(lab, action="drop", method="POST", path="/api/storage/volumes/*/snapshots", execute=True)
     else:
@@ -693,7 +620,6 @@ def test_lost_answer_to_create_is_not_repeated(lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_client_certificate_login(lab, transport):
-    need(lab, transport)
     conn = lab.conn(transport, "admin", cert=True)
     os.chmod(conn["key_file"], 0o600)
     res = run_module("ontap_snapshot_info", {**conn, "svm": "svm1", "volumes": ["vol_plain"]})
@@ -701,3 +627,19 @@ def test_client_certificate_login(lab, transport):
     os.chmod(conn["key_file"], 0o644)
     res = run_module("ontap_snapshot_info", {**conn, "svm": "svm1", "volumes": ["vol_plain"]})
     assert res.failed and res["msg"].startswith("key_file:") and "chmod 600" in res["msg"], res
+
+
+# ---- transport: auto ---------------------------------------------------------------------------------------------
+def test_transport_auto_prefers_rest_and_falls_back_to_zapi(lab):
+    res = run(lab, "auto", "ontap_snapshot_info", svm="svm1", volumes=["vol_ds1"])
+    assert not res.failed and res["transport"] == "rest", res
+    # a cluster whose REST API does not answer (404 on /api/cluster, as before ONTAP 9.6): ZAPI
+    add_fault(lab, action="error", method="GET", path="/api/cluster", status=404, code="4",
+              message="entry doesn't exist", count=1)
+    seq = last_seq(lab)
+    res = run(lab, "auto", "ontap_snapshot_info", svm="svm1", volumes=["vol_ds1"])
+    assert not res.failed and res["transport"] == "zapi", res
+    assert any(c.get("api") for c in calls_since(lab, seq)), "no ZAPI call reached the simulator"
+    # wrong credentials are not a reason to try the other API: the 401 is reported
+    res = run(lab, "auto", "ontap_snapshot_info", password="wrong-pass", svm="svm1", volumes=["vol_ds1"])
+    assert res.failed and "username and password" in res["msg"] and "transport auto" in res["msg"], res
