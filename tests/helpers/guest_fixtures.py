@@ -66,6 +66,41 @@ def lab_prefix() -> str:
     return guestlab.run_prefix()
 
 
+class LiveConnection:
+    """The session's qemu:///system connection, reopened when libvirtd was restarted under it.
+
+    Tests of F7 (libvirtd restart inside the fence) restart the daemon; every later test must still
+    get a working connection. Attribute access goes to the current virConnect.
+    """
+
+    def __init__(self, uri: str) -> None:
+        import libvirt
+        self._libvirt = libvirt
+        self._uri = uri
+        self._conn = libvirt.open(uri)
+
+    def _live(self):
+        # isAlive() can still say yes just after the daemon went away: ask it something cheap
+        try:
+            self._conn.getLibVersion()
+            return self._conn
+        except self._libvirt.libvirtError:
+            pass
+        self._conn = self._libvirt.open(self._uri)
+        return self._conn
+
+    def __getattr__(self, name: str):
+        return getattr(self._live(), name)
+
+
+def _fresh(conn, dom):
+    """DOM through CONN's current connection (the one DOM came from may have died with libvirtd)."""
+    try:
+        return conn.lookupByUUIDString(dom.UUIDString())
+    except Exception:  # gone already
+        return None
+
+
 @pytest.fixture(scope="session")
 def libvirt_system():
     try:
@@ -73,7 +108,7 @@ def libvirt_system():
     except ImportError:
         pytest.skip("libvirt-python is not installed in this venv (pip install libvirt-python)")
     try:
-        conn = libvirt.open(SYSTEM_URI)
+        conn = LiveConnection(SYSTEM_URI)
     except libvirt.libvirtError as err:
         pytest.skip(f"libvirtd is not reachable at {SYSTEM_URI} ({err}); start it with tests/lab/ensure-services")
     guestlab.cleanup_stale(conn)  # leftovers of earlier runs that died (their pid is gone)
@@ -135,7 +170,7 @@ def real_guest(libvirt_system, guest_assets, tmp_path):
         yield factory
     finally:
         for guest in made:
-            guestlab.destroy_and_undefine(guest.dom)
+            guestlab.destroy_and_undefine(_fresh(libvirt_system, guest.dom))
 
 
 @pytest.fixture
@@ -157,4 +192,4 @@ def minimal_guests(libvirt_system, tmp_path):
         yield factory
     finally:
         for dom in made:
-            guestlab.destroy_and_undefine(dom)
+            guestlab.destroy_and_undefine(_fresh(libvirt_system, dom))

@@ -154,3 +154,44 @@ def test_backup_real_guest_freeze_snapshot_is_consistent(sim, real_guest, tmp_pa
         for name in os.listdir(snapdir) if snapdir.is_dir() else []:
             if name.startswith("kvmsnap-sys_"):
                 shutil.rmtree(snapdir / name, ignore_errors=True)
+
+
+def _restart_libvirtd() -> None:
+    """Stop libvirtd and start it again (guests keep running: QEMU is not a child of the daemon)."""
+    subprocess.run(["pkill", "-x", "libvirtd"], check=False)
+    assert wait_for(lambda: subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True,
+                                           check=False).returncode != 0, 15), "libvirtd did not stop"
+    subprocess.run(["libvirtd", "-d"], check=True)
+    assert wait_for(lambda: subprocess.run(["virsh", "-c", URI, "version"], capture_output=True,
+                                           check=False).returncode == 0, 30, step=0.2), "libvirtd did not come back"
+
+
+def test_libvirtd_restart_inside_the_fence_vms_released(sim, minimal_guests, tmp_path, module_runner):
+    """F7: libvirtd restarts while the VMs are paused for the snapshot; vm_backup reconnects and releases them."""
+    if os.geteuid() != 0:
+        pytest.skip("restarting libvirtd needs root")
+    doms = minimal_guests(3)
+    sd = str(tmp_path / "state")
+    # the snapshot call hangs 4 s: the window in which the daemon goes away and comes back
+    sim_admin(sim, "POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
+                                            "count": 1, "seconds": 4})
+    proc, path = start_module(backup_args(sim, sd, [d.name() for d in doms], retries=5))
+    try:
+        assert wait_for(lambda: set(states(doms)) == {PAUSED}, 30), "vm_backup did not quiesce"
+        _restart_libvirtd()
+        out, err = proc.communicate(timeout=60)
+        res = json.loads(out.strip().splitlines()[-1])
+        assert not res.get("failed"), (res, err)
+        import libvirt
+        conn = libvirt.open(URI)  # the fixtures' connection died with the old daemon
+        try:
+            assert [conn.lookupByUUIDString(d.UUIDString()).state()[0] for d in doms] == [RUNNING] * 3
+        finally:
+            conn.close()
+        assert {v["release_result"] for v in res["vms"]} == {"resumed"}, res["vms"]
+        assert res["snapshots"] and only_journal(sd)["state"] == "released"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.unlink(path)
