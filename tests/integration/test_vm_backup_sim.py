@@ -3,13 +3,10 @@ simulator's volume directories (mapped via datastores). Faults are injected thro
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
-import ssl
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -21,21 +18,11 @@ URI = "test:///default"
 RUNNING, PAUSED = 1, 3
 
 
-def sim_admin(sim, method, path, body=None):
-    ctx = ssl.create_default_context(cafile=sim.ca_file)
-    req = urllib.request.Request(sim.url + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json",
-                                          "Authorization": "Basic " + base64.b64encode(b"admin:netapp123").decode()})
-    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-        return json.loads(resp.read() or b"{}")
-
-
 @pytest.fixture
 def sim(ontap_sim):
-    sim_admin(ontap_sim, "DELETE", "/_sim/faults")
+    ontap_sim.admin("DELETE", "/_sim/faults")
     yield ontap_sim
-    sim_admin(ontap_sim, "DELETE", "/_sim/faults")
+    ontap_sim.admin("DELETE", "/_sim/faults")
 
 
 @pytest.fixture
@@ -127,8 +114,8 @@ def test_backup_snapshots_every_volume_and_releases(conn, backup_vms, sim, tmp_p
 
 def test_snapshot_failure_releases_and_fails(conn, backup_vms, sim, tmp_path):
     names = backup_vms(3)
-    sim_admin(sim, "POST", "/_sim/faults", {"action": "error", "method": "POST", "path": "/api/*snapshots",
-                                            "count": None, "status": 500, "message": "disk on fire"})
+    sim.admin("POST", "/_sim/faults", {"action": "error", "method": "POST", "path": "/api/*snapshots",
+                                       "count": None, "status": 500, "message": "disk on fire"})
     p = params(sim, tmp_path, names)
     with pytest.raises(_fence.FenceError) as info:
         _fence.run_backup(p)
@@ -145,8 +132,8 @@ def test_snapshot_failure_releases_and_fails(conn, backup_vms, sim, tmp_path):
 def test_hanging_snapshot_released_at_deadline(conn, backup_vms, sim, tmp_path, monkeypatch):
     monkeypatch.setattr(_fence, "LATE_WAIT", 1.0)
     names = backup_vms(2)
-    sim_admin(sim, "POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
-                                            "count": None, "seconds": 6})
+    sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
+                                       "count": None, "seconds": 6})
     p = params(sim, tmp_path, names, deadline=2)
     t0 = time.monotonic()
     with pytest.raises(_fence.FenceError) as info:
@@ -158,7 +145,7 @@ def test_hanging_snapshot_released_at_deadline(conn, backup_vms, sim, tmp_path, 
         assert vm["pause_ms"] <= 2000 + 500
         assert vm["consistency"] == "crash"  # never claimed: the snapshot was not inside the window
     assert_clean(p["state_dir"])
-    sim_admin(sim, "DELETE", "/_sim/faults")
+    sim.admin("DELETE", "/_sim/faults")
     time.sleep(5)  # let the hung request finish before the next test uses the simulator
 
 

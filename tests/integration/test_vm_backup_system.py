@@ -3,20 +3,18 @@ snapshot (F5, F6), and a real writing guest frozen for a snapshot whose disk ima
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 
 import pytest
+from helpers.vm_utils import resume_all, states, wait_for
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
 
@@ -26,21 +24,11 @@ RUNNING, PAUSED = 1, 3
 MODULE = "ansible_collections.kvmsnap.core.plugins.modules.vm_backup"
 
 
-def sim_admin(sim, method, path, body=None):
-    ctx = ssl.create_default_context(cafile=sim.ca_file)
-    req = urllib.request.Request(sim.url + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json",
-                                          "Authorization": "Basic " + base64.b64encode(b"admin:netapp123").decode()})
-    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
-        return json.loads(resp.read() or b"{}")
-
-
 @pytest.fixture
 def sim(ontap_sim):
-    sim_admin(ontap_sim, "DELETE", "/_sim/faults")
+    ontap_sim.admin("DELETE", "/_sim/faults")
     yield ontap_sim
-    sim_admin(ontap_sim, "DELETE", "/_sim/faults")
+    ontap_sim.admin("DELETE", "/_sim/faults")
 
 
 def start_module(args):
@@ -50,28 +38,6 @@ def start_module(args):
     proc = subprocess.Popen([sys.executable, "-m", MODULE, path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     return proc, path
-
-
-def wait_for(pred, timeout, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def states(doms):
-    return [d.state()[0] for d in doms]
-
-
-def resume_all(doms):
-    for d in doms:
-        try:
-            if d.state()[0] == PAUSED:
-                d.resume()
-        except Exception:
-            pass
 
 
 def backup_args(sim, state_dir, vms, **kw):
@@ -92,8 +58,8 @@ def only_journal(state_dir):
 def test_module_killed_during_snapshot_vms_released(sim, minimal_guests, tmp_path, sig):
     doms = minimal_guests(3)
     sd = str(tmp_path / "state")
-    sim_admin(sim, "POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
-                                            "count": 1, "seconds": 8})
+    sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
+                                       "count": 1, "seconds": 8})
     proc, path = start_module(backup_args(sim, sd, [d.name() for d in doms]))
     try:
         assert wait_for(lambda: set(states(doms)) == {PAUSED}, 30), "vm_backup did not quiesce"
@@ -173,8 +139,8 @@ def test_libvirtd_restart_inside_the_fence_vms_released(sim, minimal_guests, tmp
     doms = minimal_guests(3)
     sd = str(tmp_path / "state")
     # the snapshot call hangs 4 s: the window in which the daemon goes away and comes back
-    sim_admin(sim, "POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
-                                            "count": 1, "seconds": 4})
+    sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
+                                       "count": 1, "seconds": 4})
     proc, path = start_module(backup_args(sim, sd, [d.name() for d in doms], retries=5))
     try:
         assert wait_for(lambda: set(states(doms)) == {PAUSED}, 30), "vm_backup did not quiesce"

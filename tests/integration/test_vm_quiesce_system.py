@@ -15,6 +15,7 @@ import textwrap
 import time
 
 import pytest
+from helpers.vm_utils import resume_all, states, wait_for
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
 
@@ -23,30 +24,8 @@ URI = "qemu:///system"
 RUNNING, PAUSED = 1, 3
 
 
-def states(doms):
-    return [d.state()[0] for d in doms]
-
-
-def wait_for(pred, timeout, step=0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
 def pid_alive(pid):
     return _journal.process_start(pid) is not None
-
-
-def resume_all(doms):
-    for d in doms:
-        try:
-            if d.state()[0] == PAUSED:
-                d.resume()
-        except Exception:
-            pass
 
 
 def assert_clean(state_dir):
