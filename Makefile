@@ -10,7 +10,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 COLL_ROOT := $(CURDIR)/build/collections
 COLL_LINK := $(COLL_ROOT)/ansible_collections/kvmsnap/core
 # Outside the repo: inside it, git would hide the (ignored) copy from ansible-test.
-SANITY_ROOT := $(HOME)/.cache/kvmsnap-sanity/ansible_collections/kvmsnap/core
+# One copy per checkout, so two checkouts on one machine never share (and delete) each other's copy.
+SANITY_ROOT := $(HOME)/.cache/kvmsnap-sanity/$(shell printf %s "$(CURDIR)" | md5sum | cut -c1-12)/ansible_collections/kvmsnap/core
 export ANSIBLE_COLLECTIONS_PATH := $(COLL_ROOT)
 export PYTHONPATH := $(COLL_ROOT)
 export PATH := $(BIN):$(PATH)

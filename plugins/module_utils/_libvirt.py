@@ -13,6 +13,9 @@ Public names
     ``module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)``
     when ``HAS_LIBVIRT`` is false.
 ``DEFAULT_URI = 'qemu:///system'``
+``uri_option() -> dict``
+    The ``uri`` argument-spec entry every vm_* module uses (default qemu:///system, env fallback
+    ``LIBVIRT_DEFAULT_URI`` so an AWX credential or the shell can set it).
 ``LibvirtAccessError(Exception)``
     Raised by this module; ``str()`` names the URI and what to do next. ``.uri``, ``.code``
     (libvirt error code or None), ``.transient`` (bool).
@@ -58,6 +61,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from ansible.module_utils.basic import env_fallback
+
 try:
     import libvirt  # type: ignore[import-not-found]
 except ImportError:
@@ -69,6 +74,12 @@ else:
     LIBVIRT_IMPORT_ERROR = None
 
 DEFAULT_URI = "qemu:///system"
+
+
+def uri_option() -> dict:
+    """Argument-spec entry of the vm_* modules' ``uri`` option (one definition for all of them)."""
+    return dict(type="str", default=DEFAULT_URI, fallback=(env_fallback, ["LIBVIRT_DEFAULT_URI"]))
+
 
 # libvirt error codes (virErrorNumber) that a reconnect can cure. Numbers, not attributes, so this
 # module imports without libvirt-python (ansible-test import sanity runs in a bare venv).

@@ -48,6 +48,7 @@ options:
   uri:
     description:
       - libvirt connection URI of the KVM host.
+      - If not set in the task, the value of environment variable E(LIBVIRT_DEFAULT_URI) is used.
     type: str
     default: qemu:///system
   vms:
@@ -273,7 +274,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import 
 def main() -> None:
     module = ontap_module(
         dict(
-            uri=dict(type="str", default="qemu:///system"),
+            uri=_libvirt.uri_option(),
             vms=dict(type="list", elements="str", required=True),
             mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
             deadline=dict(type="int", default=60),

@@ -435,7 +435,7 @@ import socket
 import time
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import DomainXmlError, parse_domain_xml
@@ -474,7 +474,7 @@ CONTROLLER_OPTIONS = dict(
 )
 
 ARGUMENT_SPEC = dict(
-    uri=dict(type="str", default="qemu:///system", fallback=(env_fallback, ["LIBVIRT_DEFAULT_URI"])),
+    uri=_libvirt.uri_option(),
     retries=dict(type="int", default=3),
     vms=dict(type="list", elements="str"),
     unknown_vms=dict(type="str", default="fail", choices=["fail", "report"]),

@@ -45,6 +45,7 @@ options:
     description:
       - libvirt connection URI of the KVM host.
       - C(test:///default) runs in-process only; no watchdog is started for it.
+      - If not set in the task, the value of environment variable E(LIBVIRT_DEFAULT_URI) is used.
     type: str
     default: qemu:///system
   vms:
@@ -222,7 +223,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journ
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type="str", default="qemu:///system"),
+            uri=_libvirt.uri_option(),
             vms=dict(type="list", elements="str"),
             mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
             state=dict(type="str", choices=["quiesced", "released"], default="quiesced"),

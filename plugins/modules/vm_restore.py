@@ -42,6 +42,7 @@ options:
   uri:
     description:
       - libvirt connection URI of the KVM host.
+      - If not set in the task, the value of environment variable E(LIBVIRT_DEFAULT_URI) is used.
     type: str
     default: qemu:///system
   vm:
@@ -164,7 +165,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restor
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            uri=dict(type="str", default="qemu:///system"),
+            uri=_libvirt.uri_option(),
             vm=dict(type="str"),
             domain_xml=dict(type="str"),
             domain_xml_path=dict(type="path"),

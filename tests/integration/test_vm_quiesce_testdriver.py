@@ -256,6 +256,20 @@ def test_module_entry_point(module_runner, tmp_path):
         assert json.load(fh)["module"] == "vm_quiesce"
 
 
+@pytest.mark.parametrize("module", ["vm_quiesce", "vm_info"])
+def test_uri_from_environment(module_runner, tmp_path, module):
+    """No uri in the task: LIBVIRT_DEFAULT_URI (e.g. from an AWX credential) picks the connection."""
+    args = {"vms": ["test"]}
+    if module == "vm_quiesce":
+        args["state_dir"] = str(tmp_path / "envstate")
+    else:
+        args["strict"] = False  # the test driver's disk is on no datastore
+    res = module_runner(module, args, check_mode=True, env={"LIBVIRT_DEFAULT_URI": URI})
+    assert not res.failed, res
+    assert [v["name"] for v in res["vms"]] == ["test"]
+    assert res["invocation"]["module_args"]["uri"] == URI
+
+
 def test_connection_lost_midway_reconnects(conn, vms, state_dir):
     """F7: the libvirt connection dies between resolve and quiesce, and again before the release
     (closed under the fence: VIR_ERR_INVALID_CONN); the fence reconnects and finishes."""
