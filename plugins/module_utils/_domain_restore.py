@@ -22,6 +22,7 @@ import uuid as _uuid
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
+from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 MAX_XML_BYTES = 1024 * 1024
@@ -32,16 +33,8 @@ VIR_DOMAIN_PAUSED = 3
 VIR_DOMAIN_SHUTOFF = 5
 
 
-class RestoreError(Exception):
+class RestoreError(ResultError):
     """The restore was refused or failed; ``result`` holds what was done so far."""
-
-    def __init__(self, message: str, result: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.result = result or {}
-
-    def __str__(self) -> str:
-        return self.message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock, _watchdog
+from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
 
 MODES = ("suspend", "freeze", "auto", "none")
 # strongest first; "offline" = the VM was shut off (its disks are idle and clean)
@@ -51,16 +52,8 @@ VIR_DOMAIN_SHUTOFF = 5
 _UNSUPPORTED = (VIR_ERR_NO_SUPPORT, VIR_ERR_ARGUMENT_UNSUPPORTED, VIR_ERR_OPERATION_UNSUPPORTED)
 
 
-class FenceError(Exception):
+class FenceError(ResultError):
     """The fence failed; ``result`` carries what was done (per-VM outcomes, releases)."""
-
-    def __init__(self, message: str, result: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.result = result or {}
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def _lv():

@@ -21,9 +21,10 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 
 FORMAT = 1
 DIR = ".kvmsnap"
@@ -50,26 +51,14 @@ def _mkdirs(path: str) -> None:
 
 
 def write_file(path: str, data: bytes, mode: int = 0o600) -> bool:
-    """Atomically write DATA to PATH (tmp + rename, no symlink follow); True if the content changed."""
+    """Atomically write DATA to PATH unless it already holds it; True if the content changed."""
     try:
         with open(path, "rb") as fh:
             if fh.read() == data:
                 return False
     except FileNotFoundError:
         pass
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_file_atomic(path, data, mode)
     return True
 
 

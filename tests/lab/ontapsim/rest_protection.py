@@ -89,6 +89,13 @@ class ProtectionHandlers(HandlerBase):
             raise SimError("not_found", "entry doesn't exist", target="uuid")
         return cg
 
+    @staticmethod
+    def _cg_snap(cg: dict[str, Any], su: str) -> dict[str, Any]:
+        rec = next((s for s in cg["snapshots"] if s["uuid"] == su), None)
+        if rec is None:
+            raise SimError("not_found", "entry doesn't exist", target="uuid")
+        return rec
+
     def list_cgs(self, req: Request) -> Response:
         with self.st.lock:
             return self._collection(req, [R.cg(self.st, c) for c in self.st.doc["cgs"].values()])
@@ -139,10 +146,7 @@ class ProtectionHandlers(HandlerBase):
     def get_cg_snapshot(self, req: Request, cu: str, su: str) -> Response:
         with self.st.lock:
             cg = self._cg(req, cu)
-            for s in cg["snapshots"]:
-                if s["uuid"] == su:
-                    return self._one(req, R.cg_snapshot(self.st, cg, s))
-        raise SimError("not_found", "entry doesn't exist", target="uuid")
+            return self._one(req, R.cg_snapshot(self.st, cg, self._cg_snap(cg, su)))
 
     def post_cg_snapshot(self, req: Request, cu: str) -> Response:
         body = req.body
@@ -186,9 +190,7 @@ class ProtectionHandlers(HandlerBase):
         fault = self._job_fault(req)
         with self.st.lock:
             cg = self._cg(req, cu)
-            rec = next((s for s in cg["snapshots"] if s["uuid"] == su), None)
-            if rec is None:
-                raise SimError("not_found", "entry doesn't exist", target="uuid")
+            rec = self._cg_snap(cg, su)
             svm = self.st.doc["svms"][cg["svm"]]
             job = self.jobs.run(f"PATCH /api/application/consistency-groups/{cu}/snapshots/{su}", svm,
                                 lambda: self.ops.cg_snapshot_commit(cg, rec), fault)
@@ -198,9 +200,7 @@ class ProtectionHandlers(HandlerBase):
         fault = self._job_fault(req)
         with self.st.lock:
             cg = self._cg(req, cu)
-            rec = next((s for s in cg["snapshots"] if s["uuid"] == su), None)
-            if rec is None:
-                raise SimError("not_found", "entry doesn't exist", target="uuid")
+            rec = self._cg_snap(cg, su)
             svm = self.st.doc["svms"][cg["svm"]]
             job = self.jobs.run(f"DELETE /api/application/consistency-groups/{cu}/snapshots/{su}", svm,
                                 lambda: self.ops.cg_snapshot_delete(cg, rec), fault)
