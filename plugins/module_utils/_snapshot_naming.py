@@ -66,6 +66,15 @@ def validate_policy(policy: Any, field: str = "policy") -> str:
     return policy
 
 
+def validate_backup_policy(policy: Any, field: str = "policy") -> str:
+    """A policy a backup may use: valid, and not one the collection uses for its own snapshots."""
+    validate_policy(policy, field)
+    if policy.lower() in RESERVED_POLICIES:
+        raise SnapshotNameError("%s: %r is reserved for this collection's own snapshots (restore safety copies); "
+                                "choose another policy name (e.g. daily, weekly)." % (field, policy))
+    return policy
+
+
 def default_name(policy: str, when: Optional[datetime.datetime] = None, prefix: str = DEFAULT_PREFIX) -> str:
     """`<prefix>-<policy>_<UTC %Y%m%dT%H%M%SZ>`."""
     validate_prefix(prefix)
@@ -87,8 +96,23 @@ def parse_name(name: str, prefix: str = DEFAULT_PREFIX) -> Optional[dict]:
     return {"prefix": prefix, "policy": m.group(1), "time": int(when.timestamp())}
 
 
-def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Optional[str] = None) -> str:
-    """`kvmsnap:v1 policy=<policy> run=<run id>[ host=<kvm host>]` (plus an optional free text after ' | ')."""
+# Trust states a snapshot's comment carries (see docs/backup.md, "When is a snapshot a backup"):
+# pending - created by a run that has not (yet) confirmed it; never a backup while pending;
+# good    - its run verified it (VMs quiesced at the point in time, data present) and confirmed it;
+# late    - its run could not confirm it in time (snapshot after the deadline, run died): crash-consistent.
+STATES = ("pending", "good", "late")
+CONSISTENCIES = ("offline", "application", "filesystem", "suspended", "crash")
+# The policy names the collection uses itself (safety snapshots of a restore): refused for backups.
+RESERVED_POLICIES = ("prerestore",)
+
+
+def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Optional[str] = None,
+                  state: str = "pending", consistency: Optional[str] = None, until: Optional[int] = None) -> str:
+    """`kvmsnap:v1 policy=<p> run=<id>[ host=<h>] state=<s>[ consistency=<c>][ until=<epoch>]` (+ ' | ' free text).
+
+    UNTIL is the epoch second after which a still-pending snapshot can never be confirmed by its run:
+    later runs then mark it late.
+    """
     validate_policy(policy)
     for field, value in (("run", run), ("host", host)):
         if value is None and field == "host":
@@ -96,9 +120,19 @@ def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Opti
         if not isinstance(value, str) or not TOKEN_RE.match(value):
             raise SnapshotNameError("%s: invalid value %r for the snapshot metadata; allowed: characters "
                                     "[A-Za-z0-9_.:@-], no spaces." % (field, value))
+    if state not in STATES:
+        raise SnapshotNameError("state: %r is not a snapshot trust state; allowed: %s." % (state, ", ".join(STATES)))
+    if consistency is not None and consistency not in CONSISTENCIES:
+        raise SnapshotNameError("consistency: %r is not a consistency level; allowed: %s."
+                                % (consistency, ", ".join(CONSISTENCIES)))
     text = "%s policy=%s run=%s" % (MARKER, policy, run)
     if host:
         text += " host=%s" % host
+    text += " state=%s" % state
+    if consistency:
+        text += " consistency=%s" % consistency
+    if until is not None:
+        text += " until=%d" % int(until)
     if extra:
         text += " | %s" % extra
     if len(text) > MAX_COMMENT:
@@ -108,21 +142,63 @@ def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Opti
 
 
 def parse_comment(comment: Optional[str]) -> Optional[dict]:
-    """Return {policy, run, host} if COMMENT carries our marker, else None."""
+    """Return {policy, run, host, state, consistency, until, extra} if COMMENT carries our marker, else None.
+
+    A comment without `state=` (written before trust states existed) parses as state None: not good.
+    """
     if not comment or not isinstance(comment, str):
         return None
-    head = comment.split(" | ", 1)[0].strip()
-    parts = head.split()
+    head, _sep, extra = comment.partition(" | ")
+    parts = head.strip().split()
     if not parts or parts[0] != MARKER:
         return None
-    meta: dict = {"policy": None, "run": None, "host": None}
+    meta: dict = {"policy": None, "run": None, "host": None, "state": None, "consistency": None, "until": None}
     for part in parts[1:]:
         key, sep, value = part.partition("=")
         if sep and key in meta:
             meta[key] = value
     if not meta["policy"] or not meta["run"]:
         return None
+    if meta["state"] not in STATES:
+        meta["state"] = None
+    if meta["consistency"] not in CONSISTENCIES:
+        meta["consistency"] = None
+    try:
+        meta["until"] = int(meta["until"]) if meta["until"] is not None else None
+    except ValueError:
+        meta["until"] = None
+    meta["extra"] = extra or None
     return meta
+
+
+def restate_comment(comment: str, state: str, consistency: Optional[str] = None) -> str:
+    """COMMENT with its trust state (and consistency) replaced; `until` is dropped once a state is final."""
+    meta = parse_comment(comment)
+    if meta is None:
+        raise SnapshotNameError("comment: %r carries no kvmsnap metadata; only this collection's snapshots change "
+                                "state." % (comment,))
+    return build_comment(meta["policy"], meta["run"], meta["host"], meta["extra"], state=state,
+                         consistency=consistency if consistency is not None else meta["consistency"],
+                         until=meta["until"] if state == "pending" else None)
+
+
+def trust_state(snapshot: Mapping[str, Any]) -> Optional[str]:
+    """pending / good / late for our snapshots; None for foreign ones and ones without a state."""
+    meta = parse_comment(snapshot.get("comment"))
+    return meta["state"] if meta else None
+
+
+def is_good(snapshot: Mapping[str, Any]) -> bool:
+    """A backup: our marker with state good, and the controller's own state valid (or not reported)."""
+    return trust_state(snapshot) == "good" and snapshot.get("state") in (None, "", "valid")
+
+
+def is_orphaned(snapshot: Mapping[str, Any], now: float) -> bool:
+    """A pending snapshot whose run can no longer confirm it (its `until` has passed, or it has none)."""
+    meta = parse_comment(snapshot.get("comment"))
+    if not meta or meta["state"] != "pending":
+        return False
+    return meta["until"] is None or now > meta["until"]
 
 
 def is_ours(snapshot: Mapping[str, Any], prefix: str = DEFAULT_PREFIX) -> bool:

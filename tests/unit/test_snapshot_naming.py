@@ -11,9 +11,14 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
     build_comment,
     default_name,
     has_marker,
+    is_good,
+    is_orphaned,
     is_ours,
     parse_comment,
     parse_name,
+    restate_comment,
+    trust_state,
+    validate_backup_policy,
     validate_policy,
     validate_snapshot_name,
 )
@@ -76,10 +81,37 @@ def test_bad_policy(policy):
 
 
 def test_comment_roundtrip():
-    text = build_comment("daily", "run42", "kvm1.example.com", "nightly")
-    assert text == "kvmsnap:v1 policy=daily run=run42 host=kvm1.example.com | nightly"
-    assert parse_comment(text) == {"policy": "daily", "run": "run42", "host": "kvm1.example.com"}
-    assert parse_comment(build_comment("weekly", "r")) == {"policy": "weekly", "run": "r", "host": None}
+    text = build_comment("daily", "run42", "kvm1.example.com", "nightly", until=1700000000)
+    assert text == "kvmsnap:v1 policy=daily run=run42 host=kvm1.example.com state=pending until=1700000000 | nightly"
+    assert parse_comment(text) == {"policy": "daily", "run": "run42", "host": "kvm1.example.com", "state": "pending",
+                                   "consistency": None, "until": 1700000000, "extra": "nightly"}
+    assert parse_comment(build_comment("weekly", "r"))["state"] == "pending"
+
+
+def test_trust_states():
+    pending = build_comment("daily", "r1", "kvm1", until=100)
+    good = restate_comment(pending, "good", "suspended")
+    assert good == "kvmsnap:v1 policy=daily run=r1 host=kvm1 state=good consistency=suspended"
+    assert is_good({"comment": good}) and not is_good({"comment": good, "state": "invalid"})
+    assert not is_good({"comment": pending})
+    assert trust_state({"comment": restate_comment(pending, "late", "crash")}) == "late"
+    # written before trust states existed: never good
+    assert trust_state({"comment": "kvmsnap:v1 policy=daily run=r"}) is None
+    assert not is_good({"comment": "kvmsnap:v1 policy=daily run=r state=bogus"})
+    assert is_orphaned({"comment": pending}, now=101) and not is_orphaned({"comment": pending}, now=99)
+    assert not is_orphaned({"comment": good}, now=10 ** 10)
+    with pytest.raises(SnapshotNameError, match="state"):
+        build_comment("daily", "r", state="fine")
+    with pytest.raises(SnapshotNameError, match="consistency"):
+        build_comment("daily", "r", state="good", consistency="perfect")
+    with pytest.raises(SnapshotNameError, match="no kvmsnap metadata"):
+        restate_comment("manual snapshot", "good")
+
+
+def test_reserved_backup_policy():
+    assert validate_backup_policy("daily") == "daily"
+    with pytest.raises(SnapshotNameError, match="reserved"):
+        validate_backup_policy("prerestore")
 
 
 @pytest.mark.parametrize("comment", [None, "", "hello", "kvmsnap:v2 policy=x run=y", "kvmsnap:v1 run=y",
