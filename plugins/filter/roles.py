@@ -209,8 +209,8 @@ def run_report(operation, run_id, vms, volumes, snapshot=None, started=None, fin
                         errors=_plain(errors or []), extra=_plain(extra or {}))
 
 
-def backup_outcome(plan_, per_host):
-    return fence_outcome(_plain(plan_), _plain(per_host))
+def backup_outcome(plan_, per_host, allow_crash=False):
+    return fence_outcome(_plain(plan_), _plain(per_host), allow_crash=bool(allow_crash))
 
 
 def backup_volumes(volumes, mirrors, prunes, snapshot):

@@ -544,8 +544,9 @@ class Fence:
             return
         _journal.ensure_state_dir(self.state_dir)
 
-    def recover(self) -> List[Dict[str, Any]]:
-        """Release VMs of stale runs (dead or past their deadline); report each run."""
+    def recover(self, skip: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Release VMs of stale runs (dead or past their deadline); report each run. SKIP: a run id left alone
+        (the caller's own run, which its release call handles itself)."""
         if not os.path.isdir(os.path.join(self.state_dir, "runs")):
             return []
         report = []
@@ -555,6 +556,8 @@ class Fence:
                                      % (journal["path"], journal["error"]))
                 continue
             if _journal.is_final(journal) or journal.get("uri") not in (None, self.uri):
+                continue
+            if skip is not None and journal.get("run_id") == skip:
                 continue
             reason = _journal.staleness(journal)
             if reason is None:
@@ -578,6 +581,10 @@ class Fence:
                     if vm.get("action") != "none" and not vm.get("released"):
                         vm["released"] = vm["uuid"] not in errors
                         vm["release_error"] = errors.get(vm["uuid"])
+                        if vm["released"]:  # who and when: the run's own report derives its consistency from it
+                            vm["released_how"] = "recovery"
+                            vm["released_by"] = "recovery by run %s (%s)" % (self.run_id or "-", reason)
+                            vm["released_at"] = time.time()
                 _journal.mark_final(j, "recovered", "run %s (%s)" % (self.run_id or "recovery", reason))
 
             try:
@@ -697,6 +704,9 @@ class Fence:
                     if "released" in o:
                         vm["released"] = o["released"]
                         vm["release_error"] = o.get("release_error")
+                        for key in ("released_at", "released_how", "released_by", "release_result"):
+                            if o.get(key) is not None:
+                                vm[key] = o[key]
             if j["state"] not in _journal.FINAL_STATES:
                 j["state"] = state
         self.journal = _journal.update(self.state_dir, self.run_id, apply)
@@ -725,6 +735,10 @@ class Fence:
             o["release_result"] = res.get("result")
             o["release_error"] = res.get("error")
             o["t_released"] = res["t_done"]
+            if o["released"]:
+                o["released_at"] = _wall(res["t_done"])
+                o["released_how"] = "release"
+                o["released_by"] = "release of run %s" % (self.run_id or "-")
         for o in outcomes:
             if o["action"] == "none":
                 o.setdefault("release_result", "untouched")
@@ -811,12 +825,12 @@ class release_on_signals:
 # vm_quiesce
 
 
-def _check_locks(state_dir: str, vms: List[Dict[str, Any]]) -> None:
+def _check_locks(state_dir: str, vms: List[Dict[str, Any]], run_id: Optional[str] = None) -> None:
     """Check mode: fail as the real run would if a live run holds one of the VMs (read-only)."""
     for vm in vms:
         path = _lock.lock_path(state_dir, vm["uuid"])
         rec = _lock.read_lock(path)
-        if not rec:
+        if not rec or (run_id is not None and rec.get("run_id") == run_id):
             continue
         journal = _lock._journal_of(state_dir, rec)
         if _lock.lock_staleness(rec, journal) is None:
@@ -831,8 +845,54 @@ def _plan(vms: List[Dict[str, Any]], mode: str) -> List[Dict[str, Any]]:
              "detail": skip_reason(mode, vm["state"], vm.get("paused_reason"))} for vm in vms]
 
 
+def _run_id_param(params: Dict[str, Any]) -> Optional[str]:
+    run_id = params.get("run_id")
+    if run_id is not None and not _journal.valid_run_id(run_id):
+        raise FenceError("run_id: %r is not a valid run id; allowed: 1-128 characters from [A-Za-z0-9_.:-]." % (run_id,))
+    return run_id
+
+
+def run_locked(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
+    """vm_quiesce state=locked: take the per-VM locks of run RUN_ID before the run writes anything (F18).
+
+    The locks are held (no process owns them) until the run's release/unlock, or until DEADLINE seconds
+    from now (the expiry of an abandoned run). A live lock of another run refuses, naming its holder.
+    """
+    run_id = _run_id_param(params)
+    if not run_id:
+        raise FenceError("run_id: state=locked needs the run id the later quiesce and release use.")
+    fence = Fence(params.get("uri"), params["state_dir"], params.get("retries", 3), params.get("agent_timeout", 10),
+                  "vm_quiesce", check_mode)
+    result: Dict[str, Any] = {"changed": False, "vms": [], "recovered": [], "run_id": run_id}
+    try:
+        fence.prepare_state_dir()
+        vms = resolve_vms(fence.sc.conn, params.get("vms") or [], fence.uri)
+        result["recovered"] = fence.recover(skip=run_id)
+        result["vms"] = [{"name": vm["name"], "uuid": vm["uuid"], "prior_state": vm["state"]} for vm in vms]
+        if check_mode:
+            _check_locks(fence.state_dir, vms, run_id)
+            result["changed"] = True
+            result["msg"] = "check mode: would lock %d VM(s) for run %s" % (len(vms), run_id)
+            return result
+        now = time.time()
+        expires = now + float(params["deadline"])
+        try:
+            _taken, takeovers = _lock.acquire(fence.state_dir, vms, run_id, expires, now, hold=True)
+        except _lock.LockBusy as err:
+            raise FenceError("vm_quiesce on %s: %s Nothing was written or quiesced by run %s."
+                             % (fence.where, err, run_id), dict(result, holder=err.holder)) from None
+        result.update(changed=True, lock_takeovers=takeovers, expires=expires,
+                      msg="locked %d VM(s) for run %s until %s (released by the run's release, or expired)" % (
+                          len(vms), run_id, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))))
+        return result
+    finally:
+        result["warnings"] = fence.warnings
+        fence.close()
+
+
 def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
     """vm_quiesce state=quiesced. Raises FenceError (with .result) on failure."""
+    run_id = _run_id_param(params)
     mode = params.get("mode") or "auto"
     deadline = float(params["deadline"])
     fence = Fence(params.get("uri"), params["state_dir"], params.get("retries", 3), params.get("agent_timeout", 10),
@@ -841,11 +901,11 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
     try:
         fence.prepare_state_dir()
         vms = resolve_vms(fence.sc.conn, params.get("vms") or [], fence.uri)
-        result["recovered"] = fence.recover()
+        result["recovered"] = fence.recover(skip=run_id)
         if result["recovered"]:  # recovery may have resumed some of them: take their state again
             vms = resolve_vms(fence.sc.conn, [vm["uuid"] for vm in vms], fence.uri)
         if check_mode:
-            _check_locks(fence.state_dir, vms)
+            _check_locks(fence.state_dir, vms, run_id)
             result["vms"] = _plan(vms, mode)
             result["changed"] = any(v["action"] != "none" for v in result["vms"]) or bool(result["recovered"])
             result["msg"] = "check mode: would quiesce %d of %d VM(s) (mode %s, deadline %ds); nothing touched" % (
@@ -854,7 +914,7 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
         outcomes: List[Dict[str, Any]] = []
         with release_on_signals():
             try:
-                run = fence.start_run(vms, mode, deadline, release_on_owner_exit=False)
+                run = fence.start_run(vms, mode, deadline, release_on_owner_exit=False, run_id=run_id)
             except _lock.LockBusy as err:
                 raise FenceError(str(err), dict(result, holder=err.holder)) from None
             result.update(run_id=run["run_id"], lock_takeovers=run["takeovers"],
@@ -888,30 +948,63 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
         fence.close()
 
 
+def _who(vm: Dict[str, Any], journal: Dict[str, Any]) -> Dict[str, Any]:
+    """How a journal VM was released: {released_by (release/watchdog/recovery), released_by_detail, released_at}."""
+    how = vm.get("released_how")
+    detail = vm.get("released_by") or journal.get("released_by")
+    if how is None:  # journals written before per-VM records: judge by the run's record
+        text = str(journal.get("released_by") or "")
+        how = "watchdog" if text.startswith("watchdog") else "recovery" if "(" in text and "run " in text \
+            and "quiesce failed" not in text and "interrupted" not in text else "release"
+    return {"released_by": how, "released_by_detail": detail,
+            "released_at": vm.get("released_at") or journal.get("released_at"), "quiesced_at": vm.get("quiesced_at")}
+
+
 def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
-    """vm_quiesce state=released: undo what vm_quiesce runs did (journals), never anything else."""
+    """vm_quiesce state=released: undo what vm_quiesce runs did (journals), never anything else.
+
+    With RUN_ID only that run's journal is looked at (a release never touches another run's quiesce, F18)
+    and every VM says who released it (this call, the watchdog, another run's recovery, or nobody: not
+    quiesced by that run) and when; then the run's remaining locks on this host go.
+    """
+    run_id = _run_id_param(params)
     fence = Fence(params.get("uri"), params["state_dir"], params.get("retries", 3), params.get("agent_timeout", 10),
                   "vm_quiesce", check_mode)
-    result: Dict[str, Any] = {"changed": False, "vms": [], "recovered": [], "runs": []}
+    result: Dict[str, Any] = {"changed": False, "vms": [], "recovered": [], "runs": [], "unlocked": []}
     try:
         fence.prepare_state_dir()
+        fence.run_id = run_id
         wanted: Optional[Dict[str, Dict[str, Any]]] = None
         if params.get("vms"):
             wanted = {vm["uuid"]: vm for vm in resolve_vms(fence.sc.conn, params["vms"], fence.uri)}
-        result["recovered"] = fence.recover()
+        result["recovered"] = fence.recover(skip=run_id)
         covered: Dict[str, Dict[str, Any]] = {}
-        for run in result["recovered"]:
-            for vm in run["vms"]:
-                covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
-                                       "release_result": vm.get("result"), "release_error": vm.get("error"),
-                                       "run_id": run["run_id"], "released": not vm.get("error")}
+        if run_id is None:  # legacy: no run scope; the recovered runs' VMs count as released here
+            for run in result["recovered"]:
+                for vm in run["vms"]:
+                    covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
+                                           "release_result": vm.get("result"), "release_error": vm.get("error"),
+                                           "run_id": run["run_id"], "released": not vm.get("error"),
+                                           "released_by": "recovery", "released_at": time.time()}
         journals = []
         if os.path.isdir(os.path.join(fence.state_dir, "runs")):
-            journals = [j for j in _journal.list_journals(fence.state_dir)
-                        if "error" not in j and not _journal.is_final(j) and j.get("uri") == fence.uri
-                        and (j.get("module") == "vm_quiesce" or _journal.staleness(j) is not None)]
+            for j in _journal.list_journals(fence.state_dir):
+                if "error" in j or j.get("uri") != fence.uri:
+                    continue
+                if run_id is not None:
+                    if j.get("run_id") == run_id:
+                        journals.append(j)
+                elif not _journal.is_final(j) and (j.get("module") == "vm_quiesce" or _journal.staleness(j) is not None):
+                    journals.append(j)
         for journal in journals:
-            pending = [dict(vm) for vm in _journal.pending_vms(journal) if wanted is None or vm["uuid"] in wanted]
+            mine = [vm for vm in journal.get("vms", []) if vm.get("action") != "none"
+                    and (wanted is None or vm["uuid"] in wanted)]
+            pending = [dict(vm) for vm in mine if not vm.get("released")]
+            for vm in mine:  # released before this call (by an earlier call, the watchdog or a recovery)
+                if vm.get("released"):
+                    covered[vm["uuid"]] = dict({"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
+                                                "release_result": vm.get("release_result"), "release_error": None,
+                                                "run_id": journal["run_id"], "released": True}, **_who(vm, journal))
             if not pending:
                 continue
             result["runs"].append(journal["run_id"])
@@ -931,7 +1024,8 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                 for vm in j["vms"]:
                     if vm["uuid"] in done:
                         vm["released"] = True
-                        vm["release_result"] = done[vm["uuid"]].get("release_result")
+                        for key in ("release_result", "released_at", "released_how", "released_by"):
+                            vm[key] = done[vm["uuid"]].get(key)
                     elif vm["uuid"] in errors:
                         vm["release_error"] = errors[vm["uuid"]]
                 if not _journal.pending_vms(j) and not _journal.is_final(j):
@@ -944,15 +1038,19 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                 covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
                                        "release_result": vm.get("release_result"),
                                        "release_error": vm.get("release_error"), "run_id": journal["run_id"],
-                                       "released": bool(vm.get("released")), "pause_ms": vm.get("pause_ms")}
+                                       "released": bool(vm.get("released")), "pause_ms": vm.get("pause_ms"),
+                                       "released_by": "release" if vm.get("released") else None,
+                                       "released_by_detail": vm.get("released_by"),
+                                       "released_at": vm.get("released_at"), "quiesced_at": vm.get("quiesced_at")}
         out = list(covered.values())
         if wanted is not None:
             out = [covered[u] for u in wanted if u in covered]
             for vm_uuid, vm in wanted.items():
                 if vm_uuid not in covered:
+                    scope = "run %s" % run_id if run_id else "kvmsnap"
                     out.append({"name": vm["name"], "uuid": vm_uuid, "action": "none", "run_id": None,
-                                "released": True, "release_result": "not quiesced by kvmsnap; left as is (%s)"
-                                % vm["state"]})
+                                "released": True, "released_by": "none", "released_at": None,
+                                "release_result": "not quiesced by %s; left as is (%s)" % (scope, vm["state"])})
         result["vms"] = out
         result["changed"] = any(v.get("release_result") in ("resumed", "thawed", "would release") for v in out) \
             or bool(result["recovered"])
@@ -960,6 +1058,12 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
         if failed:
             raise FenceError("vm_quiesce on %s: could not release %s; the journal stays open so the watchdog and "
                              "the next run retry." % (fence.where, "; ".join(v["release_error"] for v in failed)), result)
+        if run_id is not None and not check_mode:  # the run's unlock: its locks on this host go (F18)
+            if wanted is None:
+                result["unlocked"] = _lock.release_run(fence.state_dir, run_id)
+            else:
+                result["unlocked"] = _lock.release(fence.state_dir, list(wanted), run_id)
+            result["changed"] = result["changed"] or bool(result["unlocked"])
         result["msg"] = "%s %d VM(s)" % ("would release" if check_mode else "released",
                                          sum(1 for v in out if v.get("action") != "none"))
         return result
@@ -1084,9 +1188,11 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
     deadline = float(params["deadline"])
     fence = Fence(params.get("uri"), params["state_dir"], params.get("retries", 3), params.get("agent_timeout", 10),
                   "vm_backup", check_mode)
-    run_id = _journal.new_run_id("backup")
-    result: Dict[str, Any] = {"changed": False, "vms": [], "snapshots": [], "recovered": [], "run_id": None,
-                              "method": None}
+    run_id = _run_id_param(params) or _journal.new_run_id("backup")
+    confirm = params.get("confirm", True)
+    grace = float(params.get("confirm_grace") or CONFIRM_GRACE)
+    result: Dict[str, Any] = {"changed": False, "vms": [], "snapshots": [], "recovered": [], "run_id": run_id,
+                              "method": None, "trust": None}
     outcomes: List[Dict[str, Any]] = []
     try:
         # ---- pre-flight: nothing is touched before every check passed -------------------------------
@@ -1094,7 +1200,9 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         try:
             name = params.get("name") or naming.default_name(policy)
             naming.validate_snapshot_name(name)
-            comment = naming.build_comment(policy, run_id, _host_token(), params.get("comment"))
+            # pending until confirmed; `until` is when this run can no longer confirm it (see until_for)
+            comment = naming.build_comment(policy, run_id, _host_token(), params.get("comment"),
+                                           state="pending", until=until_for(time.time(), deadline, grace))
         except naming.SnapshotNameError as err:
             raise FenceError(str(err)) from None
         label = params.get("snapmirror_label")
@@ -1116,11 +1224,11 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             result["msg"] = ("snapshot %s already exists on %s with kvmsnap metadata; nothing quiesced"
                              % (name, ", ".join(result["volumes"])))
             return result
-        result["recovered"] = fence.recover()
+        result["recovered"] = fence.recover(skip=run_id)
         if result["recovered"]:
             vms = resolve_vms(fence.sc.conn, [vm["uuid"] for vm in vms], fence.uri)
         if check_mode:
-            _check_locks(fence.state_dir, vms)
+            _check_locks(fence.state_dir, vms, run_id)
             result["vms"] = _plan(vms, mode)
             result["changed"] = True
             result["msg"] = ("check mode: would quiesce %d VM(s) (mode %s), snapshot %s on %s and release them; "
@@ -1153,6 +1261,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 fence.release(outcomes, gang=gang)  # always: success, error, timeout, signal
                 fence.finish(outcomes, by="vm_backup run %s" % run_id)
         late = snap.pop("late", None)
+        snap["was_late"] = late is not None
         if late is not None:  # released at the deadline; give the call a bounded time to finish (F3)
             late.wait(LATE_WAIT)
             if "result" not in snap and "error" not in snap:
@@ -1183,6 +1292,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             bad = _verify_snapshots(ontap, result["snapshots"], fence.warnings)
             if bad:
                 snap["error"] = "the controller reports %s; not a usable backup" % "; ".join(bad)
+        result["trust"] = _settle(ontap, volumes, name, run_id, result, snap, in_window, confirm, fence.warnings)
         if snap.get("error") or not in_window or released_errors:
             parts = []
             if snap.get("error") and in_window is False and late is not None:
@@ -1195,16 +1305,21 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 parts.append("the snapshot %s on %s did not complete within the deadline of %ds; the VMs were "
                              "released at the deadline%s" % (
                                  name, ", ".join(result["volumes"]), deadline,
-                                 " and it completed later (recorded as crash-consistent only)" if result["snapshots"]
+                                 " and it completed later: %s" % _trust_text(result["trust"]) if result["snapshots"]
                                  else "; no snapshot is recorded"))
             if released_errors:
                 parts.append("release failed: %s" % "; ".join(released_errors))
             else:
                 parts.append("every VM was released")
             raise FenceError("vm_backup on %s: %s." % (fence.where, "; ".join(parts)), result)
-        result["msg"] = "snapshot %s of %s taken with %d VM(s) quiesced (mode %s); longest pause %.1f ms" % (
+        result["msg"] = "snapshot %s of %s taken with %d VM(s) quiesced (mode %s); longest pause %.1f ms; %s" % (
             name, ", ".join(result["volumes"]), sum(1 for o in outcomes if o["action"] != "none"), mode,
-            result["max_pause_ms"])
+            result["max_pause_ms"], _trust_text(result["trust"]))
+        if result["trust"] == "confirm_failed":
+            raise FenceError("vm_backup on %s: snapshot %s of %s was taken inside the window but could not be "
+                             "confirmed (%s); it stays pending and is never used as a backup. Run the backup again."
+                             % (fence.where, name, ", ".join(result["volumes"]),
+                                result.get("trust_error")), result)
         return result
     except FenceInterrupted as err:
         result["vms"] = [public_outcome(o) for o in outcomes]
@@ -1352,3 +1467,45 @@ def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, 
 
 
 LATE_WAIT = 10.0  # seconds to learn the outcome of a snapshot still running at the deadline (after the release)
+# seconds after the fence's deadline in which the run may still confirm its snapshot (read-back, verification
+# by the role, the confirm call itself); past `until` a pending snapshot is an orphan that recovery marks late
+CONFIRM_GRACE = 300.0
+
+
+def until_for(fence_start: float, deadline: float, grace: float) -> int:
+    """The `until` of a snapshot comment: fence start + deadline + confirm grace (epoch seconds, rounded up)."""
+    return int(fence_start + deadline + grace) + 1
+
+
+def _trust_text(trust: Optional[str]) -> str:
+    return {"good": "confirmed good", "late": "marked late (crash-consistent; never used as a backup)",
+            "pending": "left pending: the role confirms it after verification",
+            "pending_late": "still pending (not confirmable: the next run or the recovery playbook marks it late)",
+            "confirm_failed": "NOT confirmed (stays pending; never used as a backup)"}.get(trust or "", "no snapshot")
+
+
+def _settle(ontap: Any, volumes: List[tuple], name: str, run_id: str, result: Dict[str, Any],
+            snap: Dict[str, Any], in_window: bool, confirm: bool, warnings: List[str]) -> Optional[str]:
+    """After the release: confirm the snapshot good (done in the window, read back valid), or mark it late.
+
+    A snapshot still running after LATE_WAIT cannot be marked (it may not exist yet): it stays pending and
+    the next run's recovery marks it late once its `until` has passed.
+    """
+    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import confirm_snapshot_set
+    if not result["snapshots"]:  # still running after LATE_WAIT: it may appear later, pending
+        return "pending_late" if snap.get("was_late") and "result" not in snap else None
+    good = in_window and not snap.get("error")
+    if good and not confirm:
+        return "pending"
+    state = "good" if good else "late"
+    consistency = result["consistency"] if good else "crash"
+    try:
+        confirm_snapshot_set(ontap, list(volumes), name, run_id, state=state, consistency=consistency)
+    except Exception as err:  # the snapshot stays pending: never a backup
+        result["trust_error"] = str(err)
+        if good:
+            return "confirm_failed"
+        warnings.append("could not mark the late snapshot %s late (%s); the next run's recovery marks it"
+                        % (name, err))
+        return "pending_late"
+    return state

@@ -13,6 +13,11 @@ A lock is the file ``locks/<vm uuid>.lock`` created with O_CREAT|O_EXCL (mode 06
 A lock is stale when its run's journal says the run is finished or stale (dead owners, past the
 deadline), or, without a journal, when its pid is gone (pid + process start time, so a reused pid
 does not count) or it is past its deadline. A stale lock is reported and taken over.
+
+A *held* lock (``"hold": true``, taken by ``vm_quiesce state=locked`` before a backup writes anything)
+outlives the module process that took it: until its run starts a quiesce journal it is stale only past
+its ``deadline`` (the expiry the run chose), so an abandoned one goes away by itself. A later quiesce
+or vm_backup with the same run id reuses it; the run's release (or an explicit unlock) removes it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal
+from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 
 LOCK_VERSION = 1
 
@@ -78,6 +84,8 @@ def lock_staleness(rec: Dict[str, Any], journal: Optional[Dict[str, Any]], now: 
     deadline = rec.get("deadline")
     if isinstance(deadline, (int, float)) and now > deadline + _journal.DEADLINE_GRACE:
         return "past its deadline"
+    if rec.get("hold"):
+        return None  # held for a run between its tasks: no process owns it, only the expiry counts
     if not _journal.owner_alive({"pid": rec.get("pid"), "start": rec.get("start")}):
         return "its process (pid %s) is gone" % rec.get("pid")
     return None
@@ -110,18 +118,20 @@ def _create(path: str, rec: Dict[str, Any]) -> bool:
 
 
 def acquire(state_dir: str, vms: List[Dict[str, Any]], run_id: str, deadline: float,
-            now: Optional[float] = None) -> Tuple[List[str], List[Dict[str, Any]]]:
+            now: Optional[float] = None, hold: bool = False) -> Tuple[List[str], List[Dict[str, Any]]]:
     """Lock every VM ({uuid, name}) for RUN_ID; all or nothing.
 
     Returns (locked uuids, stale locks taken over [{uuid, vm, holder, reason}]). Raises LockBusy
     naming the holder (run id, pid, start time) if a live run holds one of them; then the locks
-    this call took are released again.
+    this call took are released again. HOLD: a held lock (see the module docstring).
     """
     taken: List[str] = []
     takeovers: List[Dict[str, Any]] = []
     base = {"version": LOCK_VERSION, "run_id": run_id, "pid": os.getpid(),
             "start": _journal.process_start(os.getpid()), "started": time.time() if now is None else now,
             "deadline": deadline, "host": socket.gethostname()}
+    if hold:
+        base["hold"] = True
     try:
         for vm in sorted(vms, key=lambda v: v["uuid"]):
             path = lock_path(state_dir, vm["uuid"])
@@ -134,6 +144,8 @@ def acquire(state_dir: str, vms: List[Dict[str, Any]], run_id: str, deadline: fl
                 if holder is None:  # vanished between our create and read: try again
                     continue
                 if holder.get("run_id") == run_id:  # our own lock (a re-acquire): keep it
+                    if hold:  # a second lock step of the run: renew the expiry
+                        _replace(path, rec)
                     taken.append(vm["uuid"])
                     break
                 reason = lock_staleness(holder, _journal_of(state_dir, holder), now)
@@ -161,6 +173,16 @@ def acquire(state_dir: str, vms: List[Dict[str, Any]], run_id: str, deadline: fl
         release(state_dir, taken, run_id)
         raise
     return taken, takeovers
+
+
+def _replace(path: str, rec: Dict[str, Any]) -> None:
+    write_file_atomic(path, (json.dumps(rec, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def release_run(state_dir: str, run_id: str) -> List[str]:
+    """Remove every lock RUN_ID holds (the run's unlock); never another run's lock."""
+    return release(state_dir, [rec["uuid"] for rec in holders(state_dir)
+                               if rec.get("run_id") == run_id and isinstance(rec.get("uuid"), str)], run_id)
 
 
 def release(state_dir: str, uuids: List[str], run_id: str) -> List[str]:

@@ -169,20 +169,24 @@ def main(path):
         if vm.get("action") in ("suspended", "frozen", "auto") and not vm.get("released"):
             try:
                 results[vm["uuid"]] = (release_vm(libvirt, journal.get("uri"), vm,
-                                                  journal.get("agent_timeout") or 10), None)
+                                                  journal.get("agent_timeout") or 10), None, time.time())
             except Exception as err:
-                results[vm["uuid"]] = (None, str(err))
-            log(state_dir, "vm %s (%s): %s" % (vm.get("name"), vm["uuid"], results[vm["uuid"]]))
+                results[vm["uuid"]] = (None, str(err), None)
+            log(state_dir, "vm %s (%s): %s" % (vm.get("name"), vm["uuid"], results[vm["uuid"]][:2]))
     fd = locked(path)
     try:
         journal = read(path) or journal
         if journal.get("state") not in ("released", "recovered"):
             for vm in journal.get("vms", []):
                 if vm["uuid"] in results:
-                    done, err = results[vm["uuid"]]
+                    done, err, at = results[vm["uuid"]]
                     vm["released"] = err is None
                     vm["release_result"] = done
                     vm["release_error"] = err
+                    if err is None:
+                        vm["released_how"] = "watchdog"
+                        vm["released_by"] = "watchdog (%s)" % reason
+                        vm["released_at"] = at
             journal["state"] = "released"
             journal["released_by"] = "watchdog (%s)" % reason
             journal["released_at"] = time.time()

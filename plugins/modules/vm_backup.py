@@ -22,6 +22,12 @@ description:
     crash-consistent only.
   - Returns for every VM its pause window (quiesce complete to release complete) in milliseconds and the
     consistency level its disks have in the snapshot.
+  - The snapshot is created C(pending) (comment C(state=pending until=<epoch>)); C(until) is the time the comment
+    is built (just before the fence) + O(deadline) + O(confirm_grace). After the release, only a snapshot that
+    completed inside every VM's quiesce window and reads back valid is confirmed C(good) with the achieved (weakest)
+    consistency (unless O(confirm=false): the caller confirms after its own verification). A late snapshot is marked
+    C(late) (C(consistency=crash)); one still running after the release stays pending and the next run (or the
+    backup role's recovery step) marks it late once C(until) has passed. Only C(good) snapshots are backups.
 author:
   - kvmsnap.core contributors (@kvmsnap)
 requirements:
@@ -131,6 +137,23 @@ options:
       - Retention policy the snapshot belongs to (used in the default name and the metadata comment).
     type: str
     default: daily
+  run_id:
+    description:
+      - Id of the backup run, used for the fence journal, the VM locks (a lock taken with
+        M(kvmsnap.core.vm_quiesce) O(kvmsnap.core.vm_quiesce#module:state=locked) under the same id is reused) and
+        C(run=) in the snapshot comment. Default a new id.
+    type: str
+  confirm:
+    description:
+      - Confirm the snapshot C(good) when it was taken inside the window. V(false) leaves it C(pending) for the
+        caller to confirm after verification (the backup role does so); a late snapshot is marked late either way.
+    type: bool
+    default: true
+  confirm_grace:
+    description:
+      - Seconds after the deadline in which the snapshot may still be confirmed (its comment's C(until)).
+    type: int
+    default: 300
 notes:
   - Run it on the KVM host. O(retries) also applies to libvirt calls (reconnect after a libvirtd restart).
   - The consistency level C(application) is never claimed; the guest agent does not report whether fsfreeze hooks ran.
@@ -263,6 +286,15 @@ lock_takeovers:
   returned: when the fence ran
   type: list
   elements: dict
+trust:
+  description:
+    - What the run recorded in the snapshot comment. V(good) confirmed; V(pending) left for the caller to confirm
+      (O(confirm=false)); V(late) marked late (crash-consistent, never a backup); V(pending_late) the snapshot was
+      still running after the release and stays pending until a recovery marks it; V(confirm_failed) taken in the
+      window but the confirm call failed (not a backup).
+  returned: always
+  type: str
+  sample: good
 """
 
 from ansible.module_utils.basic import missing_required_lib
@@ -292,12 +324,15 @@ def main() -> None:
             comment=dict(type="str"),
             snapmirror_label=dict(type="str"),
             policy=dict(type="str", default="daily"),
+            run_id=dict(type="str"),
+            confirm=dict(type="bool", default=True),
+            confirm_grace=dict(type="int", default=300),
         ),
     )
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     p = module.params
-    for field, low, high in (("deadline", 1, 3600), ("agent_timeout", 1, 600)):
+    for field, low, high in (("deadline", 1, 3600), ("agent_timeout", 1, 600), ("confirm_grace", 1, 86400)):
         if not low <= p[field] <= high:
             module.fail_json(msg="%s: %d is out of range; allowed %d..%d seconds." % (field, p[field], low, high))
     try:

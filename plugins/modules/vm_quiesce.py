@@ -19,7 +19,12 @@ description:
     watchdog process on the host that releases the VMs by itself at the O(deadline), also when
     ansible-playbook, the network or the controller dies.
   - With O(state=released), resumes/thaws exactly what earlier vm_quiesce runs quiesced (never a VM the user
-    paused); releasing a VM that already runs is a success.
+    paused); releasing a VM that already runs is a success. With O(run_id), only that run's quiesce is released
+    (never another run's), every VM reports who released it and when (RV(vms[].released_by),
+    RV(vms[].released_at)), and the run's remaining locks on the host are removed.
+  - With O(state=locked), takes the per-VM locks for O(run_id) before a backup writes anything (manifests); a
+    live lock of another run fails the task naming its holder. The locks expire after O(deadline) seconds if the
+    run never releases them; a later O(state=quiesced) with the same O(run_id) reuses them.
   - A per-VM lock keeps two runs off the same VMs; a stale lock (dead owner, past its deadline) is reported
     and taken over. Every run first recovers what a dead run left quiesced and reports it in RV(recovered).
   - If quiescing fails for some VMs, the VMs already quiesced are released again and the task fails.
@@ -51,8 +56,8 @@ options:
   vms:
     description:
       - The VMs, each by libvirt domain name or UUID.
-      - Required with O(state=quiesced). With O(state=released), omitting it releases every VM that an open
-        vm_quiesce run on this host holds.
+      - Required with O(state=quiesced) and O(state=locked). With O(state=released), omitting it releases every
+        VM that an open vm_quiesce run on this host (or the run O(run_id)) holds.
     type: list
     elements: str
   mode:
@@ -68,13 +73,21 @@ options:
     default: auto
   state:
     description:
-      - V(quiesced) quiesces the VMs; V(released) releases what earlier runs quiesced.
+      - V(quiesced) quiesces the VMs; V(released) releases what earlier runs quiesced; V(locked) only takes the
+        run's locks on the VMs.
     type: str
-    choices: [quiesced, released]
+    choices: [quiesced, released, locked]
     default: quiesced
+  run_id:
+    description:
+      - The id of the backup run (journal name, lock owner, snapshot comment C(run=), report, manifests).
+      - Required with O(state=locked). With O(state=quiesced) the journal and locks are kept under it (default:
+        a new id). With O(state=released) only this run's quiesce is released.
+    type: str
   deadline:
     description:
       - Seconds after which the watchdog releases the VMs by itself if nobody released them.
+      - With O(state=locked), seconds after which the locks expire if the run never releases them.
     type: int
     default: 300
   state_dir:
@@ -122,7 +135,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 run_id:
-  description: Id of the run (journal name); null with O(state=released) or in check mode.
+  description: Id of the run (journal name, lock owner); null with O(state=released) or in check mode unless O(run_id) is given.
   returned: always
   type: str
   sample: quiesce-20261126T101500Z-1a2b3c4d
@@ -168,6 +181,27 @@ vms:
       description: V(resumed), V(thawed), V(already running), V(already thawed), V(gone), or why it was left as is.
       type: str
       returned: with O(state=released)
+    released_by:
+      description:
+        - Who released the VM. V(release) this call (the run's release), V(watchdog) the run's watchdog at its
+          deadline (or when the module process died), V(recovery) another run that found this run stale,
+          V(none) the VM was not quiesced by the run (nothing to release).
+        - A VM released by anyone but the run's own release may have run again before the snapshot was taken:
+          the backup role counts it crash-consistent.
+      type: str
+      returned: with O(state=released), not in check mode
+    released_by_detail:
+      description: The longer record of who released the VM (run id, reason).
+      type: str
+      returned: when known
+    released_at:
+      description: Epoch seconds (on the KVM host) at which the VM was released; null when it was not quiesced.
+      type: float
+      returned: with O(state=released), not in check mode
+    quiesced_at:
+      description: Epoch seconds (on the KVM host) at which the VM was quiesced.
+      type: float
+      returned: when known
     pause_ms:
       description:
         - Milliseconds the VM was paused or frozen, from its quiesce (recorded in the run's journal) to its
@@ -197,7 +231,7 @@ watchdog_pid:
   type: int
 lock_takeovers:
   description: Stale locks of other runs this run took over (holder and reason).
-  returned: with O(state=quiesced), not in check mode
+  returned: with O(state=quiesced) or O(state=locked), not in check mode
   type: list
   elements: dict
 recovered:
@@ -213,6 +247,15 @@ runs:
   returned: with O(state=released)
   type: list
   elements: str
+unlocked:
+  description: UUIDs of the VMs whose locks of O(run_id) were removed (O(state=released) with O(run_id)).
+  returned: with O(state=released)
+  type: list
+  elements: str
+expires:
+  description: Epoch seconds at which the locks taken with O(state=locked) expire.
+  returned: with O(state=locked), not in check mode
+  type: float
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -226,14 +269,15 @@ def main() -> None:
             uri=_libvirt.uri_option(),
             vms=dict(type="list", elements="str"),
             mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
-            state=dict(type="str", choices=["quiesced", "released"], default="quiesced"),
+            state=dict(type="str", choices=["quiesced", "released", "locked"], default="quiesced"),
+            run_id=dict(type="str"),
             deadline=dict(type="int", default=300),
             state_dir=dict(type="path", default=_journal.DEFAULT_STATE_DIR),
             retries=dict(type="int", default=3),
             agent_timeout=dict(type="int", default=10),
             allow_crash_consistent=dict(type="bool", default=False),
         ),
-        required_if=[("state", "quiesced", ("vms",))],
+        required_if=[("state", "quiesced", ("vms",)), ("state", "locked", ("vms", "run_id"))],
         supports_check_mode=True,
     )
     if not _libvirt.HAS_LIBVIRT:
@@ -245,6 +289,8 @@ def main() -> None:
     try:
         if p["state"] == "quiesced":
             result = _fence.run_quiesced(p, module.check_mode)
+        elif p["state"] == "locked":
+            result = _fence.run_locked(p, module.check_mode)
         else:
             result = _fence.run_released(p, module.check_mode)
     except _fence.FenceError as err:

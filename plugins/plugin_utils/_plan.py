@@ -286,12 +286,65 @@ def _failed(res: Optional[Mapping[str, Any]]) -> bool:
     return not res or bool(res.get("failed")) or bool(res.get("skipped"))
 
 
-def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
-    """Per-host fence results → report entries {vms, volumes} and the volumes that got the snapshot.
+CONSISTENCY_ORDER = ("offline", "application", "filesystem", "suspended", "crash")
+
+
+def _weakest(levels: List[Optional[str]]) -> Optional[str]:
+    known = [lvl for lvl in levels if lvl in CONSISTENCY_ORDER]
+    return max(known, key=CONSISTENCY_ORDER.index) if known else None
+
+
+def achieved_consistency(quiesced: Mapping[str, Any], released: Optional[Mapping[str, Any]],
+                         t_snapshot: Optional[float]) -> Tuple[Optional[str], Optional[str]]:
+    """The consistency a VM of a shared fence really has in the snapshot, and why it is less than asked.
+
+    Only this run's release task may end the quiesce: that task runs after the snapshot task returned, so
+    the VM was held across the snapshot. Released by the watchdog, by another run's recovery, found already
+    running by the release (someone else resumed it), or released (by its own clock) before the snapshot
+    task completed (T_SNAPSHOT, epoch s): the VM may have run again before the point in time → crash.
+    """
+    level = quiesced.get("consistency")
+    if quiesced.get("action") in (None, "none"):
+        return level, None  # not quiesced (shut off: offline; mode none / user-paused: as recorded)
+    if released is None:
+        return "crash", "no release record of this run"
+    who = released.get("released_by")
+    at = released.get("released_at")
+    when = " at %s" % _utc(at) if at else ""
+    if who != "release":
+        what = {"watchdog": "the watchdog (deadline passed)", "recovery": "another run's recovery",
+                "none": "nobody: this run's journal does not hold it"}.get(str(who), str(who))
+        return "crash", "released by %s%s, not by this run's release after the snapshot" % (what, when)
+    if str(released.get("release_result") or "") not in ("resumed", "thawed"):
+        return "crash", "found %s by this run's release: resumed by someone else meanwhile" % (
+            released.get("release_result") or "not paused")
+    if at is not None and t_snapshot is not None and float(at) < float(t_snapshot):
+        return "crash", "released%s, before the snapshot completed at %s" % (when, _utc(t_snapshot))
+    return level, None
+
+
+def _utc(epoch: Any) -> str:
+    import time
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(epoch)))
+    except (TypeError, ValueError):
+        return str(epoch)
+
+
+def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, Any]],
+                  allow_crash: bool = False) -> Dict[str, Any]:
+    """Per-host fence results → report entries {vms, volumes}, the volumes that got the snapshot, and what to
+    confirm in the snapshot comments.
 
     per_host[host] = {"fence": vm_backup result (single mode), "quiesce": vm_quiesce quiesced result,
     "release": vm_quiesce released result, "snap": ontap_snapshot loop result (shared mode, same on all hosts),
-    "error": text, "t_quiesce": epoch s before quiesce, "t_released": epoch s after release}.
+    "error": text, "t_quiesce": epoch s before quiesce, "t_snapshot": epoch s after the snapshot task,
+    "t_released": epoch s after release}.
+
+    A VM of a shared fence gets the consistency it achieved (achieved_consistency); a crash-consistent VM
+    whose quiesce had promised more fails the run unless ALLOW_CRASH. ``confirm`` lists per controller the
+    volumes whose pending snapshot the role confirms: state good with the weakest consistency of their VMs,
+    or late (consistency crash) when a VM on them failed that way; late volumes are not "done".
     """
     done: Dict[str, List[str]] = {}  # controller → ["svm:volume"]
     errors_by_vol: Dict[str, str] = {}
@@ -362,6 +415,17 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
         rel = next((r for r in rel_source if r.get("uuid") == vm["uuid"] or r.get("name") == vm["name"]), None)
         if match:
             entry["consistency"] = match.get("consistency")
+            if mode == "shared":
+                level, why = achieved_consistency(match, rel, h.get("t_snapshot"))
+                entry["consistency"] = level
+                if why:
+                    entry["details"] = dict(entry.get("details") or {}, crash_reason=why,
+                                            released_by=(rel or {}).get("released_by"),
+                                            released_at=(rel or {}).get("released_at"))
+                    if not allow_crash and match.get("consistency") != "crash":
+                        entry["error"] = ("crash-consistent only: %s. Not protected; set "
+                                          "kvmsnap_allow_crash_consistent=true to accept crash-consistent backups, "
+                                          "or raise kvmsnap_quiesce_deadline above the snapshot time" % why)
             if mode == "single":
                 entry["pause_ms"] = match.get("pause_ms")
             elif rel is not None and rel.get("pause_ms") is not None:
@@ -371,7 +435,8 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
                 # measured on the Ansible side: from the quiesce task's return to the release task's return
                 window = (float(h["t_released"]) - float(h["t_quiesce"])) * 1000.0
                 entry["pause_ms"] = round(max(window, 0.0), 1) if match.get("action") not in (None, "none") else 0
-                entry["details"] = {"pause_measured": "between the quiesce and release tasks (approximate)"}
+                entry["details"] = dict(entry.get("details") or {},
+                                        pause_measured="between the quiesce and release tasks (approximate)")
             if match.get("error"):
                 entry["error"] = match["error"]
         if rel is not None:
@@ -385,7 +450,64 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
             else:
                 entry["error"] = h.get("error") or "fence failed"
         vms.append(entry)
-    return {"vms": vms, "volumes": vols, "done": {c: sorted(v) for c, v in done.items()}}
+    confirm = _confirm_plan(plan, per_host, vols, vms)
+    late = {(c["controller"], v) for c in confirm if c["state"] == "late" for v in c["volumes"]}
+    for vol in vols:
+        if (vol["controller"], "%s:%s" % (vol["svm"], vol["volume"])) in late:
+            vol["ok"] = False
+            vol["error"] = ("snapshot taken, but a VM on it was released before it completed (crash-consistent): "
+                            "marked late, not a backup")
+    late_keys = {"%s:%s" % (c, k) for c, k in late}
+    for vm in vms:
+        hit = [k for k in vm.get("volumes", []) if k in late_keys]
+        if hit and vm["ok"]:  # a sound VM on a volume whose snapshot another VM made crash-consistent
+            vm["ok"] = False
+            vm["error"] = "the snapshot of %s is marked late (another VM on it was released before it completed)" \
+                % ", ".join(hit)
+    done_out = {c: sorted(k for k in v if (c, k) not in late) for c, v in done.items()}
+    return {"vms": vms, "volumes": vols, "done": {c: v for c, v in done_out.items() if v}, "confirm": confirm}
+
+
+def _confirm_plan(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, Any]],
+                  vols: List[Dict[str, Any]], vms: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """[{controller, volumes, state, consistency}] for every pending snapshot set the fences produced.
+
+    Single-host fences: vm_backup left its snapshot pending (confirm: false) only when it was taken in the
+    window; its own consistency is confirmed. Shared fences: per controller, the weakest consistency of the
+    VMs on those volumes; late when one of them is crash-consistent against what its quiesce promised and
+    is not ok (allow_crash not set).
+    """
+    out: List[Dict[str, Any]] = []
+    for host, hp in plan["hosts"].items():
+        if hp["mode"] != "single":
+            continue
+        fence = (per_host.get(host) or {}).get("fence") or {}
+        if _failed(fence) or fence.get("trust") != "pending" or not fence.get("snapshots"):
+            continue
+        ctrl = hp["controllers"][0] if hp.get("controllers") else None
+        out.append({"controller": ctrl, "host": host, "state": "good", "consistency": fence.get("consistency"),
+                    "volumes": sorted("%s:%s" % (x.get("svm"), x.get("volume")) for x in fence["snapshots"])})
+    shared: Dict[str, Dict[str, Any]] = {}
+    for vol in vols:
+        hp = plan["hosts"].get(vol["hosts"][0] if vol.get("hosts") else "", {})
+        if hp.get("mode") != "shared" or not vol["ok"]:
+            continue
+        key = "%s:%s" % (vol["svm"], vol["volume"])
+        entry = shared.setdefault(vol["controller"], {"controller": vol["controller"], "host": None, "state": "good",
+                                                      "consistency": None, "volumes": [], "levels": []})
+        entry["volumes"].append(key)
+        on_vol = [vm for vm in vms if vm["name"] in vol.get("vms", []) and
+                  "%s:%s:%s" % (vol["controller"], vol["svm"], vol["volume"]) in vm.get("volumes", [])]
+        for vm in on_vol:
+            entry["levels"].append(vm.get("consistency") or "crash")
+            if (vm.get("details") or {}).get("crash_reason") and not vm["ok"]:
+                entry["state"] = "late"
+    for entry in shared.values():
+        levels = entry.pop("levels")
+        entry["consistency"] = "crash" if entry["state"] == "late" else (_weakest(levels) or "crash")
+        entry["volumes"].sort()
+        out.append(entry)
+    return out
 
 
 def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]], prunes: List[Mapping[str, Any]],

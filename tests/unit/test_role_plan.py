@@ -167,11 +167,13 @@ def test_fence_outcome_partial_failure_names_what_was_protected():
     results = {"h1": {
         "quiesce": {"vms": [{"uuid": a["uuid"], "consistency": "suspended", "action": "suspended", "quiesce_ms": 5},
                             {"uuid": b["uuid"], "consistency": "suspended", "action": "suspended", "quiesce_ms": 7}]},
-        "release": {"vms": [{"uuid": a["uuid"], "release_result": "resumed"},
-                            {"uuid": b["uuid"], "release_result": "resumed"}]},
+        "release": {"vms": [{"uuid": a["uuid"], "release_result": "resumed", "released_by": "release",
+                             "released_at": 100.4},
+                            {"uuid": b["uuid"], "release_result": "resumed", "released_by": "release",
+                             "released_at": 100.4}]},
         "snap": {"results": [{"item": "c1", "snapshots": [{"svm": "svm1", "volume": "vol1"}], "method": "single"},
                              {"item": "c2", "failed": True, "msg": "c2: create snapshot failed"}]},
-        "error": "h1: One or more items failed", "t_quiesce": 100.0, "t_released": 100.5}}
+        "error": "h1: One or more items failed", "t_quiesce": 100.0, "t_snapshot": 100.2, "t_released": 100.5}}
     out = fence_outcome(plan, results)
     vms = {v["name"]: v for v in out["vms"]}
     assert out["done"] == {"c1": ["svm1:vol1"]}
@@ -253,3 +255,59 @@ def test_the_same_vm_on_two_inventory_hosts_is_refused():
                         "h2": normalize("h2", {"vms": [dict(one)]}, s, CTRL)}, s)
     assert plan["protect"] == []
     assert "seen on KVM hosts h1, h2" in plan["unprotectable"][0]["reasons"][-1]
+
+
+def _shared_two_hosts():
+    s = settings()
+    per_host = {"h1": normalize("h1", {"vms": [vm("a", "/ds1/a.img")]}, s, CTRL),
+                "h2": normalize("h2", {"vms": [vm("b", "/ds1/b.img")]}, s, CTRL)}
+    plan = backup_plan(per_host, s)
+    a, b = plan["vms"]
+    snap = {"results": [{"item": "c1", "snapshots": [{"svm": "svm1", "volume": "vol1"}], "method": "cg"}]}
+
+    def host(vmrec, released_by, released_at, result="resumed"):
+        return {"quiesce": {"vms": [{"uuid": vmrec["uuid"], "consistency": "suspended", "action": "suspended"}]},
+                "release": {"vms": [{"uuid": vmrec["uuid"], "release_result": result, "released_by": released_by,
+                                     "released_at": released_at}]},
+                "snap": snap, "t_quiesce": 100.0, "t_snapshot": 130.0, "t_released": 131.0}
+    return plan, a, b, host
+
+
+def test_shared_fence_watchdog_release_is_crash_and_fails_the_vm():
+    plan, a, b, host = _shared_two_hosts()
+    results = {"h1": host(a, "release", 130.5), "h2": host(b, "watchdog", 120.0, "released")}
+    out = fence_outcome(plan, results)
+    vms = {v["name"]: v for v in out["vms"]}
+    assert vms["b"]["consistency"] == "crash" and vms["b"]["ok"] is False
+    assert "released by the watchdog" in vms["b"]["error"] and "kvmsnap_allow_crash_consistent" in vms["b"]["error"]
+    # a: itself held across the snapshot, but its volume's snapshot is crash-consistent for b: marked late
+    assert vms["a"]["consistency"] == "suspended" and vms["a"]["ok"] is False
+    assert out["confirm"] == [{"controller": "c1", "host": None, "state": "late", "consistency": "crash",
+                               "volumes": ["svm1:vol1"]}]
+    assert out["done"] == {}
+    # allowed: the run passes, b is reported crash, the snapshot is confirmed good with consistency crash
+    out = fence_outcome(plan, results, allow_crash=True)
+    vms = {v["name"]: v for v in out["vms"]}
+    assert vms["b"]["ok"] and vms["b"]["consistency"] == "crash" and vms["a"]["ok"]
+    assert out["confirm"][0]["state"] == "good" and out["confirm"][0]["consistency"] == "crash"
+    assert out["done"] == {"c1": ["svm1:vol1"]}
+
+
+@pytest.mark.parametrize("released_by,released_at,result,why", [
+    ("recovery", 131.0, "resumed", "another run's recovery"),
+    ("none", None, "not quiesced by run r1; left as is (running)", "nobody"),
+    ("release", 131.0, "already running", "resumed by someone else"),
+    ("release", 129.0, "resumed", "before the snapshot completed"),
+])
+def test_shared_fence_every_other_release_is_crash(released_by, released_at, result, why):
+    plan, a, b, host = _shared_two_hosts()
+    out = fence_outcome(plan, {"h1": host(a, "release", 130.5), "h2": host(b, released_by, released_at, result)})
+    vb = next(v for v in out["vms"] if v["name"] == "b")
+    assert vb["consistency"] == "crash" and why in vb["details"]["crash_reason"], vb
+
+
+def test_shared_fence_sound_release_keeps_the_quiesce_consistency():
+    plan, a, b, host = _shared_two_hosts()
+    out = fence_outcome(plan, {"h1": host(a, "release", 130.5), "h2": host(b, "release", 130.6)})
+    assert all(v["ok"] and v["consistency"] == "suspended" for v in out["vms"])
+    assert out["confirm"][0]["state"] == "good" and out["confirm"][0]["consistency"] == "suspended"
