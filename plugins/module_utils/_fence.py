@@ -1201,8 +1201,9 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             name = params.get("name") or naming.default_name(policy)
             naming.validate_snapshot_name(name)
             # pending until confirmed; `until` is when this run can no longer confirm it (see until_for)
+            until = until_for(time.time(), deadline, grace)
             comment = naming.build_comment(policy, run_id, _host_token(), params.get("comment"),
-                                           state="pending", until=until_for(time.time(), deadline, grace))
+                                           state="pending", until=until)
         except naming.SnapshotNameError as err:
             raise FenceError(str(err)) from None
         label = params.get("snapmirror_label")
@@ -1227,6 +1228,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         result["recovered"] = fence.recover(skip=run_id)
         if result["recovered"]:
             vms = resolve_vms(fence.sc.conn, [vm["uuid"] for vm in vms], fence.uri)
+        result["recovered_snapshots"] = _recover_orphans(ontap, volumes, check_mode, fence.warnings)
         if check_mode:
             _check_locks(fence.state_dir, vms, run_id)
             result["vms"] = _plan(vms, mode)
@@ -1255,7 +1257,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             try:
                 if not failed:
                     snap = _snapshot_within(ontap, volumes, name, comment, label, deadline_mono,
-                                            lambda: fence.prepare_release(outcomes))
+                                            lambda: fence.prepare_release(outcomes), until=until)
                     gang = snap.pop("gang", None)
             finally:
                 fence.release(outcomes, gang=gang)  # always: success, error, timeout, signal
@@ -1328,6 +1330,20 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
     finally:
         result["warnings"] = fence.warnings
         fence.close()
+
+
+def _recover_orphans(ontap: Any, volumes: List[tuple], check_mode: bool, warnings: List[str]) -> Dict[str, Any]:
+    """Before the fence: mark late what dead runs left pending on these volumes, remove their temp CGs."""
+    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import recover_orphans
+    try:
+        res = recover_orphans(ontap, list(volumes), check_mode=check_mode)
+    except Exception as err:  # a failed clean-up never blocks a backup; the next run tries again
+        warnings.append("recovery of orphaned snapshots on %s failed: %s; the next run tries again"
+                        % (", ".join("%s:%s" % v for v in volumes), err))
+        return {"marked_late": [], "removed_cgs": [], "error": str(err)}
+    if res["marked_late"] or res["removed_cgs"]:
+        warnings.append("recovered leftovers of dead runs: %s" % res["msg"])
+    return {"marked_late": res["marked_late"], "removed_cgs": res["removed_cgs"]}
 
 
 def _verify_snapshots(ontap: Any, snapshots: List[Dict[str, Any]], warnings: List[str]) -> List[str]:
@@ -1435,7 +1451,8 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str,
 
 
 def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, label: Optional[str],
-                     deadline_mono: float, while_waiting: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+                     deadline_mono: float, while_waiting: Optional[Callable[[], Any]] = None,
+                     until: Optional[int] = None) -> Dict[str, Any]:
     """create_snapshot_set in a worker thread; wait until the deadline at most (F3).
 
     Returns {result, error, ms, done_in_window}. After the deadline the caller releases the VMs;
@@ -1447,7 +1464,8 @@ def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, 
     def work() -> None:
         t0 = time.monotonic()
         try:
-            box["result"] = ontap.create_snapshot_set(list(volumes), name, comment=comment, snapmirror_label=label)
+            box["result"] = ontap.create_snapshot_set(list(volumes), name, comment=comment, snapmirror_label=label,
+                                                      until=until)  # a temp CG left by a crash expires with it
         except Exception as err:  # reported to the caller
             box["error"] = str(err)
         box["ms"] = _ms(t0, time.monotonic())

@@ -53,6 +53,10 @@ def _volume_entry(vol: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
+def volume_key_prefixes(vols: List[Mapping[str, Any]]) -> tuple:
+    return tuple(volume_key(v) + ": " for v in vols)
+
+
 def volume_key(vol: Mapping[str, Any]) -> str:
     return "%s:%s:%s" % (vol.get("controller"), vol.get("svm"), vol.get("volume"))
 
@@ -76,9 +80,13 @@ def build_report(operation: str, run_id: str, vms: List[Mapping[str, Any]], volu
             warn.append("%s: pruning skipped %s (%s)" % (volume_key(vol), skipped.get("name"), skipped.get("reason")))
         if not vol["ok"]:
             errs.append("%s: %s" % (volume_key(vol), vol["error"] or "no snapshot"))
+    # an explicit error that only repeats a volume's error is said once, on the volume's line
+    vol_texts = [vol["error"] for vol in vol_entries if not vol["ok"] and vol["error"]]
+    errs = [e for e in errs if not any(e == t or e.endswith(": " + t) for t in vol_texts
+                                       if not e.startswith(volume_key_prefixes(vol_entries)))]
+    errs += _vm_errors(vm_entries, {vol["error"]: volume_key(vol) for vol in vol_entries
+                                    if not vol["ok"] and vol["error"]}, errs)
     for vm in vm_entries:
-        if not vm["ok"]:
-            errs.append("%s/%s: %s" % (vm["host"], vm["name"], vm["error"] or "not done"))
         if vm["released"] is False:
             errs.append("%s/%s: NOT RELEASED - resume/thaw it now (the watchdog releases it at its deadline)"
                         % (vm["host"], vm["name"]))
@@ -112,6 +120,25 @@ def build_report(operation: str, run_id: str, vms: List[Mapping[str, Any]], volu
     return report
 
 
+def _vm_errors(vm_entries: List[Dict[str, Any]], vol_errors: Mapping[str, str], earlier: List[str]) -> List[str]:
+    """One line per distinct VM error: VMs failing the same way are named together, and an error already said
+    for a volume (or earlier in the list) is referred to, not repeated."""
+    grouped: Dict[str, List[str]] = {}
+    for vm in vm_entries:
+        if vm["ok"]:
+            continue
+        text = str(vm["error"] or "not done")
+        for vol_text, key in sorted(vol_errors.items(), key=lambda kv: -len(kv[0])):
+            if len(vol_text) > 30 and vol_text in text:
+                text = text.replace(vol_text, "see %s" % key)
+        for line in earlier:
+            head, sep, said = line.partition(": ")
+            if sep and len(said) > 30 and said in text and not said.startswith("see "):
+                text = text.replace(said, "see %s" % head)
+        grouped.setdefault(text, []).append("%s/%s" % (vm["host"], vm["name"]))
+    return ["%s: %s" % (", ".join(names), text) for text, names in grouped.items()]
+
+
 def _dedup(items: List[str]) -> List[str]:
     seen = set()
     out = []
@@ -139,8 +166,8 @@ def summary_lines(report: Mapping[str, Any]) -> List[str]:
             parts.append("state=%s" % vm["state_after"])
         if vm.get("released") is not None:
             parts.append("released" if vm["released"] else "NOT RELEASED")
-        if vm.get("error"):
-            parts.append("error: %s" % vm["error"])
+        if vm.get("error") and vm["ok"]:
+            parts.append("error: %s" % vm["error"])  # a failed VM's error is said once, in the ERROR lines
         lines.append(", ".join(parts))
     for vol in report.get("volumes", []):
         parts = ["  volume %s: %s" % (volume_key(vol), ("snapshot %s" % vol["snapshot"]) if vol["ok"] else "FAILED")]
@@ -151,7 +178,7 @@ def summary_lines(report: Mapping[str, Any]) -> List[str]:
                                        mirror.get("result")))
         if vol.get("pruned"):
             parts.append("pruned %s" % ", ".join(str(p) for p in vol["pruned"]))
-        if vol.get("error"):
+        if vol.get("error") and vol["ok"]:
             parts.append("error: %s" % vol["error"])
         lines.append(", ".join(parts))
     for warning in report.get("warnings", []):

@@ -286,6 +286,13 @@ lock_takeovers:
   returned: when the fence ran
   type: list
   elements: dict
+recovered_snapshots:
+  description:
+    - What the pre-flight found left by dead runs on the volumes, before the fence. C(marked_late) the pending
+      snapshots whose C(until) had passed, now marked late; C(removed_cgs) the temporary consistency groups of dead
+      runs it deleted.
+  returned: when the pre-flight reached the controller
+  type: dict
 trust:
   description:
     - What the run recorded in the snapshot comment. V(good) confirmed; V(pending) left for the caller to confirm

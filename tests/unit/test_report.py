@@ -73,3 +73,18 @@ def test_restore_wording_and_extra():
     assert rep["safety_snapshot"] == "x"
     assert "1/1 VMs restored" in rep["summary"][0]
     assert "state=running" in rep["summary"][1]
+
+
+def test_failure_summary_says_each_error_once():
+    long_err = ("c1: create snapshot kvmsnap-daily_x on svm1:vol1 failed: HTTP 500 Simulated failure (code 65552); "
+                "check the aggregate and run again")
+    vms = [{"host": h, "name": n, "ok": False, "released": True, "volumes": ["c1:svm1:vol1"],
+            "error": "no snapshot of c1:svm1:vol1 (%s)" % long_err}
+           for h, n in (("kvmA", "a1"), ("kvmA", "a2"), ("kvmB", "b1"), ("kvmB", "b2"))]
+    vols = [{"controller": "c1", "svm": "svm1", "volume": "vol1", "ok": False, "error": long_err}]
+    rep = build_report("backup", "r1", vms, vols, errors=[long_err])
+    text = "\n".join(rep["summary"])
+    assert text.count(long_err) == 1, text
+    assert sum(e.count(long_err) for e in rep["errors"]) == 1, rep["errors"]
+    assert "kvmA/a1, kvmA/a2, kvmB/b1, kvmB/b2: no snapshot of c1:svm1:vol1 (see c1:svm1:vol1)" in rep["errors"]
+    assert rep["status"] == "failed" and rep["not_done"] == ["a1", "a2", "b1", "b2"]
