@@ -169,6 +169,7 @@ missing:
   sample: [db1]
 """
 
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -225,11 +226,19 @@ def _present(module: AnsibleModule) -> dict:
             if module.check_mode:
                 written += [r + "/" + manifest["vm"]["uuid"] + "/manifest.json" for r in roots]
             else:
-                try:
-                    written += mf.write(manifest, xml_text, nvram, roots)
-                except OSError as exc:
-                    module.fail_json(msg="%s: cannot write the manifest of VM %s: %s; check that the datastore is "
-                                     "mounted read-write." % (p["host"], name, exc))
+                catalog = roots[-1]
+                for root in roots:  # one root at a time, so that the error names the path that failed
+                    try:
+                        written += mf.write(manifest, xml_text, nvram, [root])
+                    except OSError as exc:
+                        where = ("the local catalog in state_dir %s" % p["state_dir"] if root == catalog
+                                 else "datastore path %s" % root)
+                        fix = ("check that %s is writable and not full (kvmsnap_state_dir)" % p["state_dir"]
+                               if root == catalog else "check that the datastore is mounted read-write and not full")
+                        module.fail_json(msg="%s: cannot write the manifest of VM %s to %s (%s: %s): %s; nothing "
+                                         "was quiesced or snapshotted." % (
+                                             p["host"], name, where, os.path.join(root, manifest["vm"]["uuid"]),
+                                             exc.strerror or exc, fix))
             manifests.append(manifest)
     return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": [],
             "datastore_files": {}, "volumes": []}

@@ -309,3 +309,17 @@ def test_concurrent_vm_backups_one_wins_the_other_touches_nothing(conn, test_vms
     assert out["B"].result["snapshots"] == [] and out["B"].result["vms"] == []
     assert out["A"]["trust"] == "good" and out["A"]["consistency"] == "suspended"
     assert set(states_of(conn, names)) == {RUNNING}
+
+
+def test_manifest_write_error_names_the_state_dir_path(module_runner, tmp_path):
+    """§7: a state_dir that cannot take the local catalog (here: catalog is a file) is named in the error."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "catalog").write_text("not a directory")
+    uuid_ = "6695eb01-f6a4-8304-79aa-97f2502e193f"  # the test driver's domain 'test'
+    res = module_runner("backup_manifest", {"uri": URI, "snapshot": "kvmsnap-daily_x", "state_dir": str(state_dir),
+                                            "vms": [{"name": "test", "uuid": uuid_, "disks": []}],
+                                            "run_id": "r1", "host": "kvm1"})
+    assert res.failed, res
+    assert "state_dir %s" % state_dir in res["msg"] and str(state_dir / "catalog" / "kvmsnap-daily_x") in res["msg"]
+    assert "VM test" in res["msg"] and "kvm1" in res["msg"]
