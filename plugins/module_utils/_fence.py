@@ -525,6 +525,7 @@ class Fence:
         self.use_watchdog = (not is_test_uri(self.uri)) if watchdog is None else watchdog
         self.sc = SharedConnection(self.uri, retries=retries, readonly=check_mode)
         self.run_id: Optional[str] = None
+        self.journal_id: Optional[str] = None
         self.journal: Optional[Dict[str, Any]] = None
         self.locked: List[str] = []
         self.warnings: List[str] = []
@@ -557,12 +558,12 @@ class Fence:
                 continue
             if _journal.is_final(journal) or journal.get("uri") not in (None, self.uri):
                 continue
-            if skip is not None and journal.get("run_id") == skip:
+            if skip is not None and _journal.run_of(journal) == skip:
                 continue
             reason = _journal.staleness(journal)
             if reason is None:
                 continue
-            entry = {"run_id": journal["run_id"], "module": journal.get("module"), "reason": reason,
+            entry = {"run_id": _journal.run_of(journal), "module": journal.get("module"), "reason": reason,
                      "started": journal.get("started"), "vms": []}
             pending = _journal.pending_vms(journal)
             if self.check_mode:
@@ -591,7 +592,7 @@ class Fence:
                 _journal.update(self.state_dir, journal["run_id"], finish)
             except (OSError, _journal.JournalError) as err:
                 self.warnings.append("could not update journal of run %s: %s" % (journal["run_id"], err))
-            _lock.release(self.state_dir, [v["uuid"] for v in journal.get("vms", [])], journal["run_id"])
+            _lock.release(self.state_dir, [v["uuid"] for v in journal.get("vms", [])], _journal.run_of(journal))
             report.append(entry)
             if errors:
                 self.warnings.append("recovery of run %s could not release: %s" % (journal["run_id"],
@@ -605,12 +606,16 @@ class Fence:
                   release_on_owner_exit: bool, run_id: Optional[str] = None) -> Dict[str, Any]:
         """Lock, write the journal ahead, start the watchdog. Returns {run_id, takeovers, watchdog}."""
         self.run_id = run_id or _journal.new_run_id(self.module.replace("vm_", ""))
+        # a given run id may fence several hosts sharing this state_dir: one journal per fence
+        self.journal_id = _journal.fence_id(self.run_id, [vm["uuid"] for vm in vms]) if run_id else self.run_id
         now = time.time()
-        taken, takeovers = _lock.acquire(self.state_dir, vms, self.run_id, now + deadline_s, now)
+        taken, takeovers = _lock.acquire(self.state_dir, vms, self.run_id, now + deadline_s, now,
+                                         journal=self.journal_id)
         self.locked = taken
-        journal = _journal.new_journal(self.run_id, self.module, self.uri, mode, deadline_s, vms,
+        journal = _journal.new_journal(self.journal_id, self.module, self.uri, mode, deadline_s, vms,
                                        release_on_owner_exit=release_on_owner_exit, now=now,
                                        agent_timeout=self.agent_timeout)
+        journal["run"] = self.run_id
         for entry, vm in zip(journal["vms"], vms):
             entry["action"] = planned_action(mode, vm["state"])
         self.journal = journal
@@ -626,7 +631,7 @@ class Fence:
 
             def add_owner(j: Dict[str, Any]) -> None:
                 j["owners"].append(wd)
-            self.journal = _journal.update(self.state_dir, self.run_id, add_owner)
+            self.journal = _journal.update(self.state_dir, self.journal_id, add_owner)
         else:
             self.warnings.append("no watchdog for %s: the libvirt test driver lives inside this process only"
                                  % self.uri)
@@ -636,7 +641,7 @@ class Fence:
         if self.run_id is None:
             return
         try:
-            _journal.update(self.state_dir, self.run_id,
+            _journal.update(self.state_dir, self.journal_id,
                             lambda j: _journal.mark_final(j, "released", "run %s (aborted)" % self.run_id))
         except (OSError, _journal.JournalError):
             pass
@@ -709,7 +714,7 @@ class Fence:
                                 vm[key] = o[key]
             if j["state"] not in _journal.FINAL_STATES:
                 j["state"] = state
-        self.journal = _journal.update(self.state_dir, self.run_id, apply)
+        self.journal = _journal.update(self.state_dir, self.journal_id, apply)
 
     # -- release ------------------------------------------------------------------------------
 
@@ -755,7 +760,7 @@ class Fence:
         self._record(outcomes, "releasing")
         if all(o.get("released") for o in outcomes):
             try:
-                self.journal = _journal.update(self.state_dir, self.run_id,
+                self.journal = _journal.update(self.state_dir, self.journal_id,
                                                lambda j: _journal.mark_final(j, "released", by))
             except (OSError, _journal.JournalError) as err:
                 self.warnings.append("could not finish journal of run %s: %s" % (self.run_id, err))
@@ -992,7 +997,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                 if "error" in j or j.get("uri") != fence.uri:
                     continue
                 if run_id is not None:
-                    if j.get("run_id") == run_id:
+                    if _journal.run_of(j) == run_id:
                         journals.append(j)
                 elif not _journal.is_final(j) and (j.get("module") == "vm_quiesce" or _journal.staleness(j) is not None):
                     journals.append(j)
@@ -1004,14 +1009,15 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                 if vm.get("released"):
                     covered[vm["uuid"]] = dict({"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
                                                 "release_result": vm.get("release_result"), "release_error": None,
-                                                "run_id": journal["run_id"], "released": True}, **_who(vm, journal))
+                                                "run_id": _journal.run_of(journal), "released": True},
+                                               **_who(vm, journal))
             if not pending:
                 continue
-            result["runs"].append(journal["run_id"])
+            result["runs"].append(_journal.run_of(journal))
             if check_mode:
                 for vm in pending:
                     covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
-                                           "release_result": "would release", "run_id": journal["run_id"]}
+                                           "release_result": "would release", "run_id": _journal.run_of(journal)}
                 continue
             fence.release(pending)
             for vm in pending:
@@ -1031,13 +1037,13 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                 if not _journal.pending_vms(j) and not _journal.is_final(j):
                     _journal.mark_final(j, "released", "vm_quiesce state=released")
             updated = _journal.update(fence.state_dir, journal["run_id"], apply)
-            _lock.release(fence.state_dir, list(done), journal["run_id"])
+            _lock.release(fence.state_dir, list(done), _journal.run_of(journal))
             if _journal.is_final(updated):
-                _lock.release(fence.state_dir, [v["uuid"] for v in updated["vms"]], journal["run_id"])
+                _lock.release(fence.state_dir, [v["uuid"] for v in updated["vms"]], _journal.run_of(journal))
             for vm in pending:
                 covered[vm["uuid"]] = {"name": vm.get("name"), "uuid": vm["uuid"], "action": vm["action"],
                                        "release_result": vm.get("release_result"),
-                                       "release_error": vm.get("release_error"), "run_id": journal["run_id"],
+                                       "release_error": vm.get("release_error"), "run_id": _journal.run_of(journal),
                                        "released": bool(vm.get("released")), "pause_ms": vm.get("pause_ms"),
                                        "released_by": "release" if vm.get("released") else None,
                                        "released_by_detail": vm.get("released_by"),

@@ -62,6 +62,22 @@ def new_run_id(prefix: str = "run") -> str:
     return "%s-%s-%s" % (prefix, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), _uuid.uuid4().hex[:8])
 
 
+def fence_id(run_id: str, vm_uuids: List[str]) -> str:
+    """The journal name of one host's fence of run RUN_ID: the run id plus a digest of its VM set.
+
+    Several inventory hosts of one run may share a state_dir (hosts on one machine, the lab): each fence keeps
+    its own journal; locks and releases stay keyed by the run id (``run_of``).
+    """
+    import hashlib
+    digest = hashlib.sha1(",".join(sorted(u.lower() for u in vm_uuids)).encode("ascii")).hexdigest()[:8]
+    return "%s.%s" % (run_id[:119], digest)
+
+
+def run_of(journal: Dict[str, Any]) -> Any:
+    """The run id a journal belongs to (its locks' owner): ``run``, or its own id for journals of one-off runs."""
+    return journal.get("run") or journal.get("run_id")
+
+
 def valid_run_id(run_id: Any) -> bool:
     return isinstance(run_id, str) and bool(_RUN_ID_RE.match(run_id))
 

@@ -92,7 +92,7 @@ def lock_staleness(rec: Dict[str, Any], journal: Optional[Dict[str, Any]], now: 
 
 
 def _journal_of(state_dir: str, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    run_id = rec.get("run_id")
+    run_id = rec.get("journal") or rec.get("run_id")
     if not _journal.valid_run_id(run_id):
         return None
     try:
@@ -118,7 +118,8 @@ def _create(path: str, rec: Dict[str, Any]) -> bool:
 
 
 def acquire(state_dir: str, vms: List[Dict[str, Any]], run_id: str, deadline: float,
-            now: Optional[float] = None, hold: bool = False) -> Tuple[List[str], List[Dict[str, Any]]]:
+            now: Optional[float] = None, hold: bool = False,
+            journal: Optional[str] = None) -> Tuple[List[str], List[Dict[str, Any]]]:
     """Lock every VM ({uuid, name}) for RUN_ID; all or nothing.
 
     Returns (locked uuids, stale locks taken over [{uuid, vm, holder, reason}]). Raises LockBusy
@@ -132,6 +133,8 @@ def acquire(state_dir: str, vms: List[Dict[str, Any]], run_id: str, deadline: fl
             "deadline": deadline, "host": socket.gethostname()}
     if hold:
         base["hold"] = True
+    if journal is not None and journal != run_id:
+        base["journal"] = journal  # the fence's journal (one per host of a run, see _journal.fence_id)
     try:
         for vm in sorted(vms, key=lambda v: v["uuid"]):
             path = lock_path(state_dir, vm["uuid"])
@@ -144,8 +147,9 @@ def acquire(state_dir: str, vms: List[Dict[str, Any]], run_id: str, deadline: fl
                 if holder is None:  # vanished between our create and read: try again
                     continue
                 if holder.get("run_id") == run_id:  # our own lock (a re-acquire): keep it
-                    if hold:  # a second lock step of the run: renew the expiry
-                        _replace(path, rec)
+                    # renewed: a second lock step (new expiry), or the fence taking over its held lock
+                    # (this process and its journal judge it from now on)
+                    _replace(path, rec)
                     taken.append(vm["uuid"])
                     break
                 reason = lock_staleness(holder, _journal_of(state_dir, holder), now)

@@ -199,7 +199,7 @@ def main(path):
         for name in os.listdir(locks):
             lp = os.path.join(locks, name)
             rec = read(lp)
-            if name.endswith(".lock") and rec and rec.get("run_id") == journal.get("run_id"):
+            if name.endswith(".lock") and rec and rec.get("run_id") == (journal.get("run") or journal.get("run_id")):
                 os.unlink(lp)
     except Exception:
         pass

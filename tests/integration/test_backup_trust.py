@@ -272,7 +272,8 @@ def test_release_reports_a_release_by_someone_else(conn, test_vms, sim, tmp_path
                       released_by="watchdog (deadline)", released_at=time.time())
         _journal.mark_final(j, "released", "watchdog (deadline)")
     conn.lookupByName(names[0]).resume()
-    _journal.update(sd, "run-W", watchdog_released)
+    journal = next(j for j in _journal.list_journals(sd) if _journal.run_of(j) == "run-W")
+    _journal.update(sd, journal["run_id"], watchdog_released)
     res = _fence.run_released(dict(base, vms=names, run_id="run-W"))
     vm = res["vms"][0]
     assert vm["released_by"] == "watchdog" and vm["released_at"] and "not quiesced" not in str(vm["release_result"])
