@@ -25,7 +25,7 @@ description:
   - The snapshot is created C(pending) (comment C(state=pending until=<epoch>)); C(until) is the time the comment
     is built (just before the fence) + O(deadline) + O(confirm_grace). After the release, only a snapshot that
     completed inside every VM's quiesce window and reads back valid is confirmed C(good) with the achieved (weakest)
-    consistency (unless O(confirm=false): the caller confirms after its own verification). A late snapshot is marked
+    consistency (unless O(confirm=false), then the caller confirms after its own verification). A late snapshot is marked
     C(late) (C(consistency=crash)); one still running after the release stays pending and the next run (or the
     backup role's recovery step) marks it late once C(until) has passed. Only C(good) snapshots are backups.
 author:

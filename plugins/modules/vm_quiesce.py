@@ -81,7 +81,7 @@ options:
   run_id:
     description:
       - The id of the backup run (journal name, lock owner, snapshot comment C(run=), report, manifests).
-      - Required with O(state=locked). With O(state=quiesced) the journal and locks are kept under it (default:
+      - Required with O(state=locked). With O(state=quiesced) the journal and locks are kept under it (default
         a new id). With O(state=released) only this run's quiesce is released.
     type: str
   deadline:
@@ -186,7 +186,7 @@ vms:
         - Who released the VM. V(release) this call (the run's release), V(watchdog) the run's watchdog at its
           deadline (or when the module process died), V(recovery) another run that found this run stale,
           V(none) the VM was not quiesced by the run (nothing to release).
-        - A VM released by anyone but the run's own release may have run again before the snapshot was taken:
+        - A VM released by anyone but the run's own release may have run again before the snapshot was taken;
           the backup role counts it crash-consistent.
       type: str
       returned: with O(state=released), not in check mode

@@ -99,8 +99,8 @@ def comments(sim, name, vols=("vol_ds1", "vol_ds2")):
     return out
 
 
-def test_good_snapshot_is_confirmed_with_the_achieved_consistency_and_the_given_run_id(conn, test_vms, sim,
-                                                                                      tmp_path):
+def test_good_snapshot_is_confirmed_with_the_achieved_consistency_and_the_given_run_id(
+        conn, test_vms, sim, tmp_path):
     names = test_vms(2)
     p = params(sim, tmp_path, names, run_id="20261130T100000Z-abcdef01")
     res = _fence.run_backup(p)

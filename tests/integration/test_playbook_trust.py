@@ -161,7 +161,7 @@ def test_two_concurrent_runs_one_wins_the_other_touches_nothing(lab, inv):
         assert "is locked by run" in second.stdout, _out(second)
         assert "Write each VM's manifest" not in second.stdout and "Quiesce" not in second.stdout
         loser = re.search(r"Nothing was written or quiesced by run (\S+?)\.", second.stdout).group(1)
-        out, _ = first.communicate(timeout=240)
+        out = first.communicate(timeout=240)[0]
     finally:
         if first.poll() is None:  # the whole group: a module left running would hold the next test's VMs
             os.killpg(first.pid, 9)
