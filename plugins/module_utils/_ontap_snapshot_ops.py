@@ -19,6 +19,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
     CONSISTENCIES,
     DEFAULT_PREFIX,
     has_marker,
+    is_good,
     is_orphaned,
     is_ours,
     parse_comment,
@@ -284,11 +285,13 @@ def prune(client: Ontap, volumes: List[VolumeRef], policy: str, keep: int, prefi
 
 # ---- info --------------------------------------------------------------------------------------------------
 def snapshot_record(snap: dict) -> dict:
+    meta = parse_comment(snap.get("comment"))
     return {"svm": snap.get("svm"), "volume": snap.get("volume"), "name": snap.get("name"), "uuid": snap.get("uuid"),
             "create_time": snap.get("create_time"), "create_time_iso": epoch_to_iso(snap.get("create_time")),
             "snapmirror_label": snap.get("snapmirror_label"), "comment": snap.get("comment"),
             "state": snap.get("state"), "busy": bool(snap.get("busy")), "owners": list(snap.get("owners") or []),
-            "kvmsnap": parse_comment(snap.get("comment"))}
+            "kvmsnap": meta, "trust": meta["state"] if meta else None,
+            "consistency": meta["consistency"] if meta else None, "good": is_good(snap)}
 
 
 def snapshot_info(client: Ontap, volumes: List[VolumeRef], name: Optional[str] = None, policy: Optional[str] = None,
