@@ -333,3 +333,63 @@ def test_module_prune_never_splits_a_set(lab, transport):
     assert [(s["name"], s["trust"]) for s in left] == [(names[0], "late"), (names[2], "good"), (names[3], "good")]
     res = run(lab, transport, svm="svm1", volumes=vs, state="pruned", prune={"policy": "daily", "keep": 2})
     assert [(p["name"], p["volume"]) for p in res["pruned"]] == [(names[0], vs[1])], res
+
+
+def test_module_recovered_removes_dead_runs_temp_cg_only(lab):
+    """Issue 7 §1: kill -9 of a run leaves a kvmsnap_tmp_* CG. state=recovered deletes the one whose until has
+    passed (and an old-style one without until); a live run's (until in the future) stays."""
+    now = int(time.time())
+    dead = make_temp_cg(lab, "svm1", ["vol_a_rest"], now - 60)
+    old_style = make_temp_cg(lab, "svm1", ["vol_b_rest"], None)
+    live = make_temp_cg(lab, "svm1", ["vol_c_rest"], now + 600)
+    other_svm = make_temp_cg(lab, "svm2", ["vol_other"], now - 60)
+    check = run(lab, "rest", check_mode=True, svm="svm1", volumes=["vol_a_rest"], state="recovered")
+    assert sorted(check["removed_cgs"]) == sorted([dead, old_style]) and check["changed"], check
+    assert {cg["name"] for cg in client(lab, "rest").list_temp_cgs("svm1")} >= {dead, old_style, live}
+    res = run(lab, "rest", svm="svm1", volumes=["vol_a_rest"], state="recovered")
+    assert sorted(res["removed_cgs"]) == sorted([dead, old_style]) and res["changed"], res
+    left = {cg["name"] for cg in client(lab, "rest").list_temp_cgs()}
+    assert live in left and other_svm in left and dead not in left and old_style not in left
+    assert run(lab, "rest", svm="svm1", volumes=["vol_a_rest"], state="recovered")["removed_cgs"] == []
+    # ZAPI has no persistent CGs: nothing to list or remove, no failure
+    res = run(lab, "zapi", svm="svm1", volumes=["vol_a_zapi"], state="recovered")
+    assert not res.failed and res["removed_cgs"] == [], res
+    client(lab, "rest").delete_cg({"uuid": [cg for cg in client(lab, "rest").list_temp_cgs() if cg["name"] == live][0]
+                                   ["uuid"], "name": live, "svm": "svm1"})
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_snapshot_completing_after_the_client_gave_up_stays_pending_then_late(lab, transport):
+    """Issue 7 §1: a snapshot create that hangs past the deadline; the controller finishes it after the run gave
+    up. It must not carry a comment that makes it a backup: it is pending (old code: the plain comment, which
+    retention and `latest` took as a backup), never picked as good, and state=recovered marks it late."""
+    vol = "vol_hang_%s" % transport
+    name = "kvmsnap-daily_20260401T000000Z"
+    until = int(time.time()) + 8
+    if transport == "rest":  # the job stays running past the client's timeout, then completes
+        lab.admin("POST", "faults", {"action": "job_running", "method": "POST",
+                                     "path": "/api/storage/volumes/*/snapshots", "seconds": 3})
+    else:  # the controller answers after the client's timeout, and creates the snapshot anyway
+        lab.admin("POST", "faults", {"action": "hang", "api": "snapshot-create", "seconds": 3})
+    res = run(lab, transport, svm="svm1", volumes=[vol], name=name, policy="daily", run_id="run-hung", until=until,
+              timeout=1, retries=0)
+    assert res.failed, res
+    deadline = time.time() + 15
+    while time.time() < deadline and not info(lab, transport, [vol], name=name)["snapshots"]:
+        time.sleep(0.3)
+    snaps = info(lab, transport, [vol], name=name)["snapshots"]
+    assert len(snaps) == 1, snaps
+    assert (snaps[0]["trust"], snaps[0]["good"], snaps[0]["kvmsnap"]["until"]) == ("pending", False, until), snaps
+    # while its run could still confirm it, recovery leaves it alone
+    early = run(lab, transport, svm="svm1", volumes=[vol], state="recovered")
+    assert early["marked_late"] == [] and time.time() < until, early
+    while time.time() <= until:
+        time.sleep(0.2)
+    res = run(lab, transport, svm="svm1", volumes=[vol], state="recovered")
+    assert [(m["name"], m["run"]) for m in res["marked_late"]] == [(name, "run-hung")], (
+        res, info(lab, transport, [vol])["snapshots"], time.time())
+    snap = info(lab, transport, [vol], name=name)["snapshots"][0]
+    assert (snap["trust"], snap["consistency"], snap["good"]) == ("late", "crash", False), snap
+    # its run can no longer confirm it as good
+    bad = run(lab, transport, svm="svm1", volumes=[vol], name=name, state="confirmed", run_id="run-hung")
+    assert bad.failed and "already late" in bad["msg"], bad
