@@ -393,3 +393,32 @@ def test_snapshot_completing_after_the_client_gave_up_stays_pending_then_late(la
     # its run can no longer confirm it as good
     bad = run(lab, transport, svm="svm1", volumes=[vol], name=name, state="confirmed", run_id="run-hung")
     assert bad.failed and "already late" in bad["msg"], bad
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_latest_never_picks_a_late_or_pending_snapshot(lab, transport):
+    """Issue 7 §1: `restore` with `latest` picked the late snapshot. The restore role's catalog is built from
+    ontap_snapshot_info's real output: latest = the newest GOOD set; late/pending ones only by name with
+    kvmsnap_restore_allow_crash."""
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import catalog, select_snapshot
+    vs = ["vol_e_%s" % transport, "vol_f_%s" % transport]
+    good, late, pending = ("kvmsnap-weekly_2026050%dT000000Z" % i for i in (1, 2, 3))
+    for name, mark in ((good, "good"), (late, "late"), (pending, None)):
+        run_id = "run-" + name.rsplit("_", 1)[-1]
+        assert run(lab, transport, svm="svm1", volumes=vs, name=name, policy="weekly", run_id=run_id,
+                   until=int(time.time()) + 600)["changed"]
+        if mark:
+            assert run(lab, transport, svm="svm1", volumes=vs, name=name, state="confirmed", run_id=run_id,
+                       mark=mark)["changed"]
+    res = info(lab, transport, vs, policy="weekly")
+    records = catalog([{"item": "c1", "snapshots": res["snapshots"]}], ["c1:svm1:%s" % v for v in vs])
+    assert [(r["name"], r["state"]) for r in records] == [(good, "good"), (late, "late"), (pending, "pending")]
+    assert select_snapshot(records, {"kind": "latest", "value": "latest"})["name"] == good
+    for name, state in ((late, "late"), (pending, "pending")):
+        with pytest.raises(AnsibleFilterError, match="snapshot %s is %s" % (name, state)):
+            select_snapshot(records, {"kind": "name", "value": name})
+        assert select_snapshot(records, {"kind": "name", "value": name, "allow_crash": True})["name"] == name
+    with pytest.raises(AnsibleFilterError, match="not a good backup"):
+        select_snapshot(records, {"kind": "query", "value": "[-1]"})
