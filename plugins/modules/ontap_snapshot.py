@@ -18,9 +18,9 @@ description:
   - A backup snapshot is created C(state=pending); it counts as a backup only after its run confirmed it
     (O(state=confirmed), C(state=good)). A pending snapshot whose O(until) has passed is orphaned; O(state=recovered)
     marks it C(state=late consistency=crash). See "When is a snapshot a backup" in the backup documentation.
-  - A snapshot that already exists on all volumes with this metadata and the same O(run_id) is left alone
-    (C(changed=false)). One that exists on some volumes only, without the metadata, or made by another run makes the
-    module fail; it is never overwritten nor taken over.
+  - A snapshot that already exists on all volumes with this metadata (and, when O(run_id) is given, the same run id)
+    is left alone (C(changed=false)). One that exists on some volumes only, without the metadata, or made by another
+    run than O(run_id) makes the module fail; it is never overwritten nor taken over.
   - O(prune) deletes whole snapshot sets (the snapshots with one name across O(volumes)) of a policy by the retention
     rule; only good sets count toward O(prune.keep), the newest good set is never deleted, nor a snapshot of another
     tool; a set with a busy or owned member is kept on all its volumes and reported.
@@ -413,7 +413,7 @@ def execute(module, client, prep):
     created = False
     if p["state"] == "present":
         res = ensure_snapshot_set(client, prep["volumes"], prep["name"], prep["comment"], p["snapmirror_label"], check,
-                                  until=prep["until"])
+                                  until=prep["until"], same_run_only=p["run_id"] is not None)
         result.update(changed=res["changed"], snapshots=res["snapshots"], method=res["method"])
         created = res["changed"]
         msgs.append(res["msg"])
