@@ -70,7 +70,7 @@ options:
       - V(present) creates the snapshot (then prunes if O(prune) is set).
       - V(absent) deletes the snapshot O(name) from every volume that has it (then prunes if O(prune) is set).
       - V(pruned) only prunes (O(prune) is required).
-      - V(confirmed) records that run O(run_id) confirmed the pending snapshot O(name) on every volume: its comment
+      - V(confirmed) records that run O(run_id) confirmed the pending snapshot O(name) on every volume; its comment
         becomes C(state=good) (or C(state=late) with O(mark=late)) with O(consistency). The snapshot must exist on
         every volume with this collection's metadata and O(run_id); otherwise the module fails and changes nothing.
       - V(recovered) marks every pending snapshot of this collection on O(volumes) whose O(until) has passed as
@@ -97,14 +97,14 @@ options:
     description:
       - V(backup) creates a backup snapshot C(state=pending), to be confirmed by its run (O(state=confirmed)).
       - V(safety) creates a safety snapshot (the restore role's copy before it overwrites anything) directly as
-        C(state=good) with O(consistency) (default V(crash)): it is what was on disk, confirmed by construction.
+        C(state=good) with O(consistency) (default V(crash)); it is what was on disk, confirmed by construction.
     type: str
     choices: [backup, safety]
     default: backup
   run_id:
     description:
       - Run identifier recorded in the metadata. Defaults to the UTC time of the run with O(state=present).
-      - Required with O(state=confirmed): only the run that created a snapshot confirms it.
+      - Required with O(state=confirmed); only the run that created a snapshot confirms it.
     type: str
   until:
     description:
@@ -115,7 +115,7 @@ options:
     type: int
   mark:
     description:
-      - With O(state=confirmed), the trust state to record: V(good) (the run verified the snapshot) or V(late)
+      - With O(state=confirmed), the trust state to record, V(good) (the run verified the snapshot) or V(late)
         (the run gave it up, e.g. it came after the deadline; crash-consistent).
     type: str
     choices: [good, late]
