@@ -21,7 +21,8 @@ FAULTS = REPO / "docs" / "dev" / "faults.md"
 CODE_RE = re.compile(r"(?<![A-Za-z0-9_#/.-])([FP])([1-9][0-9]?)(?![0-9A-Za-z_])")
 ANCHOR_RE = re.compile(r'<a id="([a-z0-9-]+)"></a>')
 TEST_REF_RE = re.compile(r"`(tests/[\w/]+\.py)::(test_\w+)`")
-SKIP_DIRS = {".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache", "node_modules"}
+SKIP_DIRS = {".git", ".venv", "build", "__pycache__", ".pytest_cache", ".ruff_cache", "node_modules", "cache", "output"}
+MAX_BYTES = 2 * 1024 * 1024  # guest images and other large artefacts are not text we cite from
 TEXT_SUFFIXES = {".py", ".yml", ".yaml", ".md", ".txt", ".cfg", ".toml", ".ini", ".j2", ".json", ".sh", ""}
 # Files other branches of issue 7 are changing; their bare citations are linked when the lead merges them.
 # Remove an entry once its citations link their entry.
@@ -37,7 +38,8 @@ def _files(*tops: str):
             dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
             for name in sorted(names):
                 path = Path(root) / name
-                if path.suffix in TEXT_SUFFIXES or name in ("Makefile", "ontap-sim"):
+                if (path.suffix in TEXT_SUFFIXES or name == "Makefile") and path.is_file() \
+                        and path.stat().st_size <= MAX_BYTES:
                     yield path
 
 
