@@ -387,6 +387,27 @@ def test_restore_files(lab, transport):
     assert calls_since(lab, seq) == []
 
 
+def test_zapi_restore_waits_for_the_background_copy(lab):
+    """ZAPI snapshot-restore-file returns while ONTAP still copies: ontap_restore returns only once the data is
+    back (the VM is started right after it)."""
+    vol = "vol_rf_zapi"
+    disk = vol_dir(lab, "svm1", vol) / "bg.img"
+    disk.write_bytes(b"snapshot data")
+    snap = "kvmsnap-daily_20260106T010000Z"
+    assert run(lab, "zapi", "ontap_snapshot", svm="svm1", volumes=[vol], name=snap, policy="daily")["changed"]
+    disk.write_bytes(b"live data")
+    lat = sim_call(lab, "GET", "/_sim/latency")
+    sim_call(lab, "POST", "/_sim/latency", {"scale": 1, "kinds": {"sfsr_background": 1.0}})
+    try:
+        seq = last_seq(lab)
+        res = run(lab, "zapi", "ontap_restore", svm="svm1", volume=vol, snapshot=snap, files=["bg.img"])
+        assert res["changed"] and not res.failed, res
+        assert disk.read_bytes() == b"snapshot data"
+        assert "snapshot-restore-file-info" in [c.get("api") for c in calls_since(lab, seq)]
+    finally:
+        sim_call(lab, "POST", "/_sim/latency", lat)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_restore_volume_needs_confirmation(lab, transport):
     vol = f"vol_rv_{transport}"
