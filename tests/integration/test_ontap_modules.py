@@ -182,7 +182,8 @@ def test_snapshot_create_idempotent_check_mode_delete(request, lab, transport):
     info = run(lab, transport, "ontap_snapshot_info", svm="svm1", volumes=["vol_ds1", "vol_ds2"], name=name)
     assert len(info["snapshots"]) == 2
     for snap in info["snapshots"]:
-        assert snap["kvmsnap"] == {"policy": "daily", "run": "run-1", "host": "kvm1"}
+        assert {k: snap["kvmsnap"][k] for k in ("policy", "run", "host", "state")} == {
+            "policy": "daily", "run": "run-1", "host": "kvm1", "state": "pending"}
         assert snap["snapmirror_label"] == "daily"
         assert snap["create_time_iso"].endswith("Z")
 
@@ -273,8 +274,11 @@ def test_zapi_multicreate_when_cg_start_is_missing(request, lab):
 def test_prune_keeps_newest_foreign_and_busy(lab, transport):
     vol = f"vol_prune_{transport}"
     names = [f"kvmsnap-daily_2026010{i}T000000Z" for i in range(1, 5)]
-    for name in names:
-        assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=name, policy="daily")["changed"]
+    for name in names:  # good backups: created pending, then confirmed by their run
+        assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=name, policy="daily",
+                   run_id="r-" + name[-16:-8])["changed"]
+        assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=name, state="confirmed",
+                   run_id="r-" + name[-16:-8], consistency="suspended")["changed"]
     run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-weekly_20260101T000000Z",
         policy="weekly")
     foreign_snapshot(lab, "svm1", vol, "hourly_like_other_tool")
@@ -312,10 +316,11 @@ def test_prune_keeps_newest_foreign_and_busy(lab, transport):
     assert "hourly_like_other_tool" in left and "kvmsnap-daily_20250101T000000Z" in left
     assert "kvmsnap-weekly_20260101T000000Z" in left
 
-    # create + prune in one task: the new snapshot counts, the newest is never pruned
+    # create + prune in one task: the new snapshot is pending (not yet a backup), so the newest good one (names[3])
+    # stays; names[1] (no longer busy) goes
     res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-daily_20260109T000000Z",
               policy="daily", prune={"policy": "daily", "keep": 1})
-    assert res["changed"] and [p["name"] for p in res["pruned"]] == [names[1], names[3]]
+    assert res["changed"] and [p["name"] for p in res["pruned"]] == [names[1]]
     assert [s["name"] for s in res["skipped"]] == [names[0]]
     assert "kvmsnap-daily_20260109T000000Z" in snapshot_names(lab, "svm1", vol)
 
