@@ -247,7 +247,7 @@ def test_snapshot_across_svms(request, lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_failed_set_leaves_nothing_behind(lab, transport):
-    """All-or-nothing (F12): a failure in the middle of a multi-volume snapshot removes what it made."""
+    """All-or-nothing (F12, docs/dev/faults.md#f12): a failure in the middle of a multi-volume snapshot removes what it made."""
     name = f"kvmsnap-manual_{transport}_f12"
     if transport == "rest":
         add_fault(lab, action="job_failure", method="POST", path="/api/application/consistency-groups/*/snapshots",
