@@ -288,8 +288,10 @@ class StorageMapper:
                 try:
                     # the volume that really holds it, when the mount table can tell (an NFS mount of ONTAP)
                     return self._locate_by_mount(real)
-                except Unmapped as exc:
-                    raise Unmapped("%s; and by the mount table: %s" % (problem, exc)) from None
+                except Unmapped:
+                    raise Unmapped("%s; the mount table maps it to no ONTAP volume either: move the file onto "
+                                   "the volume or add the directory that really holds it to datastores" % problem
+                                   ) from None
         return self._locate_by_mount(real)
 
     def _locate_by_mount(self, real: str) -> Dict[str, Any]:
