@@ -312,6 +312,9 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
             raise SettingsError("kvmsnap_restore_snapshot: %r is neither a snapshot name nor a valid JMESPath query: "
                                 "%s" % (snap, exc)) from None
         s["restore_snapshot"] = {"kind": "query", "value": snap}
+    # a restore from a snapshot that is not a good backup: only when named explicitly (never latest/query)
+    s["restore_allow_crash"] = _bool("kvmsnap_restore_allow_crash", values.get("kvmsnap_restore_allow_crash", False))
+    s["restore_snapshot"]["allow_crash"] = s["restore_allow_crash"] and s["restore_snapshot"]["kind"] == "name"
     rmode = values.get("kvmsnap_restore_mode", "files")
     if rmode not in RESTORE_MODES:
         raise SettingsError("kvmsnap_restore_mode: %r is not valid; allowed: files or volume." % (rmode,))
