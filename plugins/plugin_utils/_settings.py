@@ -144,9 +144,9 @@ def _datastores(value: Any, controllers: Mapping[str, Any]) -> List[Dict[str, st
 
 def _no_userinfo(text: Any) -> str:
     """repr(TEXT) without any 'user:password@' part (with or without a scheme)."""
-    return redact(re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/]*@", r"\1********@", str(text))
-                  if isinstance(text, str) else repr(text)) if isinstance(text, str) and "@" in text \
-        else redact(repr(text))
+    if isinstance(text, str) and "@" in text:
+        text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/]*@", r"\1********@", text)
+    return redact(repr(text))
 
 
 def check_controller(name: str, hv: Mapping[str, Any]) -> Dict[str, Any]:
