@@ -9,6 +9,7 @@
 - backup_plan(per_host, settings), host_volumes(plan, host), vm_table(vms)
 - select_snapshot(catalog, spec)  (spec: {kind: latest|name|query, value})
 - run_report(operation, run_id, vms, volumes, ...), report_stats(report)
+- backup_verified(vms, per_host): a VM whose data is not in the snapshot is not protected
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config i
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import select as select_from_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
+    apply_verification,
     backup_plan,
     fence_outcome,
     host_volumes,
@@ -164,6 +166,11 @@ def backup_outcome(plan_, per_host):
     return fence_outcome(_plain(plan_), _plain(per_host))
 
 
+def backup_verified(vms, per_host):
+    """backup_outcome.vms after each host's check in the snapshot (backup_verify facts, by host)."""
+    return apply_verification(_plain(vms), _plain(per_host))
+
+
 def backup_volumes(volumes, mirrors, prunes, snapshot):
     return merge_post(_plain(volumes), _plain(mirrors or []), _plain(prunes or []), snapshot)
 
@@ -232,6 +239,7 @@ class FilterModule:
             "report_stats": report_stats,
             "backup_outcome": backup_outcome,
             "backup_volumes": backup_volumes,
+            "backup_verified": backup_verified,
             "restore_selection": restore_selection,
             "restore_result": restore_result,
             "ds_volumes": ds_volumes,

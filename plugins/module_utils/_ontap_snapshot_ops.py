@@ -43,7 +43,7 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
                         until: Optional[int] = None, same_run_only: bool = True) -> Dict[str, Any]:
     """Make sure snapshot NAME exists on every volume, created by us as one consistent set.
 
-    Present everywhere with our metadata and the same run id (a rerun, F11) → changed False. Present on some
+    Present everywhere with our metadata and the same run id (a rerun, F11 (docs/dev/faults.md#f11)) → changed False. Present on some
     volumes only, without our metadata, or made by another run → OntapError (never overwritten, never adopted:
     another run's snapshot must not become this run's backup; SAME_RUN_ONLY=False, for a caller that names no
     run, accepts any run's). UNTIL goes into a temporary CG's name.

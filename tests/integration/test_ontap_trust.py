@@ -165,7 +165,7 @@ def test_confirm_snapshot_set(lab, transport):
     assert again["changed"] is False
     with pytest.raises(SnapshotTrustError, match="already good"):
         confirm_snapshot_set(c, vs, name, "run-1", state="late")
-    # a rerun of the same name and run id is a no-op; another run's same name is refused (F11)
+    # a rerun of the same name and run id is a no-op; another run's same name is refused (F11, docs/dev/faults.md#f11)
     assert ensure_snapshot_set(c, vs, name, build_comment("daily", "run-1", "kvm1"))["changed"] is False
     with pytest.raises(OntapError, match="made by run run-1, not by this run"):
         ensure_snapshot_set(c, vs, name, build_comment("daily", "run-9", "kvm1"))

@@ -117,9 +117,13 @@ class Knobs:
             self.faults.clear()
 
     # -- latency ---------------------------------------------------------------------------
-    def delay(self, kind: str) -> None:
+    def seconds(self, kind: str) -> float:
+        """The configured latency of KIND, scaled (0 when latency is off)."""
         with self.lock:
-            secs = self.latency.get(kind, self.latency.get("default", 0.0)) * self.scale
+            return self.latency.get(kind, self.latency.get("default", 0.0)) * self.scale
+
+    def delay(self, kind: str) -> None:
+        secs = self.seconds(kind)
         if secs > 0:
             time.sleep(secs)
 
