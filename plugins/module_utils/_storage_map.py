@@ -251,13 +251,50 @@ class StorageMapper:
                 self._mounts = []
         return self._mounts
 
+    def _datastore_problem(self, ds: Dict[str, Any], real: str) -> Optional[str]:
+        """Why a file under datastore DS (by realpath) is not in DS's volume, or None.
+
+        A configured datastore is a promise that the directory is the volume; it is kept only where the mount
+        table and the file system agree: (1) the datastore path is a symlink whose target is no volume root
+        (no ONTAP .snapshot directory there) - its files are not in the volume's snapshots; (2) the file is on
+        another mount nested below the datastore (another volume, an export of another server, a local disk).
+        """
+        if self.host_root not in ("", "/"):
+            return None  # a copied tree (tests, chroot): no realpath, no mount table of its own
+        if ds["path"] != _clean_abs(ds["given_path"]) and not os.path.isdir(os.path.join(ds["path"], ".snapshot")):
+            return ("datastore %s is a symlink to %s, which is not the root of volume %s:%s (no .snapshot directory "
+                    "there), so its files are not in that volume's snapshots; set the datastore path to the "
+                    "volume's mount point" % (ds["given_path"], ds["path"], ds["svm"], ds["volume"]))
+        mounts = self.mounts()
+        ds_mount = find_mount(mounts, ds["path"])
+        file_mount = find_mount(mounts, real)
+        if ds_mount is not None and file_mount is not None and file_mount.mount_point != ds_mount.mount_point \
+                and is_under(file_mount.mount_point, ds["path"]) and file_mount.mount_point != ds["path"]:
+            return ("%s is under datastore %s (volume %s:%s) but on another mount, %s (%s %s), so it is not in "
+                    "that volume's snapshots" % (real, ds["given_path"], ds["svm"], ds["volume"],
+                                                 file_mount.mount_point, file_mount.fstype, file_mount.source))
+        return None
+
     def locate_file(self, path: str) -> Dict[str, Any]:
         real = self._real(path)
         for ds in self.datastores:
             if is_under(real, ds["path"]):
-                rest = real[len(ds["path"].rstrip("/")):] if ds["path"] != "/" else real
-                return _loc(ds["controller"], ds["svm"], ds["volume"], rest if rest.startswith("/") else "/" + rest,
-                            mapped_by="datastores", datastore=ds["given_path"])
+                problem = self._datastore_problem(ds, real)
+                if problem is None:
+                    rest = real[len(ds["path"].rstrip("/")):] if ds["path"] != "/" else real
+                    return _loc(ds["controller"], ds["svm"], ds["volume"],
+                                rest if rest.startswith("/") else "/" + rest,
+                                mapped_by="datastores", datastore=ds["given_path"])
+                try:
+                    # the volume that really holds it, when the mount table can tell (an NFS mount of ONTAP)
+                    return self._locate_by_mount(real)
+                except Unmapped:
+                    raise Unmapped("%s; the mount table maps it to no ONTAP volume either: move the file onto "
+                                   "the volume or add the directory that really holds it to datastores" % problem
+                                   ) from None
+        return self._locate_by_mount(real)
+
+    def _locate_by_mount(self, real: str) -> Dict[str, Any]:
         mount = find_mount(self.mounts(), real)
         if mount is None:
             raise Unmapped("%s is in no datastore and no mount holds it%s; add its directory to datastores"

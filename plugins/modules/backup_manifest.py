@@ -19,6 +19,12 @@ description:
   - With O(state=read), reads the manifests of a snapshot from C(<datastore>/.snapshot/<snapshot>/.kvmsnap/) (NFS)
     and from the local catalog, and checks them (hashes, UUID and name in the XML, no C(qemu:commandline), every disk
     of the XML mapped to a volume).
+  - With O(state=verified), checks that each VM of O(vms) is really in the snapshot O(snapshot), through the NFS
+    C(<datastore>/.snapshot/<snapshot>/) view - its manifest (parses, names this VM, this snapshot and O(run_id)),
+    C(domain.xml), the saved NVRAM, and every file disk as a regular file (no symlink inside the snapshot),
+    non-empty and, with O(compare_live), as large as the live image for raw disks. Read-only; it never fails by
+    itself, it returns C(verified) (the backup role reports VMs whose data is missing as not protected; the
+    restore role refuses them before anything is touched). Disks on LUNs are not checked by this module.
   - Files are written atomically, mode 0600 in 0700 directories. The XML is the inactive definition without secrets.
 author:
   - kvmsnap.core contributors (@kvmsnap)
@@ -39,9 +45,9 @@ options:
   state:
     description:
       - V(present) writes the manifests of O(vms); V(read) reads those of O(snapshot); V(volumes) lists the volumes
-        of the local catalog.
+        of the local catalog; V(verified) checks that the manifests and disks of O(vms) are in O(snapshot).
     type: str
-    choices: [present, read, volumes]
+    choices: [present, read, volumes, verified]
     default: present
   uri:
     description:
@@ -55,8 +61,9 @@ options:
     default: 3
   vms:
     description:
-      - O(state=present) - the VMs, as the discover role's records (C(name), C(uuid), C(state), C(nvram), C(disks)
-        with C(target), C(source), C(controller), C(svm), C(volume), C(datastore), C(path), C(lun)).
+      - O(state=present) and O(state=verified) - the VMs, as the discover role's records (C(name), C(uuid),
+        C(state), C(nvram), C(disks) with C(target), C(source), C(format), C(controller), C(svm), C(volume),
+        C(datastore), C(path), C(lun)); O(state=verified) also takes the restore plan's entries (same keys).
     type: list
     elements: dict
     default: []
@@ -68,7 +75,7 @@ options:
     default: []
   snapshot:
     description:
-      - Snapshot name the manifests belong to. Required with O(state=present) and O(state=read).
+      - Snapshot name the manifests belong to. Required with O(state=present), O(state=read) and O(state=verified).
     type: str
   datastores:
     description:
@@ -105,6 +112,12 @@ options:
     description:
       - Time of the run (ISO 8601), recorded in the manifests.
     type: str
+  compare_live:
+    description:
+      - O(state=verified) - also compare the size of each raw disk image in the snapshot with the live image
+        (right after a backup they are equal; a restore turns this off, the live image may have changed since).
+    type: bool
+    default: true
 """
 
 EXAMPLES = r"""
@@ -115,6 +128,15 @@ EXAMPLES = r"""
     run_id: 20260101T020000Z-1a2b
     policy: daily
     host: "{{ inventory_hostname }}"
+
+- name: Check after the snapshot that every VM's manifest and disks are in it
+  kvmsnap.core.backup_manifest:
+    state: verified
+    vms: "{{ discover_vms | selectattr('protectable') | list }}"
+    snapshot: kvmsnap-daily_20260101T020000Z
+    run_id: 20260101T020000Z-1a2b
+    host: "{{ inventory_hostname }}"
+  register: verified
 
 - name: Read them back from the snapshot
   kvmsnap.core.backup_manifest:
@@ -167,6 +189,22 @@ missing:
   type: list
   elements: str
   sample: [db1]
+verified:
+  description:
+    - O(state=verified) - per VM of O(vms), whether its data is in the snapshot; C(missing) lists the paths that
+      are not (or not as expected), C(reasons) says why for each.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "web1", "uuid": "0b0e0d3c-54c3-4e3d-8f4b-1f6f1c2d3e4f", "protected": false,
+            "missing": ["/mnt/ds1/.snapshot/kvmsnap-daily_20260101T020000Z/web1.img"],
+            "reasons": ["disk vda (/mnt/ds1/web1.img): not in the snapshot"]}]
+not_protected:
+  description: O(state=verified) - one line per VM whose data is not in the snapshot (host, VM, snapshot, paths).
+  returned: always
+  type: list
+  elements: str
+  sample: ["kvm1: VM web1 is not in snapshot kvmsnap-daily_20260101T020000Z: /mnt/ds1/.snapshot/... (not in the snapshot)"]
 """
 
 import os
@@ -175,6 +213,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest as mf
+from ansible_collections.kvmsnap.core.plugins.module_utils import _verify as vf
 
 try:
     from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import (
@@ -241,7 +280,7 @@ def _present(module: AnsibleModule) -> dict:
                                              exc.strerror or exc, fix))
             manifests.append(manifest)
     return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": [],
-            "datastore_files": {}, "volumes": []}
+            "datastore_files": {}, "volumes": [], "verified": [], "not_protected": []}
 
 
 def _read(module: AnsibleModule) -> dict:
@@ -266,13 +305,22 @@ def _read(module: AnsibleModule) -> dict:
             keep += [m for m in match if m not in keep]
         manifests = keep
     return {"changed": False, "manifests": manifests, "invalid": invalid, "missing": missing, "written": [],
-            "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}, "volumes": []}
+            "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}, "volumes": [], "verified": [],
+            "not_protected": []}
+
+
+def _verified(module: AnsibleModule) -> dict:
+    p = module.params
+    results = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"]) for vm in p["vms"]]
+    return {"changed": False, "verified": results, "not_protected": vf.summary(p["host"] or "KVM host",
+                                                                                p["snapshot"], results),
+            "manifests": [], "invalid": [], "missing": [], "written": [], "datastore_files": {}, "volumes": []}
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["present", "read", "volumes"], default="present"),
+            state=dict(type="str", choices=["present", "read", "volumes", "verified"], default="present"),
             uri=dict(type="str", default="qemu:///system"),
             retries=dict(type="int", default=3),
             vms=dict(type="list", elements="dict", default=[]),
@@ -286,17 +334,21 @@ def main() -> None:
             consistency=dict(type="str"),
             config_dir=dict(type="path"),
             created=dict(type="str"),
+            compare_live=dict(type="bool", default=True),
         ),
-        required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"])],
+        required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"]),
+                     ("state", "verified", ["snapshot"])],
         supports_check_mode=True,
     )
     if module.params["state"] == "volumes":
         module.exit_json(changed=False, volumes=mf.catalog_volumes(module.params["state_dir"]), manifests=[],
-                         invalid=[], missing=[], written=[], datastore_files={})
+                         invalid=[], missing=[], written=[], datastore_files={}, verified=[], not_protected=[])
     if "/" in module.params["snapshot"] or module.params["snapshot"] in (".", ".."):
         module.fail_json(msg="snapshot: %r is not a snapshot name." % module.params["snapshot"])
     if module.params["state"] == "present":
         module.exit_json(**_present(module))
+    if module.params["state"] == "verified":
+        module.exit_json(**_verified(module))
     module.exit_json(**_read(module))
 
 

@@ -510,6 +510,37 @@ def _confirm_plan(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
     return out
 
 
+def apply_verification(vms: List[Mapping[str, Any]], per_host: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Report entries of a backup after the check in the snapshot (roles/backup/tasks/verify.yml).
+
+    per_host[host] = backup_verify {vms: [{name, uuid, protected, missing, reasons}]}. A VM the fence did protect
+    but whose manifest or disks are not in the snapshot is NOT protected: the run must not say OK for it.
+    """
+    out = []
+    for vm in vms:
+        entry = dict(vm)
+        checks = (per_host.get(str(vm.get("host"))) or {}).get("vms") or []
+        check = next((c for c in checks if (c.get("uuid") and c.get("uuid") == vm.get("uuid"))
+                      or c.get("name") == vm.get("name")), None)
+        details = dict(entry.get("details") or {})
+        if check is not None:
+            details["verified"] = bool(check.get("protected"))
+            if not check.get("protected"):
+                details["missing"] = list(check.get("missing") or [])
+                if entry.get("ok"):
+                    entry["ok"] = False
+                    entry["error"] = "not in the snapshot (verified after it): %s" % "; ".join(
+                        "%s (%s)" % (p, why) for p, why in zip(check.get("missing") or [], check.get("reasons") or []))
+        elif entry.get("ok"):
+            # a protected VM that was not checked is not called good either
+            details["verified"] = False
+            entry["ok"] = False
+            entry["error"] = "not verified in the snapshot (the check did not run on %s)" % vm.get("host")
+        entry["details"] = details
+        out.append(entry)
+    return out
+
+
 def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]], prunes: List[Mapping[str, Any]],
                snapshot: Optional[str]) -> List[Dict[str, Any]]:
     """Add the snapshot name, SnapMirror/SnapVault results and prune results (loop results per controller)."""

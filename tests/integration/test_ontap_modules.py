@@ -247,7 +247,7 @@ def test_snapshot_across_svms(request, lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_failed_set_leaves_nothing_behind(lab, transport):
-    """All-or-nothing (F12): a failure in the middle of a multi-volume snapshot removes what it made."""
+    """All-or-nothing (F12, docs/dev/faults.md#f12): a failure in the middle of a multi-volume snapshot removes what it made."""
     name = f"kvmsnap-manual_{transport}_f12"
     if transport == "rest":
         add_fault(lab, action="job_failure", method="POST", path="/api/application/consistency-groups/*/snapshots",
@@ -390,6 +390,27 @@ def test_restore_files(lab, transport):
         res = run(lab, transport, "ontap_restore", svm="svm1", volume=vol, snapshot=snap, files=["ok", bad])
         assert res.failed and needle in res["msg"], res
     assert calls_since(lab, seq) == []
+
+
+def test_zapi_restore_waits_for_the_background_copy(lab):
+    """ZAPI snapshot-restore-file returns while ONTAP still copies: ontap_restore returns only once the data is
+    back (the VM is started right after it)."""
+    vol = "vol_rf_zapi"
+    disk = vol_dir(lab, "svm1", vol) / "bg.img"
+    disk.write_bytes(b"snapshot data")
+    snap = "kvmsnap-daily_20260106T010000Z"
+    assert run(lab, "zapi", "ontap_snapshot", svm="svm1", volumes=[vol], name=snap, policy="daily")["changed"]
+    disk.write_bytes(b"live data")
+    lat = sim_call(lab, "GET", "/_sim/latency")
+    sim_call(lab, "POST", "/_sim/latency", {"scale": 1, "kinds": {"sfsr_background": 1.0}})
+    try:
+        seq = last_seq(lab)
+        res = run(lab, "zapi", "ontap_restore", svm="svm1", volume=vol, snapshot=snap, files=["bg.img"])
+        assert res["changed"] and not res.failed, res
+        assert disk.read_bytes() == b"snapshot data"
+        assert "snapshot-restore-file-info" in [c.get("api") for c in calls_since(lab, seq)]
+    finally:
+        sim_call(lab, "POST", "/_sim/latency", lat)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

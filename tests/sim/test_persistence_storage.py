@@ -148,3 +148,25 @@ def test_unchanged_files_are_shared_between_snapshots(fresh):
     assert os.stat(big).st_ino != os.stat(snaps / "s2" / "big.img").st_ino
     big.write_bytes(b"z")
     assert (snaps / "s2" / "big.img").read_bytes() == b"x" * 65536
+
+
+def test_a_snapshot_does_not_hold_a_file_system_mounted_inside_the_volume(fresh, tmp_path):
+    # As on ONTAP, where a volume mounted at a junction inside another is not part of the other's snapshots
+    # (and as btrfs subvolume snapshots behave): the mount point is there, empty, its files are not.
+    if os.geteuid() != 0:
+        pytest.skip("a bind mount needs root")
+    vdir = fresh.sim.data / "volumes" / "svm1" / "vol_ds1"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "d.img").write_bytes(b"x" * 512)
+    (vdir / "nested").mkdir()
+    (vdir / "own.img").write_bytes(b"o")
+    subprocess.run(["mount", "--bind", str(other), str(vdir / "nested")], check=True)
+    try:
+        vol = fresh.volume("vol_ds1")
+        fresh.create_snapshot(vol["uuid"], "s1")
+    finally:
+        subprocess.run(["umount", str(vdir / "nested")], check=True)
+    snap = vdir / ".snapshot" / "s1"
+    assert (snap / "own.img").read_bytes() == b"o"
+    assert (snap / "nested").is_dir() and os.listdir(snap / "nested") == []

@@ -168,7 +168,7 @@ def test_datastores_win_over_nfs_longest_prefix(tmp_path):
 
 def test_datastores_are_realpathed(tmp_path):
     real = tmp_path / "real"
-    real.mkdir()
+    (real / ".snapshot").mkdir(parents=True)  # a symlink to a volume root (an NFS mount of an ONTAP volume)
     (tmp_path / "link").symlink_to(real)
     ds = parse_datastores([{"path": str(tmp_path / "link"), "controller": "c", "svm": "s", "volume": "v"}])
     assert ds[0]["path"] == str(real)
@@ -202,3 +202,47 @@ def test_bad_datastore_and_inventory_entries():
         parse_datastores([{"path": "x", "controller": "c", "svm": "s", "volume": "v"}])
     with pytest.raises(StorageMapError, match="entry 2"):
         StorageInventory.from_option([INVENTORY[0], {"controller": "c"}])
+
+
+def test_a_symlinked_datastore_that_leaves_the_volume_maps_nothing(tmp_path):
+    # kvmsnap_datastores names a symlink to a directory that is no volume root: its files are in no snapshot
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "link").symlink_to(outside)
+    ds = parse_datastores([{"path": str(tmp_path / "link"), "controller": "c", "svm": "s", "volume": "v"}])
+    mapper = StorageMapper(StorageInventory(), ds, [], "/")
+    vm = _vm(str(tmp_path / "link" / "d.qcow2"))
+    problems = mapper.map_vm(vm)
+    assert vm["disks"][0]["volume"] is None
+    assert len(problems) == 1
+    reason = problems[0]["reason"]
+    assert "datastore %s is a symlink to %s" % (tmp_path / "link", outside) in reason
+    assert "not the root of volume s:v" in reason and "set the datastore path to the volume's mount point" in reason
+
+
+def test_a_disk_on_a_mount_nested_below_a_datastore_is_not_attributed_to_it(tmp_path, monkeypatch):
+    # /ds1 is volume v1; /ds1/nested is another mount (another volume or a local disk): not in v1's snapshots
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _mountinfo as mi
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _storage_map as sm
+
+    ds1 = tmp_path / "ds1"
+    (ds1 / "nested").mkdir(parents=True)
+    text = ("20 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+            "30 20 8:2 / %s rw - ext4 /dev/sdb1 rw\n" % (ds1 / "nested"))
+    monkeypatch.setattr(sm, "read_mounts", lambda root="/": mi.parse_mountinfo(text))
+    ds = parse_datastores([{"path": str(ds1), "controller": "c", "svm": "s", "volume": "v1"}])
+    mapper = StorageMapper(StorageInventory(), ds, [], "/")
+    ok = _vm(str(ds1 / "top.img"))
+    assert mapper.map_vm(ok) == [] and ok["disks"][0]["volume"] == "v1"
+    vm = _vm(str(ds1 / "nested" / "d.img"))
+    problems = mapper.map_vm(vm)
+    assert vm["disks"][0]["volume"] is None
+    reason = problems[0]["reason"]
+    assert "is under datastore %s (volume s:v1) but on another mount, %s (ext4 /dev/sdb1)" % (
+        ds1, ds1 / "nested") in reason
+    # a datastore configured at the nested mount itself wins (longest path): mapped to the volume that holds it
+    ds = parse_datastores([{"path": str(ds1), "controller": "c", "svm": "s", "volume": "v1"},
+                           {"path": str(ds1 / "nested"), "controller": "c", "svm": "s", "volume": "v2"}])
+    vm = _vm(str(ds1 / "nested" / "d.img"))
+    assert StorageMapper(StorageInventory(), ds, [], "/").map_vm(vm) == []
+    assert vm["disks"][0]["volume"] == "v2" and vm["disks"][0]["path_in_volume"] == "/d.img"

@@ -28,6 +28,15 @@ def _run(*cmd: str) -> None:
         raise StorageError(f"{' '.join(cmd)}: {res.stderr.strip() or res.returncode}")
 
 
+def _mount_points() -> set[str]:
+    """Mount points of this mount namespace (bind mounts of the same file system too, which ismount misses)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            return {line.split()[4].replace("\\040", " ") for line in fh if len(line.split()) > 4}
+    except OSError:
+        return set()
+
+
 def fs_type(path: Path) -> str:
     res = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=False)
     return res.stdout.strip() if res.returncode == 0 else "unknown"
@@ -134,6 +143,7 @@ class Storage:
         a snapshot could otherwise keep the old mtime). Other files are copied with
         cp -a --reflink=auto (sparse-aware)."""
         stable_before_ns = int((prev_time - 1) * 1e9)
+        mounts = _mount_points()
         dest.mkdir(parents=True)
         to_copy: list[str] = []
         dirs: list[str] = []
@@ -143,10 +153,15 @@ class Storage:
                 if SNAPDIR in dirnames:
                     dirnames.remove(SNAPDIR)
                 rel_dir = ""
-            for d in dirnames:
+            for d in list(dirnames):
                 rel = os.path.join(rel_dir, d)
                 if os.path.islink(os.path.join(dirpath, d)):
                     to_copy.append(rel)
+                elif os.path.abspath(os.path.join(dirpath, d)) in mounts:
+                    # another file system mounted inside the volume (as another volume at a junction): a
+                    # snapshot never holds its data, only the empty directory, as with btrfs subvolumes
+                    os.mkdir(dest / rel)
+                    dirnames.remove(d)
                 else:
                     os.mkdir(dest / rel)
                     dirs.append(rel)
