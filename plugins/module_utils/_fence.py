@@ -11,12 +11,12 @@ Rules (see docs and tests):
 
 * every VM is resolved (name or UUID) before any VM is touched; unknown VMs fail the run, all named;
 * a stale journal of a dead run (or one past its deadline) is recovered first and reported;
-* a lock per VM keeps two runs apart (F18); a stale lock is reported and taken over;
+* a lock per VM keeps two runs apart (F18 (docs/dev/faults.md#f18)); a stale lock is reported and taken over;
 * the journal is written ahead of the quiesce (what will be done), then updated with what was done;
 * a detached watchdog (``_watchdog``) releases at the deadline by itself;
-* a VM that was paused (or frozen) before the run is never touched (F8); release of a VM that is
-  already running / thawed is a success (F9); on a failure partway the VMs already quiesced are
-  released and the others are left alone (F10);
+* a VM that was paused (or frozen) before the run is never touched (F8 (docs/dev/faults.md#f8)); release of a VM that is
+  already running / thawed is a success (F9 (docs/dev/faults.md#f9)); on a failure partway the VMs already quiesced are
+  released and the others are left alone (F10 (docs/dev/faults.md#f10));
 * consistency levels are never claimed above what was reached.
 """
 
@@ -130,7 +130,7 @@ class SharedConnection:
 
     ``slots`` connections: libvirtd serves at most ``max_client_requests`` (default 5) calls of one client at a
     time, so a parallel fence spreads its workers over several connections (a worker binds its thread to a
-    slot). Each slot reconnects once per generation when libvirtd restarts (F7); calls are retried
+    slot). Each slot reconnects once per generation when libvirtd restarts (F7 (docs/dev/faults.md#f7)); calls are retried
     ``retries`` times after transient errors.
     """
 
@@ -390,7 +390,7 @@ def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) ->
             dom.resume()
         except Exception as err:
             state = dom.state()[0]
-            if state != VIR_DOMAIN_PAUSED:  # F9: someone resumed it meanwhile
+            if state != VIR_DOMAIN_PAUSED:  # F9 (docs/dev/faults.md#f9): someone resumed it meanwhile
                 return not_paused(state)
             raise err
         return "resumed"
@@ -405,7 +405,7 @@ def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) ->
     try:
         if action in ("frozen", "auto"):
             last: Optional[BaseException] = None
-            for _try in range(3):  # F4: retry the thaw, then check the status
+            for _try in range(3):  # F4 (docs/dev/faults.md#f4): retry the thaw, then check the status
                 try:
                     out["result"] = sc.call(thaw)
                     last = None
@@ -790,7 +790,7 @@ def public_outcome(o: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# signals (F5): SIGTERM/SIGINT/SIGHUP become an exception in the main thread, so `finally` releases
+# signals (F5 (docs/dev/faults.md#f5)): SIGTERM/SIGINT/SIGHUP become an exception in the main thread, so `finally` releases
 
 
 class FenceInterrupted(BaseException):
@@ -858,7 +858,7 @@ def _run_id_param(params: Dict[str, Any]) -> Optional[str]:
 
 
 def run_locked(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
-    """vm_quiesce state=locked: take the per-VM locks of run RUN_ID before the run writes anything (F18).
+    """vm_quiesce state=locked: take the per-VM locks of run RUN_ID before the run writes anything (F18 (docs/dev/faults.md#f18)).
 
     The locks are held (no process owns them) until the run's release/unlock, or until DEADLINE seconds
     from now (the expiry of an abandoned run). A live lock of another run refuses, naming its holder.
@@ -931,7 +931,7 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                 raise
         failed = [o for o in outcomes if o.get("error")]
         if failed:
-            fence.release(outcomes)  # F10: undo the ones that were quiesced, the others were never touched
+            fence.release(outcomes)  # F10 (docs/dev/faults.md#f10): undo the ones that were quiesced, the others were never touched
             fence.finish(outcomes, by="run %s (quiesce failed)" % fence.run_id)
             result["vms"] = [public_outcome(o) for o in outcomes]
             result["changed"] = True
@@ -968,7 +968,7 @@ def _who(vm: Dict[str, Any], journal: Dict[str, Any]) -> Dict[str, Any]:
 def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
     """vm_quiesce state=released: undo what vm_quiesce runs did (journals), never anything else.
 
-    With RUN_ID only that run's journal is looked at (a release never touches another run's quiesce, F18)
+    With RUN_ID only that run's journal is looked at (a release never touches another run's quiesce, F18 (docs/dev/faults.md#f18))
     and every VM says who released it (this call, the watchdog, another run's recovery, or nobody: not
     quiesced by that run) and when; then the run's remaining locks on this host go.
     """
@@ -1064,7 +1064,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
         if failed:
             raise FenceError("vm_quiesce on %s: could not release %s; the journal stays open so the watchdog and "
                              "the next run retry." % (fence.where, "; ".join(v["release_error"] for v in failed)), result)
-        if run_id is not None and not check_mode:  # the run's unlock: its locks on this host go (F18)
+        if run_id is not None and not check_mode:  # the run's unlock: its locks on this host go (F18 (docs/dev/faults.md#f18))
             if wanted is None:
                 result["unlocked"] = _lock.release_run(fence.state_dir, run_id)
             else:
@@ -1223,7 +1223,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             connect = ontap_connect
         ontap, existing = _ontap_preflight(connect, params, volumes, name)
         if existing:
-            # F11: a rerun of a backup that is already complete changes nothing and quiesces nobody
+            # F11 (docs/dev/faults.md#f11): a rerun of a backup that is already complete changes nothing and quiesces nobody
             result["snapshots"] = [{"svm": s["svm"], "volume": s["volume"], "name": name, "uuid": s.get("uuid"),
                                     "create_time": s.get("create_time")} for s in existing]
             result["vms"] = [{"name": vm["name"], "uuid": vm["uuid"], "action": "none", "pause_ms": 0.0,
@@ -1270,7 +1270,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 fence.finish(outcomes, by="vm_backup run %s" % run_id)
         late = snap.pop("late", None)
         snap["was_late"] = late is not None
-        if late is not None:  # released at the deadline; give the call a bounded time to finish (F3)
+        if late is not None:  # released at the deadline; give the call a bounded time to finish (F3 (docs/dev/faults.md#f3))
             late.wait(LATE_WAIT)
             if "result" not in snap and "error" not in snap:
                 snap["error"] = "no answer from ONTAP within %ds after the deadline" % LATE_WAIT
@@ -1353,7 +1353,7 @@ def _recover_orphans(ontap: Any, volumes: List[tuple], check_mode: bool, warning
 
 
 def _verify_snapshots(ontap: Any, snapshots: List[Dict[str, Any]], warnings: List[str]) -> List[str]:
-    """P4: read every new snapshot back (after the release) and require its state to be valid."""
+    """P4 (docs/dev/faults.md#p4): read every new snapshot back (after the release) and require its state to be valid."""
     bad = []
     for snap in snapshots:
         try:
@@ -1419,9 +1419,9 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
 
 def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str, Any], volumes: List[tuple],
                      name: str) -> Tuple[Any, List[Dict[str, Any]]]:
-    """Connect and check every volume exists (F16); return the client and the snapshots NAME already has.
+    """Connect and check every volume exists (F16 (docs/dev/faults.md#f16)); return the client and the snapshots NAME already has.
 
-    A rerun whose snapshot already exists on every volume with our metadata is a no-op (F11); any other
+    A rerun whose snapshot already exists on every volume with our metadata is a no-op (F11 (docs/dev/faults.md#f11)); any other
     existing snapshot of that name is refused, never overwritten.
     """
     from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError
@@ -1459,7 +1459,7 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str,
 def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, label: Optional[str],
                      deadline_mono: float, while_waiting: Optional[Callable[[], Any]] = None,
                      until: Optional[int] = None) -> Dict[str, Any]:
-    """create_snapshot_set in a worker thread; wait until the deadline at most (F3).
+    """create_snapshot_set in a worker thread; wait until the deadline at most (F3 (docs/dev/faults.md#f3)).
 
     Returns {result, error, ms, done_in_window}. After the deadline the caller releases the VMs;
     the worker keeps going and is given a short bounded time afterwards to learn the outcome.

@@ -27,7 +27,6 @@ TEXT_SUFFIXES = {".py", ".yml", ".yaml", ".md", ".txt", ".cfg", ".toml", ".ini",
 # Files other branches of issue 7 are changing; their bare citations are linked when the lead merges them.
 # Remove an entry once its citations link their entry.
 PENDING = {
-    "plugins/module_utils/_fence.py",
     "plugins/module_utils/_domain_restore.py",
 }
 
