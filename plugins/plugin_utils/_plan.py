@@ -308,6 +308,8 @@ def achieved_consistency(quiesced: Mapping[str, Any], released: Optional[Mapping
         return level, None  # not quiesced (shut off: offline; mode none / user-paused: as recorded)
     if released is None:
         return "crash", "no release record of this run"
+    if released.get("release_error") or released.get("released") is False:
+        return level, None  # still held after the snapshot (and reported NOT RELEASED): nothing ran meanwhile
     who = released.get("released_by")
     at = released.get("released_at")
     when = " at %s" % _utc(at) if at else ""

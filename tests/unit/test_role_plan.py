@@ -373,3 +373,12 @@ def test_shared_fence_sound_release_keeps_the_quiesce_consistency():
     out = fence_outcome(plan, {"h1": host(a, "release", 130.5), "h2": host(b, "release", 130.6)})
     assert all(v["ok"] and v["consistency"] == "suspended" for v in out["vms"])
     assert out["confirm"][0]["state"] == "good" and out["confirm"][0]["consistency"] == "suspended"
+
+
+def test_shared_fence_vm_not_released_keeps_its_level():
+    plan, a, b, host = _shared_two_hosts()
+    hb = host(b, None, None, None)
+    hb["release"]["vms"][0].update(released=False, release_error="release (resume) of VM b failed")
+    out = fence_outcome(plan, {"h1": host(a, "release", 130.5), "h2": hb})
+    vb = next(v for v in out["vms"] if v["name"] == "b")
+    assert vb["consistency"] == "suspended" and "crash_reason" not in (vb.get("details") or {})
