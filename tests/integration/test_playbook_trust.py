@@ -232,3 +232,33 @@ def test_recover_playbook_marks_orphans_late(lab):
     assert meta["state"] == "late" and meta["consistency"] == "crash"
     assert parse_comment(snap(lab, live)["comment"])["state"] == "pending"  # a live run's is left alone
     assert all_running(lab)
+
+
+def test_single_host_hanging_snapshot_stays_pending_and_the_next_backup_marks_it_late(lab):
+    """§1 through the role: vm_backup gives the snapshot up at the deadline (+ its short wait), the run fails, the VMs
+    run; the snapshot the controller finishes later is pending, never good; the next backup's pre-flight marks it
+    late once its `until` (now + kvmsnap_quiesce_deadline + kvmsnap_timeout) has passed."""
+    extra = {"kvmsnap_quiesce_deadline": 10, "kvmsnap_timeout": 5}
+    hang_snapshots(lab, 24)  # > deadline 10 s + the 10 s wait after the release
+    proc = lab.run("backup", lab.one_host, extra)
+    assert proc.returncode != 0, _out(proc)
+    rep = proc.report
+    assert rep["status"] == "failed" and rep["done"] == []
+    assert "did not complete within the deadline of 10s" in proc.stdout, _out(proc)
+    assert all_running(lab)
+    assert _wait(lambda: snap(lab, rep["snapshot"]) is not None, 30), "the controller never finished the snapshot"
+    s = snap(lab, rep["snapshot"])
+    meta = parse_comment(s["comment"])
+    assert meta["state"] == "pending" and not is_good(s) and meta["run"] == rep["run_id"]
+    time.sleep(max(0.0, meta["until"] - time.time()) + 1.5)
+    nxt = lab.run("backup", lab.one_host)
+    assert nxt.returncode == 0, _out(nxt)
+    assert any("marked 1 orphaned snapshot(s) late" in r for r in nxt.report["recovery"]), nxt.report["recovery"]
+    late = snap(lab, rep["snapshot"])
+    if late is None:  # marked late, then deleted by the run's retention (late sets older than a good one go)
+        assert rep["snapshot"] in {p for v in nxt.report["volumes"] for p in v["pruned"]}, nxt.report["volumes"]
+    else:
+        meta = parse_comment(late["comment"])
+        assert meta["state"] == "late" and meta["consistency"] == "crash"
+    good = parse_comment(snap(lab, nxt.report["snapshot"])["comment"])
+    assert good["state"] == "good" and good["consistency"] == "suspended"
