@@ -128,9 +128,9 @@ def test_restore_refuses_a_vm_whose_disk_is_not_in_the_snapshot_before_touching_
 
 def test_restore_refuses_the_vms_the_backup_did_not_protect(lab):
     inv = lab.inventory({"kvm1": {}}, {"c1": lab.controller("s1")}, kvmsnap_datastores=lab.datastores)
-    proc = lab.run("restore", inv, {"kvmsnap_restore_vms": [lab.name("gsym"), lab.name("gnest")],
-                                        "kvmsnap_restore_snapshot": SNAP, "kvmsnap_restore_force": True,
-                                        "kvmsnap_shutdown_timeout": 3})
+    extra = {"kvmsnap_restore_vms": [lab.name("gsym"), lab.name("gnest")], "kvmsnap_restore_snapshot": SNAP,
+             "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": 3}
+    proc = lab.run("restore", inv, extra)
     assert proc.returncode != 0, _out(proc)
     assert "VM %s has no valid manifest in snapshot %s" % (lab.name("gsym"), SNAP) in proc.stdout, _out(proc)
     assert "Nothing was touched" in proc.stdout

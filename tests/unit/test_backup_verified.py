@@ -25,8 +25,8 @@ def test_missing_data_turns_an_ok_vm_into_not_protected():
                                    "(disk vda (/ds1/db1.img): not in the snapshot)")
     assert out["db1"]["details"]["missing"] == ["/ds1/.snapshot/s/db1.img"]
     assert out["app1"]["error"] == "fence failed"  # the first error stays
-    report = build_report("backup", "r1", list(out.values()), [{"controller": "c1", "svm": "svm1", "volume": "vol1",
-                                                                 "ok": True}], snapshot="s")
+    volumes = [{"controller": "c1", "svm": "svm1", "volume": "vol1", "ok": True}]
+    report = build_report("backup", "r1", list(out.values()), volumes, snapshot="s")
     assert report["status"] == "failed" and report["done"] == ["web1"]
     assert sorted(report["not_done"]) == ["app1", "db1"]
 
