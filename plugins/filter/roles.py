@@ -23,6 +23,8 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config i
     SnapCreatorConfigError,
     parse_config,
 )
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import select as select_from_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
     apply_verification,
     backup_plan,
@@ -118,29 +120,9 @@ def vm_table(vms):
 
 def catalog(snapshot_lists: List[Any], volumes: List[str]) -> List[Dict[str, Any]]:
     """ontap_snapshot_info results (one per controller) → one record per snapshot name, with the volumes that
-    have it: {name, policy, run, host, create_time, create_time_iso, volumes: [ctrl:svm:vol], complete: bool}."""
-    records: Dict[str, Dict[str, Any]] = {}
-    wanted = set(volumes)
-    for item in _plain(snapshot_lists):
-        ctrl = item.get("controller") or item.get("item")
-        for snap in item.get("snapshots") or []:
-            meta = snap.get("kvmsnap") or {}
-            rec = records.setdefault(snap["name"], {
-                "name": snap["name"], "policy": meta.get("policy"), "run": meta.get("run"), "host": meta.get("host"),
-                "ours": bool(meta), "create_time": snap.get("create_time"),
-                "create_time_iso": snap.get("create_time_iso"), "volumes": [], "state": "valid"})
-            rec["volumes"].append("%s:%s:%s" % (ctrl, snap.get("svm"), snap.get("volume")))
-            if snap.get("state") not in (None, "", "valid"):
-                rec["state"] = snap.get("state")
-            if (snap.get("create_time") or 0) < (rec["create_time"] or 0):
-                rec["create_time"] = snap.get("create_time")
-    out = []
-    for rec in records.values():
-        rec["volumes"].sort()
-        rec["missing"] = sorted(wanted - set(rec["volumes"]))
-        rec["complete"] = not rec["missing"]
-        out.append(rec)
-    return sorted(out, key=lambda r: (r["create_time"] or 0, r["name"]))
+    have it and its trust state: {name, policy, run, host, state, consistency, ontap_state, create_time,
+    create_time_iso, volumes: [ctrl:svm:vol], missing, complete, ours}."""
+    return build_catalog(_plain(snapshot_lists), _plain(volumes))
 
 
 def full_volumes(results, limit=1023):
@@ -165,43 +147,12 @@ def newer_snapshots(records, snapshot, volume_keys):
 
 
 def select_snapshot(records, spec):
-    """Pick the snapshot to restore from the catalog: 'latest' (newest of ours that every needed volume has),
-    a name, or a JMESPath query (its result: a record, a name, or a list of them - the last one is used)."""
-    records = _plain(records)
-    spec = _plain(spec)
-    kind, value = spec.get("kind"), spec.get("value")
-    if kind == "latest":
-        good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "valid"
-                and r.get("policy") != "prerestore"]
-        if not good:
-            raise AnsibleFilterError("kvmsnap restore pre-flight: kvmsnap_restore_snapshot=latest: no snapshot of this "
-                                     "collection exists on every needed volume (%d snapshot(s) listed)." % len(records))
-        return good[-1]
-    if kind == "name":
-        for rec in records:
-            if rec["name"] == value:
-                return rec
-        raise AnsibleFilterError("kvmsnap restore pre-flight: kvmsnap_restore_snapshot: snapshot %r exists on none of "
-                                 "the volumes (known: %s)." % (value, ", ".join(r["name"] for r in records[-10:]) or
-                                                               "none"))
+    """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has), a name (a non-good one
+    only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
     try:
-        import jmespath
-    except ImportError:
-        raise AnsibleFilterError("kvmsnap: a JMESPath kvmsnap_restore_snapshot needs the jmespath library on the "
-                                 "controller.") from None
-    try:
-        found = jmespath.search(value, records)
-    except Exception as exc:
-        raise AnsibleFilterError("kvmsnap_restore_snapshot: query %r failed: %s" % (value, exc)) from None
-    if isinstance(found, list):
-        found = found[-1] if found else None
-    if isinstance(found, str):
-        found = next((r for r in records if r["name"] == found), None)
-    if not isinstance(found, Mapping) or "name" not in found:
-        raise AnsibleFilterError("kvmsnap restore pre-flight: kvmsnap_restore_snapshot query %r selected no snapshot of "
-                                 "the catalog (records have: name, policy, run, host, create_time, create_time_iso, "
-                                 "volumes, complete, ours)." % value)
-    return next((r for r in records if r["name"] == found["name"]), found)
+        return select_from_catalog(_plain(records), _plain(spec))
+    except CatalogError as exc:
+        raise AnsibleFilterError("kvmsnap restore pre-flight: %s" % exc) from None
 
 
 def run_report(operation, run_id, vms, volumes, snapshot=None, started=None, finished=None, warnings=None,

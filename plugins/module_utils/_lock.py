@@ -1,7 +1,8 @@
 # Copyright (c) kvmsnap.core contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Per-VM run locks under <state_dir>/locks: one run at a time per VM (F18), stale locks taken over.
+"""Per-VM run locks under <state_dir>/locks: one run at a time per VM (F18, docs/dev/faults.md#f18), stale locks
+taken over.
 
 This module util is PRIVATE to the collection. It may change without notice.
 

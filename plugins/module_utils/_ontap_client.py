@@ -19,6 +19,25 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import 
 VolumeRef = Tuple[str, str]
 CG_API = (9, 10, 1)
 NATIVE_FILE_RESTORE = (9, 10, 1)
+# Temporary consistency groups: `kvmsnap_tmp_<until epoch>_<hex>`. UNTIL is the epoch second after which the
+# run that made it is certainly dead (past its deadline), so a later run may delete a leftover safely.
+TEMP_CG_PREFIX = "kvmsnap_tmp_"
+TEMP_CG_LIFETIME = 3600
+_TEMP_CG_RE = re.compile(r"^kvmsnap_tmp_(?:(\d{9,12})_)?[0-9a-f]+$")
+
+
+def temp_cg_name(until: int, token: str) -> str:
+    return "%s%d_%s" % (TEMP_CG_PREFIX, int(until), token)
+
+
+def is_temp_cg_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(_TEMP_CG_RE.match(name))
+
+
+def temp_cg_until(name: Any) -> Optional[int]:
+    """The `until` epoch of a temporary CG name; None for a name without one (made before it was recorded)."""
+    m = _TEMP_CG_RE.match(name) if isinstance(name, str) else None
+    return int(m.group(1)) if m and m.group(1) else None
 
 
 def iso_to_epoch(value: Any) -> Optional[int]:
@@ -79,6 +98,7 @@ class Ontap:
         self._version: Optional[Tuple[int, int, int]] = None
         self.attempted_method: Optional[str] = None  # the method _create_set was using when it failed
         self.warnings: List[str] = []
+        self.temp_cg_until: Optional[int] = None  # `until` for the temporary CG of the current create_snapshot_set
         # (svm, volume) -> record: a fence asks for the same volumes several times
         self._volumes: Dict[Tuple[str, str], dict] = {}
 
@@ -129,6 +149,30 @@ class Ontap:
                     snapmirror_label: Optional[str]) -> str:  # pragma: no cover
         raise NotImplementedError
 
+    def _set_comment(self, svm: str, volume: str, name: str, comment: Optional[str],
+                     label: Optional[str]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def set_snapshot_comment(self, svm: str, volume: str, name: str, comment: str) -> None:
+        """Replace the comment of snapshot NAME on SVM:VOLUME (404 OntapError when it does not exist)."""
+        op = "set comment of snapshot %s on %s:%s" % (name, svm, volume)
+        if not self.call(op, lambda: self.get_snapshot(svm, volume, name)):
+            raise self.not_found("snapshot %s not found on %s:%s" % (name, svm, volume), op,
+                                 hint="List the snapshots with kvmsnap.core.ontap_snapshot_info.")
+        self._set_comment(svm, volume, name, comment, None)
+
+    def list_temp_cgs(self, svm: Optional[str] = None) -> List[dict]:
+        """Temporary consistency groups (`kvmsnap_tmp_*`) as {name, uuid, svm, volumes, until}.
+
+        Only the REST CG API has persistent CGs; ZAPI cg-start leaves nothing behind, so: [].
+        """
+        return []
+
+    def delete_cg(self, cg: dict) -> None:
+        """Delete consistency group CG (a record of list_temp_cgs); its volumes and snapshots stay."""
+        raise self.error("transport %s has no consistency groups to delete" % self.transport,
+                         "delete consistency group %s" % cg.get("name"))
+
     def predict_method(self, volumes: List[VolumeRef]) -> str:
         """The method create_snapshot_set would use for VOLUMES (read-only; for check mode)."""
         return "single" if len(volumes) == 1 else "cg_start_commit"
@@ -142,12 +186,14 @@ class Ontap:
     # ---- shared: one consistent snapshot over many volumes -----------------------------------
     def create_snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str] = None,
                             snapmirror_label: Optional[str] = None, precheck: bool = True,
-                            readback: bool = True) -> Dict[str, Any]:
+                            readback: bool = True, until: Optional[int] = None) -> Dict[str, Any]:
         """One consistent snapshot NAME over VOLUMES [(svm, volume)]; all-or-nothing (see the contract).
 
         PRECHECK=False skips the "does NAME exist already" reads (for callers that checked in a pre-flight,
         e.g. inside a backup fence); READBACK=False skips reading uuid/create_time back (they are then None).
+        UNTIL (epoch; default now + 1 h) goes into the name of a temporary CG: after it, later runs may delete it.
         """
+        self.temp_cg_until = int(until) if until is not None else int(time.time()) + TEMP_CG_LIFETIME
         volumes = [(str(s), str(v)) for s, v in volumes]
         if not volumes:
             raise OptionError("volumes: give at least one volume.")

@@ -16,10 +16,15 @@ from typing import Any, Dict, List, Optional, Tuple
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
     CG_API,
     NATIVE_FILE_RESTORE,
+    TEMP_CG_LIFETIME,
+    TEMP_CG_PREFIX,
     Ontap,
     VolumeRef,
     duration_to_seconds,
+    is_temp_cg_name,
     iso_to_epoch,
+    temp_cg_name,
+    temp_cg_until,
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import RestSession
@@ -230,18 +235,65 @@ class OntapRest(Ontap):
             return "cg_start_commit"
         return "cg" if self._find_cg(svms[0], [v for _s, v in volumes]) else "cg_temporary"
 
-    def _find_cg(self, svm: str, vols: List[str]) -> Optional[dict]:
-        recs = self.call("list consistency groups of SVM %s" % svm, lambda: self.session.get_records(
+    def _svm_cgs(self, svm: str) -> List[dict]:
+        return self.call("list consistency groups of SVM %s" % svm, lambda: self.session.get_records(
             "/api/application/consistency-groups", **{"svm.name": svm, "fields": "uuid,name,volumes.name"}))
+
+    def _find_cg(self, svm: str, vols: List[str], recs: Optional[List[dict]] = None) -> Optional[dict]:
+        """A user's CG with exactly VOLS; never a temporary one (another run's, live or dead: not ours to reuse)."""
         wanted = set(vols)
-        for cg in recs:
+        for cg in self._svm_cgs(svm) if recs is None else recs:
+            if is_temp_cg_name(cg.get("name")):
+                continue
             members = set(v.get("name") for v in cg.get("volumes") or [])
             if members == wanted:
                 return cg
         return None
 
+    def _remove_dead_temp_cgs(self, svm: str, vols: List[str], recs: List[dict]) -> None:
+        """A temporary CG of a dead run (its until passed) holding one of VOLS would block ours: delete it."""
+        now = time.time()
+        for cg in recs:
+            until = temp_cg_until(cg.get("name"))
+            if not is_temp_cg_name(cg.get("name")) or (until is not None and until >= now):
+                continue
+            if not set(v.get("name") for v in cg.get("volumes") or []) & set(vols):
+                continue
+            cg = dict(cg, svm=svm)
+            self.delete_cg(cg)
+            self.warnings.append("%s: removed the temporary consistency group %s on SVM %s left by a run that ended "
+                                 "without removing it (its volumes and snapshots stay)." % (self.hostname, cg["name"], svm))
+
+    def list_temp_cgs(self, svm: Optional[str] = None) -> List[dict]:
+        if not self.version_at_least(CG_API):
+            return []
+        query: Dict[str, Any] = {"name": TEMP_CG_PREFIX + "*", "fields": "uuid,name,svm.name,volumes.name"}
+        if svm:
+            query["svm.name"] = svm
+        op = "list temporary consistency groups%s" % (" of SVM %s" % svm if svm else "")
+        recs = self.call(op, lambda: self.session.get_records("/api/application/consistency-groups", **query))
+        out = []
+        for r in recs:
+            name = r.get("name")
+            cg_svm = (r.get("svm") or {}).get("name")
+            if not is_temp_cg_name(name) or (svm and cg_svm not in (None, svm)):
+                continue
+            out.append({"name": name, "uuid": r.get("uuid"), "svm": cg_svm or svm,
+                        "volumes": [v.get("name") for v in r.get("volumes") or []], "until": temp_cg_until(name)})
+        return out
+
+    def delete_cg(self, cg: dict) -> None:
+        op = "delete consistency group %s on SVM %s (its volumes and snapshots stay)" % (cg.get("name"), cg.get("svm"))
+        try:
+            self._send("DELETE", "/api/application/consistency-groups/%s" % cg["uuid"], op, safe_to_retry=True)
+        except OntapError as exc:
+            if not exc.is_not_found:
+                raise
+            # already gone (another run removed it): the wanted end state
+
     def _temp_cg(self, svm: str, vols: List[str]) -> dict:
-        cg_name = "kvmsnap_tmp_%s" % uuidlib.uuid4().hex[:12]
+        until = self.temp_cg_until if self.temp_cg_until is not None else int(time.time()) + TEMP_CG_LIFETIME
+        cg_name = temp_cg_name(until, uuidlib.uuid4().hex[:12])
         op = "create temporary consistency group %s on SVM %s" % (cg_name, svm)
         body = {"name": cg_name, "svm": {"name": svm},
                 "volumes": [{"name": v, "provisioning_options": {"action": "add"}} for v in vols]}
@@ -261,10 +313,12 @@ class OntapRest(Ontap):
             self.warnings.append("%s; delete it by hand (its volumes are kept)." % exc)
 
     def _cg_snapshot(self, svm: str, vols: List[str], name: str, comment: Optional[str], label: Optional[str]) -> str:
-        cg = self._find_cg(svm, vols)
+        recs = self._svm_cgs(svm)
+        cg = self._find_cg(svm, vols, recs)
         method = "cg"
         temporary = cg is None
         if temporary:
+            self._remove_dead_temp_cgs(svm, vols, recs)
             try:
                 cg = self._temp_cg(svm, vols)
             except OntapError as exc:

@@ -9,16 +9,28 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import Ontap, VolumeRef, epoch_to_iso
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
-from ansible_collections.kvmsnap.core.plugins.module_utils._retention import select_prunable
+from ansible_collections.kvmsnap.core.plugins.module_utils._retention import select_prunable_sets
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
+    CONSISTENCIES,
     DEFAULT_PREFIX,
     has_marker,
+    is_good,
+    is_orphaned,
+    is_ours,
     parse_comment,
+    restate_comment,
 )
+
+CONFIRM_STATES = ("good", "late")
+
+
+class SnapshotTrustError(OntapError):
+    """A snapshot cannot be confirmed: missing, foreign, another run's, or already in another final state."""
 
 
 def _ref(svm: str, vol: str) -> str:
@@ -27,11 +39,14 @@ def _ref(svm: str, vol: str) -> str:
 
 # ---- create / delete -------------------------------------------------------------------------------
 def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comment: str,
-                        snapmirror_label: Optional[str] = None, check_mode: bool = False) -> Dict[str, Any]:
+                        snapmirror_label: Optional[str] = None, check_mode: bool = False,
+                        until: Optional[int] = None) -> Dict[str, Any]:
     """Make sure snapshot NAME exists on every volume, created by us as one consistent set.
 
-    Present everywhere with our metadata → changed False. Present on some volumes only, or without our
-    metadata → OntapError (never overwritten). Returns {changed, method, snapshots, msg}.
+    Present everywhere with our metadata and the same run id (a rerun, F11 (docs/dev/faults.md#f11)) → changed False. Present on some
+    volumes only, without our metadata, or made by another run → OntapError (never overwritten, never adopted:
+    another run's snapshot must not become this run's backup). UNTIL goes into a temporary CG's name.
+    Returns {changed, method, snapshots, msg}.
     """
     what = "create snapshot %s on %s" % (name, ", ".join(_ref(*v) for v in volumes))
     existing: Dict[VolumeRef, Optional[dict]] = {}
@@ -45,6 +60,15 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
                 "snapshot %s already exists on %s but was not created by kvmsnap.core (no kvmsnap metadata in its "
                 "comment)" % (name, ", ".join(_ref(*v) for v in foreign)), what, code="13020",
                 hint="It is never overwritten: choose another name, or delete that snapshot first if it is not needed.")
+        run = (parse_comment(comment) or {}).get("run")
+        others = [v for v in present if (parse_comment((existing[v] or {}).get("comment")) or {}).get("run") != run]
+        if others:
+            runs = sorted(set(str((parse_comment((existing[v] or {}).get("comment")) or {}).get("run")) for v in others))
+            raise client.error(
+                "snapshot %s already exists on %s, made by run %s, not by this run (%s)" % (
+                    name, ", ".join(_ref(*v) for v in others), ", ".join(runs), run), what, code="13020",
+                hint="Another run's snapshot is never taken over as this run's backup: choose another name, or run "
+                     "again with that run's run_id if this is a rerun of it.")
         missing = [v for v in volumes if not existing[v]]
         if missing:
             raise client.error(
@@ -61,7 +85,7 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
         return {"changed": True, "method": method, "snapshots": snaps,
                 "msg": "would create snapshot %s on %d volume(s)" % (name, len(volumes))}
     result = client.create_snapshot_set(volumes, name, comment=comment, snapmirror_label=snapmirror_label,
-                                        precheck=False)  # checked just above
+                                        precheck=False, until=until)  # checked just above
     return {"changed": True, "method": result["method"], "snapshots": result["snapshots"],
             "msg": "created snapshot %s on %d volume(s) (%s)" % (name, len(volumes), result["method"])}
 
@@ -91,49 +115,183 @@ def delete_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, chec
     return {"changed": bool(deleted), "snapshots": deleted, "msg": msg}
 
 
+# ---- trust: confirm / recover ------------------------------------------------------------------------------
+def _trust_error(client: Ontap, problems: List[str], name: str, operation: str, hint: str) -> SnapshotTrustError:
+    return SnapshotTrustError("; ".join(problems), code="4" if all("not found" in p for p in problems) else None,
+                              operation=operation, hostname=client.hostname, hint=hint)
+
+
+def confirm_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, run_id: str, state: str = "good",
+                         consistency: Optional[str] = None, check_mode: bool = False) -> Dict[str, Any]:
+    """Record that run RUN_ID confirmed snapshot NAME on every volume (STATE good) or gave it up (STATE late).
+
+    Every volume is checked before any comment changes, so a refused confirmation changes nothing. A snapshot
+    already in STATE (with the same consistency) stays as it is. Returns {changed, snapshots, msg}.
+    """
+    if state not in CONFIRM_STATES:
+        raise ValueError("state: %r cannot be confirmed; allowed: %s." % (state, ", ".join(CONFIRM_STATES)))
+    if consistency is None and state == "late":
+        consistency = "crash"  # nothing held the VMs at a late snapshot's point in time
+    if consistency is not None and consistency not in CONSISTENCIES:
+        raise ValueError("consistency: %r is not a consistency level; allowed: %s."
+                         % (consistency, ", ".join(CONSISTENCIES)))
+    operation = "mark snapshot %s %s on %s" % (name, state, client.hostname)
+    problems: List[str] = []
+    plan = []
+    for svm, vol in volumes:
+        snap = client.get_snapshot(svm, vol, name)
+        where = "%s on %s" % (name, _ref(svm, vol))
+        meta = parse_comment((snap or {}).get("comment"))
+        if not snap:
+            problems.append("snapshot %s not found" % where)
+        elif meta is None:
+            problems.append("snapshot %s was not made by kvmsnap.core (no kvmsnap metadata in its comment)" % where)
+        elif meta["run"] != run_id:
+            problems.append("snapshot %s belongs to run %s, not to run %s" % (where, meta["run"], run_id))
+        elif meta["state"] == state and consistency in (None, meta["consistency"]):
+            plan.append((svm, vol, snap, meta, None))
+        elif meta["state"] != "pending":
+            problems.append("snapshot %s is already %s%s; a confirmed or late snapshot never changes state"
+                            % (where, meta["state"] or "without a trust state (old format)",
+                               " (consistency %s)" % meta["consistency"] if meta["consistency"] else ""))
+        else:
+            plan.append((svm, vol, snap, meta, restate_comment(snap["comment"], state, consistency)))
+    if problems:
+        raise _trust_error(client, problems, name, operation,
+                           "Only the run that created a snapshot confirms it, once. List the snapshots with "
+                           "kvmsnap.core.ontap_snapshot_info; give that run's run_id and the snapshot's name.")
+    out = []
+    changed = False
+    for svm, vol, _snap, meta, new_comment in plan:
+        if new_comment is not None:
+            changed = True
+            if not check_mode:
+                client.set_snapshot_comment(svm, vol, name, new_comment)
+        out.append({"svm": svm, "volume": vol, "name": name, "state": state,
+                    "consistency": consistency if new_comment is not None else meta["consistency"]})
+    verb = ("would mark" if check_mode else "marked") if changed else "already"
+    return {"changed": changed, "snapshots": out,
+            "msg": "%s snapshot %s %s on %d volume(s)" % (verb, name, state, len(out))}
+
+
+def recover_orphans(client: Ontap, volumes: List[VolumeRef], now: Optional[float] = None,
+                    prefix: str = DEFAULT_PREFIX, check_mode: bool = False) -> Dict[str, Any]:
+    """Mark late what dead runs left pending, and delete their temporary consistency groups.
+
+    A pending snapshot of ours whose `until` has passed (or that has none) can never be confirmed: it is marked
+    `state=late consistency=crash`. A `kvmsnap_tmp_<until>_*` CG on the volumes' SVMs whose until has passed
+    (or that has none) is deleted; one of a live run (until in the future) is kept.
+    Returns {changed, marked_late, removed_cgs, msg}.
+    """
+    now = time.time() if now is None else now
+    marked: List[dict] = []
+    for svm, vol in volumes:
+        for snap in client.list_snapshots(svm, vol):
+            if not is_ours(snap, prefix) or not is_orphaned(snap, now):
+                continue
+            meta = parse_comment(snap.get("comment")) or {}
+            if not check_mode:
+                client.set_snapshot_comment(svm, vol, snap["name"], restate_comment(snap["comment"], "late", "crash"))
+            marked.append({"svm": svm, "volume": vol, "name": snap.get("name"), "run": meta.get("run")})
+    removed: List[str] = []
+    svms: List[str] = []
+    for svm, _vol in volumes:
+        if svm not in svms:
+            svms.append(svm)
+    for svm in svms:
+        for cg in client.list_temp_cgs(svm):
+            if cg.get("until") is not None and cg["until"] >= now:
+                continue  # a live run may be using it right now
+            if not check_mode:
+                client.delete_cg(cg)
+            removed.append(cg["name"])
+    verb = "would mark" if check_mode else "marked"
+    msg = "%s %d orphaned snapshot(s) late, %s %d temporary consistency group(s)" % (
+        verb, len(marked), "would remove" if check_mode else "removed", len(removed))
+    return {"changed": bool(marked or removed), "marked_late": marked, "removed_cgs": removed, "msg": msg}
+
+
 # ---- prune -----------------------------------------------------------------------------------------------
 def prune(client: Ontap, volumes: List[VolumeRef], policy: str, keep: int, prefix: str = DEFAULT_PREFIX,
-          check_mode: bool = False, exclude: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Delete our snapshots of POLICY beyond KEEP per volume (never the newest good one, never foreign ones).
+          check_mode: bool = False, exclude: Optional[List[str]] = None, now: Optional[float] = None) -> Dict[str, Any]:
+    """Delete whole snapshot sets of POLICY by the retention rule (select_prunable_sets, docs/backup.md).
 
-    Busy or owned snapshots are skipped with a warning. Returns {changed, pruned, skipped, warnings}.
+    A set is deleted on all its volumes or on none: a busy or owned member keeps the whole set (skipped,
+    retried at the next prune). If ONTAP refuses a delete half-way, the members left are marked late (never
+    counted or picked as a backup again; the next prune deletes them) and the set is reported as partial.
+    Returns {changed, pruned, skipped, partial, warnings}; pruned/skipped list one item per volume.
     """
+    by_volume = {(svm, vol): client.list_snapshots(svm, vol) for svm, vol in volumes}
     pruned: List[dict] = []
     skipped: List[dict] = []
+    partial: List[dict] = []
     warnings: List[str] = []
-    for svm, vol in volumes:
-        snaps = client.list_snapshots(svm, vol)
-        for snap in select_prunable(snaps, policy, keep, prefix=prefix, exclude=exclude):
-            item = {"svm": svm, "volume": vol, "name": snap.get("name"), "create_time": snap.get("create_time")}
-            reason = None
+
+    def item(ref: VolumeRef, snap: dict, reason: Optional[str] = None) -> dict:
+        out = {"svm": ref[0], "volume": ref[1], "name": snap.get("name"), "create_time": snap.get("create_time")}
+        if reason:
+            out["reason"] = reason
+        return out
+
+    for entry in select_prunable_sets(by_volume, policy, keep, prefix=prefix, exclude=exclude, now=now):
+        members = sorted(entry["members"].items())
+        name = entry["name"]
+        blocked = {}
+        for ref, snap in members:
             if snap.get("owners"):
-                reason = "owned by %s" % ", ".join(snap["owners"])
+                blocked[ref] = "owned by %s" % ", ".join(snap["owners"])
             elif snap.get("busy"):
-                reason = "busy"
-            elif not check_mode:
-                try:
-                    client.delete_snapshot(svm, vol, snap["name"])
-                except OntapError as exc:
-                    if not exc.is_busy:
+                blocked[ref] = "busy"
+        if blocked:
+            why = "; ".join("%s %s" % (_ref(*ref), reason) for ref, reason in sorted(blocked.items()))
+            skipped.extend(item(ref, snap, blocked.get(ref) or "set kept: %s" % why) for ref, snap in members)
+            warnings.append("%s: snapshot set %s not pruned on any of its %d volume(s) (%s); it will be tried "
+                            "again at the next prune." % (client.hostname, name, len(members), why))
+            continue
+        if check_mode:
+            pruned.extend(item(ref, snap) for ref, snap in members)
+            continue
+        if entry["trust"] == "good" and len(members) > 1:
+            # first take it out of the good ones, so a delete refused half-way never leaves half a "good" backup
+            for ref, snap in members:
+                client.set_snapshot_comment(ref[0], ref[1], name, restate_comment(snap["comment"], "late"))
+        done, failed = [], {}
+        for ref, snap in members:
+            try:
+                client.delete_snapshot(ref[0], ref[1], name)
+                done.append((ref, snap))
+            except OntapError as exc:
+                if not exc.is_busy:
+                    if not done:
                         raise
-                    reason = "busy: %s" % exc.message
-            if reason:
-                item["reason"] = reason
-                skipped.append(item)
-                warnings.append("%s: snapshot %s on %s:%s not pruned (%s); it will be tried again at the next prune."
-                                % (client.hostname, snap.get("name"), svm, vol, reason))
-            else:
-                pruned.append(item)
-    return {"changed": bool(pruned), "pruned": pruned, "skipped": skipped, "warnings": warnings}
+                    exc.message += ("; snapshot set %s was already deleted on %s: the rest is marked late and "
+                                    "is pruned at the next run" % (name, ", ".join(_ref(*r) for r, _s in done)))
+                    raise
+                failed[ref] = "busy: %s" % exc.message
+        pruned.extend(item(ref, snap) for ref, snap in done)
+        if failed:
+            skipped.extend(item(ref, snap, failed[ref]) for ref, snap in members if ref in failed)
+            if done:
+                partial.append({"name": name, "deleted_on": [_ref(*r) for r, _s in done],
+                                "kept_on": [_ref(*r) for r in sorted(failed)]})
+            warnings.append("%s: snapshot set %s %s; kept on %s (%s); it is marked late there and tried again at "
+                            "the next prune." % (client.hostname, name,
+                                                 "partially pruned: deleted on %s" % ", ".join(_ref(*r) for r, _s in done)
+                                                 if done else "not pruned",
+                                                 ", ".join(_ref(*r) for r in sorted(failed)),
+                                                 "; ".join(failed[r] for r in sorted(failed))))
+    return {"changed": bool(pruned), "pruned": pruned, "skipped": skipped, "partial": partial, "warnings": warnings}
 
 
 # ---- info --------------------------------------------------------------------------------------------------
 def snapshot_record(snap: dict) -> dict:
+    meta = parse_comment(snap.get("comment"))
     return {"svm": snap.get("svm"), "volume": snap.get("volume"), "name": snap.get("name"), "uuid": snap.get("uuid"),
             "create_time": snap.get("create_time"), "create_time_iso": epoch_to_iso(snap.get("create_time")),
             "snapmirror_label": snap.get("snapmirror_label"), "comment": snap.get("comment"),
             "state": snap.get("state"), "busy": bool(snap.get("busy")), "owners": list(snap.get("owners") or []),
-            "kvmsnap": parse_comment(snap.get("comment"))}
+            "kvmsnap": meta, "trust": meta["state"] if meta else None,
+            "consistency": meta["consistency"] if meta else None, "good": is_good(snap)}
 
 
 def snapshot_info(client: Ontap, volumes: List[VolumeRef], name: Optional[str] = None, policy: Optional[str] = None,

@@ -384,10 +384,36 @@ class OntapZapi(Ontap):
 
     # ---- restore -------------------------------------------------------------------------------------
     def restore_file(self, svm: str, volume: str, snapshot: str, path: str, restore_path: Optional[str] = None) -> str:
+        op = "restore %s in %s:%s from snapshot %s" % (path, svm, volume, snapshot)
         self.invoke("snapshot-restore-file", {"volume": volume, "snapshot": snapshot, "path": path,
-                                              "restore-path": restore_path}, svm=svm,
-                    operation="restore %s in %s:%s from snapshot %s" % (path, svm, volume, snapshot))
+                                              "restore-path": restore_path}, svm=svm, operation=op)
+        self._wait_background_restores(svm, op)
         return "zapi"
+
+    def _wait_background_restores(self, svm: str, operation: str) -> None:
+        """snapshot-restore-file returns while ONTAP may still copy the data: wait until no single-file restore
+        is in progress, so that nobody starts a VM on a half-restored disk."""
+        deadline = time.monotonic() + max(self.timeout, 600)
+        delay = 0.05
+        while True:
+            try:
+                res = self.invoke("snapshot-restore-file-info", svm=svm, operation=operation)
+            except OntapError as exc:
+                if exc.code == "13005":  # this ONTAP cannot tell: nothing to wait for that we could see
+                    self.warnings.append("%s: ONTAP has no snapshot-restore-file-info; could not check that the "
+                                         "restore finished in the background" % operation)
+                    return
+                raise
+            running = int(_text(res, "sfsr-in-progress") or 0)
+            if running <= 0:
+                return
+            if time.monotonic() > deadline:
+                raise OntapError("%d single-file restore(s) still running in the background" % running,
+                                 operation=operation, hostname=self.hostname,
+                                 hint="The restore goes on inside ONTAP; check 'volume snapshot restore-file show' "
+                                      "and start the VM only when it has finished.")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     def restore_lun(self, svm: str, volume: str, snapshot: str, lun_path: str) -> str:
         op = "restore LUN %s in %s:%s from snapshot %s" % (lun_path, svm, volume, snapshot)
@@ -396,6 +422,7 @@ class OntapZapi(Ontap):
             raise self.error("LUN path %s is not inside volume %s" % (lun_path, volume), op)
         self.invoke("snapshot-restore-file", {"volume": volume, "snapshot": snapshot,
                                               "path": "/" + lun_path[len(prefix):]}, svm=svm, operation=op)
+        self._wait_background_restores(svm, op)
         return "zapi"
 
     def restore_volume(self, svm: str, volume: str, snapshot: str, force: bool = False) -> None:

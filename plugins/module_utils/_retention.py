@@ -1,20 +1,24 @@
 # Copyright (c) kvmsnap.core contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Retention: parse `daily:7,weekly:4` and pick which of our snapshots may be pruned.
+"""Retention: parse `daily:7,weekly:4` and pick which of our snapshot sets may be pruned (whole sets, good ones counted).
 
 This module util is PRIVATE to the collection. It may change without notice.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
     DEFAULT_PREFIX,
     SnapshotNameError,
+    is_good,
+    is_orphaned,
     is_ours,
     parse_comment,
+    trust_state,
     validate_policy,
 )
 
@@ -82,37 +86,78 @@ def parse_retention(spec: Any) -> Dict[str, int]:
     return result
 
 
-def _good(snapshot: Mapping[str, Any]) -> bool:
-    state = snapshot.get("state")
-    return state in (None, "", "valid")
+def _sort_key(item: Mapping[str, Any]):
+    return (item.get("create_time") or 0, item.get("name") or "")
 
 
-def _sort_key(snapshot: Mapping[str, Any]):
-    return (snapshot.get("create_time") or 0, snapshot.get("name") or "")
+def set_trust(members: List[Mapping[str, Any]], now: float) -> str:
+    """The trust of a snapshot set: good only when every member is good; one live pending member keeps it pending.
+
+    Members that disagree (a comment rewrite that failed half-way) give the weakest: pending (not orphaned)
+    > late; old-format (no state), orphaned pending and late members make it late.
+    """
+    if all(is_good(m) for m in members):
+        return "good"
+    if any(trust_state(m) == "pending" and not is_orphaned(m, now) for m in members):
+        return "pending"
+    return "late"
 
 
-def select_prunable(snapshots: List[Mapping[str, Any]], policy: str, keep: int,
-                    prefix: str = DEFAULT_PREFIX, exclude: Optional[List[str]] = None) -> List[Mapping[str, Any]]:
-    """Which snapshots of ONE volume may be pruned for POLICY when KEEP are to be kept.
+def snapshot_sets(snapshots_by_volume: Mapping[Any, List[Mapping[str, Any]]], policy: str,
+                  prefix: str = DEFAULT_PREFIX, now: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Group our snapshots of POLICY by name across volumes: [{name, create_time, trust, members: {ref: snap}}].
 
-    Only snapshots that are ours (name prefix AND comment marker) with that policy count; the newest KEEP
-    of them are kept, and the newest *good* (state valid) one is never returned, even if it is not among
-    the newest KEEP. Names in EXCLUDE are never returned. Oldest first.
+    A set is one backup: the snapshots with the same name on the volumes given. Oldest first.
+    """
+    now = time.time() if now is None else now
+    sets: Dict[str, Dict[str, Any]] = {}
+    for ref, snaps in snapshots_by_volume.items():
+        for snap in snaps:
+            if not is_ours(snap, prefix):
+                continue
+            meta = parse_comment(snap.get("comment")) or {}
+            if meta.get("policy") != policy:
+                continue
+            entry = sets.setdefault(snap["name"], {"name": snap["name"], "create_time": None, "members": {}})
+            entry["members"][ref] = snap
+            # the set's time is its newest member's: never judged older than any of its snapshots
+            entry["create_time"] = max(entry["create_time"] or 0, snap.get("create_time") or 0)
+    out = sorted(sets.values(), key=_sort_key)
+    for entry in out:
+        entry["trust"] = set_trust(list(entry["members"].values()), now)
+    return out
+
+
+def select_prunable_sets(snapshots_by_volume: Mapping[Any, List[Mapping[str, Any]]], policy: str, keep: int,
+                         prefix: str = DEFAULT_PREFIX, exclude: Optional[List[str]] = None,
+                         now: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Which whole snapshot sets of POLICY may be pruned when KEEP good ones are to be kept (docs/backup.md).
+
+    - only good sets count toward KEEP; the newest KEEP good sets stay (so the newest good set always stays);
+      older good sets go;
+    - pending sets that are not orphaned never go (their run may still confirm them);
+    - late sets (also orphaned pending and old-format ones, never good) older than the oldest kept good set go;
+      newer ones stay; with no good set at all, none go;
+    - names in EXCLUDE never go. Oldest first; the whole set is decided at once, never per volume.
     """
     keep = validate_keep(keep)
     exclude_set = set(exclude or [])
-    ours = []
-    for snap in snapshots:
-        if not is_ours(snap, prefix):
+    sets = snapshot_sets(snapshots_by_volume, policy, prefix, now)
+    good = [entry for entry in sets if entry["trust"] == "good"]
+    kept_good = good[-keep:]
+    oldest_kept = _sort_key(kept_good[0]) if kept_good else None
+    out = []
+    for entry in sets:
+        if entry["name"] in exclude_set or entry in kept_good or entry["trust"] == "pending":
             continue
-        meta = parse_comment(snap.get("comment")) or {}
-        if meta.get("policy") != policy:
-            continue
-        ours.append(snap)
-    ours.sort(key=_sort_key)
-    if len(ours) <= keep:
-        return []
-    candidates = ours[:len(ours) - keep]
-    good = [s for s in ours if _good(s)]
-    newest_good = good[-1]["name"] if good else None
-    return [s for s in candidates if s.get("name") != newest_good and s.get("name") not in exclude_set]
+        if entry["trust"] == "good" or (oldest_kept is not None and _sort_key(entry) < oldest_kept):
+            out.append(entry)
+    return out
+
+
+def select_prunable(snapshots: List[Mapping[str, Any]], policy: str, keep: int,
+                    prefix: str = DEFAULT_PREFIX, exclude: Optional[List[str]] = None,
+                    now: Optional[float] = None) -> List[Mapping[str, Any]]:
+    """select_prunable_sets for ONE volume: the snapshots to prune, oldest first."""
+    sets = select_prunable_sets({"volume": snapshots}, policy, keep, prefix, exclude, now)
+    return [entry["members"]["volume"] for entry in sets]

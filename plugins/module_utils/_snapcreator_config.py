@@ -14,6 +14,10 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 and raises `SnapCreatorConfigError` (message names the line, the key and the allowed form) for a value
 that maps but is invalid. Values of ignored keys are never returned (they may be credentials).
+
+No message ever contains a value or the raw text of a line: a password typed into the wrong key
+(`SNAME=<password>`) or a line without '=' (`NTAP_USERS c1:admin/<password>`) must not reach the play
+output, which is kept in CI logs and AWX job events. Errors say what is wrong with the value, never what it is.
 """
 
 from __future__ import annotations
@@ -21,8 +25,16 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError, parse_retention
+from ansible_collections.kvmsnap.core.plugins.module_utils._retention import (
+    MAX_KEEP,
+    RetentionError,
+    parse_retention,
+)
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
+    ALLOWED_FORM,
+    NAME_RE,
+    POLICY_RE,
+    RESERVED_PREFIXES,
     SnapshotNameError,
     validate_prefix,
 )
@@ -99,6 +111,22 @@ MAPPED = {
     "NTAP_CONSISTENCY_GROUP_SNAPSHOT": None,  # informational only, see _convert
 }
 
+# One example per mapped key, for the "allowed:" part of a message.
+EXAMPLES = {
+    "KVM_VM_MAPPING": "KVM_VM_MAPPING=VM1:cluster1:/vol/vol1/lun1;",
+    "KVM_RESTORE_VM_LIST": "KVM_RESTORE_VM_LIST=VM1,VM2",
+    "KVM_VM_CONFIG_DIR": "KVM_VM_CONFIG_DIR=/etc/libvirt/qemu",
+    "KVM_CMD_RETRY_COUNT": "KVM_CMD_RETRY_COUNT=3",
+    "SC_AGENT_TIMEOUT": "SC_AGENT_TIMEOUT=600",
+    "NTAP_SNAPSHOT_RETENTIONS": "NTAP_SNAPSHOT_RETENTIONS=daily:7,weekly:4",
+    "NTAP_SNAPMIRROR_UPDATE": "NTAP_SNAPMIRROR_UPDATE=Y",
+    "NTAP_SNAPVAULT_UPDATE": "NTAP_SNAPVAULT_UPDATE=N",
+    "SNAME": "SNAME=kvmsnap",
+    "NTAP_SNAPSHOT_NAME": "NTAP_SNAPSHOT_NAME=kvmsnap",
+    "APP_DEFINED_RESTORE": "APP_DEFINED_RESTORE=Y",
+    "NTAP_CONSISTENCY_GROUP_SNAPSHOT": "NTAP_CONSISTENCY_GROUP_SNAPSHOT=Y",
+}
+
 
 class SnapCreatorConfigError(ValueError):
     """The configuration text is invalid; the message names the line, the key and the allowed form."""
@@ -111,40 +139,72 @@ def _unquote(value: str) -> str:
     return value
 
 
+def _fail(line: int, key: str, problem: str, allowed: str) -> SnapCreatorConfigError:
+    """The one error form: 'line N: KEY <problem>; allowed: <form>.' - never the value."""
+    return SnapCreatorConfigError("line %d: %s %s; allowed: %s." % (line, key, problem, allowed))
+
+
+def _known(key: str) -> bool:
+    return key in MAPPED or key in KNOWN_IGNORED or key in SECRET_KEYS
+
+
+def shown_key(written: str) -> Optional[str]:
+    """The key as it may appear in a message, or None when it must not be shown.
+
+    A key kvmsnap knows is shown in its canonical form; an unknown one only when it is written like a
+    Snap Creator key (UPPER_CASE). Anything else in key position may be a secret typed on its own line.
+    """
+    if not KEY_RE.match(written):
+        return None
+    if _known(written.upper()):
+        return written.upper()
+    if re.match(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$", written):
+        return written
+    return None
+
+
+def _allowed_form(key: str) -> str:
+    if key in SECRET_KEYS:
+        return ("%s=... - but kvmsnap does not read credentials from this file: put them in the inventory "
+                "(ontap_username/ontap_password from vault or an AWX credential) and delete the line" % key)
+    return "%s=VALUE (e.g. %s)" % (key, EXAMPLES.get(key, "%s=..." % key))
+
+
 def _yes_no(key: str, line: int, value: str) -> bool:
     low = value.strip().lower()
     if low in YES:
         return True
     if low in NO:
         return False
-    raise SnapCreatorConfigError("line %d: %s=%r is not valid; allowed: Y or N." % (line, key, value))
+    raise _fail(line, key, "is not Y or N", "Y or N (also yes/no, true/false, 1/0)")
 
 
 def _int(key: str, line: int, value: str, low: int, high: int) -> int:
     text = value.strip()
+    allowed = "an integer from %d to %d" % (low, high)
     if not text.isdigit():
-        raise SnapCreatorConfigError("line %d: %s=%r is not valid; allowed: an integer from %d to %d."
-                                     % (line, key, value, low, high))
+        raise _fail(line, key, "is not an integer", allowed)
     number = int(text)
     if number < low or number > high:
-        raise SnapCreatorConfigError("line %d: %s=%d is out of range; allowed: an integer from %d to %d."
-                                     % (line, key, number, low, high))
+        raise _fail(line, key, "is out of range", allowed)
     return number
 
 
 def _vm_list(key: str, line: int, value: str) -> List[str]:
-    names = []
-    for index, part in enumerate(value.split(","), start=1):
+    allowed = "VM names separated by ',' (e.g. VM1,VM2)"
+    names: List[str] = []
+    parts = value.split(",")
+    for index, part in enumerate(parts, start=1):
         name = part.strip()
         if not name:
-            if index == len(value.split(",")) and index > 1:
+            if index == len(parts) and index > 1:
                 continue  # trailing comma
-            raise SnapCreatorConfigError("line %d: %s entry %d is empty; allowed: VM names separated by ',' "
-                                         "(e.g. VM1,VM2)." % (line, key, index))
+            raise _fail(line, key, "entry %d is empty" % index, allowed)
         if VM_NAME_FORBIDDEN.search(name):
-            raise SnapCreatorConfigError("line %d: %s entry %d contains control characters." % (line, key, index))
+            raise _fail(line, key, "entry %d contains control characters" % index, allowed)
         if name in names:
-            raise SnapCreatorConfigError("line %d: %s names VM %r twice." % (line, key, name))
+            raise _fail(line, key, "entry %d repeats entry %d" % (index, names.index(name) + 1),
+                        "each VM once")
         names.append(name)
     return names
 
@@ -154,30 +214,82 @@ def _vm_mapping(key: str, line: int, value: str) -> str:
 
     The full parse (controller addresses, LUN paths) is vm_info's; here: entries, fields, duplicates.
     """
+    allowed = ("'vm:controller:path' entries separated by ';' (a trailing ';' is fine; an IPv6 controller goes "
+               "in brackets: vm:[fe80::1]:/vol/v/lun)")
     text = value.strip()
     entries = text[:-1].split(";") if text.endswith(";") else text.split(";")
-    seen: Dict[str, str] = {}
+    seen: Dict[str, Tuple[int, str]] = {}
     for index, entry in enumerate(entries, start=1):
         if not entry.strip():
-            raise SnapCreatorConfigError("line %d: %s entry %d is empty; allowed: 'vm:controller:path' entries "
-                                         "separated by ';' (a trailing ';' is fine)." % (line, key, index))
+            raise _fail(line, key, "entry %d is empty" % index, allowed)
         if "\t" in entry or "\n" in entry or "\uff1b" in entry:
-            raise SnapCreatorConfigError("line %d: %s entry %d contains a tab or a full-width ';'; separate "
-                                         "entries with ';' and fields with ':'." % (line, key, index))
+            raise _fail(line, key, "entry %d contains a tab or a full-width ';'" % index,
+                        "entries separated by ';' and fields by ':'")
         fields = entry.strip().split(":")
         bracketed = re.match(r"^([^:]+):\[([^\]]+)\]:(.+)$", entry.strip())
         if bracketed:
             fields = [bracketed.group(1), bracketed.group(2), bracketed.group(3)]
         if len(fields) != 3 or not all(f.strip() for f in fields):
-            raise SnapCreatorConfigError("line %d: %s entry %d (%r) is not 'vm:controller:path' (an IPv6 "
-                                         "controller goes in brackets: vm:[fe80::1]:/vol/v/lun)."
-                                         % (line, key, index, entry.strip()))
+            raise _fail(line, key, "entry %d has %d non-empty ':' fields, not 3 (vm:controller:path)"
+                        % (index, len([f for f in fields if f.strip()])), allowed)
         vm, _ctrl, path = (f.strip() for f in fields)
-        if vm in seen and seen[vm] != path:
-            raise SnapCreatorConfigError("line %d: %s maps VM %r twice (%s and %s); one path per VM entry is "
-                                         "ambiguous." % (line, key, vm, seen[vm], path))
-        seen[vm] = path
+        if vm in seen and seen[vm][1] != path:
+            raise _fail(line, key, "entry %d maps the VM of entry %d to a second path (ambiguous)"
+                        % (index, seen[vm][0]), "one path per VM entry")
+        seen.setdefault(vm, (index, path))
     return text
+
+
+def _retention(key: str, line: int, value: str) -> str:
+    """Same rules as _retention.parse_retention, with value-free messages."""
+    allowed = ("'policy:keep' entries separated by ',' (e.g. daily:7,weekly:4): policy 1-32 characters from "
+               "[A-Za-z0-9_], keep an integer from 1 to %d" % MAX_KEEP)
+    entries = value.strip().rstrip(",").split(",")
+    policies: List[str] = []
+    for index, entry in enumerate(entries, start=1):
+        policy, sep, keep = entry.strip().partition(":")
+        policy, keep = policy.strip(), keep.strip()
+        if not entry.strip():
+            problem = "entry %d is empty" % index
+        elif not sep:
+            problem = "entry %d has no ':'" % index
+        elif not POLICY_RE.match(policy) or len(policy) > 32:
+            problem = "entry %d: the policy name is not valid" % index
+        elif policy in policies:
+            problem = "entry %d repeats the policy of entry %d" % (index, policies.index(policy) + 1)
+        elif not keep.isdigit():
+            problem = "entry %d: the count is not an integer" % index
+        elif not 1 <= int(keep) <= MAX_KEEP:
+            problem = "entry %d: the count is out of range" % index
+        else:
+            policies.append(policy)
+            continue
+        raise _fail(line, key, problem, allowed)
+    try:
+        parse_retention(value)
+    except RetentionError:  # a rule added there and not yet here: still no value in the message
+        raise _fail(line, key, "is not a valid retention", allowed) from None
+    return ",".join(part.strip() for part in value.strip().rstrip(",").split(","))
+
+
+def _prefix(key: str, line: int, value: str) -> str:
+    """Same rules as _snapshot_naming.validate_prefix, with value-free messages."""
+    prefix = value.strip()
+    allowed = "a snapshot name prefix: %s; at most 200 characters" % ALLOWED_FORM
+    if len(prefix) > 200:
+        problem = "is longer than 200 characters"
+    elif any(prefix.lower().startswith(reserved) for reserved in RESERVED_PREFIXES):
+        problem = "starts with a reserved prefix"
+    elif not re.match(r"^[A-Za-z0-9_.-]*$", prefix):
+        problem = "contains characters that are not allowed"
+    elif not NAME_RE.match(prefix):
+        problem = "does not start with a letter or '_'"
+    else:
+        try:
+            return validate_prefix(prefix, key)
+        except SnapshotNameError:  # a rule added there and not yet here: still no value in the message
+            problem = "is not a valid snapshot name prefix"
+    raise _fail(line, key, problem, allowed)
 
 
 def _convert(key: str, line: int, value: str) -> Tuple[Optional[str], Any, Optional[str]]:
@@ -190,28 +302,19 @@ def _convert(key: str, line: int, value: str) -> Tuple[Optional[str], Any, Optio
     if key == "KVM_VM_CONFIG_DIR":
         path = value.strip()
         if not path.startswith("/") or "/../" in path + "/" or "\x00" in path:
-            raise SnapCreatorConfigError("line %d: %s=%r is not valid; allowed: an absolute path without '..' "
-                                         "(e.g. /etc/libvirt/qemu)." % (line, key, value))
+            problem = "is not an absolute path" if not path.startswith("/") else "contains '..' or a NUL"
+            raise _fail(line, key, problem, "an absolute path without '..' (e.g. /etc/libvirt/qemu)")
         return var, path.rstrip("/") or "/", None
     if key == "KVM_CMD_RETRY_COUNT":
         return var, _int(key, line, value, 0, MAX_RETRIES), None
     if key == "SC_AGENT_TIMEOUT":
         return var, _int(key, line, value, 1, MAX_TIMEOUT), None
     if key == "NTAP_SNAPSHOT_RETENTIONS":
-        try:
-            parse_retention(value)
-        except RetentionError as exc:
-            raise SnapCreatorConfigError("line %d: %s: %s" % (line, key, exc)) from None
-        return var, ",".join(part.strip() for part in value.strip().rstrip(",").split(",")), None
+        return var, _retention(key, line, value), None
     if key in ("NTAP_SNAPMIRROR_UPDATE", "NTAP_SNAPVAULT_UPDATE"):
         return var, _yes_no(key, line, value), None
     if key in ("SNAME", "NTAP_SNAPSHOT_NAME"):
-        prefix = value.strip()
-        try:
-            validate_prefix(prefix, key)
-        except SnapshotNameError as exc:
-            raise SnapCreatorConfigError("line %d: %s" % (line, exc)) from None
-        return var, prefix, None
+        return var, _prefix(key, line, value), None
     if key == "APP_DEFINED_RESTORE":
         if _yes_no(key, line, value):
             return var, "files", None
@@ -223,6 +326,17 @@ def _convert(key: str, line: int, value: str) -> Tuple[Optional[str], Any, Optio
         return None, None, ("NTAP_CONSISTENCY_GROUP_SNAPSHOT=N ignored: kvmsnap always takes one consistent "
                             "snapshot over all volumes of a controller")
     return None, None, None  # pragma: no cover - every MAPPED key is handled above
+
+
+def _not_key_value(number: int, line: str) -> SnapCreatorConfigError:
+    """A line that is not KEY=VALUE: name the key when it can be read (first word), never the rest."""
+    first = re.match(r"^([A-Za-z][A-Za-z0-9_]*)", line)
+    key = first.group(1).upper() if first else ""
+    if key and _known(key):
+        return _fail(number, key, "is not followed by '=' (the line is not KEY=VALUE; its text is not shown)",
+                     _allowed_form(key))
+    return SnapCreatorConfigError("line %d is not a KEY=VALUE line (its text is not shown: it may hold a secret); "
+                                  "allowed: KEY=VALUE, blank lines and # comments." % number)
 
 
 def parse_config(text: str) -> Dict[str, Any]:
@@ -238,13 +352,11 @@ def parse_config(text: str) -> Dict[str, Any]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not KEY_RE.match(key):
-            shown = key if KEY_RE.match(key) else line[:40]
-            raise SnapCreatorConfigError("line %d: %r is not a KEY=VALUE line; allowed: KEY=VALUE, blank lines "
-                                         "and # comments." % (number, shown))
-        key = key.upper()
+            raise _not_key_value(number, line)
+        written, key = key, key.upper()
         if key in first_seen:
-            raise SnapCreatorConfigError("line %d: %s is set again (first on line %d); set each key once."
-                                         % (number, key, first_seen[key]))
+            raise SnapCreatorConfigError("line %d: %s is set again (first on line %d); allowed: each key once."
+                                         % (number, shown_key(written) or "the key", first_seen[key]))
         first_seen[key] = number
         value = _unquote(value)
         if key in MAPPED:
@@ -270,7 +382,8 @@ def parse_config(text: str) -> Dict[str, Any]:
         reason = KNOWN_IGNORED.get(key)
         if reason is None:
             reason = "not a setting of the KVM plug-in that kvmsnap maps"
-        result["ignored"].append({"key": key, "line": number, "reason": reason})
+        result["ignored"].append({"key": shown_key(written) or "(key not shown: not in Snap Creator's KEY form)",
+                                  "line": number, "reason": reason})
     return result
 
 

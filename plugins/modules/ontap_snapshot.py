@@ -7,18 +7,23 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: ontap_snapshot
-short_description: Create, delete and prune consistent ONTAP snapshots over several volumes
+short_description: Create, confirm, delete and prune consistent ONTAP snapshots over several volumes
 version_added: 1.0.0
 description:
   - Creates one snapshot O(name) on a list of O(volumes) of one controller as B(one consistent point in time)
     (consistency-group snapshot on REST with ONTAP 9.10.1+, C(cg-start)/C(cg-commit) or C(snapshot-multicreate)
     on ZAPI; a plain snapshot for a single volume).
-  - The snapshot comment carries this collection's metadata (C(kvmsnap:v1 policy=... run=... host=...)), so that
-    pruning and listing only ever touch this collection's snapshots.
-  - A snapshot that already exists on all volumes with this metadata is left alone (C(changed=false)). One that exists
-    on some volumes only, or without the metadata, makes the module fail; it is never overwritten.
-  - O(prune) deletes this collection's snapshots of a policy beyond a number to keep, per volume; it never deletes
-    the newest good one nor a snapshot of another tool, and it skips busy or owned snapshots with a warning.
+  - The snapshot comment carries this collection's metadata (C(kvmsnap:v1 policy=... run=... host=... state=...)), so
+    that pruning and listing only ever touch this collection's snapshots.
+  - A backup snapshot is created C(state=pending); it counts as a backup only after its run confirmed it
+    (O(state=confirmed), C(state=good)). A pending snapshot whose O(until) has passed is orphaned; O(state=recovered)
+    marks it C(state=late consistency=crash). See "When is a snapshot a backup" in the backup documentation.
+  - A snapshot that already exists on all volumes with this metadata and the same O(run_id) is left alone
+    (C(changed=false)). One that exists on some volumes only, without the metadata, or made by another run makes the
+    module fail; it is never overwritten nor taken over.
+  - O(prune) deletes whole snapshot sets (the snapshots with one name across O(volumes)) of a policy by the retention
+    rule; only good sets count toward O(prune.keep), the newest good set is never deleted, nor a snapshot of another
+    tool; a set with a busy or owned member is kept on all its volumes and reported.
 author:
   - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
@@ -39,6 +44,8 @@ attributes:
     details:
       - With O(name) set, a second run changes nothing. Without O(name), every run creates a new snapshot, because
         the default name carries the time of the run.
+      - O(state=confirmed) of a snapshot already in the requested state, and O(state=recovered) with nothing orphaned,
+        change nothing.
 options:
   svm:
     description:
@@ -55,15 +62,22 @@ options:
       - Snapshot name. At most 255 characters from C([A-Za-z0-9_.-]), starting with a letter or C(_); reserved
         prefixes (C(hourly.), C(daily.), C(weekly.), C(monthly.), C(snapmirror.), C(vserverdr), C(smas),
         C(sm_created), C(ontap_ransom), C(.)) are refused.
-      - Required with O(state=absent). With O(state=present) it defaults to C(kvmsnap-<policy>_<UTC time>).
+      - Required with O(state=absent) and O(state=confirmed). With O(state=present) it defaults to
+        C(kvmsnap-<policy>_<UTC time>).
     type: str
   state:
     description:
       - V(present) creates the snapshot (then prunes if O(prune) is set).
       - V(absent) deletes the snapshot O(name) from every volume that has it (then prunes if O(prune) is set).
       - V(pruned) only prunes (O(prune) is required).
+      - V(confirmed) records that run O(run_id) confirmed the pending snapshot O(name) on every volume: its comment
+        becomes C(state=good) (or C(state=late) with O(mark=late)) with O(consistency). The snapshot must exist on
+        every volume with this collection's metadata and O(run_id); otherwise the module fails and changes nothing.
+      - V(recovered) marks every pending snapshot of this collection on O(volumes) whose O(until) has passed as
+        C(state=late consistency=crash), and deletes temporary consistency groups (C(kvmsnap_tmp_<until>_*)) of
+        dead runs on the volumes' SVMs (those of a live run, O(until) in the future, are kept).
     type: str
-    choices: [present, absent, pruned]
+    choices: [present, absent, pruned, confirmed, recovered]
     default: present
   comment:
     description:
@@ -76,19 +90,49 @@ options:
   policy:
     description:
       - Retention policy recorded in the snapshot metadata (for example V(daily)); 1-32 characters from C([A-Za-z0-9_]).
-      - Defaults to O(prune.policy) when O(prune) is set, else V(manual).
+      - Defaults to O(prune.policy) when O(prune) is set, else V(manual); V(prerestore) with O(purpose=safety).
+      - V(prerestore) is reserved for the restore role's safety snapshots and refused with O(purpose=backup).
     type: str
+  purpose:
+    description:
+      - V(backup) creates a backup snapshot C(state=pending), to be confirmed by its run (O(state=confirmed)).
+      - V(safety) creates a safety snapshot (the restore role's copy before it overwrites anything) directly as
+        C(state=good) with O(consistency) (default V(crash)): it is what was on disk, confirmed by construction.
+    type: str
+    choices: [backup, safety]
+    default: backup
   run_id:
     description:
-      - Run identifier recorded in the metadata. Defaults to the UTC time of the run.
+      - Run identifier recorded in the metadata. Defaults to the UTC time of the run with O(state=present).
+      - Required with O(state=confirmed): only the run that created a snapshot confirms it.
     type: str
+  until:
+    description:
+      - With O(state=present), the epoch second after which the run creating the snapshot can no longer confirm it
+        (its deadline). Recorded in the comment of a pending snapshot and in the name of a temporary consistency
+        group; after it, O(state=recovered) marks the snapshot late and deletes the group.
+      - Defaults to one hour after the module starts.
+    type: int
+  mark:
+    description:
+      - With O(state=confirmed), the trust state to record: V(good) (the run verified the snapshot) or V(late)
+        (the run gave it up, e.g. it came after the deadline; crash-consistent).
+    type: str
+    choices: [good, late]
+    default: good
+  consistency:
+    description:
+      - With O(state=confirmed) or O(purpose=safety), the consistency level reached, recorded in the comment.
+      - Defaults to V(crash) with O(mark=late) and O(purpose=safety); with O(mark=good) the comment keeps none.
+    type: str
+    choices: [offline, application, filesystem, suspended, crash]
   kvm_host:
     description:
       - KVM host name recorded in the metadata.
     type: str
   prune:
     description:
-      - Delete this collection's snapshots of O(prune.policy) beyond O(prune.keep), per volume.
+      - Delete this collection's snapshot sets of O(prune.policy) by the retention rule, whole sets at a time.
     type: dict
     suboptions:
       policy:
@@ -98,12 +142,15 @@ options:
         required: true
       keep:
         description:
-          - How many of that policy's snapshots to keep per volume (1-1023). The newest good one is always kept.
+          - How many good snapshot sets of that policy to keep (1-1023); pending, late and old-format (no state)
+            sets do not count. Late sets older than the oldest kept good set are deleted, newer ones kept; pending
+            sets whose run may still confirm them are never deleted.
         type: int
         required: true
       prefix:
         description:
-          - Name prefix of this collection's snapshots; only snapshots with this prefix and the metadata are pruned.
+          - Name prefix of this collection's snapshots; only snapshots with this prefix and the metadata are pruned
+            (and, with O(state=recovered), marked late).
         type: str
         default: kvmsnap
 seealso:
@@ -132,6 +179,39 @@ EXAMPLES = r"""
     hostname: cluster1.example.com
     volumes: ["svm1:vol_ds1", "svm2:vol_db"]
     name: kvmsnap-manual_20260101T000000Z
+  delegate_to: localhost
+
+- name: A backup run creates a pending snapshot, then confirms it once it verified it
+  kvmsnap.core.ontap_snapshot:
+    hostname: cluster1.example.com
+    svm: svm1
+    volumes: [vol_ds1, vol_ds2]
+    name: kvmsnap-daily_20260101T020000Z
+    policy: daily
+    run_id: backup-20260101T020000Z-1a2b
+    until: 1767233100
+  delegate_to: localhost
+
+- name: Confirm it (the VMs were suspended at the snapshot's point in time, the data is in it)
+  kvmsnap.core.ontap_snapshot:
+    hostname: cluster1.example.com
+    svm: svm1
+    volumes: [vol_ds1, vol_ds2]
+    name: kvmsnap-daily_20260101T020000Z
+    run_id: backup-20260101T020000Z-1a2b
+    state: confirmed
+    consistency: suspended
+  delegate_to: localhost
+
+- name: Mark what dead runs left pending as late, remove their temporary consistency groups, then prune
+  kvmsnap.core.ontap_snapshot:
+    hostname: cluster1.example.com
+    svm: svm1
+    volumes: [vol_ds1, vol_ds2]
+    state: recovered
+    prune:
+      policy: daily
+      keep: 7
   delegate_to: localhost
 
 - name: Delete it again
@@ -167,9 +247,17 @@ snapshots:
       type: str
       sample: 343b5227-8c6b-11eb-9ed1-005056b4c6d7
     create_time:
-      description: Creation time, epoch seconds (null in check mode).
+      description: Creation time, epoch seconds (null in check mode; absent with O(state=confirmed)).
       type: int
       sample: 1767232800
+    state:
+      description: Trust state recorded in the comment (with O(state=confirmed) only).
+      type: str
+      sample: good
+    consistency:
+      description: Consistency level recorded in the comment (with O(state=confirmed) only).
+      type: str
+      sample: suspended
 method:
   description:
     - How the snapshot was made; V(cg) (existing consistency group), V(cg_temporary), V(cg_start_commit),
@@ -189,6 +277,26 @@ skipped:
   type: list
   elements: dict
   sample: [{"svm": "svm1", "volume": "vol_ds1", "name": "kvmsnap-daily_20251223T020000Z", "reason": "owned by snapmirror"}]
+partial:
+  description:
+    - Snapshot sets that O(prune) could delete on some of their volumes only (ONTAP refused the rest); the members left
+      are marked late, so they never count as a backup, and the next prune deletes them.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "kvmsnap-daily_20251223T020000Z", "deleted_on": ["svm1:vol_ds1"], "kept_on": ["svm1:vol_ds2"]}]
+marked_late:
+  description: With O(state=recovered), the orphaned pending snapshots marked (or, in check mode, to be marked) late.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"svm": "svm1", "volume": "vol_ds1", "name": "kvmsnap-daily_20251223T020000Z", "run": "backup-1"}]
+removed_cgs:
+  description: With O(state=recovered), the temporary consistency groups of dead runs deleted (or to be deleted).
+  returned: always
+  type: list
+  elements: str
+  sample: [kvmsnap_tmp_1767233100_0a1b2c3d4e5f]
 msg:
   description: What was done.
   returned: always
@@ -207,21 +315,28 @@ ontap_version:
 """
 
 import datetime
+import time
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import TEMP_CG_LIFETIME
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import (
     ontap_module,
     run_ontap_module,
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import (
+    confirm_snapshot_set,
     delete_snapshot_set,
     ensure_snapshot_set,
     prune,
+    recover_orphans,
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import validate_keep
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
+    CONSISTENCIES,
+    DEFAULT_PREFIX,
     build_comment,
     default_name,
+    validate_backup_policy,
     validate_policy,
     validate_prefix,
     validate_snapshot_name,
@@ -231,11 +346,15 @@ ARGUMENT_SPEC = {
     "svm": {"type": "str"},
     "volumes": {"type": "list", "elements": "str", "required": True},
     "name": {"type": "str"},
-    "state": {"type": "str", "choices": ["present", "absent", "pruned"], "default": "present"},
+    "state": {"type": "str", "choices": ["present", "absent", "pruned", "confirmed", "recovered"], "default": "present"},
     "comment": {"type": "str"},
     "snapmirror_label": {"type": "str"},
     "policy": {"type": "str"},
+    "purpose": {"type": "str", "choices": ["backup", "safety"], "default": "backup"},
     "run_id": {"type": "str"},
+    "until": {"type": "int"},
+    "mark": {"type": "str", "choices": ["good", "late"], "default": "good"},
+    "consistency": {"type": "str", "choices": list(CONSISTENCIES)},
     "kvm_host": {"type": "str"},
     "prune": {"type": "dict", "options": {
         "policy": {"type": "str", "required": True},
@@ -256,32 +375,57 @@ def prepare(module):
         validate_prefix(pr["prefix"], "prune.prefix")
     if state == "pruned" and not pr:
         raise OptionError("prune: required with state=pruned (give prune.policy and prune.keep).")
-    if state == "absent" and not p["name"]:
-        raise OptionError("name: required with state=absent.")
-    policy = p["policy"] or (pr["policy"] if pr else "manual")
-    validate_policy(policy, "policy")
+    if state in ("absent", "confirmed") and not p["name"]:
+        raise OptionError("name: required with state=%s." % state)
+    if state == "confirmed" and not p["run_id"]:
+        raise OptionError("run_id: required with state=confirmed (the run that created snapshot %s)." % p["name"])
+    safety = p["purpose"] == "safety"
+    policy = p["policy"] or ("prerestore" if safety else pr["policy"] if pr else "manual")
+    if safety or state != "present":
+        validate_policy(policy, "policy")
+    else:
+        validate_backup_policy(policy, "policy")  # a backup never takes a name the collection uses itself
     name = p["name"]
     comment = None
+    until = None
     if state == "present":
         if name is None:
-            name = default_name(policy, prefix=pr["prefix"] if pr else "kvmsnap")
+            name = default_name(policy, prefix=pr["prefix"] if pr else DEFAULT_PREFIX)
         run_id = p["run_id"] or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        comment = build_comment(policy, run_id, p["kvm_host"], p["comment"])
+        until = p["until"] if p["until"] is not None else int(time.time()) + TEMP_CG_LIFETIME
+        if safety:
+            # what was on disk before a restore overwrote it: confirmed by construction
+            comment = build_comment(policy, run_id, p["kvm_host"], p["comment"], state="good",
+                                    consistency=p["consistency"] or "crash")
+        else:
+            comment = build_comment(policy, run_id, p["kvm_host"], p["comment"], state="pending", until=until)
     if name is not None:
         validate_snapshot_name(name, "name")
-    return {"volumes": volumes, "name": name, "comment": comment}
+    return {"volumes": volumes, "name": name, "comment": comment, "until": until}
 
 
 def execute(module, client, prep):
     p = module.params
     check = module.check_mode
-    result = {"changed": False, "snapshots": [], "method": None, "pruned": [], "skipped": [], "msg": ""}
+    result = {"changed": False, "snapshots": [], "method": None, "pruned": [], "skipped": [], "partial": [],
+              "marked_late": [], "removed_cgs": [], "msg": ""}
     msgs = []
     created = False
     if p["state"] == "present":
-        res = ensure_snapshot_set(client, prep["volumes"], prep["name"], prep["comment"], p["snapmirror_label"], check)
+        res = ensure_snapshot_set(client, prep["volumes"], prep["name"], prep["comment"], p["snapmirror_label"], check,
+                                  until=prep["until"])
         result.update(changed=res["changed"], snapshots=res["snapshots"], method=res["method"])
         created = res["changed"]
+        msgs.append(res["msg"])
+    elif p["state"] == "confirmed":
+        res = confirm_snapshot_set(client, prep["volumes"], prep["name"], p["run_id"], state=p["mark"],
+                                   consistency=p["consistency"], check_mode=check)
+        result.update(changed=res["changed"], snapshots=res["snapshots"])
+        msgs.append(res["msg"])
+    elif p["state"] == "recovered":
+        res = recover_orphans(client, prep["volumes"], prefix=(p["prune"] or {}).get("prefix") or DEFAULT_PREFIX,
+                              check_mode=check)
+        result.update(changed=res["changed"], marked_late=res["marked_late"], removed_cgs=res["removed_cgs"])
         msgs.append(res["msg"])
     elif p["state"] == "absent":
         res = delete_snapshot_set(client, prep["volumes"], prep["name"], check)
@@ -294,6 +438,7 @@ def execute(module, client, prep):
                     exclude=exclude)
         result["pruned"] = res["pruned"]
         result["skipped"] = res["skipped"]
+        result["partial"] = res["partial"]
         result["changed"] = result["changed"] or res["changed"]
         result["warnings"] = res["warnings"]
         verb = "would prune" if check else "pruned"
@@ -318,6 +463,8 @@ def snapshot_diff(state, created, result):
         if will:
             after[ref].append(item["name"])
     for item in result["snapshots"]:
+        if state in ("confirmed", "recovered"):
+            continue
         if state == "present":
             mark(item, not created, True)
         else:
@@ -330,7 +477,8 @@ def snapshot_diff(state, created, result):
 
 
 def main():
-    module = ontap_module(ARGUMENT_SPEC, required_if=[("state", "absent", ["name"]), ("state", "pruned", ["prune"])])
+    module = ontap_module(ARGUMENT_SPEC, required_if=[("state", "absent", ["name"]), ("state", "pruned", ["prune"]),
+                                                      ("state", "confirmed", ["name", "run_id"])])
     run_ontap_module(module, "ontap_snapshot", prepare, execute)
 
 

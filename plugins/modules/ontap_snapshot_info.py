@@ -11,7 +11,8 @@ short_description: List ONTAP snapshots of volumes with this collection's backup
 version_added: 1.0.0
 description:
   - Lists the snapshots of O(volumes), or of every volume of O(svm), with their creation time, SnapMirror label,
-    comment, state, busy flag and owners, and this collection's metadata parsed from the comment.
+    comment, state, busy flag and owners, and this collection's metadata parsed from the comment, with the
+    snapshot's trust state (V(pending), V(good), V(late)): only good ones are backups.
 author:
   - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
@@ -103,7 +104,7 @@ snapshots:
     comment:
       description: Snapshot comment.
       type: str
-      sample: kvmsnap:v1 policy=daily run=20260101T020000Z host=kvm1
+      sample: kvmsnap:v1 policy=daily run=20260101T020000Z host=kvm1 state=good consistency=suspended
     state:
       description: Snapshot state (V(valid), V(invalid), V(partial), ...).
       type: str
@@ -118,9 +119,29 @@ snapshots:
       elements: str
       sample: []
     kvmsnap:
-      description: This collection's metadata (C(policy), C(run), C(host)), or null for other snapshots.
+      description:
+        - This collection's metadata parsed from the comment (C(policy), C(run), C(host), C(state), C(consistency),
+          C(until), C(extra)), or null for other snapshots.
       type: dict
-      sample: {"policy": "daily", "run": "20260101T020000Z", "host": "kvm1"}
+      sample: {"policy": "daily", "run": "20260101T020000Z", "host": "kvm1", "state": "good",
+               "consistency": "suspended", "until": null, "extra": null}
+    trust:
+      description:
+        - Trust state of this collection's snapshot, from its comment. V(good) - a backup, its run confirmed it;
+          V(pending) - created, not (yet) confirmed, never a backup; V(late) - its run could not confirm it in time
+          (crash-consistent). Null for other snapshots and for this collection's snapshots written before trust
+          states existed (treated like late ones).
+      type: str
+      sample: good
+    consistency:
+      description: Consistency level recorded when the snapshot was confirmed (V(offline), V(application),
+        V(filesystem), V(suspended), V(crash)), or null.
+      type: str
+      sample: suspended
+    good:
+      description: Whether the snapshot is a backup (trust V(good) and the controller's state valid).
+      type: bool
+      sample: true
 volumes:
   description: The volumes that were listed, as C(svm:volume).
   returned: always

@@ -16,6 +16,7 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import redact
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError, parse_retention
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
     SnapCreatorConfigError,
@@ -141,14 +142,22 @@ def _datastores(value: Any, controllers: Mapping[str, Any]) -> List[Dict[str, st
     return out
 
 
+def _no_userinfo(text: Any) -> str:
+    """repr(TEXT) without any 'user:password@' part (with or without a scheme)."""
+    if isinstance(text, str) and "@" in text:
+        text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/]*@", r"\1********@", text)
+    return redact(repr(text))
+
+
 def check_controller(name: str, hv: Mapping[str, Any]) -> Dict[str, Any]:
     """Connection host vars of one ontap_controllers host → what the roles need (never the secret itself)."""
     where = "inventory host %s (group ontap_controllers)" % name
     hostname = hv.get("ontap_hostname") or name
     if not isinstance(hostname, str) or "://" in hostname or "/" in hostname or any(c.isspace() for c in hostname) \
             or not _HOST_RE.match(hostname):
-        raise SettingsError("%s: ontap_hostname %r is not valid; allowed: a host name or IP address, no scheme, port "
-                            "or path (e.g. cluster1.example.com)." % (where, hostname))
+        # redact: a URL typed here may carry user:password@
+        raise SettingsError("%s: ontap_hostname %s is not valid; allowed: a host name or IP address, no scheme, port "
+                            "or path (e.g. cluster1.example.com)." % (where, _no_userinfo(hostname)))
     port = hv.get("ontap_port")
     if port not in (None, ""):
         port = _int("%s: ontap_port" % where, port, 1, 65535)
@@ -179,21 +188,55 @@ def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
         try:
             parsed = parse_config(snapcreator_text)
         except SnapCreatorConfigError as exc:
+            # the parser's messages carry no value (see _snapcreator_config); add only the file's path
             raise SettingsError("kvmsnap_snapcreator_config %s: %s" % (snapcreator_path, exc)) from None
         merged = merge_settings(values, dict(defaults), parsed["vars"], parsed["sources"])
         values.update(merged["vars"])
         sc_info.update(from_file=merged["from_file"], overridden=merged["overridden"], ignored=parsed["ignored"],
-                       notes=parsed["notes"])
+                       notes=parsed["notes"], sources=parsed["sources"])
+    try:
+        return _resolve(values, operation, controllers, sc_info)
+    except SettingsError as exc:
+        raise _from_file(exc, values, sc_info, snapcreator_path) from None
+
+
+def _from_file(exc: SettingsError, values: Mapping[str, Any], sc_info: Mapping[str, Any],
+               path: Optional[str]) -> SettingsError:
+    """An error about a variable the Snap Creator file set: name the key and line, and show none of its text.
+
+    The file may hold a password typed into the wrong key; the play output must not carry it.
+    """
+    message = str(exc)
+    var = message.split(":", 1)[0].split(" ", 1)[0]
+    if var not in sc_info.get("from_file", []):
+        return exc
+    value = values.get(var)
+    texts = [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)] \
+        if isinstance(value, list) else []
+    for text in sorted(texts, key=len, reverse=True):
+        if text.strip():
+            message = message.replace(repr(text), "(value not shown)").replace(text, "(value not shown)")
+    source = sc_info.get("sources", {}).get(var, "")
+    return SettingsError("%s [set by kvmsnap_snapcreator_config %s: %s]" % (message, path, source))
+
+
+def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, Mapping[str, Any]],
+             sc_info: Dict[str, Any]) -> Dict[str, Any]:
     ctrl = {}
     for name, hv in controllers.items():
         ctrl[name] = hv
     s: Dict[str, Any] = {"operation": operation, "snapcreator": sc_info, "warnings": []}
     uri = values.get("kvmsnap_libvirt_uri") or "qemu:///system"
     if not isinstance(uri, str) or "://" not in uri:
-        raise SettingsError("kvmsnap_libvirt_uri: %r is not a libvirt URI; allowed: e.g. qemu:///system." % (uri,))
+        raise SettingsError("kvmsnap_libvirt_uri: %s is not a libvirt URI; allowed: e.g. qemu:///system."
+                            % redact(repr(uri)))
+    if re.match(r"^[^:/]+://[^/@]*:[^/@]*@", uri):
+        # the URI is shown in the settings and reports: a password in it would be echoed everywhere
+        raise SettingsError("kvmsnap_libvirt_uri: carries a password (user:password@); allowed: a URI without one "
+                            "(qemu+ssh://user@host/system with an SSH key, or qemu+tls://host/system).")
     if uri.startswith("qemu+tcp://"):
         raise SettingsError("kvmsnap_libvirt_uri: %s is unauthenticated qemu+tcp; allowed: qemu:///system, qemu+ssh:// "
-                            "or qemu+tls://." % uri)
+                            "or qemu+tls://." % redact(uri))
     s["uri"] = uri
     s["vms"] = vm_list("kvmsnap_vms", values.get("kvmsnap_vms"))
     s["datastores"] = _datastores(values.get("kvmsnap_datastores"), ctrl)
@@ -269,6 +312,9 @@ def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
             raise SettingsError("kvmsnap_restore_snapshot: %r is neither a snapshot name nor a valid JMESPath query: "
                                 "%s" % (snap, exc)) from None
         s["restore_snapshot"] = {"kind": "query", "value": snap}
+    # a restore from a snapshot that is not a good backup: only when named explicitly (never latest/query)
+    s["restore_allow_crash"] = _bool("kvmsnap_restore_allow_crash", values.get("kvmsnap_restore_allow_crash", False))
+    s["restore_snapshot"]["allow_crash"] = s["restore_allow_crash"] and s["restore_snapshot"]["kind"] == "name"
     rmode = values.get("kvmsnap_restore_mode", "files")
     if rmode not in RESTORE_MODES:
         raise SettingsError("kvmsnap_restore_mode: %r is not valid; allowed: files or volume." % (rmode,))

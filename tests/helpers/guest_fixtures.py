@@ -69,7 +69,7 @@ def lab_prefix() -> str:
 class LiveConnection:
     """The session's qemu:///system connection, reopened when libvirtd was restarted under it.
 
-    Tests of F7 (libvirtd restart inside the fence) restart the daemon; every later test must still
+    Tests of F7 (docs/dev/faults.md#f7: libvirtd restart inside the fence) restart the daemon; every later test must still
     get a working connection. Attribute access goes to the current virConnect.
     """
 

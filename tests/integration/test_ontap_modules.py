@@ -182,7 +182,8 @@ def test_snapshot_create_idempotent_check_mode_delete(request, lab, transport):
     info = run(lab, transport, "ontap_snapshot_info", svm="svm1", volumes=["vol_ds1", "vol_ds2"], name=name)
     assert len(info["snapshots"]) == 2
     for snap in info["snapshots"]:
-        assert snap["kvmsnap"] == {"policy": "daily", "run": "run-1", "host": "kvm1"}
+        assert {k: snap["kvmsnap"][k] for k in ("policy", "run", "host", "state")} == {
+            "policy": "daily", "run": "run-1", "host": "kvm1", "state": "pending"}
         assert snap["snapmirror_label"] == "daily"
         assert snap["create_time_iso"].endswith("Z")
 
@@ -246,7 +247,7 @@ def test_snapshot_across_svms(request, lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_failed_set_leaves_nothing_behind(lab, transport):
-    """All-or-nothing (F12): a failure in the middle of a multi-volume snapshot removes what it made."""
+    """All-or-nothing (F12, docs/dev/faults.md#f12): a failure in the middle of a multi-volume snapshot removes what it made."""
     name = f"kvmsnap-manual_{transport}_f12"
     if transport == "rest":
         add_fault(lab, action="job_failure", method="POST", path="/api/application/consistency-groups/*/snapshots",
@@ -273,8 +274,11 @@ def test_zapi_multicreate_when_cg_start_is_missing(request, lab):
 def test_prune_keeps_newest_foreign_and_busy(lab, transport):
     vol = f"vol_prune_{transport}"
     names = [f"kvmsnap-daily_2026010{i}T000000Z" for i in range(1, 5)]
-    for name in names:
-        assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=name, policy="daily")["changed"]
+    for name in names:  # good backups: created pending, then confirmed by their run
+        assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=name, policy="daily",
+                   run_id="r-" + name[-16:-8])["changed"]
+        assert run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name=name, state="confirmed",
+                   run_id="r-" + name[-16:-8], consistency="suspended")["changed"]
     run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-weekly_20260101T000000Z",
         policy="weekly")
     foreign_snapshot(lab, "svm1", vol, "hourly_like_other_tool")
@@ -312,10 +316,11 @@ def test_prune_keeps_newest_foreign_and_busy(lab, transport):
     assert "hourly_like_other_tool" in left and "kvmsnap-daily_20250101T000000Z" in left
     assert "kvmsnap-weekly_20260101T000000Z" in left
 
-    # create + prune in one task: the new snapshot counts, the newest is never pruned
+    # create + prune in one task: the new snapshot is pending (not yet a backup), so the newest good one (names[3])
+    # stays; names[1] (no longer busy) goes
     res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-daily_20260109T000000Z",
               policy="daily", prune={"policy": "daily", "keep": 1})
-    assert res["changed"] and [p["name"] for p in res["pruned"]] == [names[1], names[3]]
+    assert res["changed"] and [p["name"] for p in res["pruned"]] == [names[1]]
     assert [s["name"] for s in res["skipped"]] == [names[0]]
     assert "kvmsnap-daily_20260109T000000Z" in snapshot_names(lab, "svm1", vol)
 
@@ -385,6 +390,27 @@ def test_restore_files(lab, transport):
         res = run(lab, transport, "ontap_restore", svm="svm1", volume=vol, snapshot=snap, files=["ok", bad])
         assert res.failed and needle in res["msg"], res
     assert calls_since(lab, seq) == []
+
+
+def test_zapi_restore_waits_for_the_background_copy(lab):
+    """ZAPI snapshot-restore-file returns while ONTAP still copies: ontap_restore returns only once the data is
+    back (the VM is started right after it)."""
+    vol = "vol_rf_zapi"
+    disk = vol_dir(lab, "svm1", vol) / "bg.img"
+    disk.write_bytes(b"snapshot data")
+    snap = "kvmsnap-daily_20260106T010000Z"
+    assert run(lab, "zapi", "ontap_snapshot", svm="svm1", volumes=[vol], name=snap, policy="daily")["changed"]
+    disk.write_bytes(b"live data")
+    lat = sim_call(lab, "GET", "/_sim/latency")
+    sim_call(lab, "POST", "/_sim/latency", {"scale": 1, "kinds": {"sfsr_background": 1.0}})
+    try:
+        seq = last_seq(lab)
+        res = run(lab, "zapi", "ontap_restore", svm="svm1", volume=vol, snapshot=snap, files=["bg.img"])
+        assert res["changed"] and not res.failed, res
+        assert disk.read_bytes() == b"snapshot data"
+        assert "snapshot-restore-file-info" in [c.get("api") for c in calls_since(lab, seq)]
+    finally:
+        sim_call(lab, "POST", "/_sim/latency", lat)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

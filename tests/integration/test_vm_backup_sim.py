@@ -99,7 +99,7 @@ def test_backup_snapshots_every_volume_and_releases(conn, backup_vms, sim, tmp_p
     res = _fence.run_backup(p)
     assert res["changed"] and res["method"] in ("cg", "cg_temporary", "multicreate")
     assert sorted(s["volume"] for s in res["snapshots"]) == ["vol_ds1", "vol_ds2"]
-    assert {s["state"] for s in res["snapshots"]} == {"valid"}  # read back after the release (P4)
+    assert {s["state"] for s in res["snapshots"]} == {"valid"}  # read back after the release (P4, docs/dev/faults.md#p4)
     assert snaps_on(sim, "vol_ds1", p["name"]) and snaps_on(sim, "vol_ds2", p["name"])
     # the disk files are in the snapshot (as on an NFS export)
     assert (sim.data / "volumes/svm1/vol_ds1/.snapshot" / p["name"] / (names[0] + ".qcow2")).is_file()
@@ -166,7 +166,7 @@ def test_preflight_failures_touch_nothing(conn, backup_vms, sim, tmp_path):
     # an invalid snapshot name
     with pytest.raises(_fence.FenceError, match="reserved prefix"):
         _fence.run_backup(params(sim, tmp_path, ok, name="hourly.x"))
-    # F11: rerunning a complete backup is a no-op that quiesces nobody
+    # F11 (docs/dev/faults.md#f11): rerunning a complete backup is a no-op that quiesces nobody
     p = params(sim, tmp_path, ok)
     first = _fence.run_backup(p)
     assert first["changed"]

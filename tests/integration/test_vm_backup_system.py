@@ -1,5 +1,6 @@
 """vm_backup on qemu:///system against the ONTAP simulator: kill -9 / SIGTERM of the module in the middle of the
-snapshot (F5, F6), and a real writing guest frozen for a snapshot whose disk image passes e2fsck."""
+snapshot (F5 docs/dev/faults.md#f5, F6 docs/dev/faults.md#f6), and a real writing guest frozen for a snapshot whose
+disk image passes e2fsck."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def test_module_killed_during_snapshot_vms_released(sim, minimal_guests, tmp_pat
         assert journal["state"] == "released"
         if sig == signal.SIGKILL:
             assert journal["released_by"] == "watchdog (owner process gone)"
-        else:  # F5: the module's own signal handler released them and reported it
+        else:  # F5 (docs/dev/faults.md#f5): the module's own signal handler released them and reported it
             res = json.loads(out.strip().splitlines()[-1])
             assert res["failed"] and "signal" in res["msg"] and "released" in res["msg"]
             assert {v["release_result"] for v in res["vms"]} == {"resumed"}
@@ -133,7 +134,7 @@ def _restart_libvirtd() -> None:
 
 
 def test_libvirtd_restart_inside_the_fence_vms_released(sim, minimal_guests, tmp_path, module_runner):
-    """F7: libvirtd restarts while the VMs are paused for the snapshot; vm_backup reconnects and releases them."""
+    """F7 (docs/dev/faults.md#f7): libvirtd restarts while the VMs are paused for the snapshot; vm_backup reconnects and releases them."""
     if os.geteuid() != 0:
         pytest.skip("restarting libvirtd needs root")
     doms = minimal_guests(3)

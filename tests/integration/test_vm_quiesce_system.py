@@ -46,7 +46,7 @@ def test_many_minimal_vms_suspend_release(module_runner, minimal_guests, tmp_pat
         assert res["watchdog_pid"] and pid_alive(res["watchdog_pid"])
         assert max(v["quiesce_ms"] for v in res["vms"]) < 2000
         again = module_runner("vm_quiesce", {"uri": URI, "vms": ids[:1], "mode": "suspend", "state_dir": sd})
-        assert again.failed and res["run_id"] in again["msg"]  # F18: locked by the first run
+        assert again.failed and res["run_id"] in again["msg"]  # F18 (docs/dev/faults.md#f18): locked by the first run
         t_r_start = time.monotonic()
         rel = module_runner("vm_quiesce", {"uri": URI, "vms": ids, "state": "released", "state_dir": sd})
         t_r_end = time.monotonic()
@@ -155,7 +155,7 @@ def test_freeze_real_guest_copy_is_consistent(module_runner, real_guest, tmp_pat
     # the writer goes on after the thaw
     assert wait_for(lambda: guest.writer_numbers()[-1] > numbers[-1], 20, step=0.5)
     assert_clean(sd)
-    # F8: filesystems the user froze before the run are neither frozen again nor thawed by the release
+    # F8 (docs/dev/faults.md#f8): filesystems the user froze before the run are neither frozen again nor thawed by the release
     gdom.agent_command(guest.dom, "guest-fsfreeze-freeze")
     try:
         res = module_runner("vm_quiesce", {"uri": URI, "vms": [guest.name], "mode": "freeze", "state_dir": sd})
@@ -172,7 +172,7 @@ def test_freeze_real_guest_copy_is_consistent(module_runner, real_guest, tmp_pat
 
 @pytest.fixture
 def agentless_channel_guest(libvirt_system, tmp_path):
-    """A minimal guest WITH a guest-agent channel but no agent behind it (F1: the agent never answers)."""
+    """A minimal guest WITH a guest-agent channel but no agent behind it (F1, docs/dev/faults.md#f1: the agent never answers)."""
     from guestlab import domain as gdom
     dom = gdom.define_minimal_guest(libvirt_system, "%sdeadagent" % gdom.run_prefix(), str(tmp_path / "m"),
                                     with_agent=True)

@@ -94,7 +94,7 @@ def test_many_vms_suspend_and_release(conn, vms, state_dir):
     assert rel["changed"] and {v["release_result"] for v in rel["vms"]} == {"resumed"}
     assert set(states(conn, names)) == {RUNNING}
     assert_clean(state_dir)
-    # idempotent: a second release changes nothing and succeeds (F9)
+    # idempotent: a second release changes nothing and succeeds (F9, docs/dev/faults.md#f9)
     again = _fence.run_released(params(state_dir, names, state="released"))
     assert not again["changed"]
     assert all(v["release_result"].startswith("not quiesced by kvmsnap") for v in again["vms"])
@@ -102,7 +102,7 @@ def test_many_vms_suspend_and_release(conn, vms, state_dir):
 
 def test_user_paused_vm_is_untouched(conn, vms, state_dir):
     names = vms(3)
-    conn.lookupByName(names[1]).suspend()  # the user paused it (F8)
+    conn.lookupByName(names[1]).suspend()  # the user paused it (F8, docs/dev/faults.md#f8)
     res = _fence.run_quiesced(params(state_dir, names))
     by = {v["name"]: v for v in res["vms"]}
     assert by[names[1]]["action"] == "none" and "untouched" in by[names[1]]["detail"]
@@ -149,7 +149,7 @@ def test_unknown_vms_rejected_before_touching(conn, vms, state_dir):
 def test_resumed_by_someone_else_is_success(conn, vms, state_dir):
     names = vms(2)
     _fence.run_quiesced(params(state_dir, names))
-    conn.lookupByName(names[0]).resume()  # an operator resumed it meanwhile (F9)
+    conn.lookupByName(names[0]).resume()  # an operator resumed it meanwhile (F9, docs/dev/faults.md#f9)
     rel = _fence.run_released(params(state_dir, names, state="released"))
     assert {v["name"]: v["release_result"] for v in rel["vms"]} == {names[0]: "already running",
                                                                     names[1]: "resumed"}
@@ -271,7 +271,7 @@ def test_uri_from_environment(module_runner, tmp_path, module):
 
 
 def test_connection_lost_midway_reconnects(conn, vms, state_dir):
-    """F7: the libvirt connection dies between resolve and quiesce, and again before the release
+    """F7 (docs/dev/faults.md#f7): the libvirt connection dies between resolve and quiesce, and again before the release
     (closed under the fence: VIR_ERR_INVALID_CONN); the fence reconnects and finishes."""
     names = vms(4)
     seen = {}

@@ -195,3 +195,20 @@ def test_call_log_bodies_and_state_dump(fresh, monkeypatch):
     assert "<snapshot>z</snapshot>" in z["body"] and z["vfiler"] == "svm1" and z["zapi_status"] == "passed"
     state = fresh.admin("GET", "state")
     assert [s["name"] for s in state["volumes"][vol["uuid"]]["snapshots"]] == ["s1"]
+
+
+def test_fault_skip_lets_the_first_calls_through(fresh, monkeypatch):
+    """`skip`: the rule applies from the (skip+1)-th matching call on (a delete refused on the second volume only)."""
+    monkeypatch.setenv("SSL_CERT_FILE", fresh.sim.ca_file)
+    server = zapi_server(fresh.sim, vserver="svm1")
+    for name in ("s1", "s2", "s3"):
+        zcall(server, "snapshot-create", volume="vol_ds1", snapshot=name)
+    fresh.admin("POST", "faults", {"action": "error", "api": "snapshot-delete", "errno": "13024", "skip": 1,
+                                   "reason": "Snapshot copy is busy."})
+    zcall(server, "snapshot-delete", volume="vol_ds1", snapshot="s1")
+    with pytest.raises(zapi.NaApiError) as exc:
+        zcall(server, "snapshot-delete", volume="vol_ds1", snapshot="s2")
+    assert exc.value.code == "13024"
+    zcall(server, "snapshot-delete", volume="vol_ds1", snapshot="s2")  # count 1: used up
+    rule = fresh.admin("GET", "faults")["faults"][0]
+    assert (rule["skip"], rule["hits"], rule["count"]) == (0, 1, 0)

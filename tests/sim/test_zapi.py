@@ -326,3 +326,29 @@ def test_zapi_with_client_certificate(lab):
     with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
         text = resp.read().decode()
     assert 'status="passed"' in text and "<num-records>3</num-records>" in text
+
+
+def test_restore_file_finishes_in_the_background(zl):
+    """ONTAP answers snapshot-restore-file before the data is back: snapshot-restore-file-info counts it as in
+    progress and the source snapshot is busy until it lands."""
+    lab, server = zl
+    vdir = lab.sim.data / "volumes" / "svm1" / "vol_ds1"
+    (vdir / "d.img").write_text("v1")
+    zcall(server, "snapshot-create", volume="vol_ds1", snapshot="s1")
+    (vdir / "d.img").write_text("v2")
+    lat = lab.admin("GET", "latency")
+    lab.admin("POST", "latency", {"scale": 1, "kinds": {k: 0 for k in lat["kinds"]} | {"sfsr_background": 0.6}})
+    try:
+        zcall(server, "snapshot-restore-file", snapshot="s1", path="/vol/vol_ds1/d.img")
+        assert (vdir / "d.img").read_text() == "v2"  # not there yet
+        assert zcall(server, "snapshot-restore-file-info")["sfsr-in-progress"] == "1"
+        with pytest.raises(zapi.NaApiError) as exc:
+            zcall(server, "snapshot-delete", volume="vol_ds1", snapshot="s1")
+        assert exc.value.code == "13024" and "busy" in exc.value.message
+        end = time.monotonic() + 10
+        while zcall(server, "snapshot-restore-file-info")["sfsr-in-progress"] != "0" and time.monotonic() < end:
+            time.sleep(0.05)
+        assert (vdir / "d.img").read_text() == "v1"
+        zcall(server, "snapshot-delete", volume="vol_ds1", snapshot="s1")
+    finally:
+        lab.admin("POST", "latency", lat)

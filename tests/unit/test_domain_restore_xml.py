@@ -1,4 +1,4 @@
-"""Saved domain XML validation (F22, security checklist 8) and NVRAM copy: pure parts of vm_restore."""
+"""Saved domain XML validation (F22, docs/dev/faults.md#f22) and NVRAM copy: pure parts of vm_restore."""
 
 from __future__ import annotations
 

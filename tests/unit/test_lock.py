@@ -1,4 +1,4 @@
-"""Per-VM run locks: O_EXCL, holder named, stale locks detected and taken over (F18)."""
+"""Per-VM run locks: O_EXCL, holder named, stale locks detected and taken over (F18, docs/dev/faults.md#f18)."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_settings_defaults_and_normalisation():
     s = settings(kvmsnap_retention="daily:7,weekly:4", kvmsnap_restore_vms="a, b,")
     assert s["retention"] == {"daily": 7, "weekly": 4} and s["keep"] == 7
     assert s["restore_vms"] == ["a", "b"]
-    assert s["restore_snapshot"] == {"kind": "latest", "value": "latest"}
+    assert s["restore_snapshot"] == {"kind": "latest", "value": "latest", "allow_crash": False}
     assert set(s["controllers"]) == {"c1", "c2"}
     assert "password" not in repr(s["controllers"])
 
@@ -205,14 +205,28 @@ def test_restore_plan_and_volume_conflicts():
 def _catalog():
     from ansible_collections.kvmsnap.core.plugins.filter.roles import catalog
 
-    def snap(name, t, policy="daily", vol="vol1", state="valid"):
-        meta = {"policy": policy, "run": "r", "host": "h"} if policy else None
+    def snap(name, t, policy="daily", vol="vol1", state="valid", trust="good", consistency="suspended"):
+        meta = ({"policy": policy, "run": "r", "host": "h", "state": trust,
+                 "consistency": consistency if trust == "good" else "crash" if trust == "late" else None}
+                if policy else None)
         return {"name": name, "svm": "svm1", "volume": vol, "create_time": t, "state": state, "kvmsnap": meta}
     results = [{"item": "c1", "snapshots": [snap("kvmsnap-daily_1", 1), snap("kvmsnap-weekly_2", 2, "weekly"),
                                             snap("kvmsnap-daily_3", 3), snap("hourly.0", 4, None),
-                                            snap("kvmsnap-prerestore_5", 5, "prerestore"),
+                                            snap("kvmsnap-prerestore_5", 5, "prerestore", consistency="crash"),
                                             snap("kvmsnap-daily_1", 1, vol="vol2"), snap("kvmsnap-daily_3", 3, vol="vol2"),
-                                            snap("kvmsnap-daily_6", 6, vol="vol2", state="invalid")]}]
+                                            snap("kvmsnap-daily_6", 6, vol="vol2", state="invalid"),
+                                            snap("kvmsnap-daily_6", 6),
+                                            # late (after the deadline) and pending (never confirmed), both complete
+                                            # and newer than the newest good backup: never `latest`
+                                            snap("kvmsnap-daily_7", 7, trust="late"),
+                                            snap("kvmsnap-daily_7", 7, vol="vol2", trust="late"),
+                                            snap("kvmsnap-daily_8", 8, trust="pending"),
+                                            snap("kvmsnap-daily_8", 8, vol="vol2", trust="pending"),
+                                            # good on one volume, late on the other: the set is late
+                                            snap("kvmsnap-daily_9", 9), snap("kvmsnap-daily_9", 9, vol="vol2", trust="late"),
+                                            # written before trust states: no state
+                                            snap("kvmsnap-daily_10", 10, trust=None),
+                                            snap("kvmsnap-daily_10", 10, vol="vol2", trust=None)]}]
     return catalog(results, ["c1:svm1:vol1", "c1:svm1:vol2"])
 
 
@@ -229,7 +243,41 @@ def test_catalog_and_latest_skip_foreign_partial_invalid_and_safety_snapshots():
     assert select_snapshot(records, {"kind": "query", "value": "[?create_time < `3`].name"})["name"] == \
         "kvmsnap-weekly_2"
     newer = newer_snapshots(records, by["kvmsnap-daily_3"], ["c1:svm1:vol1"])
-    assert [n["name"] for n in newer] == ["hourly.0", "kvmsnap-prerestore_5"]
+    assert [n["name"] for n in newer][:2] == ["hourly.0", "kvmsnap-prerestore_5"]
+
+
+def test_catalog_records_carry_trust_state_and_consistency():
+    by = {r["name"]: r for r in _catalog()}
+    assert {n: (by[n]["state"], by[n]["consistency"]) for n in by} == {
+        "kvmsnap-daily_1": ("good", "suspended"), "kvmsnap-weekly_2": ("good", "suspended"),
+        "kvmsnap-daily_3": ("good", "suspended"), "hourly.0": (None, None),
+        "kvmsnap-prerestore_5": ("good", "crash"),
+        "kvmsnap-daily_6": ("late", "suspended"),  # ONTAP says invalid on vol2: never good
+        "kvmsnap-daily_7": ("late", "crash"), "kvmsnap-daily_8": ("pending", None),
+        "kvmsnap-daily_9": ("late", "crash"), "kvmsnap-daily_10": (None, None)}
+    assert by["kvmsnap-daily_6"]["ontap_state"] == "invalid"
+
+
+def test_late_pending_and_old_format_only_by_name_with_the_override():
+    """Issue 7 §1: a late snapshot is never picked by `latest` (nor by a query); by name it needs
+    kvmsnap_restore_allow_crash."""
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import select_snapshot
+    records = _catalog()
+    for name, what in (("kvmsnap-daily_7", "is late"), ("kvmsnap-daily_8", "is pending"),
+                       ("kvmsnap-daily_10", "without a trust state"), ("hourly.0", "not a snapshot of this collection")):
+        with pytest.raises(AnsibleFilterError) as err:
+            select_snapshot(records, {"kind": "name", "value": name})
+        assert name in str(err.value) and what in str(err.value) and "kvmsnap_restore_allow_crash" in str(err.value)
+        assert select_snapshot(records, {"kind": "name", "value": name, "allow_crash": True})["name"] == name
+    # a query sees every record with its state, but its result must be good, override or not
+    with pytest.raises(AnsibleFilterError, match="kvmsnap-daily_10, which is without a trust state"):
+        select_snapshot(records, {"kind": "query", "value": "[?policy=='daily'] | [-1]", "allow_crash": True})
+    assert select_snapshot(records, {"kind": "query", "value": "[?policy=='daily' && state=='good'] | [-1]"})[
+        "name"] == "kvmsnap-daily_3"
+    assert select_snapshot(records, {"kind": "latest", "value": "latest", "allow_crash": True})["name"] == \
+        "kvmsnap-daily_3"
 
 
 def test_select_snapshot_errors():
@@ -241,9 +289,23 @@ def test_select_snapshot_errors():
         select_snapshot(records, {"kind": "name", "value": "nope"})
     with pytest.raises(AnsibleFilterError, match="selected no snapshot"):
         select_snapshot(records, {"kind": "query", "value": "[?policy=='monthly']"})
-    with pytest.raises(AnsibleFilterError, match="no snapshot of this collection exists on every needed volume"):
+    with pytest.raises(AnsibleFilterError, match="no good backup of this collection exists on every needed volume"):
         select_snapshot([r for r in records if r["name"] in ("hourly.0", "kvmsnap-weekly_2")],
                         {"kind": "latest", "value": "latest"})
+    with pytest.raises(AnsibleFilterError, match="2 snapshot.s. of this collection are not confirmed backups "
+                                                 "\\(newest: kvmsnap-daily_8, pending\\)"):
+        select_snapshot([r for r in records if r["name"] in ("kvmsnap-daily_7", "kvmsnap-daily_8")],
+                        {"kind": "latest", "value": "latest"})
+
+
+def test_restore_allow_crash_setting():
+    s = settings(kvmsnap_restore_snapshot="kvmsnap-daily_7", kvmsnap_restore_allow_crash=True)
+    assert s["restore_allow_crash"] is True and s["restore_snapshot"]["allow_crash"] is True
+    # never with latest or a query
+    s = settings(kvmsnap_restore_allow_crash=True)
+    assert s["restore_snapshot"] == {"kind": "latest", "value": "latest", "allow_crash": False}
+    with pytest.raises(SettingsError, match="kvmsnap_restore_allow_crash"):
+        settings(kvmsnap_restore_allow_crash="maybe")
 
 
 def test_the_same_vm_on_two_inventory_hosts_is_refused():

@@ -1,4 +1,4 @@
-"""Snap Creator KVM_VM_MAPPING parser: the documented form and every bad input of reliability.md (d)."""
+"""Snap Creator KVM_VM_MAPPING parser: the documented form and every bad input (docs/dev/faults.md#bad-input)."""
 
 from __future__ import annotations
 

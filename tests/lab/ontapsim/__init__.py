@@ -1,4 +1,4 @@
 """A loopback ONTAP simulator (REST + ZAPI subset) for the kvmsnap.core lab.
 
-Behaviour follows shared/reference/ontap-api.md; see tests/lab/README.md.
+Behaviour follows ONTAP's documented REST API and ZAPI for the calls the collection makes; see tests/lab/README.md.
 """

@@ -28,6 +28,7 @@ class Fault:
     seconds: float | None = None     # hang time, or how long a job stays running (None: forever)
     job_state: str = "running"       # job_running: the state reported meanwhile (running | queued)
     execute: bool = False            # drop: run the call first, then lose the answer
+    skip: int = 0                    # let this many matching calls through before the rule applies
     id: int = 0
     hits: int = 0
 
@@ -98,6 +99,9 @@ class Knobs:
         with self.lock:
             for fault in self.faults:
                 if fault.action in actions and fault.matches(method, path, api):
+                    if fault.skip > 0:  # e.g. fail only the second of two snapshot-delete calls
+                        fault.skip -= 1
+                        continue
                     fault.hits += 1
                     if fault.count is not None:
                         fault.count -= 1
@@ -113,9 +117,13 @@ class Knobs:
             self.faults.clear()
 
     # -- latency ---------------------------------------------------------------------------
-    def delay(self, kind: str) -> None:
+    def seconds(self, kind: str) -> float:
+        """The configured latency of KIND, scaled (0 when latency is off)."""
         with self.lock:
-            secs = self.latency.get(kind, self.latency.get("default", 0.0)) * self.scale
+            return self.latency.get(kind, self.latency.get("default", 0.0)) * self.scale
+
+    def delay(self, kind: str) -> None:
+        secs = self.seconds(kind)
         if secs > 0:
             time.sleep(secs)
 

@@ -4,6 +4,7 @@ operation raises SimError (mapped to codes by the front end) and saves the state
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import Any
 
@@ -29,6 +30,8 @@ class Ops:
     def __init__(self, state: State) -> None:
         self.st = state
         self.storage = state.storage
+        # single-file restores still running in the background (ZAPI), for snapshot-restore-file-info
+        self.sfsr_in_progress = 0
 
     def _storage(self, fn, *args) -> None:
         try:
@@ -121,7 +124,34 @@ class Ops:
         self.st.save()
 
     def restore_file(self, vol: dict[str, Any], snap: dict[str, Any], path: str,
-                     restore_path: str | None = None) -> None:
+                     restore_path: str | None = None, background: float = 0.0) -> None:
+        """Single-file restore. BACKGROUND > 0: as ZAPI snapshot-restore-file does on ONTAP, the call returns
+        at once and the data lands BACKGROUND seconds later; meanwhile the source snapshot is busy (owner
+        "sfsr") and snapshot-restore-file-info counts the restore as in progress."""
+        rel, dest = self._check_restore_file(vol, snap, path, restore_path)
+        if background <= 0:
+            self._storage(self.storage.restore_file, *self.st.vol_key(vol), snap["name"], rel, dest)
+            return
+        snap["owners"] = list(snap.get("owners") or []) + ["sfsr"]
+        self.sfsr_in_progress += 1
+
+        def finish() -> None:
+            time.sleep(background)
+            with self.st.lock:
+                try:
+                    self._storage(self.storage.restore_file, *self.st.vol_key(vol), snap["name"], rel, dest)
+                finally:
+                    owners = list(snap.get("owners") or [])
+                    if "sfsr" in owners:
+                        owners.remove("sfsr")
+                    snap["owners"] = owners
+                    self.sfsr_in_progress -= 1
+                    self.st.save()
+
+        threading.Thread(target=finish, name="sim-sfsr", daemon=True).start()
+
+    def _check_restore_file(self, vol: dict[str, Any], snap: dict[str, Any], path: str,
+                            restore_path: str | None) -> tuple[str, str]:
         if not isinstance(path, str) or not path:
             raise SimError("missing", 'Missing value for "path".', target="path")
         rel = "/" + path.lstrip("/")
@@ -135,7 +165,7 @@ class Ops:
         if not src.is_file():
             raise SimError("invalid", f'"{rel}" is not a regular file or LUN; only files and LUNs can be '
                                       "restored with a single-file restore.", target="path")
-        self._storage(self.storage.restore_file, *self.st.vol_key(vol), snap["name"], rel, dest)
+        return rel, dest
 
     def lun_clone_overwrite(self, lun: dict[str, Any], source: str) -> None:
         vol = self.st.doc["volumes"][lun["volume"]]

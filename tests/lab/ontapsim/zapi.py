@@ -47,6 +47,7 @@ class ZapiApi(SnapshotHandlers):
             "snapshot-modify-iter": (self.snapshot_modify_iter, "snapshot_modify", "any"),
             "snapshot-restore-file": (self.snapshot_restore_file, "restore", "vserver"),
             "snapshot-restore-volume": (self.snapshot_restore_volume, "restore", "vserver"),
+            "snapshot-restore-file-info": (self.snapshot_restore_file_info, "read", "any"),
             "cg-start": (self.cg_start, "snapshot_create", "vserver"),
             "cg-commit": (self.cg_commit, "snapshot_create", "vserver"),
             "snapmirror-update": (self.snapmirror_update, "snapmirror_update", "any"),

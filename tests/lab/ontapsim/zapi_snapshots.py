@@ -134,8 +134,17 @@ class SnapshotHandlers(InfoHandlers):
         with self.st.lock:
             vol = self._volume(svm, vname)
             snap = self.st.find_snapshot(vol, sname, child_text(api, "snapshot-instance-uuid"))
-            self.ops.restore_file(vol, snap, rel, dest)
+            self.ops.restore_file(vol, snap, rel, dest, background=self.knobs.seconds("sfsr_background"))
         return None
+
+    def snapshot_restore_file_info(self, _api: ET.Element, _svm: dict[str, Any] | None) -> ET.Element:
+        """How many single-file restores still run in the background (ONTAP's limit is per node)."""
+        with self.st.lock:
+            running = self.ops.sfsr_in_progress
+        out = E("results")
+        out.append(E("max-sfsr-limit", 100))
+        out.append(E("sfsr-in-progress", running))
+        return out
 
     def snapshot_restore_volume(self, api: ET.Element, svm: dict[str, Any]) -> None:
         vname = require(api, "volume")

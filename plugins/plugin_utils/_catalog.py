@@ -1,0 +1,147 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The backup catalog the roles build from ontap_snapshot_info, and the choice of the snapshot to restore.
+
+A catalog record is one snapshot set (one name across volumes) with its trust state: only `good` sets are
+backups (see docs/backup.md, "When is a snapshot a backup"). `latest` and JMESPath queries only ever give a
+good set; a pending, late or old-format set is restorable by explicit name with kvmsnap_restore_allow_crash.
+
+This plugin_util is PRIVATE to the collection. It may change without notice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import CONSISTENCIES
+
+OVERRIDE_VAR = "kvmsnap_restore_allow_crash"
+RECORD_KEYS = ("name, policy, run, host, state (good, pending, late, or null: not confirmed by a run of this "
+               "collection), consistency, ontap_state, create_time, create_time_iso, volumes, missing, complete, ours")
+
+
+class CatalogError(ValueError):
+    """The snapshot to restore cannot be chosen; the message names the snapshot, its state and what to do."""
+
+
+def _member_trust(snap: Mapping[str, Any]) -> Optional[str]:
+    """good / pending / late / None (old format or foreign); ONTAP's own state must be valid for good."""
+    meta = snap.get("kvmsnap") or {}
+    state = snap.get("trust", meta.get("state"))
+    if state == "good" and snap.get("state") not in (None, "", "valid"):
+        return "late"  # the controller says the snapshot itself is not valid: never a backup
+    return state
+
+
+def set_state(states: List[Optional[str]]) -> Optional[str]:
+    """A set's trust is its weakest member's: good only when all are good."""
+    if states and all(s == "good" for s in states):
+        return "good"
+    if "pending" in states:
+        return "pending"
+    if all(s is None for s in states):
+        return None
+    return "late"
+
+
+def _weakest_consistency(levels: List[Optional[str]]) -> Optional[str]:
+    known = [c for c in levels if c in CONSISTENCIES]
+    if not known or len(known) != len(levels):
+        return None
+    return max(known, key=CONSISTENCIES.index)
+
+
+def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -> List[Dict[str, Any]]:
+    """ontap_snapshot_info results (one per controller) → one record per snapshot name, oldest first."""
+    records: Dict[str, Dict[str, Any]] = {}
+    trusts: Dict[str, List[Optional[str]]] = {}
+    levels: Dict[str, List[Optional[str]]] = {}
+    wanted = set(volumes)
+    for item in snapshot_lists:
+        ctrl = item.get("controller") or item.get("item")
+        for snap in item.get("snapshots") or []:
+            meta = snap.get("kvmsnap") or {}
+            rec = records.setdefault(snap["name"], {
+                "name": snap["name"], "policy": meta.get("policy"), "run": meta.get("run"), "host": meta.get("host"),
+                "ours": bool(meta), "create_time": snap.get("create_time"),
+                "create_time_iso": snap.get("create_time_iso"), "volumes": [], "ontap_state": "valid"})
+            rec["volumes"].append("%s:%s:%s" % (ctrl, snap.get("svm"), snap.get("volume")))
+            if snap.get("state") not in (None, "", "valid"):
+                rec["ontap_state"] = snap.get("state")
+            if (snap.get("create_time") or 0) < (rec["create_time"] or 0):
+                rec["create_time"] = snap.get("create_time")
+            trusts.setdefault(snap["name"], []).append(_member_trust(snap))
+            levels.setdefault(snap["name"], []).append(snap.get("consistency", meta.get("consistency")))
+    out = []
+    for name, rec in records.items():
+        rec["volumes"].sort()
+        rec["missing"] = sorted(wanted - set(rec["volumes"]))
+        rec["complete"] = not rec["missing"]
+        rec["state"] = set_state(trusts[name])
+        rec["consistency"] = _weakest_consistency(levels[name])
+        out.append(rec)
+    return sorted(out, key=lambda r: (r["create_time"] or 0, r["name"]))
+
+
+def describe_state(rec: Mapping[str, Any]) -> str:
+    state = rec.get("state")
+    if state == "pending":
+        return "pending (its run never confirmed it: it may have been taken after the VMs were released)"
+    if state == "late":
+        return "late (taken after its run's deadline, or its run died; consistency %s)" % (rec.get("consistency")
+                                                                                       or "crash")
+    if not rec.get("ours"):
+        return "not a snapshot of this collection"
+    return "without a trust state (made before runs confirmed their snapshots)"
+
+
+def select(records: List[Dict[str, Any]], spec: Mapping[str, Any]) -> Dict[str, Any]:
+    """Pick the snapshot to restore: 'latest' (newest good set on every needed volume), a name, or a JMESPath query
+    (its result: a record, a name, or a list of them - the last one is used). SPEC: {kind, value, allow_crash}."""
+    kind, value = spec.get("kind"), spec.get("value")
+    if kind == "latest":
+        good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "good"
+                and r.get("policy") != "prerestore"]
+        if not good:
+            others = [r for r in records if r["ours"] and r["complete"] and r.get("policy") != "prerestore"]
+            hint = ""
+            if others:
+                hint = (" %d snapshot(s) of this collection are not confirmed backups (newest: %s, %s); restore one by "
+                        "name with %s: true if you accept a crash-consistent state."
+                        % (len(others), others[-1]["name"], others[-1]["state"] or "no trust state", OVERRIDE_VAR))
+            raise CatalogError("kvmsnap_restore_snapshot=latest: no good backup of this collection exists on every "
+                               "needed volume (%d snapshot(s) listed).%s" % (len(records), hint))
+        return good[-1]
+    if kind == "name":
+        rec = next((r for r in records if r["name"] == value), None)
+        if rec is None:
+            raise CatalogError("kvmsnap_restore_snapshot: snapshot %r exists on none of the volumes (known: %s)."
+                               % (value, ", ".join(r["name"] for r in records[-10:]) or "none"))
+        if rec["state"] != "good" and not spec.get("allow_crash"):
+            raise CatalogError("kvmsnap_restore_snapshot: snapshot %s is %s, not a good backup; set %s: true to "
+                               "restore it anyway (its VMs come back crash-consistent at best)."
+                               % (value, describe_state(rec), OVERRIDE_VAR))
+        return rec
+    try:
+        import jmespath
+    except ImportError:
+        raise CatalogError("a JMESPath kvmsnap_restore_snapshot needs the jmespath library on the controller.") from None
+    try:
+        found = jmespath.search(value, records)
+    except Exception as exc:
+        raise CatalogError("kvmsnap_restore_snapshot: query %r failed: %s" % (value, exc)) from None
+    if isinstance(found, list):
+        found = found[-1] if found else None
+    if isinstance(found, str):
+        found = next((r for r in records if r["name"] == found), None)
+    if not isinstance(found, Mapping) or "name" not in found:
+        raise CatalogError("kvmsnap_restore_snapshot query %r selected no snapshot of the catalog (records have: %s)."
+                           % (value, RECORD_KEYS))
+    rec = next((r for r in records if r["name"] == found["name"]), dict(found))
+    if rec.get("state") != "good":
+        # a query never reaches past the good backups, override or not: that takes an explicit name
+        raise CatalogError("kvmsnap_restore_snapshot query %r selected snapshot %s, which is %s, not a good backup; "
+                           "add [?state=='good'] to the query, or give its name with %s: true to restore it anyway."
+                           % (value, rec["name"], describe_state(rec), OVERRIDE_VAR))
+    return rec
