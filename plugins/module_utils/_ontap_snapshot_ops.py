@@ -40,12 +40,13 @@ def _ref(svm: str, vol: str) -> str:
 # ---- create / delete -------------------------------------------------------------------------------
 def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comment: str,
                         snapmirror_label: Optional[str] = None, check_mode: bool = False,
-                        until: Optional[int] = None) -> Dict[str, Any]:
+                        until: Optional[int] = None, same_run_only: bool = True) -> Dict[str, Any]:
     """Make sure snapshot NAME exists on every volume, created by us as one consistent set.
 
     Present everywhere with our metadata and the same run id (a rerun, F11 (docs/dev/faults.md#f11)) → changed False. Present on some
     volumes only, without our metadata, or made by another run → OntapError (never overwritten, never adopted:
-    another run's snapshot must not become this run's backup). UNTIL goes into a temporary CG's name.
+    another run's snapshot must not become this run's backup; SAME_RUN_ONLY=False, for a caller that names no
+    run, accepts any run's). UNTIL goes into a temporary CG's name.
     Returns {changed, method, snapshots, msg}.
     """
     what = "create snapshot %s on %s" % (name, ", ".join(_ref(*v) for v in volumes))
@@ -60,15 +61,6 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
                 "snapshot %s already exists on %s but was not created by kvmsnap.core (no kvmsnap metadata in its "
                 "comment)" % (name, ", ".join(_ref(*v) for v in foreign)), what, code="13020",
                 hint="It is never overwritten: choose another name, or delete that snapshot first if it is not needed.")
-        run = (parse_comment(comment) or {}).get("run")
-        others = [v for v in present if (parse_comment((existing[v] or {}).get("comment")) or {}).get("run") != run]
-        if others:
-            runs = sorted(set(str((parse_comment((existing[v] or {}).get("comment")) or {}).get("run")) for v in others))
-            raise client.error(
-                "snapshot %s already exists on %s, made by run %s, not by this run (%s)" % (
-                    name, ", ".join(_ref(*v) for v in others), ", ".join(runs), run), what, code="13020",
-                hint="Another run's snapshot is never taken over as this run's backup: choose another name, or run "
-                     "again with that run's run_id if this is a rerun of it.")
         missing = [v for v in volumes if not existing[v]]
         if missing:
             raise client.error(
@@ -76,6 +68,16 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
                     name, ", ".join(_ref(*v) for v in present), ", ".join(_ref(*v) for v in missing)), what,
                 code="13020", hint="Delete the partial set (state: absent) or choose another name; an existing "
                                    "snapshot is never overwritten.")
+        run = (parse_comment(comment) or {}).get("run")
+        runs_of = {v: (parse_comment((existing[v] or {}).get("comment")) or {}).get("run") for v in present}
+        others = [v for v in present if same_run_only and runs_of[v] != run]
+        if others:
+            runs = sorted(set(str(runs_of[v]) for v in others))
+            raise client.error(
+                "snapshot %s already exists on %s, made by run %s, not by this run (%s)" % (
+                    name, ", ".join(_ref(*v) for v in others), ", ".join(runs), run), what, code="13020",
+                hint="Another run's snapshot is never taken over as this run's backup: choose another name, or run "
+                     "again with that run's run_id if this is a rerun of it.")
         snaps = [_brief(existing[v] or {}, v) for v in volumes]
         return {"changed": False, "method": None, "snapshots": snaps,
                 "msg": "snapshot %s already exists on all %d volume(s)" % (name, len(volumes))}

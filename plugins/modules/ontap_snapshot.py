@@ -18,9 +18,9 @@ description:
   - A backup snapshot is created C(state=pending); it counts as a backup only after its run confirmed it
     (O(state=confirmed), C(state=good)). A pending snapshot whose O(until) has passed is orphaned; O(state=recovered)
     marks it C(state=late consistency=crash). See "When is a snapshot a backup" in the backup documentation.
-  - A snapshot that already exists on all volumes with this metadata and the same O(run_id) is left alone
-    (C(changed=false)). One that exists on some volumes only, without the metadata, or made by another run makes the
-    module fail; it is never overwritten nor taken over.
+  - A snapshot that already exists on all volumes with this metadata (and, when O(run_id) is given, the same run id)
+    is left alone (C(changed=false)). One that exists on some volumes only, without the metadata, or made by another
+    run than O(run_id) makes the module fail; it is never overwritten nor taken over.
   - O(prune) deletes whole snapshot sets (the snapshots with one name across O(volumes)) of a policy by the retention
     rule; only good sets count toward O(prune.keep), the newest good set is never deleted, nor a snapshot of another
     tool; a set with a busy or owned member is kept on all its volumes and reported.
@@ -70,7 +70,7 @@ options:
       - V(present) creates the snapshot (then prunes if O(prune) is set).
       - V(absent) deletes the snapshot O(name) from every volume that has it (then prunes if O(prune) is set).
       - V(pruned) only prunes (O(prune) is required).
-      - V(confirmed) records that run O(run_id) confirmed the pending snapshot O(name) on every volume: its comment
+      - V(confirmed) records that run O(run_id) confirmed the pending snapshot O(name) on every volume; its comment
         becomes C(state=good) (or C(state=late) with O(mark=late)) with O(consistency). The snapshot must exist on
         every volume with this collection's metadata and O(run_id); otherwise the module fails and changes nothing.
       - V(recovered) marks every pending snapshot of this collection on O(volumes) whose O(until) has passed as
@@ -97,14 +97,14 @@ options:
     description:
       - V(backup) creates a backup snapshot C(state=pending), to be confirmed by its run (O(state=confirmed)).
       - V(safety) creates a safety snapshot (the restore role's copy before it overwrites anything) directly as
-        C(state=good) with O(consistency) (default V(crash)): it is what was on disk, confirmed by construction.
+        C(state=good) with O(consistency) (default V(crash)); it is what was on disk, confirmed by construction.
     type: str
     choices: [backup, safety]
     default: backup
   run_id:
     description:
       - Run identifier recorded in the metadata. Defaults to the UTC time of the run with O(state=present).
-      - Required with O(state=confirmed): only the run that created a snapshot confirms it.
+      - Required with O(state=confirmed); only the run that created a snapshot confirms it.
     type: str
   until:
     description:
@@ -115,7 +115,7 @@ options:
     type: int
   mark:
     description:
-      - With O(state=confirmed), the trust state to record: V(good) (the run verified the snapshot) or V(late)
+      - With O(state=confirmed), the trust state to record, V(good) (the run verified the snapshot) or V(late)
         (the run gave it up, e.g. it came after the deadline; crash-consistent).
     type: str
     choices: [good, late]
@@ -413,7 +413,7 @@ def execute(module, client, prep):
     created = False
     if p["state"] == "present":
         res = ensure_snapshot_set(client, prep["volumes"], prep["name"], prep["comment"], p["snapmirror_label"], check,
-                                  until=prep["until"])
+                                  until=prep["until"], same_run_only=p["run_id"] is not None)
         result.update(changed=res["changed"], snapshots=res["snapshots"], method=res["method"])
         created = res["changed"]
         msgs.append(res["msg"])

@@ -12,7 +12,7 @@ version_added: 1.0.0
 description:
   - Lists the snapshots of O(volumes), or of every volume of O(svm), with their creation time, SnapMirror label,
     comment, state, busy flag and owners, and this collection's metadata parsed from the comment, with the
-    snapshot's trust state (V(pending), V(good), V(late)): only good ones are backups.
+    snapshot's trust state (V(pending), V(good), V(late)); only good ones are backups.
 author:
   - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:

@@ -89,8 +89,8 @@ def describe_state(rec: Mapping[str, Any]) -> str:
     if state == "pending":
         return "pending (its run never confirmed it: it may have been taken after the VMs were released)"
     if state == "late":
-        return "late (taken after its run's deadline, or its run died; consistency %s)" % (rec.get("consistency")
-                                                                                       or "crash")
+        level = rec.get("consistency") or "crash"
+        return "late (taken after its run's deadline, or its run died; consistency %s)" % level
     if not rec.get("ours"):
         return "not a snapshot of this collection"
     return "without a trust state (made before runs confirmed their snapshots)"

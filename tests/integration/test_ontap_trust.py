@@ -365,7 +365,7 @@ def test_snapshot_completing_after_the_client_gave_up_stays_pending_then_late(la
     retention and `latest` took as a backup), never picked as good, and state=recovered marks it late."""
     vol = "vol_hang_%s" % transport
     name = "kvmsnap-daily_20260401T000000Z"
-    until = int(time.time()) + 8
+    until = int(time.time()) + 10
     if transport == "rest":  # the job stays running past the client's timeout, then completes
         lab.admin("POST", "faults", {"action": "job_running", "method": "POST",
                                      "path": "/api/storage/volumes/*/snapshots", "seconds": 3})
@@ -382,11 +382,13 @@ def test_snapshot_completing_after_the_client_gave_up_stays_pending_then_late(la
     assert (snaps[0]["trust"], snaps[0]["good"], snaps[0]["kvmsnap"]["until"]) == ("pending", False, until), snaps
     # while its run could still confirm it, recovery leaves it alone
     early = run(lab, transport, svm="svm1", volumes=[vol], state="recovered")
-    assert early["marked_late"] == [] and time.time() < until, early
+    if time.time() < until:  # (on a loaded machine the call may end after until: then it may mark it)
+        assert early["marked_late"] == [], early
     while time.time() <= until:
         time.sleep(0.2)
     res = run(lab, transport, svm="svm1", volumes=[vol], state="recovered")
-    assert [(m["name"], m["run"]) for m in res["marked_late"]] == [(name, "run-hung")], (
+    marked = early["marked_late"] + res["marked_late"]
+    assert [(m["name"], m["run"]) for m in marked] == [(name, "run-hung")], (
         res, info(lab, transport, [vol])["snapshots"], time.time())
     snap = info(lab, transport, [vol], name=name)["snapshots"][0]
     assert (snap["trust"], snap["consistency"], snap["good"]) == ("late", "crash", False), snap
