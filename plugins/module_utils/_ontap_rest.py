@@ -381,6 +381,16 @@ class OntapRest(Ontap):
         self._send("PATCH", "/api/storage/volumes/%s/snapshots/%s" % (vol_uuid, snap["uuid"]),
                    "set comment of snapshot %s on %s:%s" % (name, svm, volume), body=body, safe_to_retry=True)
 
+    def set_snapshot_comment(self, svm: str, volume: str, name: str, comment: str) -> None:
+        op = "set comment of snapshot %s on %s:%s" % (name, svm, volume)
+        snap = self.get_snapshot(svm, volume, name)  # one read: the PATCH needs its uuid anyway
+        if not snap:
+            raise self.not_found("snapshot %s not found on %s:%s" % (name, svm, volume), op,
+                                 hint="List the snapshots with kvmsnap.core.ontap_snapshot_info.")
+        vol_uuid = self.get_volume(svm, volume)["uuid"]
+        self._send("PATCH", "/api/storage/volumes/%s/snapshots/%s" % (vol_uuid, snap["uuid"]), op,
+                   body={"comment": comment}, safe_to_retry=True)
+
     def delete_snapshot(self, svm: str, volume: str, name: str) -> None:
         op = "delete snapshot %s on %s:%s" % (name, svm, volume)
         snap = self.get_snapshot(svm, volume, name)

@@ -275,12 +275,39 @@ class StorageMapper:
                                                  file_mount.mount_point, file_mount.fstype, file_mount.source))
         return None
 
+    def _nested_junction(self, ds: Dict[str, Any], real: str) -> Optional[Dict[str, Any]]:
+        """The location of a file of an NFS datastore that lies below a deeper volume junction, else None.
+
+        One NFS mount shows every volume junctioned below its export (ONTAP junctions nest), but a snapshot of
+        the datastore's volume holds none of them. Only when the mount table maps the datastore root itself to
+        the configured volume (otherwise the explicit entry wins, as documented) is the file moved to the
+        volume whose junction really holds it; its datastore is then that volume's root on this host.
+        """
+        mount = find_mount(self.mounts(), real)
+        if mount is None or not mount.is_nfs or self.inventory.empty:
+            return None
+        try:
+            root = self._locate_by_mount(ds["path"])
+            here = self._locate_by_mount(real)
+        except (Unmapped, StorageMapError):
+            return None
+        same = (root["controller"], root["svm"], root["volume"]) == (ds["controller"], ds["svm"], ds["volume"])
+        if not same or here["volume"] == root["volume"]:
+            return None
+        rest = here["path_in_volume"] or "/"
+        if real.endswith(rest) and rest != "/":
+            here["datastore"] = real[:-len(rest)] or "/"
+        return here
+
     def locate_file(self, path: str) -> Dict[str, Any]:
         real = self._real(path)
         for ds in self.datastores:
             if is_under(real, ds["path"]):
                 problem = self._datastore_problem(ds, real)
                 if problem is None:
+                    nested = self._nested_junction(ds, real)
+                    if nested is not None:
+                        return nested
                     rest = real[len(ds["path"].rstrip("/")):] if ds["path"] != "/" else real
                     return _loc(ds["controller"], ds["svm"], ds["volume"],
                                 rest if rest.startswith("/") else "/" + rest,

@@ -312,8 +312,8 @@ def _read(module: AnsibleModule) -> dict:
 def _verified(module: AnsibleModule) -> dict:
     p = module.params
     results = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"]) for vm in p["vms"]]
-    return {"changed": False, "verified": results, "not_protected": vf.summary(p["host"] or "KVM host",
-                                                                                p["snapshot"], results),
+    not_protected = vf.summary(p["host"] or "KVM host", p["snapshot"], results)
+    return {"changed": False, "verified": results, "not_protected": not_protected,
             "manifests": [], "invalid": [], "missing": [], "written": [], "datastore_files": {}, "volumes": []}
 
 

@@ -88,6 +88,11 @@ options:
       - Host directories whose files are on an ONTAP volume, for storage that the mount table cannot map
         (for example a local mount point of an NFS export behind a proxy, or a lab directory).
       - The longest matching prefix wins; paths are compared after resolving symbolic links.
+      - A file is not attributed to an entry when the entry's path is a symbolic link to a directory that is no
+        volume root (no C(.snapshot) directory there), or when the file is on another mount below the entry
+        (the reason says so; an NFS mount of a known controller is mapped through the mount table instead).
+        On an NFS mount whose root the mount table maps to the entry's volume, a file below a deeper volume
+        junction is mapped to that volume.
     type: list
     elements: dict
     suboptions:

@@ -85,7 +85,9 @@ def normalize(host: str, result: Mapping[str, Any], settings: Mapping[str, Any],
             lun = storage.get("lun")
             if isinstance(lun, Mapping):
                 lun = lun.get("path")
-            if ds is not None and not storage.get("volume"):
+            # the string-prefix fallback only where vm_info had no say: a disk it refused (symlink leaving the
+            # volume, nested mount) must not be attributed to the datastore it merely seems to lie in
+            if ds is not None and not storage.get("volume") and not (disk.get("reason") or disk.get("error")):
                 rel = "/" + posixpath.relpath(posixpath.normpath(source), ds["path"])
                 entry.update(controller=ds["controller"], svm=ds["svm"], volume=ds["volume"], datastore=ds["path"],
                              path=rel)

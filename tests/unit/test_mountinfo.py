@@ -246,3 +246,15 @@ def test_a_disk_on_a_mount_nested_below_a_datastore_is_not_attributed_to_it(tmp_
     vm = _vm(str(ds1 / "nested" / "d.img"))
     assert StorageMapper(StorageInventory(), ds, [], "/").map_vm(vm) == []
     assert vm["disks"][0]["volume"] == "v2" and vm["disks"][0]["path_in_volume"] == "/d.img"
+
+
+def test_a_disk_below_a_nested_junction_is_mapped_to_the_volume_that_holds_it(tmp_path):
+    # /mnt/ds1 is the NFS mount of svm1:/vmstore (volume vmstore); vmstore_images is junctioned at
+    # /vmstore/images, so /mnt/ds1/images/... is in vmstore_images, whose snapshots vmstore's do not include
+    ds = parse_datastores([{"path": "/mnt/ds1", "controller": "cluster1", "svm": "svm1", "volume": "vmstore"}])
+    mapper = StorageMapper(StorageInventory.from_option(INVENTORY), ds, [], host_root(tmp_path))
+    vm = _vm("/mnt/ds1/vm1/a.qcow2", "/mnt/ds1/images/web/b.qcow2")
+    assert mapper.map_vm(vm) == []
+    got = [(d["volume"], d["path_in_volume"], d["datastore"], d["mapped_by"]) for d in vm["disks"]]
+    assert got == [("vmstore", "/vm1/a.qcow2", "/mnt/ds1", "datastores"),
+                   ("vmstore_images", "/web/b.qcow2", "/mnt/ds1/images", "nfs")]
