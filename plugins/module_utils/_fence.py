@@ -609,8 +609,11 @@ class Fence:
         # a given run id may fence several hosts sharing this state_dir: one journal per fence
         self.journal_id = _journal.fence_id(self.run_id, [vm["uuid"] for vm in vms]) if run_id else self.run_id
         now = time.time()
-        taken, takeovers = _lock.acquire(self.state_dir, vms, self.run_id, now + deadline_s, now,
-                                         journal=self.journal_id)
+        try:
+            taken, takeovers = _lock.acquire(self.state_dir, vms, self.run_id, now + deadline_s, now,
+                                             journal=self.journal_id)
+        except OSError as err:
+            raise state_dir_error(self.state_dir, os.path.join(self.state_dir, "locks"), err) from None
         self.locked = taken
         journal = _journal.new_journal(self.journal_id, self.module, self.uri, mode, deadline_s, vms,
                                        release_on_owner_exit=release_on_owner_exit, now=now,
@@ -619,7 +622,12 @@ class Fence:
         for entry, vm in zip(journal["vms"], vms):
             entry["action"] = planned_action(mode, vm["state"])
         self.journal = journal
-        path = _journal.write(self.state_dir, journal)
+        try:
+            path = _journal.write(self.state_dir, journal)
+        except OSError as err:  # full or read-only state_dir: say where, undo the locks, touch nothing
+            _lock.release(self.state_dir, self.locked, self.run_id)
+            self.locked = []
+            raise state_dir_error(self.state_dir, _journal.journal_path(self.state_dir, self.journal_id), err) from None
         wd = None
         if self.use_watchdog:
             try:
@@ -782,6 +790,14 @@ class Fence:
         self.sc.close()
 
 
+def state_dir_error(state_dir: str, path: str, err: OSError) -> FenceError:
+    """A journal/lock write failed (disk full, read-only, ...): name the file and the setting; nothing was quiesced."""
+    import socket
+    return FenceError("%s: cannot write %s (%s) in state_dir %s; nothing was quiesced. Check that %s is writable and "
+                      "not full (kvmsnap_state_dir / state_dir)." % (socket.gethostname(), path,
+                                                                    err.strerror or err, state_dir, state_dir))
+
+
 def public_outcome(o: Dict[str, Any]) -> Dict[str, Any]:
     """The per-VM entry a module returns (no monotonic timestamps)."""
     keys = ("name", "uuid", "prior_state", "action", "consistency", "detail", "error", "quiesce_ms",
@@ -883,6 +899,8 @@ def run_locked(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, An
         expires = now + float(params["deadline"])
         try:
             _taken, takeovers = _lock.acquire(fence.state_dir, vms, run_id, expires, now, hold=True)
+        except OSError as err:
+            raise state_dir_error(fence.state_dir, os.path.join(fence.state_dir, "locks"), err) from None
         except _lock.LockBusy as err:
             raise FenceError("vm_quiesce on %s: %s Nothing was written or quiesced by run %s."
                              % (fence.where, err, run_id), dict(result, holder=err.holder)) from None

@@ -324,3 +324,20 @@ def test_manifest_write_error_names_the_state_dir_path(module_runner, tmp_path):
     assert res.failed, res
     assert "state_dir %s" % state_dir in res["msg"] and str(state_dir / "catalog" / "kvmsnap-daily_x") in res["msg"]
     assert "VM test" in res["msg"] and "kvm1" in res["msg"]
+
+
+def test_unwritable_journal_names_the_state_dir_path(conn, test_vms, sim, tmp_path):
+    """§7: a journal that cannot be written (here its path is taken by a directory) is named with the state_dir;
+    nothing is quiesced and the run's locks are dropped again."""
+    names = test_vms(1)
+    sd = tmp_path / "state"
+    _fence.run_locked(dict(uri=URI, state_dir=str(sd), deadline=60, vms=names, run_id="run-J"))
+    vm_uuid = conn.lookupByName(names[0]).UUIDString()
+    blocker = sd / "runs" / (_journal.fence_id("run-J", [vm_uuid]) + ".json")
+    blocker.mkdir()
+    with pytest.raises(_fence.FenceError) as info:
+        _fence.run_quiesced(dict(uri=URI, state_dir=str(sd), deadline=60, mode="suspend", vms=names, run_id="run-J"))
+    msg = str(info.value)
+    assert str(blocker) in msg and "state_dir %s" % sd in msg and "nothing was quiesced" in msg, msg
+    assert states_of(conn, names) == [RUNNING]
+    assert _lock.holders(str(sd)) == []
