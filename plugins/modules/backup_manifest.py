@@ -17,8 +17,12 @@ description:
   - With O(state=volumes), lists the volumes (controller, SVM, volume) that the manifests of the local catalog name,
     so that a restore knows where to look for VMs on SAN LUNs, deleted ones too.
   - With O(state=read), reads the manifests of a snapshot from C(<datastore>/.snapshot/<snapshot>/.kvmsnap/) (NFS)
-    and from the local catalog, and checks them (hashes, UUID and name in the XML, no C(qemu:commandline), every disk
-    of the XML mapped to a volume).
+    and from the local catalog, and trusts nothing in them - the signature must verify with O(manifest_key) (or one
+    of O(manifest_keys_old)) unless O(unsigned_ok) names the VM; hashes, UUID and name in the XML; the manifest's
+    disks equal the XML's; every disk inside the datastore it was backed up from, which must be one of
+    O(datastores) (the host's own, never the manifest's); the XML passes the allow-list policy with the host's
+    emulator and firmware dirs (from libvirt's capabilities at O(uri)); no disk used by another VM of the host.
+  - With O(state=present) and O(manifest_key), each manifest carries an HMAC-SHA256 signature (see docs/security.md).
   - Files are written atomically, mode 0600 in 0700 directories. The XML is the inactive definition without secrets.
 author:
   - kvmsnap.core contributors (@kvmsnap)
@@ -105,6 +109,25 @@ options:
     description:
       - Time of the run (ISO 8601), recorded in the manifests.
     type: str
+  manifest_key:
+    description:
+      - Key of the manifest signatures (HMAC-SHA256), at least 16 characters. O(state=present) signs with it,
+        O(state=read) verifies with it. Keep it on the controller (vault, AWX credential); the roles pass
+        C(kvmsnap_manifest_key) or the key file they create.
+    type: str
+  manifest_keys_old:
+    description:
+      - O(state=read) - earlier keys, accepted for verification only (key rotation).
+    type: list
+    elements: str
+    default: []
+  unsigned_ok:
+    description:
+      - O(state=read) - VMs (names or UUIDs) whose manifest is accepted although its signature is missing or does not
+        verify. Every other check still applies.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -161,6 +184,14 @@ volumes:
   type: list
   elements: dict
   sample: [{"controller": "cluster1", "svm": "svm1", "volume": "vol_san"}]
+notes:
+  description:
+    - O(state=read) - what the policy rewrote (an emulator replaced by the host's, a character device turned into a
+      pty) and manifests accepted unsigned through O(unsigned_ok), each naming the VM.
+  returned: always
+  type: list
+  elements: str
+  sample: ["VM web1: <serial 0>: type='file' path=/var/log/x rewritten to type='pty' (...)"]
 missing:
   description: O(state=read) - entries of O(select) with no manifest in the snapshot.
   returned: always
@@ -174,6 +205,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest as mf
+from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest_sig
 
 try:
     from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import (
@@ -226,13 +258,31 @@ def _present(module: AnsibleModule) -> dict:
                 written += [r + "/" + manifest["vm"]["uuid"] + "/manifest.json" for r in roots]
             else:
                 try:
-                    written += mf.write(manifest, xml_text, nvram, roots)
+                    written += mf.write(manifest, xml_text, nvram, roots, key=p["manifest_key"])
                 except OSError as exc:
                     module.fail_json(msg="%s: cannot write the manifest of VM %s: %s; check that the datastore is "
                                      "mounted read-write." % (p["host"], name, exc))
             manifests.append(manifest)
     return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": [],
-            "datastore_files": {}, "volumes": []}
+            "datastore_files": {}, "volumes": [], "notes": []}
+
+
+def _host_checks(module: AnsibleModule):
+    """(host facts, users(paths, uuid)) from the KVM host's libvirt (read-only); the policy needs both."""
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy
+    p = module.params
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    try:
+        session = LibvirtSession(p["uri"], readonly=True, retries=p["retries"])
+        facts = session.call(_domain_policy.host_facts)
+    except Exception as exc:
+        module.fail_json(msg="%s: cannot read the host's capabilities at %s: %s; nothing was touched."
+                         % (p["host"] or "KVM host", p["uri"], exc))
+
+    def users(paths, uuid):
+        return session.call(lambda conn: _domain_policy.disk_users(conn, paths, uuid))
+    return session, facts, users
 
 
 def _read(module: AnsibleModule) -> dict:
@@ -240,12 +290,22 @@ def _read(module: AnsibleModule) -> dict:
     roots = [mf.snapshot_root(ds, p["snapshot"]) for ds in p["datastores"]]
     roots.append(mf.catalog_root(p["state_dir"], p["snapshot"]))
     found = mf.find(roots)
-    manifests, invalid = [], []
-    for uuid, vm_dir in sorted(found.items()):
-        try:
-            manifests.append(mf.load(vm_dir))
-        except mf.ManifestError as exc:
-            invalid.append({"dir": vm_dir, "uuid": uuid, "error": str(exc)})
+    manifests, invalid, notes = [], [], []
+    keys = ([p["manifest_key"]] if p["manifest_key"] else []) + list(p["manifest_keys_old"])
+    session, facts, users = _host_checks(module)
+    try:
+        for uuid, vm_dir in sorted(found.items()):
+            try:
+                man = mf.load(vm_dir)
+                note = mf.check_signature(man, keys, p["unsigned_ok"])
+                man = mf.vet(man, p["datastores"], facts, users)
+            except mf.ManifestError as exc:
+                invalid.append({"dir": vm_dir, "uuid": uuid, "error": str(exc)})
+                continue
+            notes += ([note] if note else []) + man["policy_rewritten"]
+            manifests.append(man)
+    finally:
+        session.close()
     select = p["select"]
     missing = []
     if select:
@@ -257,7 +317,7 @@ def _read(module: AnsibleModule) -> dict:
             keep += [m for m in match if m not in keep]
         manifests = keep
     return {"changed": False, "manifests": manifests, "invalid": invalid, "missing": missing, "written": [],
-            "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}, "volumes": []}
+            "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}, "volumes": [], "notes": notes}
 
 
 def main() -> None:
@@ -277,15 +337,23 @@ def main() -> None:
             consistency=dict(type="str"),
             config_dir=dict(type="path"),
             created=dict(type="str"),
+            manifest_key=dict(type="str", no_log=True),
+            manifest_keys_old=dict(type="list", elements="str", default=[], no_log=True),
+            unsigned_ok=dict(type="list", elements="str", default=[]),
         ),
         required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"])],
         supports_check_mode=True,
     )
     if module.params["state"] == "volumes":
         module.exit_json(changed=False, volumes=mf.catalog_volumes(module.params["state_dir"]), manifests=[],
-                         invalid=[], missing=[], written=[], datastore_files={})
+                         invalid=[], missing=[], written=[], datastore_files={}, notes=[])
     if "/" in module.params["snapshot"] or module.params["snapshot"] in (".", ".."):
         module.fail_json(msg="snapshot: %r is not a snapshot name." % module.params["snapshot"])
+    if module.params["manifest_key"]:
+        try:
+            _manifest_sig.key_id(module.params["manifest_key"])
+        except _manifest_sig.ManifestKeyError as exc:
+            module.fail_json(msg="manifest_key: %s." % exc)
     if module.params["state"] == "present":
         module.exit_json(**_present(module))
     module.exit_json(**_read(module))
