@@ -255,6 +255,8 @@ def _check_device(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> No
     if _ns(el.tag):
         c.refuse("<%s:%s>" % (_prefix(_ns(el.tag)), kind), "elements of other namespaces are not allowed")
         return
+    if kind == "redirdev" and el.get("type") == "spicevmc" and el.find("source") is None:
+        return  # USB redirection from the SPICE client (virt-install's default), no host resource
     if kind not in ALLOWED_DEVICES:
         c.refuse(where, "%s; not on the allow-list of devices" % REFUSED_WHY.get(kind, "unknown device kind"))
         return
@@ -270,8 +272,9 @@ def _check_device(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> No
             if el.find(sub) is not None:
                 c.refuse(where + " <%s>" % sub, why)
         backend = el.find("backend")
-        if backend is not None and backend.attrib:
-            c.refuse(where + " <backend>", "%s override host binaries/devices/files" % ", ".join(sorted(backend.attrib)))
+        bad = sorted(a for a in (backend.attrib if backend is not None else {}) if a != "type")
+        if bad:
+            c.refuse(where + " <backend>", "%s override host devices/files" % ", ".join(bad))
         drv = el.find("driver")
         if drv is not None and drv.get("name") not in (None, "qemu", "vhost", "kvm"):
             c.refuse(where + " <driver name>", "%r is not allowed" % drv.get("name"))
@@ -325,7 +328,8 @@ def check(xml_text: str, allowed_paths: List[str], host: Optional[Dict[str, Any]
             c.refuse("<%s:%s>" % (_prefix(_ns(child.tag)), _local(child.tag)),
                      "elements of other namespaces (e.g. qemu:commandline) pass arguments to QEMU; not allowed")
     for sec in root.findall("seclabel"):
-        if sec.get("type") in ("none", "static") or sec.get("relabel") == "no" and sec.get("model") == "dac":
+        # 'none' of the 'none' model is what libvirt writes on a host without a security driver
+        if sec.get("type") == "static" or (sec.get("type") == "none" and sec.get("model") != "none"):
             c.refuse("<seclabel type=%s>" % sec.get("type"), "lifting or fixing the host's confinement is not allowed")
     os_el = root.find("os")
     if os_el is not None:

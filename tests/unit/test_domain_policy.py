@@ -87,6 +87,18 @@ def test_live_xml_of_a_running_guest_passes(ds):
     assert dp.check(live, [ds], HOST) == {"xml": live, "rewritten": [], "refused": []}
 
 
+def test_virt_install_style_desktop_devices_pass(ds):
+    xml = dom(ds, devices=(
+        "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>"
+        "<graphics type='spice' autoport='yes'><listen type='address'/><image compression='off'/></graphics>"
+        "<sound model='ich9'/><audio id='1' type='spice'/><video><model type='qxl'/></video>"
+        "<redirdev bus='usb' type='spicevmc'/><redirdev bus='usb' type='spicevmc'/>"
+        "<interface type='user'><backend type='passt'/><model type='virtio'/></interface>"
+        "<input type='mouse' bus='ps2'/><input type='keyboard' bus='ps2'/><console type='pty'/>"),
+        top="<seclabel type='none' model='none'/>")
+    assert dp.check(xml, [ds], HOST) == {"xml": xml, "rewritten": [], "refused": []}
+
+
 def test_uefi_loader_and_nvram_in_host_dirs_pass(ds):
     xml = dom(ds, os_extra="<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE.fd</loader>"
                            "<nvram template='/usr/share/OVMF/OVMF_VARS.fd'>/var/lib/libvirt/qemu/nvram/web1_VARS.fd"
@@ -182,6 +194,7 @@ def test_qemu_namespace_is_refused(ds, top, name):
      "<target dir='root'/></filesystem>", "<filesystem", "host directory passthrough"),
     ("<smartcard mode='passthrough' type='tcp'/>", "<smartcard", "smartcard"),
     ("<redirdev bus='usb' type='tcp'><source mode='connect' host='x' service='1'/></redirdev>", "<redirdev", "USB"),
+    ("<interface type='user'><backend type='passt' logFile='/etc/shadow'/></interface>", "<interface", "logFile"),
     ("<shmem name='x'><model type='ivshmem-plain'/></shmem>", "<shmem", "shared memory"),
     ("<memory model='nvdimm'><source><path>/etc/shadow</path></source></memory>", "<memory", "memory backend"),
     ("<lease><lockspace>x</lockspace><key>k</key><target path='/etc/x'/></lease>", "<lease", "lock-space"),
@@ -209,7 +222,7 @@ def test_devices_that_reach_the_host_are_refused(ds, device, where, why):
     assert any(r.startswith(where) and why in r for r in out), out
 
 
-@pytest.mark.parametrize("top", ["<seclabel type='none'/>",
+@pytest.mark.parametrize("top", ["<seclabel type='none'/>", "<seclabel type='none' model='dac'/>",
                                  "<seclabel type='static' model='dac'><label>0:0</label></seclabel>"])
 def test_seclabel_that_lifts_confinement_is_refused(ds, top):
     assert refused(dom(ds, top=top), [ds])[0].startswith("<seclabel")
