@@ -28,8 +28,8 @@ class ManifestKeyError(ValueError):
 
 def _key_bytes(key: Any) -> bytes:
     if not isinstance(key, str) or len(key.strip()) < MIN_KEY_CHARS:
-        raise ManifestKeyError("the manifest key must be a string of at least %d characters (kvmsnap_manifest_key or the "
-                        "key file)" % MIN_KEY_CHARS)
+        raise ManifestKeyError("the manifest key must be a string of at least %d characters (kvmsnap_manifest_key "
+                               "or the key file)" % MIN_KEY_CHARS)
     return key.strip().encode("utf-8")
 
 
@@ -63,5 +63,6 @@ def verify(manifest: Dict[str, Any], keys: List[str]) -> Tuple[bool, str]:
         mac = hmac.new(key.strip().encode("utf-8"), body, hashlib.sha256).hexdigest()
         if hmac.compare_digest(mac, str(sig.get("value"))):
             return True, "signed with key %s" % key_id(key)
-    return False, "the signature does not verify with the configured key(s) (signed with key id %s; this "\
-        "controller has %s)" % (sig.get("key_id"), ", ".join(key_id(k) for k in usable))
+    have = ", ".join(key_id(k) for k in usable)
+    return False, ("the signature does not verify with the configured key(s) (signed with key id %s; this "
+                   "controller has %s)" % (sig.get("key_id"), have))
