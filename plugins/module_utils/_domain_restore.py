@@ -167,11 +167,13 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
         xml = read_xml_file(params["domain_xml_path"])
     else:
         xml = params.get("domain_xml") or ""
-    # parse once without expectations to learn the identity, then look up the target
-    info = validate_domain_xml(xml, allowed)
+    # parse once without expectations to learn the identity, then look up the target (boot files: host facts)
+    info = validate_domain_xml(xml, allowed, host={"firmware_dirs": list(_domain_policy.FIRMWARE_DIRS) + list(
+        params.get("boot_dirs") or [])})
     conn = lv.open_connection(uri, readonly=check_mode, retries=params.get("retries", 3))
     try:
         host = _domain_policy.host_facts(conn)
+        host["firmware_dirs"] = list(host["firmware_dirs"]) + list(params.get("boot_dirs") or [])
         info = validate_domain_xml(xml, allowed, host=host)
         dom = None
         target = params.get("vm")

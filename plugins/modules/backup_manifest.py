@@ -121,6 +121,13 @@ options:
     type: list
     elements: str
     default: []
+  boot_dirs:
+    description:
+      - O(state=read) - host directories from which a restored VM may boot a kernel, initrd or dtb (direct kernel
+        boot), besides its datastores and the host's firmware dirs.
+    type: list
+    elements: path
+    default: []
   unsigned_ok:
     description:
       - O(state=read) - VMs (names or UUIDs) whose manifest is accepted although its signature is missing or does not
@@ -276,6 +283,7 @@ def _host_checks(module: AnsibleModule):
     try:
         session = LibvirtSession(p["uri"], readonly=True, retries=p["retries"])
         facts = session.call(_domain_policy.host_facts)
+        facts["firmware_dirs"] = list(facts["firmware_dirs"]) + list(p["boot_dirs"])
     except Exception as exc:
         module.fail_json(msg="%s: cannot read the host's capabilities at %s: %s; nothing was touched."
                          % (p["host"] or "KVM host", p["uri"], exc))
@@ -340,6 +348,7 @@ def main() -> None:
             manifest_key=dict(type="str", no_log=True),
             manifest_keys_old=dict(type="list", elements="str", default=[], no_log=True),
             unsigned_ok=dict(type="list", elements="str", default=[]),
+            boot_dirs=dict(type="list", elements="path", default=[]),
         ),
         required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"])],
         supports_check_mode=True,

@@ -73,6 +73,13 @@ options:
     type: list
     elements: path
     default: []
+  boot_dirs:
+    description:
+      - Host directories from which the VM may boot a kernel, initrd or dtb (direct kernel boot), besides
+        O(allowed_paths) and the host's firmware dirs.
+    type: list
+    elements: path
+    default: []
   force:
     description:
       - Stop a running VM (graceful shutdown, then destroy after O(shutdown_timeout)). Without it a running VM
@@ -182,6 +189,7 @@ def main() -> None:
             domain_xml_path=dict(type="path"),
             nvram=dict(type="path"),
             allowed_paths=dict(type="list", elements="path", default=[]),
+            boot_dirs=dict(type="list", elements="path", default=[]),
             force=dict(type="bool", default=False),
             shutdown_timeout=dict(type="int", default=120),
             start=dict(type="str", choices=["auto", "always", "never"], default="auto"),

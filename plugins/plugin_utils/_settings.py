@@ -281,6 +281,8 @@ def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
                                          values.get("kvmsnap_restore_volume_override", False))
     s["restore_safety_snapshot"] = _bool("kvmsnap_restore_safety_snapshot",
                                          values.get("kvmsnap_restore_safety_snapshot", True))
+    s["restore_boot_dirs"] = [_abs_path("kvmsnap_restore_boot_dirs", d)
+                              for d in (values.get("kvmsnap_restore_boot_dirs") or [])]
     s["restore_unsigned_ok"] = vm_list("kvmsnap_restore_unsigned_ok", values.get("kvmsnap_restore_unsigned_ok"))
     s["shutdown_timeout"] = _int("kvmsnap_shutdown_timeout", values.get("kvmsnap_shutdown_timeout", 120), 1, 3600)
     if operation == "restore" and s["restore_vms"] == []:

@@ -71,6 +71,13 @@ def test_real_lab_guest_passes_with_its_console_file_made_a_pty(ds, tmp_path):
     assert "org.qemu.guest_agent.0" in res["xml"]  # the agent channel stays
 
 
+def test_direct_kernel_boot_only_from_the_hosts_boot_dirs(ds, tmp_path):
+    kdir = str(tmp_path / "boot")
+    xml = dom(ds, os_extra="<kernel>%s/vmlinuz</kernel><initrd>%s/initrd</initrd>" % (kdir, kdir))
+    assert [r.split(":")[0] for r in refused(xml, [ds])] == ["<os><kernel>", "<os><initrd>"]
+    assert refused(xml, [ds], dict(HOST, firmware_dirs=list(dp.FIRMWARE_DIRS) + [kdir])) == []
+
+
 def test_live_xml_of_a_running_guest_passes(ds):
     live = dom(ds, devices=(
         "<serial type='pty'><source path='/dev/pts/3'/><target port='0'/><alias name='serial0'/></serial>"
