@@ -184,12 +184,18 @@ def _check_chr(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> None:
         c.refuse(where, "guestfwd channels forward guest traffic to host addresses")
         return
     safe = ctype in SAFE_CHR_TYPES
-    if ctype == "unix" and kind == "channel" and target is not None and target.get("name") == AGENT_CHANNEL:
-        src = el.find("source")
-        path = src.get("path") if src is not None else None
-        safe = path is None or path_under(path, [c.host.get("channel_dir") or CHANNEL_DIR]) is not None
     if el.find("log") is not None:
         safe = False  # <log file=...>: QEMU writes (and truncates) that host file
+    elif ctype == "unix" and kind == "channel" and target is not None and target.get("name") == AGENT_CHANNEL:
+        src = el.find("source")
+        path = src.get("path") if src is not None else None
+        if path is None or path_under(path, [c.host.get("channel_dir") or CHANNEL_DIR]) is not None:
+            return
+        # the agent keeps working on a socket libvirt creates in its own channel dir
+        el.remove(src)
+        c.rewritten.append("%s: path=%s removed (libvirt puts the guest agent socket in %s)" % (
+            where, path, c.host.get("channel_dir") or CHANNEL_DIR))
+        return
     if safe:
         return
     src = el.find("source")

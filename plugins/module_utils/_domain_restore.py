@@ -26,10 +26,8 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
 
-QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 MAX_XML_BYTES = 1024 * 1024
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
-DEFAULT_NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
 VIR_DOMAIN_RUNNING = 1
 VIR_DOMAIN_PAUSED = 3
 VIR_DOMAIN_SHUTOFF = 5

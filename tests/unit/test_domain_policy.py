@@ -157,8 +157,8 @@ def test_emulator_of_an_arch_the_host_cannot_run_is_refused(ds):
     ("serial", "<serial type='pty'><log file='/etc/shadow' append='off'/><target port='0'/></serial>"),
     ("console", "<console type='file'><source path='/root/.bashrc'/><target type='serial' port='0'/></console>"),
     ("parallel", "<parallel type='file'><source path='/etc/x'/><target port='0'/></parallel>"),
-    ("channel", "<channel type='unix'><source mode='bind' path='/tmp/evil'/>"
-                "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>"),
+    ("channel", "<channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/x'/>"
+                "<log file='/etc/shadow'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"),
     ("channel", "<channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/chan'/>"
                 "<target type='virtio' name='org.example.other'/></channel>"),
 ])
@@ -171,6 +171,17 @@ def test_unsafe_character_devices_become_ptys(ds, kind, chr_xml):
     devices = res["xml"].split("</disk>")[-1]
     for bad in ("/etc/", "/tmp/", "/root/", "/run/", "10.0.0.1", "log file", "/dev/ttyS0", "/var/lib"):
         assert bad not in devices
+
+
+def test_agent_channel_with_a_foreign_socket_path_gets_libvirts_own(ds):
+    chan = ("<channel type='unix'><source mode='bind' path='/run/evil.sock'/>"
+            "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>")
+    res = dp.check(dom(ds, devices=chan), [ds], HOST)
+    assert res["refused"] == [] and res["rewritten"] == [
+        "<channel org.qemu.guest_agent.0>: path=/run/evil.sock removed (libvirt puts the guest agent socket in "
+        "/var/lib/libvirt/qemu/channel)"]
+    assert "evil" not in res["xml"] and "type=\"unix\"" in res["xml"]
+    assert dp.check(res["xml"], [ds], HOST)["rewritten"] == []
 
 
 def test_guestfwd_channel_is_refused(ds):
