@@ -128,6 +128,16 @@ def state_of(lab):
     return dom.XMLDesc(2), dom.ID()
 
 
+def test_backup_signs_with_a_key_file_created_on_the_controller(lab):
+    key_file = lab.base / "manifest.key"
+    assert os.stat(key_file).st_mode & 0o777 == 0o600
+    key = key_of(lab)
+    assert len(key) == 64 and all(ch in "0123456789abcdefABCDEF" for ch in key)
+    man = json.loads((lab.pristine / "manifest.json").read_text())
+    assert man["signature"]["alg"] == "hmac-sha256" and man["signature"]["key_id"] == _manifest_sig.key_id(key)
+    assert _manifest_sig.verify(man, [key])[0]
+
+
 def test_unsigned_manifest_is_refused_unless_named(pristine):
     lab = pristine
     before = state_of(lab)
