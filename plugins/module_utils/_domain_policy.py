@@ -357,17 +357,14 @@ def raise_if_refused(result: Dict[str, Any], vm: str) -> Dict[str, Any]:
     return result
 
 
-def disk_users(conn: Any, paths: List[str], exclude_uuid: Optional[str]) -> Dict[str, List[str]]:
-    """path → names of the other domains (active or not) whose XML uses it (disks, backing files, NVRAM)."""
-    wanted = {os.path.normpath(p) for p in paths if p}
-    users: Dict[str, List[str]] = {}
-    if not wanted:
-        return users
+def disk_index(conn: Any) -> Dict[str, List[Dict[str, str]]]:
+    """path → [{uuid, name}] of every domain of the host (active or not) whose XML uses it (disks, backing
+    files, data stores, NVRAM). One pass over `virsh list --all`."""
+    index: Dict[str, List[Dict[str, str]]] = {}
     for dom in conn.listAllDomains(0):
         try:
-            if exclude_uuid and dom.UUIDString().lower() == exclude_uuid.lower():
-                continue
             root = ET.fromstring(dom.XMLDesc(0))
+            who = {"uuid": dom.UUIDString().lower(), "name": dom.name()}
         except Exception:
             continue
         used = set()
@@ -379,6 +376,25 @@ def disk_users(conn: Any, paths: List[str], exclude_uuid: Optional[str]) -> Dict
         nv = root.findtext("os/nvram")
         if nv and nv.strip():
             used.add(os.path.normpath(nv.strip()))
-        for path in sorted(wanted & used):
-            users.setdefault(path, []).append(dom.name())
-    return users
+        for path in used:
+            index.setdefault(path, []).append(who)
+    return index
+
+
+def users_in(index: Dict[str, List[Dict[str, str]]], paths: List[str],
+             exclude_uuid: Optional[str]) -> Dict[str, List[str]]:
+    """path → names of the domains other than EXCLUDE_UUID that use it, for the PATHS in use."""
+    out: Dict[str, List[str]] = {}
+    for path in paths:
+        if not path:
+            continue
+        names = [w["name"] for w in index.get(os.path.normpath(path), [])
+                 if not exclude_uuid or w["uuid"] != exclude_uuid.lower()]
+        if names:
+            out[path] = sorted(names)
+    return out
+
+
+def disk_users(conn: Any, paths: List[str], exclude_uuid: Optional[str]) -> Dict[str, List[str]]:
+    """path → names of the other domains (active or not) whose XML uses it."""
+    return users_in(disk_index(conn), paths, exclude_uuid)

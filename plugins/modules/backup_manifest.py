@@ -288,8 +288,12 @@ def _host_checks(module: AnsibleModule):
         module.fail_json(msg="%s: cannot read the host's capabilities at %s: %s; nothing was touched."
                          % (p["host"] or "KVM host", p["uri"], exc))
 
+    index = {}
+
     def users(paths, uuid):
-        return session.call(lambda conn: _domain_policy.disk_users(conn, paths, uuid))
+        if "all" not in index:  # one pass over the host's domains for all manifests
+            index["all"] = session.call(_domain_policy.disk_index)
+        return _domain_policy.users_in(index["all"], paths, uuid)
     return session, facts, users
 
 

@@ -463,10 +463,12 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
             if owner != host or vm["uuid"] in claimed:
                 continue
             claimed[vm["uuid"]] = {"host": host, "manifest": man}
+    refused = [str(bad.get("error")) + " " + str(bad.get("uuid")) for h in per_host
+               for bad in per_host[h].get("invalid") or []]
     if requested != "all":
         names = {c["manifest"]["vm"]["name"] for c in claimed.values()} | set(claimed)
         for item in requested:
-            if item not in names:
+            if item not in names and not any("VM %s:" % item in r or r.endswith(" " + item) for r in refused):
                 errors.append("VM %s has no valid manifest in snapshot %s on the datastores of %s" % (
                     item, snapshot.get("name"), ", ".join(sorted(per_host))))
     for host in sorted(per_host):

@@ -180,3 +180,10 @@ def test_plan_allowed_paths_and_volume_come_from_the_host(tmp_path, ds):
     plan = restore_plan({"kvm1": {"manifests": [man], "datastores": other}}, "all", snap)
     assert plan["hosts"]["kvm1"] == []
     assert any("VM web1: disks[0] names volume c1:svm1:vol_ds1, but kvm1 maps datastore" in e for e in plan["errors"])
+
+
+def test_a_refused_manifest_is_named_once_with_its_reason():
+    bad = {"uuid": UUID, "error": "VM web1: signature: the manifest is not signed; refused (...)"}
+    plan = restore_plan({"kvm1": {"manifests": [], "invalid": [bad], "datastores": []}}, ["web1"],
+                        {"name": "s1", "volumes": []})
+    assert plan["errors"] == ["kvm1: VM web1: signature: the manifest is not signed; refused (...)"]
