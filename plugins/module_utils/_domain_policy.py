@@ -27,6 +27,7 @@ reader (backup_manifest, restore pre-flight) and vm_restore (before define).
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional
 
@@ -322,6 +323,9 @@ def _check_device(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> No
 
 def check(xml_text: str, allowed_paths: List[str], host: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Apply the policy; {'xml': text to define, 'rewritten': [...], 'refused': [...]}. Raises PolicyError on parse."""
+    if re.search(r"<!(DOCTYPE|ENTITY)", xml_text, re.IGNORECASE):
+        return {"xml": xml_text, "rewritten": [],
+                "refused": ["<!DOCTYPE>: a DTD or entity declaration is not allowed in a saved domain XML"]}
     try:
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:

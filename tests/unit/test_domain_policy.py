@@ -303,6 +303,12 @@ def test_every_problem_is_named_at_once(ds):
     assert len(out) == 4, out
 
 
+def test_dtd_is_refused(ds):
+    xml = "<!DOCTYPE domain [<!ENTITY p '/etc/shadow'>]>" + dom(ds, devices="<serial type='file'><source path='&p;'/>"
+                                                                             "</serial>")
+    assert refused(xml, [ds]) == ["<!DOCTYPE>: a DTD or entity declaration is not allowed in a saved domain XML"]
+
+
 def test_not_a_domain(ds):
     with pytest.raises(dp.PolicyError):
         dp.check("<domain>", [ds], HOST)
