@@ -74,7 +74,7 @@ def test_real_lab_guest_passes_with_its_console_file_made_a_pty(ds, tmp_path):
 def test_direct_kernel_boot_only_from_the_hosts_boot_dirs(ds, tmp_path):
     kdir = str(tmp_path / "boot")
     xml = dom(ds, os_extra="<kernel>%s/vmlinuz</kernel><initrd>%s/initrd</initrd>" % (kdir, kdir))
-    assert [r.split(":")[0] for r in refused(xml, [ds])] == ["<os><kernel>", "<os><initrd>"]
+    assert [r.split(":", maxsplit=1)[0] for r in refused(xml, [ds])] == ["<os><kernel>", "<os><initrd>"]
     assert refused(xml, [ds], dict(HOST, firmware_dirs=list(dp.FIRMWARE_DIRS) + [kdir])) == []
 
 
@@ -304,8 +304,8 @@ def test_every_problem_is_named_at_once(ds):
 
 
 def test_dtd_is_refused(ds):
-    xml = "<!DOCTYPE domain [<!ENTITY p '/etc/shadow'>]>" + dom(ds, devices="<serial type='file'><source path='&p;'/>"
-                                                                             "</serial>")
+    serial = "<serial type='file'><source path='&p;'/></serial>"
+    xml = "<!DOCTYPE domain [<!ENTITY p '/etc/shadow'>]>" + dom(ds, devices=serial)
     assert refused(xml, [ds]) == ["<!DOCTYPE>: a DTD or entity declaration is not allowed in a saved domain XML"]
 
 
