@@ -480,6 +480,20 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
         if bad:
             errors.append(bad)
             del claimed[uuid]
+    # two manifests claiming one disk: one restore would roll back (and start) the other VM's disk
+    owners: Dict[str, List[str]] = {}
+    for uuid, c in sorted(claimed.items(), key=lambda kv: kv[1]["manifest"]["vm"]["name"]):
+        for disk in c["manifest"].get("disks") or []:
+            key = "%s:%s" % (c["host"], disk.get("source"))
+            owners.setdefault(key, []).append(uuid)
+    for key, uuids in sorted(owners.items()):
+        if len(uuids) > 1:
+            names = [claimed[u]["manifest"]["vm"]["name"] for u in uuids if u in claimed]
+            if names:
+                errors.append("VMs %s: their manifests name the same disk %s; refused" % (
+                    ", ".join(names), key.split(":", 1)[1]))
+            for u in uuids:
+                claimed.pop(u, None)
     volumes: Dict[str, Dict[str, Any]] = {}
     hosts: Dict[str, List[Dict[str, Any]]] = {h: [] for h in per_host}
     for uuid, c in sorted(claimed.items(), key=lambda kv: kv[1]["manifest"]["vm"]["name"]):

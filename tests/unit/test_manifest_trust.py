@@ -187,3 +187,14 @@ def test_a_refused_manifest_is_named_once_with_its_reason():
     plan = restore_plan({"kvm1": {"manifests": [], "invalid": [bad], "datastores": []}}, ["web1"],
                         {"name": "s1", "volumes": []})
     assert plan["errors"] == ["kvm1: VM web1: signature: the manifest is not signed; refused (...)"]
+
+
+def test_two_manifests_claiming_one_disk_are_refused(tmp_path, ds):
+    a = mf.vet(saved(tmp_path / "a", ds), [ds], HOST, no_users)
+    b = json.loads(json.dumps(a))
+    b["vm"] = {"name": "db1", "uuid": "00000000-0000-4000-8000-000000000001", "state": "running"}
+    host_ds = [{"path": ds, "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}]
+    plan = restore_plan({"kvm1": {"manifests": [a, b], "datastores": host_ds}}, "all",
+                        {"name": "s1", "volumes": ["c1:svm1:vol_ds1"]})
+    assert plan["hosts"]["kvm1"] == [] and plan["volumes"] == []
+    assert plan["errors"] == ["VMs db1, web1: their manifests name the same disk %s/web1.img; refused" % ds]
