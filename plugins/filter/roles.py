@@ -195,7 +195,8 @@ def restore_host_input(host, hostvars):
     info = _plain(hv.get("discover_vm_info") or {})
     return {"manifests": read.get("manifests") or [], "invalid": read.get("invalid") or [],
             "current": {vm.get("uuid"): vm.get("state") for vm in info.get("vms") or []},
-            "datastore_files": read.get("datastore_files") or {}}
+            "datastore_files": read.get("datastore_files") or {}, "notes": read.get("notes") or [],
+            "datastores": _plain(hv.get("restore_datastores") or [])}
 
 
 def datastore_files_by_volume(hosts_vars):

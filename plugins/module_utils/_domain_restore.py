@@ -5,10 +5,11 @@
 
 This module util is PRIVATE to the collection. It may change without notice.
 
-The saved XML is untrusted input (security checklist 8, F22): it must parse (no DTD/entities), carry a
-name and UUID matching the target, contain no ``<qemu:commandline>``/``<qemu:override>``, no ``<hostdev>``,
-no network disks, and every disk source and the NVRAM path must resolve (realpath, no symlinked component,
-no ``..``) under one of ``allowed_paths``. Validation runs before anything is touched.
+The saved XML is untrusted input (docs/security.md): it must parse (no DTD/entities), carry a name and UUID
+matching the target, and pass the allow-list policy of _domain_policy with the host's own emulator and
+firmware dirs (every disk, NVRAM, loader inside ``allowed_paths``; unsafe character devices rewritten to pty;
+passthrough refused); no other VM of the host may use its disks. Validation runs before anything is touched,
+and the XML that is defined is the policy's output.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import time
 import uuid as _uuid
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
 
-QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 MAX_XML_BYTES = 1024 * 1024
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
-DEFAULT_NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
 VIR_DOMAIN_RUNNING = 1
 VIR_DOMAIN_PAUSED = 3
 VIR_DOMAIN_SHUTOFF = 5
@@ -41,26 +41,15 @@ class RestoreError(ResultError):
 # pure validation
 
 
-def path_under(path: str, roots: List[str]) -> Optional[str]:
-    """The allowed root PATH resolves under, or None. Refuses '..', relative paths and symlinked components."""
-    if not path or not os.path.isabs(path):
-        return None
-    if ".." in path.split("/"):
-        return None
-    norm = os.path.normpath(path)
-    real = os.path.realpath(norm)
-    if real != norm:  # a symlink somewhere in the path (or the file itself): the lexical check would lie
-        return None
-    for root in roots:
-        rnorm = os.path.realpath(os.path.normpath(root))
-        if real == rnorm or real.startswith(rnorm.rstrip("/") + "/"):
-            return rnorm
-    return None
+path_under = _domain_policy.path_under
 
 
 def validate_domain_xml(xml: str, allowed_paths: List[str], expected_uuid: Optional[str] = None,
-                        expected_name: Optional[str] = None) -> Dict[str, Any]:
-    """Check a saved domain XML; return {name, uuid, disks, nvram, agent_channel, sha256}. Raises RestoreError."""
+                        expected_name: Optional[str] = None, host: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Check a saved domain XML; return {name, uuid, disks, nvram, agent_channel, sha256, xml, rewritten}.
+
+    XML is what to define (the policy's rewrites applied), HOST the host's facts (_domain_policy.host_facts).
+    Raises RestoreError naming every problem."""
     import xml.etree.ElementTree as ET
     if not isinstance(xml, str) or not xml.strip():
         raise RestoreError("domain XML is empty.")
@@ -90,51 +79,18 @@ def validate_domain_xml(xml: str, allowed_paths: List[str], expected_uuid: Optio
         problems.append("its UUID %s differs from the target VM's UUID %s" % (vm_uuid, expected_uuid))
     if expected_name and name and name != expected_name:
         problems.append("its name %r differs from the target VM's name %r" % (name, expected_name))
-    for el in root.iter():
-        tag = el.tag if isinstance(el.tag, str) else ""
-        if tag.startswith("{%s}" % QEMU_NS):
-            local = tag.split("}", 1)[1]
-            if local in ("commandline", "override", "capabilities", "deprecation"):
-                problems.append("it contains <qemu:%s> (arbitrary QEMU arguments)" % local)
-                break
-    if root.find("./devices/hostdev") is not None:
-        problems.append("it contains <hostdev> (host device passthrough)")
+    # what the XML may contain: the one allow-list policy (emulator, character devices, devices, paths)
+    policy = _domain_policy.check(xml, allowed_paths, host)
+    problems += policy["refused"]
     disks = []
     for disk in root.findall("./devices/disk"):
-        dtype = disk.get("type") or "file"
-        device = disk.get("device") or "disk"
         src = disk.find("source")
         target = disk.find("target")
-        tdev = target.get("dev") if target is not None else "?"
-        path = None
-        if src is not None:
-            if dtype == "file":
-                path = src.get("file")
-            elif dtype == "block":
-                path = src.get("dev")
-            elif dtype == "network":
-                problems.append("disk %s is a network disk (%s); only files/devices on the mapped volumes are allowed"
-                                % (tdev, src.get("protocol")))
-                continue
-            elif dtype == "volume":
-                problems.append("disk %s uses a storage pool volume; give the file path instead" % tdev)
-                continue
-        if path is None:
-            if device in ("cdrom", "floppy"):
-                continue
-            if src is not None or dtype not in ("file", "block"):
-                problems.append("disk %s has no source path" % tdev)
-            continue
-        if path_under(path, allowed_paths) is None:
-            problems.append("disk %s (%s) is outside allowed_paths (%s), or its path has '..' or a symlink"
-                            % (tdev, path, ", ".join(allowed_paths) or "none given"))
-        disks.append({"target": tdev, "path": path, "type": dtype, "device": device})
-        backing = disk.find("backingStore/source")
-        if backing is not None and backing.get("file") and path_under(backing.get("file"), allowed_paths) is None:
-            problems.append("disk %s has a backing file %s outside allowed_paths" % (tdev, backing.get("file")))
+        path = (src.get("file") or src.get("dev")) if src is not None else None
+        if path:
+            disks.append({"target": target.get("dev") if target is not None else "?", "path": path,
+                          "type": disk.get("type") or "file", "device": disk.get("device") or "disk"})
     nvram = (root.findtext("./os/nvram") or "").strip() or None
-    if nvram and path_under(nvram, list(allowed_paths) + [DEFAULT_NVRAM_DIR]) is None:
-        problems.append("its NVRAM path %s is outside allowed_paths and %s" % (nvram, DEFAULT_NVRAM_DIR))
     agent = False
     for chan in root.findall("./devices/channel"):
         tgt = chan.find("target")
@@ -144,7 +100,8 @@ def validate_domain_xml(xml: str, allowed_paths: List[str], expected_uuid: Optio
         raise RestoreError("refusing the saved domain XML of %s: %s. Nothing was changed." % (
             name or expected_name or "?", "; ".join(problems)))
     return {"name": name, "uuid": vm_uuid, "disks": disks, "nvram": nvram, "agent_channel": agent,
-            "sha256": hashlib.sha256(xml.encode("utf-8")).hexdigest()}
+            "sha256": hashlib.sha256(xml.encode("utf-8")).hexdigest(), "xml": policy["xml"],
+            "rewritten": policy["rewritten"]}
 
 
 def read_xml_file(path: str) -> str:
@@ -208,10 +165,14 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
         xml = read_xml_file(params["domain_xml_path"])
     else:
         xml = params.get("domain_xml") or ""
-    # parse once without expectations to learn the identity, then look up the target
-    info = validate_domain_xml(xml, allowed)
+    # parse once without expectations to learn the identity, then look up the target (boot files: host facts)
+    info = validate_domain_xml(xml, allowed, host={"firmware_dirs": list(_domain_policy.FIRMWARE_DIRS) + list(
+        params.get("boot_dirs") or [])})
     conn = lv.open_connection(uri, readonly=check_mode, retries=params.get("retries", 3))
     try:
+        host = _domain_policy.host_facts(conn)
+        host["firmware_dirs"] = list(host["firmware_dirs"]) + list(params.get("boot_dirs") or [])
+        info = validate_domain_xml(xml, allowed, host=host)
         dom = None
         target = params.get("vm")
         if target:
@@ -231,7 +192,7 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
             except lv.DomainNotFound:
                 dom = None
         if dom is not None:
-            validate_domain_xml(xml, allowed, expected_uuid=dom.UUIDString(), expected_name=dom.name())
+            validate_domain_xml(xml, allowed, expected_uuid=dom.UUIDString(), expected_name=dom.name(), host=host)
         else:
             try:
                 other = lv.lookup_domain(conn, info["name"], kind="name")
@@ -240,6 +201,14 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
             if other is not None:
                 raise RestoreError("a different VM named %r (UUID %s) exists on %s; the saved XML is of UUID %s. "
                                    "Nothing was changed." % (info["name"], other.UUIDString(), uri, info["uuid"]))
+        # no disk (or NVRAM) of another VM of this host: the restore would roll back that VM's data
+        busy = _domain_policy.disk_users(conn, [d["path"] for d in info["disks"]] + [info["nvram"] or ""],
+                                         info["uuid"])
+        if busy:
+            raise RestoreError("refusing the saved domain XML of %s: %s. Nothing was changed." % (info["name"], "; ".join(
+                "%s is used by VM %s on %s" % (path, ", ".join(names), uri) for path, names in sorted(busy.items()))))
+        xml = info["xml"]
+        result["rewritten"] = info["rewritten"]
         result["vm"] = {"name": info["name"], "uuid": info["uuid"]}
         result["xml_sha256"] = info["sha256"]
         result["existed"] = dom is not None

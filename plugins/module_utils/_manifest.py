@@ -20,16 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 import xml.etree.ElementTree as ET
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _manifest_sig
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 
 FORMAT = 1
 DIR = ".kvmsnap"
+# keys that load() and vet() add to a manifest read back; not part of the signed document
+LOADED_KEYS = ("domain_xml_text", "nvram_file", "dir", "policy_rewritten", "allowed_paths")
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-FORBIDDEN_XML = ("{http://libvirt.org/schemas/domain/qemu/1.0}commandline",)
 
 
 class ManifestError(Exception):
@@ -86,7 +89,7 @@ def nvram_path(xml_text: str) -> Optional[str]:
 
 
 def check_xml(xml_text: str, uuid: str, name: Optional[str] = None) -> None:
-    """Saved XML is untrusted: same UUID (and name if given), no qemu:commandline passthrough."""
+    """Identity of a saved XML: same UUID (and name if given). What it may contain: _domain_policy (vet)."""
     try:
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:
@@ -98,10 +101,6 @@ def check_xml(xml_text: str, uuid: str, name: Optional[str] = None) -> None:
         raise ManifestError("domain XML of VM %s carries UUID %s, the manifest says %s." % (name or uuid, xml_uuid, uuid))
     if name is not None and (root.findtext("name") or "").strip() != name:
         raise ManifestError("domain XML of VM %s carries name %r." % (name, root.findtext("name")))
-    for tag in FORBIDDEN_XML:
-        if root.find(".//" + tag) is not None:
-            raise ManifestError("domain XML of VM %s contains <qemu:commandline>; refused (restore it by hand if it "
-                                "is intended)." % (name or uuid))
 
 
 def build(vm: Dict[str, Any], xml_text: str, nvram: Optional[bytes], run: Dict[str, Any]) -> Dict[str, Any]:
@@ -129,9 +128,12 @@ def build(vm: Dict[str, Any], xml_text: str, nvram: Optional[bytes], run: Dict[s
     }
 
 
-def write(manifest: Dict[str, Any], xml_text: str, nvram: Optional[bytes], roots: List[str]) -> List[str]:
-    """Write the three files under <root>/<uuid>/ for every root; return the files that changed."""
+def write(manifest: Dict[str, Any], xml_text: str, nvram: Optional[bytes], roots: List[str],
+          key: Optional[str] = None) -> List[str]:
+    """Write the three files under <root>/<uuid>/ for every root (signed with KEY); return the files that changed."""
     uuid = manifest["vm"]["uuid"]
+    if key:
+        manifest["signature"] = _manifest_sig.sign(manifest, key)
     body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
     changed = []
     for root in roots:
@@ -193,18 +195,105 @@ def load(vm_dir: str) -> Dict[str, Any]:
                                         % (vm.get("name"), nvram_file))
         except OSError as exc:
             raise ManifestError("VM %s: %s cannot be read: %s" % (vm.get("name"), nvram_file, exc)) from None
-    # every disk of the saved XML must be one the manifest maps (nothing outside the mapped volumes)
+    # the manifest's disks and the XML's disks must be the same ones (nothing outside the mapped volumes, and no
+    # manifest entry that rolls back a file the VM does not use)
     mapped = {d.get("source") for d in manifest.get("disks") or []}
+    in_xml = set()
     for disk in disk_sources(xml_text):
-        if disk["device"] in ("cdrom", "floppy"):
+        if disk["device"] in ("cdrom", "floppy") and not disk["source"]:
             continue
-        if disk["source"] and disk["source"] not in mapped:
+        in_xml.add(disk["source"])
+        if disk["source"] not in mapped:
             raise ManifestError("VM %s: saved XML has disk %s (%s) that the manifest does not map to a volume; refused."
                                 % (vm.get("name"), disk["target"], disk["source"]))
+    for idx, disk in enumerate(manifest.get("disks") or []):
+        if disk.get("source") not in in_xml:
+            raise ManifestError("VM %s: manifest disks[%d].source %s is not a disk of its domain XML; refused."
+                                % (vm.get("name"), idx, disk.get("source")))
     out = dict(manifest)
     out["domain_xml_text"] = xml_text
     out["nvram_file"] = nvram_file
     out["dir"] = vm_dir
+    return out
+
+
+def check_signature(manifest: Dict[str, Any], keys: List[str], unsigned_ok: List[str]) -> Optional[str]:
+    """None when the signature verifies; a note when the user let this VM through by name; else ManifestError."""
+    doc = {k: v for k, v in manifest.items() if k not in LOADED_KEYS}  # the document as written, as signed
+    ok, reason = _manifest_sig.verify(doc, keys)
+    if ok:
+        return None
+    vm = manifest.get("vm") or {}
+    if vm.get("name") in unsigned_ok or str(vm.get("uuid")) in unsigned_ok:
+        return "VM %s: signature: %s; accepted because kvmsnap_restore_unsigned_ok names it" % (vm.get("name"), reason)
+    raise ManifestError("VM %s: signature: %s; refused (the manifest may have been edited in the snapshot). If this "
+                        "backup is trusted, name the VM in kvmsnap_restore_unsigned_ok, or configure the key that "
+                        "signed it (kvmsnap_manifest_keys_old)." % (vm.get("name"), reason))
+
+
+def vet(manifest: Dict[str, Any], datastores: List[str], host: Optional[Dict[str, Any]],
+        users: Optional[Callable[[List[str], str], Dict[str, List[str]]]] = None) -> Dict[str, Any]:
+    """Check a loaded manifest against THIS host (never against what the manifest says of itself).
+
+    DATASTORES: the host's datastore mount points (kvmsnap_datastores + discovery). Every disk must lie inside the
+    datastore it was backed up from, which must be one of them; the XML passes _domain_policy with the datastores
+    the VM uses as its allowed paths; no other VM of the host may use any of its disks (USERS(paths, uuid)).
+    Returns the manifest with `domain_xml_text` as it will be defined, `allowed_paths` and `policy_rewritten`.
+    """
+    vm = manifest.get("vm") or {}
+    name = vm.get("name")
+    host_ds = {posixpath.normpath(d): d for d in datastores if d}
+    allowed: List[str] = []
+    for idx, disk in enumerate(manifest.get("disks") or []):
+        field = "disks[%d]" % idx
+        source = disk.get("source")
+        if not isinstance(source, str) or not source.startswith("/"):
+            raise ManifestError("VM %s: %s.source %r is not an absolute path; refused." % (name, field, source))
+        if disk.get("lun"):
+            if not source.startswith("/dev/"):
+                raise ManifestError("VM %s: %s.source %s of a LUN is not a device under /dev; refused."
+                                    % (name, field, source))
+            allowed.append(source)
+            continue
+        ds = disk.get("datastore")
+        if not isinstance(ds, str) or posixpath.normpath(ds) not in host_ds:
+            raise ManifestError("VM %s: %s.datastore %r is not one of this host's datastores (%s; from "
+                                "kvmsnap_datastores and discovery); refused." % (
+                                    name, field, ds, ", ".join(sorted(host_ds)) or "none"))
+        ds = posixpath.normpath(ds)
+        rel = str(disk.get("path") or "")
+        if posixpath.normpath(posixpath.join(ds, rel.lstrip("/"))) != posixpath.normpath(source):
+            raise ManifestError("VM %s: %s.path %r inside datastore %s is not its source %s; refused."
+                                % (name, field, rel, ds, source))
+        if _domain_policy.path_under(source, [ds]) is None:
+            raise ManifestError("VM %s: %s.source %s is outside its datastore %s (or has '..' or a symlink); refused."
+                                % (name, field, source, ds))
+        if ds not in allowed:
+            allowed.append(ds)
+    wanted = sorted({posixpath.normpath(d["datastore"]) for d in manifest.get("disks") or []
+                     if d.get("datastore") and not d.get("lun")})
+    listed = sorted(posixpath.normpath(str(d)) for d in manifest.get("datastores") or [])
+    if listed != wanted:
+        raise ManifestError("VM %s: datastores %s differ from the datastores of its disks (%s); refused."
+                            % (name, listed, ", ".join(wanted) or "none"))
+    result = _domain_policy.check(manifest["domain_xml_text"], allowed, host)
+    if result["refused"]:
+        raise ManifestError("VM %s: domain.xml refused by the restore policy: %s." % (name, "; ".join(result["refused"])))
+    if users is not None:
+        paths = [d.get("source") for d in manifest.get("disks") or []]
+        nvram = nvram_path(manifest["domain_xml_text"])
+        busy = users([p for p in paths + [nvram] if p], str(vm.get("uuid")))
+        for idx, path in enumerate(paths):
+            if path in busy:
+                raise ManifestError("VM %s: disks[%d].source %s is used by VM %s on this host; a restore would roll "
+                                    "back that VM's data; refused." % (name, idx, path, ", ".join(busy[path])))
+        if nvram in busy:
+            raise ManifestError("VM %s: <os><nvram> %s is used by VM %s on this host; refused."
+                                % (name, nvram, ", ".join(busy[nvram])))
+    out = dict(manifest)
+    out["domain_xml_text"] = result["xml"]
+    out["policy_rewritten"] = ["VM %s: %s" % (name, r) for r in result["rewritten"]]
+    out["allowed_paths"] = allowed
     return out
 
 

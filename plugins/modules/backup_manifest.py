@@ -17,14 +17,18 @@ description:
   - With O(state=volumes), lists the volumes (controller, SVM, volume) that the manifests of the local catalog name,
     so that a restore knows where to look for VMs on SAN LUNs, deleted ones too.
   - With O(state=read), reads the manifests of a snapshot from C(<datastore>/.snapshot/<snapshot>/.kvmsnap/) (NFS)
-    and from the local catalog, and checks them (hashes, UUID and name in the XML, no C(qemu:commandline), every disk
-    of the XML mapped to a volume).
+    and from the local catalog, and trusts nothing in them - the signature must verify with O(manifest_key) (or one
+    of O(manifest_keys_old)) unless O(unsigned_ok) names the VM; hashes, UUID and name in the XML; the manifest's
+    disks equal the XML's; every disk inside the datastore it was backed up from, which must be one of
+    O(datastores) (the host's own, never the manifest's); the XML passes the allow-list policy with the host's
+    emulator and firmware dirs (from libvirt's capabilities at O(uri)); no disk used by another VM of the host.
   - With O(state=verified), checks that each VM of O(vms) is really in the snapshot O(snapshot), through the NFS
     C(<datastore>/.snapshot/<snapshot>/) view - its manifest (parses, names this VM, this snapshot and O(run_id)),
     C(domain.xml), the saved NVRAM, and every file disk as a regular file (no symlink inside the snapshot),
     non-empty and, with O(compare_live), as large as the live image for raw disks. Read-only; it never fails by
     itself, it returns C(verified) (the backup role reports VMs whose data is missing as not protected; the
     restore role refuses them before anything is touched). Disks on LUNs are not checked by this module.
+  - With O(state=present) and O(manifest_key), each manifest carries an HMAC-SHA256 signature (see docs/security.md).
   - Files are written atomically, mode 0600 in 0700 directories. The XML is the inactive definition without secrets.
 author:
   - kvmsnap.core contributors (@kvmsnap)
@@ -118,6 +122,32 @@ options:
         (right after a backup they are equal; a restore turns this off, the live image may have changed since).
     type: bool
     default: true
+  manifest_key:
+    description:
+      - Key of the manifest signatures (HMAC-SHA256), at least 16 characters. O(state=present) signs with it,
+        O(state=read) verifies with it. Keep it on the controller (vault, AWX credential); the roles pass
+        C(kvmsnap_manifest_key) or the key file they create.
+    type: str
+  manifest_keys_old:
+    description:
+      - O(state=read) - earlier keys, accepted for verification only (key rotation).
+    type: list
+    elements: str
+    default: []
+  boot_dirs:
+    description:
+      - O(state=read) - host directories from which a restored VM may boot a kernel, initrd or dtb (direct kernel
+        boot), besides its datastores and the host's firmware dirs.
+    type: list
+    elements: path
+    default: []
+  unsigned_ok:
+    description:
+      - O(state=read) - VMs (names or UUIDs) whose manifest is accepted although its signature is missing or does not
+        verify. Every other check still applies.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -183,6 +213,14 @@ volumes:
   type: list
   elements: dict
   sample: [{"controller": "cluster1", "svm": "svm1", "volume": "vol_san"}]
+notes:
+  description:
+    - O(state=read) - what the policy rewrote (an emulator replaced by the host's, a character device turned into a
+      pty) and manifests accepted unsigned through O(unsigned_ok), each naming the VM.
+  returned: always
+  type: list
+  elements: str
+  sample: ["VM web1: <serial 0>: type='file' path=/var/log/x rewritten to type='pty' (...)"]
 missing:
   description: O(state=read) - entries of O(select) with no manifest in the snapshot.
   returned: always
@@ -213,6 +251,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest as mf
+from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest_sig
 from ansible_collections.kvmsnap.core.plugins.module_utils import _verify as vf
 
 try:
@@ -268,7 +307,7 @@ def _present(module: AnsibleModule) -> dict:
                 catalog = roots[-1]
                 for root in roots:  # one root at a time, so that the error names the path that failed
                     try:
-                        written += mf.write(manifest, xml_text, nvram, [root])
+                        written += mf.write(manifest, xml_text, nvram, [root], key=p["manifest_key"])
                     except OSError as exc:
                         where = ("the local catalog in state_dir %s" % p["state_dir"] if root == catalog
                                  else "datastore path %s" % root)
@@ -280,7 +319,31 @@ def _present(module: AnsibleModule) -> dict:
                                              exc.strerror or exc, fix))
             manifests.append(manifest)
     return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": [],
-            "datastore_files": {}, "volumes": [], "verified": [], "not_protected": []}
+            "datastore_files": {}, "volumes": [], "notes": [], "verified": [],
+            "not_protected": []}
+
+
+def _host_checks(module: AnsibleModule):
+    """(host facts, users(paths, uuid)) from the KVM host's libvirt (read-only); the policy needs both."""
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy
+    p = module.params
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    try:
+        session = LibvirtSession(p["uri"], readonly=True, retries=p["retries"])
+        facts = session.call(_domain_policy.host_facts)
+        facts["firmware_dirs"] = list(facts["firmware_dirs"]) + list(p["boot_dirs"])
+    except Exception as exc:
+        module.fail_json(msg="%s: cannot read the host's capabilities at %s: %s; nothing was touched."
+                         % (p["host"] or "KVM host", p["uri"], exc))
+
+    index = {}
+
+    def users(paths, uuid):
+        if "all" not in index:  # one pass over the host's domains for all manifests
+            index["all"] = session.call(_domain_policy.disk_index)
+        return _domain_policy.users_in(index["all"], paths, uuid)
+    return session, facts, users
 
 
 def _read(module: AnsibleModule) -> dict:
@@ -288,12 +351,22 @@ def _read(module: AnsibleModule) -> dict:
     roots = [mf.snapshot_root(ds, p["snapshot"]) for ds in p["datastores"]]
     roots.append(mf.catalog_root(p["state_dir"], p["snapshot"]))
     found = mf.find(roots)
-    manifests, invalid = [], []
-    for uuid, vm_dir in sorted(found.items()):
-        try:
-            manifests.append(mf.load(vm_dir))
-        except mf.ManifestError as exc:
-            invalid.append({"dir": vm_dir, "uuid": uuid, "error": str(exc)})
+    manifests, invalid, notes = [], [], []
+    keys = ([p["manifest_key"]] if p["manifest_key"] else []) + list(p["manifest_keys_old"])
+    session, facts, users = _host_checks(module)
+    try:
+        for uuid, vm_dir in sorted(found.items()):
+            try:
+                man = mf.load(vm_dir)
+                note = mf.check_signature(man, keys, p["unsigned_ok"])
+                man = mf.vet(man, p["datastores"], facts, users)
+            except mf.ManifestError as exc:
+                invalid.append({"dir": vm_dir, "uuid": uuid, "error": str(exc)})
+                continue
+            notes += ([note] if note else []) + man["policy_rewritten"]
+            manifests.append(man)
+    finally:
+        session.close()
     select = p["select"]
     missing = []
     if select:
@@ -306,7 +379,7 @@ def _read(module: AnsibleModule) -> dict:
         manifests = keep
     return {"changed": False, "manifests": manifests, "invalid": invalid, "missing": missing, "written": [],
             "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}, "volumes": [], "verified": [],
-            "not_protected": []}
+            "not_protected": [], "notes": notes}
 
 
 def _verified(module: AnsibleModule) -> dict:
@@ -314,7 +387,7 @@ def _verified(module: AnsibleModule) -> dict:
     results = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"]) for vm in p["vms"]]
     not_protected = vf.summary(p["host"] or "KVM host", p["snapshot"], results)
     return {"changed": False, "verified": results, "not_protected": not_protected,
-            "manifests": [], "invalid": [], "missing": [], "written": [], "datastore_files": {}, "volumes": []}
+            "manifests": [], "invalid": [], "missing": [], "written": [], "datastore_files": {}, "volumes": [], "notes": []}
 
 
 def main() -> None:
@@ -335,6 +408,10 @@ def main() -> None:
             config_dir=dict(type="path"),
             created=dict(type="str"),
             compare_live=dict(type="bool", default=True),
+            manifest_key=dict(type="str", no_log=True),
+            manifest_keys_old=dict(type="list", elements="str", default=[], no_log=True),
+            unsigned_ok=dict(type="list", elements="str", default=[]),
+            boot_dirs=dict(type="list", elements="path", default=[]),
         ),
         required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"]),
                      ("state", "verified", ["snapshot"])],
@@ -342,9 +419,15 @@ def main() -> None:
     )
     if module.params["state"] == "volumes":
         module.exit_json(changed=False, volumes=mf.catalog_volumes(module.params["state_dir"]), manifests=[],
-                         invalid=[], missing=[], written=[], datastore_files={}, verified=[], not_protected=[])
+                         invalid=[], missing=[], written=[], datastore_files={}, verified=[], not_protected=[],
+                         notes=[])
     if "/" in module.params["snapshot"] or module.params["snapshot"] in (".", ".."):
         module.fail_json(msg="snapshot: %r is not a snapshot name." % module.params["snapshot"])
+    if module.params["manifest_key"]:
+        try:
+            _manifest_sig.key_id(module.params["manifest_key"])
+        except _manifest_sig.ManifestKeyError as exc:
+            module.fail_json(msg="manifest_key: %s." % exc)
     if module.params["state"] == "present":
         module.exit_json(**_present(module))
     if module.params["state"] == "verified":

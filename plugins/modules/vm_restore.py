@@ -12,9 +12,14 @@ short_description: Domain side of a KVM VM restore - stop, define from saved XML
 version_added: 0.1.0
 description:
   - Validates the saved domain XML first (it is untrusted input) - parseable, no DTD or entities, the same UUID
-    and name as the target VM when it exists, no C(<qemu:commandline>), no C(<hostdev>), no network disks, every
-    disk source and the NVRAM path under O(allowed_paths) (resolved, no C(..), no symlinked component). A refused
-    XML changes nothing.
+    and name as the target VM when it exists - and applies the allow-list policy of the collection
+    (docs/security.md) - the emulator is the host's own (from libvirt's capabilities) or is replaced by it;
+    serial/console/parallel/channel devices of unsafe types (file, pipe, unix outside libvirt's channel dir, dev,
+    tcp, udp) are rewritten to pty; C(qemu:*) elements, C(<hostdev>), C(<filesystem>), smartcard, redirdev, other
+    unlisted devices, binaries named by C(<driver>)/C(<backend>)/C(<script>) and network disks are refused; every
+    disk source, backing file and the NVRAM/loader path lie under O(allowed_paths) (or the host's firmware and
+    NVRAM dirs; resolved, no C(..), no symlinked component); no other VM of the host uses its disks. A refused
+    XML changes nothing; every refusal and rewrite names the element and the reason.
   - A running VM is refused unless O(force=true); with O(force=true) it is shut down gracefully (up to
     O(shutdown_timeout) seconds) and destroyed only if it does not stop.
   - Defines the VM from the XML (also when the VM was deleted), copies the saved NVRAM file to the XML's NVRAM path,
@@ -65,6 +70,13 @@ options:
   allowed_paths:
     description:
       - Directories (datastore mount points) under which every disk of the XML must lie.
+    type: list
+    elements: path
+    default: []
+  boot_dirs:
+    description:
+      - Host directories from which the VM may boot a kernel, initrd or dtb (direct kernel boot), besides
+        O(allowed_paths) and the host's firmware dirs.
     type: list
     elements: path
     default: []
@@ -151,8 +163,14 @@ agent:
   description: Guest agent status after the start - V(ok), V(absent) (no agent channel), V(unresponsive), V(not started).
   returned: always
   type: str
+rewritten:
+  description: What the policy rewrote in the saved XML before it was defined (element, old value, new value).
+  returned: when the XML was valid
+  type: list
+  elements: str
+  sample: ["<serial 0>: type='file' path=/var/log/web1.log rewritten to type='pty' (...)"]
 xml_sha256:
-  description: SHA-256 of the saved XML that was defined.
+  description: SHA-256 of the saved XML (before the policy's rewrites).
   returned: when the XML was valid
   type: str
 """
@@ -171,6 +189,7 @@ def main() -> None:
             domain_xml_path=dict(type="path"),
             nvram=dict(type="path"),
             allowed_paths=dict(type="list", elements="path", default=[]),
+            boot_dirs=dict(type="list", elements="path", default=[]),
             force=dict(type="bool", default=False),
             shutdown_timeout=dict(type="int", default=120),
             start=dict(type="str", choices=["auto", "always", "never"], default="auto"),

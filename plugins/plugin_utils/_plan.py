@@ -597,9 +597,12 @@ def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]
 def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snapshot: Mapping[str, Any]) -> Dict[str, Any]:
     """Which host restores which VM from which manifest, and which files/LUNs of which volume.
 
-    per_host[host] = {"manifests": [...] (backup_manifest state=read), "invalid": [...], "current": {uuid: state}}.
+    per_host[host] = {"manifests": [...] (backup_manifest state=read), "invalid": [...], "current": {uuid: state},
+    "datastores": [the host's datastore records], "notes": [...]}.
     requested: 'all' or a list of names/UUIDs. A VM is restored by the host its manifest names; a requested VM
     whose manifest names a host outside the play is claimed by the first host that sees its manifest.
+    Nothing the manifest says widens what may be touched: allowed paths are the host's datastores the VM's disks
+    lie in (backup_manifest vetted them), and each disk's volume must be the one the host maps that datastore to.
     """
     claimed: Dict[str, Dict[str, Any]] = {}
     errors: List[str] = []
@@ -617,16 +620,37 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
             if owner != host or vm["uuid"] in claimed:
                 continue
             claimed[vm["uuid"]] = {"host": host, "manifest": man}
+    refused = [str(bad.get("error")) + " " + str(bad.get("uuid")) for h in per_host
+               for bad in per_host[h].get("invalid") or []]
     if requested != "all":
         names = {c["manifest"]["vm"]["name"] for c in claimed.values()} | set(claimed)
         for item in requested:
-            if item not in names:
+            if item not in names and not any("VM %s:" % item in r or r.endswith(" " + item) for r in refused):
                 errors.append("VM %s has no valid manifest in snapshot %s on the datastores of %s" % (
                     item, snapshot.get("name"), ", ".join(sorted(per_host))))
     for host in sorted(per_host):
         for bad in per_host[host].get("invalid") or []:
             if requested == "all" or any(str(r) in str(bad.get("error")) or r == bad.get("uuid") for r in requested):
                 errors.append("%s: %s" % (host, bad.get("error")))
+    for uuid, c in sorted(claimed.items()):
+        bad = _foreign_volume(c["manifest"], per_host[c["host"]].get("datastores"), c["host"])
+        if bad:
+            errors.append(bad)
+            del claimed[uuid]
+    # two manifests claiming one disk: one restore would roll back (and start) the other VM's disk
+    owners: Dict[str, List[str]] = {}
+    for uuid, c in sorted(claimed.items(), key=lambda kv: kv[1]["manifest"]["vm"]["name"]):
+        for disk in c["manifest"].get("disks") or []:
+            key = "%s:%s" % (c["host"], disk.get("source"))
+            owners.setdefault(key, []).append(uuid)
+    for key, uuids in sorted(owners.items()):
+        if len(uuids) > 1:
+            names = [claimed[u]["manifest"]["vm"]["name"] for u in uuids if u in claimed]
+            if names:
+                errors.append("VMs %s: their manifests name the same disk %s; refused" % (
+                    ", ".join(names), key.split(":", 1)[1]))
+            for u in uuids:
+                claimed.pop(u, None)
     volumes: Dict[str, Dict[str, Any]] = {}
     hosts: Dict[str, List[Dict[str, Any]]] = {h: [] for h in per_host}
     for uuid, c in sorted(claimed.items(), key=lambda kv: kv[1]["manifest"]["vm"]["name"]):
@@ -637,8 +661,7 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
         entry = {"name": man["vm"]["name"], "uuid": uuid, "current_state": current or "absent",
                  "start": "always" if was_running else "never", "xml": man["domain_xml_text"],
                  "nvram": man.get("nvram_file"), "datastores": man.get("datastores") or [],
-                 "allowed_paths": sorted(set(man.get("datastores") or []) | {
-                     d["source"] for d in man.get("disks") or [] if d.get("lun") and d.get("source")}),
+                 "allowed_paths": sorted(man.get("allowed_paths") or []),
                  "disks": man.get("disks") or [], "backup_host": man.get("host"), "run_id": man.get("run_id")}
         hosts[c["host"]].append(entry)
         for disk in man.get("disks") or []:
@@ -664,9 +687,34 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
     if not claimed and not errors:
         errors.append("no VM to restore: snapshot %s has no manifest of %s" % (
             snapshot.get("name"), "any VM" if requested == "all" else ", ".join(requested)))
-    return {"hosts": hosts, "volumes": sorted(volumes.values(), key=lambda v: v["key"]),
+    notes = [n for h in sorted(per_host) for n in per_host[h].get("notes") or []
+             if any(n.startswith("VM %s:" % c["manifest"]["vm"]["name"]) for c in claimed.values())]
+    return {"hosts": hosts, "volumes": sorted(volumes.values(), key=lambda v: v["key"]), "notes": notes,
             "controllers": {c: sorted(v) for c, v in controllers.items()}, "errors": errors,
             "vms": [{"host": c["host"], "name": c["manifest"]["vm"]["name"], "uuid": u} for u, c in claimed.items()]}
+
+
+def _foreign_volume(man: Mapping[str, Any], datastores: Optional[List[Mapping[str, Any]]], host: str) -> Optional[str]:
+    """Why a manifest's disk names a volume other than the one HOST maps its datastore to (None when all agree)."""
+    if datastores is None:
+        return None  # caller without the host's datastores (unit tests of the selection only)
+    by_path: Dict[str, List[Mapping[str, Any]]] = {}
+    for d in datastores:
+        if d.get("path"):
+            by_path.setdefault(posixpath.normpath(str(d.get("path"))), []).append(d)
+    keys = ("controller", "svm", "volume")
+    for idx, disk in enumerate(man.get("disks") or []):
+        if disk.get("lun"):
+            continue
+        known = by_path.get(posixpath.normpath(str(disk.get("datastore"))))
+        if not known:
+            return "VM %s: disks[%d].datastore %s is not a datastore of %s; refused" % (
+                man["vm"]["name"], idx, disk.get("datastore"), host)
+        if not any(all(ds.get(k) == disk.get(k) for k in keys) for ds in known):
+            return "VM %s: disks[%d] names volume %s:%s:%s, but %s maps datastore %s to %s; refused" % (
+                man["vm"]["name"], idx, disk.get("controller"), disk.get("svm"), disk.get("volume"), host,
+                known[0].get("path"), " or ".join(":".join(str(ds.get(k)) for k in keys) for ds in known))
+    return None
 
 
 def volume_restore_conflicts(plan: Mapping[str, Any], files_by_volume: Mapping[str, List[str]],

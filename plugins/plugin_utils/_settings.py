@@ -253,6 +253,9 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     s["quiesce_deadline"] = _int("kvmsnap_quiesce_deadline", values.get("kvmsnap_quiesce_deadline", 120), 10, 86400)
     s["state_dir"] = _abs_path("kvmsnap_state_dir", values.get("kvmsnap_state_dir") or "/var/lib/kvmsnap")
     s["report_dir"] = _abs_path("kvmsnap_report_dir", values.get("kvmsnap_report_dir") or "~/.kvmsnap/reports")
+    # the key itself never enters the settings (they are facts, shown at -v); only where its file is
+    s["manifest_key_file"] = _abs_path("kvmsnap_manifest_key_file", values.get("kvmsnap_manifest_key_file")
+                                       or "~/.config/kvmsnap/manifest.key")
     mode = values.get("kvmsnap_quiesce_mode", "auto")
     if mode not in QUIESCE_MODES:
         raise SettingsError("kvmsnap_quiesce_mode: %r is not valid; allowed: %s." % (mode, ", ".join(QUIESCE_MODES)))
@@ -324,6 +327,9 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
                                          values.get("kvmsnap_restore_volume_override", False))
     s["restore_safety_snapshot"] = _bool("kvmsnap_restore_safety_snapshot",
                                          values.get("kvmsnap_restore_safety_snapshot", True))
+    s["restore_boot_dirs"] = [_abs_path("kvmsnap_restore_boot_dirs", d)
+                              for d in (values.get("kvmsnap_restore_boot_dirs") or [])]
+    s["restore_unsigned_ok"] = vm_list("kvmsnap_restore_unsigned_ok", values.get("kvmsnap_restore_unsigned_ok"))
     s["shutdown_timeout"] = _int("kvmsnap_shutdown_timeout", values.get("kvmsnap_shutdown_timeout", 120), 1, 3600)
     if operation == "restore" and s["restore_vms"] == []:
         raise SettingsError("kvmsnap_restore_vms: no VM selected; allowed: a list of VM names (or a comma string "

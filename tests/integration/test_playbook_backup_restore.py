@@ -75,7 +75,8 @@ class Lab:
         inv = {"all": {"children": {"kvm_hosts": {"hosts": kvm_hosts}, "ontap_controllers": {"hosts": controllers}},
                        "vars": {"ansible_python_interpreter": sys.executable,
                                 "kvmsnap_state_dir": str(self.base / "state"),
-                                "kvmsnap_report_dir": str(self.base / "reports"), **vars_}}}
+                                "kvmsnap_report_dir": str(self.base / "reports"),
+                                "kvmsnap_manifest_key_file": str(self.base / "manifest.key"), **vars_}}}
         path = self.base / ("inv-%d.yml" % time.monotonic_ns())
         path.write_text(yaml.safe_dump(inv))
         return path
@@ -206,7 +207,7 @@ def test_restore_refuses_a_running_vm_without_force(lab):
     before = sha(lab.disk("g1", "s1", "vol_ds1"))
     proc = lab.run("restore", lab.single, {"kvmsnap_restore_vms": [lab.name("g1")]})
     assert proc.returncode != 0
-    assert "is running; shut it down first or set kvmsnap_restore_force=true" in proc.stdout
+    assert "is running; shut it down first or set kvmsnap_restore_force=true" in proc.stdout, _out(proc)
     assert sha(lab.disk("g1", "s1", "vol_ds1")) == before
     assert lab.snapshots("s1", "vol_ds1") == ["kvmsnap-daily_itest1"]  # no safety snapshot either
 

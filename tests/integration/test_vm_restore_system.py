@@ -114,3 +114,32 @@ def test_vm_locked_by_a_live_fence_run_is_refused(module_runner, minimal_guests,
     res = module_runner("vm_restore", {"uri": URI, "domain_xml": before, "allowed_paths": [str(tmp_path / "minimal")],
                                        "start": "never", "state_dir": sd})
     assert not res.failed and res["actions"] == ["define"] and _lock.holders(sd) == []
+
+
+def test_disk_of_another_vm_is_refused(module_runner, minimal_guests, tmp_path):
+    a, b = minimal_guests(2, start=False)
+    before = a.XMLDesc(0)
+    b_disk = re.search(r"<source file='([^']*)'", b.XMLDesc(0)).group(1)
+    xml = re.sub(r"<source file='[^']*'", "<source file='%s'" % b_disk, before, count=1)
+    res = module_runner("vm_restore", {"uri": URI, "domain_xml": xml, "vm": a.name(), "start": "never",
+                                       "allowed_paths": [str(tmp_path / "minimal")], "state_dir": str(tmp_path / "s")})
+    assert res.failed and "%s is used by VM %s" % (b_disk, b.name()) in res["msg"], res
+    assert "Nothing was changed" in res["msg"] and a.XMLDesc(0) == before
+
+
+def test_foreign_emulator_and_serial_file_rewritten(module_runner, minimal_guests, tmp_path):
+    dom = minimal_guests(1, start=False)[0]
+    hostfile = tmp_path / "host.txt"
+    hostfile.write_text("keep\n")
+    xml = re.sub(r"<emulator>[^<]*</emulator>", "<emulator>/bin/false</emulator>", dom.XMLDesc(0))
+    xml = xml.replace("</devices>", "<serial type='file'><source path='%s'/><target port='0'/></serial></devices>"
+                      % hostfile)
+    res = module_runner("vm_restore", {"uri": URI, "domain_xml": xml, "vm": dom.name(), "start": "always",
+                                       "verify_timeout": 30, "allowed_paths": [str(tmp_path / "minimal")],
+                                       "state_dir": str(tmp_path / "s")})
+    assert not res.failed, res
+    assert res["rewritten"][0].startswith("<emulator>: /bin/false is not the host's emulator; replaced by /")
+    assert res["rewritten"][1].startswith("<serial 0>: type='file' path=%s rewritten to type='pty'" % hostfile)
+    assert hostfile.read_text() == "keep\n" and res["state"] == "running"
+    live = dom.XMLDesc(0)
+    assert "/bin/false" not in live and str(hostfile) not in live

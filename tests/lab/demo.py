@@ -89,6 +89,7 @@ class Demo:
         import guestlab
         say("building/reusing the guest kernel + initramfs (cached in tests/lab/cache) ...")
         assets = guestlab.build_assets(os.environ.get("KVMSNAP_LAB_CACHE", str(LAB / "cache")))
+        self.boot_dirs = sorted({os.path.dirname(assets.kernel), os.path.dirname(assets.initrd)})
         prefix = "kvmsnap-demo-%d-" % os.getpid()
         for index, vol in enumerate(("vol_ds1", "vol_ds2"), start=1):
             name = "%sweb%d" % (prefix, index)
@@ -204,8 +205,10 @@ class Demo:
         say("deleted %s: domain destroyed and undefined, disk %s removed" % (web2, self.disk_of(web2)))
 
         banner("restore")
+        # the guests boot the lab's kernel directly: the restore allows that directory (docs/security.md)
         self.playbook("restore", inv, {"kvmsnap_restore_vms": [web1, web2], "kvmsnap_restore_snapshot": "latest",
-                                       "kvmsnap_restore_force": True})
+                                       "kvmsnap_restore_force": True,
+                                       "kvmsnap_restore_boot_dirs": getattr(self, "boot_dirs", [])})
         restore = self.report("restore")
 
         banner("proof")
