@@ -3,7 +3,9 @@ operation raises SimError (mapped to codes by the front end) and saves the state
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import threading
 import time
 from typing import Any
@@ -149,6 +151,36 @@ class Ops:
                     self.st.save()
 
         threading.Thread(target=finish, name="sim-sfsr", daemon=True).start()
+
+    def file_info(self, vol: dict[str, Any], rel: str) -> dict[str, Any]:
+        """Metadata of one path of VOL ('.snapshot/<name>/...' reaches into a snapshot): {name, path, type,
+        size}. The type is ONTAP's: "lun" for a LUN's file (in the active file system or in a snapshot),
+        else file, directory or symlink (not followed). A missing path: file_not_found."""
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise SimError("invalid", f'Invalid path "{rel}".', target="path")
+        svm_name, vname = self.st.vol_key(vol)
+        full = self.storage.volume_dir(svm_name, vname).joinpath(*parts)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            raise SimError("file_not_found", f'File "/{"/".join(parts)}" does not exist in volume "{vname}".',
+                           target="path") from None
+        in_vol = parts[2:] if parts[:1] == [".snapshot"] else parts
+        if parts[:1] == [".snapshot"] and len(parts) >= 2 and not any(s["name"] == parts[1] for s in vol["snapshots"]):
+            raise SimError("file_not_found", f'File "/{"/".join(parts)}" does not exist in volume "{vname}".',
+                           target="path")
+        luns = {lu["name"] for lu in self.st.doc["luns"].values() if lu["volume"] == vol["uuid"]}
+        if stat.S_ISLNK(st.st_mode):
+            kind = "symlink"
+        elif stat.S_ISDIR(st.st_mode):
+            kind = "directory"
+        elif "/".join(in_vol) in luns:
+            kind = "lun"
+        else:
+            kind = "file"
+        return {"name": parts[-1] if parts else "", "path": "/".join(parts), "type": kind,
+                "size": 0 if kind == "directory" else st.st_size}
 
     def _check_restore_file(self, vol: dict[str, Any], snap: dict[str, Any], path: str,
                             restore_path: str | None) -> tuple[str, str]:

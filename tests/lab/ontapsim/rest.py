@@ -45,6 +45,7 @@ class RestApi(StorageHandlers, ProtectionHandlers):
             ("GET", r"/api/storage/volumes/\*/snapshots", self.list_all_snapshots, "read"),
             ("GET", f"/api/storage/volumes/{U}", self.get_volume, "read"),
             ("PATCH", f"/api/storage/volumes/{U}", self.patch_volume, "read"),  # action checked inside
+            ("GET", f"/api/storage/volumes/{U}/files/(.+)", self.get_file, "read"),
             ("GET", f"/api/storage/volumes/{U}/snapshots", self.list_snapshots, "read"),
             ("POST", f"/api/storage/volumes/{U}/snapshots", self.post_snapshot, "snapshot_create"),
             ("GET", f"/api/storage/volumes/{U}/snapshots/{U}", self.get_snapshot, "read"),

@@ -113,6 +113,25 @@ class StorageHandlers(HandlerBase):
             job = self.jobs.run(f"PATCH /api/storage/volumes/{vu}", svm, work, fault)
         return self._job_response(req, job)
 
+    # -- files ---------------------------------------------------------------------------------------
+    def get_file(self, req: Request, vu: str, path: str) -> Response:
+        """GET /api/storage/volumes/{uuid}/files/{path}: the path comes %2E/%2F-encoded (the router decodes it);
+        `.snapshot/<name>/...` reaches into a snapshot. A file, or any path with return_metadata=true: its own
+        record; a directory otherwise: its entries."""
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            rec = self.ops.file_info(vol, path)
+            recs = [rec]
+            if rec["type"] == "directory" and not truthy(req.query.get("return_metadata", False)):
+                base = rec["path"]
+                svm_name, vname = self.st.vol_key(vol)
+                listing = sorted(p.name for p in self.ops.storage.volume_dir(svm_name, vname).joinpath(
+                    *[x for x in base.split("/") if x]).iterdir())
+                recs = [self.ops.file_info(vol, "%s/%s" % (base, n) if base else n) for n in listing]
+        for r in recs:
+            r["volume"] = {"uuid": vol["uuid"], "name": vol["name"]}
+        return Response(200, {"records": recs, "num_records": len(recs)})
+
     # -- snapshots ----------------------------------------------------------------------------------
     def list_all_snapshots(self, req: Request) -> Response:
         with self.st.lock:

@@ -52,6 +52,7 @@ class ZapiApi(SnapshotHandlers):
             "cg-commit": (self.cg_commit, "snapshot_create", "vserver"),
             "snapmirror-update": (self.snapmirror_update, "snapmirror_update", "any"),
             "lun-get-serial-number": (self.lun_get_serial_number, "read", "vserver"),
+            "file-get-file-info": (self.file_get_file_info, "read", "vserver"),
         }
 
     # -- envelope ----------------------------------------------------------------------------

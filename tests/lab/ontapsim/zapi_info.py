@@ -48,6 +48,20 @@ class InfoHandlers:
     def _vols(self, svm: dict[str, Any] | None) -> list[dict[str, Any]]:
         return [v for v in self.st.doc["volumes"].values() if svm is None or v["svm"] == svm["uuid"]]
 
+    # -- files -------------------------------------------------------------------------------
+    def file_get_file_info(self, api: ET.Element, svm: dict[str, Any]) -> ET.Element:
+        """file-get-file-info path=/vol/<volume>/<path> (`.snapshot/<name>/...` reaches into a snapshot):
+        file-info {name, file-type, file-size}; a missing path fails with EFILENOTFOUND (13113)."""
+        path = child_text(api, "path") or ""
+        if not path.startswith("/vol/") or len(path.split("/")) < 3 or not path.split("/")[2]:
+            raise ZapiError("13115", f"Invalid path {path!r}: give /vol/<volume>/<path>.")
+        vname, rel = (path + "/").split("/", 3)[2:]
+        with self.st.lock:
+            vol = self.st.find_volume(svm["name"], vname)
+            rec = self.ops.file_info(vol, rel.rstrip("/"))
+        return fields("results", {"file-info": {"name": rec["name"], "file-type": rec["type"],
+                                                "file-size": rec["size"]}})
+
     # -- system ------------------------------------------------------------------------------
     def system_get_version(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
         v = self.st.version
