@@ -84,6 +84,21 @@ def duration_to_seconds(value: Any) -> Optional[int]:
     return int(int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0))
 
 
+def snapshot_rel_path(path: str, volume: Optional[str] = None) -> str:
+    """PATH relative to its volume root without a leading '/': '/vol/<volume>/lun1' (a LUN path, when VOLUME
+    is given or the path starts with /vol/) and '/lun1' both give 'lun1'. No '..' and no empty path."""
+    text = str(path or "")
+    if text.startswith("/vol/"):
+        vol, _sep, rest = text[len("/vol/"):].partition("/")
+        if volume is not None and vol != volume:
+            raise OptionError("path %s is not inside volume %s" % (path, volume))
+        text = rest
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise OptionError("path %r is not a file path inside a volume" % path)
+    return "/".join(parts)
+
+
 class Ontap:
     """Shared logic of both transports. Subclasses implement the _raw methods."""
 
@@ -160,6 +175,25 @@ class Ontap:
             raise self.not_found("snapshot %s not found on %s:%s" % (name, svm, volume), op,
                                  hint="List the snapshots with kvmsnap.core.ontap_snapshot_info.")
         self._set_comment(svm, volume, name, comment, None)
+
+    def snapshot_file_info(self, svm: str, volume: str, snapshot: str, path: str) -> Optional[dict]:
+        """{name, type, size} of PATH (relative to the volume root) inside snapshot SNAPSHOT of SVM:VOLUME, as
+        ONTAP reports it (type: file, directory, lun, symlink, ...); None when the path is not in the snapshot.
+        Other failures (volume unknown, no rights) raise OntapError."""
+        rel = snapshot_rel_path(path)
+        op = "look up %s in snapshot %s of %s:%s" % (rel, snapshot, svm, volume)
+        try:
+            return self.call(op, lambda: self._snapshot_file_info(svm, volume, snapshot, rel))
+        except OntapError as exc:
+            if self._file_missing(exc):
+                return None
+            raise
+
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[dict]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _file_missing(self, exc: OntapError) -> bool:  # pragma: no cover - per transport
+        return exc.is_not_found
 
     def list_temp_cgs(self, svm: Optional[str] = None) -> List[dict]:
         """Temporary consistency groups (`kvmsnap_tmp_*`) as {name, uuid, svm, volumes, until}.

@@ -84,7 +84,7 @@ class RestSession:
             path = "/" + path
         if not path.startswith("/api/"):
             path = "/api" + path
-        url = self.base + quote(path, safe="/*{}:-._~")
+        url = self.base + quote(path, safe="/*{}:-._~%")  # % : callers may pre-encode a segment (files/{path})
         if query:
             clean = {k: ("true" if v is True else "false" if v is False else v) for k, v in query.items() if v is not None}
             url += "?" + urlencode(clean, safe=",*.|!")

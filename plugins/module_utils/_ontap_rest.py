@@ -12,6 +12,7 @@ import re
 import time
 import uuid as uuidlib
 from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
     CG_API,
@@ -404,6 +405,24 @@ class OntapRest(Ontap):
             if exc.is_not_found and not self.get_snapshot(svm, volume, name):
                 return
             raise
+
+    # ---- files in a snapshot ------------------------------------------------------------------------
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[dict]:
+        # GET /api/storage/volumes/{uuid}/files/{path}: the path segment with "." as %2E and "/" as %2F
+        vol_uuid = self.get_volume(svm, volume)["uuid"]
+        encoded = quote(".snapshot/%s/%s" % (snapshot, rel), safe="").replace(".", "%2E")
+        payload = self.session.get("/api/storage/volumes/%s/files/%s" % (vol_uuid, encoded),
+                                   return_metadata=True, fields="name,type,size,path")
+        recs = payload.get("records") if isinstance(payload, dict) and "records" in payload else [payload]
+        rec = next((r for r in recs if isinstance(r, dict)), None)
+        if rec is None:
+            return None
+        size = rec.get("size")
+        return {"name": rec.get("name"), "type": rec.get("type"),
+                "size": int(size) if isinstance(size, (int, str)) and str(size).isdigit() else None}
+
+    def _file_missing(self, exc: OntapError) -> bool:
+        return exc.status == 404
 
     # ---- restore -------------------------------------------------------------------------------------
     def restore_file(self, svm: str, volume: str, snapshot: str, path: str, restore_path: Optional[str] = None) -> str:

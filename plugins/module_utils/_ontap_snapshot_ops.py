@@ -12,7 +12,13 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import Ontap, VolumeRef, epoch_to_iso
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+    Ontap,
+    VolumeRef,
+    epoch_to_iso,
+    snapshot_rel_path,
+)
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import select_prunable_sets
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
@@ -307,6 +313,42 @@ def snapshot_info(client: Ontap, volumes: List[VolumeRef], name: Optional[str] =
             if policy and (rec["kvmsnap"] or {}).get("policy") != policy:
                 continue
             out.append(rec)
+    return out
+
+
+def parse_snapshot_files(files: List[str], svm: Optional[str]) -> List[Dict[str, str]]:
+    """`[svm:]/vol/<volume>/<path>` entries → [{svm, volume, path}] (PATH as given, /vol/ form)."""
+    out = []
+    for entry in files:
+        text = str(entry)
+        own_svm, sep, rest = text.partition(":")
+        if sep and own_svm and not own_svm.startswith("/"):
+            the_svm, path = own_svm, rest
+        else:
+            the_svm, path = svm, text
+        parts = path.split("/")
+        if not path.startswith("/vol/") or len(parts) < 4 or not parts[2]:
+            raise OptionError("files: %r is not [svm:]/vol/<volume>/<path in volume>" % text)
+        if not the_svm:
+            raise OptionError("files: %r names no SVM; write svm:/vol/... or set the svm option" % text)
+        snapshot_rel_path(path, parts[2])  # refuses '..' and empty paths
+        out.append({"svm": the_svm, "volume": parts[2], "path": path})
+    return out
+
+
+def snapshot_files(client: Ontap, snapshot: str, files: List[Dict[str, str]]) -> List[dict]:
+    """Per entry of FILES ({svm, volume, path}): is PATH in SNAPSHOT? {svm, volume, path, snapshot, present,
+    type, size, lun_size}; LUN_SIZE is the live LUN's size when PATH is a LUN now (else None)."""
+    luns: Dict[VolumeRef, Dict[str, Any]] = {}
+    out = []
+    for f in files:
+        ref = (f["svm"], f["volume"])
+        if ref not in luns:
+            luns[ref] = {lun.get("path"): lun.get("size") for lun in client.list_luns(*ref)}
+        info = client.snapshot_file_info(f["svm"], f["volume"], snapshot, snapshot_rel_path(f["path"], f["volume"]))
+        out.append({"svm": f["svm"], "volume": f["volume"], "path": f["path"], "snapshot": snapshot,
+                    "present": info is not None, "type": (info or {}).get("type"), "size": (info or {}).get("size"),
+                    "lun_size": luns[ref].get(f["path"])})
     return out
 
 

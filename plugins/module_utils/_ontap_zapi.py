@@ -43,6 +43,7 @@ except ImportError:
     _NaServerBase = object
 
 TRANSIENT_ERRNOS = ("65541", "65552", "65562")
+FILE_NOT_FOUND_ERRNOS = ("13113",)  # EFILENOTFOUND
 
 
 class KvmsnapNaServer(_NaServerBase):  # type: ignore[misc,valid-type]
@@ -381,6 +382,18 @@ class OntapZapi(Ontap):
                 if not self.get_snapshot(svm, volume, name):
                     raise self.not_found("snapshot %s not found on %s:%s" % (name, svm, volume), op) from None
             raise
+
+    # ---- files in a snapshot ------------------------------------------------------------------------
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[dict]:
+        res = self.invoke("file-get-file-info", {"path": "/vol/%s/.snapshot/%s/%s" % (volume, snapshot, rel)},
+                          svm=svm, operation="file-get-file-info")
+        size = _text(res, "file-info", "file-size")
+        return {"name": _text(res, "file-info", "name"), "type": _text(res, "file-info", "file-type"),
+                "size": int(size) if size and size.isdigit() else None}
+
+    def _file_missing(self, exc: OntapError) -> bool:
+        # EFILENOTFOUND (13113); some releases answer ENOENT-style text instead
+        return exc.code in FILE_NOT_FOUND_ERRNOS or "no such file" in exc.message.lower()
 
     # ---- restore -------------------------------------------------------------------------------------
     def restore_file(self, svm: str, volume: str, snapshot: str, path: str, restore_path: Optional[str] = None) -> str:

@@ -13,6 +13,8 @@ description:
   - Lists the snapshots of O(volumes), or of every volume of O(svm), with their creation time, SnapMirror label,
     comment, state, busy flag and owners, and this collection's metadata parsed from the comment, with the
     snapshot's trust state (V(pending), V(good), V(late)); only good ones are backups.
+  - With O(files), also looks up each of these paths (LUNs or files) inside the snapshot O(name), through ONTAP
+    (not through an NFS mount), and returns whether it is there, its type and size, and the live LUN's size.
 author:
   - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
@@ -43,6 +45,13 @@ options:
       - Only this collection's snapshots (name prefix C(kvmsnap-) and the metadata in the comment).
     type: bool
     default: false
+  files:
+    description:
+      - Paths to look up inside the snapshot O(name) (required with this option), as C(svm:/vol/<volume>/<path>)
+        or C(/vol/<volume>/<path>) with O(svm); for example the LUNs of a backup. Without O(volumes) the volumes
+        of these paths are the ones listed.
+    type: list
+    elements: str
 seealso:
   - module: kvmsnap.core.ontap_snapshot
 """
@@ -58,6 +67,14 @@ EXAMPLES = r"""
     policy: daily
   delegate_to: localhost
   register: backups
+
+- name: Is the LUN in the snapshot?
+  kvmsnap.core.ontap_snapshot_info:
+    hostname: cluster1.example.com
+    name: kvmsnap-daily_20260101T020000Z
+    files: ["svm1:/vol/vol_san/lun1"]
+  delegate_to: localhost
+  register: lun_check
 
 - name: Every snapshot of every volume of svm1
   kvmsnap.core.ontap_snapshot_info:
@@ -142,6 +159,44 @@ snapshots:
       description: Whether the snapshot is a backup (trust V(good) and the controller's state valid).
       type: bool
       sample: true
+files:
+  description: O(files) - per path, whether it is in the snapshot O(name) (empty without O(files)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    svm:
+      description: SVM.
+      type: str
+      sample: svm1
+    volume:
+      description: Volume.
+      type: str
+      sample: vol_san
+    path:
+      description: The path as given (C(/vol/<volume>/<path>)).
+      type: str
+      sample: /vol/vol_san/lun1
+    snapshot:
+      description: Snapshot name.
+      type: str
+      sample: kvmsnap-daily_20260101T020000Z
+    present:
+      description: Whether the path exists in the snapshot.
+      type: bool
+      sample: true
+    type:
+      description: Its type in the snapshot as ONTAP reports it (V(lun), V(file), V(directory), ...), or null.
+      type: str
+      sample: lun
+    size:
+      description: Its size in the snapshot in bytes, or null.
+      type: int
+      sample: 8388608
+    lun_size:
+      description: Size of the live LUN at this path in bytes, or null when there is no such LUN now.
+      type: int
+      sample: 8388608
 volumes:
   description: The volumes that were listed, as C(svm:volume).
   returned: always
@@ -169,7 +224,11 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import 
     ontap_module,
     run_ontap_module,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import snapshot_info
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import (
+    parse_snapshot_files,
+    snapshot_files,
+    snapshot_info,
+)
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import validate_policy
 
 ARGUMENT_SPEC = {
@@ -178,12 +237,18 @@ ARGUMENT_SPEC = {
     "name": {"type": "str"},
     "policy": {"type": "str"},
     "only_ours": {"type": "bool", "default": False},
+    "files": {"type": "list", "elements": "str"},
 }
 
 
 def prepare(module):
     p = module.params
-    if p["volumes"]:
+    files = parse_snapshot_files(p["files"], p["svm"]) if p["files"] else []
+    if files and not p["name"]:
+        raise OptionError("name: give the snapshot to look up the files in.")
+    if files and not p["volumes"]:
+        volumes = sorted({(f["svm"], f["volume"]) for f in files})
+    elif p["volumes"]:
         volumes = parse_volumes(p["volumes"], p["svm"])
     elif p["svm"]:
         validate_object_name(p["svm"], "svm", "SVM")
@@ -192,15 +257,17 @@ def prepare(module):
         raise OptionError("volumes or svm: give the volumes to list, or an svm to list all its volumes.")
     if p["policy"]:
         validate_policy(p["policy"], "policy")
-    return volumes
+    return volumes, files
 
 
-def execute(module, client, volumes):
+def execute(module, client, prepared):
     p = module.params
+    volumes, files = prepared
     if volumes is None:
         volumes = [(v["svm"] or p["svm"], v["name"]) for v in client.list_volumes(p["svm"])]
     snaps = snapshot_info(client, volumes, name=p["name"], policy=p["policy"], only_ours=p["only_ours"])
-    return {"changed": False, "snapshots": snaps, "volumes": ["%s:%s" % v for v in volumes]}
+    found = snapshot_files(client, p["name"], files) if files else []
+    return {"changed": False, "snapshots": snaps, "files": found, "volumes": ["%s:%s" % v for v in volumes]}
 
 
 def main():

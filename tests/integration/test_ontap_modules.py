@@ -46,7 +46,7 @@ LAB98 = {"cluster": {"name": "old", "version": "9.8.0"},
          "users": [{"name": "admin", "password": PW, "role": "admin"}],
          "svms": [{"name": "svm1"}],
          "volumes": [{"name": "vol_a", "svm": "svm1"}, {"name": "vol_b", "svm": "svm1"}]}
-READ_ONLY_ZAPI = ("system-get-version", "system-get-ontapi-version")
+READ_ONLY_ZAPI = ("system-get-version", "system-get-ontapi-version", "file-get-file-info")
 MUTATING_METHODS = ("POST", "PATCH", "DELETE", "PUT")
 
 
@@ -669,3 +669,37 @@ def test_transport_auto_prefers_rest_and_falls_back_to_zapi(lab):
     # wrong credentials are not a reason to try the other API: the 401 is reported
     res = run(lab, "auto", "ontap_snapshot_info", password="wrong-pass", svm="svm1", volumes=["vol_ds1"])
     assert res.failed and "username and password" in res["msg"] and "transport auto" in res["msg"], res
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_snapshot_info_files_finds_luns_in_the_snapshot(lab, transport):
+    """ontap_snapshot_info files: a LUN is looked up inside the snapshot through ONTAP (REST files/{path} with
+    %2E/%2F, ZAPI file-get-file-info); one removed from the snapshot is reported absent, not as an error.
+    Guarantee: verify-before-ok (docs/dev/faults.md#verify-before-ok)."""
+    snap = f"kvmsnap-manual_files_{transport}"
+    lun = f"/vol/vol_san/lun_{transport}"
+    run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_san"], name=snap)
+    seq = last_seq(lab)
+    res = run(lab, transport, "ontap_snapshot_info", name=snap, files=[f"svm1:{lun}", "/vol/vol_san/nolun"],
+              svm="svm1")
+    assert not res.failed, res
+    assert res["files"] == [
+        {"svm": "svm1", "volume": "vol_san", "path": lun, "snapshot": snap, "present": True, "type": "lun",
+         "size": 1024 * 1024, "lun_size": 1024 * 1024},
+        {"svm": "svm1", "volume": "vol_san", "path": "/vol/vol_san/nolun", "snapshot": snap, "present": False,
+         "type": None, "size": None, "lun_size": None}]
+    assert [s["name"] for s in res["snapshots"]] == [snap]
+    calls = calls_since(lab, seq)
+    assert not mutating(calls)
+    if transport == "rest":
+        assert any(c["path"].endswith(f"/files/.snapshot/{snap}/lun_rest") for c in calls), calls
+    else:
+        assert any(c.get("api") == "file-get-file-info" for c in calls), calls
+    snapfile = vol_dir(lab, "svm1", "vol_san") / ".snapshot" / snap / f"lun_{transport}"
+    snapfile.parent.chmod(0o755)
+    snapfile.unlink()
+    res = run(lab, transport, "ontap_snapshot_info", name=snap, files=[lun], svm="svm1")
+    assert res["files"][0]["present"] is False and res["files"][0]["lun_size"] == 1024 * 1024
+    res = run(lab, transport, "ontap_snapshot_info", files=[lun], svm="svm1")
+    assert res.failed and "name" in res["msg"]
+    run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_san"], name=snap, state="absent")
