@@ -23,6 +23,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config i
     SnapCreatorConfigError,
     parse_config,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import select as select_from_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
@@ -171,6 +172,22 @@ def backup_verified(vms, per_host):
     return apply_verification(_plain(vms), _plain(per_host))
 
 
+def lun_files_wanted(vms):
+    """{controller: ['svm:/vol/<volume>/<lun>']} of the LUN disks of VMS (what to look up in the snapshot)."""
+    return verify_lun_files(_plain(vms) or [])
+
+
+def lun_files_answers(results):
+    """The looped ontap_snapshot_info (files) results → {controller: files, or the error text}."""
+    out = {}
+    for r in _plain(results) or []:
+        item = r.get("item")
+        ctrl = item.get("key") if isinstance(item, dict) else item
+        if ctrl is not None:
+            out[ctrl] = str(r.get("msg") or "no answer") if r.get("failed") or "files" not in r else r["files"]
+    return out
+
+
 def backup_volumes(volumes, mirrors, prunes, snapshot):
     return merge_post(_plain(volumes), _plain(mirrors or []), _plain(prunes or []), snapshot)
 
@@ -241,6 +258,8 @@ class FilterModule:
             "backup_outcome": backup_outcome,
             "backup_volumes": backup_volumes,
             "backup_verified": backup_verified,
+            "lun_files_wanted": lun_files_wanted,
+            "lun_files_answers": lun_files_answers,
             "restore_selection": restore_selection,
             "restore_result": restore_result,
             "ds_volumes": ds_volumes,

@@ -21,7 +21,10 @@ reason. What is checked, per datastore the VM uses (NFS):
   a symlink (a symlink inside a snapshot points at live data, or outside the volume), non-empty, and for
   raw images as large as the live image.
 
-Disks on LUNs (no datastore) are not checked here: their snapshot is checked on the controller.
+Disks on LUNs (no datastore) cannot be seen from the KVM host: the controller is asked (ontap_snapshot_info
+``files``, delegated to the controller side) and its answer is passed in as ``lun_files``
+(``{controller: [{svm, volume, path, present, type, size, lun_size}] or an error text}``); ``check_lun`` then
+requires each LUN disk ``/vol/<volume>/<lun>`` to be in the snapshot as a LUN (or file) of the live LUN's size.
 """
 
 from __future__ import annotations
@@ -118,6 +121,45 @@ def check_disk(disk: Mapping[str, Any], snapshot: str, compare_live: bool = True
     return None
 
 
+def lun_snapshot_path(lun: str, snapshot: str) -> str:
+    """'/vol/<volume>/<path>' of a LUN → its path in SNAPSHOT, '/vol/<volume>/.snapshot/<snapshot>/<path>'."""
+    parts = str(lun).split("/", 3)
+    if len(parts) < 4 or parts[1] != "vol":
+        return str(lun)
+    return "/vol/%s/%s/%s/%s" % (parts[2], SNAPDIR, snapshot, parts[3])
+
+
+def check_lun(disk: Mapping[str, Any], snapshot: str, lun_files: Mapping[str, Any],
+              compare_live: bool = True) -> Optional[Dict[str, str]]:
+    """{path, reason} when the LUN disk is not in the snapshot according to its controller's answer in
+    LUN_FILES, else None (also None for a disk that is no LUN)."""
+    lun = disk.get("lun")
+    if not lun:
+        return None
+    ctrl, svm = disk.get("controller"), disk.get("svm")
+    where = "disk %s (LUN %s:%s on %s)" % (disk.get("target"), svm, lun, ctrl)
+    path = "%s:%s:%s" % (ctrl, svm, lun_snapshot_path(str(lun), snapshot))
+    answer = lun_files.get(str(ctrl)) if ctrl is not None else None
+    if answer is None:
+        return {"path": path, "reason": "%s: controller %s was not asked whether the LUN is in the snapshot"
+                % (where, ctrl)}
+    if isinstance(answer, str):
+        return {"path": path, "reason": "%s: could not be checked in the snapshot: %s" % (where, answer)}
+    entry = next((f for f in answer if f.get("path") == lun and (svm is None or f.get("svm") == svm)), None)
+    if entry is None:
+        return {"path": path, "reason": "%s: controller %s did not report it" % (where, ctrl)}
+    if not entry.get("present"):
+        return {"path": path, "reason": "%s: not in the snapshot" % where}
+    if entry.get("type") not in (None, "lun", "file"):
+        return {"path": path, "reason": "%s: is a %s in the snapshot, not a LUN" % (where, entry.get("type"))}
+    size, live = entry.get("size"), entry.get("lun_size")
+    if size == 0:
+        return {"path": path, "reason": "%s: the copy in the snapshot is empty" % where}
+    if compare_live and size is not None and live is not None and int(size) != int(live):
+        return {"path": path, "reason": "%s: %d bytes in the snapshot, the LUN has %d bytes" % (where, size, live)}
+    return None
+
+
 def check_manifest(datastore: str, snapshot: str, uuid: str, name: Optional[str],
                    run_id: Optional[str] = None) -> List[Dict[str, str]]:
     """What is wrong with the VM's manifest in the snapshot of DATASTORE (empty list: it is there and right)."""
@@ -157,16 +199,19 @@ def check_manifest(datastore: str, snapshot: str, uuid: str, name: Optional[str]
 
 
 def check_vm(vm: Mapping[str, Any], snapshot: str, run_id: Optional[str] = None, manifest: bool = True,
-             compare_live: bool = True) -> Dict[str, Any]:
+             compare_live: bool = True, lun_files: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """{name, uuid, protected, missing: [paths], reasons: [text]} for one VM and one snapshot.
 
     MANIFEST: also check the manifest of every datastore the VM uses (the backup; a restore reads the manifest
     itself). LIVE_SIZE: compare raw images with the live file (the backup, right after the snapshot).
+    LUN_FILES: the controllers' answers for the LUN disks (see check_lun); None leaves LUN disks unchecked.
     """
     problems: List[Dict[str, str]] = []
     disks = [d for d in vm.get("disks") or [] if d.get("device") not in ("cdrom", "floppy")]
     for disk in disks:
         bad = check_disk(disk, snapshot, compare_live=compare_live)
+        if bad is None and lun_files is not None:
+            bad = check_lun(disk, snapshot, lun_files, compare_live=compare_live)
         if bad:
             problems.append(bad)
     if manifest and vm.get("uuid"):
@@ -174,6 +219,18 @@ def check_vm(vm: Mapping[str, Any], snapshot: str, run_id: Optional[str] = None,
             problems += check_manifest(ds, snapshot, str(vm["uuid"]), vm.get("name"), run_id)
     return {"name": vm.get("name"), "uuid": vm.get("uuid"), "protected": not problems,
             "missing": [p["path"] for p in problems], "reasons": [p["reason"] for p in problems]}
+
+
+def lun_files_wanted(vms: List[Mapping[str, Any]]) -> Dict[str, List[str]]:
+    """Controller → ['svm:/vol/<volume>/<lun>'] of the LUN disks of VMS: what to ask each controller."""
+    out: Dict[str, List[str]] = {}
+    for vm in vms:
+        for disk in vm.get("disks") or []:
+            if disk.get("lun") and disk.get("controller") and disk.get("svm"):
+                entry = "%s:%s" % (disk["svm"], disk["lun"])
+                if entry not in out.setdefault(str(disk["controller"]), []):
+                    out[str(disk["controller"])].append(entry)
+    return out
 
 
 def summary(host: str, snapshot: str, results: List[Mapping[str, Any]]) -> List[str]:

@@ -27,7 +27,8 @@ description:
     C(domain.xml), the saved NVRAM, and every file disk as a regular file (no symlink inside the snapshot),
     non-empty and, with O(compare_live), as large as the live image for raw disks. Read-only; it never fails by
     itself, it returns C(verified) (the backup role reports VMs whose data is missing as not protected; the
-    restore role refuses them before anything is touched). Disks on LUNs are not checked by this module.
+    restore role refuses them before anything is touched). Disks on LUNs cannot be seen from the KVM host: they
+    are checked against O(lun_files), the controllers' answers (M(kvmsnap.core.ontap_snapshot_info) O(files)).
   - With O(state=present) and O(manifest_key), each manifest carries an HMAC-SHA256 signature (see docs/security.md).
   - Files are written atomically, mode 0600 in 0700 directories. The XML is the inactive definition without secrets.
 author:
@@ -122,6 +123,13 @@ options:
         (right after a backup they are equal; a restore turns this off, the live image may have changed since).
     type: bool
     default: true
+  lun_files:
+    description:
+      - O(state=verified) - what the controllers answered about the LUN disks of O(vms) in O(snapshot): per
+        controller (inventory name), the C(files) list of M(kvmsnap.core.ontap_snapshot_info) with O(files), or
+        the error text of a controller that could not be asked. A LUN disk must be in the snapshot (as large as
+        the live LUN with O(compare_live)). Without this option LUN disks are not checked.
+    type: dict
   manifest_key:
     description:
       - Key of the manifest signatures (HMAC-SHA256), at least 16 characters. O(state=present) signs with it,
@@ -384,7 +392,8 @@ def _read(module: AnsibleModule) -> dict:
 
 def _verified(module: AnsibleModule) -> dict:
     p = module.params
-    results = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"]) for vm in p["vms"]]
+    results = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"],
+                           lun_files=p["lun_files"]) for vm in p["vms"]]
     not_protected = vf.summary(p["host"] or "KVM host", p["snapshot"], results)
     return {"changed": False, "verified": results, "not_protected": not_protected,
             "manifests": [], "invalid": [], "missing": [], "written": [], "datastore_files": {}, "volumes": [], "notes": []}
@@ -408,6 +417,7 @@ def main() -> None:
             config_dir=dict(type="path"),
             created=dict(type="str"),
             compare_live=dict(type="bool", default=True),
+            lun_files=dict(type="dict"),
             manifest_key=dict(type="str", no_log=True),
             manifest_keys_old=dict(type="list", elements="str", default=[], no_log=True),
             unsigned_ok=dict(type="list", elements="str", default=[]),

@@ -55,3 +55,15 @@ def test_zapi_file_get_file_info(zl):
     with pytest.raises(zapi.NaApiError) as exc:
         zcall(server, "file-get-file-info", path="/vol/vol_san/.snapshot/s1/lun2")
     assert exc.value.code == "13113"
+
+
+def test_snapshot_omit_fault_drops_the_lun_from_new_snapshots(lab):
+    vol = lab.volume("vol_san")
+    assert lab.admin("POST", "snapshot-omit", {"svm": "svm1", "volume": "vol_san", "paths": ["lun1"]})
+    lab.create_snapshot(vol["uuid"], "s1")
+    base = "/api/storage/volumes/%s/files/" % vol["uuid"]
+    assert lab.get(base + _enc(".snapshot/s1/lun1"), return_metadata="true").status == 404
+    assert lab.get(base + _enc("lun1"), return_metadata="true").status == 200  # the live LUN stays
+    lab.admin("POST", "snapshot-omit", {"svm": "svm1", "volume": "vol_san", "paths": []})
+    lab.create_snapshot(vol["uuid"], "s2")
+    assert lab.get(base + _enc(".snapshot/s2/lun1"), return_metadata="true").status == 200

@@ -44,7 +44,10 @@ class AdminApi:
                     return 200, {"scale": self.knobs.scale, "kinds": dict(self.knobs.latency)}
             if route == ("POST", "/_sim/busy"):
                 return self._busy(body or {})
+            if route == ("POST", "/_sim/snapshot-omit"):
+                return self._snapshot_omit(body or {})
             if route == ("POST", "/_sim/reset"):
+                self.ops.omit.clear()
                 self.st.reset()
                 self.knobs.clear_faults()
                 self.knobs.clear_calls()
@@ -66,6 +69,21 @@ class AdminApi:
         except (ValueError, TypeError, KeyError) as exc:
             return 400, {"error": {"message": str(exc), "code": "2"}}
         return 404, {"error": {"message": f"no admin call {method} {path}", "code": "4"}}
+
+    def _snapshot_omit(self, body: dict[str, Any]) -> tuple[int, Any]:
+        """Fault: the next snapshots of {svm, volume} do not hold {paths} (e.g. a LUN moved away meanwhile);
+        an empty list clears it."""
+        paths = body.get("paths", [])
+        if not isinstance(paths, list):
+            raise ValueError("paths must be a list")
+        with self.st.lock:
+            vol = self.st.find_volume(body.get("svm"), body["volume"])
+            key = self.st.vol_key(vol)
+            if paths:
+                self.ops.omit[key] = [str(p) for p in paths]
+            else:
+                self.ops.omit.pop(key, None)
+            return 200, {"volume": vol["name"], "omit": paths}
 
     def _busy(self, body: dict[str, Any]) -> tuple[int, Any]:
         """Set a snapshot's owners (non-empty = busy, as when SnapMirror or a clone holds it)."""

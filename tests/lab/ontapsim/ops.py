@@ -34,6 +34,8 @@ class Ops:
         self.storage = state.storage
         # single-file restores still running in the background (ZAPI), for snapshot-restore-file-info
         self.sfsr_in_progress = 0
+        # fault: (svm, volume) -> paths that the next snapshots of that volume do not hold (POST /_sim/snapshot-omit)
+        self.omit: dict[tuple[str, str], list[str]] = {}
 
     def _storage(self, fn, *args) -> None:
         try:
@@ -62,6 +64,8 @@ class Ops:
                 prev = vol["snapshots"][-1] if vol["snapshots"] else None
                 self._storage(self.storage.create_snapshot, *self.st.vol_key(vol), name,
                               prev["name"] if prev else None, prev["create_time"] if prev else None)
+                for rel in self.omit.get(self.st.vol_key(vol), []):
+                    self._storage(self.storage.drop_from_snapshot, *self.st.vol_key(vol), name, rel)
                 snap = {"uuid": new_uuid(), "name": name, "create_time": now, "comment": comment,
                         "snapmirror_label": label, "owners": []}
                 vol["snapshots"].append(snap)

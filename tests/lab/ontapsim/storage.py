@@ -203,6 +203,27 @@ class Storage:
         else:
             path.unlink()
 
+    def drop_from_snapshot(self, svm: str, volume: str, snapshot: str, rel: str) -> bool:
+        """Fault model: take REL out of a snapshot after the fact (a LUN moved away or a file that was not there
+        when the snapshot was taken). True when something was removed."""
+        target = self.snapshot_dir(svm, volume, snapshot) / rel.lstrip("/")
+        if not target.exists() and not target.is_symlink():
+            return False
+        root = self.snapshot_dir(svm, volume, snapshot)
+        if self.btrfs and _is_subvolume(root):
+            _run("btrfs", "property", "set", "-ts", str(root), "ro", "false")
+            try:
+                self._remove(target)
+            finally:
+                _run("btrfs", "property", "set", "-ts", str(root), "ro", "true")
+            return True
+        _chmod_w(str(target.parent), True)
+        try:
+            self._remove(target)
+        finally:
+            _chmod_w(str(target.parent), False)
+        return True
+
     def delete_snapshot(self, svm: str, volume: str, snapshot: str) -> None:
         path = self.snapshot_dir(svm, volume, snapshot)
         if path.exists():
