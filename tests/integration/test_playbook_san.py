@@ -71,7 +71,7 @@ def san_vm(libvirt_system, tmp_path):
     (tmp_path / "inv.yml").write_text(yaml.safe_dump(inv))
     try:
         yield {"name": name, "lun": lun, "boot": Path(boot), "inv": tmp_path / "inv.yml", "base": tmp_path,
-               "conn": libvirt_system}
+               "conn": libvirt_system, "sim": sim}
     finally:
         guestlab.cleanup_prefix(libvirt_system, name)
         subprocess.run(["losetup", "-d", loop], check=False)
@@ -100,3 +100,49 @@ def test_san_vm_backup_and_restore_after_deletion(san_vm):
     assert rrep["volumes"][0]["method"] == "rest_lun_clone"
     assert san_vm["lun"].read_bytes()[:512] == san_vm["boot"].read_bytes()[:512]
     assert san_vm["conn"].lookupByName(san_vm["name"]).state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+
+def _snapshot_names(san_vm) -> list:
+    snapdir = san_vm["lun"].parent / ".snapshot"
+    return sorted(os.listdir(snapdir)) if snapdir.is_dir() else []
+
+
+def test_san_vm_whose_lun_is_not_in_the_snapshot_is_not_protected(san_vm):
+    """The LUN is checked in the snapshot through ONTAP (verify-before-ok, docs/dev/faults.md#verify-before-ok):
+    a snapshot of vol_san that does not hold lun1 (simulator fault: the LUN left the volume's snapshot) is no
+    backup of the VM; the report names the LUN path and says NOT protected."""
+    san_vm["sim"].admin("POST", "snapshot-omit", {"svm": "svm1", "volume": "vol_san", "paths": ["lun1"]})
+    proc = _run("backup", san_vm["inv"])
+    assert proc.returncode != 0, proc.stdout[-4000:]
+    rep = _report(san_vm["base"], "backup")
+    assert rep["status"] == "failed" and rep["done"] == [] and rep["not_done"] == [san_vm["name"]], rep
+    vm = rep["vms"][0]
+    missing = "c1:svm1:/vol/vol_san/.snapshot/%s/lun1" % rep["snapshot"]
+    assert vm["details"]["verified"] is False and missing in vm["details"]["missing"], vm
+    assert "LUN svm1:/vol/vol_san/lun1 on c1" in vm["error"] and "not in the snapshot" in vm["error"], vm
+    assert "NOT protected %s" % san_vm["name"] in proc.stdout, proc.stdout[-4000:]
+    # the VM runs on; its LUN is untouched
+    assert san_vm["conn"].lookupByName(san_vm["name"]).isActive()
+
+
+def test_san_restore_refused_when_the_lun_is_not_in_the_snapshot(san_vm):
+    """Restore pre-flight: a LUN to restore that the snapshot does not hold refuses the restore before the VM is
+    stopped and before the safety snapshot (docs/dev/faults.md#verify-before-ok)."""
+    proc = _run("backup", san_vm["inv"])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    snap = _report(san_vm["base"], "backup")["snapshot"]
+    in_snap = san_vm["lun"].parent / ".snapshot" / snap / "lun1"
+    in_snap.parent.chmod(0o755)
+    in_snap.unlink()  # as root: the snapshot no longer holds the LUN
+    before = _snapshot_names(san_vm)
+    live = san_vm["lun"].read_bytes()[:4096]
+    proc = _run("restore", san_vm["inv"], {"kvmsnap_restore_vms": "all", "kvmsnap_restore_force": True,
+                                           "kvmsnap_shutdown_timeout": 3})
+    assert proc.returncode != 0, proc.stdout[-4000:]
+    expect = "kvmsnap restore pre-flight: kvm1: VM %s is not in snapshot %s: c1:svm1:/vol/vol_san/.snapshot/%s/lun1" % (
+        san_vm["name"], snap, snap)
+    assert expect in proc.stdout, proc.stdout[-4000:]
+    assert "no VM was stopped, no safety snapshot was made" in proc.stdout
+    assert san_vm["conn"].lookupByName(san_vm["name"]).isActive()
+    assert _snapshot_names(san_vm) == before  # no kvmsnap-prerestore_ snapshot
+    assert san_vm["lun"].read_bytes()[:4096] == live
