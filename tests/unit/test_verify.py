@@ -132,3 +132,43 @@ def test_summary_names_host_vm_snapshot_and_paths(tmp_path):
     res = vf.check_vm(_vm(tmp_path), SNAP)
     line = vf.summary("kvm1", SNAP, [res])[0]
     assert line.startswith("kvm1: VM web1 is not in snapshot %s: " % SNAP) and "web1.img" in line
+
+
+# ---- LUN disks: checked against the controllers' answers (ontap_snapshot_info files) -----------------
+LUN_DISK = {"target": "vda", "source": "/dev/mapper/3600a0980", "controller": "c1", "svm": "svm1",
+            "volume": "vol_san", "lun": "/vol/vol_san/lun1", "datastore": None, "path": None}
+
+
+def _answer(**kw):
+    entry = {"svm": "svm1", "volume": "vol_san", "path": "/vol/vol_san/lun1", "snapshot": SNAP, "present": True,
+             "type": "lun", "size": 8 << 20, "lun_size": 8 << 20}
+    entry.update(kw)
+    return {"c1": [entry]}
+
+
+@pytest.mark.parametrize("answer, compare_live, why", [
+    (_answer(), True, None),
+    (_answer(present=False, type=None, size=None), True, "not in the snapshot"),
+    (_answer(type="directory"), True, "is a directory in the snapshot, not a LUN"),
+    (_answer(size=4 << 20), True, "4194304 bytes in the snapshot, the LUN has 8388608 bytes"),
+    (_answer(size=4 << 20), False, None),  # restore: the live LUN may have been resized since
+    (_answer(size=0), False, "the copy in the snapshot is empty"),
+    ({"c1": "c1: connection refused"}, True, "could not be checked in the snapshot: c1: connection refused"),
+    ({}, True, "controller c1 was not asked"),
+    ({"c1": []}, True, "controller c1 did not report it"),
+])
+def test_lun_disk_checked_against_the_controller_answer(answer, compare_live, why):
+    """verify-before-ok (docs/dev/faults.md#verify-before-ok), SAN half."""
+    vm = {"name": "db1", "uuid": UUID, "disks": [LUN_DISK]}
+    res = vf.check_vm(vm, SNAP, compare_live=compare_live, lun_files=answer)
+    if why is None:
+        assert res["protected"] and res["missing"] == []
+    else:
+        assert not res["protected"] and res["missing"] == ["c1:svm1:/vol/vol_san/.snapshot/%s/lun1" % SNAP]
+        assert why in res["reasons"][0] and "LUN svm1:/vol/vol_san/lun1 on c1" in res["reasons"][0]
+
+
+def test_lun_disks_unchecked_without_answers_and_what_to_ask():
+    vm = {"name": "db1", "uuid": UUID, "disks": [LUN_DISK, dict(LUN_DISK, target="vdb")]}
+    assert vf.check_vm(vm, SNAP, lun_files=None)["protected"]
+    assert vf.lun_files_wanted([vm]) == {"c1": ["svm1:/vol/vol_san/lun1"]}
