@@ -27,8 +27,9 @@ description:
     C(domain.xml), the saved NVRAM, and every file disk as a regular file (no symlink inside the snapshot),
     non-empty and, with O(compare_live), as large as the live image for raw disks. Read-only; it never fails by
     itself, it returns C(verified) (the backup role reports VMs whose data is missing as not protected; the
-    restore role refuses them before anything is touched). Disks on LUNs cannot be seen from the KVM host: they
-    are checked against O(lun_files), the controllers' answers (M(kvmsnap.core.ontap_snapshot_info) O(files)).
+    restore role refuses them before anything is touched). Disks on LUNs cannot be seen from the KVM host; they
+    are checked against O(lun_files), the controllers' answers (M(kvmsnap.core.ontap_snapshot_info) with
+    O(kvmsnap.core.ontap_snapshot_info#module:files)).
   - With O(state=present) and O(manifest_key), each manifest carries an HMAC-SHA256 signature (see docs/security.md).
   - Files are written atomically, mode 0600 in 0700 directories. The XML is the inactive definition without secrets.
 author:
@@ -125,8 +126,9 @@ options:
     default: true
   lun_files:
     description:
-      - O(state=verified) - what the controllers answered about the LUN disks of O(vms) in O(snapshot): per
-        controller (inventory name), the C(files) list of M(kvmsnap.core.ontap_snapshot_info) with O(files), or
+      - O(state=verified) - what the controllers answered about the LUN disks of O(vms) in O(snapshot), per
+        controller (inventory name), the C(files) list of M(kvmsnap.core.ontap_snapshot_info) with
+        O(kvmsnap.core.ontap_snapshot_info#module:files), or
         the error text of a controller that could not be asked. A LUN disk must be in the snapshot (as large as
         the live LUN with O(compare_live)). Without this option LUN disks are not checked.
     type: dict
