@@ -146,3 +146,17 @@ def test_san_restore_refused_when_the_lun_is_not_in_the_snapshot(san_vm):
     assert san_vm["conn"].lookupByName(san_vm["name"]).isActive()
     assert _snapshot_names(san_vm) == before  # no kvmsnap-prerestore_ snapshot
     assert san_vm["lun"].read_bytes()[:4096] == live
+
+
+def test_san_lun_check_over_zapi(san_vm):
+    """The same LUN check over ZAPI (file-get-file-info): the LUN missing from the snapshot makes the VM NOT
+    protected (docs/dev/faults.md#verify-before-ok)."""
+    san_vm["sim"].admin("POST", "snapshot-omit", {"svm": "svm1", "volume": "vol_san", "paths": ["lun1"]})
+    proc = _run("backup", san_vm["inv"], {"ontap_transport": "zapi"})
+    assert proc.returncode != 0, proc.stdout[-4000:]
+    rep = _report(san_vm["base"], "backup")
+    assert rep["done"] == [] and rep["not_done"] == [san_vm["name"]], rep
+    assert "c1:svm1:/vol/vol_san/.snapshot/%s/lun1" % rep["snapshot"] in rep["vms"][0]["details"]["missing"]
+    calls = san_vm["sim"].admin("GET", "calls")["calls"]
+    assert any(c.get("api") == "file-get-file-info" for c in calls)
+    assert not any("/files/" in c["path"] for c in calls)
