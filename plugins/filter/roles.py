@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._report import build_report, stats
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
     SnapCreatorConfigError,
@@ -208,6 +209,7 @@ def datastore_files_by_volume(hosts_vars):
             key = "%s:%s:%s" % (ds.get("controller"), ds.get("svm"), ds.get("volume"))
             out.setdefault(key, [])
             for f in files.get(ds.get("path"), []):
+                f = _ds_paths.in_volume(_ds_paths.offset(ds), f)  # listed inside the datastore; compared in the volume
                 if f not in out[key]:
                     out[key].append(f)
     return out

@@ -25,7 +25,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, List, Optional
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _manifest_sig
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _ds_paths, _manifest_sig
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 
 FORMAT = 1
@@ -109,7 +109,8 @@ def build(vm: Dict[str, Any], xml_text: str, nvram: Optional[bytes], run: Dict[s
     check_xml(xml_text, uuid, vm.get("name"))
     disks = []
     for disk in vm.get("disks") or []:
-        keys = ("target", "source", "format", "controller", "svm", "volume", "datastore", "path", "lun")
+        keys = ("target", "source", "format", "controller", "svm", "volume", "datastore", "path", "path_in_volume",
+                "lun")
         disks.append({k: disk.get(k) for k in keys})
     return {
         "kvmsnap_manifest": FORMAT,
@@ -152,8 +153,9 @@ def datastore_root(datastore: str) -> str:
     return os.path.join(datastore, DIR)
 
 
-def snapshot_root(datastore: str, snapshot: str) -> str:
-    return os.path.join(datastore, ".snapshot", snapshot, DIR)
+def snapshot_root(datastore: str, snapshot: str, offset: str = "/") -> str:
+    """The manifests of DATASTORE (at OFFSET inside its volume, see _ds_paths) as SNAPSHOT holds them."""
+    return os.path.join(_ds_paths.snapshot_dir(datastore, offset, snapshot), DIR)
 
 
 def catalog_root(state_dir: str, snapshot: str) -> str:

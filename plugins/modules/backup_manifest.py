@@ -116,6 +116,13 @@ options:
     description:
       - Time of the run (ISO 8601), recorded in the manifests.
     type: str
+  datastore_offsets:
+    description:
+      - O(state=read) - where each of O(datastores) lies inside its volume (datastore path to junction offset,
+        C(/)-prefixed, e.g. C({/srv/vol1/images: /images})); a datastore not named is its volume's root.
+      - The snapshot's copy of the manifests is then C(<volume root>/.snapshot/<snapshot>/<offset>/.kvmsnap).
+    type: dict
+    default: {}
   compare_live:
     description:
       - O(state=verified) - also compare the size of each raw disk image in the snapshot with the live image
@@ -348,7 +355,8 @@ def _host_checks(module: AnsibleModule):
 
 def _read(module: AnsibleModule) -> dict:
     p = module.params
-    roots = [mf.snapshot_root(ds, p["snapshot"]) for ds in p["datastores"]]
+    offsets = p["datastore_offsets"] or {}
+    roots = [mf.snapshot_root(ds, p["snapshot"], offsets.get(ds) or "/") for ds in p["datastores"]]
     roots.append(mf.catalog_root(p["state_dir"], p["snapshot"]))
     found = mf.find(roots)
     manifests, invalid, notes = [], [], []
@@ -400,6 +408,7 @@ def main() -> None:
             select=dict(type="list", elements="str", default=[]),
             snapshot=dict(type="str"),
             datastores=dict(type="list", elements="path", default=[]),
+            datastore_offsets=dict(type="dict", default={}),
             state_dir=dict(type="path", default="/var/lib/kvmsnap"),
             run_id=dict(type="str"),
             policy=dict(type="str"),
