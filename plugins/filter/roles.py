@@ -147,11 +147,19 @@ def newer_snapshots(records, snapshot, volume_keys):
             and r["name"] != snap.get("name")]
 
 
-def select_snapshot(records, spec):
-    """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has), a name (a non-good one
-    only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
+def select_snapshot(records, spec, protected=None, requested=None):
+    """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has; with PROTECTED - a list of
+    backup_manifest state=protected results - and the REQUESTED VMs, the newest that protected them all), a name
+    (a non-good one only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
+    merged = None
+    if protected is not None:
+        merged = {}
+        for res in _plain(protected):
+            for snap, entries in ((res or {}).get("protected") or {}).items():
+                merged.setdefault(snap, []).extend(entries)
+    wanted = None if requested in (None, "all") else list(_plain(requested))
     try:
-        return select_from_catalog(_plain(records), _plain(spec))
+        return select_from_catalog(_plain(records), _plain(spec), merged, wanted)
     except CatalogError as exc:
         raise AnsibleFilterError("kvmsnap restore pre-flight: %s" % exc) from None
 

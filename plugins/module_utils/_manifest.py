@@ -314,6 +314,31 @@ def find(roots: List[str]) -> Dict[str, str]:
     return found
 
 
+def protected(datastores: List[str], offsets: Dict[str, str], state_dir: str, snapshots: List[str]
+              ) -> Dict[str, List[Dict[str, Any]]]:
+    """snapshot → [{uuid, name, snapshot, run_id}] of the manifests each snapshot carries (datastores and local
+    catalog), as their documents say. Read only to choose a snapshot: the one chosen is read again and checked in
+    full (signature, policy). A manifest whose snapshot/run is another one's was left in .kvmsnap/ by an earlier
+    run: it does not make the VM a backup of this snapshot (see plugin_utils/_catalog.protects)."""
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for snap in snapshots:
+        roots = [snapshot_root(ds, snap, offsets.get(ds) or "/") for ds in datastores]
+        roots.append(catalog_root(state_dir, snap))
+        found = []
+        for uuid, vm_dir in sorted(find(roots).items()):
+            try:
+                with open(os.path.join(vm_dir, "manifest.json"), "rb") as fh:
+                    doc = json.loads(fh.read().decode("utf-8"))
+            except (OSError, ValueError):
+                continue
+            vm = doc.get("vm") if isinstance(doc, dict) else None
+            if isinstance(vm, dict):
+                found.append({"uuid": uuid, "name": vm.get("name"), "snapshot": doc.get("snapshot"),
+                              "run_id": doc.get("run_id")})
+        out[snap] = found
+    return out
+
+
 def list_files(datastore: str, limit: int = 100000) -> List[str]:
     """Files under DATASTORE ('/'-prefixed, relative), without .snapshot and .kvmsnap; symlinks not followed."""
     out: List[str] = []

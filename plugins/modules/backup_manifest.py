@@ -49,9 +49,11 @@ options:
   state:
     description:
       - V(present) writes the manifests of O(vms); V(read) reads those of O(snapshot); V(volumes) lists the volumes
-        of the local catalog; V(verified) checks that the manifests and disks of O(vms) are in O(snapshot).
+        of the local catalog; V(verified) checks that the manifests and disks of O(vms) are in O(snapshot);
+        V(protected) lists, per snapshot of O(snapshots), the VMs whose manifests it carries and the snapshot and
+        run each manifest names (to choose C(latest) per VM; nothing is checked beyond that).
     type: str
-    choices: [present, read, volumes, verified]
+    choices: [present, read, volumes, verified, protected]
     default: present
   uri:
     description:
@@ -81,9 +83,15 @@ options:
     description:
       - Snapshot name the manifests belong to. Required with O(state=present), O(state=read) and O(state=verified).
     type: str
+  snapshots:
+    description:
+      - O(state=protected) - snapshot names to list the manifests of.
+    type: list
+    elements: str
+    default: []
   datastores:
     description:
-      - O(state=read) - datastore mount points to look in (C(<path>/.snapshot/<snapshot>/.kvmsnap)).
+      - O(state=read), O(state=protected) - datastore mount points to look in (C(<path>/.snapshot/<snapshot>/.kvmsnap)).
     type: list
     elements: path
     default: []
@@ -185,6 +193,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+protected:
+  description:
+    - O(state=protected) - per snapshot of O(snapshots), the manifests it carries (C(uuid), C(name), and the
+      C(snapshot) and C(run_id) the manifest names; a VM is a backup of the snapshot only when they are its own).
+  returned: state=protected
+  type: dict
+  sample: {"kvmsnap-daily_20260101T020000Z": [{"uuid": "0b0e0d3c-54c3-4e3d-8f4b-1f6f1c2d3e4f", "name": "web1",
+           "snapshot": "kvmsnap-daily_20260101T020000Z", "run_id": "20260101T020000Z-4f1c"}]}
 written:
   description: Files written (or that would be, in check mode).
   returned: state=present
@@ -401,7 +417,8 @@ def _verified(module: AnsibleModule) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["present", "read", "volumes", "verified"], default="present"),
+            state=dict(type="str", choices=["present", "read", "volumes", "verified", "protected"], default="present"),
+            snapshots=dict(type="list", elements="str", default=[]),
             uri=dict(type="str", default="qemu:///system"),
             retries=dict(type="int", default=3),
             vms=dict(type="list", elements="dict", default=[]),
@@ -430,6 +447,15 @@ def main() -> None:
         module.exit_json(changed=False, volumes=mf.catalog_volumes(module.params["state_dir"]), manifests=[],
                          invalid=[], missing=[], written=[], datastore_files={}, verified=[], not_protected=[],
                          notes=[])
+    if module.params["state"] == "protected":
+        p = module.params
+        bad = [s for s in p["snapshots"] if "/" in s or s in (".", "..")]
+        if bad:
+            module.fail_json(msg="snapshots: %r is not a snapshot name." % bad[0])
+        module.exit_json(changed=False, protected=mf.protected(p["datastores"], p["datastore_offsets"] or {},
+                                                               p["state_dir"], p["snapshots"]),
+                         manifests=[], invalid=[], missing=[], written=[], datastore_files={}, verified=[],
+                         not_protected=[], volumes=[], notes=[])
     if "/" in module.params["snapshot"] or module.params["snapshot"] in (".", ".."):
         module.fail_json(msg="snapshot: %r is not a snapshot name." % module.params["snapshot"])
     if module.params["manifest_key"]:

@@ -21,6 +21,7 @@ import posixpath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import stale_reason
 
 
 def _controller_for(address: Optional[str], controllers: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
@@ -617,10 +618,16 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
         for man in per_host[host].get("manifests") or []:
             uuid = man["vm"]["uuid"]
             seen.setdefault(uuid, []).append(host)
+    stale: Dict[str, str] = {}
     for host in sorted(per_host):
         for man in per_host[host].get("manifests") or []:
             vm = man["vm"]
             if requested != "all" and vm["name"] not in requested and vm["uuid"] not in requested:
+                continue
+            why = stale_reason(man, snapshot)
+            if why is not None:  # F41 (docs/dev/faults.md#f41): an earlier run's manifest is no backup of this one
+                stale[vm["uuid"]] = "VM %s was not protected by snapshot %s: %s; restore it from a snapshot that " \
+                    "protected it (kvmsnap_restore_snapshot=latest picks the newest)" % (vm["name"], snapshot.get("name"), why)
                 continue
             owner = man.get("host") if man.get("host") in per_host else seen[vm["uuid"]][0]
             if owner != host or vm["uuid"] in claimed:
@@ -628,8 +635,18 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
             claimed[vm["uuid"]] = {"host": host, "manifest": man}
     refused = [str(bad.get("error")) + " " + str(bad.get("uuid")) for h in per_host
                for bad in per_host[h].get("invalid") or []]
+    notes_stale = []
+    for uuid, text in sorted(stale.items()):
+        if uuid in claimed:
+            continue  # another host's copy of the manifest is this snapshot's own
+        if requested == "all":
+            notes_stale.append(text)
+        else:
+            errors.append(text)
     if requested != "all":
         names = {c["manifest"]["vm"]["name"] for c in claimed.values()} | set(claimed)
+        names |= {m["vm"]["name"] for h in per_host for m in per_host[h].get("manifests") or []
+                  if m["vm"]["uuid"] in stale} | set(stale)
         for item in requested:
             if item not in names and not any("VM %s:" % item in r or r.endswith(" " + item) for r in refused):
                 errors.append("VM %s has no valid manifest in snapshot %s on the datastores of %s" % (
@@ -697,7 +714,7 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
         errors.append("no VM to restore: snapshot %s has no manifest of %s" % (
             snapshot.get("name"), "any VM" if requested == "all" else ", ".join(requested)))
     notes = [n for h in sorted(per_host) for n in per_host[h].get("notes") or []
-             if any(n.startswith("VM %s:" % c["manifest"]["vm"]["name"]) for c in claimed.values())]
+             if any(n.startswith("VM %s:" % c["manifest"]["vm"]["name"]) for c in claimed.values())] + notes_stale
     return {"hosts": hosts, "volumes": sorted(volumes.values(), key=lambda v: v["key"]), "notes": notes,
             "controllers": {c: sorted(v) for c, v in controllers.items()}, "errors": errors,
             "vms": [{"host": c["host"], "name": c["manifest"]["vm"]["name"], "uuid": u} for u, c in claimed.items()]}
