@@ -204,7 +204,8 @@ def parse_datastores(items: Optional[List[Dict[str, Any]]]) -> List[Dict[str, An
             raise StorageMapError("datastores entry %d: path %r must be absolute." % (i, path))
         real = os.path.realpath(path)
         out.append({"index": i, "path": real, "given_path": path, "controller": item["controller"],
-                    "svm": item["svm"], "volume": item["volume"], "path_in_volume": _ds_paths.offset(item)})
+                    "svm": item["svm"], "volume": item["volume"],
+                    "path_in_volume": _ds_paths.offset(item) if item.get("path_in_volume") else None})
     out.sort(key=lambda d: len(d["path"]), reverse=True)
     return out
 
@@ -302,6 +303,30 @@ class StorageMapper:
             here["datastore_in_volume"] = "/"
         return here
 
+    def _offset(self, ds: Dict[str, Any]) -> str:
+        """Where a configured datastore lies inside its volume: its path_in_volume; without one, what the mount
+        table says when it maps the directory to the same volume (an NFS mount of the whole volume with the
+        datastore in a subdirectory of it), else the root. A path_in_volume the mount table contradicts is an
+        error: every restore would write the wrong file."""
+        if "offset" in ds:
+            return ds["offset"]
+        found = None
+        mount = find_mount(self.mounts(), ds["path"])
+        if mount is not None and mount.is_nfs and not self.inventory.empty:
+            try:
+                loc = self._locate_by_mount(ds["path"])
+            except (Unmapped, StorageMapError):
+                loc = None
+            if loc and (loc["svm"], loc["volume"]) == (ds["svm"], ds["volume"]):
+                found = _ds_paths.clean(loc["path_in_volume"])
+        given = ds.get("path_in_volume")
+        if given and found and given != found:
+            raise Unmapped("datastore %s: path_in_volume %s, but the mount table shows it at %s of volume %s:%s; "
+                           "fix path_in_volume (or leave it out)" % (ds["given_path"], given, found, ds["svm"],
+                                                                     ds["volume"]))
+        ds["offset"] = given or found or _ds_paths.ROOT
+        return ds["offset"]
+
     def locate_file(self, path: str) -> Dict[str, Any]:
         real = self._real(path)
         for ds in self.datastores:
@@ -312,10 +337,9 @@ class StorageMapper:
                     if nested is not None:
                         return nested
                     rest = _ds_paths.rel_to(ds["path"], real) or "/"
-                    return _loc(ds["controller"], ds["svm"], ds["volume"],
-                                _ds_paths.in_volume(ds["path_in_volume"], rest),
-                                mapped_by="datastores", datastore=ds["given_path"],
-                                datastore_in_volume=ds["path_in_volume"])
+                    offset = self._offset(ds)
+                    return _loc(ds["controller"], ds["svm"], ds["volume"], _ds_paths.in_volume(offset, rest),
+                                mapped_by="datastores", datastore=ds["given_path"], datastore_in_volume=offset)
                 try:
                     # the volume that really holds it, when the mount table can tell (an NFS mount of ONTAP)
                     return self._locate_by_mount(real)

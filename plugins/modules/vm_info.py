@@ -114,10 +114,12 @@ options:
         required: true
       path_in_volume:
         description:
-          - Where O(datastores[].path) lies inside the volume (the junction offset, C(/)-prefixed); C(/) when the
-            directory is the volume's root. RV(vms[].disks[].path_in_volume) is this plus the file's path below it.
+          - Where O(datastores[].path) lies inside the volume (the junction offset, C(/)-prefixed), e.g. C(/images)
+            when the datastore is the C(images) directory of the volume. RV(vms[].disks[].path_in_volume) is this
+            plus the file's path below it.
+          - Without it, what the mount table says when it maps the directory to the same volume (an NFS mount of
+            the whole volume), else C(/) (the volume's root). A value the mount table contradicts is refused.
         type: str
-        default: /
   controllers:
     description:
       - ONTAP controllers to read data LIFs, volumes (junction paths) and LUNs (serial numbers) from, through the
@@ -505,7 +507,7 @@ ARGUMENT_SPEC = dict(
         controller=dict(type="str", required=True),
         svm=dict(type="str", required=True),
         volume=dict(type="str", required=True),
-        path_in_volume=dict(type="str", default="/"),
+        path_in_volume=dict(type="str"),
     )),
     controllers=dict(type="list", elements="dict", options=CONTROLLER_OPTIONS),
     storage_inventory=dict(type="list", elements="dict", options=dict(

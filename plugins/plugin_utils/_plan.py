@@ -625,7 +625,7 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
             if requested != "all" and vm["name"] not in requested and vm["uuid"] not in requested:
                 continue
             why = stale_reason(man, snapshot)
-            if why is not None:  # F41 (docs/dev/faults.md#f41): an earlier run's manifest is no backup of this one
+            if why is not None:  # docs/dev/faults.md#stale-manifest: an earlier run's manifest is no backup of this one
                 stale[vm["uuid"]] = "VM %s was not protected by snapshot %s: %s; restore it from a snapshot that " \
                     "protected it (kvmsnap_restore_snapshot=latest picks the newest)" % (vm["name"], snapshot.get("name"), why)
                 continue

@@ -135,12 +135,14 @@ def _datastores(value: Any, controllers: Mapping[str, Any]) -> List[Dict[str, st
         if path in seen:
             raise SettingsError("%s: path %s is already entry %d." % (where, path, seen[path]))
         seen[path] = index
-        offset = _abs_path(where + ".path_in_volume", entry.get("path_in_volume") or "/")
-        if ".." in offset.split("/"):
-            raise SettingsError("%s.path_in_volume: %r has a '..' component; allowed: the datastore directory's "
-                                "path inside the volume, e.g. /images." % (where, entry.get("path_in_volume")))
-        out.append({"path": path, "controller": ctrl, "svm": str(entry["svm"]), "volume": str(entry["volume"]),
-                    "path_in_volume": _ds_paths.clean(offset)})
+        record = {"path": path, "controller": ctrl, "svm": str(entry["svm"]), "volume": str(entry["volume"])}
+        if entry.get("path_in_volume"):  # else vm_info finds it in the mount table, or the volume root
+            offset = _abs_path(where + ".path_in_volume", entry["path_in_volume"])
+            if ".." in offset.split("/"):
+                raise SettingsError("%s.path_in_volume: %r has a '..' component; allowed: the datastore directory's "
+                                    "path inside the volume, e.g. /images." % (where, entry["path_in_volume"]))
+            record["path_in_volume"] = _ds_paths.clean(offset)
+        out.append(record)
     keys = ["%s:%s:%s" % (d["controller"], d["svm"], d["volume"]) for d in out]
     for key in set(keys):
         if keys.count(key) > 1:

@@ -4,10 +4,10 @@ Real libvirtd (qemu:///system) with minimal boot-sector guests whose disks live 
 that is a subdirectory of the simulator's volume directory (kvmsnap_datastores with ``path_in_volume: /images``),
 and a file of the same name as a guest's disk at the volume root.
 
-- F40 (docs/dev/faults.md#f40): the restore used the datastore-relative path as the path in the volume: it
+- docs/dev/faults.md#datastore-offset: the restore used the datastore-relative path as the path in the volume: it
   overwrote the unrelated file at the volume root, left the VM's disk unrestored and said OK. Now backup,
   verification and restore map every path through one junction offset (_ds_paths).
-- F41 (docs/dev/faults.md#f41): a later run that did not protect VM X still carries X's older manifest in its
+- docs/dev/faults.md#stale-manifest: a later run that did not protect VM X still carries X's older manifest in its
   snapshot. `latest` now picks, per VM, the newest good snapshot whose manifest names that snapshot and its run;
   naming the later snapshot is refused, saying why.
 """
