@@ -127,7 +127,7 @@ options:
   datastore_offsets:
     description:
       - O(state=read) - where each of O(datastores) lies inside its volume (datastore path to junction offset,
-        C(/)-prefixed, e.g. C({/srv/vol1/images: /images})); a datastore not named is its volume's root.
+        C(/)-prefixed, for example C(/images) for C(/srv/vol1/images)); a datastore not named is its volume's root.
       - The snapshot's copy of the manifests is then C(<volume root>/.snapshot/<snapshot>/<offset>/.kvmsnap).
     type: dict
     default: {}

@@ -402,7 +402,7 @@ volumes:
 datastores:
   description:
     - Per host datastore directory (configured datastore or NFS mount point), its volume, where it lies inside
-      the volume (C(path_in_volume), the junction offset: C(/sub/dir) for an NFS mount of C(svm:/junction/sub/dir)),
+      the volume (C(path_in_volume), the junction offset, for example C(/sub/dir) for an NFS mount of C(svm:/junction/sub/dir)),
       and its VMs.
   returned: always
   type: list
