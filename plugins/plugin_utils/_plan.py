@@ -275,7 +275,7 @@ def table(vms: List[Mapping[str, Any]]) -> List[str]:
             loc = vol_key(disk) if disk.get("volume") else "-"
             rows.append((vm["host"] if i == 0 else "", vm["name"] if i == 0 else "", str(vm.get("state") or "")
                          if i == 0 else "", str(disk.get("target") or "-"), loc,
-                         str(disk.get("lun") or disk.get("path") or disk.get("source") or "-"),
+                         str(disk.get("lun") or disk.get("path_in_volume") or disk.get("path") or disk.get("source") or "-"),
                          ("yes" if vm["protectable"] else "NO: " + "; ".join(vm["reasons"])) if i == 0 else ""))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
     return ["  ".join(r[c].ljust(widths[c]) for c in range(len(widths))) + "  " + r[-1] for r in rows]
