@@ -69,17 +69,26 @@ def disk_offset(disk: Mapping[str, Any]) -> str:
     return found or ROOT
 
 
+def _same_mount(a: str, b: str) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
 def snapshot_dir(datastore: str, offset_: str, snapshot: str) -> str:
     """The host directory that shows DATASTORE as it was in SNAPSHOT.
 
     ONTAP shows ``.snapshot`` at the volume root: when the datastore directory is the volume root, or the host
-    path ends with the offset (the volume root is then its ancestor on this host, as with a subdirectory of an
-    NFS mount of the whole volume), the copy is ``<volume root>/.snapshot/<snapshot><offset>``; otherwise (an
-    NFS mount of a subdirectory) the ``.snapshot`` directory ONTAP serves inside that directory.
+    path ends with the offset and that ancestor is on the same mount (the volume root is then on this host, as
+    with a datastore in a subdirectory of an NFS mount of the whole volume), the copy is
+    ``<volume root>/.snapshot/<snapshot><offset>``; otherwise (an NFS mount of a subdirectory) the ``.snapshot``
+    directory ONTAP serves inside that directory.
     """
     ds = posixpath.normpath(datastore)
     off = clean(offset_)
-    if off != ROOT and (ds == off or ds.endswith(off)):
+    if off != ROOT and ds.endswith(off):
         root = ds[:len(ds) - len(off)] or "/"
-        return os.path.join(root, SNAPDIR, snapshot) + off
+        if _same_mount(root, ds):
+            return os.path.join(root, SNAPDIR, snapshot) + off
     return os.path.join(ds, SNAPDIR, snapshot)

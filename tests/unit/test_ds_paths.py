@@ -60,12 +60,16 @@ def test_offset_from_and_rel_to():
     assert _ds_paths.disk_offset({"path": "/a.img"}) == "/"  # manifests written before the offset existed
 
 
-def test_snapshot_dir_of_a_datastore_in_a_subdirectory():
-    # the volume root is an ancestor on this host: .snapshot lies there, the datastore's copy below it
-    assert _ds_paths.snapshot_dir("/srv/vol1/images", "/images", "s") == "/srv/vol1/.snapshot/s/images"
-    assert _ds_paths.snapshot_dir("/srv/vol1", "/", "s") == "/srv/vol1/.snapshot/s"
+def test_snapshot_dir_of_a_datastore_in_a_subdirectory(tmp_path):
+    # the volume root is an ancestor on this host (same mount): .snapshot lies there, the datastore's copy below it
+    (tmp_path / "vol1" / "images").mkdir(parents=True)
+    vol = str(tmp_path / "vol1")
+    assert _ds_paths.snapshot_dir(vol + "/images", "/images", "s") == vol + "/.snapshot/s/images"
+    assert _ds_paths.snapshot_dir(vol, "/", "s") == vol + "/.snapshot/s"
     # an NFS mount of a subdirectory: ONTAP serves .snapshot inside the mounted directory itself
     assert _ds_paths.snapshot_dir("/mnt/sub", "/sub/dir", "s") == "/mnt/sub/.snapshot/s"
+    # the host path merely ends like the offset (svm:/vol/images mounted at /srv/images): /srv is no volume root
+    assert _ds_paths.snapshot_dir("/proc/images", "/images", "s") == "/proc/images/.snapshot/s"
 
 
 # ------------------------------------------------------------------ the mount table (tests/unit/fixtures/mountinfo)
