@@ -124,3 +124,14 @@ def test_latest_picks_per_vm_the_newest_snapshot_that_protected_it(lab):
     rep = proc.report
     assert rep["status"] == "ok" and rep["snapshot"] == SNAP1, _out(proc)
     assert sha(xdisk(lab)) == good
+
+
+def test_restore_all_from_a_later_snapshot_leaves_out_the_vm_it_did_not_protect(lab):
+    before = sha(xdisk(lab))
+    proc = lab.run("restore", lab.inv_xy, {"kvmsnap_restore_vms": "all", "kvmsnap_restore_snapshot": SNAP2,
+                                           "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": 2})
+    assert proc.returncode == 0, _out(proc)
+    rep = proc.report
+    assert rep["status"] == "ok" and rep["done"] == [lab.name("y")], _out(proc)
+    assert any("VM %s was not protected by snapshot %s" % (lab.name("x"), SNAP2) in n for n in rep["notes"]), rep
+    assert sha(xdisk(lab)) == before  # x was neither stopped nor rolled back to an image it was not quiesced for
