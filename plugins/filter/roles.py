@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._report import build_report, stats
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
     SnapCreatorConfigError,
@@ -147,11 +148,19 @@ def newer_snapshots(records, snapshot, volume_keys):
             and r["name"] != snap.get("name")]
 
 
-def select_snapshot(records, spec):
-    """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has), a name (a non-good one
-    only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
+def select_snapshot(records, spec, protected=None, requested=None):
+    """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has; with PROTECTED - a list of
+    backup_manifest state=protected results - and the REQUESTED VMs, the newest that protected them all), a name
+    (a non-good one only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
+    merged = None
+    if protected is not None:
+        merged = {}
+        for res in _plain(protected):
+            for snap, entries in ((res or {}).get("protected") or {}).items():
+                merged.setdefault(snap, []).extend(entries)
+    wanted = None if requested in (None, "all") else list(_plain(requested))
     try:
-        return select_from_catalog(_plain(records), _plain(spec))
+        return select_from_catalog(_plain(records), _plain(spec), merged, wanted)
     except CatalogError as exc:
         raise AnsibleFilterError("kvmsnap restore pre-flight: %s" % exc) from None
 
@@ -225,6 +234,7 @@ def datastore_files_by_volume(hosts_vars):
             key = "%s:%s:%s" % (ds.get("controller"), ds.get("svm"), ds.get("volume"))
             out.setdefault(key, [])
             for f in files.get(ds.get("path"), []):
+                f = _ds_paths.in_volume(_ds_paths.offset(ds), f)  # listed inside the datastore; compared in the volume
                 if f not in out[key]:
                     out[key].append(f)
     return out

@@ -25,7 +25,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, List, Optional
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _manifest_sig
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _ds_paths, _manifest_sig
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 
 FORMAT = 1
@@ -109,7 +109,8 @@ def build(vm: Dict[str, Any], xml_text: str, nvram: Optional[bytes], run: Dict[s
     check_xml(xml_text, uuid, vm.get("name"))
     disks = []
     for disk in vm.get("disks") or []:
-        keys = ("target", "source", "format", "controller", "svm", "volume", "datastore", "path", "lun")
+        keys = ("target", "source", "format", "controller", "svm", "volume", "datastore", "path", "path_in_volume",
+                "lun")
         disks.append({k: disk.get(k) for k in keys})
     return {
         "kvmsnap_manifest": FORMAT,
@@ -152,8 +153,9 @@ def datastore_root(datastore: str) -> str:
     return os.path.join(datastore, DIR)
 
 
-def snapshot_root(datastore: str, snapshot: str) -> str:
-    return os.path.join(datastore, ".snapshot", snapshot, DIR)
+def snapshot_root(datastore: str, snapshot: str, offset: str = "/") -> str:
+    """The manifests of DATASTORE (at OFFSET inside its volume, see _ds_paths) as SNAPSHOT holds them."""
+    return os.path.join(_ds_paths.snapshot_dir(datastore, offset, snapshot), DIR)
 
 
 def catalog_root(state_dir: str, snapshot: str) -> str:
@@ -310,6 +312,31 @@ def find(roots: List[str]) -> Dict[str, str]:
                     os.path.isfile(os.path.join(root, name, "manifest.json")):
                 found[name.lower()] = os.path.join(root, name)
     return found
+
+
+def protected(datastores: List[str], offsets: Dict[str, str], state_dir: str, snapshots: List[str]
+              ) -> Dict[str, List[Dict[str, Any]]]:
+    """snapshot → [{uuid, name, snapshot, run_id}] of the manifests each snapshot carries (datastores and local
+    catalog), as their documents say. Read only to choose a snapshot: the one chosen is read again and checked in
+    full (signature, policy). A manifest whose snapshot/run is another one's was left in .kvmsnap/ by an earlier
+    run: it does not make the VM a backup of this snapshot (see plugin_utils/_catalog.protects)."""
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for snap in snapshots:
+        roots = [snapshot_root(ds, snap, offsets.get(ds) or "/") for ds in datastores]
+        roots.append(catalog_root(state_dir, snap))
+        found = []
+        for uuid, vm_dir in sorted(find(roots).items()):
+            try:
+                with open(os.path.join(vm_dir, "manifest.json"), "rb") as fh:
+                    doc = json.loads(fh.read().decode("utf-8"))
+            except (OSError, ValueError):
+                continue
+            vm = doc.get("vm") if isinstance(doc, dict) else None
+            if isinstance(vm, dict):
+                found.append({"uuid": uuid, "name": vm.get("name"), "snapshot": doc.get("snapshot"),
+                              "run_id": doc.get("run_id")})
+        out[snap] = found
+    return out
 
 
 def list_files(datastore: str, limit: int = 100000) -> List[str]:

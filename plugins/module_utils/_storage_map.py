@@ -34,6 +34,7 @@ import os
 import posixpath
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._mountinfo import (
     export_path_of,
     find_mount,
@@ -203,14 +204,16 @@ def parse_datastores(items: Optional[List[Dict[str, Any]]]) -> List[Dict[str, An
             raise StorageMapError("datastores entry %d: path %r must be absolute." % (i, path))
         real = os.path.realpath(path)
         out.append({"index": i, "path": real, "given_path": path, "controller": item["controller"],
-                    "svm": item["svm"], "volume": item["volume"]})
+                    "svm": item["svm"], "volume": item["volume"],
+                    "path_in_volume": _ds_paths.offset(item) if item.get("path_in_volume") else None})
     out.sort(key=lambda d: len(d["path"]), reverse=True)
     return out
 
 
-def _loc(controller=None, svm=None, volume=None, path_in_volume=None, lun=None, mapped_by=None, datastore=None):
+def _loc(controller=None, svm=None, volume=None, path_in_volume=None, lun=None, mapped_by=None, datastore=None,
+         datastore_in_volume=None):
     return {"controller": controller, "svm": svm, "volume": volume, "path_in_volume": path_in_volume, "lun": lun,
-            "mapped_by": mapped_by, "datastore": datastore}
+            "mapped_by": mapped_by, "datastore": datastore, "datastore_in_volume": datastore_in_volume}
 
 
 class Unmapped(Exception):
@@ -297,7 +300,32 @@ class StorageMapper:
         rest = here["path_in_volume"] or "/"
         if real.endswith(rest) and rest != "/":
             here["datastore"] = real[:-len(rest)] or "/"
+            here["datastore_in_volume"] = "/"
         return here
+
+    def _offset(self, ds: Dict[str, Any]) -> str:
+        """Where a configured datastore lies inside its volume: its path_in_volume; without one, what the mount
+        table says when it maps the directory to the same volume (an NFS mount of the whole volume with the
+        datastore in a subdirectory of it), else the root. A path_in_volume the mount table contradicts is an
+        error: every restore would write the wrong file."""
+        if "offset" in ds:
+            return ds["offset"]
+        found = None
+        mount = find_mount(self.mounts(), ds["path"])
+        if mount is not None and mount.is_nfs and not self.inventory.empty:
+            try:
+                loc = self._locate_by_mount(ds["path"])
+            except (Unmapped, StorageMapError):
+                loc = None
+            if loc and (loc["svm"], loc["volume"]) == (ds["svm"], ds["volume"]):
+                found = _ds_paths.clean(loc["path_in_volume"])
+        given = ds.get("path_in_volume")
+        if given and found and given != found:
+            raise Unmapped("datastore %s: path_in_volume %s, but the mount table shows it at %s of volume %s:%s; "
+                           "fix path_in_volume (or leave it out)" % (ds["given_path"], given, found, ds["svm"],
+                                                                     ds["volume"]))
+        ds["offset"] = given or found or _ds_paths.ROOT
+        return ds["offset"]
 
     def locate_file(self, path: str) -> Dict[str, Any]:
         real = self._real(path)
@@ -308,10 +336,10 @@ class StorageMapper:
                     nested = self._nested_junction(ds, real)
                     if nested is not None:
                         return nested
-                    rest = real[len(ds["path"].rstrip("/")):] if ds["path"] != "/" else real
-                    return _loc(ds["controller"], ds["svm"], ds["volume"],
-                                rest if rest.startswith("/") else "/" + rest,
-                                mapped_by="datastores", datastore=ds["given_path"])
+                    rest = _ds_paths.rel_to(ds["path"], real) or "/"
+                    offset = self._offset(ds)
+                    return _loc(ds["controller"], ds["svm"], ds["volume"], _ds_paths.in_volume(offset, rest),
+                                mapped_by="datastores", datastore=ds["given_path"], datastore_in_volume=offset)
                 try:
                     # the volume that really holds it, when the mount table can tell (an NFS mount of ONTAP)
                     return self._locate_by_mount(real)
@@ -349,7 +377,11 @@ class StorageMapper:
             raise Unmapped("%s: export path %s on %s/%s is under no volume junction path"
                            % (real, export_path, controller, svm))
         vol, rest = found
-        return _loc(controller, svm, vol["name"], rest, mapped_by="nfs", datastore=mount.mount_point)
+        # the mount may show a subdirectory of the volume (svm:/junction/sub/dir): its offset is what the file's
+        # path in the volume has beyond its path below the mount point
+        offset = _ds_paths.offset_from(rest, _ds_paths.rel_to(mount.mount_point, real))
+        return _loc(controller, svm, vol["name"], rest, mapped_by="nfs", datastore=mount.mount_point,
+                    datastore_in_volume=offset)
 
     def locate_block(self, vm: str, path: str) -> Tuple[Dict[str, Any], List[str]]:
         notes: List[str] = []
@@ -494,6 +526,7 @@ def summarize(vms: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dic
                 if el.get("datastore"):
                     ds = datastores.setdefault(el["datastore"], {"path": el["datastore"], "controller": el["controller"],
                                                                  "svm": el.get("svm"), "volume": el["volume"],
+                                                                 "path_in_volume": el.get("datastore_in_volume") or "/",
                                                                  "mapped_by": el.get("mapped_by"), "vms": []})
                     if ("ds", el["datastore"], vm["name"]) not in seen:
                         seen.add(("ds", el["datastore"], vm["name"]))

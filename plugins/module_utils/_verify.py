@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import stat
 from typing import Any, Dict, List, Mapping, Optional
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 
 SNAPDIR = ".snapshot"
 MANIFEST_DIR = ".kvmsnap"
@@ -44,14 +45,13 @@ def rel_in_datastore(disk: Mapping[str, Any]) -> Optional[str]:
     the datastore, else the recorded path; None for a LUN or an unmapped disk."""
     if disk.get("lun") or not disk.get("datastore"):
         return None
-    ds = posixpath.normpath(str(disk["datastore"]))
     source = disk.get("source")
     if source:
-        src = posixpath.normpath(str(source))
-        if src.startswith(ds.rstrip("/") + "/"):
-            return "/" + posixpath.relpath(src, ds)
+        rel = _ds_paths.rel_to(str(disk["datastore"]), str(source))
+        if rel is not None:
+            return rel
     path = disk.get("path")
-    return posixpath.normpath("/" + str(path).lstrip("/")) if path else None
+    return _ds_paths.clean(path) if path else None
 
 
 def _walk_no_symlink(root: str, rel: str) -> Optional[str]:
@@ -85,8 +85,8 @@ def _walk_no_symlink(root: str, rel: str) -> Optional[str]:
     return None
 
 
-def snapshot_dir(datastore: str, snapshot: str) -> str:
-    return os.path.join(datastore, SNAPDIR, snapshot)
+def snapshot_dir(datastore: str, snapshot: str, offset: str = "/") -> str:
+    return _ds_paths.snapshot_dir(datastore, offset, snapshot)
 
 
 def _size(path: str) -> Optional[int]:
@@ -104,7 +104,7 @@ def check_disk(disk: Mapping[str, Any], snapshot: str, compare_live: bool = True
             return None
         return {"path": str(disk.get("source")), "reason": "disk %s is on no datastore; nothing of it can be in a "
                 "snapshot" % disk.get("target")}
-    root = snapshot_dir(str(disk["datastore"]), snapshot)
+    root = snapshot_dir(str(disk["datastore"]), snapshot, _ds_paths.disk_offset(disk))
     full = root + rel
     why = _walk_no_symlink(root, rel)
     if why is not None:
@@ -161,9 +161,9 @@ def check_lun(disk: Mapping[str, Any], snapshot: str, lun_files: Mapping[str, An
 
 
 def check_manifest(datastore: str, snapshot: str, uuid: str, name: Optional[str],
-                   run_id: Optional[str] = None) -> List[Dict[str, str]]:
+                   run_id: Optional[str] = None, offset: str = "/") -> List[Dict[str, str]]:
     """What is wrong with the VM's manifest in the snapshot of DATASTORE (empty list: it is there and right)."""
-    root = snapshot_dir(datastore, snapshot)
+    root = snapshot_dir(datastore, snapshot, offset)
     rel = "/%s/%s/manifest.json" % (MANIFEST_DIR, uuid)
     full = root + rel
     why = _walk_no_symlink(root, rel)
@@ -215,8 +215,9 @@ def check_vm(vm: Mapping[str, Any], snapshot: str, run_id: Optional[str] = None,
         if bad:
             problems.append(bad)
     if manifest and vm.get("uuid"):
-        for ds in sorted({str(d["datastore"]) for d in disks if d.get("datastore") and not d.get("lun")}):
-            problems += check_manifest(ds, snapshot, str(vm["uuid"]), vm.get("name"), run_id)
+        offsets = {str(d["datastore"]): _ds_paths.disk_offset(d) for d in disks if d.get("datastore") and not d.get("lun")}
+        for ds in sorted(offsets):
+            problems += check_manifest(ds, snapshot, str(vm["uuid"]), vm.get("name"), run_id, offsets[ds])
     return {"name": vm.get("name"), "uuid": vm.get("uuid"), "protected": not problems,
             "missing": [p["path"] for p in problems], "reasons": [p["reason"] for p in problems]}
 

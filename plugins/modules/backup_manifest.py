@@ -51,9 +51,11 @@ options:
   state:
     description:
       - V(present) writes the manifests of O(vms); V(read) reads those of O(snapshot); V(volumes) lists the volumes
-        of the local catalog; V(verified) checks that the manifests and disks of O(vms) are in O(snapshot).
+        of the local catalog; V(verified) checks that the manifests and disks of O(vms) are in O(snapshot);
+        V(protected) lists, per snapshot of O(snapshots), the VMs whose manifests it carries and the snapshot and
+        run each manifest names (to choose C(latest) per VM; nothing is checked beyond that).
     type: str
-    choices: [present, read, volumes, verified]
+    choices: [present, read, volumes, verified, protected]
     default: present
   uri:
     description:
@@ -83,9 +85,15 @@ options:
     description:
       - Snapshot name the manifests belong to. Required with O(state=present), O(state=read) and O(state=verified).
     type: str
+  snapshots:
+    description:
+      - O(state=protected) - snapshot names to list the manifests of.
+    type: list
+    elements: str
+    default: []
   datastores:
     description:
-      - O(state=read) - datastore mount points to look in (C(<path>/.snapshot/<snapshot>/.kvmsnap)).
+      - O(state=read), O(state=protected) - datastore mount points to look in (C(<path>/.snapshot/<snapshot>/.kvmsnap)).
     type: list
     elements: path
     default: []
@@ -118,6 +126,13 @@ options:
     description:
       - Time of the run (ISO 8601), recorded in the manifests.
     type: str
+  datastore_offsets:
+    description:
+      - O(state=read) - where each of O(datastores) lies inside its volume (datastore path to junction offset,
+        C(/)-prefixed, for example C(/images) for C(/srv/vol1/images)); a datastore not named is its volume's root.
+      - The snapshot's copy of the manifests is then C(<volume root>/.snapshot/<snapshot>/<offset>/.kvmsnap).
+    type: dict
+    default: {}
   compare_live:
     description:
       - O(state=verified) - also compare the size of each raw disk image in the snapshot with the live image
@@ -188,6 +203,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+protected:
+  description:
+    - O(state=protected) - per snapshot of O(snapshots), the manifests it carries (C(uuid), C(name), and the
+      C(snapshot) and C(run_id) the manifest names; a VM is a backup of the snapshot only when they are its own).
+  returned: state=protected
+  type: dict
+  sample: {"kvmsnap-daily_20260101T020000Z": [{"uuid": "0b0e0d3c-54c3-4e3d-8f4b-1f6f1c2d3e4f", "name": "web1",
+           "snapshot": "kvmsnap-daily_20260101T020000Z", "run_id": "20260101T020000Z-4f1c"}]}
 written:
   description: Files written (or that would be, in check mode).
   returned: state=present
@@ -358,7 +381,8 @@ def _host_checks(module: AnsibleModule):
 
 def _read(module: AnsibleModule) -> dict:
     p = module.params
-    roots = [mf.snapshot_root(ds, p["snapshot"]) for ds in p["datastores"]]
+    offsets = p["datastore_offsets"] or {}
+    roots = [mf.snapshot_root(ds, p["snapshot"], offsets.get(ds) or "/") for ds in p["datastores"]]
     roots.append(mf.catalog_root(p["state_dir"], p["snapshot"]))
     found = mf.find(roots)
     manifests, invalid, notes = [], [], []
@@ -404,13 +428,15 @@ def _verified(module: AnsibleModule) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["present", "read", "volumes", "verified"], default="present"),
+            state=dict(type="str", choices=["present", "read", "volumes", "verified", "protected"], default="present"),
+            snapshots=dict(type="list", elements="str", default=[]),
             uri=dict(type="str", default="qemu:///system"),
             retries=dict(type="int", default=3),
             vms=dict(type="list", elements="dict", default=[]),
             select=dict(type="list", elements="str", default=[]),
             snapshot=dict(type="str"),
             datastores=dict(type="list", elements="path", default=[]),
+            datastore_offsets=dict(type="dict", default={}),
             state_dir=dict(type="path", default="/var/lib/kvmsnap"),
             run_id=dict(type="str"),
             policy=dict(type="str"),
@@ -433,6 +459,15 @@ def main() -> None:
         module.exit_json(changed=False, volumes=mf.catalog_volumes(module.params["state_dir"]), manifests=[],
                          invalid=[], missing=[], written=[], datastore_files={}, verified=[], not_protected=[],
                          notes=[])
+    if module.params["state"] == "protected":
+        p = module.params
+        bad = [s for s in p["snapshots"] if "/" in s or s in (".", "..")]
+        if bad:
+            module.fail_json(msg="snapshots: %r is not a snapshot name." % bad[0])
+        module.exit_json(changed=False, protected=mf.protected(p["datastores"], p["datastore_offsets"] or {},
+                                                               p["state_dir"], p["snapshots"]),
+                         manifests=[], invalid=[], missing=[], written=[], datastore_files={}, verified=[],
+                         not_protected=[], volumes=[], notes=[])
     if "/" in module.params["snapshot"] or module.params["snapshot"] in (".", ".."):
         module.fail_json(msg="snapshot: %r is not a snapshot name." % module.params["snapshot"])
     if module.params["manifest_key"]:

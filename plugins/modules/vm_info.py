@@ -109,9 +109,17 @@ options:
         type: str
         required: true
       volume:
-        description: ONTAP volume mounted at O(datastores[].path) (its root is the directory).
+        description: ONTAP volume that holds O(datastores[].path).
         type: str
         required: true
+      path_in_volume:
+        description:
+          - Where O(datastores[].path) lies inside the volume (the junction offset, C(/)-prefixed), e.g. C(/images)
+            when the datastore is the C(images) directory of the volume. RV(vms[].disks[].path_in_volume) is this
+            plus the file's path below it.
+          - Without it, what the mount table says when it maps the directory to the same volume (an NFS mount of
+            the whole volume), else C(/) (the volume's root). A value the mount table contradicts is refused.
+        type: str
   controllers:
     description:
       - ONTAP controllers to read data LIFs, volumes (junction paths) and LUNs (serial numbers) from, through the
@@ -355,6 +363,9 @@ vms:
         datastore:
           description: The host directory (datastore path or NFS mount point) of a file disk, or null.
           type: str
+        datastore_in_volume:
+          description: Where RV(vms[].disks[].datastore) lies inside the volume (the junction offset), or null.
+          type: str
         skipped:
           description: The device is not backed up (cdrom, floppy).
           type: bool
@@ -389,7 +400,10 @@ volumes:
       luns: []
       paths: [/web01/web01.qcow2, /web03/web03.qcow2]
 datastores:
-  description: Per host datastore directory (configured datastore or NFS mount point), its volume and VMs.
+  description:
+    - Per host datastore directory (configured datastore or NFS mount point), its volume, where it lies inside
+      the volume (C(path_in_volume), the junction offset, for example C(/sub/dir) for an NFS mount of C(svm:/junction/sub/dir)),
+      and its VMs.
   returned: always
   type: list
   elements: dict
@@ -398,6 +412,7 @@ datastores:
       controller: cluster1
       svm: svm1
       volume: vol_ds1
+      path_in_volume: /
       mapped_by: nfs
       vms: [web01, web03]
 vm_mapping:
@@ -492,6 +507,7 @@ ARGUMENT_SPEC = dict(
         controller=dict(type="str", required=True),
         svm=dict(type="str", required=True),
         volume=dict(type="str", required=True),
+        path_in_volume=dict(type="str"),
     )),
     controllers=dict(type="list", elements="dict", options=CONTROLLER_OPTIONS),
     storage_inventory=dict(type="list", elements="dict", options=dict(

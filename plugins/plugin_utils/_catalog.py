@@ -96,13 +96,56 @@ def describe_state(rec: Mapping[str, Any]) -> str:
     return "without a trust state (made before runs confirmed their snapshots)"
 
 
-def select(records: List[Dict[str, Any]], spec: Mapping[str, Any]) -> Dict[str, Any]:
+def stale_reason(manifest: Mapping[str, Any], rec: Mapping[str, Any]) -> Optional[str]:
+    """Why a manifest found in snapshot set REC is not a backup of its VM in that set (None: it is).
+
+    Manifests stay in .kvmsnap/ between runs, so a later run that did not protect a VM still carries the VM's
+    older manifest: the manifest must name this snapshot, and the run that made it (the snapshot's comment).
+    """
+    snap, run = manifest.get("snapshot"), manifest.get("run_id")
+    if snap and snap != rec.get("name"):
+        return "its manifest there is from snapshot %s (run %s), left in .kvmsnap/ by that run" % (snap, run or "?")
+    if run and rec.get("run") and run != rec.get("run"):
+        return "its manifest there is from run %s, the snapshot from run %s" % (run, rec.get("run"))
+    return None
+
+
+def _protects(rec: Mapping[str, Any], entries: List[Mapping[str, Any]], vm: str) -> bool:
+    return any(vm in (e.get("name"), e.get("uuid")) and stale_reason(e, rec) is None for e in entries)
+
+
+def _latest_for(good: List[Dict[str, Any]], protected: Mapping[str, List[Mapping[str, Any]]],
+                requested: List[str]) -> Dict[str, Any]:
+    """The newest good set that protected every requested VM (one restore uses one snapshot)."""
+    for rec in reversed(good):
+        if all(_protects(rec, protected.get(rec["name"]) or [], vm) for vm in requested):
+            return rec
+    newest = {vm: next((r["name"] for r in reversed(good) if _protects(r, protected.get(r["name"]) or [], vm)),
+                       None) for vm in requested}
+    lacking = [vm for vm, name in newest.items() if name is None]
+    if lacking:
+        raise CatalogError("kvmsnap_restore_snapshot=latest: no good backup protected VM %s (a snapshot that only "
+                           "carries an older run's manifest of a VM is no backup of it)." % ", ".join(lacking))
+    raise CatalogError("kvmsnap_restore_snapshot=latest: no good backup protected all of %s (newest per VM: %s); "
+                       "restore them in separate runs, or name one snapshot." % (
+                           ", ".join(requested), ", ".join("%s: %s" % kv for kv in newest.items())))
+
+
+def select(records: List[Dict[str, Any]], spec: Mapping[str, Any],
+           protected: Optional[Mapping[str, List[Mapping[str, Any]]]] = None,
+           requested: Optional[List[str]] = None) -> Dict[str, Any]:
     """Pick the snapshot to restore: 'latest' (newest good set on every needed volume), a name, or a JMESPath query
-    (its result: a record, a name, or a list of them - the last one is used). SPEC: {kind, value, allow_crash}."""
+    (its result: a record, a name, or a list of them - the last one is used). SPEC: {kind, value, allow_crash}.
+
+    With PROTECTED (snapshot → manifests it carries, backup_manifest state=protected) and REQUESTED VMs, 'latest'
+    is the newest good set that protected every requested VM: its manifest of the VM names that set and its run.
+    """
     kind, value = spec.get("kind"), spec.get("value")
     if kind == "latest":
         good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "good"
                 and r.get("policy") != "prerestore"]
+        if good and protected is not None and requested:
+            return _latest_for(good, protected, list(requested))
         if not good:
             others = [r for r in records if r["ours"] and r["complete"] and r.get("policy") != "prerestore"]
             hint = ""

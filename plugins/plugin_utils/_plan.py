@@ -6,7 +6,8 @@
 This plugin util is PRIVATE to the collection. It may change without notice.
 
 `normalize(host, vm_info_result, settings, controllers)` turns a vm_info result into VM records whose disks
-carry {controller, svm, volume, datastore, path} (path inside the volume, '/'-prefixed), and the reason a
+carry {controller, svm, volume, datastore, path, path_in_volume} (path: inside the datastore; path_in_volume:
+inside the volume, through _ds_paths; both '/'-prefixed), and the reason a
 VM cannot be protected. `backup_plan(per_host, settings)` groups VMs and volumes:
 
 - a *volume set* is a connected group of KVM hosts and volumes (hosts that share a volume are in one set);
@@ -18,6 +19,9 @@ from __future__ import annotations
 
 import posixpath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import stale_reason
 
 
 def _controller_for(address: Optional[str], controllers: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
@@ -78,7 +82,7 @@ def normalize(host: str, result: Mapping[str, Any], settings: Mapping[str, Any],
                 continue
             entry: Dict[str, Any] = {"target": target, "source": source, "format": disk.get("format"),
                                      "type": disk.get("type"), "controller": None, "svm": None, "volume": None,
-                                     "datastore": None, "path": None, "lun": None}
+                                     "datastore": None, "path": None, "path_in_volume": None, "lun": None}
             ds = _datastore_for(source, datastores)
             if disk.get("volume"):
                 storage = disk  # vm_info reports the location on the disk itself
@@ -88,18 +92,21 @@ def normalize(host: str, result: Mapping[str, Any], settings: Mapping[str, Any],
             # the string-prefix fallback only where vm_info had no say: a disk it refused (symlink leaving the
             # volume, nested mount) must not be attributed to the datastore it merely seems to lie in
             if ds is not None and not storage.get("volume") and not (disk.get("reason") or disk.get("error")):
-                rel = "/" + posixpath.relpath(posixpath.normpath(source), ds["path"])
+                rel = _ds_paths.rel_to(ds["path"], source) or "/"
                 entry.update(controller=ds["controller"], svm=ds["svm"], volume=ds["volume"], datastore=ds["path"],
-                             path=rel)
+                             path=rel, path_in_volume=_ds_paths.in_volume(_ds_paths.offset(ds), rel))
             elif storage:
                 ctrl = storage.get("controller")
                 if ctrl not in controllers:
                     ctrl = _controller_for(_first(storage, "controller", "server", "address", "cluster"), controllers)
                 if ctrl is None and len(controllers) == 1 and storage.get("volume"):
                     ctrl = next(iter(controllers))
+                datastore = _first(storage, "datastore", "mount", "mountpoint")
+                # path: relative to the datastore (what the manifest keeps); path_in_volume: what ONTAP needs
+                piv = storage.get("path_in_volume") if lun is None else None
+                rel = _ds_paths.rel_to(datastore, source) if datastore and source and lun is None else None
                 entry.update(controller=ctrl, svm=storage.get("svm"), volume=storage.get("volume"),
-                             datastore=_first(storage, "datastore", "mount", "mountpoint"),
-                             path=storage.get("path_in_volume") if lun is None else None, lun=lun)
+                             datastore=datastore, path=rel or piv, path_in_volume=piv, lun=lun)
                 for note in storage.get("notes") or []:
                     if "lvm" in str(note).lower() and lun:
                         reasons.append("disk %s: %s" % (target, note))
@@ -268,7 +275,7 @@ def table(vms: List[Mapping[str, Any]]) -> List[str]:
             loc = vol_key(disk) if disk.get("volume") else "-"
             rows.append((vm["host"] if i == 0 else "", vm["name"] if i == 0 else "", str(vm.get("state") or "")
                          if i == 0 else "", str(disk.get("target") or "-"), loc,
-                         str(disk.get("lun") or disk.get("path") or disk.get("source") or "-"),
+                         str(disk.get("lun") or disk.get("path_in_volume") or disk.get("path") or disk.get("source") or "-"),
                          ("yes" if vm["protectable"] else "NO: " + "; ".join(vm["reasons"])) if i == 0 else ""))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
     return ["  ".join(r[c].ljust(widths[c]) for c in range(len(widths))) + "  " + r[-1] for r in rows]
@@ -611,10 +618,16 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
         for man in per_host[host].get("manifests") or []:
             uuid = man["vm"]["uuid"]
             seen.setdefault(uuid, []).append(host)
+    stale: Dict[str, str] = {}
     for host in sorted(per_host):
         for man in per_host[host].get("manifests") or []:
             vm = man["vm"]
             if requested != "all" and vm["name"] not in requested and vm["uuid"] not in requested:
+                continue
+            why = stale_reason(man, snapshot)
+            if why is not None:  # docs/dev/faults.md#stale-manifest: an earlier run's manifest is no backup of this one
+                stale[vm["uuid"]] = "VM %s was not protected by snapshot %s: %s; restore it from a snapshot that " \
+                    "protected it (kvmsnap_restore_snapshot=latest picks the newest)" % (vm["name"], snapshot.get("name"), why)
                 continue
             owner = man.get("host") if man.get("host") in per_host else seen[vm["uuid"]][0]
             if owner != host or vm["uuid"] in claimed:
@@ -622,8 +635,18 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
             claimed[vm["uuid"]] = {"host": host, "manifest": man}
     refused = [str(bad.get("error")) + " " + str(bad.get("uuid")) for h in per_host
                for bad in per_host[h].get("invalid") or []]
+    notes_stale = []
+    for uuid, text in sorted(stale.items()):
+        if uuid in claimed:
+            continue  # another host's copy of the manifest is this snapshot's own
+        if requested == "all":
+            notes_stale.append(text)
+        else:
+            errors.append(text)
     if requested != "all":
         names = {c["manifest"]["vm"]["name"] for c in claimed.values()} | set(claimed)
+        names |= {m["vm"]["name"] for h in per_host for m in per_host[h].get("manifests") or []
+                  if m["vm"]["uuid"] in stale} | set(stale)
         for item in requested:
             if item not in names and not any("VM %s:" % item in r or r.endswith(" " + item) for r in refused):
                 errors.append("VM %s has no valid manifest in snapshot %s on the datastores of %s" % (
@@ -654,7 +677,10 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
     volumes: Dict[str, Dict[str, Any]] = {}
     hosts: Dict[str, List[Dict[str, Any]]] = {h: [] for h in per_host}
     for uuid, c in sorted(claimed.items(), key=lambda kv: kv[1]["manifest"]["vm"]["name"]):
-        man = c["manifest"]
+        man = dict(c["manifest"])
+        # the path in the volume from the host's own datastore record (its junction offset) and the vetted path
+        # inside the datastore; never from the manifest
+        man["disks"] = _disks_in_volume(man.get("disks") or [], per_host[c["host"]].get("datastores"))
         current = (per_host[c["host"]].get("current") or {}).get(uuid)
         was_running = current in ("running", "paused", "blocked") if current else \
             (man["vm"].get("state") in ("running", "paused", "blocked"))
@@ -672,8 +698,8 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
             if disk.get("lun"):
                 if disk["lun"] not in vol["luns"]:
                     vol["luns"].append(disk["lun"])
-            elif disk.get("path") and disk["path"] not in vol["files"]:
-                vol["files"].append(disk["path"])
+            elif disk.get("path_in_volume") and disk["path_in_volume"] not in vol["files"]:
+                vol["files"].append(disk["path_in_volume"])
             if man["vm"]["name"] not in vol["vms"]:
                 vol["vms"].append(man["vm"]["name"])
     have = set(snapshot.get("volumes") or [])
@@ -688,10 +714,24 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
         errors.append("no VM to restore: snapshot %s has no manifest of %s" % (
             snapshot.get("name"), "any VM" if requested == "all" else ", ".join(requested)))
     notes = [n for h in sorted(per_host) for n in per_host[h].get("notes") or []
-             if any(n.startswith("VM %s:" % c["manifest"]["vm"]["name"]) for c in claimed.values())]
+             if any(n.startswith("VM %s:" % c["manifest"]["vm"]["name"]) for c in claimed.values())] + notes_stale
     return {"hosts": hosts, "volumes": sorted(volumes.values(), key=lambda v: v["key"]), "notes": notes,
             "controllers": {c: sorted(v) for c, v in controllers.items()}, "errors": errors,
             "vms": [{"host": c["host"], "name": c["manifest"]["vm"]["name"], "uuid": u} for u, c in claimed.items()]}
+
+
+def _disks_in_volume(disks: List[Mapping[str, Any]], datastores: Optional[List[Mapping[str, Any]]]
+                     ) -> List[Dict[str, Any]]:
+    """Each file disk with path_in_volume = the host's offset of its datastore + its path in the datastore."""
+    offsets = {posixpath.normpath(str(d.get("path"))): _ds_paths.offset(d) for d in datastores or [] if d.get("path")}
+    out = []
+    for disk in disks:
+        disk = dict(disk)
+        if not disk.get("lun") and disk.get("path"):
+            ds = posixpath.normpath(str(disk.get("datastore") or "/"))
+            disk["path_in_volume"] = _ds_paths.in_volume(offsets.get(ds, _ds_paths.ROOT), str(disk["path"]))
+        out.append(disk)
+    return out
 
 
 def _foreign_volume(man: Mapping[str, Any], datastores: Optional[List[Mapping[str, Any]]], host: str) -> Optional[str]:

@@ -16,6 +16,7 @@ import os
 import re
 from typing import Any, Dict, List, Mapping, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import redact
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError, parse_retention
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
@@ -114,9 +115,9 @@ def _datastores(value: Any, controllers: Mapping[str, Any]) -> List[Dict[str, st
         where = "%s entry %d" % (name, index)
         if not isinstance(entry, Mapping):
             raise SettingsError("%s: %r is not a mapping; allowed: {path, controller, svm, volume}." % (where, entry))
-        unknown = sorted(set(entry) - {"path", "controller", "svm", "volume"})
+        unknown = sorted(set(entry) - {"path", "controller", "svm", "volume", "path_in_volume"})
         if unknown:
-            raise SettingsError("%s: unknown key(s) %s; allowed keys: path, controller, svm, volume." % (
+            raise SettingsError("%s: unknown key(s) %s; allowed keys: path, controller, svm, volume, path_in_volume." % (
                 where, ", ".join(unknown)))
         missing = [k for k in ("path", "controller", "svm", "volume") if not entry.get(k)]
         if missing:
@@ -134,7 +135,14 @@ def _datastores(value: Any, controllers: Mapping[str, Any]) -> List[Dict[str, st
         if path in seen:
             raise SettingsError("%s: path %s is already entry %d." % (where, path, seen[path]))
         seen[path] = index
-        out.append({"path": path, "controller": ctrl, "svm": str(entry["svm"]), "volume": str(entry["volume"])})
+        record = {"path": path, "controller": ctrl, "svm": str(entry["svm"]), "volume": str(entry["volume"])}
+        if entry.get("path_in_volume"):  # else vm_info finds it in the mount table, or the volume root
+            offset = _abs_path(where + ".path_in_volume", entry["path_in_volume"])
+            if ".." in offset.split("/"):
+                raise SettingsError("%s.path_in_volume: %r has a '..' component; allowed: the datastore directory's "
+                                    "path inside the volume, e.g. /images." % (where, entry["path_in_volume"]))
+            record["path_in_volume"] = _ds_paths.clean(offset)
+        out.append(record)
     keys = ["%s:%s:%s" % (d["controller"], d["svm"], d["volume"]) for d in out]
     for key in set(keys):
         if keys.count(key) > 1:
