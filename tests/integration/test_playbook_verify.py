@@ -114,17 +114,16 @@ def test_backup_is_ok_only_for_vms_verified_in_the_snapshot(lab):
     assert _running(lab, "gok", "gvol")
 
 
-def test_restore_refuses_a_vm_whose_disk_is_not_in_the_snapshot_before_touching_anything(lab):
-    # gvol's manifest is in the local catalog (written before the snapshot), the snapshot exists on vol_ds3,
-    # but its disk is not in it: refused before the safety snapshot and before gvol is stopped.
+def test_restore_refuses_the_vm_of_the_symlinked_datastore_before_touching_anything(lab):
+    # gvol's disk is under a datastore path that is a symlink (to another volume's root): the manifest check of the
+    # restore pre-flight refuses it before the safety snapshot and before gvol is stopped.
     before = {v: lab.snapshots("s1", v) for v in ("vol_ds1", "vol_ds3", "vol_other")}
     proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [lab.name("gvol")], "kvmsnap_restore_force": True,
                                         "kvmsnap_shutdown_timeout": 3, **BY_NAME})
     assert proc.returncode != 0, _out(proc)
-    missing = str(lab.mnt / "ds3" / ".snapshot" / SNAP / ("%s.img" % lab.name("gvol")))
-    assert "kvmsnap restore pre-flight: kvm1: VM %s is not in snapshot %s: %s" % (lab.name("gvol"), SNAP, missing) \
-        in proc.stdout, _out(proc)
-    assert "no VM was stopped, no safety snapshot was made" in proc.stdout
+    assert "VM %s: disks[0].source %s is outside its datastore %s" % (
+        lab.name("gvol"), lab.mnt / "ds3" / ("%s.img" % lab.name("gvol")), lab.mnt / "ds3") in proc.stdout, _out(proc)
+    assert "Nothing was touched" in proc.stdout
     assert _running(lab, "gvol")
     assert {v: lab.snapshots("s1", v) for v in before} == before  # no kvmsnap-prerestore_ snapshot
 
@@ -147,3 +146,30 @@ def test_the_healthy_vm_still_restores(lab):
     proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [lab.name("gok")], **BY_NAME})
     assert proc.returncode == 0, _out(proc)
     assert proc.report["status"] == "ok" and _running(lab, "gok")
+
+
+def test_restore_refuses_a_disk_missing_from_the_snapshot_before_touching_anything(lab):
+    # gok's next snapshot leaves its disk out (the simulator's snapshot-omit fault): the backup reports gok not
+    # protected, and a restore that names that snapshot is refused by the check of the files in the snapshot,
+    # before the safety snapshot and before gok is stopped.
+    snap2 = "kvmsnap-daily_verify2"
+    disk = "%s.img" % lab.name("gok")
+    lab.sims["s1"].admin("POST", "snapshot-omit", {"svm": "svm1", "volume": "vol_ds1", "paths": [disk]})
+    inv = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("gok")]}}, {"c1": lab.controller("s1")},
+                        kvmsnap_datastores=lab.datastores)
+    try:
+        backup = lab.run("backup", inv, {"kvmsnap_snapshot_name": snap2})
+    finally:
+        lab.sims["s1"].admin("POST", "snapshot-omit", {"svm": "svm1", "volume": "vol_ds1", "paths": []})
+    assert backup.returncode != 0 and backup.report["not_done"] == [lab.name("gok")], _out(backup)
+    before = lab.snapshots("s1", "vol_ds1")
+    proc = lab.run("restore", inv, {"kvmsnap_restore_vms": [lab.name("gok")], "kvmsnap_restore_force": True,
+                                    "kvmsnap_shutdown_timeout": 3, "kvmsnap_restore_snapshot": snap2,
+                                    "kvmsnap_restore_allow_crash": True})
+    assert proc.returncode != 0, _out(proc)
+    missing = str(lab.vol("s1", "vol_ds1") / ".snapshot" / snap2 / disk)
+    assert "kvmsnap restore pre-flight: kvm1: VM %s is not in snapshot %s: %s" % (lab.name("gok"), snap2, missing) \
+        in proc.stdout, _out(proc)
+    assert "no VM was stopped, no safety snapshot was made" in proc.stdout
+    assert _running(lab, "gok")
+    assert lab.snapshots("s1", "vol_ds1") == before
