@@ -80,7 +80,7 @@ def test_nfs_mount_of_a_subdirectory_has_its_junction_offset(tmp_path):
     d = vm["disks"][0]
     assert (d["volume"], d["path_in_volume"], d["datastore"], d["datastore_in_volume"]) == (
         "vmstore", "/sub/dir/vm1/a.img", "/mnt/sub", "/sub/dir")
-    _, datastores = summarize([vm])
+    datastores = summarize([vm])[1]
     assert datastores[0]["path"] == "/mnt/sub" and datastores[0]["path_in_volume"] == "/sub/dir"
 
 
