@@ -235,6 +235,14 @@ def restore_journal_entry(slurped):
     return _restore_journal.entry(_plain(slurped))
 
 
+def restore_stopped(stop):
+    return _restore_journal.stopped(_plain(stop or {}))
+
+
+def restore_rolled_back(rollback):
+    return _restore_journal.rolled_back(_plain(rollback or {}))
+
+
 def restore_overwritten(disks):
     return _restore_journal.overwritten(_plain(disks or {}))
 
@@ -270,6 +278,8 @@ class FilterModule:
             "restore_overwritten": restore_overwritten,
             "restore_journal_entry": restore_journal_entry,
             "restore_aside": restore_aside,
+            "restore_stopped": restore_stopped,
+            "restore_rolled_back": restore_rolled_back,
             "ds_volumes": ds_volumes,
             "restore_host_input": restore_host_input,
             "datastore_files_by_volume": datastore_files_by_volume,

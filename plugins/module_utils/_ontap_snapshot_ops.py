@@ -342,11 +342,11 @@ def restore_items(client: Ontap, svm: str, volume: str, snapshot: str, files: Li
         except OntapError as err:
             # per-item results (F42 (docs/dev/faults.md#f42)): the caller rolls back what was overwritten
             err.result = {"changed": bool(restored), "restored": restored,
-                          "failed": [{"type": kind, "path": path, "error": str(err)}],
+                          "failed_items": [{"type": kind, "path": path, "error": str(err)}],
                           "not_attempted": [{"type": k, "path": p} for k, p in items[idx + 1:]]}
             raise
         restored.append({"type": kind, "path": path, "method": method})
-    return {"changed": bool(restored), "restored": restored, "failed": [], "not_attempted": []}
+    return {"changed": bool(restored), "restored": restored, "failed_items": [], "not_attempted": []}
 
 
 def restore_whole_volume(client: Ontap, svm: str, volume: str, snapshot: str, force: bool = False,

@@ -139,7 +139,7 @@ restored:
           V(volume_snaprestore), or V(check_mode).
       type: str
       sample: rest_restore_to
-failed:
+failed_items:
   description:
     - The item whose restore failed (O(mode=files)); the items in RV(restored) were overwritten before it, the
       ones in RV(not_attempted) were not touched. Empty on success.

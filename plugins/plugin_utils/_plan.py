@@ -741,7 +741,7 @@ def _file_results(res: Mapping[str, Any], rollback: Mapping[str, Any]) -> List[D
             "result": "rolled_back" if r.get("path") in back else "restored", "error": None}
            for r in res.get("restored") or [] if r.get("type") != "volume"]
     out += [{"path": r.get("path"), "type": r.get("type"), "result": "failed", "error": r.get("error")}
-            for r in res.get("failed") or []]
+            for r in res.get("failed_items") or []]
     out += [{"path": r.get("path"), "type": r.get("type"), "result": "not_attempted", "error": None}
             for r in res.get("not_attempted") or []]
     return out

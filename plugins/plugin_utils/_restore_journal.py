@@ -116,3 +116,15 @@ def aside(per_host_stop: Mapping[str, Any]) -> List[Dict[str, Any]]:
                 out.append({"host": host, "vm": (res.get("vm") or {}).get("name"), "xml": res["aside"].get("xml"),
                             "nvram": res["aside"].get("nvram")})
     return out
+
+
+def stopped(stop: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The vm_restore (define=false) loop results of the VMs that were copied aside and stopped: to put back."""
+    return [dict(r) for r in (stop or {}).get("results") or []
+            if isinstance(r.get("aside"), dict) and not r.get("failed") and not r.get("skipped")]
+
+
+def rolled_back(rollback: Mapping[str, Any]) -> List[str]:
+    """Keys of the volumes whose overwritten files were restored from the safety snapshot."""
+    return [(r.get("vol") or {}).get("key") for r in (rollback or {}).get("results") or []
+            if not r.get("failed") and not r.get("skipped")]

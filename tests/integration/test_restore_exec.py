@@ -223,13 +223,15 @@ def test_second_disk_fails_first_rolled_back_vm_running_again(live):
     lab = live
     sim = lab.sims["s1"]
     sim.admin("POST", "faults", {"action": "error", "method": "PATCH", "path": RESTORE_PATCH, "skip": 1,
-                                 "count": 1, "status": 500, "code": "65552", "message": "RPC failure"})
+                                 "count": 1, "status": 400, "code": "917505",
+                                 "message": "simulated single-file restore failure"})
     proc = restore(lab)
     assert proc.returncode != 0, _out(proc)
     rep = proc.report
+    assert rep, _out(proc)
     files = rep["volumes"][0]["files"]
     assert [f["result"] for f in files] == ["rolled_back", "failed"], files
-    assert "RPC failure" in files[1]["error"]
+    assert "simulated single-file restore failure" in files[1]["error"]
     assert rep["rolled_back"] is True and rep["safety_snapshot"] and rep["journal"] is None
     assert "were rolled back from it and the VMs put back as they were" in proc.stdout, _out(proc)
     # the VM is back as it was: running, its disks hold the live data again
