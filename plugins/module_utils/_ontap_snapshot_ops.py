@@ -340,7 +340,7 @@ def restore_items(client: Ontap, svm: str, volume: str, snapshot: str, files: Li
             else:
                 method = client.restore_lun(svm, volume, snapshot, path)
         except OntapError as err:
-            # per-item results (F42 (docs/dev/faults.md#f42)): the caller rolls back what was overwritten
+            # per-item results (docs/dev/faults.md#restore-partial): the caller rolls back what was overwritten
             err.result = {"changed": bool(restored), "restored": restored,
                           "failed_items": [{"type": kind, "path": path, "error": str(err)}],
                           "not_attempted": [{"type": k, "path": p} for k, p in items[idx + 1:]]}

@@ -734,7 +734,7 @@ def volume_restore_conflicts(plan: Mapping[str, Any], files_by_volume: Mapping[s
 
 
 def _file_results(res: Mapping[str, Any], rollback: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """Per file/LUN of one volume (F42 (docs/dev/faults.md#f42)): restored, rolled_back (from the safety snapshot),
+    """Per file/LUN of one volume (docs/dev/faults.md#restore-partial): restored, rolled_back (from the safety snapshot),
     failed (with the error), not_attempted."""
     back = {r.get("path") for r in rollback.get("restored") or []}
     out = [{"path": r.get("path"), "type": r.get("type"),

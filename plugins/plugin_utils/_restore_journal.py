@@ -5,8 +5,8 @@
 
 This plugin util is PRIVATE to the collection. It may change without notice.
 
-The restore role writes ``<state_dir>/restore/<run id>.json`` on every KVM host before it stops a VM (F43
-(docs/dev/faults.md#f43)): the run id (owner of the VMs' held locks), the snapshot, the safety snapshot once it
+The restore role writes ``<state_dir>/restore/<run id>.json`` on every KVM host before it stops a VM
+(docs/dev/faults.md#restore-resume): the run id (owner of the VMs' held locks), the snapshot, the safety snapshot once it
 exists, the stage, and per VM its state before the restore and whether it is to be started. The journal goes when
 the run finished (restored, or rolled back). A rerun that finds an open journal of the VMs it restores adopts its
 run id (so it owns the held locks), its safety snapshot (no second one of a half-restored state) and its start

@@ -3,16 +3,16 @@
 Real libvirtd (qemu:///system), minimal boot-sector guests whose disks live in the ONTAP simulator's volume, one
 backup taken by the backup playbook. What the old code did, each now refused or repaired:
 
-- §5 (F41 (docs/dev/faults.md#f41)): the restore held no lock shared with the backup (it locked elsewhere, and not
+- §5 (docs/dev/faults.md#restore-lock): the restore held no lock shared with the backup (it locked elsewhere, and not
   during the disk restore): a restore during a backup overwrote the paused VM's disk. Now one lock per VM, taken in
   the pre-flight and held to the end; a backup holding it refuses the restore and vice versa.
-- §6 (F42): the safety snapshot was taken before the VM was shut down (writes of the shutdown in neither copy), and
+- §6 (docs/dev/faults.md#restore-order): the safety snapshot was taken before the VM was shut down (writes of the shutdown in neither copy), and
   the domain XML/NVRAM (outside ONTAP) were overwritten with no copy. Now: stop, safety snapshot, overwrite; the XML
   and NVRAM are copied aside first (state dir, per run, 0600) and the report names where.
-- §7 (F42, F43): the second of two disks failing left the VM shut off with one disk restored ("restored nothing");
+- §7 (docs/dev/faults.md#restore-partial, #restore-resume): the second of two disks failing left the VM shut off with one disk restored ("restored nothing");
   after kill -9 a rerun never restarted the VM that was running. Now per-file results, the files already overwritten
   rolled back from the safety snapshot and the VM running again; the plan is journaled and a rerun completes it.
-- §8 (F44): a safety snapshot that failed was still named in the report and the error.
+- §8 (docs/dev/faults.md#restore-report-exists): a safety snapshot that failed was still named in the report and the error.
 """
 
 from __future__ import annotations
