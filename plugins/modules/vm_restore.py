@@ -116,7 +116,7 @@ options:
     default: /var/lib/kvmsnap
   run_id:
     description:
-      - The restore run that holds the VM's lock (taken by M(kvmsnap.core.vm_quiesce) O(state=locked) in the run's
+      - The restore run that holds the VM's lock (taken by M(kvmsnap.core.vm_quiesce) O(kvmsnap.core.vm_quiesce#module:state=locked) in the run's
         pre-flight and released by the run). The module checks that this run still holds it and takes no lock of
         its own; without it the module takes and releases the lock itself.
     type: str
