@@ -812,9 +812,9 @@ class Fence:
 def state_dir_error(state_dir: str, path: str, err: OSError) -> FenceError:
     """A journal/lock write failed (disk full, read-only, ...): name the file and the setting; nothing was quiesced."""
     import socket
+    what = (socket.gethostname(), path, err.strerror or err, state_dir, state_dir)
     return FenceError("%s: cannot write %s (%s) in state_dir %s; nothing was quiesced. Check that %s is writable and "
-                      "not full (kvmsnap_state_dir / state_dir)." % (socket.gethostname(), path,
-                                                                    err.strerror or err, state_dir, state_dir))
+                      "not full (kvmsnap_state_dir / state_dir)." % what)
 
 
 def public_outcome(o: Dict[str, Any]) -> Dict[str, Any]:
