@@ -25,6 +25,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config i
     parse_config,
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
+from ansible_collections.kvmsnap.core.plugins.plugin_utils import _restore_journal
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import select as select_from_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
@@ -240,8 +241,37 @@ def datastore_files_by_volume(hosts_vars):
     return out
 
 
-def restore_result(plan_, per_host, disks, safety, snapshot):
-    return restore_outcome(_plain(plan_), _plain(per_host), _plain(disks or {}), _plain(safety or {}), snapshot)
+def restore_result(plan_, per_host, disks, safety, snapshot, rollback=None):
+    return restore_outcome(_plain(plan_), _plain(per_host), _plain(disks or {}), _plain(safety or {}), snapshot,
+                           _plain(rollback or {}))
+
+
+def restore_aside(per_host_stop):
+    return _restore_journal.aside(_plain(per_host_stop))
+
+
+def restore_journal(plan_, host, run_id, snapshot, safety, stage):
+    return _restore_journal.journal(_plain(plan_), host, run_id, snapshot, safety, stage)
+
+
+def restore_resume(plan_, journals, snapshot):
+    return _restore_journal.resume(_plain(plan_), _plain(journals), snapshot)
+
+
+def restore_journal_entry(slurped):
+    return _restore_journal.entry(_plain(slurped))
+
+
+def restore_stopped(stop):
+    return _restore_journal.stopped(_plain(stop or {}))
+
+
+def restore_rolled_back(rollback):
+    return _restore_journal.rolled_back(_plain(rollback or {}))
+
+
+def restore_overwritten(disks):
+    return _restore_journal.overwritten(_plain(disks or {}))
 
 
 def report_stats(report):
@@ -272,6 +302,13 @@ class FilterModule:
             "lun_files_answers": lun_files_answers,
             "restore_selection": restore_selection,
             "restore_result": restore_result,
+            "restore_journal": restore_journal,
+            "restore_resume": restore_resume,
+            "restore_overwritten": restore_overwritten,
+            "restore_journal_entry": restore_journal_entry,
+            "restore_aside": restore_aside,
+            "restore_stopped": restore_stopped,
+            "restore_rolled_back": restore_rolled_back,
             "ds_volumes": ds_volumes,
             "restore_host_input": restore_host_input,
             "datastore_files_by_volume": datastore_files_by_volume,

@@ -229,6 +229,8 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
         will_start = start_opt == "always" or (start_opt == "auto" and running)
         plan = (["shutdown"] if running else []) + ["define"] + (["nvram"] if params.get("nvram") else []) + \
             (["start"] if will_start else [])
+        if params.get("define") is False:
+            plan = ["shutdown"] if running else []
         if check_mode:
             result["actions"] = plan
             result["changed"] = True
@@ -238,6 +240,10 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
         # ---- from here on, things change (under the VM's fence lock: no backup runs on it meanwhile) -------
         locked = _lock_vm(params, info, result)
         try:
+            if params.get("aside_dir") and dom is not None:
+                save_aside(dom, params["aside_dir"], info["uuid"], result)
+            if params.get("define") is False:
+                return _stop_only(dom, info, params, running, result)
             return _apply(conn, dom, xml, info, params, running, will_start, result)
         except RestoreError:
             raise
@@ -258,10 +264,22 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
 
 
 def _lock_vm(params: Dict[str, Any], info: Dict[str, Any], result: Dict[str, Any]) -> Optional[str]:
-    """Take the VM's fence lock (the one vm_quiesce/vm_backup use); returns the run id, None without state_dir."""
+    """Take the VM's fence lock (the one vm_quiesce/vm_backup use); returns the run id, None without state_dir.
+
+    With ``run_id`` the run already holds the lock (vm_quiesce state=locked in its pre-flight, released by the
+    run): check that it still does and take nothing (returns None: the run releases it)."""
     if not params.get("state_dir"):
         return None
     from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
+    if params.get("run_id"):
+        path = _lock.lock_path(params["state_dir"], info["uuid"])
+        rec = _lock.read_lock(path)
+        if not rec or rec.get("run_id") != params["run_id"]:
+            raise RestoreError("VM %s (%s): run %s no longer holds its lock %s (%s); nothing was changed. Rerun the "
+                               "restore." % (info["name"], info["uuid"], params["run_id"], path,
+                                            "held by %s" % _lock.describe(rec) if rec else "no lock"),
+                               dict(result, holder=rec or {}))
+        return None
     try:
         _journal.ensure_state_dir(params["state_dir"])
     except _journal.JournalError as err:
@@ -276,6 +294,44 @@ def _lock_vm(params: Dict[str, Any], info: Dict[str, Any], result: Dict[str, Any
     if takeovers:
         result["lock_takeovers"] = takeovers
     return run_id
+
+
+def save_aside(dom: Any, aside_dir: str, vm_uuid: str, result: Dict[str, Any]) -> None:
+    """Copy the VM's current domain XML and NVRAM (they live outside ONTAP) to ASIDE_DIR (0700; files 0600).
+
+    A copy already there is kept: a rerun of an interrupted restore must not replace the state before the
+    first attempt with a half-restored one."""
+    import xml.etree.ElementTree as ET
+    os.makedirs(aside_dir, mode=0o700, exist_ok=True)
+    os.chmod(aside_dir, 0o700)
+    xml_path = os.path.join(aside_dir, "%s.xml" % vm_uuid)
+    text = dom.XMLDesc(1 | 2)  # VIR_DOMAIN_XML_SECURE | VIR_DOMAIN_XML_INACTIVE: the definition as it stands
+    if not os.path.exists(xml_path):
+        write_file_atomic(xml_path, text.encode("utf-8"))
+    aside = {"dir": aside_dir, "xml": xml_path, "nvram": None}
+    nvram = (ET.fromstring(text).findtext("./os/nvram") or "").strip()
+    if nvram and os.path.isfile(nvram):
+        nv_path = os.path.join(aside_dir, "%s.nvram" % vm_uuid)
+        if not os.path.exists(nv_path):
+            fd = os.open(nvram, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as fh:
+                write_file_atomic(nv_path, fh.read())
+        aside["nvram"] = nv_path
+    result["aside"] = aside
+    result["actions"].append("aside")
+
+
+def _stop_only(dom: Any, info: Dict[str, Any], params: Dict[str, Any], running: bool,
+               result: Dict[str, Any]) -> Dict[str, Any]:
+    """define=false: stop the VM (the restore's first step), define nothing."""
+    if running:
+        _stop(dom, int(params.get("shutdown_timeout", 120)), result)
+        result["changed"] = True
+    result["agent"] = "not started"
+    result["state"] = _state(dom) if dom is not None else "absent"
+    result["msg"] = "VM %s stopped (%s); state %s" % (info["name"], ", ".join(result["actions"]) or "nothing to do",
+                                                     result["state"])
+    return result
 
 
 def _apply(conn: Any, dom: Any, xml: str, info: Dict[str, Any], params: Dict[str, Any], running: bool,

@@ -299,6 +299,25 @@ def resolve_vms(conn: Any, idents: List[str], uri: Optional[str]) -> List[Dict[s
     return found
 
 
+def resolve_lock_vms(conn: Any, idents: List[str], uri: Optional[str], missing: str = "fail") -> List[Dict[str, Any]]:
+    """The VMs to lock; with MISSING=lock a UUID that no VM of the host has (a deleted VM a restore re-creates)
+    is locked too, as state V(absent) - the lock is keyed by UUID, so a backup of the re-created VM still meets it."""
+    if missing != "lock":
+        return resolve_vms(conn, idents, uri)
+    lv = _lv()
+    known, absent = [], []
+    for ident in idents:
+        if isinstance(ident, str) and lv.is_uuid(ident):
+            try:
+                lv.lookup_domain(conn, ident)
+            except lv.DomainNotFound:
+                absent.append({"ident": ident, "uuid": ident.lower(), "name": ident, "state": "absent",
+                               "paused_reason": None})
+                continue
+        known.append(ident)
+    return (resolve_vms(conn, known, uri) if known else []) + absent
+
+
 # ---------------------------------------------------------------------------------------------
 # quiesce / release of one VM
 
@@ -887,7 +906,7 @@ def run_locked(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, An
     result: Dict[str, Any] = {"changed": False, "vms": [], "recovered": [], "run_id": run_id}
     try:
         fence.prepare_state_dir()
-        vms = resolve_vms(fence.sc.conn, params.get("vms") or [], fence.uri)
+        vms = resolve_lock_vms(fence.sc.conn, params.get("vms") or [], fence.uri, params.get("missing") or "fail")
         result["recovered"] = fence.recover(skip=run_id)
         result["vms"] = [{"name": vm["name"], "uuid": vm["uuid"], "prior_state": vm["state"]} for vm in vms]
         if check_mode:

@@ -49,7 +49,9 @@ def run_ontap_module(module: AnsibleModule, module_name: str, prepare: Callable[
         module.fail_json(msg=str(exc), changed=False)
     except OntapError as exc:
         _warn(module, client)
-        module.fail_json(msg=str(exc), changed=False, error=exc.to_dict())
+        partial = dict(getattr(exc, "result", None) or {})  # what was done before the failure (restore_items)
+        partial.setdefault("changed", False)
+        module.fail_json(msg=str(exc), error=exc.to_dict(), **partial)
     _warn(module, client)
     for warning in result.pop("warnings", []) or []:
         module.warn(warning)

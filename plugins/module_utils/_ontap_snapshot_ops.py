@@ -372,13 +372,23 @@ def restore_items(client: Ontap, svm: str, volume: str, snapshot: str, files: Li
         if missing:
             raise client.not_found("LUN(s) %s not found in volume %s:%s" % (", ".join(missing), svm, volume),
                                    "restore LUNs from snapshot %s" % snapshot)
-    for path in files:
-        method = "check_mode" if check_mode else client.restore_file(svm, volume, snapshot, path)
-        restored.append({"type": "file", "path": path, "method": method})
-    for lun in luns:
-        method = "check_mode" if check_mode else client.restore_lun(svm, volume, snapshot, lun)
-        restored.append({"type": "lun", "path": lun, "method": method})
-    return {"changed": bool(restored), "restored": restored}
+    items = [("file", path) for path in files] + [("lun", lun) for lun in luns]
+    for idx, (kind, path) in enumerate(items):
+        try:
+            if check_mode:
+                method = "check_mode"
+            elif kind == "file":
+                method = client.restore_file(svm, volume, snapshot, path)
+            else:
+                method = client.restore_lun(svm, volume, snapshot, path)
+        except OntapError as err:
+            # per-item results (docs/dev/faults.md#restore-partial): the caller rolls back what was overwritten
+            err.result = {"changed": bool(restored), "restored": restored,
+                          "failed_items": [{"type": kind, "path": path, "error": str(err)}],
+                          "not_attempted": [{"type": k, "path": p} for k, p in items[idx + 1:]]}
+            raise
+        restored.append({"type": kind, "path": path, "method": method})
+    return {"changed": bool(restored), "restored": restored, "failed_items": [], "not_attempted": []}
 
 
 def restore_whole_volume(client: Ontap, svm: str, volume: str, snapshot: str, force: bool = False,

@@ -50,6 +50,7 @@ def _volume_entry(vol: Mapping[str, Any]) -> Dict[str, Any]:
         "pruned": list(vol.get("pruned") or []),
         "prune_skipped": list(vol.get("prune_skipped") or []),
         "error": vol.get("error"),
+        "files": list(vol.get("files") or []),  # restore: per file/LUN result
     }
 
 

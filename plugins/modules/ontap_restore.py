@@ -119,7 +119,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 restored:
-  description: What was restored (or would be, in check mode).
+  description: What was restored (or would be, in check mode); on a failure of O(mode=files), what was restored
+    before it.
   returned: always
   type: list
   elements: dict
@@ -138,6 +139,28 @@ restored:
           V(volume_snaprestore), or V(check_mode).
       type: str
       sample: rest_restore_to
+failed_items:
+  description:
+    - The item whose restore failed (O(mode=files)); the items in RV(restored) were overwritten before it, the
+      ones in RV(not_attempted) were not touched. Empty on success.
+  returned: with O(mode=files), also on failure
+  type: list
+  elements: dict
+  contains:
+    type:
+      description: V(file) or V(lun).
+      type: str
+    path:
+      description: Path inside the volume, or the LUN path.
+      type: str
+    error:
+      description: The ONTAP error.
+      type: str
+not_attempted:
+  description: Items not restored because an earlier one failed (O(mode=files)); empty on success.
+  returned: with O(mode=files), also on failure
+  type: list
+  elements: dict
 deleted_snapshots:
   description: Snapshots newer than O(snapshot) that the volume restore deletes (O(mode=volume) only).
   returned: when mode is volume

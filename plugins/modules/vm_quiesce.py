@@ -84,6 +84,13 @@ options:
       - Required with O(state=locked). With O(state=quiesced) the journal and locks are kept under it (default
         a new id). With O(state=released) only this run's quiesce is released.
     type: str
+  missing:
+    description:
+      - With O(state=locked) only. V(fail) refuses VMs the host does not know; V(lock) also locks a UUID of
+        O(vms) that no VM of the host has (a deleted VM that a restore re-creates; the lock is keyed by UUID).
+    type: str
+    choices: [fail, lock]
+    default: fail
   deadline:
     description:
       - Seconds after which the watchdog releases the VMs by itself if nobody released them.
@@ -271,6 +278,7 @@ def main() -> None:
             mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
             state=dict(type="str", choices=["quiesced", "released", "locked"], default="quiesced"),
             run_id=dict(type="str"),
+            missing=dict(type="str", choices=["fail", "lock"], default="fail"),
             deadline=dict(type="int", default=300),
             state_dir=dict(type="path", default=_journal.DEFAULT_STATE_DIR),
             retries=dict(type="int", default=3),

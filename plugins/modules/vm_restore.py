@@ -114,6 +114,24 @@ options:
         refused.
     type: path
     default: /var/lib/kvmsnap
+  run_id:
+    description:
+      - The restore run that holds the VM's lock (taken by M(kvmsnap.core.vm_quiesce) O(kvmsnap.core.vm_quiesce#module:state=locked) in the run's
+        pre-flight and released by the run). The module checks that this run still holds it and takes no lock of
+        its own; without it the module takes and releases the lock itself.
+    type: str
+  define:
+    description:
+      - V(false) only stops the VM (and copies its XML and NVRAM aside, see O(aside_dir)); nothing is defined or
+        started. The restore role stops the VMs first, takes the safety snapshot, then restores the disks.
+    type: bool
+    default: true
+  aside_dir:
+    description:
+      - Directory on the KVM host (created 0700) to which the VM's current domain XML (C(<uuid>.xml)) and NVRAM
+        (C(<uuid>.nvram)) are copied (0600) before anything is changed; they live outside ONTAP, so no snapshot
+        holds them. A copy already there is kept (a rerun of an interrupted restore).
+    type: path
 seealso:
   - module: kvmsnap.core.ontap_restore
   - module: kvmsnap.core.vm_info
@@ -155,7 +173,7 @@ state:
   returned: success
   type: str
 actions:
-  description: What was done (or would be done in check mode), in order - shutdown, destroy, define, nvram, start.
+  description: What was done (or would be done in check mode), in order - aside, shutdown, destroy, define, nvram, start.
   returned: always
   type: list
   elements: str
@@ -169,6 +187,11 @@ rewritten:
   type: list
   elements: str
   sample: ["<serial 0>: type='file' path=/var/log/web1.log rewritten to type='pty' (...)"]
+aside:
+  description: Where the VM's domain XML and NVRAM before the restore were copied (O(aside_dir)).
+  returned: with O(aside_dir) when the VM existed, not in check mode
+  type: dict
+  sample: {dir: /var/lib/kvmsnap/restore/R, xml: /var/lib/kvmsnap/restore/R/6695eb01-f6a4-8304-79aa-97f2502e193f.xml, nvram: null}
 xml_sha256:
   description: SHA-256 of the saved XML (before the policy's rewrites).
   returned: when the XML was valid
@@ -196,6 +219,9 @@ def main() -> None:
             verify_timeout=dict(type="int", default=120),
             retries=dict(type="int", default=3),
             state_dir=dict(type="path", default="/var/lib/kvmsnap"),
+            run_id=dict(type="str"),
+            define=dict(type="bool", default=True),
+            aside_dir=dict(type="path"),
         ),
         mutually_exclusive=[("domain_xml", "domain_xml_path")],
         required_one_of=[("domain_xml", "domain_xml_path")],

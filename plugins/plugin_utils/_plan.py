@@ -773,9 +773,25 @@ def volume_restore_conflicts(plan: Mapping[str, Any], files_by_volume: Mapping[s
     return reasons
 
 
+def _file_results(res: Mapping[str, Any], rollback: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Per file/LUN of one volume (docs/dev/faults.md#restore-partial): restored, rolled_back (from the safety snapshot),
+    failed (with the error), not_attempted."""
+    back = {r.get("path") for r in rollback.get("restored") or []}
+    out = [{"path": r.get("path"), "type": r.get("type"),
+            "result": "rolled_back" if r.get("path") in back else "restored", "error": None}
+           for r in res.get("restored") or [] if r.get("type") != "volume"]
+    out += [{"path": r.get("path"), "type": r.get("type"), "result": "failed", "error": r.get("error")}
+            for r in res.get("failed_items") or []]
+    out += [{"path": r.get("path"), "type": r.get("type"), "result": "not_attempted", "error": None}
+            for r in res.get("not_attempted") or []]
+    return out
+
+
 def restore_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, Any]],
-                    disks: Mapping[str, Any], safety: Mapping[str, Any], snapshot: str) -> Dict[str, Any]:
+                    disks: Mapping[str, Any], safety: Mapping[str, Any], snapshot: str,
+                    rollback: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Report entries of a restore. per_host[host] = {"stop": loop result, "start": loop result, "error": text}."""
+    rolled = {(r.get("vol") or {}).get("key"): r for r in (rollback or {}).get("results") or [] if not r.get("failed")}
     vol_ok: Dict[str, Any] = {}
     for res in (disks or {}).get("results") or []:
         vol = res.get("vol") or {}
@@ -791,14 +807,20 @@ def restore_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str,
                         "snapshot": snapshot if ok else None, "method": ",".join(methods) or None,
                         "error": None if ok else ((res or {}).get("msg") or "not restored"),
                         "restored": [r.get("path") for r in (res or {}).get("restored") or []],
+                        "files": _file_results(res or {}, rolled.get(vol["key"]) or {}),
                         "safety_snapshot": None if _failed(sres) else (sres.get("snapshots") or [{}])[0].get("name")})
     ok_vols = {v["controller"] + ":" + v["svm"] + ":" + v["volume"] for v in volumes if v["ok"]}
     vms = []
     for host, entries in plan.get("hosts", {}).items():
         h = per_host.get(host) or {}
         starts = {r.get("vm", {}).get("uuid"): r for r in (h.get("start") or {}).get("results") or []}
+        # a failed restore put the VM back (its previous XML, NVRAM and state) or left it stopped: say which
+        later = {r.get("vm", {}).get("uuid"): r for step in ("stop", "back")
+                 for r in (h.get(step) or {}).get("results") or [] if not r.get("skipped")}
         for vm in entries:
             start = starts.get(vm["uuid"]) or {}
+            if not start and vm["uuid"] in later:
+                start = dict(later[vm["uuid"]], failed=True)
             keys = sorted({"%s:%s:%s" % (d.get("controller"), d.get("svm"), d.get("volume")) for d in vm["disks"]})
             missing = [k for k in keys if k not in ok_vols]
             ok = not _failed(start) and not missing
