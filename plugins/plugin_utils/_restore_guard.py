@@ -71,36 +71,44 @@ def _uses(other: Mapping[str, Any]) -> Tuple[set, set]:
     return paths, locs
 
 
+def _same_libvirt(ident: Mapping[str, Any], host: str, other_host: str) -> bool:
+    return other_host == host or (ident.get(other_host) is not None and ident.get(other_host) == ident.get(host))
+
+
 def other_users(plan: Mapping[str, Any], discovered: Mapping[str, List[Mapping[str, Any]]],
                 identities: Optional[Mapping[str, Any]] = None) -> List[str]:
     """Why the restore would overwrite a file another VM uses, or run a VM that runs elsewhere (empty: none)."""
     ident = dict(identities or {})
+    by_file: Dict[Any, List[Tuple[str, Mapping[str, Any]]]] = {}  # one pass over every discovered VM
+    by_uuid: Dict[str, List[Tuple[str, Mapping[str, Any]]]] = {}
+    for other_host in sorted(discovered):
+        for other in discovered[other_host] or []:
+            by_uuid.setdefault(str(other.get("uuid") or "").lower(), []).append((other_host, other))
+            paths, locs = _uses(other)
+            for key in list(paths) + list(locs):
+                by_file.setdefault(key, []).append((other_host, other))
     reasons: List[str] = []
     for host, entries in sorted((plan.get("hosts") or {}).items()):
         for vm in entries:
             uuid = str(vm.get("uuid") or "").lower()
-            targets = _targets(vm)
-            for other_host in sorted(discovered):
-                same_libvirt = other_host == host or (
-                    ident.get(other_host) is not None and ident.get(other_host) == ident.get(host))
-                for other in discovered[other_host] or []:
+            for other_host, other in by_uuid.get(uuid, []):
+                if not _same_libvirt(ident, host, other_host):
+                    reasons.append(
+                        "VM %s (UUID %s) is also defined on %s (as %s, %s): restoring it on %s would run it "
+                        "twice on the same disks; undefine it on one host first" % (
+                            vm.get("name"), uuid, other_host, other.get("name"), other.get("state") or "unknown state",
+                            host))
+            for label, path, loc in _targets(vm):
+                seen = set()
+                for other_host, other in by_file.get(path, []) + by_file.get(loc, []):
                     o_uuid = str(other.get("uuid") or "").lower()
-                    if o_uuid == uuid and same_libvirt:
-                        continue  # the VM itself
-                    state = other.get("state") or "unknown state"
-                    if o_uuid == uuid:
-                        reasons.append(
-                            "VM %s (UUID %s) is also defined on %s (as %s, %s): restoring it on %s would run it "
-                            "twice on the same disks; undefine it on one host first" % (
-                                vm.get("name"), uuid, other_host, other.get("name"), state, host))
-                        continue
-                    paths, locs = _uses(other)
-                    for label, path, loc in targets:
-                        if (path and path in paths) or (loc and loc in locs):
-                            reasons.append(
-                                "%s of VM %s (restored on %s) is used by VM %s on %s (%s); a restore would roll "
-                                "back that VM's data" % (label, vm.get("name"), host, other.get("name"),
-                                                         other_host, state))
+                    if o_uuid == uuid or (other_host, o_uuid) in seen:
+                        continue  # the VM itself (here, or defined elsewhere: refused above)
+                    seen.add((other_host, o_uuid))
+                    reasons.append(
+                        "%s of VM %s (restored on %s) is used by VM %s on %s (%s); a restore would roll back that "
+                        "VM's data" % (label, vm.get("name"), host, other.get("name"), other_host,
+                                       other.get("state") or "unknown state"))
     return reasons
 
 
