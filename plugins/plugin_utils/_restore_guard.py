@@ -142,6 +142,7 @@ def volume_vms(plan: Mapping[str, Any], discovered: Mapping[str, List[Mapping[st
                 if files:
                     out.append({"volume": vol["key"], "host": host, "name": vm.get("name"), "uuid": vm.get("uuid"),
                                 "state": vm.get("state"), "files": files,
+                                "mapped": any(_vol_key(d) == vol["key"] for d in vm.get("disks") or []),
                                 "restored": str(vm.get("uuid")).lower() in restoring})
     return out
 

@@ -186,6 +186,20 @@ def test_volume_mode_never_rolls_back_a_running_vm_it_does_not_restore(lab):
         assert lab.snapshots("s1", "vol_ds2") == [SNAP]
 
 
+def test_volume_mode_sees_a_running_vm_of_another_host_elsewhere_on_the_volume(lab):
+    # kvmB maps no datastore; its VM z runs on a file in another directory of vol_ds2: the whole volume counts
+    z_file = lab.vol("s1", "vol_ds2") / "elsewhere" / "z.img"
+    inv = _with_host_b(lab, "vol", [{"name": lab.name("z"), "uuid": OTHER_UUID, "state": "running",
+                                     "disks": [{"path": str(z_file), "target": "vda", "format": "raw"}]}])
+    extra = {"kvmsnap_restore_vms": [lab.name("x")], "kvmsnap_restore_snapshot": SNAP,
+             "kvmsnap_restore_mode": "volume", "kvmsnap_restore_volume_override": True}
+    proc = lab.run("restore", inv, extra, check=True)
+    assert proc.returncode != 0, _out(proc)
+    assert "%s on kvmB (running, volume c1:svm1:vol_ds2)" % lab.name("z") in proc.stdout, _out(proc)
+    assert "VM on the volume: %s kvmB running c1:svm1:vol_ds2" % lab.name("z") in proc.stdout, _out(proc)
+    assert lab.snapshots("s1", "vol_ds2") == [SNAP]
+
+
 def test_volume_mode_names_the_snapshots_it_deletes_and_that_no_safety_copy_survives(lab):
     # a later backup of y on vol_ds2, then y shut off: the volume restore of x to SNAP deletes that backup
     later = "kvmsnap-daily_guard2"
@@ -197,7 +211,8 @@ def test_volume_mode_names_the_snapshots_it_deletes_and_that_no_safety_copy_surv
              "kvmsnap_restore_mode": "volume"}
     refused = lab.run("restore", lab.inv, extra)
     assert refused.returncode != 0
-    assert "files on the volume of VM %s on kvmA" % lab.name("y") in refused.stdout, _out(refused)
+    assert "volume c1:svm1:vol_ds2 also holds disks of %s" % lab.name("y") in refused.stdout, _out(refused)
+    assert "files on the volume of VM" not in refused.stdout  # named once
     assert "volume restore deletes 1 newer snapshot(s) of c1:svm1:vol_ds2: %s" % later in refused.stdout, _out(refused)
     proc = lab.run("restore", lab.inv, dict(extra, kvmsnap_restore_volume_override=True))
     assert proc.returncode == 0, _out(proc)

@@ -55,6 +55,7 @@ def test_volume_vms_by_mapping_and_by_path_below_a_datastore_of_the_volume():
     on = volume_vms(PLAN, found, stores)
     assert [(v["host"], v["name"], v["restored"]) for v in on] == [
         ("kvmA", "web1", True), ("kvmA", "db", False), ("kvmB", "elsewhere", False)]
+    assert [v["mapped"] for v in on] == [True, True, False]  # 'elsewhere' is on the volume by its path only
     assert volume_running(on) == ["db on kvmA (running, volume c1:svm1:vol1)"]
     warn = volume_warnings(PLAN, [{"name": "kvmsnap-daily_2"}, {"name": "kvmsnap-prerestore_1"}], on)
     assert "no safety copy survives a volume restore" in warn[0] and "FlexClone" in warn[0]
