@@ -40,6 +40,12 @@ from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
     table,
     volume_restore_conflicts,
 )
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_guard import (
+    other_users,
+    volume_running,
+    volume_vms,
+    volume_warnings,
+)
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
 
 
@@ -241,6 +247,33 @@ def datastore_files_by_volume(hosts_vars):
     return out
 
 
+def _discovered(hosts, hostvars):
+    """({host: discover_vms}, {host: libvirt identity}, [datastore records of every host])."""
+    found, ident, stores = {}, {}, []
+    for host in hosts:
+        hv = hostvars[host]
+        found[host] = _plain(hv.get("discover_vms") or [])
+        lh = _plain((hv.get("discover_vm_info") or {}).get("libvirt_host") or {})
+        ident[host] = "%s|%s" % (lh.get("uuid"), lh.get("hostname")) if lh.get("uuid") or lh.get("hostname") else None
+        stores += _plain(hv.get("restore_datastores") or [])
+    return found, ident, stores
+
+
+def restore_guard(plan_, hosts, hostvars):
+    """Refusals: a target file (disk, NVRAM) or the UUID of a VM to restore in use by a VM of any host."""
+    found, ident, _ = _discovered(hosts, hostvars)
+    return other_users(_plain(plan_), found, ident)
+
+
+def restore_volume_guard(plan_, hosts, hostvars, newer):
+    """Volume mode: {vms: every VM of any host on the volumes, running: refusals, warnings: [...]}."""
+    found, _, stores = _discovered(hosts, hostvars)
+    on_volume = volume_vms(_plain(plan_), found, stores)
+    return {"vms": on_volume, "running": volume_running(on_volume),
+            "deleted_snapshots": sorted({str(x.get("name")) for x in _plain(newer or [])}),
+            "warnings": volume_warnings(_plain(plan_), _plain(newer or []), on_volume)}
+
+
 def restore_result(plan_, per_host, disks, safety, snapshot, rollback=None):
     return restore_outcome(_plain(plan_), _plain(per_host), _plain(disks or {}), _plain(safety or {}), snapshot,
                            _plain(rollback or {}))
@@ -313,4 +346,6 @@ class FilterModule:
             "restore_host_input": restore_host_input,
             "datastore_files_by_volume": datastore_files_by_volume,
             "volume_conflicts": volume_conflicts,
+            "restore_guard": restore_guard,
+            "restore_volume_guard": restore_volume_guard,
         }

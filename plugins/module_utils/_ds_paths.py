@@ -85,10 +85,21 @@ def snapshot_dir(datastore: str, offset_: str, snapshot: str) -> str:
     ``<volume root>/.snapshot/<snapshot><offset>``; otherwise (an NFS mount of a subdirectory) the ``.snapshot``
     directory ONTAP serves inside that directory.
     """
+    root = volume_root(datastore, offset_)
+    if root is not None:
+        return os.path.join(root, SNAPDIR, snapshot) + clean(offset_)
+    return os.path.join(posixpath.normpath(datastore), SNAPDIR, snapshot)
+
+
+def volume_root(datastore: str, offset_: str) -> Optional[str]:
+    """The host directory of the volume root of DATASTORE (whose offset is OFFSET_), when it is on this host:
+    the datastore itself (offset '/'), or the ancestor the offset leads to when it is on the same mount."""
     ds = posixpath.normpath(datastore)
     off = clean(offset_)
-    if off != ROOT and ds.endswith(off):
+    if off == ROOT:
+        return ds
+    if ds.endswith(off):
         root = ds[:len(ds) - len(off)] or "/"
         if _same_mount(root, ds):
-            return os.path.join(root, SNAPDIR, snapshot) + off
-    return os.path.join(ds, SNAPDIR, snapshot)
+            return root
+    return None

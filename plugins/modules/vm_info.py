@@ -435,6 +435,13 @@ not_found:
   type: list
   elements: str
   sample: [db02]
+libvirt_host:
+  description:
+    - The libvirt that answered at O(uri) (C(hostname), C(uuid) of the host from the capabilities, C(uri)). Two
+      inventory hosts with the same value are one libvirt (the restore guard uses it).
+  returned: always
+  type: dict
+  sample: {hostname: kvm1.example.com, uuid: 4c4c4544-0042-3510-8052-b4c04f4a4e32, uri: "qemu:///system"}
 elapsed_ms:
   description: Time the module spent (libvirt connection and listing, XML parsing, mapping, query), in milliseconds.
   returned: always
@@ -656,6 +663,20 @@ def _apply_query(vms, query):
     return selected
 
 
+def _libvirt_host(conn):
+    """Who answers at the URI: two inventory names of one libvirt see the same domains (restore guard)."""
+    import xml.etree.ElementTree as ET
+    try:
+        host_uuid = (ET.fromstring(conn.getCapabilities()).findtext("host/uuid") or "").strip() or None
+    except Exception:
+        host_uuid = None
+    try:
+        name = conn.getHostname()
+    except Exception:
+        name = None
+    return {"hostname": name, "uuid": host_uuid, "uri": conn.getURI()}
+
+
 def run(module):
     p = module.params
     started = time.monotonic()
@@ -687,6 +708,7 @@ def run(module):
     try:
         session.conn  # noqa: B018 - open now, so the connect time is measured on its own
         lap("connect_ms")
+        libvirt_host = session.call(_libvirt_host)
         not_found = [] if p["unknown_vms"] == "report" else None
         raw = session.call(lambda conn: _gather(conn, p["vms"], not_found))
         lap("list_ms")
@@ -718,7 +740,8 @@ def run(module):
     volumes, ds_summary = summarize(vms)
     lap("query_summary_ms")
     result = dict(changed=False, vms=vms, unprotectable=problems, volumes=volumes, datastores=ds_summary,
-                  vm_mapping=_discovered_mapping(vms), not_found=not_found or [], timings=timings)
+                  vm_mapping=_discovered_mapping(vms), not_found=not_found or [], timings=timings,
+                  libvirt_host=libvirt_host)
     errors = [x for x in problems if x["severity"] == "error"]
     if errors and p["strict"]:
         shown = "; ".join(x["reason"] for x in errors[:20])

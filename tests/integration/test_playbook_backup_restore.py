@@ -262,7 +262,10 @@ def test_volume_restore_when_only_the_restored_vm_lives_there(lab):
     proc = lab.run("restore", lab.single, dict(extra, kvmsnap_restore_volume_override=True))
     assert proc.returncode == 0, _out(proc)
     rep = proc.report
-    assert rep["status"] == "ok" and rep["mode"] == "volume" and rep["safety_snapshot"] is None
+    # "warning": the report says that no safety copy survives a volume restore and names the deleted snapshots
+    assert rep["status"] == "warning" and rep["mode"] == "volume" and rep["safety_snapshot"] is None
+    assert rep["deleted_snapshots"] and all(n.startswith("kvmsnap-prerestore_") for n in rep["deleted_snapshots"])
+    assert any("no safety copy survives a volume restore" in w for w in rep["warnings"]), rep["warnings"]
     assert rep["volumes"][0]["method"] == "volume_snaprestore"
     assert lab.snapshots("s1", "vol_ds2") == ["kvmsnap-daily_itest1"]
 
