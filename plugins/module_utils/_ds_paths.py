@@ -87,7 +87,8 @@ def snapshot_dir(datastore: str, offset_: str, snapshot: str) -> str:
     """
     root = volume_root(datastore, offset_)
     if root is not None:
-        return os.path.join(root, SNAPDIR, snapshot) + clean(offset_)
+        off = clean(offset_)
+        return os.path.join(root, SNAPDIR, snapshot) + (off if off != ROOT else "")
     return os.path.join(posixpath.normpath(datastore), SNAPDIR, snapshot)
 
 
