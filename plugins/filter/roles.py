@@ -261,13 +261,13 @@ def _discovered(hosts, hostvars):
 
 def restore_guard(plan_, hosts, hostvars):
     """Refusals: a target file (disk, NVRAM) or the UUID of a VM to restore in use by a VM of any host."""
-    found, ident, _ = _discovered(hosts, hostvars)
+    found, ident = _discovered(hosts, hostvars)[:2]
     return other_users(_plain(plan_), found, ident)
 
 
 def restore_volume_guard(plan_, hosts, hostvars, newer):
     """Volume mode: {vms: every VM of any host on the volumes, running: refusals, warnings: [...]}."""
-    found, _, stores = _discovered(hosts, hostvars)
+    found, _ident, stores = _discovered(hosts, hostvars)
     on_volume = volume_vms(_plain(plan_), found, stores)
     return {"vms": on_volume, "running": volume_running(on_volume),
             "deleted_snapshots": sorted({str(x.get("name")) for x in _plain(newer or [])}),

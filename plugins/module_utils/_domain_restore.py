@@ -275,9 +275,9 @@ def _lock_vm(params: Dict[str, Any], info: Dict[str, Any], result: Dict[str, Any
         path = _lock.lock_path(params["state_dir"], info["uuid"])
         rec = _lock.read_lock(path)
         if not rec or rec.get("run_id") != params["run_id"]:
+            holder = "held by %s" % _lock.describe(rec) if rec else "no lock"
             raise RestoreError("VM %s (%s): run %s no longer holds its lock %s (%s); nothing was changed. Rerun the "
-                               "restore." % (info["name"], info["uuid"], params["run_id"], path,
-                                            "held by %s" % _lock.describe(rec) if rec else "no lock"),
+                               "restore." % (info["name"], info["uuid"], params["run_id"], path, holder),
                                dict(result, holder=rec or {}))
         return None
     try:
@@ -329,8 +329,8 @@ def _stop_only(dom: Any, info: Dict[str, Any], params: Dict[str, Any], running: 
         result["changed"] = True
     result["agent"] = "not started"
     result["state"] = _state(dom) if dom is not None else "absent"
-    result["msg"] = "VM %s stopped (%s); state %s" % (info["name"], ", ".join(result["actions"]) or "nothing to do",
-                                                     result["state"])
+    done = ", ".join(result["actions"]) or "nothing to do"
+    result["msg"] = "VM %s stopped (%s); state %s" % (info["name"], done, result["state"])
     return result
 
 

@@ -63,15 +63,15 @@ def test_overwritten_counts_the_files_restored_before_a_failure_and_marks_volume
         {"vol": {"key": "c1:svm1:v2"}, "restored": [{"type": "volume", "path": "/", "method": "volume_snaprestore"}]},
         {"vol": {"key": "c1:svm1:v3"}, "restored": []}]}
     out = rj.overwritten(disks)
-    assert [(o["key"], o["files"], o["whole"]) for o in out] == [("c1:svm1:v1", ["/a.img"], False),
-                                                                  ("c1:svm1:v2", [], True)]
+    expected = [("c1:svm1:v1", ["/a.img"], False), ("c1:svm1:v2", [], True)]
+    assert [(o["key"], o["files"], o["whole"]) for o in out] == expected
 
 
 def test_stopped_and_rolled_back_skip_failed_and_skipped_items():
-    stop = {"results": [{"vm": {"name": "v1"}, "aside": {"xml": "/a"}}, {"vm": {"name": "v2"}, "failed": True,
-                                                                         "aside": {"xml": "/b"}},
+    stop = {"results": [{"vm": {"name": "v1"}, "aside": {"xml": "/a"}},
+                        {"vm": {"name": "v2"}, "failed": True, "aside": {"xml": "/b"}},
                         {"vm": {"name": "v3"}}]}
     assert [r["vm"]["name"] for r in rj.stopped(stop)] == ["v1"]
-    back = {"results": [{"vol": {"key": "k1"}}, {"vol": {"key": "k2"}, "failed": True}, {"vol": {"key": "k3"},
-                                                                                      "skipped": True}]}
+    back = {"results": [{"vol": {"key": "k1"}}, {"vol": {"key": "k2"}, "failed": True},
+                        {"vol": {"key": "k3"}, "skipped": True}]}
     assert rj.rolled_back(back) == ["k1"]
