@@ -22,7 +22,7 @@ os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", str(COLL_ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COLL_ROOT), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(REPO / "tests"))
 
-pytest_plugins = ["helpers.sim_fixtures", "helpers.module_fixtures", "helpers.guest_fixtures"]
+pytest_plugins = ["helpers.sim_fixtures", "helpers.module_fixtures", "helpers.guest_fixtures", "helpers.testdriver_fixtures"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -27,50 +27,18 @@ RUNNING, PAUSED = 1, 3
 
 
 @pytest.fixture
-def sim(ontap_sim):
-    ontap_sim.admin("DELETE", "/_sim/faults")
-    yield ontap_sim
-    ontap_sim.admin("DELETE", "/_sim/faults")
+def sim(sim_clean):
+    return sim_clean
 
 
 @pytest.fixture
-def conn():
-    libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    c = libvirt.open(URI)
-    yield c
-    c.close()
+def conn(testdriver_conn):
+    return testdriver_conn
 
 
 @pytest.fixture
-def test_vms(conn, sim):
-    """factory: n running test-driver VMs with disks alternating on svm1/vol_ds1 and svm1/vol_ds2."""
-    import re
-    made = []
-    base = re.sub(r"<uuid>.*</uuid>", "", conn.lookupByName("test").XMLDesc())
-    vols = sim.data / "volumes" / "svm1"
-
-    def make(n):
-        names = []
-        for i in range(n):
-            name = "tr-%s" % uuid.uuid4().hex[:8]
-            disk = vols / ("vol_ds1" if i % 2 == 0 else "vol_ds2") / (name + ".qcow2")
-            disk.write_bytes(b"\0" * 4096)
-            dom = conn.defineXML(base.replace("<name>test</name>", "<name>%s</name>" % name)
-                                 .replace("/guest/diskimage1", str(disk)))
-            dom.create()
-            made.append((dom, disk))
-            names.append(name)
-        return names
-
-    yield make
-    for dom, disk in made:
-        try:
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        except libvirt.libvirtError:
-            pass
-        disk.unlink(missing_ok=True)
+def test_vms(backup_vms):
+    return backup_vms
 
 
 def params(sim, tmp_path, names, **kw):

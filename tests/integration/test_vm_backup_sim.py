@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import uuid
 
@@ -19,52 +18,13 @@ RUNNING, PAUSED = 1, 3
 
 
 @pytest.fixture
-def sim(ontap_sim):
-    ontap_sim.admin("DELETE", "/_sim/faults")
-    yield ontap_sim
-    ontap_sim.admin("DELETE", "/_sim/faults")
+def sim(sim_clean):
+    return sim_clean
 
 
 @pytest.fixture
-def conn():
-    libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    c = libvirt.open(URI)
-    yield c
-    c.close()
-
-
-@pytest.fixture
-def backup_vms(conn, sim):
-    """factory: n running test-driver VMs, disks alternating on svm1/vol_ds1 and svm1/vol_ds2."""
-    made = []
-    base = re.sub(r"<uuid>.*</uuid>", "", conn.lookupByName("test").XMLDesc())
-    vols = sim.data / "volumes" / "svm1"
-
-    def make(n, extra_disk=None):
-        names = []
-        for i in range(n):
-            name = "bk-%s" % uuid.uuid4().hex[:8]
-            disk = vols / ("vol_ds1" if i % 2 == 0 else "vol_ds2") / (name + ".qcow2")
-            disk.write_bytes(b"\0" * 4096)
-            xml = base.replace("<name>test</name>", "<name>%s</name>" % name).replace("/guest/diskimage1", str(disk))
-            if extra_disk and i == 0:
-                xml = xml.replace("</devices>", "<disk type='file' device='disk'><source file='%s'/>"
-                                  "<target dev='vdb' bus='virtio'/></disk></devices>" % extra_disk)
-            dom = conn.defineXML(xml)
-            dom.create()
-            made.append((dom, disk))
-            names.append(name)
-        return names
-
-    yield make
-    for dom, disk in made:
-        try:
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-        except libvirt.libvirtError:
-            pass
-        disk.unlink(missing_ok=True)
+def conn(testdriver_conn):
+    return testdriver_conn
 
 
 def params(sim, tmp_path, names, **kw):
