@@ -46,9 +46,8 @@ def test_another_vm_by_path_by_volume_location_or_nvram_on_any_host():
 
 
 def test_volume_vms_by_mapping_and_by_path_below_a_datastore_of_the_volume():
-    found = {"kvmA": [_vm("web1", U, state="shutoff", disks=[DISK]),
-                      _vm("db", "5" * 32, disks=[{"source": "/ds/sub/db.img", "controller": "c1", "svm": "svm1",
-                                                   "volume": "vol1", "path": "/sub/db.img"}])],
+    db_disk = {"source": "/ds/sub/db.img", "controller": "c1", "svm": "svm1", "volume": "vol1", "path": "/sub/db.img"}
+    found = {"kvmA": [_vm("web1", U, state="shutoff", disks=[DISK]), _vm("db", "5" * 32, disks=[db_disk])],
              "kvmB": [_vm("elsewhere", "6" * 32, state="shutoff", disks=[{"source": "/ds/other/e.img"}]),
                       _vm("unrelated", "7" * 32, disks=[{"source": "/local/u.img"}])]}
     stores = [{"path": "/ds", "controller": "c1", "svm": "svm1", "volume": "vol1"}]
