@@ -5,6 +5,8 @@ testdriver_conn  function: a connection to test:///default (libvirt errors not p
 backup_vms       function: factory backup_vms(n, extra_disk=None) -> names of n running test-driver VMs, disks
                  alternating on svm1/vol_ds1 and svm1/vol_ds2 (extra_disk: a second disk of the first VM);
                  all destroyed, undefined and their disks removed at the end.
+backup_params    function backup_params(sim, tmp_path, names, prefix, **kw): vm_backup parameters for those VMs
+                 (suspend, both volumes as datastores, a fresh snapshot name <prefix>_<hex>), KW overriding.
 """
 
 from __future__ import annotations
@@ -64,3 +66,16 @@ def backup_vms(testdriver_conn, sim_clean):
         except libvirt.libvirtError:
             pass
         disk.unlink(missing_ok=True)
+
+
+def backup_params(sim, tmp_path, names, prefix, **kw):
+    vols = sim.data / "volumes" / "svm1"
+    p = dict(uri="test:///default", vms=names, mode="suspend", deadline=20, state_dir=str(tmp_path / "state"),
+             agent_timeout=5, allow_crash_consistent=False, volumes=None, vm_mapping=None,
+             datastores=[{"path": str(vols / "vol_ds1"), "svm": "svm1", "volume": "vol_ds1"},
+                         {"path": str(vols / "vol_ds2"), "svm": "svm1", "volume": "vol_ds2"}],
+             name="%s_%s" % (prefix, uuid.uuid4().hex[:10]), comment=None, snapmirror_label=None, policy="daily")
+    p.update(sim.conn())
+    p.update(timeout=30, retries=1, port=sim.port, cert_file=None, key_file=None)
+    p.update(kw)
+    return p

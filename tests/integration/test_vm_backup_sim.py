@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pytest
+from helpers.testdriver_fixtures import backup_params
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _lock
 
@@ -28,16 +29,7 @@ def conn(testdriver_conn):
 
 
 def params(sim, tmp_path, names, **kw):
-    vols = sim.data / "volumes" / "svm1"
-    p = dict(uri=URI, vms=names, mode="suspend", deadline=20, state_dir=str(tmp_path / "state"), agent_timeout=5,
-             allow_crash_consistent=False, volumes=None, vm_mapping=None,
-             datastores=[{"path": str(vols / "vol_ds1"), "svm": "svm1", "volume": "vol_ds1"},
-                         {"path": str(vols / "vol_ds2"), "svm": "svm1", "volume": "vol_ds2"}],
-             name="kvmsnap-test_%s" % uuid.uuid4().hex[:10], comment=None, snapmirror_label=None, policy="daily")
-    p.update(sim.conn())
-    p.update(timeout=30, retries=1, port=sim.port, cert_file=None, key_file=None)
-    p.update(kw)
-    return p
+    return backup_params(sim, tmp_path, names, "kvmsnap-test", **kw)
 
 
 def snaps_on(sim, vol, name):
