@@ -224,14 +224,14 @@ def prune(client: Ontap, volumes: List[VolumeRef], policy: str, keep: int, prefi
           check_mode: bool = False, exclude: Optional[List[str]] = None, now: Optional[float] = None) -> Dict[str, Any]:
     """Delete whole snapshot sets of POLICY by the retention rule (select_prunable_sets, docs/backup.md).
 
-    A set is deleted on all its volumes or on none: a busy or owned member keeps the whole set (skipped,
+    A set is deleted on all its volumes or on none: a busy or owned member keeps the whole set (not_pruned,
     retried at the next prune). If ONTAP refuses a delete half-way, the members left are marked late (never
     counted or picked as a backup again; the next prune deletes them) and the set is reported as partial.
-    Returns {changed, pruned, skipped, partial, warnings}; pruned/skipped list one item per volume.
+    Returns {changed, pruned, not_pruned, partial, warnings}; pruned/not_pruned list one item per volume.
     """
     by_volume = {(svm, vol): client.list_snapshots(svm, vol) for svm, vol in volumes}
     pruned: List[dict] = []
-    skipped: List[dict] = []
+    not_pruned: List[dict] = []
     partial: List[dict] = []
     warnings: List[str] = []
 
@@ -252,7 +252,7 @@ def prune(client: Ontap, volumes: List[VolumeRef], policy: str, keep: int, prefi
                 blocked[ref] = "busy"
         if blocked:
             why = "; ".join("%s %s" % (_ref(*ref), reason) for ref, reason in sorted(blocked.items()))
-            skipped.extend(item(ref, snap, blocked.get(ref) or "set kept: %s" % why) for ref, snap in members)
+            not_pruned.extend(item(ref, snap, blocked.get(ref) or "set kept: %s" % why) for ref, snap in members)
             warnings.append("%s: snapshot set %s not pruned on any of its %d volume(s) (%s); it will be tried "
                             "again at the next prune." % (client.hostname, name, len(members), why))
             continue
@@ -278,7 +278,7 @@ def prune(client: Ontap, volumes: List[VolumeRef], policy: str, keep: int, prefi
                 failed[ref] = "busy: %s" % exc.message
         pruned.extend(item(ref, snap) for ref, snap in done)
         if failed:
-            skipped.extend(item(ref, snap, failed[ref]) for ref, snap in members if ref in failed)
+            not_pruned.extend(item(ref, snap, failed[ref]) for ref, snap in members if ref in failed)
             if done:
                 partial.append({"name": name, "deleted_on": [_ref(*r) for r, _s in done],
                                 "kept_on": [_ref(*r) for r in sorted(failed)]})
@@ -288,7 +288,7 @@ def prune(client: Ontap, volumes: List[VolumeRef], policy: str, keep: int, prefi
                                                  if done else "not pruned",
                                                  ", ".join(_ref(*r) for r in sorted(failed)),
                                                  "; ".join(failed[r] for r in sorted(failed))))
-    return {"changed": bool(pruned), "pruned": pruned, "skipped": skipped, "partial": partial, "warnings": warnings}
+    return {"changed": bool(pruned), "pruned": pruned, "not_pruned": not_pruned, "partial": partial, "warnings": warnings}
 
 
 # ---- info --------------------------------------------------------------------------------------------------
@@ -457,16 +457,16 @@ def snapmirror_update(client: Ontap, volumes: List[VolumeRef], snapshot: Optiona
     rels = client.list_snapmirror(volumes)
     sources = set(r["source"]["path"] for r in rels)
     without = [_ref(*v) for v in volumes if _ref(*v) not in sources]
-    updated, skipped = [], []
+    updated, not_updated = [], []
     for rel in rels:
         status = relationship_status(rel)
         if types is not None and not set(relationship_kinds(status)) & set(types):
             status["reason"] = "a %s relationship; only %s asked for" % (status["type"], " and ".join(types))
-            skipped.append(status)
+            not_updated.append(status)
             continue
         if label and status["type"] == "vault" and status["labels"] and label not in status["labels"]:
             status["reason"] = "policy %s has no rule for label %s" % (status["policy"], label)
-            skipped.append(status)
+            not_updated.append(status)
             continue
         if check_mode:
             updated.append(status)
@@ -480,4 +480,4 @@ def snapmirror_update(client: Ontap, volumes: List[VolumeRef], snapshot: Optiona
                              "resync it if it is broken, then run the update again." % status["destination"])
             raise
         updated.append(relationship_status(new))
-    return {"changed": bool(updated), "updated": updated, "skipped": skipped, "volumes_without_relationships": without}
+    return {"changed": bool(updated), "updated": updated, "not_updated": not_updated, "volumes_without_relationships": without}

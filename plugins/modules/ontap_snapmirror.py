@@ -57,11 +57,11 @@ options:
     type: str
   label:
     description:
-      - With O(state=updated), vault relationships whose policy has no rule for this SnapMirror label are skipped.
+      - With O(state=updated), vault relationships whose policy has no rule for this SnapMirror label are not updated (RV(not_updated)).
     type: str
   types:
     description:
-      - With O(state=updated), the kinds of relationship to update; the others are reported in RV(skipped).
+      - With O(state=updated), the kinds of relationship to update; the others are reported in RV(not_updated).
       - V(mirror) is SnapMirror (Snap Creator's C(NTAP_SNAPMIRROR_UPDATE)), V(vault) is SnapVault
         (C(NTAP_SNAPVAULT_UPDATE)); a mirror-vault policy counts as both.
     type: list
@@ -172,8 +172,10 @@ updated:
   type: list
   elements: dict
   sample: []
-skipped:
-  description: Relationships not updated because of O(label) or O(types), with a C(reason).
+not_updated:
+  description:
+    - Relationships not updated because of O(label) or O(types), with a C(reason). Named so that Ansible does not
+      take it for its own C(skipped) flag.
   returned: when state is updated
   type: list
   elements: dict
@@ -251,7 +253,7 @@ def execute(module, client, volumes):
                             wait_timeout=p["wait_timeout"], check_mode=module.check_mode, types=p["types"])
     done = set(r["uuid"] for r in res["updated"])
     others = [relationship_status(r) for r in client.list_snapmirror(volumes) if r["uuid"] not in done] \
-        if not module.check_mode else res["skipped"]
+        if not module.check_mode else res["not_updated"]
     res["relationships"] = res["updated"] + [r for r in others if r["uuid"] not in done]
     res["healthy"] = all(r.get("healthy") is not False for r in res["relationships"])
     if res["volumes_without_relationships"]:

@@ -271,8 +271,10 @@ pruned:
   type: list
   elements: dict
   sample: [{"svm": "svm1", "volume": "vol_ds1", "name": "kvmsnap-daily_20251224T020000Z", "create_time": 1766541600}]
-skipped:
-  description: Snapshots that O(prune) should have deleted but skipped (busy or owned), with the reason.
+not_pruned:
+  description:
+    - Snapshots that O(prune) should have deleted but kept (busy or owned, or a member of such a set), with the
+      C(reason). Named so that Ansible does not take it for its own C(skipped) flag.
   returned: always
   type: list
   elements: dict
@@ -407,7 +409,7 @@ def prepare(module):
 def execute(module, client, prep):
     p = module.params
     check = module.check_mode
-    result = {"changed": False, "snapshots": [], "method": None, "pruned": [], "skipped": [], "partial": [],
+    result = {"changed": False, "snapshots": [], "method": None, "pruned": [], "not_pruned": [], "partial": [],
               "marked_late": [], "removed_cgs": [], "msg": ""}
     msgs = []
     created = False
@@ -437,13 +439,13 @@ def execute(module, client, prep):
         res = prune(client, prep["volumes"], pr["policy"], pr["keep"], prefix=pr["prefix"], check_mode=check,
                     exclude=exclude)
         result["pruned"] = res["pruned"]
-        result["skipped"] = res["skipped"]
+        result["not_pruned"] = res["not_pruned"]
         result["partial"] = res["partial"]
         result["changed"] = result["changed"] or res["changed"]
         result["warnings"] = res["warnings"]
         verb = "would prune" if check else "pruned"
-        counts = (verb, len(res["pruned"]), pr["policy"], len(res["skipped"]))
-        msgs.append("%s %d snapshot(s) of policy %s, skipped %d" % counts)
+        counts = (verb, len(res["pruned"]), pr["policy"], len(res["not_pruned"]))
+        msgs.append("%s %d snapshot(s) of policy %s, kept %d busy or owned" % counts)
     result["msg"] = "; ".join(msgs)
     if module._diff:
         result["diff"] = snapshot_diff(p["state"], created, result)
@@ -471,7 +473,7 @@ def snapshot_diff(state, created, result):
             mark(item, True, False)
     for item in result["pruned"]:
         mark(item, True, False)
-    for item in result["skipped"]:
+    for item in result["not_pruned"]:
         mark(item, True, True)
     return {"before": before, "after": after}
 

@@ -578,7 +578,7 @@ def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]
                 entry["snapmirror"].append({"type": rel.get("type"), "destination": rel.get("destination"),
                                             "result": result, "state": rel.get("state"),
                                             "error": rel.get("unhealthy_reason")})
-            for sk in res.get("skipped") or []:
+            for sk in res.get("not_updated") or []:
                 if sk.get("source") == path:
                     entry["snapmirror"] = [m for m in entry["snapmirror"] if m["destination"] != sk.get("destination")]
                     entry["snapmirror"].append({"type": sk.get("type"), "destination": sk.get("destination"),
@@ -594,7 +594,7 @@ def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]
             for p in res.get("pruned") or []:
                 if p.get("svm") == vol["svm"] and p.get("volume") == vol["volume"]:
                     entry["pruned"].append(p.get("name"))
-            for p in res.get("skipped") or []:
+            for p in res.get("not_pruned") or []:
                 if p.get("svm") == vol["svm"] and p.get("volume") == vol["volume"]:
                     entry["prune_skipped"].append({"name": p.get("name"), "reason": p.get("reason")})
         out.append(entry)

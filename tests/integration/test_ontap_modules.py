@@ -293,7 +293,7 @@ def test_prune_keeps_newest_foreign_and_busy(lab, transport):
     assert res["changed"] is True
     assert res["diff"] == {"before": {f"svm1:{vol}": names[1:3] + names[:1]}, "after": {f"svm1:{vol}": names[:1]}}
     assert [p["name"] for p in res["pruned"]] == names[1:3]
-    assert [s["name"] for s in res["skipped"]] == names[:1]
+    assert [s["name"] for s in res["not_pruned"]] == names[:1]
     assert mutating(calls_since(lab, seq)) == []
 
     # the delete of names[1] answers "busy" (as while a clone or a restore holds it)
@@ -308,7 +308,7 @@ def test_prune_keeps_newest_foreign_and_busy(lab, transport):
     res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], state="pruned", prune=prune)
     assert not res.failed, res
     assert [p["name"] for p in res["pruned"]] == [names[2]]
-    assert {s["name"]: s["reason"].split(":")[0] for s in res["skipped"]} == {names[0]: "owned by snapmirror",
+    assert {s["name"]: s["reason"].split(":")[0] for s in res["not_pruned"]} == {names[0]: "owned by snapmirror",
                                                                               names[1]: "busy"}
     assert len([w for w in warnings(res) if "not pruned" in w]) == 2
     left = snapshot_names(lab, "svm1", vol)
@@ -321,7 +321,7 @@ def test_prune_keeps_newest_foreign_and_busy(lab, transport):
     res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=[vol], name="kvmsnap-daily_20260109T000000Z",
               policy="daily", prune={"policy": "daily", "keep": 1})
     assert res["changed"] and [p["name"] for p in res["pruned"]] == [names[1]]
-    assert [s["name"] for s in res["skipped"]] == [names[0]]
+    assert [s["name"] for s in res["not_pruned"]] == [names[0]]
     assert "kvmsnap-daily_20260109T000000Z" in snapshot_names(lab, "svm1", vol)
 
 
@@ -496,12 +496,12 @@ def test_snapmirror_status_and_update(lab, transport):
     assert snap in snapshot_names(lab, "svm_dr", "vol_ds2_vault")
 
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_ds2"], state="updated", label="hourly")
-    assert res["updated"] == [] and "no rule for label hourly" in res["skipped"][0]["reason"], res
+    assert res["updated"] == [] and "no rule for label hourly" in res["not_updated"][0]["reason"], res
 
     # SnapMirror and SnapVault updates are separate switches (NTAP_SNAPMIRROR_UPDATE / NTAP_SNAPVAULT_UPDATE)
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols, state="updated", types=["vault"])
     assert [r["source"] for r in res["updated"]] == ["svm1:vol_ds2"], res
-    assert [r["source"] for r in res["skipped"]] == ["svm1:vol_ds1"] and "mirror" in res["skipped"][0]["reason"]
+    assert [r["source"] for r in res["not_updated"]] == ["svm1:vol_ds1"] and "mirror" in res["not_updated"][0]["reason"]
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols, state="updated", types=["mirror"])
     assert [r["source"] for r in res["updated"]] == ["svm1:vol_ds1"], res
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols, state="updated", types=[])

@@ -285,7 +285,7 @@ def test_module_prune_four_late_and_good(lab, transport):
     assert sorted(set((m["name"], m["run"]) for m in res["marked_late"])) == [(dead, "run-dead")]
     gone = [names[t] for t in ("G1", "L1", "L2")]
     assert sorted(set(p["name"] for p in res["pruned"])) == gone
-    assert len(res["pruned"]) == 6 and res["partial"] == [] and res["skipped"] == []
+    assert len(res["pruned"]) == 6 and res["partial"] == [] and res["not_pruned"] == []
     for vol in vs:
         left = [s["name"] for s in info(lab, transport, [vol], policy="daily")["snapshots"]]
         assert left == [names[t] for t in ("G2", "L3", "L4", "P")] + [dead], left
@@ -310,7 +310,7 @@ def test_module_prune_never_splits_a_set(lab, transport):
     assert not res.failed, res
     # names[0] is busy on vs[1]: kept on both volumes; names[1] goes on both
     assert sorted((p["name"], p["volume"]) for p in res["pruned"]) == sorted((names[1], v) for v in vs)
-    assert sorted((s["name"], s["volume"]) for s in res["skipped"]) == sorted((names[0], v) for v in vs)
+    assert sorted((s["name"], s["volume"]) for s in res["not_pruned"]) == sorted((names[0], v) for v in vs)
     assert any("snapshot set %s not pruned on any of its 2 volume(s)" % names[0] in w["event"]["msg"]
                if isinstance(w, dict) else names[0] in str(w) for w in res["warnings"]), res["warnings"]
     for vol in vs:
@@ -327,7 +327,7 @@ def test_module_prune_never_splits_a_set(lab, transport):
     res = run(lab, transport, svm="svm1", volumes=vs, state="pruned", prune={"policy": "daily", "keep": 2})
     assert not res.failed, res
     assert res["partial"] == [{"name": names[0], "deleted_on": ["svm1:%s" % vs[0]], "kept_on": ["svm1:%s" % vs[1]]}], res
-    assert [(s["name"], s["volume"]) for s in res["skipped"]] == [(names[0], vs[1])]
+    assert [(s["name"], s["volume"]) for s in res["not_pruned"]] == [(names[0], vs[1])]
     lab.admin("DELETE", "faults")
     left = info(lab, transport, [vs[1]], policy="daily")["snapshots"]
     assert [(s["name"], s["trust"]) for s in left] == [(names[0], "late"), (names[2], "good"), (names[3], "good")]
