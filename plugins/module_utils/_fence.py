@@ -235,9 +235,14 @@ def agent_command(dom: Any, command: str, timeout: int) -> Any:
     return json.loads(out).get("return") if out else None
 
 
+def _agent_not_configured(err: BaseException) -> bool:
+    """libvirt refused an agent command because the domain has no guest-agent channel at all."""
+    return _code(err) == VIR_ERR_ARGUMENT_UNSUPPORTED and "agent is not configured" in str(err)
+
+
 def _agent_not_connected(err: BaseException) -> bool:
-    """libvirt refused an agent command because no agent is connected (nothing was sent to the guest)."""
-    return _code(err) == VIR_ERR_AGENT_UNRESPONSIVE and "not connected" in str(err)
+    """libvirt refused an agent command because no agent is connected or configured (nothing reached the guest)."""
+    return (_code(err) == VIR_ERR_AGENT_UNRESPONSIVE and "not connected" in str(err)) or _agent_not_configured(err)
 
 
 def agent_ping(dom: Any, timeout: int) -> Optional[bool]:
@@ -432,6 +437,12 @@ def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) ->
                 except Exception as err:
                     if _code(err) == lv.VIR_ERR_NO_DOMAIN:
                         raise
+                    if _agent_not_configured(err):
+                        # no agent channel: nothing can have been frozen (journals of older runs record a freeze
+                        # attempt on such a VM as frozen)
+                        out["result"] = "nothing to thaw (no guest agent configured)"
+                        last = None
+                        break
                     last = err
                     status = sc.call(lambda conn, _a: freeze_status(sc.domain(conn, vm["uuid"]), agent_timeout))
                     if status == "thawed":
@@ -1155,11 +1166,13 @@ def parse_datastores(datastores: Any) -> List[Dict[str, str]]:
     return out
 
 
-def parse_vm_mapping(vm_mapping: Any) -> List[Dict[str, str]]:
+def parse_vm_mapping(vm_mapping: Any, controller: Optional[str] = None) -> List[Dict[str, Any]]:
     """`vm_mapping` (Snap Creator `VM1:ctrl:/vol/vol1/lun1;…` or a structured list) → [{vm, svm, volume, path}].
 
-    Parsing and its input rules live in _vm_mapping (shared with vm_info); the controller field names
-    the SVM unless an explicit ``svm`` is given."""
+    One form everywhere, `vm:controller:path` as vm_info and Snap Creator's KVM_VM_MAPPING: parsing and its input
+    rules live in _vm_mapping. vm_backup talks to one controller (CONTROLLER, its `hostname`): every entry must name
+    it. ``svm`` is the structured form's explicit SVM, or None: then the SVM is the one that holds the volume on the
+    controller (resolve_mapping_svms, once connected)."""
     from ansible_collections.kvmsnap.core.plugins.module_utils import _vm_mapping
     if vm_mapping is None or vm_mapping == "" or vm_mapping == []:
         return []
@@ -1172,8 +1185,32 @@ def parse_vm_mapping(vm_mapping: Any) -> List[Dict[str, str]]:
         if not entry.get("volume"):
             raise FenceError("vm_mapping entry %d (%s): path %r is not of the form /vol/<volume>/…; give volume "
                              "explicitly in the structured form." % (entry["index"], entry["vm"], entry["path"]))
-        out.append({"vm": entry["vm"], "svm": entry.get("svm") or entry["controller"], "volume": entry["volume"],
-                    "path": entry["path"]})
+        if controller is not None and entry["controller"].lower() != str(controller).lower():
+            raise FenceError(
+                "vm_mapping entry %d (%s): the controller field is %r, but this task's controller is %s (option "
+                "hostname). vm_mapping takes %s, as vm_info and Snap Creator's KVM_VM_MAPPING do; the form "
+                "vm:svm:/vol/<volume>/... of earlier releases is no longer accepted. Write %s:%s:%s (the SVM is the one "
+                "holding volume %s), or the structured form {vm, controller, path, svm}. Nothing was quiesced."
+                % (entry["index"], entry["vm"], entry["controller"], controller, _vm_mapping.FORM, entry["vm"],
+                   _vm_mapping.format_controller(str(controller)), entry["path"], entry["volume"]))
+        out.append({"vm": entry["vm"], "svm": entry.get("svm"), "volume": entry["volume"], "path": entry["path"]})
+    return out
+
+
+def resolve_mapping_svms(ontap: Any, volumes: List[tuple]) -> List[tuple]:
+    """Fill the SVM of (None, volume) pairs (vm_mapping entries without svm) from the controller's volumes."""
+    out: List[tuple] = []
+    for svm, vol in volumes:
+        if svm is None:
+            svms = sorted({v.get("svm") for v in ontap.list_volumes(name=vol) if v.get("svm")})
+            if len(svms) != 1:
+                raise FenceError(
+                    "vm_mapping: volume %s %s on ONTAP %s; give the SVM with the structured form {vm, controller, path, "
+                    "svm}. Nothing was quiesced." % (vol, "exists in the SVMs %s" % ", ".join(svms) if svms
+                                                     else "does not exist", ontap.hostname))
+            svm = svms[0]
+        if (svm, vol) not in out:
+            out.append((svm, vol))
     return out
 
 
@@ -1245,7 +1282,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             naming.validate_snapshot_name(name)
             # pending until confirmed; `until` is when this run can no longer confirm it (see until_for)
             until = until_for(time.time(), deadline, grace)
-            comment = naming.build_comment(policy, run_id, _host_token(), params.get("comment"),
+            comment = naming.build_comment(policy, run_id, host_token(params.get("kvm_host")), params.get("comment"),
                                            state="pending", until=until)
         except naming.SnapshotNameError as err:
             raise FenceError(str(err)) from None
@@ -1258,7 +1295,8 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         if connect is None:
             from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect as ontap_connect
             connect = ontap_connect
-        ontap, existing = _ontap_preflight(connect, params, volumes, name)
+        ontap, existing, volumes = _ontap_preflight(connect, params, volumes, name)
+        result["volumes"] = ["%s:%s" % v for v in volumes]
         if existing:
             # F11 (docs/dev/faults.md#f11): a rerun of a backup that is already complete changes nothing and quiesces nobody
             result["snapshots"] = [{"svm": s["svm"], "volume": s["volume"], "name": name, "uuid": s.get("uuid"),
@@ -1409,10 +1447,12 @@ def _verify_snapshots(ontap: Any, snapshots: List[Dict[str, Any]], warnings: Lis
     return bad
 
 
-def _host_token() -> str:
+def host_token(name: Optional[str] = None) -> str:
+    """The snapshot comment's `host=`: NAME (the inventory name the roles pass as kvm_host), else the OS hostname;
+    characters the comment does not allow become '_'."""
     import re
     import socket
-    host = re.sub(r"[^A-Za-z0-9_.:@-]", "_", socket.gethostname())[:60]
+    host = re.sub(r"[^A-Za-z0-9_.:@-]", "_", name or socket.gethostname())[:60]
     return host or "host"
 
 
@@ -1426,7 +1466,7 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
         except OptionError as err:
             raise FenceError(str(err)) from None
     datastores = parse_datastores(params.get("datastores"))
-    mapping = parse_vm_mapping(params.get("vm_mapping"))
+    mapping = parse_vm_mapping(params.get("vm_mapping"), params.get("hostname"))
     if not datastores and not mapping:
         if not explicit:
             raise FenceError("vm_backup: no volume to snapshot; give volumes, datastores or vm_mapping so every "
@@ -1455,8 +1495,9 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
 
 
 def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str, Any], volumes: List[tuple],
-                     name: str) -> Tuple[Any, List[Dict[str, Any]]]:
-    """Connect and check every volume exists (F16 (docs/dev/faults.md#f16)); return the client and the snapshots NAME already has.
+                     name: str) -> Tuple[Any, List[Dict[str, Any]], List[tuple]]:
+    """Connect and check every volume exists (F16 (docs/dev/faults.md#f16)); return the client, the snapshots NAME
+    already has and the volumes (the SVM of vm_mapping entries without one filled in).
 
     A rerun whose snapshot already exists on every volume with our metadata is a no-op (F11 (docs/dev/faults.md#f11)); any other
     existing snapshot of that name is refused, never overwritten.
@@ -1466,6 +1507,7 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str,
     from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import has_marker
     try:
         ontap = connect(params, "vm_backup")
+        volumes = resolve_mapping_svms(ontap, volumes)
         missing, existing = [], []
         for svm, vol in volumes:
             try:
@@ -1490,7 +1532,7 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str,
                          "backup of all %d volume(s); choose another name — existing snapshots are never overwritten. "
                          "Nothing was quiesced." % (name, ", ".join("%s:%s" % (s["svm"], s["volume"]) for s in existing),
                                                     params.get("hostname"), len(volumes)))
-    return ontap, existing
+    return ontap, existing, volumes
 
 
 def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, label: Optional[str],

@@ -193,12 +193,11 @@ def parse_vm_mapping(value: Any) -> List[Dict[str, Any]]:
     return parse_mapping_list(value)
 
 
+def format_controller(controller: str) -> str:
+    """The controller field of the string form (an IPv6 address in brackets)."""
+    return "[%s]" % controller if ":" in controller else controller
+
+
 def format_vm_mapping(entries: List[Dict[str, Any]]) -> str:
     """The Snap Creator string form of entries (what discovery can hand back to a user)."""
-    parts = []
-    for e in entries:
-        ctrl = e["controller"]
-        if ":" in ctrl:
-            ctrl = "[%s]" % ctrl
-        parts.append("%s:%s:%s" % (e["vm"], ctrl, e["path"]))
-    return ";".join(parts)
+    return ";".join("%s:%s:%s" % (e["vm"], format_controller(e["controller"]), e["path"]) for e in entries)

@@ -116,10 +116,20 @@ options:
         required: true
   vm_mapping:
     description:
-      - Explicit VM to volume map, in Snap Creator's C(KVM_VM_MAPPING) form C(vm:svm:/vol/<volume>/<path>;...) or
-        as a list of dicts with C(vm), C(svm) and C(volume) (or C(path) of the form C(/vol/<volume>/...)).
+      - Explicit VM to volume map, in the same form as M(kvmsnap.core.vm_info)'s O(kvmsnap.core.vm_info#module:vm_mapping)
+        and Snap Creator's C(KVM_VM_MAPPING), C(vm:controller:/vol/<volume>/<path>;...), or as a list of dicts with
+        C(vm), C(controller), C(path) (C(/vol/<volume>/...)) and optionally C(svm) and C(volume).
+      - The controller field must name this task's controller (O(hostname)). The SVM is the one that holds the
+        volume on that controller, or the structured form's C(svm).
+      - The form C(vm:svm:/vol/...) of earlier releases is refused with a message that shows the entry rewritten.
       - A VM named here is not checked disk by disk.
     type: raw
+  kvm_host:
+    description:
+      - The KVM host's name recorded in the snapshot comment (C(host=)), which restores can select by. The backup
+        role passes the inventory name of the host.
+      - Defaults to the OS hostname. Characters other than C([A-Za-z0-9_.:@-]) become C(_).
+    type: str
   name:
     description:
       - Snapshot name. Defaults to C(kvmsnap-<policy>_<UTC time>).
@@ -327,6 +337,7 @@ def main() -> None:
                 volume=dict(type="str", required=True),
             )),
             vm_mapping=dict(type="raw"),
+            kvm_host=dict(type="str"),
             name=dict(type="str"),
             comment=dict(type="str"),
             snapmirror_label=dict(type="str"),

@@ -108,7 +108,9 @@ def test_snapshot_comment_names_the_inventory_host_and_restore_selects_by_it(lab
 
 def test_freeze_without_agent_is_crash_consistent_when_allowed(lab):
     extra = {"kvmsnap_quiesce_mode": "freeze", "kvmsnap_allow_crash_consistent": True}
+    t0 = time.monotonic()
     proc = lab.run("backup", lab.inv, dict(extra, kvmsnap_snapshot_name="kvmsnap-daily_rpt3"))
+    first_s = time.monotonic() - t0
     assert proc.returncode == 0, _out(proc)
     rep = proc.report
     assert rep["snapshot"] == "kvmsnap-daily_rpt3" and sorted(rep["done"]) == sorted(
@@ -125,9 +127,9 @@ def test_freeze_without_agent_is_crash_consistent_when_allowed(lab):
     t0 = time.monotonic()
     again = lab.run("backup", lab.inv, dict(extra, kvmsnap_snapshot_name="kvmsnap-daily_rpt4"))
     assert again.returncode == 0, _out(again)
-    assert "another run" not in again.stdout
+    assert "is fencing it" not in again.stdout and "lock_takeovers" not in str(again.report.get("notes"))
     assert again.report["status"] in ("ok", "warning") and again.report["snapshot"] == "kvmsnap-daily_rpt4"
-    assert time.monotonic() - t0 < 120
+    assert time.monotonic() - t0 < first_s + 10, (first_s, time.monotonic() - t0)
 
 
 def test_restore_report_says_what_existed_and_how_it_was_shut_down(lab):

@@ -154,10 +154,22 @@ def test_check_mode_reports_without_touching(conn, backup_vms, sim, tmp_path):
 
 def test_vm_mapping_snapcreator_form(conn, backup_vms, sim, tmp_path):
     names = backup_vms(2)
-    mapping = "%s:svm1:/vol/vol_ds1/lun0;%s:svm1:/vol/vol_ds2/lun1;" % (names[0], names[1])
+    # vm:controller:path, as vm_info and Snap Creator: the SVM is the one holding the volume
+    mapping = "%s:%s:/vol/vol_ds1/lun0;%s:%s:/vol/vol_ds2/lun1;" % (names[0], sim.host, names[1], sim.host)
     p = params(sim, tmp_path, names, datastores=None, vm_mapping=mapping)
     res = _fence.run_backup(p)
     assert res["volumes"] == ["svm1:vol_ds1", "svm1:vol_ds2"]
+    assert snaps_on(sim, "vol_ds1", p["name"]) and snaps_on(sim, "vol_ds2", p["name"])
+    # the vm:svm:path form of earlier releases: refused before anything is touched, naming the entry and the form
+    old = "%s:svm1:/vol/vol_ds1/lun0" % names[0]
+    p = params(sim, tmp_path, names, datastores=None, vm_mapping=old)
+    with pytest.raises(_fence.FenceError, match="controller field is 'svm1'.*vm:controller:path") as err:
+        _fence.run_backup(p)
+    assert "%s:%s:/vol/vol_ds1/lun0" % (names[0], sim.host) in str(err.value)
+    assert not snaps_on(sim, "vol_ds1", p["name"])
+    with pytest.raises(_fence.FenceError, match="volume vol_nope does not exist"):
+        _fence.run_backup(params(sim, tmp_path, names[:1], datastores=None,
+                                 vm_mapping="%s:%s:/vol/vol_nope/lun0" % (names[0], sim.host)))
     with pytest.raises(_fence.FenceError, match="entry 2 is empty"):
         _fence.run_backup(params(sim, tmp_path, names, datastores=None, vm_mapping="a:b:/vol/c/d;;e:f:/vol/g/h"))
     with pytest.raises(_fence.FenceError, match="entry 1"):

@@ -162,3 +162,41 @@ def test_libvirtd_restart_inside_the_fence_vms_released(sim, minimal_guests, tmp
             proc.kill()
             proc.wait()
         os.unlink(path)
+
+
+def test_freeze_without_agent_channel_is_crash_consistent_when_allowed(sim, minimal_guests, module_runner, tmp_path):
+    """Freeze mode on a VM with no guest-agent channel, allow_crash_consistent: no thaw is attempted, the VM is
+    reported crash-consistent, the snapshot is confirmed good with consistency=crash, and no lock or open journal
+    is left: an immediate second run goes ahead. Without allow_crash_consistent the run fails before the snapshot,
+    and leaves no lock either."""
+    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
+    from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import parse_comment
+    doms = minimal_guests(1)
+    name = doms[0].name()
+    state_dir = str(tmp_path / "state")
+    args = backup_args(sim, state_dir, [name], mode="freeze", agent_timeout=2, allow_crash_consistent=True,
+                       kvm_host="kvm-inv-1")
+    res = module_runner("vm_backup", args)
+    assert res.rc == 0 and not res.get("failed"), res
+    vm = res["vms"][0]
+    assert vm["consistency"] == "crash" and vm["action"] == "none" and not vm.get("release_error"), vm
+    assert "thaw" not in json.dumps(vm) and "allow_crash_consistent" in (vm.get("detail") or ""), vm
+    assert res["trust"] == "good" and res["consistency"] == "crash"
+    client = connect(dict(sim.conn(), timeout=30, retries=1, cert_file=None, key_file=None), "test")
+    meta = parse_comment(client.get_snapshot("svm1", "vol_ds1", args["name"])["comment"])
+    assert (meta["state"], meta["consistency"], meta["host"]) == ("good", "crash", "kvm-inv-1"), meta
+    assert _lock.holders(state_dir) == []
+    assert all(j["state"] in _journal.FINAL_STATES for j in _journal.list_journals(state_dir))
+    assert states(doms) == [RUNNING]
+
+    t0 = time.monotonic()
+    again = module_runner("vm_backup", dict(args, name="kvmsnap-sys_%s" % uuid.uuid4().hex[:8]))
+    assert again.rc == 0 and again["trust"] == "good", again
+    assert time.monotonic() - t0 < 10
+
+    refused = module_runner("vm_backup", dict(args, allow_crash_consistent=False,
+                                              name="kvmsnap-sys_%s" % uuid.uuid4().hex[:8]))
+    assert refused.get("failed") and "agent is not configured" in refused["msg"], refused
+    assert "thaw" not in refused["msg"] and "no snapshot was taken" in refused["msg"]
+    again = module_runner("vm_backup", dict(args, name="kvmsnap-sys_%s" % uuid.uuid4().hex[:8]))
+    assert again.rc == 0 and again["trust"] == "good", again

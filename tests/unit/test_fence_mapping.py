@@ -41,10 +41,25 @@ def test_prefix_is_a_path_component():
 
 
 def test_explicit_mapping_wins():
-    mapping = _fence.parse_vm_mapping("web1:svm9:/vol/vol_x/lun0;")
+    mapping = _fence.parse_vm_mapping([{"vm": "web1", "controller": "cluster1", "svm": "svm9",
+                                        "path": "/vol/vol_x/lun0"}], "cluster1")
     assert mapping == [{"vm": "web1", "svm": "svm9", "volume": "vol_x", "path": "/vol/vol_x/lun0"}]
     out = _fence.map_vm_volumes([VM], {"u-1": XML}, [], mapping)
     assert out["per_vm"]["u-1"] == [{"svm": "svm9", "volume": "vol_x"}] and out["unmapped"] == []
+
+
+def test_mapping_takes_vm_controller_path_as_vm_info_does():
+    # the string form names the controller (as vm_info and Snap Creator); the SVM comes from the controller later
+    assert _fence.parse_vm_mapping("web1:Cluster1:/vol/vol_x/lun0;", "cluster1") == [
+        {"vm": "web1", "svm": None, "volume": "vol_x", "path": "/vol/vol_x/lun0"}]
+
+
+def test_old_svm_form_refused_naming_the_field_and_the_form():
+    with pytest.raises(_fence.FenceError) as err:
+        _fence.parse_vm_mapping("web1:svm9:/vol/vol_x/lun0;", "cluster1.example.com")
+    msg = str(err.value)
+    assert "entry 1 (web1): the controller field is 'svm9'" in msg and "hostname" in msg
+    assert "vm:controller:path" in msg and "web1:cluster1.example.com:/vol/vol_x/lun0" in msg
 
 
 @pytest.mark.parametrize("bad, match", [
