@@ -357,10 +357,19 @@ def _apply(conn: Any, dom: Any, xml: str, info: Dict[str, Any], params: Dict[str
 
 
 def _stop(dom: Any, timeout: int, result: Dict[str, Any]) -> None:
-    """Graceful shutdown (ACPI/agent), wait up to TIMEOUT; then destroy (only reached with force)."""
+    """Graceful shutdown (ACPI/agent), wait up to TIMEOUT; then destroy (only reached with force).
+
+    Records result["shutdown"] = {how: graceful | forced (destroyed after TIMEOUT) | destroyed (it was paused),
+    seconds, timeout}."""
+    started = time.monotonic()
+
+    def done(how: str) -> None:
+        result["shutdown"] = {"how": how, "seconds": round(time.monotonic() - started, 1), "timeout": timeout}
+
     if dom.state()[0] == VIR_DOMAIN_PAUSED:
         dom.destroy()  # a paused guest cannot shut down by itself
         result["actions"].append("destroy")
+        done("destroyed")
         return
     try:
         dom.shutdown()
@@ -370,11 +379,15 @@ def _stop(dom: Any, timeout: int, result: Dict[str, Any]) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if not dom.isActive():
+            done("graceful")
             return
         time.sleep(0.25)
     if dom.isActive():
         dom.destroy()
         result["actions"].append("destroy")
+        done("forced")
+    else:
+        done("graceful")
 
 
 def _verify(dom: Any, info: Dict[str, Any], timeout: int, result: Dict[str, Any]) -> None:

@@ -182,6 +182,9 @@ def summary_lines(report: Mapping[str, Any]) -> List[str]:
         if vol.get("error") and vol["ok"]:
             parts.append("error: %s" % vol["error"])
         lines.append(", ".join(parts))
+    for stop in report.get("shutdown") or []:
+        lines.append("  shut down VM %s on %s before the restore: %s after %ss (timeout %ss)" % (
+            stop.get("vm"), stop.get("host"), stop.get("how"), stop.get("seconds"), stop.get("timeout")))
     for warning in report.get("warnings", []):
         lines.append("  WARNING: %s" % warning)
     for note in report.get("notes") or []:

@@ -177,6 +177,14 @@ actions:
   returned: always
   type: list
   elements: str
+shutdown:
+  description:
+    - How the running VM was stopped before the restore - C(how) V(graceful) (it shut down within O(shutdown_timeout)),
+      V(forced) (destroyed after O(shutdown_timeout)) or V(destroyed) (it was paused) - C(seconds) it took and the
+      C(timeout) allowed.
+  returned: when the VM was running and was stopped, not in check mode
+  type: dict
+  sample: {how: graceful, seconds: 4.2, timeout: 120}
 agent:
   description: Guest agent status after the start - V(ok), V(absent) (no agent channel), V(unresponsive), V(not started).
   returned: always

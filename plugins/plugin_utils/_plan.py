@@ -790,7 +790,11 @@ def _file_results(res: Mapping[str, Any], rollback: Mapping[str, Any]) -> List[D
 def restore_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, Any]],
                     disks: Mapping[str, Any], safety: Mapping[str, Any], snapshot: str,
                     rollback: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Report entries of a restore. per_host[host] = {"stop": loop result, "start": loop result, "error": text}."""
+    """Report entries of a restore. per_host[host] = {"stop": loop result, "start": loop result, "error": text}.
+
+    Per VM, details.existed says whether the domain was defined on the host before the restore (from the plan's
+    state before it, kept across a resumed run; not from the define step, which sees what an interrupted first
+    attempt defined) and details.shutdown how it was stopped; "shutdown" lists the VMs shut down."""
     rolled = {(r.get("vol") or {}).get("key"): r for r in (rollback or {}).get("results") or [] if not r.get("failed")}
     vol_ok: Dict[str, Any] = {}
     for res in (disks or {}).get("results") or []:
@@ -811,9 +815,12 @@ def restore_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str,
                         "safety_snapshot": None if _failed(sres) else (sres.get("snapshots") or [{}])[0].get("name")})
     ok_vols = {v["controller"] + ":" + v["svm"] + ":" + v["volume"] for v in volumes if v["ok"]}
     vms = []
+    shutdown = []
     for host, entries in plan.get("hosts", {}).items():
         h = per_host.get(host) or {}
         starts = {r.get("vm", {}).get("uuid"): r for r in (h.get("start") or {}).get("results") or []}
+        stops = {r.get("vm", {}).get("uuid"): r for r in (h.get("stop") or {}).get("results") or []
+                 if not r.get("skipped")}
         # a failed restore put the VM back (its previous XML, NVRAM and state) or left it stopped: say which
         later = {r.get("vm", {}).get("uuid"): r for step in ("stop", "back")
                  for r in (h.get(step) or {}).get("results") or [] if not r.get("skipped")}
@@ -831,8 +838,12 @@ def restore_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str,
             if not ok:
                 error = h.get("error") or start.get("msg") or (
                     "disks not restored on %s" % ", ".join(missing) if missing else "VM did not start")
+            stop = (stops.get(vm["uuid"]) or {}).get("shutdown") or start.get("shutdown")
+            if stop:
+                shutdown.append(dict(stop, host=host, vm=vm["name"], uuid=vm["uuid"]))
             vms.append({"host": host, "name": vm["name"], "uuid": vm["uuid"], "ok": ok, "volumes": keys,
                         "state_before": vm["current_state"], "state_after": start.get("state"), "error": error,
-                        "details": {"agent": start.get("agent"), "existed": (start.get("existed")),
-                                    "actions": start.get("actions"), "backup_host": vm.get("backup_host")}})
-    return {"vms": vms, "volumes": volumes}
+                        "details": {"agent": start.get("agent"), "existed": vm["current_state"] != "absent",
+                                    "shutdown": stop or None, "actions": start.get("actions"),
+                                    "backup_host": vm.get("backup_host")}})
+    return {"vms": vms, "volumes": volumes, "shutdown": shutdown}
