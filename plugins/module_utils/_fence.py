@@ -373,7 +373,8 @@ def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeo
                 except Exception as err:
                     if mode == "freeze":
                         # the freeze may still land (agent slow): release must thaw; unless it never reached
-                        # the guest (no agent connected: libvirt sends nothing)
+                        # the guest (no agent configured or connected: libvirt sends nothing), see
+                        # docs/dev/faults.md#freeze-no-agent
                         out["action"] = "none" if _agent_not_connected(err) else "frozen"
                         raise
                     out["detail"] = "guest-agent freeze failed (%s); suspended instead" % err
