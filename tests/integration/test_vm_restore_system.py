@@ -55,6 +55,8 @@ def test_running_vm_refused_without_force_then_forced(module_runner, minimal_gue
     assert not res.failed, res
     # the boot-sector guest ignores ACPI: graceful shutdown times out, then destroy (only with force)
     assert res["actions"] == ["shutdown", "destroy", "define", "start"], res["actions"]
+    assert res["shutdown"]["how"] == "forced" and res["shutdown"]["timeout"] == 1
+    assert 0.9 <= res["shutdown"]["seconds"] < 10, res["shutdown"]
     assert res["prior_state"] == "running" and res["state"] == "running"
     fresh = libvirt_system.lookupByUUIDString(dom.UUIDString())  # a virDomain caches its id: look it up again
     assert fresh.state()[0] == RUNNING and fresh.ID() != old_id
