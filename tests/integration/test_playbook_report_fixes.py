@@ -36,18 +36,19 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%srpt-" % guestlab.run_prefix()
     try:
+        vols = ("vol_ds1", "vol_ds2")
         lab.sims["s1"] = start_sim(base / "sim1", {
             "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]},
                      {"name": "svm_dr", "data_lifs": ["127.0.0.3"]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"},
-                        {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "10G"}],
+            "volumes": [{"name": v, "svm": "svm1", "junction_path": "/" + v, "size": "10G"} for v in vols],
+            # a vault whose policy has no rule for the backup's label (daily)
             "policies": [{"name": "VaultWeeklyOnly", "type": "vault", "labels": ["weekly"]}],
             "relationships": [{"source": "svm1:vol_ds1", "destination": "svm_dr:vol_ds1_vault",
                                "policy": "VaultWeeklyOnly", "state": "snapmirrored", "healthy": True}]})
         lab.add_guest("g1", "s1", "vol_ds1")
         lab.add_guest("g2", "s1", "vol_ds2")
         dss = [{"path": str(lab.vol("s1", v)), "controller": "c1", "svm": "svm1", "volume": v}
-               for v in ("vol_ds1", "vol_ds2")]
+               for v in vols]
         lab.inv = lab.inventory({KVM: {"kvmsnap_vms": [lab.name("g1"), lab.name("g2")]}},
                                 {"c1": lab.controller("s1")}, kvmsnap_datastores=dss, kvmsnap_retention="daily:1")
         yield lab
