@@ -242,7 +242,9 @@ def _agent_not_configured(err: BaseException) -> bool:
 
 def _agent_not_connected(err: BaseException) -> bool:
     """libvirt refused an agent command because no agent is connected or configured (nothing reached the guest)."""
-    return (_code(err) == VIR_ERR_AGENT_UNRESPONSIVE and "not connected" in str(err)) or _agent_not_configured(err)
+    if _agent_not_configured(err):
+        return True
+    return _code(err) == VIR_ERR_AGENT_UNRESPONSIVE and "not connected" in str(err)
 
 
 def agent_ping(dom: Any, timeout: int) -> Optional[bool]:
