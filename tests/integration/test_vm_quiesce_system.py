@@ -202,6 +202,22 @@ def test_unresponsive_agent_is_bounded(module_runner, agentless_channel_guest, t
     assert_clean(sd)
 
 
+def test_freeze_without_agent_channel_shared_fence(module_runner, minimal_guests, tmp_path):
+    """The shared fence (vm_quiesce) in freeze mode on a VM with no guest-agent channel, crash consistency
+    allowed: recorded untouched and crash, the release attempts no thaw and succeeds, nothing stays locked
+    (docs/dev/faults.md#freeze-no-agent)."""
+    dom = minimal_guests(1)[0]
+    sd = str(tmp_path / "state")
+    args = {"uri": URI, "vms": [dom.name()], "state_dir": sd, "agent_timeout": 2, "run_id": "shared-1"}
+    res = module_runner("vm_quiesce", dict(args, mode="freeze", allow_crash_consistent=True))
+    assert not res.failed, res
+    vm = res["vms"][0]
+    assert (vm["action"], vm["consistency"]) == ("none", "crash") and dom.state()[0] == RUNNING, vm
+    rel = module_runner("vm_quiesce", dict(args, state="released"))
+    assert not rel.failed and "thaw" not in json.dumps(rel["vms"]), rel
+    assert_clean(sd)
+
+
 @pytest.mark.needs_kvm_guests
 @pytest.mark.slow
 def test_auto_mode_mixes_freeze_and_suspend(module_runner, real_guest, minimal_guests, tmp_path):
