@@ -352,14 +352,21 @@ def list_files(datastore: str, limit: int = 100000) -> List[str]:
     return sorted(out)
 
 
-def catalog_volumes(state_dir: str, limit: int = 10000) -> List[Dict[str, Any]]:
-    """Distinct {controller, svm, volume} named by the disks of the local catalog's manifests."""
+def catalog_volumes(state_dir: str, limit: int = 10000, controllers: Optional[List[str]] = None
+                    ) -> Dict[str, List[Dict[str, Any]]]:
+    """{volumes, ignored}: the distinct {controller, svm, volume, entry} named by the disks of the local catalog's
+    manifests (ENTRY: the first catalog file naming it, {file, snapshot, policy, controller}).
+
+    The state dir is shared by every inventory that runs on the host: with CONTROLLERS (the inventory's), entries
+    naming another controller are not returned but listed in IGNORED (one per file and controller)."""
     seen: Dict[str, Dict[str, Any]] = {}
+    ignored: List[Dict[str, Any]] = []
+    wanted = set(controllers) if controllers is not None else None
     root = os.path.join(state_dir, "catalog")
     try:
         snapshots = sorted(os.listdir(root))
     except OSError:
-        return []
+        return {"volumes": [], "ignored": []}
     count = 0
     for snap in snapshots:
         for uuid in sorted(os.listdir(os.path.join(root, snap))) if os.path.isdir(os.path.join(root, snap)) else []:
@@ -374,9 +381,20 @@ def catalog_volumes(state_dir: str, limit: int = 10000) -> List[Dict[str, Any]]:
                     manifest = json.loads(fh.read().decode("utf-8"))
             except (OSError, ValueError):
                 continue
+            if not isinstance(manifest, dict):
+                continue
+            others = set()
             for disk in manifest.get("disks") or []:
-                if disk.get("controller") and disk.get("svm") and disk.get("volume"):
-                    key = "%s:%s:%s" % (disk["controller"], disk["svm"], disk["volume"])
-                    seen.setdefault(key, {"controller": disk["controller"], "svm": disk["svm"],
-                                          "volume": disk["volume"]})
-    return [seen[k] for k in sorted(seen)]
+                if not (isinstance(disk, dict) and disk.get("controller") and disk.get("svm") and disk.get("volume")):
+                    continue
+                entry = {"file": path, "snapshot": manifest.get("snapshot") or snap, "policy": manifest.get("policy"),
+                         "controller": disk["controller"]}
+                if wanted is not None and disk["controller"] not in wanted:
+                    others.add(disk["controller"])
+                    continue
+                key = "%s:%s:%s" % (disk["controller"], disk["svm"], disk["volume"])
+                seen.setdefault(key, {"controller": disk["controller"], "svm": disk["svm"],
+                                      "volume": disk["volume"], "entry": entry})
+            ignored += [{"file": path, "snapshot": manifest.get("snapshot") or snap, "policy": manifest.get("policy"),
+                         "controller": c} for c in sorted(others)]
+    return {"volumes": [seen[k] for k in sorted(seen)], "ignored": ignored}

@@ -40,6 +40,7 @@ OPERATIONS: Dict[str, Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]] = {
     "snapmirror_update": ([("/api/snapmirror/relationships", "create")], [("snapmirror update", "all")]),
     "cg_create": ([("/api/application/consistency-groups", "create")], []),
     "file_restore": ([("/api/storage/volumes", "modify")], [("volume snapshot restore-file", "all")]),
+    "volume_restore": ([("/api/storage/volumes", "modify")], [("volume snapshot restore", "all")]),
     "lun_restore": ([("/api/storage/luns", "modify")], [("volume snapshot restore-file", "all")]),
     "files_read": ([("/api/storage/volumes", "read")], [("volume file", "readonly")]),
 }

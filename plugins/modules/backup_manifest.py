@@ -102,6 +102,13 @@ options:
       - Directory of the local catalog (C(<state_dir>/catalog/<snapshot>/<uuid>/)).
     type: path
     default: /var/lib/kvmsnap
+  controllers:
+    description:
+      - O(state=volumes) - only the catalog entries of these controllers (the inventory's); the state dir is
+        shared by every inventory run on the host, and entries of other controllers are ignored (listed in
+        RV(ignored)).
+    type: list
+    elements: str
   run_id:
     description:
       - Run id recorded in the manifests.
@@ -241,11 +248,19 @@ datastore_files:
   type: dict
   sample: {"/mnt/ds1": ["/web1.qcow2", "/notes.txt"]}
 volumes:
-  description: O(state=volumes) - the volumes named by the manifests of the local catalog.
+  description: O(state=volumes) - the volumes named by the manifests of the local catalog (of O(controllers) only,
+    when given), each with the first catalog C(entry) naming it (C(file), C(snapshot), C(policy), C(controller)).
   returned: always
   type: list
   elements: dict
-  sample: [{"controller": "cluster1", "svm": "svm1", "volume": "vol_san"}]
+  sample: [{"controller": "cluster1", "svm": "svm1", "volume": "vol_san", "entry": {"snapshot": "kvmsnap-daily_x"}}]
+ignored:
+  description: O(state=volumes) with O(controllers) - the catalog entries naming another controller (not read).
+  returned: when O(state=volumes)
+  type: list
+  elements: dict
+  sample: [{"file": "/var/lib/kvmsnap/catalog/s/u/manifest.json", "snapshot": "s", "policy": "daily",
+            "controller": "cluster2"}]
 notes:
   description:
     - O(state=read) - what the policy rewrote (an emulator replaced by the host's, a character device turned into a
@@ -450,15 +465,20 @@ def main() -> None:
             manifest_keys_old=dict(type="list", elements="str", default=[], no_log=True),
             unsigned_ok=dict(type="list", elements="str", default=[]),
             boot_dirs=dict(type="list", elements="path", default=[]),
+            controllers=dict(type="list", elements="str"),
         ),
         required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"]),
                      ("state", "verified", ["snapshot"])],
         supports_check_mode=True,
     )
     if module.params["state"] == "volumes":
-        module.exit_json(changed=False, volumes=mf.catalog_volumes(module.params["state_dir"]), manifests=[],
+        scan = mf.catalog_volumes(module.params["state_dir"], controllers=module.params["controllers"])
+        notes = ["local catalog entry %s (snapshot %s, policy %s) names controller %s, which is not in this inventory's "
+                 "ontap_controllers: ignored" % (e["file"], e["snapshot"], e["policy"] or "unknown", e["controller"])
+                 for e in scan["ignored"]]
+        module.exit_json(changed=False, volumes=scan["volumes"], ignored=scan["ignored"], manifests=[],
                          invalid=[], missing=[], written=[], datastore_files={}, verified=[], not_protected=[],
-                         notes=[])
+                         notes=notes)
     if module.params["state"] == "protected":
         p = module.params
         bad = [s for s in p["snapshots"] if "/" in s or s in (".", "..")]

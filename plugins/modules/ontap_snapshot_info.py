@@ -62,7 +62,7 @@ options:
     type: list
     elements: str
     choices: [read, snapshot_create, snapshot_modify, snapshot_delete, snapmirror_update, cg_create, file_restore,
-              lun_restore, files_read]
+              volume_restore, lun_restore, files_read]
 seealso:
   - module: kvmsnap.core.ontap_snapshot
 """
