@@ -22,6 +22,8 @@ import json
 import os
 import posixpath
 import re
+import shutil
+import time
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, List, Optional
 
@@ -398,3 +400,44 @@ def catalog_volumes(state_dir: str, limit: int = 10000, controllers: Optional[Li
             ignored += [{"file": path, "snapshot": manifest.get("snapshot") or snap, "policy": manifest.get("policy"),
                          "controller": c} for c in sorted(others)]
     return {"volumes": [seen[k] for k in sorted(seen)], "ignored": ignored}
+
+
+def catalog_prune(state_dir: str, existing: List[str], listed: List[str], keep: List[str], keep_days: int = 0,
+                  now: Optional[float] = None, check_mode: bool = False) -> List[Dict[str, Any]]:
+    """Remove local catalog entries (<state_dir>/catalog/<snapshot>/) that no longer serve a restore.
+
+    An entry goes when its snapshot is not in EXISTING although every volume its manifests name is in LISTED
+    (volumes whose snapshots were all listed, as "controller:svm:volume"), or, with KEEP_DAYS > 0, when it is
+    older than that. Entries in KEEP (this run's) and entries naming a volume that was not listed (another
+    inventory's controller, a volume this run did not look at) stay. Returns [{snapshot, path, reason}]."""
+    now = time.time() if now is None else now
+    root = os.path.join(state_dir, "catalog")
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    have, seen, out = set(existing), set(listed), []
+    for snap in names:
+        path = os.path.join(root, snap)
+        if snap in keep or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        volumes = set()
+        for uuid in os.listdir(path):
+            try:
+                with open(os.path.join(path, uuid, "manifest.json"), "rb") as fh:
+                    doc = json.loads(fh.read().decode("utf-8"))
+            except (OSError, ValueError):
+                continue
+            for disk in (doc.get("disks") or []) if isinstance(doc, dict) else []:
+                if isinstance(disk, dict) and disk.get("controller"):
+                    volumes.add("%s:%s:%s" % (disk.get("controller"), disk.get("svm"), disk.get("volume")))
+        reason = None
+        if volumes and volumes <= seen and snap not in have:
+            reason = "snapshot %s no longer exists on %s" % (snap, ", ".join(sorted(volumes)))
+        elif keep_days > 0 and now - os.path.getmtime(path) > keep_days * 86400:
+            reason = "older than kvmsnap_catalog_keep_days=%d" % keep_days
+        if reason:
+            if not check_mode:
+                shutil.rmtree(path, ignore_errors=True)
+            out.append({"snapshot": snap, "path": path, "reason": reason})
+    return out

@@ -132,3 +132,33 @@ def test_restore_reads_only_the_catalog_of_its_inventorys_controllers(lab):
     assert "names controller c2, which is not in this inventory's ontap_controllers: ignored" in proc.stdout
     assert "kvmsnap-daily_acc2" in proc.stdout
     assert lab.state("a1") == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_restore_prunes_old_safety_snapshots_but_not_one_an_open_journal_needs(lab):
+    import libvirt
+    from helpers.module_fixtures import run_module
+    old = ["kvmsnap-prerestore_20200101T000000Z", "kvmsnap-prerestore_20200102T000000Z",
+           "kvmsnap-prerestore_20200103T000000Z"]
+    for name in old:
+        made = run_module("ontap_snapshot", {**lab.sims["s1"].conn(), "volumes": ["svm1:vol_ds1"], "name": name,
+                                             "policy": "prerestore", "purpose": "safety", "consistency": "crash"})
+        assert not made.failed, made
+    # an interrupted restore of another VM still needs the oldest one
+    journal = lab.base / "state" / "restore" / "20200101T000000Z-0badc0de.json"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text('{"version": 1, "run_id": "20200101T000000Z-0badc0de", "host": "kvm1", "snapshot": "x", '
+                       '"safety_snapshot": "%s", "stage": "disks", "vms": [{"name": "gone", "uuid": '
+                       '"0c1a2b3c-0000-4000-8000-00000000dead", "start": false, "current_state": "shutoff"}]}' % old[0])
+    guestlab.destroy_and_undefine(lab.conn.lookupByName(lab.name("a1")))
+    proc = lab.run("restore", _inventory(lab, "kvmsnap", "kvmsnap-pw-123"),
+                   {"kvmsnap_restore_vms": [lab.name("a1")], "kvmsnap_restore_snapshot": "kvmsnap-daily_acc2",
+                    "kvmsnap_prerestore_keep": 1})
+    assert proc.returncode == 0, _out(proc)
+    rep = proc.report
+    snaps = lab.snapshots("s1", "vol_ds1")
+    safety = [s for s in snaps if "prerestore" in s]
+    assert rep["safety_snapshot"] in safety and old[0] in safety, snaps  # newest kept, journal's one kept
+    assert old[1] not in snaps and old[2] not in snaps, snaps
+    assert set(rep["pruned_safety_snapshots"]) >= {old[1], old[2]}
+    assert "kvmsnap-daily_acc2" in snaps and "kvmsnap-daily_acc1" in snaps  # backups untouched
+    assert lab.state("a1") == libvirt.VIR_DOMAIN_RUNNING

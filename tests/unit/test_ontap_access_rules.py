@@ -1,8 +1,10 @@
-"""The ONTAP privilege check's rules: longest path / command directory decides, access levels, requirements."""
+"""ONTAP access rules: the privilege check (longest path / command directory decides, access levels), the local
+catalog scoped to the inventory's controllers, and its pruning."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -77,3 +79,22 @@ def test_catalog_volumes_scoped_to_the_inventorys_controllers(tmp_path):
     assert [(v["controller"], v["entry"]["file"]) for v in scoped["volumes"]] == [("c1", mine)]
     assert scoped["ignored"] == [{"file": other, "snapshot": "kvmsnap-daily_b", "policy": "daily",
                                   "controller": "cluster2"}]
+
+
+def test_catalog_prune_removes_entries_of_gone_snapshots_only_where_it_looked(tmp_path):
+    _catalog_entry(tmp_path, "kvmsnap-daily_gone", "0c1a2b3c-0000-4000-8000-000000000003", "c1")
+    _catalog_entry(tmp_path, "kvmsnap-daily_here", "0c1a2b3c-0000-4000-8000-000000000004", "c1")
+    _catalog_entry(tmp_path, "kvmsnap-daily_other", "0c1a2b3c-0000-4000-8000-000000000005", "cluster2")
+    _catalog_entry(tmp_path, "kvmsnap-daily_now", "0c1a2b3c-0000-4000-8000-000000000006", "c1")
+    args = (str(tmp_path), ["kvmsnap-daily_here"], ["c1:svm1:vol_ds1"], ["kvmsnap-daily_now"])
+    would = mf.catalog_prune(*args, check_mode=True)
+    assert [r["snapshot"] for r in would] == ["kvmsnap-daily_gone"]
+    assert (tmp_path / "catalog" / "kvmsnap-daily_gone").is_dir()
+    done = mf.catalog_prune(*args)
+    assert [(r["snapshot"], r["reason"]) for r in done] == [
+        ("kvmsnap-daily_gone", "snapshot kvmsnap-daily_gone no longer exists on c1:svm1:vol_ds1")]
+    left = sorted(p.name for p in (tmp_path / "catalog").iterdir())
+    assert left == ["kvmsnap-daily_here", "kvmsnap-daily_now", "kvmsnap-daily_other"]
+    aged = mf.catalog_prune(str(tmp_path), ["kvmsnap-daily_here"], [], ["kvmsnap-daily_now"], keep_days=1,
+                            now=time.time() + 2 * 86400)
+    assert sorted(r["snapshot"] for r in aged) == ["kvmsnap-daily_here", "kvmsnap-daily_other"]
