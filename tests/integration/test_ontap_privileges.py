@@ -8,6 +8,7 @@ something, and pass a role that allows the run.
 from __future__ import annotations
 
 import pytest
+from helpers.docs_roles import rest_role
 from helpers.module_fixtures import run_module
 from helpers.sim_fixtures import start_sim
 
@@ -15,20 +16,7 @@ TRANSPORTS = ["rest", "zapi"]
 BACKUP_OPS = ["read", "snapshot_create", "snapshot_modify", "snapshot_delete", "files_read"]
 RESTORE_OPS = ["read", "snapshot_create", "file_restore", "files_read"]
 # the role docs/security.md gives for backups and restores (REST part), as a custom role of the simulator
-KVMSNAP_ROLE = [
-    {"path": "/api/cluster", "access": "readonly"},
-    {"path": "/api/svm/svms", "access": "readonly"},
-    {"path": "/api/network/ip/interfaces", "access": "readonly"},
-    {"path": "/api/storage/volumes", "access": "read_modify"},
-    {"path": "/api/storage/volumes/*/snapshots", "access": "all"},
-    {"path": "/api/storage/luns", "access": "read_modify"},
-    {"path": "/api/snapmirror/relationships", "access": "read_create"},
-    {"path": "/api/snapmirror/policies", "access": "readonly"},
-    {"path": "/api/application/consistency-groups", "access": "all"},
-    {"path": "/api/cluster/jobs", "access": "readonly"},
-    {"path": "/api/security/accounts", "access": "readonly"},
-    {"path": "/api/security/roles", "access": "readonly"},
-]
+KVMSNAP_ROLE = rest_role()
 CONFIG = {
     "users": [{"name": "admin", "password": "netapp123", "role": "admin"},
               {"name": "viewer", "password": "viewer-pw-123", "role": "readonly"},

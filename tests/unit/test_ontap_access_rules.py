@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from helpers.docs_roles import rest_role, zapi_role
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest as mf
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import (
@@ -17,6 +18,20 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges imp
 )
 
 BACKUP = ["read", "snapshot_create", "snapshot_modify", "snapshot_delete"]
+EVERYTHING = BACKUP + ["snapmirror_update", "file_restore", "lun_restore", "files_read"]
+
+
+@pytest.mark.parametrize("version", [(9, 9, 1), (9, 13, 1)])
+def test_the_roles_of_docs_security_md_pass_the_check(version):
+    rest = rest_role()
+    assert len(rest) >= 10
+    assert check(rest, requirements(EVERYTHING + ["cg_create", "volume_restore"], "rest", (9, 13, 1)), "rest") == []
+    # before 9.10.1 a REST file restore goes through the private CLI path: the role grants that too
+    assert check(rest, requirements(EVERYTHING, "rest", version), "rest") == []
+    zapi = zapi_role()
+    assert check(zapi, requirements(EVERYTHING, "zapi", version), "zapi") == []
+    assert rest_access(rest, "/api/security/accounts")[0] == "readonly"
+    assert cli_access(zapi, "security login show")[0] == "readonly"
 
 
 def test_longest_rest_path_decides_and_star_matches_one_segment():
