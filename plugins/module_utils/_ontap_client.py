@@ -241,7 +241,8 @@ class Ontap:
         try:
             role, privileges = self._login_role(user)
         except OntapError as exc:
-            if not (exc.is_forbidden or exc.is_not_found):
+            # any refusal (403, 404, an API an SVM login cannot call) means "cannot read it", not "cannot run"
+            if exc.is_auth or exc.is_transient:
                 raise exc.with_context("read the role of user %s" % user, self.hostname) from None
             self.warnings.append("%s: user %s cannot read its own account and role (%s), so its privileges were not "
                                  "checked before the run; grant it readonly on /api/security/accounts and "
