@@ -26,5 +26,3 @@ def rest_role() -> list[dict[str, str]]:
 def zapi_role() -> list[dict[str, str]]:
     """[{command, access}] of `security login role create` lines."""
     return [{"command": o["cmddirname"], "access": o["access"]} for o in _commands("security login role create ")]
-
-
