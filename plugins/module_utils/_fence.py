@@ -1510,6 +1510,11 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str,
     from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import has_marker
     try:
         ontap = connect(params, "vm_backup")
+        # the login may create and confirm snapshots: checked before any VM is quiesced (docs/security.md)
+        rights = ontap.privileges_for(["read", "snapshot_create", "snapshot_modify"])
+        if not rights["ok"]:
+            raise FenceError("vm_backup pre-flight on ONTAP %s: %s; nothing was quiesced. %s"
+                             % (params.get("hostname"), rights["message"], rights["hint"]))
         volumes = resolve_mapping_svms(ontap, volumes)
         missing, existing = [], []
         for svm, vol in volumes:

@@ -22,6 +22,8 @@ import json
 import os
 import posixpath
 import re
+import shutil
+import time
 import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, List, Optional
 
@@ -352,14 +354,21 @@ def list_files(datastore: str, limit: int = 100000) -> List[str]:
     return sorted(out)
 
 
-def catalog_volumes(state_dir: str, limit: int = 10000) -> List[Dict[str, Any]]:
-    """Distinct {controller, svm, volume} named by the disks of the local catalog's manifests."""
+def catalog_volumes(state_dir: str, limit: int = 10000, controllers: Optional[List[str]] = None
+                    ) -> Dict[str, List[Dict[str, Any]]]:
+    """{volumes, ignored}: the distinct {controller, svm, volume, entry} named by the disks of the local catalog's
+    manifests (ENTRY: the first catalog file naming it, {file, snapshot, policy, controller}).
+
+    The state dir is shared by every inventory that runs on the host: with CONTROLLERS (the inventory's), entries
+    naming another controller are not returned but listed in IGNORED (one per file and controller)."""
     seen: Dict[str, Dict[str, Any]] = {}
+    ignored: List[Dict[str, Any]] = []
+    wanted = set(controllers) if controllers is not None else None
     root = os.path.join(state_dir, "catalog")
     try:
         snapshots = sorted(os.listdir(root))
     except OSError:
-        return []
+        return {"volumes": [], "ignored": []}
     count = 0
     for snap in snapshots:
         for uuid in sorted(os.listdir(os.path.join(root, snap))) if os.path.isdir(os.path.join(root, snap)) else []:
@@ -374,9 +383,61 @@ def catalog_volumes(state_dir: str, limit: int = 10000) -> List[Dict[str, Any]]:
                     manifest = json.loads(fh.read().decode("utf-8"))
             except (OSError, ValueError):
                 continue
+            if not isinstance(manifest, dict):
+                continue
+            others = set()
             for disk in manifest.get("disks") or []:
-                if disk.get("controller") and disk.get("svm") and disk.get("volume"):
-                    key = "%s:%s:%s" % (disk["controller"], disk["svm"], disk["volume"])
-                    seen.setdefault(key, {"controller": disk["controller"], "svm": disk["svm"],
-                                          "volume": disk["volume"]})
-    return [seen[k] for k in sorted(seen)]
+                if not (isinstance(disk, dict) and disk.get("controller") and disk.get("svm") and disk.get("volume")):
+                    continue
+                entry = {"file": path, "snapshot": manifest.get("snapshot") or snap, "policy": manifest.get("policy"),
+                         "controller": disk["controller"]}
+                if wanted is not None and disk["controller"] not in wanted:
+                    others.add(disk["controller"])
+                    continue
+                key = "%s:%s:%s" % (disk["controller"], disk["svm"], disk["volume"])
+                seen.setdefault(key, {"controller": disk["controller"], "svm": disk["svm"],
+                                      "volume": disk["volume"], "entry": entry})
+            ignored += [{"file": path, "snapshot": manifest.get("snapshot") or snap, "policy": manifest.get("policy"),
+                         "controller": c} for c in sorted(others)]
+    return {"volumes": [seen[k] for k in sorted(seen)], "ignored": ignored}
+
+
+def catalog_prune(state_dir: str, existing: List[str], listed: List[str], keep: List[str], keep_days: int = 0,
+                  now: Optional[float] = None, check_mode: bool = False) -> List[Dict[str, Any]]:
+    """Remove local catalog entries (<state_dir>/catalog/<snapshot>/) that no longer serve a restore.
+
+    An entry goes when its snapshot is not in EXISTING although every volume its manifests name is in LISTED
+    (volumes whose snapshots were all listed, as "controller:svm:volume"), or, with KEEP_DAYS > 0, when it is
+    older than that. Entries in KEEP (this run's) and entries naming a volume that was not listed (another
+    inventory's controller, a volume this run did not look at) stay. Returns [{snapshot, path, reason}]."""
+    now = time.time() if now is None else now
+    root = os.path.join(state_dir, "catalog")
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    have, seen, out = set(existing), set(listed), []
+    for snap in names:
+        path = os.path.join(root, snap)
+        if snap in keep or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        volumes = set()
+        for uuid in os.listdir(path):
+            try:
+                with open(os.path.join(path, uuid, "manifest.json"), "rb") as fh:
+                    doc = json.loads(fh.read().decode("utf-8"))
+            except (OSError, ValueError):
+                continue
+            for disk in (doc.get("disks") or []) if isinstance(doc, dict) else []:
+                if isinstance(disk, dict) and disk.get("controller"):
+                    volumes.add("%s:%s:%s" % (disk.get("controller"), disk.get("svm"), disk.get("volume")))
+        reason = None
+        if volumes and volumes <= seen and snap not in have:
+            reason = "snapshot %s no longer exists on %s" % (snap, ", ".join(sorted(volumes)))
+        elif keep_days > 0 and now - os.path.getmtime(path) > keep_days * 86400:
+            reason = "older than kvmsnap_catalog_keep_days=%d" % keep_days
+        if reason:
+            if not check_mode:
+                shutil.rmtree(path, ignore_errors=True)
+            out.append({"snapshot": snap, "path": path, "reason": reason})
+    return out

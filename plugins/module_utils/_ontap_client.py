@@ -15,6 +15,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, validate_connection
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import check as check_privileges
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import describe, requirements
 
 VolumeRef = Tuple[str, str]
 CG_API = (9, 10, 1)
@@ -216,6 +218,45 @@ class Ontap:
             if snap.get("name") == name:
                 return snap
         return None
+
+    # ---- shared: the login's rights, before anything is touched ------------------------------
+    def _login_role(self, user: str) -> Tuple[str, List[dict]]:  # pragma: no cover - per transport
+        """(role name, privileges) of login USER: REST [{path, access}], ZAPI [{command, access}]."""
+        raise NotImplementedError
+
+    def privileges_for(self, operations: List[str]) -> Dict[str, Any]:
+        """Whether the login's role allows every call OPERATIONS make (see _ontap_privileges.OPERATIONS).
+
+        Returns {ok, checked, user, role, transport, missing, message}; `checked` False (and ok True, with a
+        warning in self.warnings) when the role cannot be read: the run goes on and ONTAP still enforces it."""
+        user = self.params.get("username")
+        out: Dict[str, Any] = {"ok": True, "checked": False, "user": user, "role": None,
+                               "transport": self.transport, "missing": [], "message": ""}
+        if not user:
+            self.warnings.append("%s: logged in by certificate without ontap_username, so the role's privileges "
+                                 "were not checked before the run; set ontap_username to the certificate's user to "
+                                 "have them checked (docs/security.md)." % self.hostname)
+            return out
+        needs = requirements(list(operations), self.transport, self.version())
+        try:
+            role, privileges = self._login_role(user)
+        except OntapError as exc:
+            # any refusal (403, 404, an API an SVM login cannot call) means "cannot read it", not "cannot run"
+            if exc.is_auth or exc.is_transient:
+                raise exc.with_context("read the role of user %s" % user, self.hostname) from None
+            self.warnings.append("%s: user %s cannot read its own account and role (%s), so its privileges were not "
+                                 "checked before the run; grant it readonly on /api/security/accounts and "
+                                 "/api/security/roles (REST) or on `security login` (ZAPI) to have them checked "
+                                 "(docs/security.md)." % (self.hostname, user, exc.message))
+            return out
+        missing = check_privileges(privileges, needs, self.transport)
+        out.update(checked=True, role=role, missing=missing, ok=not missing)
+        if missing:
+            out["message"] = "user %s (role %s, transport %s) lacks rights this run needs: %s" % (
+                user, role, self.transport, describe(missing, self.transport))
+            out["hint"] = ("Grant them to role %s (a ready role: docs/security.md, section ONTAP privileges) or log in "
+                           "as another user (ontap_username); nothing was touched." % role)
+        return out
 
     # ---- shared: one consistent snapshot over many volumes -----------------------------------
     def create_snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str] = None,

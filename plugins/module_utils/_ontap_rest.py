@@ -119,6 +119,19 @@ class OntapRest(Ontap):
             self._version = self.call(op, read)
         return self._version
 
+    def _login_role(self, user: str) -> Tuple[str, List[dict]]:
+        op = "read the account of user %s (GET /api/security/accounts)" % user
+        accounts = self.call(op, lambda: self.session.get_records("/api/security/accounts", name=user,
+                                                                  fields="role,owner"))
+        if not accounts:
+            raise self.not_found("no account %s" % user, op)
+        role = (accounts[0].get("role") or {}).get("name") or ""
+        owner = (accounts[0].get("owner") or {}).get("uuid") or ""
+        path = "/api/security/roles/%s/%s/privileges" % (quote(owner, safe=""), quote(role, safe=""))
+        recs = self.call("read the privileges of role %s (GET %s)" % (role, path),
+                         lambda: self.session.get_records(path, fields="access"))
+        return role, [{"path": r.get("path"), "access": r.get("access")} for r in recs]
+
     def list_svms(self) -> List[dict]:
         recs = self.call("list SVMs", lambda: self.session.get_records("/api/svm/svms", fields="name,uuid,state"))
         return [{"name": r.get("name"), "uuid": r.get("uuid"), "state": r.get("state")} for r in recs]

@@ -229,6 +229,19 @@ class OntapZapi(Ontap):
                 self._version = (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
         return self._version
 
+    def _login_role(self, user: str) -> Tuple[str, List[dict]]:
+        op = "read the login of user %s (security-login-get-iter)" % user
+        accounts = self.iterate("security-login-get-iter", "security-login-account-info",
+                                {"user-name": user, "application": "ontapi"}, operation=op)
+        if not accounts:
+            raise self.not_found("no ontapi login %s" % user, op)
+        role, vserver = _text(accounts[0], "role-name") or "", _text(accounts[0], "vserver")
+        query = {"role-name": role, "vserver": vserver} if vserver else {"role-name": role}
+        recs = self.iterate("security-login-role-get-iter", "security-login-role-info", query,
+                            operation="read the command directories of role %s (security-login-role-get-iter)" % role)
+        return role, [{"command": _text(r, "command-directory-name"), "access": _text(r, "access-level")}
+                      for r in recs]
+
     def list_svms(self) -> List[dict]:
         recs = self.iterate("vserver-get-iter", "vserver-info", {"vserver-type": "data"}, "list SVMs")
         return [{"name": _text(r, "vserver-name"), "uuid": _text(r, "uuid"), "state": _text(r, "state")} for r in recs]

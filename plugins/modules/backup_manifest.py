@@ -53,9 +53,10 @@ options:
       - V(present) writes the manifests of O(vms); V(read) reads those of O(snapshot); V(volumes) lists the volumes
         of the local catalog; V(verified) checks that the manifests and disks of O(vms) are in O(snapshot);
         V(protected) lists, per snapshot of O(snapshots), the VMs whose manifests it carries and the snapshot and
-        run each manifest names (to choose C(latest) per VM; nothing is checked beyond that).
+        run each manifest names (to choose C(latest) per VM; nothing is checked beyond that); V(catalog_pruned)
+        removes the local catalog entries of snapshots that are gone (see O(existing), O(listed), O(keep_days)).
     type: str
-    choices: [present, read, volumes, verified, protected]
+    choices: [present, read, volumes, verified, protected, catalog_pruned]
     default: present
   uri:
     description:
@@ -102,6 +103,32 @@ options:
       - Directory of the local catalog (C(<state_dir>/catalog/<snapshot>/<uuid>/)).
     type: path
     default: /var/lib/kvmsnap
+  existing:
+    description:
+      - O(state=catalog_pruned) - the snapshots that exist on the volumes of O(listed).
+    type: list
+    elements: str
+    default: []
+  listed:
+    description:
+      - O(state=catalog_pruned) - the volumes (C(controller:svm:volume)) whose snapshots were all listed; an entry
+        naming another volume is never removed for a missing snapshot.
+    type: list
+    elements: str
+    default: []
+  keep_days:
+    description:
+      - O(state=catalog_pruned) - also remove entries older than this many days (V(0) - never by age). The entry
+        of O(snapshot) always stays.
+    type: int
+    default: 0
+  controllers:
+    description:
+      - O(state=volumes) - only the catalog entries of these controllers (the inventory's); the state dir is
+        shared by every inventory run on the host, and entries of other controllers are ignored (listed in
+        RV(ignored)).
+    type: list
+    elements: str
   run_id:
     description:
       - Run id recorded in the manifests.
@@ -241,11 +268,26 @@ datastore_files:
   type: dict
   sample: {"/mnt/ds1": ["/web1.qcow2", "/notes.txt"]}
 volumes:
-  description: O(state=volumes) - the volumes named by the manifests of the local catalog.
+  description: O(state=volumes) - the volumes named by the manifests of the local catalog (of O(controllers) only,
+    when given), each with the first catalog C(entry) naming it (C(file), C(snapshot), C(policy), C(controller)).
   returned: always
   type: list
   elements: dict
-  sample: [{"controller": "cluster1", "svm": "svm1", "volume": "vol_san"}]
+  sample: [{"controller": "cluster1", "svm": "svm1", "volume": "vol_san", "entry": {"snapshot": "kvmsnap-daily_x"}}]
+removed:
+  description: O(state=catalog_pruned) - the catalog entries removed (or that would be, in check mode).
+  returned: when O(state=catalog_pruned)
+  type: list
+  elements: dict
+  sample: [{"snapshot": "kvmsnap-daily_x", "path": "/var/lib/kvmsnap/catalog/kvmsnap-daily_x",
+            "reason": "snapshot kvmsnap-daily_x no longer exists on c1:svm1:vol_ds1"}]
+ignored:
+  description: O(state=volumes) with O(controllers) - the catalog entries naming another controller (not read).
+  returned: when O(state=volumes)
+  type: list
+  elements: dict
+  sample: [{"file": "/var/lib/kvmsnap/catalog/s/u/manifest.json", "snapshot": "s", "policy": "daily",
+            "controller": "cluster2"}]
 notes:
   description:
     - O(state=read) - what the policy rewrote (an emulator replaced by the host's, a character device turned into a
@@ -428,7 +470,11 @@ def _verified(module: AnsibleModule) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["present", "read", "volumes", "verified", "protected"], default="present"),
+            state=dict(type="str", choices=["present", "read", "volumes", "verified", "protected", "catalog_pruned"],
+                       default="present"),
+            existing=dict(type="list", elements="str", default=[]),
+            listed=dict(type="list", elements="str", default=[]),
+            keep_days=dict(type="int", default=0),
             snapshots=dict(type="list", elements="str", default=[]),
             uri=dict(type="str", default="qemu:///system"),
             retries=dict(type="int", default=3),
@@ -450,15 +496,26 @@ def main() -> None:
             manifest_keys_old=dict(type="list", elements="str", default=[], no_log=True),
             unsigned_ok=dict(type="list", elements="str", default=[]),
             boot_dirs=dict(type="list", elements="path", default=[]),
+            controllers=dict(type="list", elements="str"),
         ),
         required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"]),
                      ("state", "verified", ["snapshot"])],
         supports_check_mode=True,
     )
+    if module.params["state"] == "catalog_pruned":
+        p = module.params
+        removed = mf.catalog_prune(p["state_dir"], p["existing"], p["listed"], [p["snapshot"]] if p["snapshot"] else [],
+                                   p["keep_days"], check_mode=module.check_mode)
+        module.exit_json(changed=bool(removed), removed=removed, manifests=[], invalid=[], missing=[], written=[],
+                         datastore_files={}, verified=[], not_protected=[], volumes=[], notes=[])
     if module.params["state"] == "volumes":
-        module.exit_json(changed=False, volumes=mf.catalog_volumes(module.params["state_dir"]), manifests=[],
+        scan = mf.catalog_volumes(module.params["state_dir"], controllers=module.params["controllers"])
+        notes = ["local catalog entry %s (snapshot %s, policy %s) names controller %s, which is not in this inventory's "
+                 "ontap_controllers: ignored" % (e["file"], e["snapshot"], e["policy"] or "unknown", e["controller"])
+                 for e in scan["ignored"]]
+        module.exit_json(changed=False, volumes=scan["volumes"], ignored=scan["ignored"], manifests=[],
                          invalid=[], missing=[], written=[], datastore_files={}, verified=[], not_protected=[],
-                         notes=[])
+                         notes=notes)
     if module.params["state"] == "protected":
         p = module.params
         bad = [s for s in p["snapshots"] if "/" in s or s in (".", "..")]

@@ -153,6 +153,12 @@ options:
             (and, with O(state=recovered), marked late).
         type: str
         default: kvmsnap
+      exclude:
+        description:
+          - Snapshot names never pruned, e.g. the safety snapshots of restores that are not finished.
+        type: list
+        elements: str
+        default: []
 seealso:
   - module: kvmsnap.core.ontap_snapshot_info
   - module: kvmsnap.core.ontap_snapmirror
@@ -362,6 +368,7 @@ ARGUMENT_SPEC = {
         "policy": {"type": "str", "required": True},
         "keep": {"type": "int", "required": True},
         "prefix": {"type": "str", "default": "kvmsnap"},
+        "exclude": {"type": "list", "elements": "str", "default": []},
     }},
 }
 
@@ -435,7 +442,7 @@ def execute(module, client, prep):
         msgs.append(res["msg"])
     pr = p["prune"]
     if pr:
-        exclude = [prep["name"]] if prep["name"] and p["state"] == "present" else []
+        exclude = ([prep["name"]] if prep["name"] and p["state"] == "present" else []) + list(pr["exclude"] or [])
         res = prune(client, prep["volumes"], pr["policy"], pr["keep"], prefix=pr["prefix"], check_mode=check,
                     exclude=exclude)
         result["pruned"] = res["pruned"]

@@ -52,6 +52,17 @@ options:
         of these paths are the ones listed.
     type: list
     elements: str
+  privileges:
+    description:
+      - Before listing, check that the login's role allows every call of these operations, and fail naming the
+        user, the role, the API path (REST) or command directory (ZAPI) and the access it lacks. The role's
+        privileges are read with GET C(/api/security/accounts) and C(/api/security/roles/{owner}/{name}/privileges)
+        (REST) or C(security-login-get-iter) and C(security-login-role-get-iter) (ZAPI); when the login may not
+        read its own role, the check is skipped with a warning. See docs/security.md for a role that passes.
+    type: list
+    elements: str
+    choices: [read, snapshot_create, snapshot_modify, snapshot_delete, snapmirror_update, cg_create, file_restore,
+              volume_restore, lun_restore, files_read]
 seealso:
   - module: kvmsnap.core.ontap_snapshot
 """
@@ -197,6 +208,27 @@ files:
       description: Size of the live LUN at this path in bytes, or null when there is no such LUN now.
       type: int
       sample: 8388608
+privileges:
+  description: With O(privileges), the outcome of the check.
+  returned: when O(privileges) is given
+  type: dict
+  contains:
+    ok:
+      description: Whether the role allows every call (also true when it could not be read).
+      type: bool
+    checked:
+      description: Whether the role could be read and was checked.
+      type: bool
+    user:
+      description: The login.
+      type: str
+    role:
+      description: The login's role, or null when it could not be read.
+      type: str
+    missing:
+      description: What the role lacks, as {operation, path, needed, has, decided_by}.
+      type: list
+      elements: dict
 volumes:
   description: The volumes that were listed, as C(svm:volume).
   returned: always
@@ -220,10 +252,12 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import (
     parse_volumes,
     validate_object_name,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import (
     ontap_module,
     run_ontap_module,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import OPERATIONS
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import (
     parse_snapshot_files,
     snapshot_files,
@@ -238,6 +272,7 @@ ARGUMENT_SPEC = {
     "policy": {"type": "str"},
     "only_ours": {"type": "bool", "default": False},
     "files": {"type": "list", "elements": "str"},
+    "privileges": {"type": "list", "elements": "str", "choices": list(OPERATIONS)},
 }
 
 
@@ -263,11 +298,22 @@ def prepare(module):
 def execute(module, client, prepared):
     p = module.params
     volumes, files = prepared
+    checked = None
+    if p["privileges"]:
+        checked = client.privileges_for(p["privileges"])
+        if not checked["ok"]:
+            exc = OntapError(checked["message"], status=403, operation="pre-flight check of the ONTAP privileges",
+                             hostname=client.hostname, hint=checked["hint"])
+            exc.result = {"privileges": checked}
+            raise exc
     if volumes is None:
         volumes = [(v["svm"] or p["svm"], v["name"]) for v in client.list_volumes(p["svm"])]
     snaps = snapshot_info(client, volumes, name=p["name"], policy=p["policy"], only_ours=p["only_ours"])
     found = snapshot_files(client, p["name"], files) if files else []
-    return {"changed": False, "snapshots": snaps, "files": found, "volumes": ["%s:%s" % v for v in volumes]}
+    out = {"changed": False, "snapshots": snaps, "files": found, "volumes": ["%s:%s" % v for v in volumes]}
+    if checked is not None:
+        out["privileges"] = checked
+    return out
 
 
 def main():

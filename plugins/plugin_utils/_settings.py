@@ -335,6 +335,8 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
                                          values.get("kvmsnap_restore_volume_override", False))
     s["restore_safety_snapshot"] = _bool("kvmsnap_restore_safety_snapshot",
                                          values.get("kvmsnap_restore_safety_snapshot", True))
+    s["prerestore_keep"] = _int("kvmsnap_prerestore_keep", values.get("kvmsnap_prerestore_keep", 3), 0, 1023)
+    s["catalog_keep_days"] = _int("kvmsnap_catalog_keep_days", values.get("kvmsnap_catalog_keep_days", 0), 0, 36500)
     s["restore_boot_dirs"] = [_abs_path("kvmsnap_restore_boot_dirs", d)
                               for d in (values.get("kvmsnap_restore_boot_dirs") or [])]
     s["restore_unsigned_ok"] = vm_list("kvmsnap_restore_unsigned_ok", values.get("kvmsnap_restore_unsigned_ok"))

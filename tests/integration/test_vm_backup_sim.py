@@ -142,6 +142,19 @@ def test_preflight_failures_touch_nothing(conn, backup_vms, sim, tmp_path):
     assert set(states(conn, names)) == {RUNNING}
 
 
+def test_readonly_login_is_refused_before_any_vm_is_quiesced(conn, backup_vms, sim, tmp_path):
+    names = backup_vms(1)
+    p = params(sim, tmp_path, names, username="backup_ro", password="netapp123")
+    with pytest.raises(_fence.FenceError) as info:
+        _fence.run_backup(p)
+    msg = str(info.value)
+    assert "user backup_ro (role readonly" in msg and "/api/storage/volumes/*/snapshots" in msg, msg
+    assert "nothing was quiesced" in msg
+    assert set(states(conn, names)) == {RUNNING}
+    assert not snaps_on(sim, "vol_ds1", p["name"]) and not snaps_on(sim, "vol_ds2", p["name"])
+    assert _journal.list_journals(p["state_dir"]) == []
+
+
 def test_check_mode_reports_without_touching(conn, backup_vms, sim, tmp_path):
     names = backup_vms(2)
     p = params(sim, tmp_path, names)

@@ -11,9 +11,12 @@ REALM = "ontap-sim"
 
 
 class Auth:
-    def __init__(self, users: list[dict[str, Any]], roles: dict[str, set[str]]) -> None:
+    def __init__(self, users: list[dict[str, Any]], roles: dict[str, set[str]],
+                 privileges: dict[str, dict[str, list[dict[str, Any]]]] | None = None) -> None:
         self.users = {u["name"]: u for u in users}
         self.roles = roles
+        # role -> {privileges: [{path, access}], commands: [{command, access}]}, as ONTAP lists them
+        self.privileges = privileges or {}
 
     def authenticate(self, header: str | None) -> dict[str, Any] | None:
         """The user for an `Authorization: Basic …` header, or None (missing or wrong)."""

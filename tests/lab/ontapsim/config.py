@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from . import rbac
+
 # Per call kind, seconds. Snapshot creation is what a backup fence waits on, so it is the
 # only kind that costs something by default (a real WAFL snapshot takes ~100-200 ms).
 DEFAULT_LATENCY: dict[str, float] = {
@@ -30,7 +32,7 @@ ROLE_ACTIONS: dict[str, set[str]] = {
     "backup_nodelete": {"read", "snapshot_create", "snapshot_modify", "snapmirror_update", "cg_manage"},
     "readonly": {"read"},
 }
-ALL_ACTIONS = ROLE_ACTIONS["admin"]
+ALL_ACTIONS = ROLE_ACTIONS["admin"] | {"security_read"}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "cluster": {"name": "lab-cluster", "version": "9.13.1"},
@@ -93,13 +95,21 @@ def load(path: Path | None) -> dict[str, Any]:
     cfg: dict[str, Any] = {k: raw.get(k, v) for k, v in DEFAULT_CONFIG.items()} if raw else dict(DEFAULT_CONFIG)
     cfg["cluster"] = {**DEFAULT_CONFIG["cluster"], **(raw.get("cluster") or {})}
     cfg["version"] = parse_version(cfg["cluster"]["version"])
-    roles = {k: set(v) for k, v in ROLE_ACTIONS.items()}
-    for name, actions in (raw.get("roles") or {}).items():
-        unknown = set(actions) - ALL_ACTIONS
+    roles = {k: _with_security_read(set(v)) for k, v in ROLE_ACTIONS.items()}
+    privileges = {k: rbac.privileges_from_actions(v) for k, v in roles.items()}
+    for name, spec in (raw.get("roles") or {}).items():
+        if isinstance(spec, dict):
+            privs = _privileges(name, spec.get("privileges"))
+            roles[name] = rbac.actions_from_privileges(privs)
+            privileges[name] = {"privileges": privs, "commands": rbac.commands_from_privileges(privs)}
+            continue
+        unknown = set(spec) - ALL_ACTIONS
         if unknown:
             raise ConfigError(f"role {name}: unknown actions {sorted(unknown)}; known: {sorted(ALL_ACTIONS)}")
-        roles[name] = set(actions)
+        roles[name] = _with_security_read(set(spec))
+        privileges[name] = rbac.privileges_from_actions(roles[name])
     cfg["roles"] = roles
+    cfg["role_privileges"] = privileges
     for user in cfg["users"]:
         if user.get("role", "admin") not in roles:
             raise ConfigError(f"user {user.get('name')}: unknown role {user.get('role')!r}")
@@ -119,6 +129,26 @@ def load(path: Path | None) -> dict[str, Any]:
     cfg["policies"] = list(policies.values())
     _check_topology(cfg)
     return cfg
+
+
+def _with_security_read(actions: set[str]) -> set[str]:
+    # ONTAP's builtin roles that read everything also read the login's own account and role
+    return actions | {"security_read"} if "read" in actions else actions
+
+
+def _privileges(name: str, privs: Any) -> list[dict[str, Any]]:
+    """A custom REST role's privileges [{path, access}], checked as `security login rest-role create` does."""
+    if not isinstance(privs, list) or not privs:
+        raise ConfigError(f"role {name}: privileges must be a list of {{path, access}}")
+    out = []
+    for priv in privs:
+        if not isinstance(priv, dict) or not str(priv.get("path", "")).startswith("/api"):
+            raise ConfigError(f"role {name}: privilege {priv!r} needs a path under /api")
+        access = priv.get("access", "all")
+        if access not in rbac.REST_ACCESS:
+            raise ConfigError(f"role {name}: access {access!r} must be one of {sorted(rbac.REST_ACCESS)}")
+        out.append({"path": str(priv["path"]), "access": access})
+    return out
 
 
 def _check_topology(cfg: dict[str, Any]) -> None:

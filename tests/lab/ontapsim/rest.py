@@ -13,6 +13,7 @@ from .jobs import Jobs
 from .ops import Ops
 from .rest_base import Request, Response, nest
 from .rest_protection import ProtectionHandlers
+from .rest_security import SecurityHandlers
 from .rest_storage import StorageHandlers
 from .state import State
 
@@ -22,7 +23,7 @@ CG_VERSION = (9, 10, 1)
 Handler = Callable[..., Response]
 
 
-class RestApi(StorageHandlers, ProtectionHandlers):
+class RestApi(StorageHandlers, ProtectionHandlers, SecurityHandlers):
     def __init__(self, state: State, ops: Ops, jobs: Jobs, knobs: Knobs, auth: Auth) -> None:
         self.auth = auth
         self.st = state
@@ -74,6 +75,11 @@ class RestApi(StorageHandlers, ProtectionHandlers):
             ("DELETE", f"/api/application/consistency-groups/{U}/snapshots/{U}", self.delete_cg_snapshot,
              "snapshot_delete"),
             ("POST", "/api/private/cli/volume/snapshot/restore-file", self.cli_restore_file, "restore"),
+            ("GET", "/api/security/accounts", self.list_accounts, "security_read"),
+            ("GET", f"/api/security/accounts/{U}/{U}", self.get_account, "security_read"),
+            ("GET", "/api/security/roles", self.list_roles, "security_read"),
+            ("GET", f"/api/security/roles/{U}/{U}", self.get_role, "security_read"),
+            ("GET", f"/api/security/roles/{U}/{U}/privileges", self.list_role_privileges, "security_read"),
         ]:
             self.routes.append((method, re.compile(pattern + "$"), handler, action))
 

@@ -47,7 +47,7 @@ class Sim:
         self.storage = Storage(data_dir)
         self.state = State(data_dir, cfg, self.storage)
         self.knobs = Knobs(cfg["latency"], cfg["latency_scale"] if latency_scale is None else latency_scale)
-        self.auth = Auth(cfg["users"], cfg["roles"])
+        self.auth = Auth(cfg["users"], cfg["roles"], cfg.get("role_privileges"))
         self.ops = Ops(self.state)
         self.jobs = Jobs(self.state)
         self.rest = RestApi(self.state, self.ops, self.jobs, self.knobs, self.auth)

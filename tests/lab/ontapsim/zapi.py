@@ -12,6 +12,7 @@ from .errors import ERROR_TABLE, SimError
 from .faults import Knobs
 from .ops import Ops
 from .state import State
+from .zapi_security import SecurityZapi
 from .zapi_snapshots import SnapshotHandlers
 from .zapi_xml import ZapiError, local_name, reply_failure, reply_success, strip_ns
 
@@ -19,7 +20,7 @@ ZAPI_PATH = "/servlets/netapp.servlets.admin.XMLrequest_filer"
 MISSING_VSERVER = "Vserver API missing vserver parameter."
 
 
-class ZapiApi(SnapshotHandlers):
+class ZapiApi(SnapshotHandlers, SecurityZapi):
     def __init__(self, state: State, ops: Ops, knobs: Knobs, auth: Auth) -> None:
         self.st = state
         self.ops = ops
@@ -53,6 +54,8 @@ class ZapiApi(SnapshotHandlers):
             "snapmirror-update": (self.snapmirror_update, "snapmirror_update", "any"),
             "lun-get-serial-number": (self.lun_get_serial_number, "read", "vserver"),
             "file-get-file-info": (self.file_get_file_info, "read", "vserver"),
+            "security-login-get-iter": (self.security_login_get_iter, "security_read", "cluster"),
+            "security-login-role-get-iter": (self.security_login_role_get_iter, "security_read", "cluster"),
         }
 
     # -- envelope ----------------------------------------------------------------------------
@@ -113,7 +116,7 @@ class ZapiApi(SnapshotHandlers):
         elif scope == "vserver":
             raise ZapiError("13001", MISSING_VSERVER)
         if not self.auth.allowed(user, action):
-            if action == "read":
+            if action in ("read", "security_read"):
                 raise ZapiError("13003", f"Insufficient privileges: user '{user['name']}' does not have read "
                                          "access to this resource")
             raise ZapiError("13003", f"Insufficient privileges: user '{user['name']}' does not have write access "
