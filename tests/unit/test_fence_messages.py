@@ -12,10 +12,10 @@ class _Dom:
     def __init__(self, error: str) -> None:
         self.error = error
 
-    def agentSetResponseTimeout(self, _seconds):  # noqa: N802 - libvirt's name
+    def agentSetResponseTimeout(self, _seconds):
         return 0
 
-    def fsFreeze(self):  # noqa: N802 - libvirt's name
+    def fsFreeze(self):
         raise libvirt.libvirtError(self.error)
 
 
