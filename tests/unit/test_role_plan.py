@@ -282,6 +282,30 @@ def test_late_pending_and_old_format_only_by_name_with_the_override():
         "kvmsnap-daily_3"
 
 
+def test_select_snapshot_nothing_selected_lists_what_exists():
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import select_snapshot
+    from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import existing
+    records = _catalog()
+    for spec in ({"kind": "query", "value": "[?policy=='monthly']"}, {"kind": "name", "value": "nope"}):
+        with pytest.raises(AnsibleFilterError) as err:
+            select_snapshot(records, spec)
+        text = str(err.value)
+        # newest first, with policy and state; the safety snapshot and foreign ones are not offered
+        assert "newest first: kvmsnap-daily_10 (policy daily, state none" in text, text
+        assert text.index("kvmsnap-daily_8 (policy daily, state pending") < text.index(
+            "kvmsnap-daily_3 (policy daily, state good") < text.index("kvmsnap-weekly_2 (policy weekly, state good")
+        assert "prerestore" not in text and "hourly.0" not in text
+        assert "Pick one with kvmsnap_restore_snapshot" in text and "as JSON with -e" in text
+    # bounded: the listing names at most ten snapshots and counts the rest
+    many = [{"name": "kvmsnap-daily_%02d" % i, "policy": "daily", "state": "good", "create_time": i, "ours": True,
+             "create_time_iso": "2026-01-%02dT00:00:00Z" % i} for i in range(1, 16)]
+    text = existing(many)
+    assert text.count("(policy daily") == 10 and "kvmsnap-daily_15" in text and "kvmsnap-daily_05" not in text
+    assert text.endswith("5 older not shown")
+
+
 def test_select_snapshot_errors():
     from ansible.errors import AnsibleFilterError
 
