@@ -70,7 +70,7 @@ def settings(raw, defaults, operation, controllers, snapcreator_text=None, snapc
 
 
 CONTROLLER_VARS = ("ontap_hostname", "ontap_port", "ontap_username", "ontap_transport", "ontap_validate_certs",
-                   "ontap_ca_path", "ontap_cert_file", "ontap_data_addresses", "ansible_host")
+                   "ontap_ca_path", "ontap_cert_file", "ontap_key_file", "ontap_data_addresses", "ansible_host")
 
 
 def controller_vars(names, hostvars):

@@ -406,3 +406,33 @@ def test_shared_fence_vm_not_released_keeps_its_level():
     out = fence_outcome(plan, {"h1": host(a, "release", 130.5), "h2": hb})
     vb = next(v for v in out["vms"] if v["name"] == "b")
     assert vb["consistency"] == "suspended" and "crash_reason" not in (vb.get("details") or {})
+
+
+def test_settings_controller_vars_named_in_errors(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    ok = dict(CTRL, c1=dict(CTRL["c1"], ontap_ca_path=str(ca)))
+    assert resolve({"kvmsnap_datastores": DS}, {}, "backup", ok)["controllers"]["c1"]["ca_path"] == str(ca)
+    cases = [
+        ({"ontap_ca_path": str(tmp_path / "nope.pem")}, "inventory host c1 .*: ontap_ca_path .*nope.pem does not exist"),
+        ({"ontap_ca_path": "ca.pem"}, "inventory host c1 .*: ontap_ca_path: 'ca.pem' is not absolute"),
+        ({"ontap_cert_file": str(ca), "ontap_key_file": str(ca)}, "ontap_password and ontap_cert_file are both set"),
+        ({"ontap_cert_file": str(ca), "has_password": False}, "ontap_cert_file is set without ontap_key_file"),
+        ({"ontap_data_addresses": "10.0.0.1"}, "ontap_data_addresses '10.0.0.1' is not valid; allowed: a list"),
+        ({"ontap_username": 42}, "ontap_username 42 is not a string"),
+    ]
+    for extra, match in cases:
+        bad = dict(CTRL, c1=dict(CTRL["c1"], **extra))
+        with pytest.raises(SettingsError, match=match):
+            resolve({"kvmsnap_datastores": DS}, {}, "backup", bad)
+    cert = dict(CTRL, c1={"ontap_hostname": "c1", "ontap_cert_file": str(ca), "ontap_key_file": str(ca)})
+    assert resolve({"kvmsnap_datastores": DS}, {}, "backup", cert)["controllers"]["c1"]["name"] == "c1"
+
+
+def test_settings_agent_timeout_and_vm_mapping_named():
+    assert settings()["agent_timeout"] == 10
+    assert settings(kvmsnap_agent_timeout="30")["agent_timeout"] == 30
+    with pytest.raises(SettingsError, match="kvmsnap_agent_timeout: 0 is out of range; allowed: an integer from 1 to 600"):
+        settings(kvmsnap_agent_timeout=0)
+    with pytest.raises(SettingsError, match="^kvmsnap_vm_mapping entry 1 .*: missing fields"):
+        settings(kvmsnap_vm_mapping="VM1")
