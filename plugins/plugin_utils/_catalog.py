@@ -130,7 +130,7 @@ def stale_reason(manifest: Mapping[str, Any], rec: Mapping[str, Any]) -> Optiona
     return None
 
 
-def _protects(rec: Mapping[str, Any], entries: List[Mapping[str, Any]], vm: str) -> bool:
+def protects(rec: Mapping[str, Any], entries: List[Mapping[str, Any]], vm: str) -> bool:
     return any(vm in (e.get("name"), e.get("uuid")) and stale_reason(e, rec) is None for e in entries)
 
 
@@ -138,9 +138,9 @@ def _latest_for(good: List[Dict[str, Any]], protected: Mapping[str, List[Mapping
                 requested: List[str]) -> Dict[str, Any]:
     """The newest good set that protected every requested VM (one restore uses one snapshot)."""
     for rec in reversed(good):
-        if all(_protects(rec, protected.get(rec["name"]) or [], vm) for vm in requested):
+        if all(protects(rec, protected.get(rec["name"]) or [], vm) for vm in requested):
             return rec
-    newest = {vm: next((r["name"] for r in reversed(good) if _protects(r, protected.get(r["name"]) or [], vm)),
+    newest = {vm: next((r["name"] for r in reversed(good) if protects(r, protected.get(r["name"]) or [], vm)),
                        None) for vm in requested}
     lacking = [vm for vm, name in newest.items() if name is None]
     if lacking:

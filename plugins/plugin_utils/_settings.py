@@ -383,6 +383,11 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     s["restore_boot_dirs"] = [_abs_path("kvmsnap_restore_boot_dirs", d)
                               for d in (values.get("kvmsnap_restore_boot_dirs") or [])]
     s["restore_unsigned_ok"] = vm_list("kvmsnap_restore_unsigned_ok", values.get("kvmsnap_restore_unsigned_ok"))
+    # the monitoring check (kvmsnap.core.check_backups)
+    s["check_max_age_hours"] = _int("kvmsnap_check_max_age_hours", values.get("kvmsnap_check_max_age_hours", 26), 0,
+                                    8760)
+    report = values.get("kvmsnap_check_report") or None
+    s["check_report"] = _abs_path("kvmsnap_check_report", report) if report else None
     s["shutdown_timeout"] = _int("kvmsnap_shutdown_timeout", values.get("kvmsnap_shutdown_timeout", 120), 1, 3600)
     if operation == "restore" and s["restore_vms"] == []:
         raise SettingsError("kvmsnap_restore_vms: no VM selected; allowed: a list of VM names (or a comma string "
@@ -390,7 +395,7 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
                             "manifests.")
     used = {d["controller"] for d in s["datastores"]} or set(ctrl)
     s["controllers"] = {name: check_controller(name, ctrl[name]) for name in sorted(used)}
-    if operation in ("backup", "restore") and not s["controllers"]:
+    if operation in ("backup", "restore", "check") and not s["controllers"]:
         raise SettingsError("no ONTAP controller: add the controllers as hosts of the inventory group "
                             "ontap_controllers (with ontap_hostname, ontap_username, ontap_password).")
     if sc_info["file"]:
