@@ -26,6 +26,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config i
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
 from ansible_collections.kvmsnap.core.plugins.plugin_utils import _restore_journal
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._async_loop import foreground
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._backup_check import check as check_vms
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import select as select_from_catalog
@@ -184,6 +185,11 @@ def backup_check(records, protected, vms, max_age_hours, failed_hosts=None, now=
                      failed_hosts=_plain(failed_hosts or []))
 
 
+def async_loop_results(wait, job_var, loop_var):
+    """An async_status wait loop over background jobs -> the loop result the jobs' task would have registered."""
+    return foreground(_plain(wait), str(job_var), str(loop_var))
+
+
 def run_report(operation, run_id, vms, volumes, snapshot=None, started=None, finished=None, warnings=None,
                errors=None, extra=None):
     return build_report(str(operation), str(run_id), _plain(vms), _plain(volumes), snapshot=snapshot,
@@ -340,6 +346,7 @@ class FilterModule:
             "select_snapshot": select_snapshot,
             "run_report": run_report,
             "backup_check": backup_check,
+            "async_loop_results": async_loop_results,
             "report_stats": report_stats,
             "backup_outcome": backup_outcome,
             "backup_volumes": backup_volumes,
