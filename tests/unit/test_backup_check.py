@@ -58,3 +58,20 @@ def test_a_host_not_discovered_fails_the_check():
     res = backup_check(RECORDS, PROTECTED, VMS[:1], 26, failed_hosts=["kvm9"], now=NOW)
     assert res["ok"] is False and res["failed"] == [
         "KVM host kvm9: discovery failed, its VMs were not checked; fix access to it and run the check again."]
+
+
+def test_check_settings_name_the_variable():
+    import pytest
+
+    from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
+    ctrl = {"c1": {"ontap_hostname": "c1", "ontap_username": "u", "has_password": True}}
+    s = resolve({}, {}, "check", ctrl)
+    assert s["check_max_age_hours"] == 26 and s["check_report"] is None
+    assert resolve({"kvmsnap_check_report": "/tmp/x.json"}, {}, "check", ctrl)["check_report"] == "/tmp/x.json"
+    with pytest.raises(SettingsError, match="kvmsnap_check_max_age_hours: -1 is out of range; allowed: an integer "
+                                            "from 0 to 8760"):
+        resolve({"kvmsnap_check_max_age_hours": -1}, {}, "check", ctrl)
+    with pytest.raises(SettingsError, match="kvmsnap_check_report: 'x.json' is not absolute"):
+        resolve({"kvmsnap_check_report": "x.json"}, {}, "check", ctrl)
+    with pytest.raises(SettingsError, match="no ONTAP controller"):
+        resolve({}, {}, "check", {})
