@@ -26,6 +26,8 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config i
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
 from ansible_collections.kvmsnap.core.plugins.plugin_utils import _restore_journal
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._async_loop import foreground
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._backup_check import check as check_vms
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import select as select_from_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
@@ -70,7 +72,7 @@ def settings(raw, defaults, operation, controllers, snapcreator_text=None, snapc
 
 
 CONTROLLER_VARS = ("ontap_hostname", "ontap_port", "ontap_username", "ontap_transport", "ontap_validate_certs",
-                   "ontap_ca_path", "ontap_cert_file", "ontap_data_addresses", "ansible_host")
+                   "ontap_ca_path", "ontap_cert_file", "ontap_key_file", "ontap_data_addresses", "ansible_host")
 
 
 def controller_vars(names, hostvars):
@@ -170,6 +172,22 @@ def select_snapshot(records, spec, protected=None, requested=None):
         return select_from_catalog(_plain(records), _plain(spec), merged, wanted)
     except CatalogError as exc:
         raise AnsibleFilterError("kvmsnap restore pre-flight: %s" % exc) from None
+
+
+def backup_check(records, protected, vms, max_age_hours, failed_hosts=None, now=None):
+    """The monitoring check: each VM's newest good backup and its age (see plugin_utils/_backup_check).
+    PROTECTED: backup_manifest state=protected results of the KVM hosts (merged here)."""
+    merged: Dict[str, List[Any]] = {}
+    for res in _plain(protected or []):
+        for snap, entries in ((res or {}).get("protected") or {}).items():
+            merged.setdefault(snap, []).extend(entries)
+    return check_vms(_plain(vms), _plain(records), merged, float(max_age_hours), now=now,
+                     failed_hosts=_plain(failed_hosts or []))
+
+
+def async_loop_results(wait, job_var, loop_var):
+    """An async_status wait loop over background jobs -> the loop result the jobs' task would have registered."""
+    return foreground(_plain(wait), str(job_var), str(loop_var))
 
 
 def run_report(operation, run_id, vms, volumes, snapshot=None, started=None, finished=None, warnings=None,
@@ -327,6 +345,8 @@ class FilterModule:
             "newer_snapshots": newer_snapshots,
             "select_snapshot": select_snapshot,
             "run_report": run_report,
+            "backup_check": backup_check,
+            "async_loop_results": async_loop_results,
             "report_stats": report_stats,
             "backup_outcome": backup_outcome,
             "backup_volumes": backup_volumes,

@@ -240,6 +240,16 @@ def _agent_not_connected(err: BaseException) -> bool:
     return _code(err) == VIR_ERR_AGENT_UNRESPONSIVE and "not connected" in str(err)
 
 
+def agent_missing_hint(err: BaseException) -> str:
+    """What to do when a freeze failed because the VM has no guest agent ('' for any other failure)."""
+    text = str(err)
+    if "agent is not configured" not in text and not _agent_not_connected(err):
+        return ""
+    return (". The VM has no working QEMU guest agent, so it cannot be frozen: quiesce it with mode auto (freeze "
+            "where the agent answers, suspend the others) or suspend - role variable kvmsnap_quiesce_mode - or give "
+            "it a guest-agent channel and run qemu-guest-agent in it.")
+
+
 def agent_ping(dom: Any, timeout: int) -> Optional[bool]:
     """True: the agent answered; False: it did not; None: this driver cannot run agent commands."""
     try:
@@ -386,7 +396,8 @@ def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeo
         return out
     except Exception as err:
         op = "freeze" if mode == "freeze" else "suspend"
-        out["error"] = "%s of VM %s (%s) failed: %s" % (op, vm["name"], vm["uuid"], err)
+        out["error"] = "%s of VM %s (%s) failed: %s%s" % (op, vm["name"], vm["uuid"], err,
+                                                        agent_missing_hint(err) if op == "freeze" else "")
         out["consistency"] = "crash"
         out["t_done"] = time.monotonic()
         return out

@@ -18,6 +18,7 @@ BUSY_CODES = frozenset(["1638555", "13024", "8", "524486"])
 EXISTS_CODES = frozenset(["13020", "13130", "53411921"])
 TRANSIENT_CODES = frozenset(["65541", "65552", "65562"])
 
+_KEY_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|^[0-9]+$")
 _SECRET_RE = re.compile(r"(?i)(authorization:\s*basic\s+)[A-Za-z0-9+/=]+|(://)[^/@\s]+:[^/@\s]+@")
 
 
@@ -30,6 +31,45 @@ def redact(text: str, secrets: Optional[list] = None) -> str:
     return text
 
 
+# ZAPI name prefix -> the CLI command directory a role grants it through (first match wins)
+ZAPI_COMMANDS = (("snapshot-restore-file", "volume snapshot restore-file"), ("snapshot-restore-volume",
+                 "volume snapshot restore"), ("snapshot-", "volume snapshot"), ("cg-", "volume snapshot"),
+                 ("snapmirror-", "snapmirror"), ("lun-", "lun"), ("file-", "volume file"),
+                 ("volume-", "volume"), ("sis-", "volume efficiency"), ("job-", "job"))
+
+
+def privilege_path(path: str) -> str:
+    """The REST role privilege path of PATH: /api/storage/volumes/<uuid>/snapshots -> /api/storage/volumes/*/snapshots.
+
+    ONTAP grants REST rights per API path (security login rest-role); object keys in the path are wildcards.
+    """
+    parts = []
+    for part in path.split("?", 1)[0].split("/"):
+        parts.append("*" if _KEY_RE.match(part) else part)
+    return "/".join(parts)
+
+
+def forbidden_hint(api: str, username: str, hostname: str, operation: str = "") -> str:
+    """What an HTTP 403 / ZAPI 13003 means: which user lacks which right on which call, and how to grant it."""
+    who = "ONTAP user %s" % username if username else "the ONTAP user"
+    where = " on %s" % hostname if hostname else ""
+    method, _sep, path = api.partition(" ") if api.startswith(("GET ", "POST ", "PATCH ", "DELETE ", "PUT ")) \
+        else ("", "", "")
+    if path:
+        access = "readonly" if method == "GET" else "all"
+        return ("%s%s lacks the privilege for %s %s (%s): its role needs access %s to the API path %s; grant it "
+                "(security login rest-role create -role <role> -api %s -access %s) or use another user."
+                % (who, where, method, path, operation or "this call", access, privilege_path(path),
+                   privilege_path(path), access))
+    if api:
+        cmd = next((c for prefix, c in ZAPI_COMMANDS if api.startswith(prefix)), "<command>")
+        return ("%s%s lacks the privilege for the ZAPI call %s (%s): its role needs the command directory %s; "
+                "grant it (security login role create -role <role> -cmddirname \"%s\" -access all) or use "
+                "another user." % (who, where, api, operation or "this call", cmd, cmd))
+    return ("%s%s lacks the right to %s; grant it to the role (REST: the API path of this call, CLI: the matching "
+            "command) or use another user." % (who, where, operation or "do this"))
+
+
 class OntapError(Exception):
     """An ONTAP call failed.
 
@@ -37,8 +77,11 @@ class OntapError(Exception):
     """
 
     def __init__(self, message: str, status: Optional[int] = None, code: Any = None, target: Optional[str] = None,
-                 operation: str = "", hostname: str = "", hint: Optional[str] = None, transient: bool = False):
+                 operation: str = "", hostname: str = "", hint: Optional[str] = None, transient: bool = False,
+                 api: str = "", username: str = ""):
         self.message = str(message)
+        self.api = api  # REST "METHOD /api/path" or the ZAPI name: what a 403 names
+        self.username = username
         self.status = status
         self.code = None if code is None or code == "" else str(code)
         self.target = target
@@ -84,8 +127,7 @@ class OntapError(Exception):
         if self.is_auth:
             return "Check username and password (or cert_file/key_file) for this controller."
         if self.is_forbidden:
-            return ("The ONTAP role of this user lacks the right to %s; grant it to the role (REST: the API path of "
-                    "this call, CLI: the matching command) or use another user." % (self.operation or "do this"))
+            return forbidden_hint(self.api, self.username, self.hostname, self.operation)
         if self.is_not_found:
             return "Check that the SVM, volume, snapshot or LUN named here exists on this controller."
         if self.is_busy:
@@ -121,4 +163,4 @@ class OntapError(Exception):
 
     def to_dict(self) -> dict:
         return {"message": self.message, "status": self.status, "code": self.code, "target": self.target,
-                "operation": self.operation, "hostname": self.hostname}
+                "operation": self.operation, "hostname": self.hostname, "api": self.api}

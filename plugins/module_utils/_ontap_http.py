@@ -69,6 +69,7 @@ class RestSession:
         self.timeout = timeout
         self.retries = retries
         self._secrets = [password] if password else []
+        self.username = None if cert_file else username
         headers = {"Accept": "application/json", "X-Dot-Client-App": "%s/%s" % (USER_AGENT, module_name or "module")}
         use_cert = bool(cert_file)
         self._request = Request(
@@ -120,7 +121,8 @@ class RestSession:
                 message, code, target = (str(exc.reason) or "HTTP error %s" % status), None, None
             transient = status >= 500 and (str(code) in ("65541", "65552", "65562") or status in (502, 503, 504))
             raise OntapError(redact(str(message), self._secrets), status=status, code=code, target=target,
-                             hostname=self.hostname, transient=transient) from None
+                             hostname=self.hostname, transient=transient, api=self._api(method, path),
+                             username=self.username or "") from None
         except (URLError, OSError, http.client.HTTPException, ssl.SSLError) as exc:
             err = transport_error(exc, self.hostname, self.port)
             err.message = redact(err.message, self._secrets)
@@ -129,8 +131,14 @@ class RestSession:
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict) and status >= 400:
             err = payload["error"]
             raise OntapError(err.get("message", "error"), status=status, code=err.get("code"),
-                             target=err.get("target"), hostname=self.hostname)
+                             target=err.get("target"), hostname=self.hostname, api=self._api(method, path),
+                             username=self.username or "")
         return status, payload, resp_headers
+
+    @staticmethod
+    def _api(method: str, path: str) -> str:
+        path = path if path.startswith("/") else "/" + path
+        return "%s %s" % (method, path if path.startswith("/api/") else "/api" + path)
 
     def request(self, method: str, path: str, query: Optional[Dict[str, Any]] = None, body: Any = None,
                 safe_to_retry: Optional[bool] = None) -> Tuple[int, Any, Dict]:

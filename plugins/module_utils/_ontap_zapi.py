@@ -143,7 +143,7 @@ class OntapZapi(Ontap):
         self.calls = 0
 
     # ---- plumbing ----------------------------------------------------------------------------------
-    def _error(self, exc: Any, operation: str) -> OntapError:
+    def _error(self, exc: Any, operation: str, api: str = "") -> OntapError:
         code = getattr(exc, "code", None)
         message = redact(str(getattr(exc, "message", exc)), self._secrets)
         status = code if isinstance(code, int) else None
@@ -170,7 +170,8 @@ class OntapZapi(Ontap):
             code = None
         return OntapError(text, status=status, code=code if not isinstance(code, int) and code not in (
             "URL error", "Unexpected error", "Unable to connect") else None, operation=operation,
-            hostname=self.hostname, transient=transient)
+            hostname=self.hostname, transient=transient, api=api,
+            username="" if self.params.get("cert_file") else str(self.params.get("username") or ""))
 
     def invoke(self, api: str, args: Optional[Dict[str, Any]] = None, svm: Optional[str] = None,
                operation: Optional[str] = None, safe_to_retry: bool = True) -> Any:
@@ -184,7 +185,7 @@ class OntapZapi(Ontap):
             try:
                 return self.server.invoke_successfully(elem, enable_tunneling=bool(svm))
             except _zapi.NaApiError as exc:
-                err = self._error(exc, operation)
+                err = self._error(exc, operation, api)
             except Exception as exc:  # pylint: disable=broad-except
                 err = OntapError("unexpected answer: %s" % redact(repr(exc), self._secrets), operation=operation,
                                  hostname=self.hostname)

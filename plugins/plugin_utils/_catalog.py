@@ -84,6 +84,26 @@ def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -
     return sorted(out, key=lambda r: (r["create_time"] or 0, r["name"]))
 
 
+LISTED = 10  # snapshots a "what exists" listing names (newest first)
+
+
+def existing(records: List[Mapping[str, Any]], limit: int = LISTED) -> str:
+    """What exists, newest first and bounded: 'name (policy P, state S, created T), ... (N older not shown)'."""
+    ordered = sorted(records, key=lambda r: (r.get("create_time") or 0, r.get("name") or ""), reverse=True)
+    ours = [r for r in ordered if r.get("ours") and r.get("policy") != "prerestore"] or ordered
+    if not ours:
+        return "no snapshot exists on the needed volumes"
+    items = ["%s (policy %s, state %s, created %s%s)" % (
+        r["name"], r.get("policy") or "-", r.get("state") or "none", r.get("create_time_iso") or "?",
+        "" if r.get("complete", True) else ", missing on %s" % ", ".join(r.get("missing") or [])) for r in ours[:limit]]
+    more = len(ours) - limit
+    return "newest first: %s%s" % ("; ".join(items), "; %d older not shown" % more if more > 0 else "")
+
+
+HOW_TO_PICK = ("Pick one with kvmsnap_restore_snapshot: its name, 'latest', or a JMESPath query over these records (give "
+               "it as JSON with -e so that Ansible keeps its spaces), e.g. [?policy=='weekly' && state=='good'] | [-1]")
+
+
 def describe_state(rec: Mapping[str, Any]) -> str:
     state = rec.get("state")
     if state == "pending":
@@ -110,7 +130,7 @@ def stale_reason(manifest: Mapping[str, Any], rec: Mapping[str, Any]) -> Optiona
     return None
 
 
-def _protects(rec: Mapping[str, Any], entries: List[Mapping[str, Any]], vm: str) -> bool:
+def protects(rec: Mapping[str, Any], entries: List[Mapping[str, Any]], vm: str) -> bool:
     return any(vm in (e.get("name"), e.get("uuid")) and stale_reason(e, rec) is None for e in entries)
 
 
@@ -118,9 +138,9 @@ def _latest_for(good: List[Dict[str, Any]], protected: Mapping[str, List[Mapping
                 requested: List[str]) -> Dict[str, Any]:
     """The newest good set that protected every requested VM (one restore uses one snapshot)."""
     for rec in reversed(good):
-        if all(_protects(rec, protected.get(rec["name"]) or [], vm) for vm in requested):
+        if all(protects(rec, protected.get(rec["name"]) or [], vm) for vm in requested):
             return rec
-    newest = {vm: next((r["name"] for r in reversed(good) if _protects(r, protected.get(r["name"]) or [], vm)),
+    newest = {vm: next((r["name"] for r in reversed(good) if protects(r, protected.get(r["name"]) or [], vm)),
                        None) for vm in requested}
     lacking = [vm for vm, name in newest.items() if name is None]
     if lacking:
@@ -159,8 +179,8 @@ def select(records: List[Dict[str, Any]], spec: Mapping[str, Any],
     if kind == "name":
         rec = next((r for r in records if r["name"] == value), None)
         if rec is None:
-            raise CatalogError("kvmsnap_restore_snapshot: snapshot %r exists on none of the volumes (known: %s)."
-                               % (value, ", ".join(r["name"] for r in records[-10:]) or "none"))
+            raise CatalogError("kvmsnap_restore_snapshot: snapshot %r exists on none of the volumes. Snapshots there, %s. "
+                               "%s." % (value, existing(records), HOW_TO_PICK))
         if rec["state"] != "good" and not spec.get("allow_crash"):
             raise CatalogError("kvmsnap_restore_snapshot: snapshot %s is %s, not a good backup; set %s: true to "
                                "restore it anyway (its VMs come back crash-consistent at best)."
@@ -179,8 +199,9 @@ def select(records: List[Dict[str, Any]], spec: Mapping[str, Any],
     if isinstance(found, str):
         found = next((r for r in records if r["name"] == found), None)
     if not isinstance(found, Mapping) or "name" not in found:
-        raise CatalogError("kvmsnap_restore_snapshot query %r selected no snapshot of the catalog (records have: %s)."
-                           % (value, RECORD_KEYS))
+        raise CatalogError("kvmsnap_restore_snapshot query %r selected no snapshot of the catalog (records have: %s). "
+                           "Snapshots there, %s. %s." % (value, RECORD_KEYS, existing(records),
+                                                         HOW_TO_PICK))
     rec = next((r for r in records if r["name"] == found["name"]), dict(found))
     if rec.get("state") != "good":
         # a query never reaches past the good backups, override or not: that takes an explicit name

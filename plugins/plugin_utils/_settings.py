@@ -30,6 +30,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
     validate_prefix,
     validate_snapshot_name,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_mapping import VmMappingError, parse_vm_mapping
 
 QUIESCE_MODES = ("suspend", "freeze", "auto", "none")
 RESTORE_MODES = ("files", "volume")
@@ -175,14 +176,48 @@ def check_controller(name: str, hv: Mapping[str, Any]) -> Dict[str, Any]:
     if transport not in TRANSPORTS:
         raise SettingsError("%s: ontap_transport %r is not valid; allowed: rest, zapi or auto." % (where, transport))
     validate = _bool("%s: ontap_validate_certs" % where, hv.get("ontap_validate_certs", True))
-    ca_path = hv.get("ontap_ca_path") or None
-    if ca_path is not None:
-        ca_path = _abs_path("%s: ontap_ca_path" % where, ca_path)
-    if not hv.get("ontap_username") and not hv.get("ontap_cert_file"):
+    files = {var: _controller_file(where, var, hv.get(var)) for var in CONTROLLER_FILES}
+    username = hv.get("ontap_username")
+    if username not in (None, "") and not isinstance(username, str):
+        raise SettingsError("%s: ontap_username %r is not a string; allowed: an ONTAP user name." % (where, username))
+    if files["ontap_cert_file"] and hv.get("has_password"):
+        raise SettingsError("%s: ontap_password and ontap_cert_file are both set; use one way to log in (unset "
+                            "ontap_password for certificate login, or ontap_cert_file/ontap_key_file for a "
+                            "password)." % where)
+    if bool(files["ontap_cert_file"]) != bool(files["ontap_key_file"]):
+        raise SettingsError("%s: %s is set without %s; certificate login needs both (the client certificate and its "
+                            "private key)." % ((where,) + (("ontap_cert_file", "ontap_key_file") if files[
+                                "ontap_cert_file"] else ("ontap_key_file", "ontap_cert_file"))))
+    if not username and not files["ontap_cert_file"]:
         raise SettingsError("%s: ontap_username (with ontap_password) is not set; set them as host vars (from vault "
                             "or an AWX credential)." % where)
+    addresses = hv.get("ontap_data_addresses")
+    if addresses not in (None, "", []):
+        if not isinstance(addresses, list) or not all(isinstance(a, str) and _HOST_RE.match(a) for a in addresses):
+            raise SettingsError("%s: ontap_data_addresses %s is not valid; allowed: a list of the NFS data LIF "
+                                "addresses (IP addresses or host names) of the controller, e.g. [10.0.0.10]."
+                                % (where, redact(repr(addresses))))
     return {"name": name, "hostname": hostname, "port": port, "transport": transport, "validate_certs": validate,
-            "ca_path": ca_path}
+            "ca_path": files["ontap_ca_path"]}
+
+
+# controller host vars naming files the ONTAP modules read on the Ansible controller (pre-flight, snapshots)
+CONTROLLER_FILES = ("ontap_ca_path", "ontap_cert_file", "ontap_key_file")
+_FILE_WHAT = {"ontap_ca_path": "the CA bundle (PEM) that signed the cluster's certificate",
+              "ontap_cert_file": "the client certificate (PEM) of the ONTAP user",
+              "ontap_key_file": "the private key (PEM) of ontap_cert_file"}
+
+
+def _controller_file(where: str, var: str, value: Any) -> Optional[str]:
+    """An absolute path of a file that exists on the controller, or None when unset; the error names VAR."""
+    if value in (None, ""):
+        return None
+    path = _abs_path("%s: %s" % (where, var), value)
+    if not os.path.isfile(path):
+        raise SettingsError("%s: %s %s does not exist or is not a file on the Ansible controller; set it to %s "
+                            "(the KVM hosts need the same file at the same path for the backup fence)."
+                            % (where, var, path, _FILE_WHAT[var]))
+    return path
 
 
 def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
@@ -254,10 +289,18 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     elif not isinstance(mapping, (str, list)):
         raise SettingsError("kvmsnap_vm_mapping: allowed: the Snap Creator string 'vm:controller:path;…' or a list of "
                             "{vm, controller, path} entries.")
+    if mapping is not None:
+        try:
+            parse_vm_mapping(mapping)
+        except VmMappingError as exc:  # the module option is vm_mapping; the user set kvmsnap_vm_mapping
+            text = str(exc)
+            raise SettingsError("kvmsnap_%s" % text if text.startswith("vm_mapping") else
+                                "kvmsnap_vm_mapping: %s" % text) from None
     s["vm_mapping"] = mapping
     s["config_dir"] = _abs_path("kvmsnap_config_dir", values.get("kvmsnap_config_dir") or "/etc/libvirt/qemu")
     s["retries"] = _int("kvmsnap_retries", values.get("kvmsnap_retries", 3), 0, 10)
     s["timeout"] = _int("kvmsnap_timeout", values.get("kvmsnap_timeout", 600), 1, 86400)
+    s["agent_timeout"] = _int("kvmsnap_agent_timeout", values.get("kvmsnap_agent_timeout", 10), 1, 600)
     s["quiesce_deadline"] = _int("kvmsnap_quiesce_deadline", values.get("kvmsnap_quiesce_deadline", 120), 10, 86400)
     s["state_dir"] = _abs_path("kvmsnap_state_dir", values.get("kvmsnap_state_dir") or "/var/lib/kvmsnap")
     s["report_dir"] = _abs_path("kvmsnap_report_dir", values.get("kvmsnap_report_dir") or "~/.kvmsnap/reports")
@@ -285,7 +328,9 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
         try:
             s["retention"] = parse_retention(retention)
         except RetentionError as exc:
-            raise SettingsError("kvmsnap_%s" % exc) from None
+            text = str(exc)
+            raise SettingsError("kvmsnap_%s" % text if text.startswith("vm_mapping") else
+                                "kvmsnap_vm_mapping: %s" % text) from None
     s["keep"] = s["retention"].get(s["policy"])
     if operation == "backup" and s["keep"] is None:
         s["warnings"].append("kvmsnap_retention has no count for policy %r: snapshots of this policy are never "
@@ -338,6 +383,11 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     s["restore_boot_dirs"] = [_abs_path("kvmsnap_restore_boot_dirs", d)
                               for d in (values.get("kvmsnap_restore_boot_dirs") or [])]
     s["restore_unsigned_ok"] = vm_list("kvmsnap_restore_unsigned_ok", values.get("kvmsnap_restore_unsigned_ok"))
+    # the monitoring check (kvmsnap.core.check_backups)
+    s["check_max_age_hours"] = _int("kvmsnap_check_max_age_hours", values.get("kvmsnap_check_max_age_hours", 26), 0,
+                                    8760)
+    report = values.get("kvmsnap_check_report") or None
+    s["check_report"] = _abs_path("kvmsnap_check_report", report) if report else None
     s["shutdown_timeout"] = _int("kvmsnap_shutdown_timeout", values.get("kvmsnap_shutdown_timeout", 120), 1, 3600)
     if operation == "restore" and s["restore_vms"] == []:
         raise SettingsError("kvmsnap_restore_vms: no VM selected; allowed: a list of VM names (or a comma string "
@@ -345,7 +395,7 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
                             "manifests.")
     used = {d["controller"] for d in s["datastores"]} or set(ctrl)
     s["controllers"] = {name: check_controller(name, ctrl[name]) for name in sorted(used)}
-    if operation in ("backup", "restore") and not s["controllers"]:
+    if operation in ("backup", "restore", "check") and not s["controllers"]:
         raise SettingsError("no ONTAP controller: add the controllers as hosts of the inventory group "
                             "ontap_controllers (with ontap_hostname, ontap_username, ontap_password).")
     if sc_info["file"]:

@@ -524,6 +524,14 @@ def test_errors_are_clear(lab, transport):
               name="kvmsnap-manual_forbidden")
     assert res.failed and "role" in res["msg"] and "svm1:vol_plain" in res["msg"], res
 
+    # a 403 names the call, the controller and the user, and the privilege that is missing
+    if transport == "rest":
+        assert "POST /api/storage/volumes/" in res["msg"] and "/snapshots" in res["msg"], res
+        assert "-api /api/storage/volumes/*/snapshots -access all" in res["msg"], res
+    else:
+        assert "ZAPI call snapshot-create" in res["msg"] and '-cmddirname "volume snapshot"' in res["msg"], res
+    assert "ONTAP user backup_ro on %s lacks the privilege" % lab.host in res["msg"], res
+
     res = run(lab, transport, "ontap_snapshot", svm="svm1", volumes=["vol_nope"], name="kvmsnap-manual_x")
     assert res.failed and "volume vol_nope not found on SVM svm1" in res["msg"], res
 

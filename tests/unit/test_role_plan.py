@@ -282,6 +282,30 @@ def test_late_pending_and_old_format_only_by_name_with_the_override():
         "kvmsnap-daily_3"
 
 
+def test_select_snapshot_nothing_selected_lists_what_exists():
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import select_snapshot
+    from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import existing
+    records = _catalog()
+    for spec in ({"kind": "query", "value": "[?policy=='monthly']"}, {"kind": "name", "value": "nope"}):
+        with pytest.raises(AnsibleFilterError) as err:
+            select_snapshot(records, spec)
+        text = str(err.value)
+        # newest first, with policy and state; the safety snapshot and foreign ones are not offered
+        assert "newest first: kvmsnap-daily_10 (policy daily, state none" in text, text
+        assert text.index("kvmsnap-daily_8 (policy daily, state pending") < text.index(
+            "kvmsnap-daily_3 (policy daily, state good") < text.index("kvmsnap-weekly_2 (policy weekly, state good")
+        assert "prerestore" not in text and "hourly.0" not in text
+        assert "Pick one with kvmsnap_restore_snapshot" in text and "as JSON with -e" in text
+    # bounded: the listing names at most ten snapshots and counts the rest
+    many = [{"name": "kvmsnap-daily_%02d" % i, "policy": "daily", "state": "good", "create_time": i, "ours": True,
+             "create_time_iso": "2026-01-%02dT00:00:00Z" % i} for i in range(1, 16)]
+    text = existing(many)
+    assert text.count("(policy daily") == 10 and "kvmsnap-daily_15" in text and "kvmsnap-daily_05" not in text
+    assert text.endswith("5 older not shown")
+
+
 def test_select_snapshot_errors():
     from ansible.errors import AnsibleFilterError
 
@@ -382,3 +406,33 @@ def test_shared_fence_vm_not_released_keeps_its_level():
     out = fence_outcome(plan, {"h1": host(a, "release", 130.5), "h2": hb})
     vb = next(v for v in out["vms"] if v["name"] == "b")
     assert vb["consistency"] == "suspended" and "crash_reason" not in (vb.get("details") or {})
+
+
+def test_settings_controller_vars_named_in_errors(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    ok = dict(CTRL, c1=dict(CTRL["c1"], ontap_ca_path=str(ca)))
+    assert resolve({"kvmsnap_datastores": DS}, {}, "backup", ok)["controllers"]["c1"]["ca_path"] == str(ca)
+    cases = [
+        ({"ontap_ca_path": str(tmp_path / "nope.pem")}, "inventory host c1 .*: ontap_ca_path .*nope.pem does not exist"),
+        ({"ontap_ca_path": "ca.pem"}, "inventory host c1 .*: ontap_ca_path: 'ca.pem' is not absolute"),
+        ({"ontap_cert_file": str(ca), "ontap_key_file": str(ca)}, "ontap_password and ontap_cert_file are both set"),
+        ({"ontap_cert_file": str(ca), "has_password": False}, "ontap_cert_file is set without ontap_key_file"),
+        ({"ontap_data_addresses": "10.0.0.1"}, "ontap_data_addresses '10.0.0.1' is not valid; allowed: a list"),
+        ({"ontap_username": 42}, "ontap_username 42 is not a string"),
+    ]
+    for extra, match in cases:
+        bad = dict(CTRL, c1=dict(CTRL["c1"], **extra))
+        with pytest.raises(SettingsError, match=match):
+            resolve({"kvmsnap_datastores": DS}, {}, "backup", bad)
+    cert = dict(CTRL, c1={"ontap_hostname": "c1", "ontap_cert_file": str(ca), "ontap_key_file": str(ca)})
+    assert resolve({"kvmsnap_datastores": DS}, {}, "backup", cert)["controllers"]["c1"]["name"] == "c1"
+
+
+def test_settings_agent_timeout_and_vm_mapping_named():
+    assert settings()["agent_timeout"] == 10
+    assert settings(kvmsnap_agent_timeout="30")["agent_timeout"] == 30
+    with pytest.raises(SettingsError, match="kvmsnap_agent_timeout: 0 is out of range; allowed: an integer from 1 to 600"):
+        settings(kvmsnap_agent_timeout=0)
+    with pytest.raises(SettingsError, match="^kvmsnap_vm_mapping entry 1 .*: missing fields"):
+        settings(kvmsnap_vm_mapping="VM1")

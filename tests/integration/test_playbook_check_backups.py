@@ -1,0 +1,73 @@
+"""kvmsnap.core.check_backups through ansible-playbook against the lab: the monitoring check.
+
+Real libvirtd with minimal guests whose disks live in the ONTAP simulator's volume (as in
+test_playbook_backup_restore.py): one backup of g1, then the check passes for g1, fails for g1 with a
+maximum age of 0, and fails for g2, which has never been backed up.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers.sim_fixtures import start_sim
+from test_playbook_backup_restore import Lab, _out, guestlab
+
+pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def lab(libvirt_system, tmp_path_factory):
+    base = tmp_path_factory.mktemp("check-backups")
+    lab = Lab(base, libvirt_system)
+    lab.prefix = "%schk-" % guestlab.run_prefix()
+    try:
+        lab.sims["s1"] = start_sim(base / "sim1", {
+            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
+            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"}]})
+        lab.add_guest("g1", "s1", "vol_ds1")
+        lab.add_guest("g2", "s1", "vol_ds1")
+        ds = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        lab.inv_g1 = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1")]}}, {"c1": lab.controller("s1")},
+                                   kvmsnap_datastores=[ds])
+        lab.inv_both = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1"), lab.name("g2")]}},
+                                     {"c1": lab.controller("s1")}, kvmsnap_datastores=[ds])
+        proc = lab.run("backup", lab.inv_g1, {"kvmsnap_snapshot_name": "kvmsnap-daily_chk1"})
+        assert proc.returncode == 0, _out(proc)
+        yield lab
+    finally:
+        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
+        for sim in lab.sims.values():
+            sim.stop()
+
+
+def test_fresh_backup_passes_and_writes_the_report(lab):
+    report = lab.base / "check.json"
+    proc = lab.run("check_backups", lab.inv_g1, {"kvmsnap_check_report": str(report)})
+    assert proc.returncode == 0, _out(proc)
+    assert "VM %s on kvm1: newest good backup kvmsnap-daily_chk1 (policy daily" % lab.name("g1") in proc.stdout
+    assert "1 VM(s) checked: 1 with a good backup younger than 26 h, 0 failing." in proc.stdout
+    data = json.loads(report.read_text())
+    assert data["ok"] is True and data["max_age_hours"] == 26
+    assert [(v["name"], v["ok"], v["snapshot"]) for v in data["vms"]] == [(lab.name("g1"), True, "kvmsnap-daily_chk1")]
+    assert 0 <= data["vms"][0]["age_seconds"] < 3600
+    assert "netapp123" not in proc.stdout
+
+
+def test_backup_older_than_the_limit_fails_naming_the_vm(lab):
+    report = lab.base / "check-aged.json"
+    proc = lab.run("check_backups", lab.inv_g1, {"kvmsnap_check_max_age_hours": 0,
+                                                 "kvmsnap_check_report": str(report)})
+    assert proc.returncode != 0, _out(proc)
+    line = "VM %s on kvm1: newest good backup kvmsnap-daily_chk1" % lab.name("g1")
+    assert line in proc.stdout and "older than kvmsnap_check_max_age_hours=0" in proc.stdout, _out(proc)
+    assert json.loads(report.read_text())["ok"] is False  # written for monitoring also when failing
+
+
+def test_vm_without_backup_fails(lab):
+    proc = lab.run("check_backups", lab.inv_both)
+    assert proc.returncode != 0, _out(proc)
+    assert "VM %s on kvm1: no good backup found on its volumes" % lab.name("g2") in proc.stdout, _out(proc)
+    # the VM that has one is still listed as fine, and the failure is one line per VM
+    assert "VM %s on kvm1: newest good backup kvmsnap-daily_chk1" % lab.name("g1") in proc.stdout
+    assert "2 VM(s) checked: 1 with a good backup younger than 26 h, 1 failing." in proc.stdout

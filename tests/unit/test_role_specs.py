@@ -1,0 +1,72 @@
+"""The roles' argument specs document every variable the roles read, the same way in every role."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = ("discover", "backup", "restore")
+HOST_VARS = ("ontap_hostname", "ontap_port", "ontap_username", "ontap_password", "ontap_cert_file", "ontap_key_file",
+             "ontap_transport", "ontap_validate_certs", "ontap_ca_path", "ontap_data_addresses")
+
+
+def _spec(role: str) -> dict:
+    return yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"][
+        "main"]["options"]
+
+
+def _settings_vars() -> set:
+    text = (REPO / "plugins" / "plugin_utils" / "_settings.py").read_text()
+    return set(re.findall(r"\b((?:kvmsnap|ontap)_[a-z_]+)\b", text)) - {"kvmsnap_"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_host_var_and_defaults_var_is_documented(role):
+    spec = _spec(role)
+    defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
+    missing = sorted(set(defaults) - set(spec))
+    assert not missing, "%s: in defaults/main.yml but not in meta/argument_specs.yml: %s" % (role, missing)
+    for var in HOST_VARS + ("kvmsnap_target",):
+        assert var in spec and spec[var]["description"], (role, var)
+    assert spec["ontap_password"].get("no_log") is True
+    for name, opt in spec.items():  # choices make a wrong value print the whole spec: the role checks them
+        assert "choices" not in opt, (role, name)
+
+
+def test_every_ontap_host_var_the_settings_read_is_documented():
+    spec = _spec("backup")
+    read = {v for v in _settings_vars() if v.startswith("ontap_")} - {"ontap_controllers"}  # the group
+    assert read and read <= set(spec), sorted(read - set(spec))
+
+
+def test_timeout_described_once_the_same_in_every_role():
+    texts = {role: _spec(role)["kvmsnap_timeout"]["description"] for role in ROLES}
+    assert len({yaml.safe_dump(t) for t in texts.values()}) == 1, texts
+    text = " ".join(texts["backup"])
+    assert "SnapMirror/SnapVault transfer" in text and "guest agent to answer" in text
+    assert "bounds neither" in text  # and what it does not bound
+
+
+def test_agent_timeout_reaches_the_fence_modules():
+    spec = _spec("backup")
+    defaults = yaml.safe_load((REPO / "roles" / "backup" / "defaults" / "main.yml").read_text())
+    assert spec["kvmsnap_agent_timeout"]["default"] == defaults["kvmsnap_agent_timeout"] == 10
+    tasks = []
+    for name in ("fence_single.yml", "fence_shared.yml"):
+        for block in yaml.safe_load((REPO / "roles" / "backup" / "tasks" / name).read_text()):
+            for task in block.get("block", []) + block.get("always", []):
+                for module in ("kvmsnap.core.vm_backup", "kvmsnap.core.vm_quiesce"):
+                    if module in task:
+                        tasks.append((name, task["name"], task[module].get("agent_timeout")))
+    assert len(tasks) == 3, tasks  # vm_backup; vm_quiesce quiesced and released
+    for name, task, value in tasks:
+        assert value == "{{ discover_settings.agent_timeout }}", (name, task)
+
+
+def test_restore_policy_says_what_it_does():
+    text = " ".join(_spec("restore")["kvmsnap_policy"]["description"])
+    assert "Not used by a restore" in text and "kvmsnap_restore_snapshot" in text
