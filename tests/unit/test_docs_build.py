@@ -8,8 +8,11 @@ of the repository, and an anchor names a heading of the target.
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -100,3 +103,58 @@ def test_slug_matches_github():
     assert slug("The `.snapshot` directory over NFS") == "the-snapshot-directory-over-nfs"
     assert slug("Consistency in the report: what was achieved, not what was asked") == \
         "consistency-in-the-report-what-was-achieved-not-what-was-asked"
+
+
+def extra_vars_of_docs() -> list[tuple[str, str]]:
+    """(page, value) of every `-e VALUE` of an ansible-playbook command in a shell block of the pages."""
+    found = []
+    for page in PAGES:
+        for block in re.findall(r"^```(?:sh|console|bash)\n(.*?)^```", page.read_text(), re.S | re.M):
+            for line in re.sub(r"\\\n\s*", "", block).splitlines():
+                line = line.split(" # ")[0].strip()
+                if "ansible-playbook" not in line:
+                    continue
+                words = shlex.split(line, comments=True)
+                found += [(page.name, words[i + 1]) for i, word in enumerate(words[:-1]) if word in ("-e", "--extra-vars")]
+    return found
+
+
+def test_every_extra_var_in_the_docs_reaches_ansible_whole():
+    """`-e name=value` is split at spaces by Ansible (`[?policy=='weekly'] | [-1]` lost its `| [-1]`): a value with
+    a space must be JSON (`-e '{...}'`) or a file (`-e @file`)."""
+    from ansible.parsing.splitter import parse_kv
+
+    values = extra_vars_of_docs()
+    assert any(v.startswith("{") for _page, v in values), "the JSON form of -e is shown somewhere"
+    cut = []
+    for page, value in values:
+        if value.startswith(("{", "[")):
+            assert isinstance(json.loads(value), dict), "%s: -e %s is not a JSON object" % (page, value)
+        elif not value.startswith("@"):
+            parsed = parse_kv(value)
+            if "_raw_params" in parsed or len(parsed) != 1:
+                cut.append("%s: -e %r reaches Ansible as %r" % (page, value, parsed))
+    assert not cut, "\n".join(cut)
+
+
+def test_module_examples_use_the_manifest_layout_a_backup_writes():
+    """A backup writes <datastore>/.kvmsnap/<VM uuid>/{manifest.json,domain.xml,nvram} (module_utils/_manifest.py);
+    an example path into .kvmsnap/ must look like that (not .kvmsnap/web1/domain.xml or nvram.fd)."""
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest
+
+    names = {"manifest.json", "domain.xml", "nvram"}
+    source = Path(_manifest.__file__).read_text()
+    assert all('"%s"' % name in source for name in names), "the manifest's file names changed: update this test"
+    layout = re.compile(r"/\.kvmsnap/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/(%s)$"
+                        % "|".join(re.escape(n) for n in sorted(names)))
+    wrong, seen = [], 0
+    for module in sorted((REPO / "plugins" / "modules").glob("*.py")):
+        tree = ast.parse(module.read_text())
+        examples = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                    and getattr(node.targets[0], "id", "") == "EXAMPLES"]
+        for path in re.findall(r"(?:^|\s)(/\S*/\.kvmsnap/\S*)", "\n".join(examples), re.M):
+            seen += 1
+            if not layout.search(path):
+                wrong.append("%s: %s" % (module.name, path))
+    assert seen, "no module example shows a manifest path"
+    assert not wrong, "example paths not in the layout a backup writes:\n" + "\n".join(wrong)
