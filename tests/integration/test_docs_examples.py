@@ -207,10 +207,13 @@ def _check_after(lab: DocsLab, name: str, proc: subprocess.CompletedProcess | No
         assert lab.vms["web1"] in proc.stdout, proc.stdout[-3000:]
     elif name == "cron":
         assert lab.reports("backup")[-1]["status"] == "ok"
+    elif name in ("look", "snapdir") and proc is not None:
+        assert "kvmsnap-daily_" in proc.stdout and "kvmsnap-weekly_" in proc.stdout, proc.stdout
     elif name.startswith("restore"):
         last = lab.reports("restore")[-1]
-        assert last["status"] == "ok", last
-        assert "-weekly_" in json.dumps(last.get("snapshot")) if "weekly" in name else True
+        assert last["status"] == "ok" and lab.vms["web1"] in json.dumps(last), last
+        if "weekly" in name:  # the JSON query picked the weekly backup, not the newest (a daily)
+            assert "-weekly_" in json.dumps(last.get("snapshot")), last.get("snapshot")
 
 
 def test_docs_commands_run_as_written(docs_lab):
