@@ -186,6 +186,9 @@ def test_marked_blocks_exist():
     kinds = [kind for doc in DOCS for kind, _arg, _body in blocks(doc)]
     assert kinds.count("inventory") >= 1 and kinds.count("editor") == 1
     assert kinds.count("run") >= 8, kinds
+    # the README's inventory is the guide's (the test runs the README's commands with the guide's)
+    inventories = [yaml.safe_load(body) for doc in DOCS for kind, _arg, body in blocks(doc) if kind == "inventory"]
+    assert all(inv == inventories[0] for inv in inventories), "the docs show different inventories"
 
 
 def _check_after(lab: DocsLab, name: str, proc: subprocess.CompletedProcess | None) -> None:
