@@ -69,10 +69,9 @@ def test_diagram_sources_and_renderings_pair_up():
 
 @pytest.mark.parametrize("source", sorted(DIAGRAMS.glob("*.dot")), ids=lambda p: p.name)
 def test_committed_svg_is_the_rendering_of_its_source(source):
-    committed = source.with_suffix(".svg").read_text()
-    assert normalized(committed) == normalized(render(source)), (
-        "%s is not the rendering of %s: run `make docs` and commit the SVG" % (source.with_suffix(".svg").name,
-                                                                            source.name))
+    svg = source.with_suffix(".svg")
+    assert normalized(svg.read_text()) == normalized(render(source)), (
+        "%s is not the rendering of %s: run `make docs` and commit the SVG" % (svg.name, source.name))
 
 
 def test_every_diagram_is_shown_in_a_page():
