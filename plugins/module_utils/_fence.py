@@ -396,8 +396,8 @@ def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeo
         return out
     except Exception as err:
         op = "freeze" if mode == "freeze" else "suspend"
-        out["error"] = "%s of VM %s (%s) failed: %s%s" % (op, vm["name"], vm["uuid"], err,
-                                                        agent_missing_hint(err) if op == "freeze" else "")
+        hint = agent_missing_hint(err) if op == "freeze" else ""
+        out["error"] = "%s of VM %s (%s) failed: %s%s" % (op, vm["name"], vm["uuid"], err, hint)
         out["consistency"] = "crash"
         out["t_done"] = time.monotonic()
         return out

@@ -1,19 +1,24 @@
-"""kvmsnap.core.check_backups through ansible-playbook against the lab: the monitoring check.
+"""What a user watches: the monitoring check kvmsnap.core.check_backups, and a restore's long shutdown.
 
 Real libvirtd with minimal guests whose disks live in the ONTAP simulator's volume (as in
 test_playbook_backup_restore.py): one backup of g1, then the check passes for g1, fails for g1 with a
-maximum age of 0, and fails for g2, which has never been backed up.
+maximum age of 0, and fails for g2, which has never been backed up. Then g3 and g4 are backed up and
+restored: the minimal guests ignore the ACPI power button, so the restore waits the whole
+kvmsnap_shutdown_timeout before it forces them off, and must print lines while it waits.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from helpers.sim_fixtures import start_sim
 from test_playbook_backup_restore import Lab, _out, guestlab
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
+
+SHUTDOWN_TIMEOUT = 12
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +31,14 @@ def lab(libvirt_system, tmp_path_factory):
             "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
             "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"}]})
         lab.add_guest("g1", "s1", "vol_ds1")
-        lab.add_guest("g2", "s1", "vol_ds1")
+        for key in ("g2", "g3", "g4"):
+            lab.add_guest(key, "s1", "vol_ds1")
         ds = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
         lab.inv_g1 = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1")]}}, {"c1": lab.controller("s1")},
                                    kvmsnap_datastores=[ds])
         lab.inv_both = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1"), lab.name("g2")]}},
+                                     {"c1": lab.controller("s1")}, kvmsnap_datastores=[ds])
+        lab.inv_stop = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g3"), lab.name("g4")]}},
                                      {"c1": lab.controller("s1")}, kvmsnap_datastores=[ds])
         proc = lab.run("backup", lab.inv_g1, {"kvmsnap_snapshot_name": "kvmsnap-daily_chk1"})
         assert proc.returncode == 0, _out(proc)
@@ -71,3 +79,28 @@ def test_vm_without_backup_fails(lab):
     # the VM that has one is still listed as fine, and the failure is one line per VM
     assert "VM %s on kvm1: newest good backup kvmsnap-daily_chk1" % lab.name("g1") in proc.stdout
     assert "2 VM(s) checked: 1 with a good backup younger than 26 h, 1 failing." in proc.stdout
+
+
+def test_shutdown_wait_prints_progress_and_forces_off(lab):
+    import libvirt
+    proc = lab.run("backup", lab.inv_stop, {"kvmsnap_snapshot_name": "kvmsnap-daily_sdp1"})
+    assert proc.returncode == 0, _out(proc)
+    assert lab.state("g3") == libvirt.VIR_DOMAIN_RUNNING and lab.state("g4") == libvirt.VIR_DOMAIN_RUNNING
+    started = time.monotonic()
+    extra = {"kvmsnap_restore_vms": [lab.name("g3"), lab.name("g4")], "kvmsnap_restore_snapshot": "kvmsnap-daily_sdp1",
+             "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": SHUTDOWN_TIMEOUT}
+    proc = lab.run("restore", lab.inv_stop, extra)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, _out(proc)
+    waiting = ("Waiting for the VMs to shut down, graceful then forced off, a line every 5 s - 2 VM(s), graceful for up "
+               "to %d s" % SHUTDOWN_TIMEOUT)
+    assert waiting in proc.stdout, _out(proc)
+    # a line every 5 s while the guests ignore the power button: at least two in 12 s
+    retries = [line for line in proc.stdout.splitlines() if "RETRYING" in line and "to shut down" in line]
+    assert len(retries) >= 2, _out(proc)
+    # both guests were forced off after the graceful wait, restored and started again
+    rep = proc.report
+    stops = {r["name"]: r for r in rep["vms"]}
+    assert set(stops) == {lab.name("g3"), lab.name("g4")}, rep
+    assert took < 2 * SHUTDOWN_TIMEOUT + 120, took  # the two waits overlap (the VMs stop at once)
+    assert lab.state("g3") == libvirt.VIR_DOMAIN_RUNNING and lab.state("g4") == libvirt.VIR_DOMAIN_RUNNING

@@ -19,5 +19,5 @@ def test_jobs_become_the_foreground_loop_result():
     assert db["failed"] is True and db["msg"] == "VM db1 is running; set force" and db["vm"] == {"name": "db1"}
     assert app["failed"] is True and "app1 did not finish within the wait (28 checks)" in app["msg"]
     assert res["failed"] is True and res["changed"] is True
-    assert async_loop_results({"results": []}, "job", "vm") == {"results": [], "failed": False, "changed": False,
-                                                                 "msg": "no items"}
+    empty = {"results": [], "failed": False, "changed": False, "msg": "no items"}
+    assert async_loop_results({"results": []}, "job", "vm") == empty

@@ -70,3 +70,11 @@ def test_agent_timeout_reaches_the_fence_modules():
 def test_restore_policy_says_what_it_does():
     text = " ".join(_spec("restore")["kvmsnap_policy"]["description"])
     assert "Not used by a restore" in text and "kvmsnap_restore_snapshot" in text
+
+
+def test_check_backups_role_documents_its_variables():
+    spec = _spec("check_backups")
+    defaults = yaml.safe_load((REPO / "roles" / "check_backups" / "defaults" / "main.yml").read_text())
+    assert set(defaults) == {"kvmsnap_check_max_age_hours", "kvmsnap_check_report"} <= set(spec)
+    assert spec["kvmsnap_check_max_age_hours"]["default"] == defaults["kvmsnap_check_max_age_hours"] == 26
+    assert (REPO / "playbooks" / "check_backups.yml").is_file()
