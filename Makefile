@@ -17,12 +17,13 @@ export PYTHONPATH := $(COLL_ROOT)
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv collection sanity lint units integration pytest test demo bench clean
+.PHONY: help sysdeps venv collection sanity lint units integration pytest test demo bench docs clean
 
 help:
 	@echo "make demo   - start the lab and run the backup/restore demo"
 	@echo "make test   - sanity, lint, unit and integration tests (what CI runs)"
 	@echo "make bench  - benchmarks (tests/bench), ratios against a same-run baseline"
+	@echo "make docs   - render docs/diagrams/*.dot to the SVGs the docs show (commit them)"
 
 sysdeps:
 	@tests/lab/ensure-sysdeps bindep.txt
@@ -79,6 +80,15 @@ demo: venv collection
 bench: venv collection
 	tests/lab/ensure-services
 	$(BIN)/python -m pytest tests/bench -p no:cacheprovider -s $(PYTEST_ARGS)
+
+# The pictures of docs/: Graphviz sources rendered to the committed SVGs; tests/unit/test_docs_build.py
+# (part of `make test`) fails when a committed SVG is not the rendering of its current source.
+DOT_SOURCES := $(wildcard docs/diagrams/*.dot)
+docs: $(DOT_SOURCES:.dot=.svg)
+
+docs/diagrams/%.svg: docs/diagrams/%.dot
+	@command -v dot >/dev/null || { echo "make docs needs Graphviz: apt install graphviz (bindep.txt)"; exit 1; }
+	dot -Tsvg $< -o $@
 
 clean:
 	rm -rf build tests/output .pytest_cache

@@ -224,8 +224,9 @@ EXAMPLES = r"""
   kvmsnap.core.backup_manifest:
     state: read
     snapshot: kvmsnap-daily_20260101T020000Z
-    datastores: [/mnt/ds1]
+    datastores: [/var/lib/libvirt/images/ds1]   # reads <datastore>/.snapshot/<snapshot>/.kvmsnap/<VM uuid>/
     select: [web1]
+    manifest_key: "{{ kvmsnap_manifest_key }}"
   register: manifests
 """
 

@@ -138,18 +138,36 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Re-create a deleted VM from its saved XML and start it
+# A backup writes each VM's manifest into <datastore>/.kvmsnap/<VM uuid>/ (manifest.json, domain.xml, nvram);
+# a snapshot carries it as <datastore>/.snapshot/<snapshot>/.kvmsnap/<VM uuid>/.
+- name: Read web1's manifest from a snapshot (signature, allow-list and paths checked)
+  kvmsnap.core.backup_manifest:
+    state: read
+    snapshot: kvmsnap-daily_20261126T020000Z
+    datastores: [/var/lib/libvirt/images/ds1]
+    select: [web1]
+    manifest_key: "{{ kvmsnap_manifest_key }}"
+  register: saved
+
+- name: Re-create web1 (deleted) from it and start it
   kvmsnap.core.vm_restore:
-    domain_xml_path: /mnt/ds1/.kvmsnap/web1/domain.xml
-    nvram: /mnt/ds1/.kvmsnap/web1/nvram.fd
-    allowed_paths: [/mnt/ds1]
+    domain_xml: "{{ saved.manifests[0].domain_xml_text }}"
+    nvram: "{{ saved.manifests[0].nvram_file | default(omit, true) }}"
+    allowed_paths: [/var/lib/libvirt/images/ds1]
     start: always
+
+- name: Define a VM again from the saved XML file in the snapshot (the UUID is the directory name)
+  kvmsnap.core.vm_restore:
+    domain_xml_path: /var/lib/libvirt/images/ds1/.snapshot/kvmsnap-daily_20261126T020000Z/.kvmsnap/6695eb01-f6a4-8304-79aa-97f2502e193f/domain.xml
+    nvram: /var/lib/libvirt/images/ds1/.snapshot/kvmsnap-daily_20261126T020000Z/.kvmsnap/6695eb01-f6a4-8304-79aa-97f2502e193f/nvram
+    allowed_paths: [/var/lib/libvirt/images/ds1]
+    start: never
 
 - name: Restore a running VM (shut it down first)
   kvmsnap.core.vm_restore:
     vm: web1
-    domain_xml: "{{ manifest.domain_xml }}"
-    allowed_paths: [/mnt/ds1, /mnt/ds2]
+    domain_xml: "{{ saved.manifests[0].domain_xml_text }}"
+    allowed_paths: [/var/lib/libvirt/images/ds1, /var/lib/libvirt/images/ds2]
     force: true
     shutdown_timeout: 60
 """
