@@ -1,6 +1,6 @@
 """The playbooks kvmsnap.core.discover/backup/restore through ansible-playbook against the lab.
 
-Real libvirtd (qemu:///system) with minimal boot-sector guests (no boot wait; no guest agent, so the
+Real libvirtd (the lab libvirtd) with minimal boot-sector guests (no boot wait; no guest agent, so the
 quiesce is a suspend), disks inside the ONTAP simulator's volume directories, so snapshots and
 restores act on the files the guests use. The tests of this module run in order and share the lab:
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.guest_fixtures import SYSTEM_URI
 from helpers.sim_fixtures import start_sim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ import guestlab
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
 PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
-URI = "qemu:///system"
+URI = SYSTEM_URI
 
 
 class Lab:

@@ -1,6 +1,6 @@
 """The backup role's trust rules end to end through ansible-playbook (issue 7 §1-§3, §7 report bits).
 
-Real libvirtd (qemu:///system) with minimal boot-sector guests (no agent: the quiesce is a suspend) whose disks
+The lab's libvirtd (tests/lab/labd) with minimal boot-sector guests (no agent: the quiesce is a suspend) whose disks
 live in the simulator's volume directories; two inventory hosts (both local) share a volume for the shared fence:
 
 - the snapshot is slower than kvmsnap_quiesce_deadline: the watchdogs release the VMs, the report says crash
