@@ -8,7 +8,6 @@ A session guard hashes /etc/libvirt at the start and fails the run if anything c
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -103,28 +102,8 @@ def pytest_configure(config):
                 factory._kvmsnap_searchable = True
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """sha256 of every file under ROOT (symlinks by their target), for 'nothing changed here' checks."""
-    digest: dict[str, str] = {}
-    if not root.exists():
-        return digest
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            path = os.path.join(dirpath, name)
-            try:
-                if os.path.islink(path):
-                    digest[path] = "-> " + os.readlink(path)
-                else:
-                    with open(path, "rb") as fh:
-                        digest[path] = hashlib.sha256(fh.read()).hexdigest()
-            except OSError as exc:
-                digest[path] = "unreadable: %s" % exc.strerror
-    return digest
-
-
 def pytest_sessionstart(session):
-    session.config._kvmsnap_host_libvirt = tree_digest(HOST_LIBVIRT_CONF)
+    session.config._kvmsnap_host_libvirt = labd.tree_digest(HOST_LIBVIRT_CONF)
 
 
 def pytest_unconfigure(config):
@@ -137,8 +116,7 @@ def pytest_sessionfinish(session, exitstatus):
     before = getattr(session.config, "_kvmsnap_host_libvirt", None)
     if before is None:
         return
-    after = tree_digest(HOST_LIBVIRT_CONF)
-    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    changed = labd.changed_files(before, labd.tree_digest(HOST_LIBVIRT_CONF))
     if changed:
         sys.stderr.write("\n\nHOST CHANGED: this test session modified the host's libvirt configuration (%s): %s\n"
                          "The lab must never touch /etc/libvirt (it runs its own daemon: tests/lab/labd).\n"

@@ -24,7 +24,9 @@ Command line: ``tests/lab/labd start|stop|status|uri|remove``.
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -284,3 +286,51 @@ def remove(base: Path | None = None) -> Path:
     if base.exists():
         shutil.rmtree(base)
     return base
+
+
+# ---- checks that the lab left the host alone (tests/conftest.py's session guard, test_lab_isolation.py)
+
+_OTHER_RUN = re.compile(r"^kvs-(\d+)-")
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under ROOT (symlinks by their target), for 'nothing changed here' checks."""
+    digest: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            path = os.path.join(dirpath, name)
+            try:
+                if os.path.islink(path):
+                    digest[path] = "-> " + os.readlink(path)
+                else:
+                    with open(path, "rb") as fh:
+                        digest[path] = hashlib.sha256(fh.read()).hexdigest()
+            except OSError as exc:
+                digest[path] = "unreadable: %s" % exc.strerror
+    return digest
+
+
+def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Paths that differ, except domains named by OTHER test sessions (kvs-<their pid>-*): a test run of an older
+    checkout on the same machine may still use the host's daemon; that is not this session's doing."""
+    def ours(path: str) -> bool:
+        m = _OTHER_RUN.match(os.path.basename(path))
+        return m is None or int(m.group(1)) == os.getpid()
+    return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p) and ours(p))
+
+
+def host_libvirtd_pids() -> list[int]:
+    """libvirtd processes in OUR mount namespace: the host's daemon (the lab's live in the lab's namespace)."""
+    me = _mount_ns("self")
+    pids = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            comm = Path("/proc/%s/comm" % p).read_text().strip()
+        except OSError:
+            continue
+        if comm == "libvirtd" and _mount_ns(p) == me:
+            pids.append(int(p))
+    return sorted(pids)
