@@ -43,6 +43,23 @@ class Lab:
         self.doms = {}
         self.prefix = "%sply-" % guestlab.run_prefix()
 
+    def one_volume(self, tag: str, guests: tuple[str, ...] = ("g1", "g2")) -> Lab:
+        """Simulator s1 with the single volume vol_ds1 (datastore ds1) and minimal guests GUESTS on it."""
+        self.prefix = "%s%s-" % (guestlab.run_prefix(), tag)
+        self.sims["s1"] = start_sim(self.base / "sim1", {
+            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
+            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
+        for key in guests:
+            self.add_guest(key, "s1", "vol_ds1")
+        self.ds1 = {"path": str(self.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        return self
+
+    def close(self) -> None:
+        """Destroy and undefine this lab's guests, stop its simulators."""
+        guestlab.cleanup_prefix(self.conn, self.prefix)
+        for sim in self.sims.values():
+            sim.stop()
+
     def vol(self, sim: str, volume: str) -> Path:
         return self.sims[sim].data / "volumes" / "svm1" / volume
 

@@ -12,7 +12,6 @@ import time
 
 import guestlab
 import pytest
-from helpers.sim_fixtures import start_sim
 from test_playbook_backup_restore import Lab, _out, sha
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
@@ -23,19 +22,13 @@ RESTORE_BOUND_S = 60.0  # old lab settings: 8 s idle, ~30 s on the loaded lab ma
 @pytest.fixture
 def speed_lab(libvirt_system, tmp_path):
     lab = Lab(tmp_path, libvirt_system)
-    lab.prefix = "%sspd-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(tmp_path / "sim1")
-        lab.add_guest("a", "s1", "vol_ds1")
-        lab.add_guest("b", "s1", "vol_ds1")
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        lab.one_volume("spd", ("a", "b"))
         lab.inv = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("a"), lab.name("b")]}},
                                 {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1])
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 def test_restore_of_a_shut_off_and_a_deleted_vm_is_fast_under_stock_settings(speed_lab):
