@@ -23,6 +23,8 @@ Command line: ``tests/lab/labd start|stop|status|uri|remove``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import grp
 import hashlib
 import os
@@ -190,6 +192,17 @@ def _answers(base: Path) -> bool:
         conn.close()
 
 
+@contextlib.contextmanager
+def _locked(base: Path):
+    """One labd start/stop at a time per lab dir (two test sessions may start the lab at once)."""
+    with open(base / "labd.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def start(base: Path | None = None, timeout: float = 30.0) -> str:
     """Start the lab's daemons (idempotent) and wait until libvirtd answers; the URI.
 
@@ -203,6 +216,18 @@ def start(base: Path | None = None, timeout: float = 30.0) -> str:
     for name in ("libvirtd", "virtlogd"):
         if shutil.which(name) is None and not os.path.exists("/usr/sbin/" + name):
             raise LabError("%s is not installed: apt-get install libvirt-daemon-system (bindep.txt)" % name)
+    with _locked(base):
+        _start_missing(base)
+    deadline = time.monotonic() + timeout
+    while not _answers(base):
+        if time.monotonic() > deadline:
+            raise LabError("the lab's libvirtd did not answer on %s within %.0f s (its log: journal or %s)"
+                           % (uri(base), timeout, base / "log" / "libvirt"))
+        time.sleep(0.1)
+    return uri(base)
+
+
+def _start_missing(base: Path) -> None:
     logd = pid_of("virtlogd", base)
     libvirtd = pid_of("libvirtd", base)
     if logd is None and libvirtd is None:
@@ -214,13 +239,6 @@ def start(base: Path | None = None, timeout: float = 30.0) -> str:
         if missing:
             script = "\n".join(_daemon_cmd(n, base) for n in missing)
             _run(["nsenter", "--mount=/proc/%d/ns/mnt" % anchor, "--", "sh", "-c", script])
-    deadline = time.monotonic() + timeout
-    while not _answers(base):
-        if time.monotonic() > deadline:
-            raise LabError("the lab's libvirtd did not answer on %s within %.0f s (its log: journal or %s)"
-                           % (uri(base), timeout, base / "log" / "libvirt"))
-        time.sleep(0.1)
-    return uri(base)
 
 
 def _destroy_domains(base: Path) -> None:
@@ -258,6 +276,13 @@ def stop_daemon(name: str, base: Path | None = None, sig: int = signal.SIGTERM, 
 def stop(base: Path | None = None) -> list[str]:
     """Stop the lab's guests and daemons; nothing else. The namespace (and its mounts) goes with them."""
     base = base or lab_dir()
+    if not base.is_dir():
+        return []
+    with _locked(base):
+        return _stop(base)
+
+
+def _stop(base: Path) -> list[str]:
     anchor = pid_of("virtlogd", base) or pid_of("libvirtd", base)
     ns = _mount_ns(anchor) if anchor else None
     if pid_of("libvirtd", base):
