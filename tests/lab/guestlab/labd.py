@@ -304,11 +304,25 @@ def _pids_in_namespace(ns: str) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _mount_ns(p) == ns]
 
 
+def _mounts_under(base: Path) -> list[str]:
+    """Mount points (in our namespace) inside BASE, deepest first: e.g. tests/lab/btrfs-scratch's loop mount."""
+    root = os.path.realpath(base)
+    points = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == root or point.startswith(root + "/"):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
 def remove(base: Path | None = None) -> Path:
-    """Stop the lab and delete its directory."""
+    """Stop the lab, unmount what the lab mounted inside its directory, delete the directory."""
     base = base or lab_dir()
     stop(base)
     if base.exists():
+        for point in _mounts_under(base):
+            _run(["umount", point])
         shutil.rmtree(base)
     return base
 
