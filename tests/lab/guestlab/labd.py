@@ -304,6 +304,34 @@ def _pids_in_namespace(ns: str) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _mount_ns(p) == ns]
 
 
+def in_lab_namespace(cmd: list[str], base: Path | None = None) -> bool:
+    """Run CMD in the lab daemons' mount namespace; False when the lab does not run here (nothing to do)."""
+    anchor = pid_of("virtlogd", base) or pid_of("libvirtd", base)
+    if anchor is None:
+        return False
+    _run(["nsenter", "--mount=/proc/%d/ns/mnt" % anchor, "--", *cmd])
+    return True
+
+
+def bind_mount(source: str | os.PathLike, target: str | os.PathLike, base: Path | None = None) -> None:
+    """mount --bind SOURCE TARGET on the host (what the product sees) and in the lab's namespace (what QEMU sees).
+
+    The container's mounts are private, so a mount made after the lab started does not reach the lab's namespace
+    by itself (on a host with shared mounts it would, as NFS mounts reach the host's own libvirtd).
+    """
+    _run(["mount", "--bind", str(source), str(target)])
+    in_lab_namespace(["mount", "--bind", str(source), str(target)], base)
+
+
+def unmount(target: str | os.PathLike, base: Path | None = None) -> None:
+    """Undo bind_mount (never raises: teardown)."""
+    for cmd in (lambda: _run(["umount", str(target)]), lambda: in_lab_namespace(["umount", str(target)], base)):
+        try:
+            cmd()
+        except LabError:
+            pass
+
+
 def _mounts_under(base: Path) -> list[str]:
     """Mount points (in our namespace) inside BASE, deepest first: e.g. tests/lab/btrfs-scratch's loop mount."""
     root = os.path.realpath(base)
