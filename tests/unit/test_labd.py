@@ -62,3 +62,9 @@ def test_start_as_another_user_says_root_is_needed(tmp_path, monkeypatch):
     with pytest.raises(labd.LabError, match="runs as root"):
         labd.start(tmp_path)
     assert not (tmp_path / "run").exists()  # nothing prepared
+
+
+def test_host_path_maps_the_daemons_dirs_into_the_lab_dir(tmp_path):
+    assert labd.host_path("/run/libvirt/qemu/vm1.pid", tmp_path) == tmp_path / "run/libvirt/qemu/vm1.pid"
+    assert labd.host_path("/var/lib/libvirt/qemu/nvram/x.fd", tmp_path) == tmp_path / "lib/libvirt/qemu/nvram/x.fd"
+    assert labd.host_path("/var/tmp/disk.img", tmp_path) == Path("/var/tmp/disk.img")

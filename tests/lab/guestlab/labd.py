@@ -64,6 +64,14 @@ def uri(base: Path | None = None) -> str:
     return "qemu:///system?socket=%s" % socket_path(base)
 
 
+def host_path(daemon_path: str, base: Path | None = None) -> Path:
+    """Where a path the lab's daemons see (e.g. /run/libvirt/qemu/<vm>.pid) is from the host's namespace."""
+    for sub, host in BINDS:
+        if daemon_path == host or daemon_path.startswith(host + "/"):
+            return (base or lab_dir()) / sub / daemon_path[len(host) + 1:]
+    return Path(daemon_path)
+
+
 def pid_file(name: str, base: Path | None = None) -> Path:
     return (base or lab_dir()) / ("%s.pid" % name)
 
