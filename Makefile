@@ -17,13 +17,14 @@ export PYTHONPATH := $(COLL_ROOT)
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv collection sanity lint units integration pytest test demo bench docs clean
+.PHONY: help sysdeps venv collection sanity lint units integration pytest test demo bench docs clean lab-clean
 
 help:
 	@echo "make demo   - start the lab and run the backup/restore demo"
 	@echo "make test   - sanity, lint, unit and integration tests (what CI runs)"
 	@echo "make bench  - benchmarks (tests/bench), ratios against a same-run baseline"
 	@echo "make docs   - render docs/diagrams/*.dot to the SVGs the docs show (commit them)"
+	@echo "make lab-clean - stop the lab's own libvirtd and guests, delete the lab dir (/var/tmp/kvmsnap-lab)"
 
 sysdeps:
 	@tests/lab/ensure-sysdeps bindep.txt
@@ -92,3 +93,7 @@ docs/diagrams/%.svg: docs/diagrams/%.dot
 
 clean:
 	rm -rf build tests/output .pytest_cache
+
+# The lab's libvirtd, guests and files (KVMSNAP_LAB_DIR, default /var/tmp/kvmsnap-lab); nothing else.
+lab-clean:
+	tests/lab/labd remove

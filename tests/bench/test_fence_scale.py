@@ -1,6 +1,6 @@
 """Fence scale benchmark: longest VM pause at 1 vs 32 VMs, kvmsnap's parallel fence vs a serial baseline.
 
-Guests: minimal boot-sector guests (cli;hlt) on qemu:///system (real QEMU processes under TCG, real
+Guests: minimal boot-sector guests (cli;hlt) on the lab libvirtd (real QEMU processes under TCG, real
 virDomainSuspend/Resume through libvirtd). Snapshot: the lab ONTAP simulator (default ~150 ms latency on a
 snapshot create), one volume. Both methods are measured in the same run, interleaved, ROUNDS rounds. The lab
 machine is shared (2 cores, other suites and TCG guests running), so the best of the rounds (the inherent
@@ -26,12 +26,13 @@ import time
 import uuid
 
 import pytest
+from helpers.guest_fixtures import SYSTEM_URI
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _fence
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
-URI = "qemu:///system"
+URI = SYSTEM_URI
 N = 32
 ROUNDS = 5
 

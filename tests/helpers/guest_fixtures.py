@@ -1,7 +1,11 @@
-"""Pytest fixtures for real lab guests on qemu:///system (see tests/lab/guestlab for the API).
+"""Pytest fixtures for real lab guests on the lab's own libvirtd (see tests/lab/guestlab for the API).
 
-libvirt_system   session: a read-write qemu:///system connection; skips (with the reason) when
-                 libvirtd is not reachable. Tests using it carry @pytest.mark.needs_libvirtd so
+SYSTEM_URI       the lab daemon's URI, qemu:///system?socket=<lab dir>/run/libvirt/libvirt-sock
+                 (tests/lab/guestlab/labd.py; env KVMSNAP_LAB_URI overrides it). Every test that talks
+                 to libvirt uses this constant, never a literal: the host's libvirtd is not the lab's.
+libvirt_system   session: a read-write SYSTEM_URI connection; as root it starts the lab daemon when it
+                 is not running (tests/lab/labd start); skips (with the reason) when that is impossible,
+                 e.g. not root. Tests using it carry @pytest.mark.needs_libvirtd so
                  CI (CI=true) turns that skip into a failure. At session start lab domains of dead
                  runs are removed; at session end every domain whose name starts with this run's
                  prefix (kvs-<pid>-) is destroyed and undefined.
@@ -9,7 +13,8 @@ guest_assets     session: the kernel + initramfs (built once, cached in tests/la
 real_guest       function: factory real_guest(disk_dir=None, disk_path=None, size_mib=64, name=None,
                  memory_mib=128, with_agent=True, transient=False, wait=True, extra_disks=())
                  -> LabGuest(name, dom, disk_path, boot_seconds, console_log). The disk is made in
-                 disk_dir (default: the test's tmp_path) unless disk_path names an existing image.
+                 disk_dir (default: the test's tmp_path, which tests/conftest.py places under the lab
+                 dir, reachable by QEMU as libvirt-qemu) unless disk_path names an existing image.
                  At most MAX_REAL_GUESTS (2; env KVMSNAP_LAB_MAX_GUESTS) at once: the machine is
                  shared and guests run under TCG. Always destroyed + undefined at teardown.
 minimal_guests   function: factory minimal_guests(n, workdir=None, start=True, transient=False)
@@ -35,9 +40,10 @@ if str(LAB) not in sys.path:
     sys.path.insert(0, str(LAB))
 
 import guestlab
+from guestlab import labd
 
 MAX_REAL_GUESTS = int(os.environ.get("KVMSNAP_LAB_MAX_GUESTS", "2"))
-SYSTEM_URI = "qemu:///system"
+SYSTEM_URI = labd.uri()
 _COUNTER = itertools.count(1)
 
 
@@ -67,7 +73,7 @@ def lab_prefix() -> str:
 
 
 class LiveConnection:
-    """The session's qemu:///system connection, reopened when libvirtd was restarted under it.
+    """The session's lab libvirtd connection, reopened when libvirtd was restarted under it.
 
     Tests of F7 (docs/dev/faults.md#f7: libvirtd restart inside the fence) restart the daemon; every later test must still
     get a working connection. Attribute access goes to the current virConnect.
@@ -101,16 +107,35 @@ def _fresh(conn, dom):
         return None
 
 
+def ensure_lab_daemon() -> str | None:
+    """Start the lab's libvirtd unless it runs (or KVMSNAP_LAB_URI names another one); None, or why it cannot."""
+    if os.environ.get("KVMSNAP_LAB_URI"):
+        return None
+    if os.geteuid() != 0:
+        if labd.pid_of("libvirtd"):
+            return None
+        return ("the libvirt tiers need root: the lab runs its own privileged libvirtd (QEMU as libvirt-qemu, "
+                "stock settings) in a private mount namespace; run as root, or start it with sudo tests/lab/labd start")
+    try:
+        labd.start()
+    except labd.LabError as err:
+        return f"cannot start the lab's libvirtd: {err}"
+    return None
+
+
 @pytest.fixture(scope="session")
 def libvirt_system():
     try:
         import libvirt
     except ImportError:
         pytest.skip("libvirt-python is not installed in this venv (pip install libvirt-python)")
+    why = ensure_lab_daemon()
+    if why:
+        pytest.skip(why)
     try:
         conn = LiveConnection(SYSTEM_URI)
     except libvirt.libvirtError as err:
-        pytest.skip(f"libvirtd is not reachable at {SYSTEM_URI} ({err}); start it with tests/lab/ensure-services")
+        pytest.skip(f"the lab's libvirtd is not reachable at {SYSTEM_URI} ({err}); start it with tests/lab/labd start")
     guestlab.cleanup_stale(conn)  # leftovers of earlier runs that died (their pid is gone)
     try:
         yield conn

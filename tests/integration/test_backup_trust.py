@@ -1,7 +1,7 @@
 """A late snapshot is never a good backup (issue 7 §1, fence side), and a run releases only what it quiesced (§3).
 
 vm_backup against the ONTAP simulator with VMs on libvirt's in-process test driver (disks in the simulator's
-volume directories), and on qemu:///system for the kill -9 case: the snapshot is created pending, confirmed good
+volume directories), and on the lab libvirtd for the kill -9 case: the snapshot is created pending, confirmed good
 only when it completed inside every VM's window, marked late by its own run when it arrives after the deadline,
 and otherwise left pending for the next run's recovery, which also removes a dead run's temporary CG.
 """
@@ -15,6 +15,7 @@ import time
 import uuid
 
 import pytest
+from helpers.guest_fixtures import SYSTEM_URI
 from helpers.testdriver_fixtures import backup_params
 from helpers.vm_utils import resume_all, states, wait_for
 
@@ -131,7 +132,7 @@ def test_hanging_snapshot_stays_pending_and_the_next_run_marks_it_late(conn, tes
     assert nxt["trust"] == "good"
 
 
-# ---- kill -9 of vm_backup in the middle of the snapshot (qemu:///system, minimal guests) ---------------------
+# ---- kill -9 of vm_backup in the middle of the snapshot (the lab libvirtd, minimal guests) ---------------------
 
 @pytest.mark.needs_libvirtd
 def test_kill9_mid_snapshot_leaves_pending_and_temp_cg_the_next_run_cleans_up(sim, minimal_guests, tmp_path):
@@ -142,7 +143,7 @@ def test_kill9_mid_snapshot_leaves_pending_and_temp_cg_the_next_run_cleans_up(si
     doms = minimal_guests(2)
     sd = str(tmp_path / "state")
     name = "kvmsnap-k9_%s" % uuid.uuid4().hex[:8]
-    args = {"uri": "qemu:///system", "vms": [d.name() for d in doms], "mode": "suspend", "deadline": 4,
+    args = {"uri": SYSTEM_URI, "vms": [d.name() for d in doms], "mode": "suspend", "deadline": 4,
             "confirm_grace": 1, "state_dir": sd, "volumes": ["svm1:vol_ds1", "svm1:vol_ds2"], "name": name}
     args.update(sim.conn())
     sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",

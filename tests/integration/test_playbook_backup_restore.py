@@ -1,6 +1,6 @@
 """The playbooks kvmsnap.core.discover/backup/restore through ansible-playbook against the lab.
 
-Real libvirtd (qemu:///system) with minimal boot-sector guests (no boot wait; no guest agent, so the
+Real libvirtd (the lab libvirtd) with minimal boot-sector guests (no boot wait; no guest agent, so the
 quiesce is a suspend), disks inside the ONTAP simulator's volume directories, so snapshots and
 restores act on the files the guests use. The tests of this module run in order and share the lab:
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.guest_fixtures import SYSTEM_URI
 from helpers.sim_fixtures import start_sim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ import guestlab
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
 PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
-URI = "qemu:///system"
+URI = SYSTEM_URI
 
 
 class Lab:
@@ -41,6 +42,23 @@ class Lab:
         self.sims = {}
         self.doms = {}
         self.prefix = "%sply-" % guestlab.run_prefix()
+
+    def one_volume(self, tag: str, guests: tuple[str, ...] = ("g1", "g2")) -> Lab:
+        """Simulator s1 with the single volume vol_ds1 (datastore ds1) and minimal guests GUESTS on it."""
+        self.prefix = "%s%s-" % (guestlab.run_prefix(), tag)
+        self.sims["s1"] = start_sim(self.base / "sim1", {
+            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
+            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
+        for key in guests:
+            self.add_guest(key, "s1", "vol_ds1")
+        self.ds1 = {"path": str(self.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        return self
+
+    def close(self) -> None:
+        """Destroy and undefine this lab's guests, stop its simulators."""
+        guestlab.cleanup_prefix(self.conn, self.prefix)
+        for sim in self.sims.values():
+            sim.stop()
 
     def vol(self, sim: str, volume: str) -> Path:
         return self.sims[sim].data / "volumes" / "svm1" / volume

@@ -8,14 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.guest_fixtures import SYSTEM_URI, ensure_lab_daemon
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _libvirtd_ok() -> str | None:
+    why = ensure_lab_daemon()
+    if why:
+        return why
     try:
         import libvirt
-        libvirt.open("qemu:///system").close()
+        libvirt.open(SYSTEM_URI).close()
     except Exception as exc:  # ImportError, libvirt.libvirtError
         return str(exc)
     return None
@@ -27,7 +31,7 @@ def _libvirtd_ok() -> str | None:
 def test_make_demo_cycle_on_real_guests():
     why = _libvirtd_ok()
     if why:
-        pytest.skip("libvirtd is not reachable at qemu:///system: %s" % why)
+        pytest.skip("the lab libvirtd is not reachable: %s" % why)
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "lab" / "demo.py")], capture_output=True, text=True,
                           timeout=600, env=dict(os.environ), check=False)
     out = proc.stdout + proc.stderr
@@ -39,7 +43,7 @@ def test_make_demo_cycle_on_real_guests():
     assert out.count("released=yes") == 2 and "pause window" in out
     assert "/data/DAMAGED after the restore: gone" in out
     assert "cleaned up: guests destroyed and undefined, simulator stopped" in out
-    assert "kvmsnap-demo-" not in subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
+    assert "kvmsnap-demo-" not in subprocess.run(["virsh", "-c", SYSTEM_URI, "list", "--all", "--name"],
                                                  capture_output=True, text=True, check=False).stdout
 
 

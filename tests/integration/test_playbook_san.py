@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.guest_fixtures import SYSTEM_URI
 from helpers.sim_fixtures import start_sim
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,12 +62,12 @@ def san_vm(libvirt_system, tmp_path):
     assert loop in xml
     dom = libvirt_system.defineXML(xml)
     dom.create()
-    kvm_hosts = {"hosts": {"kvm1": {"ansible_connection": "local", "kvmsnap_vms": [name],
+    kvm_hosts = {"hosts": {"kvm1": {"ansible_connection": "local", "kvmsnap_vms": [name], "kvmsnap_libvirt_uri": SYSTEM_URI,
                                     "kvmsnap_vm_mapping": "%s:c1:/vol/vol_san/lun1;" % name}}}
     controllers = {"hosts": {"c1": {"ontap_hostname": sim.host, "ontap_port": sim.port, "ontap_username": "admin",
                                     "ontap_password": "netapp123", "ontap_ca_path": sim.ca_file}}}
     common = {"ansible_python_interpreter": sys.executable, "kvmsnap_state_dir": str(tmp_path / "state"),
-              "kvmsnap_report_dir": str(tmp_path / "reports")}
+              "kvmsnap_report_dir": str(tmp_path / "reports"), "kvmsnap_manifest_key_file": str(tmp_path / "manifest.key")}
     inv = {"all": {"children": {"kvm_hosts": kvm_hosts, "ontap_controllers": controllers}, "vars": common}}
     (tmp_path / "inv.yml").write_text(yaml.safe_dump(inv))
     try:

@@ -30,7 +30,8 @@ def _run(tmp_path: Path, sim, config_text: str, playbook: str = "backup", check:
     cfg.write_text(config_text)
     inv = {"all": {
         "vars": {"ansible_python_interpreter": sys.executable, "kvmsnap_snapcreator_config": str(cfg),
-                 "kvmsnap_state_dir": str(tmp_path / "state"), "kvmsnap_report_dir": str(tmp_path / "reports")},
+                 "kvmsnap_state_dir": str(tmp_path / "state"), "kvmsnap_report_dir": str(tmp_path / "reports"),
+                 "kvmsnap_manifest_key_file": str(tmp_path / "manifest.key")},
         "children": {
             "kvm_hosts": {"hosts": {"kvm1": {"ansible_connection": "local", "kvmsnap_libvirt_uri": "test:///default",
                                              "kvmsnap_vms": ["test"]}}},

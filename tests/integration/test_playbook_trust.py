@@ -1,6 +1,6 @@
 """The backup role's trust rules end to end through ansible-playbook (issue 7 §1-§3, §7 report bits).
 
-Real libvirtd (qemu:///system) with minimal boot-sector guests (no agent: the quiesce is a suspend) whose disks
+The lab's libvirtd (tests/lab/labd) with minimal boot-sector guests (no agent: the quiesce is a suspend) whose disks
 live in the simulator's volume directories; two inventory hosts (both local) share a volume for the shared fence:
 
 - the snapshot is slower than kvmsnap_quiesce_deadline: the watchdogs release the VMs, the report says crash
@@ -21,8 +21,7 @@ import subprocess
 import time
 
 import pytest
-from helpers.sim_fixtures import start_sim
-from integration.test_playbook_backup_restore import PLAYBOOK, Lab, _out, guestlab
+from integration.test_playbook_backup_restore import PLAYBOOK, Lab, _out
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import is_good, parse_comment
@@ -35,14 +34,8 @@ RUNNING = 1
 def lab(libvirt_system, tmp_path_factory):
     base = tmp_path_factory.mktemp("pbtrust")
     lab = Lab(base, libvirt_system)
-    lab.prefix = "%strs-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
-        lab.add_guest("g1", "s1", "vol_ds1")
-        lab.add_guest("g2", "s1", "vol_ds1")
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        lab.one_volume("trs")
         lab.two_hosts = lab.inventory({"kvmA": {"kvmsnap_vms": [lab.name("g1")]},
                                        "kvmB": {"kvmsnap_vms": [lab.name("g2")]}},
                                       {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1],
@@ -51,9 +44,7 @@ def lab(libvirt_system, tmp_path_factory):
                                      {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1])
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 @pytest.fixture(autouse=True)

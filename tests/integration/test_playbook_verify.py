@@ -16,10 +16,10 @@ One healthy VM (gok) is backed up in the same run and must stay OK, verified in 
 from __future__ import annotations
 
 import os
-import subprocess
 
 import guestlab
 import pytest
+from guestlab import labd
 from helpers.sim_fixtures import start_sim
 from test_playbook_backup_restore import Lab, _out
 
@@ -52,7 +52,7 @@ def lab(libvirt_system, tmp_path_factory):
         (mnt / "ds3").symlink_to(lab.vol("s1", "vol_other"))  # a volume root, but not vol_ds3's
         nested = lab.vol("s1", "vol_ds1") / "nested"
         nested.mkdir()
-        subprocess.run(["mount", "--bind", str(lab.vol("s1", "vol_nest")), str(nested)], check=True)
+        labd.bind_mount(lab.vol("s1", "vol_nest"), nested)  # on the host and where the lab's QEMU sees it
         lab.nested = nested
         lab.mnt = mnt
         for key, workdir in (("gok", lab.vol("s1", "vol_ds1")), ("gsym", mnt / "ds2"), ("gvol", mnt / "ds3"),
@@ -68,7 +68,7 @@ def lab(libvirt_system, tmp_path_factory):
     finally:
         guestlab.cleanup_prefix(libvirt_system, lab.prefix)
         if nested is not None:
-            subprocess.run(["umount", str(nested)], check=False)
+            labd.unmount(nested)
         for sim in lab.sims.values():
             sim.stop()
 

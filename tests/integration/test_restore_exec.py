@@ -1,6 +1,6 @@
 """How a restore runs (issue 8 §5-§8), through ansible-playbook against the lab.
 
-Real libvirtd (qemu:///system), minimal boot-sector guests whose disks live in the ONTAP simulator's volume, one
+The lab's libvirtd (tests/lab/labd), minimal boot-sector guests whose disks live in the ONTAP simulator's volume, one
 backup taken by the backup playbook. What the old code did, each now refused or repaired:
 
 - §5 (docs/dev/faults.md#restore-lock): the restore held no lock shared with the backup (it locked elsewhere, and not

@@ -1,7 +1,7 @@
 """A restore never touches a file another VM uses, on any inventory host; volume mode is honest; --check
 validates as the real run does. Through ansible-playbook against the lab (docs/dev/faults.md#restore-other-users).
 
-Host kvmA is the real libvirtd (qemu:///system) with minimal boot-sector guests whose disks live in the ONTAP
+Host kvmA is the lab's libvirtd (tests/lab/labd) with minimal boot-sector guests whose disks live in the ONTAP
 simulator's volumes; host kvmB is another libvirt (the test driver, ``test:///<node.xml>``: its own domains, its own
 local catalog, no datastore configured - it merely runs VMs on the same NFS files, as a host outside the backup
 scope does). One backup of kvmA, then each case sets the other VM up on kvmB and asks for a restore that the old code

@@ -1,6 +1,6 @@
 """Datastores inside a volume, and stale manifests, through ansible-playbook against the lab (issue 8 §3, §4).
 
-Real libvirtd (qemu:///system) with minimal boot-sector guests whose disks live in ``<volume>/images``, a datastore
+The lab's libvirtd (tests/lab/labd) with minimal boot-sector guests whose disks live in ``<volume>/images``, a datastore
 that is a subdirectory of the simulator's volume directory (kvmsnap_datastores with ``path_in_volume: /images``),
 and a file of the same name as a guest's disk at the volume root.
 

@@ -1,6 +1,6 @@
 """A restore trusts nothing it reads from a snapshot (docs/security.md), through ansible-playbook against the lab.
 
-Real libvirtd (qemu:///system) with minimal boot-sector guests whose disks live in the ONTAP simulator's
+The lab's libvirtd (tests/lab/labd) with minimal boot-sector guests whose disks live in the ONTAP simulator's
 volume. One backup, then the manifest inside ``.snapshot/<name>/.kvmsnap/<uuid>/`` is edited as someone with
 write access to the datastore would (hashes fixed up; the signature dropped, forged, or - to reach the checks
 behind it - made with the controller's own key). Each edit that the old code restored with "OK":

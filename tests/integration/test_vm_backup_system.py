@@ -1,4 +1,4 @@
-"""vm_backup on qemu:///system against the ONTAP simulator: kill -9 / SIGTERM of the module in the middle of the
+"""vm_backup on the lab libvirtd against the ONTAP simulator: kill -9 / SIGTERM of the module in the middle of the
 snapshot (F5 docs/dev/faults.md#f5, F6 docs/dev/faults.md#f6), and a real writing guest frozen for a snapshot whose
 disk image passes e2fsck."""
 
@@ -15,12 +15,14 @@ import time
 import uuid
 
 import pytest
+from guestlab import labd
+from helpers.guest_fixtures import SYSTEM_URI
 from helpers.vm_utils import resume_all, states, wait_for
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
 
 pytestmark = [pytest.mark.needs_libvirtd]
-URI = "qemu:///system"
+URI = SYSTEM_URI
 RUNNING, PAUSED = 1, 3
 MODULE = "ansible_collections.kvmsnap.core.plugins.modules.vm_backup"
 
@@ -124,19 +126,18 @@ def test_backup_real_guest_freeze_snapshot_is_consistent(sim, real_guest, tmp_pa
 
 
 def _restart_libvirtd() -> None:
-    """Stop libvirtd and start it again (guests keep running: QEMU is not a child of the daemon)."""
-    subprocess.run(["pkill", "-x", "libvirtd"], check=False)
-    assert wait_for(lambda: subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True,
-                                           check=False).returncode != 0, 15), "libvirtd did not stop"
-    subprocess.run(["libvirtd", "-d"], check=True)
-    assert wait_for(lambda: subprocess.run(["virsh", "-c", URI, "version"], capture_output=True,
-                                           check=False).returncode == 0, 30, step=0.2), "libvirtd did not come back"
+    """Stop the LAB's libvirtd (by the lab's pid file; never the host's) and start it again through the lab tool
+    (guests keep running: QEMU is not a child of the daemon, and the new daemon starts in the lab's namespace)."""
+    pid = labd.stop_daemon("libvirtd")
+    assert pid, "the lab's libvirtd was not running (tests/lab/labd status)"
+    labd.start()
+    assert labd.pid_of("libvirtd") not in (None, pid), "the lab's libvirtd did not come back"
 
 
 def test_libvirtd_restart_inside_the_fence_vms_released(sim, minimal_guests, tmp_path, module_runner):
     """F7 (docs/dev/faults.md#f7): libvirtd restarts while the VMs are paused for the snapshot; vm_backup reconnects and releases them."""
     if os.geteuid() != 0:
-        pytest.skip("restarting libvirtd needs root")
+        pytest.skip("restarting the lab's libvirtd needs root")
     doms = minimal_guests(3)
     sd = str(tmp_path / "state")
     # the snapshot call hangs 4 s: the window in which the daemon goes away and comes back

@@ -6,6 +6,7 @@ import time
 
 import guestlab
 import pytest
+from guestlab import labd
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.needs_kvm_guests, pytest.mark.slow]
 
@@ -75,5 +76,5 @@ def test_minimal_guests_cost_almost_nothing(minimal_guests, libvirt_system, tmp_
 
 
 def _qemu_pid(name: str) -> int:
-    with open(f"/run/libvirt/qemu/{name}.pid") as fh:
+    with open(labd.host_path(f"/run/libvirt/qemu/{name}.pid")) as fh:  # the lab daemon's /run/libvirt
         return int(fh.read().strip())

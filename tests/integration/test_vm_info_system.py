@@ -1,4 +1,4 @@
-"""vm_info on qemu:///system: a real lab guest whose disk sits in the ONTAP simulator's volume,
+"""vm_info on the lab libvirtd: a real lab guest whose disk sits in the ONTAP simulator's volume,
 and minimal guests in every state."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import time
 import guestlab
 import libvirt
 import pytest
+from helpers.guest_fixtures import SYSTEM_URI
 
 pytestmark = [pytest.mark.needs_libvirtd]
 
@@ -22,7 +23,7 @@ def test_real_guest_in_a_datastore(real_guest, ontap_sim, module_runner, tmp_pat
     guest = real_guest(disk_dir=vmdir)
     datastores = [{"path": str(ds), "controller": "lab", "svm": "svm1", "volume": "vol_ds1"}]
 
-    r = module_runner("vm_info", {"uri": "qemu:///system", "vms": [guest.name], "datastores": datastores})
+    r = module_runner("vm_info", {"uri": SYSTEM_URI, "vms": [guest.name], "datastores": datastores})
     assert r.rc == 0, r.get("msg")
     vm = r["vms"][0]
     assert vm["name"] == guest.name and vm["state"] == "running" and vm["persistent"] is True
@@ -41,7 +42,7 @@ def test_real_guest_in_a_datastore(real_guest, ontap_sim, module_runner, tmp_pat
         "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
         "112 22 0:52 / %s rw,relatime shared:60 - nfs 127.0.0.1:/vol_ds1 rw,vers=3,hard,proto=tcp,"
         "sec=sys,local_lock=none,addr=127.0.0.1\n" % ds)
-    r = module_runner("vm_info", {"uri": "qemu:///system", "query": "[?name=='%s']" % guest.name,
+    r = module_runner("vm_info", {"uri": SYSTEM_URI, "query": "[?name=='%s']" % guest.name,
                                   "host_root": str(root), "controllers": [dict(ontap_sim.conn(), name="lab")]})
     assert r.rc == 0, r.get("msg")
     disk = r["vms"][0]["disks"][0]
@@ -56,7 +57,7 @@ def test_real_guest_in_a_datastore(real_guest, ontap_sim, module_runner, tmp_pat
         time.sleep(0.2)
     assert not guest.dom.isActive()
     assert guestlab.fsck_disk(guest.disk_path)[0] == 0
-    r = module_runner("vm_info", {"uri": "qemu:///system", "vms": [guest.dom.UUIDString()], "datastores": datastores})
+    r = module_runner("vm_info", {"uri": SYSTEM_URI, "vms": [guest.dom.UUIDString()], "datastores": datastores})
     assert r["vms"][0]["state"] == "shutoff" and r["vms"][0]["agent"] == {"present": True, "connected": False}
 
 
@@ -67,7 +68,7 @@ def test_minimal_guests_states(minimal_guests, libvirt_system, module_runner, tm
     stopped.destroy()
     (transient,) = minimal_guests(1, workdir=ds, transient=True)
     names = [d.name() for d in (running, paused, stopped, transient)]
-    r = module_runner("vm_info", {"uri": "qemu:///system", "vms": names,
+    r = module_runner("vm_info", {"uri": SYSTEM_URI, "vms": names,
                                   "datastores": [{"path": str(ds), "controller": "c", "svm": "s", "volume": "v"}]})
     assert r.rc == 0, r.get("msg")
     got = {v["name"]: (v["state"], v["persistent"], v["agent"]["present"]) for v in r["vms"]}
@@ -80,7 +81,7 @@ def test_minimal_guests_states(minimal_guests, libvirt_system, module_runner, tm
 
 def test_read_only_connection_cannot_change_anything(libvirt_system):
     from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
-    conn = _libvirt.open_connection("qemu:///system", readonly=True)
+    conn = _libvirt.open_connection(SYSTEM_URI, readonly=True)
     try:
         with pytest.raises(libvirt.libvirtError):
             conn.defineXML("<domain type='qemu'><name>%sro</name><memory>1024</memory>"
@@ -96,7 +97,7 @@ def test_dozens_of_minimal_guests(minimal_guests, libvirt_system, module_runner,
     defined = minimal_guests(24, workdir=ds, start=False)
     names = sorted(d.name() for d in running + defined)
     prefix = guestlab.run_prefix()
-    r = module_runner("vm_info", {"uri": "qemu:///system", "query": "[?starts_with(name, '%s')]" % prefix,
+    r = module_runner("vm_info", {"uri": SYSTEM_URI, "query": "[?starts_with(name, '%s')]" % prefix,
                                   "datastores": [{"path": str(ds), "controller": "c", "svm": "s", "volume": "v"}]})
     assert r.rc == 0, r.get("msg")
     mine = [v for v in r["vms"] if v["name"] in names]
@@ -104,5 +105,5 @@ def test_dozens_of_minimal_guests(minimal_guests, libvirt_system, module_runner,
     assert sum(v["state"] == "running" for v in mine) == 8 and sum(v["state"] == "shutoff" for v in mine) == 24
     assert r["volumes"][0]["volume"] == "v" and set(names) <= set(r["volumes"][0]["vms"])
     with capsys.disabled():
-        print(f"\n[vm_info qemu:///system] {len(r['vms'])} domains listed in {r['elapsed_ms']:.0f} ms "
+        print(f"\n[vm_info the lab libvirtd] {len(r['vms'])} domains listed in {r['elapsed_ms']:.0f} ms "
               f"({r['timings']})")

@@ -1,4 +1,4 @@
-"""vm_quiesce on qemu:///system: real QEMU guests, the real module in a subprocess, the detached watchdog.
+"""vm_quiesce on the lab libvirtd: real QEMU guests, the real module in a subprocess, the detached watchdog.
 
 Minimal guests (boot sector, cli;hlt, near-zero CPU) for many-VM and watchdog tests; one real Linux guest with
 qemu-guest-agent and a writer on /data for the freeze test (at most 2 TCG guests at once)."""
@@ -15,12 +15,13 @@ import textwrap
 import time
 
 import pytest
+from helpers.guest_fixtures import SYSTEM_URI
 from helpers.vm_utils import resume_all, states, wait_for
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
 
 pytestmark = [pytest.mark.needs_libvirtd]
-URI = "qemu:///system"
+URI = SYSTEM_URI
 RUNNING, PAUSED = 1, 3
 
 

@@ -1,4 +1,4 @@
-"""vm_restore on qemu:///system: the real module in a subprocess against real QEMU domains."""
+"""vm_restore on the lab libvirtd: the real module in a subprocess against real QEMU domains."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import time
 import uuid
 
 import pytest
+from helpers.guest_fixtures import SYSTEM_URI
 
 pytestmark = [pytest.mark.needs_libvirtd]
-URI = "qemu:///system"
+URI = SYSTEM_URI
 RUNNING, SHUTOFF = 1, 5
 
 

@@ -11,6 +11,10 @@
 7. prints the proof: restored data equals the snapshot's, the deleted VM is back and running, every VM was
    released by the backup, and each VM's pause window.
 
+It touches nothing outside the lab directory (KVMSNAP_LAB_DIR, default /var/tmp/kvmsnap-lab): the guests run
+under the lab's own libvirtd (tests/lab/labd: a privileged libvirtd with stock settings in a private mount
+namespace; never the host's daemon, never /etc/libvirt); the work directory, the manifest key and Ansible's
+temp files are under <lab dir>/tmp (as a non-root user: a temp dir). Remove the lab with tests/lab/labd remove.
 Everything it made is removed at the end and on failure (guests destroyed and undefined, simulator stopped).
 Environment: KVMSNAP_DEMO_KEEP=1 keeps the work directory (inventory, reports, logs) for a look afterwards;
 KVMSNAP_DEMO_TEST_DRIVER=1 uses libvirt's test driver even where real guests could run.
@@ -34,6 +38,7 @@ sys.path.insert(0, str(LAB))
 sys.path.insert(0, str(REPO / "tests"))
 
 import yaml
+from guestlab import labd
 from helpers.sim_fixtures import start_sim
 
 COLL_ROOT = REPO / "build" / "collections"
@@ -52,12 +57,23 @@ def banner(text: str) -> None:
 
 class Demo:
     def __init__(self) -> None:
-        self.work = Path(tempfile.mkdtemp(prefix="kvmsnap-demo-"))
+        self.work = Path(tempfile.mkdtemp(prefix="kvmsnap-demo-", dir=self.tmp_root()))
+        os.chmod(self.work, 0o755)  # QEMU runs as libvirt-qemu: the guest disks below must be reachable
         self.sim = None
         self.conn = None
         self.doms: list = []
         self.names: list[str] = []
         self.mode = "real"
+
+    @staticmethod
+    def tmp_root() -> str | None:
+        """<lab dir>/tmp as root (the lab's libvirtd needs root anyway), else the system's temp dir."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            return str(labd.prepare_tmp())
+        except (OSError, labd.LabError):
+            return None
 
     # ---------------------------------------------------------------- lab
     def start_sim(self) -> None:
@@ -72,11 +88,15 @@ class Demo:
         except ImportError:
             return "libvirt-python is missing"
         import guestlab
+        if os.geteuid() != 0 and not os.environ.get("KVMSNAP_LAB_URI"):
+            return "the lab's own libvirtd needs root (sudo make demo)"
         try:
+            if not os.environ.get("KVMSNAP_LAB_URI"):
+                labd.start()
             import libvirt
-            self.conn = libvirt.open("qemu:///system")
-        except Exception as exc:  # libvirt.libvirtError
-            return "libvirtd is not reachable at qemu:///system (%s)" % exc
+            self.conn = libvirt.open(labd.uri())
+        except Exception as exc:  # libvirt.libvirtError, labd.LabError
+            return "the lab's libvirtd is not reachable at %s (%s)" % (labd.uri(), exc)
         if not shutil.which("qemu-system-x86_64"):
             return "QEMU (qemu-system-x86_64) is not installed"
         cache = Path(os.environ.get("KVMSNAP_LAB_CACHE", str(LAB / "cache")))
@@ -137,7 +157,8 @@ class Demo:
                 "ontap_ca_path": self.sim.ca_file}}}},
             "vars": {"kvmsnap_vms": self.names, "kvmsnap_datastores": datastores,
                      "kvmsnap_quiesce_mode": "auto", "kvmsnap_policy": "daily", "kvmsnap_retention": "daily:7",
-                     "kvmsnap_state_dir": str(self.work / "state"), "kvmsnap_report_dir": str(self.work / "reports")}}}
+                     "kvmsnap_state_dir": str(self.work / "state"), "kvmsnap_report_dir": str(self.work / "reports"),
+                     "kvmsnap_manifest_key_file": str(self.work / "manifest.key")}}}
         path = self.work / "inventory.yml"
         path.write_text(yaml.safe_dump(inv, sort_keys=False))
         say("inventory written: %s (KVM host localhost, controller cluster1)" % path)
@@ -150,7 +171,8 @@ class Demo:
             cmd += ["-e", json.dumps(extra)]
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLL_ROOT), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_DISPLAY_SKIPPED_HOSTS="false",
-                   ANSIBLE_DISPLAY_OK_HOSTS="true", ANSIBLE_LOCALHOST_WARNING="false")
+                   ANSIBLE_DISPLAY_OK_HOSTS="true", ANSIBLE_LOCALHOST_WARNING="false",
+                   ANSIBLE_LOCAL_TEMP=str(self.work / "ansible-tmp"), ANSIBLE_REMOTE_TEMP=str(self.work / "ansible-tmp"))
         log = self.work / ("%s.log" % name)
         say("$ ansible-playbook %s" % " ".join(cmd[1:]))
         started = time.monotonic()
@@ -184,7 +206,7 @@ class Demo:
     def run_real(self) -> None:
         import guestlab
         self.boot_guests()
-        inv = self.inventory("qemu:///system")
+        inv = self.inventory(labd.uri())
         banner("discover")
         self.playbook("discover", inv)
         banner("backup")

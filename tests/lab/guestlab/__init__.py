@@ -20,9 +20,10 @@ VT-x/AMD-V (cpuinfo vmx/svm), else ``qemu`` (TCG, translation cache 32 MiB);
 ``KVMSNAP_LAB_DOMAIN_TYPE=qemu|kvm`` overrides. 128 MiB RAM. Serial console goes to
 ``console_log_path(name)`` (``console_tail(name)`` is in every GuestError).
 
-Host setup: QEMU under libvirtd must run as root without sVirt so disks in root-owned temp
-dirs work: ``configure_qemu_conf()`` (called by ``tests/lab/ensure-services`` through
-``guest-builder configure-host`` before libvirtd starts; idempotent).
+Host setup: none. The guests run under the lab's own libvirtd (``labd``: a privileged libvirtd + virtlogd
+with stock settings in a private mount namespace, so QEMU runs as libvirt-qemu with dynamic ownership, as on
+a real host); disks must be where libvirt-qemu can reach them (under the lab dir, 0755). The lab never
+edits /etc/libvirt and never touches the host's libvirtd. ``tests/lab/labd start|stop|status|uri|remove``.
 
 Python API (``sys.path.insert(0, 'tests/lab'); import guestlab``)
 ----------------------------------------------------------------
@@ -47,7 +48,7 @@ Python API (``sys.path.insert(0, 'tests/lab'); import guestlab``)
 ``run_prefix() -> 'kvs-<pid>-'``                                    name prefix of this test run
 ``host_has_kvm()`` / ``domain_type()``
 ``write_test_node(path, domains) / make_test_domains(n, datastore_dir, ...)``   test:/// node XML
-``configure_qemu_conf(path='/etc/libvirt/qemu.conf') -> changed``
+``labd.start() -> uri`` / ``labd.stop()`` / ``labd.uri()`` / ``labd.pid_of('libvirtd')`` / ``labd.remove()``
 
 Disks for snapshot tests go where the caller says, e.g. inside the ONTAP simulator's
 ``DIR/volumes/<svm>/<volume>/``, so snapshots and restores act on the files the guests use.
@@ -83,12 +84,11 @@ from .domain import (
     shutdown_guest,
     wait_agent_ready,
 )
-from .hostconf import configure_qemu_conf
 from .testnode import make_test_domains, write_test_node
 
 __all__ = [
     "AGENT_PORT_NAME", "BuildError", "GuestAssets", "GuestError", "agent_command", "build_assets",
-    "cleanup_prefix", "cleanup_stale", "configure_qemu_conf", "console_log_path", "console_tail", "define_guest",
+    "cleanup_prefix", "cleanup_stale", "console_log_path", "console_tail", "define_guest",
     "define_minimal_guest", "destroy_and_undefine", "domain_type", "fsck_disk", "guest_exec", "guest_xml",
     "host_has_kvm", "make_boot_sector", "make_data_disk", "make_test_domains", "minimal_guest_xml",
     "missing_host_commands", "parse_writer_log", "read_disk_file", "read_guest_file", "run_prefix",
