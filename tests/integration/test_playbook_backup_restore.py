@@ -28,6 +28,7 @@ from helpers.sim_fixtures import start_sim
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 import guestlab
+from guestlab import labd
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
@@ -109,7 +110,9 @@ class Lab:
         env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false",
                    ANSIBLE_HOST_KEY_CHECKING="false", ANSIBLE_SHOW_CUSTOM_STATS="true")
         started = time.time()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
+        # the playbook runs as on the KVM host: in the lab daemons' mount namespace
+        proc = subprocess.run(labd.as_on_the_kvm_host(cmd), capture_output=True, text=True, env=env, timeout=300,
+                              check=False)
         proc.report = self.report(playbook, since=started)
         return proc
 

@@ -34,6 +34,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _lock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 import guestlab
+from guestlab import labd
 from guestlab.domain import _disk_xml
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
@@ -42,6 +43,8 @@ SNAP = "kvmsnap-daily_exec1"
 RUNNING = 1
 SHUTOFF = 5
 MARK = b"LIVE-DATA-AFTER-THE-BACKUP"
+# libvirt's NVRAM dir as the lab daemon and the playbooks (run in its namespace) see it, and where that is
+# from the tests' side: the host's own /var/lib/libvirt is never written
 NVRAM_DIR = Path("/var/lib/libvirt/qemu/nvram")
 # the REST single-file restore: PATCH /api/storage/volumes/<uuid> (never a snapshot's own PATCH)
 RESTORE_PATCH = "/api/storage/volumes/" + "????????-????-????-????-????????????"
@@ -64,11 +67,13 @@ def _define_nvram_guest(lab: Lab, key: str) -> Path:
     """A shut-off VM with an NVRAM file outside ONTAP (defined only: the lab has no UEFI firmware to boot)."""
     name = lab.name(key)
     boot = guestlab.domain.make_boot_sector(str(lab.vol("s1", "vol_ds1") / ("%s.img" % name)))
-    nvram = NVRAM_DIR / ("%s_VARS.fd" % name)
+    in_daemon = NVRAM_DIR / ("%s_VARS.fd" % name)
+    nvram = labd.host_path(str(in_daemon))
+    nvram.parent.mkdir(parents=True, exist_ok=True)
     nvram.write_bytes(b"NVRAM-AT-BACKUP".ljust(4096, b"\0"))
     xml = guestlab.domain.minimal_guest_xml(name, boot).replace(
         "<boot dev='hd'/>", "<loader readonly='yes' type='pflash'>/usr/share/qemu/bios.bin</loader>"
-        "<nvram>%s</nvram><boot dev='hd'/>" % nvram)
+        "<nvram>%s</nvram><boot dev='hd'/>" % in_daemon)
     lab.doms[key] = lab.conn.defineXML(xml)
     return nvram
 
@@ -96,7 +101,7 @@ def lab(libvirt_system, tmp_path_factory):
         guestlab.cleanup_prefix(libvirt_system, lab.prefix)
         for sim in lab.sims.values():
             sim.stop()
-        for f in NVRAM_DIR.glob("%s*" % lab.prefix):
+        for f in labd.host_path(str(NVRAM_DIR)).glob("%s*" % lab.prefix):
             f.unlink()
 
 
