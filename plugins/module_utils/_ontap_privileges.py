@@ -38,7 +38,9 @@ OPERATIONS: Dict[str, Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]] = {
     "snapshot_modify": ([(SNAPSHOTS, "modify")], [("volume snapshot modify", "all")]),
     "snapshot_delete": ([(SNAPSHOTS, "delete")], [("volume snapshot delete", "all")]),
     "snapmirror_update": ([("/api/snapmirror/relationships", "create")], [("snapmirror update", "all")]),
-    "cg_create": ([("/api/application/consistency-groups", "create")], []),
+    # the temporary CG of a snapshot over several volumes of one SVM: created, then deleted (REST only)
+    "cg_create": ([("/api/application/consistency-groups", "create"), ("/api/application/consistency-groups",
+                                                                         "delete")], []),
     "file_restore": ([("/api/storage/volumes", "modify")], [("volume snapshot restore-file", "all")]),
     "volume_restore": ([("/api/storage/volumes", "modify")], [("volume snapshot restore", "all")]),
     "lun_restore": ([("/api/storage/luns", "modify")], [("volume snapshot restore-file", "all")]),

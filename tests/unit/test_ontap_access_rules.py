@@ -113,3 +113,14 @@ def test_catalog_prune_removes_entries_of_gone_snapshots_only_where_it_looked(tm
     aged = mf.catalog_prune(str(tmp_path), ["kvmsnap-daily_here"], [], ["kvmsnap-daily_now"], keep_days=1,
                             now=time.time() + 2 * 86400)
     assert sorted(r["snapshot"] for r in aged) == ["kvmsnap-daily_here", "kvmsnap-daily_other"]
+
+
+def test_a_temporary_consistency_group_needs_create_and_delete():
+    """A backup of several volumes of one SVM creates and then deletes a CG: a role that may only create it fails."""
+    privs = [{"path": "/api/storage/volumes", "access": "read_modify"},
+             {"path": "/api/storage/volumes/*/snapshots", "access": "all"},
+             {"path": "/api/application/consistency-groups", "access": "read_create"}]
+    missing = check(privs, requirements(["cg_create"], "rest", (9, 13, 1)), "rest")
+    assert missing and "consistency-groups" in json.dumps(missing)
+    privs[-1]["access"] = "all"
+    assert check(privs, requirements(["cg_create"], "rest", (9, 13, 1)), "rest") == []
