@@ -34,6 +34,7 @@ from helpers.sim_fixtures import start_sim
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 import guestlab
+from guestlab import labd
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
@@ -149,7 +150,9 @@ class DocsLab:
             print(self.log[-1], flush=True)
             return None
         started = time.monotonic()
-        proc = run_on_tty(["bash", "-e", "-o", "pipefail", "-c", script], cwd=self.site, env=self.env())
+        # as a user types them on a KVM host: in the lab daemon's mount namespace, where qemu:///system is the lab's
+        proc = run_on_tty(labd.as_on_the_kvm_host(["bash", "-e", "-o", "pipefail", "-c", script]), cwd=self.site,
+                          env=self.env())
         self.log.append("%s: %.1fs" % (name, time.monotonic() - started))
         print(self.log[-1], flush=True)
         assert proc.returncode == 0, "block %r failed (rc=%s):\n%s\n--- stdout\n%s\n--- stderr\n%s" % (
