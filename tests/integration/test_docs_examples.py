@@ -151,7 +151,7 @@ class DocsLab:
             return None
         started = time.monotonic()
         # as a user types them on a KVM host: in the lab daemon's mount namespace, where qemu:///system is the lab's
-        proc = run_on_tty(labd.as_on_the_kvm_host(["bash", "-e", "-o", "pipefail", "-c", script]), cwd=self.site,
+        proc = run_on_tty(labd.as_on_the_kvm_host(["bash", "-e", "-o", "pipefail", "-c", script], self.site), cwd=self.site,
                           env=self.env())
         self.log.append("%s: %.1fs" % (name, time.monotonic() - started))
         print(self.log[-1], flush=True)

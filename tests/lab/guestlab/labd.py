@@ -316,13 +316,14 @@ def _pids_in_namespace(ns: str) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _mount_ns(p) == ns]
 
 
-def as_on_the_kvm_host(cmd: list[str], base: Path | None = None) -> list[str]:
+def as_on_the_kvm_host(cmd: list[str], cwd: str | os.PathLike | None = None, base: Path | None = None) -> list[str]:
     """CMD run where the lab's daemons run (their mount namespace): the product then sees the files libvirt sees,
-    e.g. /var/lib/libvirt/qemu/nvram, as on a real KVM host. CMD unchanged when the lab does not run here."""
+    e.g. /var/lib/libvirt/qemu/nvram, as on a real KVM host. CMD unchanged when the lab does not run here.
+    Entering a mount namespace moves to its root directory: CWD (the caller's, by default) is kept explicitly."""
     anchor = pid_of("virtlogd", base) or pid_of("libvirtd", base)
     if anchor is None:
         return list(cmd)
-    return ["nsenter", "--mount=/proc/%d/ns/mnt" % anchor, "--", *cmd]
+    return ["nsenter", "--mount=/proc/%d/ns/mnt" % anchor, "--wd=%s" % (cwd or os.getcwd()), "--", *cmd]
 
 
 def in_lab_namespace(cmd: list[str], base: Path | None = None) -> bool:
