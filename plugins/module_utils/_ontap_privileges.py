@@ -29,6 +29,7 @@ LEAST_REST = {"read": "readonly", "create": "read_create", "modify": "read_modif
 CLI_ACCESS = ("none", "readonly", "all")
 
 SNAPSHOTS = "/api/storage/volumes/*/snapshots"
+CGS = "/api/application/consistency-groups"
 
 # operation -> ([(REST path, verb)], [(ZAPI command directory, access)])
 OPERATIONS: Dict[str, Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]] = {
@@ -39,8 +40,7 @@ OPERATIONS: Dict[str, Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]] = {
     "snapshot_delete": ([(SNAPSHOTS, "delete")], [("volume snapshot delete", "all")]),
     "snapmirror_update": ([("/api/snapmirror/relationships", "create")], [("snapmirror update", "all")]),
     # the temporary CG of a snapshot over several volumes of one SVM: created, then deleted (REST only)
-    "cg_create": ([("/api/application/consistency-groups", "create"), ("/api/application/consistency-groups",
-                                                                         "delete")], []),
+    "cg_create": ([(CGS, "create"), (CGS, "delete")], []),
     "file_restore": ([("/api/storage/volumes", "modify")], [("volume snapshot restore-file", "all")]),
     "volume_restore": ([("/api/storage/volumes", "modify")], [("volume snapshot restore", "all")]),
     "lun_restore": ([("/api/storage/luns", "modify")], [("volume snapshot restore-file", "all")]),
