@@ -161,9 +161,7 @@ def lab(libvirt_system, tmp_path_factory):
                                    {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1, lab.ds2])
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 def test_discover_lists_vms_disks_and_volumes(lab):

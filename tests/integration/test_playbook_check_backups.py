@@ -44,9 +44,7 @@ def lab(libvirt_system, tmp_path_factory):
         assert proc.returncode == 0, _out(proc)
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 def test_fresh_backup_passes_and_writes_the_report(lab):

@@ -53,9 +53,7 @@ def lab(libvirt_system, tmp_path_factory):
         lab.ds2 = {"path": str(lab.vol("s2", "vol_ds1")), "controller": "c2", "svm": "svm1", "volume": "vol_ds1"}
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 def _inventory(lab, user: str, password: str, transport: str = "rest", two: bool = False, vms=("a1",)):

@@ -53,9 +53,7 @@ def lab(libvirt_system, tmp_path_factory):
                                 {"c1": lab.controller("s1")}, kvmsnap_datastores=dss, kvmsnap_retention="daily:1")
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 def snapshot(lab, volume, name):

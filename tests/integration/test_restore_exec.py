@@ -98,9 +98,7 @@ def lab(libvirt_system, tmp_path_factory):
         lab.state_dir = base / "state"
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
         for f in labd.host_path(str(NVRAM_DIR)).glob("%s*" % lab.prefix):
             f.unlink()
 

@@ -60,9 +60,7 @@ def lab(libvirt_system, tmp_path_factory):
         lab.v_disk = lab.disk("v", "s1", "vol_ds1")
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 def _v_state(lab, state: str) -> None:

@@ -54,9 +54,7 @@ def lab(libvirt_system, tmp_path_factory):
                                   {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds])
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 def xdisk(lab) -> Path:

@@ -63,9 +63,7 @@ def lab(libvirt_system, tmp_path_factory):
         shutil.copytree(lab.mdir, lab.pristine)
         yield lab
     finally:
-        guestlab.cleanup_prefix(libvirt_system, lab.prefix)
-        for sim in lab.sims.values():
-            sim.stop()
+        lab.close()
 
 
 def _make_writable(path: Path) -> None:
