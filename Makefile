@@ -17,7 +17,7 @@ export PYTHONPATH := $(COLL_ROOT)
 export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help sysdeps venv collection sanity lint units integration pytest test demo bench docs clean lab-clean
+.PHONY: help sysdeps venv collection sanity lint typecheck units integration pytest test demo bench docs clean lab-clean
 
 help:
 	@echo "make demo   - start the lab and run the backup/restore demo"
@@ -56,6 +56,10 @@ lint: venv collection
 	@if compgen -G "roles/*/tasks/*.yml" >/dev/null || compgen -G "playbooks/*.yml" >/dev/null; then \
 		$(BIN)/ansible-lint --offline roles playbooks; \
 	else echo "ansible-lint: no roles or playbooks yet"; fi
+
+# mypy on the collection link, so imports resolve as ansible_collections.kvmsnap.core.* (mypy.ini).
+typecheck: venv collection
+	cd $(COLL_ROOT) && MYPYPATH=. $(BIN)/mypy --config-file $(CURDIR)/mypy.ini -p ansible_collections.kvmsnap.core.plugins
 
 pytest: venv collection
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
