@@ -27,11 +27,12 @@ reader (backup_manifest, restore pre-flight) and vm_restore (before define).
 from __future__ import annotations
 
 import os
-import re
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional
 
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_xml
+from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import AGENT_CHANNEL, local_name
+
 CHANNEL_DIR = "/var/lib/libvirt/qemu/channel"
 NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
 # firmware shipped by the distribution (root-owned); domain capabilities add what the host's QEMU reports
@@ -72,16 +73,17 @@ def host_facts(conn: Any) -> Dict[str, Any]:
     try:
         caps = ET.fromstring(conn.getCapabilities())
         for guest in caps.findall("guest"):
-            arch = guest.find("arch")
-            if arch is None:
+            arch_el = guest.find("arch")
+            arch_name = arch_el.get("name") if arch_el is not None else None
+            if arch_el is None or not arch_name:
                 continue
-            emu = (arch.findtext("emulator") or "").strip()
-            if emu and arch.get("name") and arch.get("name") not in emulators:
-                emulators[arch.get("name")] = emu
-            for dom in arch.findall("domain"):
+            emu = (arch_el.findtext("emulator") or "").strip()
+            if emu and arch_name not in emulators:
+                emulators[arch_name] = emu
+            for dom in arch_el.findall("domain"):
                 demu = (dom.findtext("emulator") or "").strip()
-                if demu and arch.get("name") and arch.get("name") not in emulators:
-                    emulators[arch.get("name")] = demu
+                if demu and arch_name not in emulators:
+                    emulators[arch_name] = demu
         host_arch = (caps.findtext("host/cpu/arch") or "").strip()
     except Exception:
         host_arch = ""
@@ -111,10 +113,6 @@ def path_under(path: Optional[str], roots: List[str]) -> Optional[str]:
         if real == rnorm or real.startswith(rnorm.rstrip("/") + "/"):
             return rnorm
     return None
-
-
-def _local(tag: Any) -> str:
-    return tag.split("}", 1)[1] if isinstance(tag, str) and tag.startswith("{") else str(tag)
 
 
 def _ns(tag: Any) -> Optional[str]:
@@ -149,11 +147,12 @@ def _desc(el: ET.Element, idx: int) -> str:
     name = None
     if target is not None:
         name = target.get("dev") or target.get("name") or target.get("port")
-    return "<%s%s>" % (_local(el.tag), (" " + name) if name else "[%d]" % idx)
+    return "<%s%s>" % (local_name(el.tag), (" " + name) if name else "[%d]" % idx)
 
 
 def _check_disk(c: _Checker, disk: ET.Element, idx: int) -> None:
-    where = "<disk %s>" % ((disk.find("target").get("dev") if disk.find("target") is not None else None) or idx)
+    target = disk.find("target")
+    where = "<disk %s>" % ((target.get("dev") if target is not None else None) or idx)
     dtype = disk.get("type") or "file"
     if dtype not in ("file", "block"):
         src = disk.find("source")
@@ -162,7 +161,7 @@ def _check_disk(c: _Checker, disk: ET.Element, idx: int) -> None:
         c.refuse(where, "type=%r is %s; only file and block disks on the datastores are allowed" % (dtype, what))
         return
     for el in disk.iter():
-        loc = _local(el.tag)
+        loc = local_name(el.tag)
         if loc in ("reservations", "mirror"):
             c.refuse(where, "<%s> is not allowed (it names host sockets or copy targets)" % loc)
             continue
@@ -177,7 +176,7 @@ def _check_disk(c: _Checker, disk: ET.Element, idx: int) -> None:
 
 def _check_chr(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> None:
     """Safe types stay; the agent's unix channel in libvirt's channel dir stays; everything else becomes a pty."""
-    kind = _local(el.tag)
+    kind = local_name(el.tag)
     ctype = el.get("type") or "pty"
     target = el.find("target")
     where = _desc(el, idx)
@@ -190,7 +189,7 @@ def _check_chr(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> None:
     elif ctype == "unix" and kind == "channel" and target is not None and target.get("name") == AGENT_CHANNEL:
         src = el.find("source")
         path = src.get("path") if src is not None else None
-        if path is None or path_under(path, [c.host.get("channel_dir") or CHANNEL_DIR]) is not None:
+        if src is None or path is None or path_under(path, [c.host.get("channel_dir") or CHANNEL_DIR]) is not None:
             return
         # the agent keeps working on a socket libvirt creates in its own channel dir
         el.remove(src)
@@ -204,7 +203,7 @@ def _check_chr(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> None:
     if src is not None:
         detail = " " + " ".join("%s=%s" % (k, v) for k, v in sorted(src.attrib.items()))
     for child in list(el):
-        if _local(child.tag) not in ("target", "address", "alias"):
+        if local_name(child.tag) not in ("target", "address", "alias"):
             el.remove(child)
     for attr in list(el.attrib):
         if attr != "type":
@@ -257,7 +256,7 @@ def _check_emulator(c: _Checker, devices: ET.Element, root: ET.Element) -> None:
 
 
 def _check_device(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> None:
-    kind = _local(el.tag)
+    kind = local_name(el.tag)
     where = _desc(el, idx)
     if _ns(el.tag):
         c.refuse("<%s:%s>" % (_prefix(_ns(el.tag)), kind), "elements of other namespaces are not allowed")
@@ -285,7 +284,8 @@ def _check_device(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> No
         drv = el.find("driver")
         if drv is not None and drv.get("name") not in (None, "qemu", "vhost", "kvm"):
             c.refuse(where + " <driver name>", "%r is not allowed" % drv.get("name"))
-        if el.find("source") is not None and el.find("source").get("path"):
+        source = el.find("source")
+        if source is not None and source.get("path"):
             c.refuse(where + " <source path>", "host sockets are not allowed")
     elif kind == "graphics":
         gtype = el.get("type")
@@ -301,8 +301,9 @@ def _check_device(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> No
     elif kind == "rng":
         backend = el.find("backend")
         model = backend.get("model") if backend is not None else None
-        if model == "random" and (backend.text or "").strip() not in ("",) + RNG_SOURCES:
-            c.refuse(where + " <backend>", "%s is not a host random source" % (backend.text or "").strip())
+        text = ((backend.text if backend is not None else None) or "").strip()
+        if model == "random" and text not in ("",) + RNG_SOURCES:
+            c.refuse(where + " <backend>", "%s is not a host random source" % text)
         elif model not in (None, "random", "builtin"):
             c.refuse(where + " <backend>", "model=%r is not allowed" % model)
     elif kind == "tpm":
@@ -317,25 +318,26 @@ def _check_device(c: _Checker, el: ET.Element, idx: int, root: ET.Element) -> No
         if drv is not None and drv.get("name") == "vhostuser":
             c.refuse(where + " <driver name>", "vhost-user runs a host binary")
     for node in el.iter():
-        if _local(node.tag) == "binary":
+        if local_name(node.tag) == "binary":
             c.refuse(where + " <binary>", "names a host binary")
 
 
 def check(xml_text: str, allowed_paths: List[str], host: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Apply the policy; {'xml': text to define, 'rewritten': [...], 'refused': [...]}. Raises PolicyError on parse."""
-    if re.search(r"<!(DOCTYPE|ENTITY)", xml_text, re.IGNORECASE):
-        return {"xml": xml_text, "rewritten": [],
-                "refused": ["<!DOCTYPE>: a DTD or entity declaration is not allowed in a saved domain XML"]}
+    """Apply the policy; {'xml': text to define, 'rewritten': [...], 'refused': [...]}.
+
+    A text _domain_xml refuses before parsing (too large, DTD or entities) is one refusal; one that does not parse
+    or is no <domain> raises PolicyError."""
+    reason = _domain_xml.untrusted_reason(xml_text)
+    if reason is not None and isinstance(xml_text, str) and xml_text.strip():
+        return {"xml": xml_text, "rewritten": [], "refused": [reason]}
     try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
-        raise PolicyError("domain XML does not parse: %s" % exc) from None
-    if root.tag != "domain":
-        raise PolicyError("domain XML has root <%s>, expected <domain>" % _local(root.tag))
+        root = _domain_xml.parse_root(xml_text)
+    except _domain_xml.DomainXmlError as exc:
+        raise PolicyError(str(exc)) from None
     c = _Checker(allowed_paths, host or {})
     for child in list(root):
         if _ns(child.tag):
-            c.refuse("<%s:%s>" % (_prefix(_ns(child.tag)), _local(child.tag)),
+            c.refuse("<%s:%s>" % (_prefix(_ns(child.tag)), local_name(child.tag)),
                      "elements of other namespaces (e.g. qemu:commandline) pass arguments to QEMU; not allowed")
     for sec in root.findall("seclabel"):
         # 'none' of the 'none' model is what libvirt writes on a host without a security driver
@@ -367,19 +369,10 @@ def disk_index(conn: Any) -> Dict[str, List[Dict[str, str]]]:
     index: Dict[str, List[Dict[str, str]]] = {}
     for dom in conn.listAllDomains(0):
         try:
-            root = ET.fromstring(dom.XMLDesc(0))
+            used = _domain_xml.used_paths(_domain_xml.parse_root(dom.XMLDesc(0)))
             who = {"uuid": dom.UUIDString().lower(), "name": dom.name()}
         except Exception:
             continue
-        used = set()
-        for node in root.iter():
-            if _local(node.tag) in ("source", "dataStore"):
-                for attr in ("file", "dev"):
-                    if node.get(attr):
-                        used.add(os.path.normpath(node.get(attr)))
-        nv = root.findtext("os/nvram")
-        if nv and nv.strip():
-            used.add(os.path.normpath(nv.strip()))
         for path in used:
             index.setdefault(path, []).append(who)
     return index

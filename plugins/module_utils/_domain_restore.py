@@ -15,19 +15,16 @@ and the XML that is defined is the policy's output.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import re
 import stat
 import time
-import uuid as _uuid
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _domain_xml, _journal, _libvirt, _lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
 
-MAX_XML_BYTES = 1024 * 1024
-AGENT_CHANNEL = "org.qemu.guest_agent.0"
 VIR_DOMAIN_RUNNING = 1
 VIR_DOMAIN_PAUSED = 3
 VIR_DOMAIN_SHUTOFF = 5
@@ -49,63 +46,29 @@ def validate_domain_xml(xml: str, allowed_paths: List[str], expected_uuid: Optio
     """Check a saved domain XML; return {name, uuid, disks, nvram, agent_channel, sha256, xml, rewritten}.
 
     XML is what to define (the policy's rewrites applied), HOST the host's facts (_domain_policy.host_facts).
+    Form and identity: _domain_xml.check_saved, the same check the manifest reader applies.
     Raises RestoreError naming every problem."""
-    import xml.etree.ElementTree as ET
-    if not isinstance(xml, str) or not xml.strip():
-        raise RestoreError("domain XML is empty.")
-    if len(xml.encode("utf-8")) > MAX_XML_BYTES:
-        raise RestoreError("domain XML is larger than %d bytes; refusing it." % MAX_XML_BYTES)
-    if re.search(r"<!(DOCTYPE|ENTITY)", xml, re.IGNORECASE):
-        raise RestoreError("domain XML contains a DOCTYPE/ENTITY declaration; refusing it (untrusted input).")
     try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as err:
-        raise RestoreError("domain XML is not parseable: %s." % err) from None
-    if root.tag != "domain":
-        raise RestoreError("domain XML root element is <%s>, expected <domain>." % root.tag)
-    problems: List[str] = []
-    name = (root.findtext("name") or "").strip()
-    vm_uuid = (root.findtext("uuid") or "").strip()
-    if not name:
-        problems.append("it has no <name>")
-    try:
-        vm_uuid = str(_uuid.UUID(vm_uuid)) if vm_uuid else ""
-    except ValueError:
-        problems.append("its <uuid> %r is not a UUID" % vm_uuid)
-        vm_uuid = ""
-    if not vm_uuid:
-        problems.append("it has no valid <uuid> (a restore must keep the VM's identity)")
-    if expected_uuid and vm_uuid and vm_uuid.lower() != expected_uuid.lower():
-        problems.append("its UUID %s differs from the target VM's UUID %s" % (vm_uuid, expected_uuid))
-    if expected_name and name and name != expected_name:
-        problems.append("its name %r differs from the target VM's name %r" % (name, expected_name))
+        record, problems = _domain_xml.check_saved(xml, expected_uuid, expected_name)
+    except _domain_xml.DomainXmlError as err:
+        raise RestoreError("%s (untrusted input); nothing was changed." % err) from None
+    name, vm_uuid = record["name"], record["uuid"]
     # what the XML may contain: the one allow-list policy (emulator, character devices, devices, paths)
     policy = _domain_policy.check(xml, allowed_paths, host)
     problems += policy["refused"]
-    disks = []
-    for disk in root.findall("./devices/disk"):
-        src = disk.find("source")
-        target = disk.find("target")
-        path = (src.get("file") or src.get("dev")) if src is not None else None
-        if path:
-            disks.append({"target": target.get("dev") if target is not None else "?", "path": path,
-                          "type": disk.get("type") or "file", "device": disk.get("device") or "disk"})
-    nvram = (root.findtext("./os/nvram") or "").strip() or None
-    agent = False
-    for chan in root.findall("./devices/channel"):
-        tgt = chan.find("target")
-        if tgt is not None and tgt.get("name") == AGENT_CHANNEL:
-            agent = True
+    disks = [{"target": d["target"] or "?", "path": d["path"], "type": d["type"], "device": d["device"]}
+             for d in record["disks"] if d["path"]]
     if problems:
         raise RestoreError("refusing the saved domain XML of %s: %s. Nothing was changed." % (
             name or expected_name or "?", "; ".join(problems)))
-    return {"name": name, "uuid": vm_uuid, "disks": disks, "nvram": nvram, "agent_channel": agent,
+    return {"name": name, "uuid": vm_uuid, "disks": disks, "nvram": record["nvram"],
+            "agent_channel": record["agent"]["present"],
             "sha256": hashlib.sha256(xml.encode("utf-8")).hexdigest(), "xml": policy["xml"],
             "rewritten": policy["rewritten"]}
 
 
 def read_xml_file(path: str) -> str:
-    """Read a saved XML file: a regular file, not a symlink, at most MAX_XML_BYTES."""
+    """Read a saved XML file: a regular file, not a symlink (its size is checked by _domain_xml)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as err:
@@ -113,7 +76,7 @@ def read_xml_file(path: str) -> str:
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             raise RestoreError("domain_xml_path: %s is not a regular file." % path)
-        data = fh.read(MAX_XML_BYTES + 1)
+        data = fh.read(_domain_xml.MAX_XML_BYTES + 1)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -135,19 +98,12 @@ def copy_nvram(src: str, dest: str) -> None:
 # the restore
 
 
-def _lv():
-    from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
-    return _libvirt
-
-
 def _state(dom: Any) -> str:
-    return _lv().state_name(dom.state()[0])
+    return _libvirt.state_name(dom.state()[0])
 
 
 def agent_ping(dom: Any, timeout: int) -> bool:
-    import json
-
-    import libvirt_qemu  # type: ignore[import-not-found]
+    import libvirt_qemu  # optional, as libvirt itself (_libvirt guards the module's import)
     try:
         libvirt_qemu.qemuAgentCommand(dom, json.dumps({"execute": "guest-ping"}), int(timeout), 0)
         return True
@@ -157,7 +113,7 @@ def agent_ping(dom: Any, timeout: int) -> bool:
 
 def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
     """vm_restore. Raises RestoreError (with .result) when refused or failed."""
-    lv = _lv()
+    lv = _libvirt
     uri = params.get("uri") or lv.DEFAULT_URI
     allowed = [os.path.realpath(p) for p in (params.get("allowed_paths") or [])]
     result: Dict[str, Any] = {"changed": False, "actions": [], "agent": None, "existed": False}
@@ -254,7 +210,6 @@ def run_restore(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, A
             raise
         finally:
             if locked:
-                from ansible_collections.kvmsnap.core.plugins.module_utils import _lock
                 _lock.release(params["state_dir"], [info["uuid"]], locked)
     finally:
         try:
@@ -270,7 +225,6 @@ def _lock_vm(params: Dict[str, Any], info: Dict[str, Any], result: Dict[str, Any
     run): check that it still does and take nothing (returns None: the run releases it)."""
     if not params.get("state_dir"):
         return None
-    from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
     if params.get("run_id"):
         path = _lock.lock_path(params["state_dir"], info["uuid"])
         rec = _lock.read_lock(path)
@@ -301,7 +255,6 @@ def save_aside(dom: Any, aside_dir: str, vm_uuid: str, result: Dict[str, Any]) -
 
     A copy already there is kept: a rerun of an interrupted restore must not replace the state before the
     first attempt with a half-restored one."""
-    import xml.etree.ElementTree as ET
     os.makedirs(aside_dir, mode=0o700, exist_ok=True)
     os.chmod(aside_dir, 0o700)
     xml_path = os.path.join(aside_dir, "%s.xml" % vm_uuid)
@@ -309,7 +262,7 @@ def save_aside(dom: Any, aside_dir: str, vm_uuid: str, result: Dict[str, Any]) -
     if not os.path.exists(xml_path):
         write_file_atomic(xml_path, text.encode("utf-8"))
     aside = {"dir": aside_dir, "xml": xml_path, "nvram": None}
-    nvram = (ET.fromstring(text).findtext("./os/nvram") or "").strip()
+    nvram = _domain_xml.parse_domain_xml(text)["nvram"]
     if nvram and os.path.isfile(nvram):
         nv_path = os.path.join(aside_dir, "%s.nvram" % vm_uuid)
         if not os.path.exists(nv_path):

@@ -11,14 +11,28 @@ path}]}``; ``path`` is the file, the block device, or ``protocol:name`` of a net
 ``nvram``, ``loader`` (``{path, type, readonly, firmware}``), ``agent`` (``{present,
 connected}``; ``connected`` is read from the channel target's ``state`` attribute that only the
 live XML of a running domain carries).
+
+Every domain XML of the collection is parsed here, live ones from libvirt and saved ones read back from a
+snapshot (untrusted input, docs/security.md) alike, with one set of rules (``parse_root``): a non-empty text
+of at most ``MAX_XML_BYTES``, no DTD or entity declaration, well-formed, root ``<domain>``.
+``check_saved(xml_text, expected_uuid, expected_name)`` adds the identity rules of a saved XML (a name, a
+valid UUID, the target's UUID and name) and returns the record with the list of problems; the restore
+(_domain_restore) and the manifest reader (_manifest) both use it. ``used_paths(root)`` lists every host
+file or device a domain names (disks, backing and data stores, NVRAM).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import uuid as _uuid
 import xml.etree.ElementTree as ET
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
+MAX_XML_BYTES = 1024 * 1024
+DTD_MESSAGE = "<!DOCTYPE>: a DTD or entity declaration is not allowed in a saved domain XML"
+_DTD_RE = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 class DomainXmlError(ValueError):
@@ -64,16 +78,41 @@ def _backing_chain(elem: ET.Element) -> List[Dict[str, Any]]:
     return chain
 
 
-def parse_domain_xml(xml_text: str) -> Dict[str, Any]:
+def untrusted_reason(xml_text: Any) -> Optional[str]:
+    """Why XML_TEXT is refused before it is parsed at all (empty, too large, DTD or entities), or None."""
+    if not isinstance(xml_text, str) or not xml_text.strip():
+        return "domain XML is empty"
+    if len(xml_text.encode("utf-8")) > MAX_XML_BYTES:
+        return "domain XML is larger than %d bytes; refusing it" % MAX_XML_BYTES
+    if _DTD_RE.search(xml_text):
+        return DTD_MESSAGE
+    return None
+
+
+def parse_root(xml_text: Any) -> ET.Element:
+    """The one parse of a domain XML: the rules of untrusted_reason, well-formed, root <domain>."""
+    reason = untrusted_reason(xml_text)
+    if reason is not None:
+        raise DomainXmlError(reason)
     try:
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:
-        raise DomainXmlError("domain XML does not parse: %s" % exc) from None
+        raise DomainXmlError("domain XML is not parseable (it does not parse: %s)" % exc) from None
     if root.tag != "domain":
-        raise DomainXmlError("not a domain XML (root element %r)" % root.tag)
+        raise DomainXmlError("domain XML has root <%s>: the root element must be <domain>" % root.tag)
+    return root
+
+
+def parse_domain_xml(xml_text: str) -> Dict[str, Any]:
+    """The record of a domain XML (see the module doc); DomainXmlError when parse_root refuses it."""
+    return domain_record(parse_root(xml_text))
+
+
+def domain_record(root: ET.Element) -> Dict[str, Any]:
+    """The record of a parsed <domain> element."""
     disks = []
     devices = root.find("devices")
-    agent = {"present": False, "connected": False}
+    agent: Dict[str, bool] = {"present": False, "connected": False}
     if devices is not None:
         for disk in devices.findall("disk"):
             dtype = disk.get("type", "file")
@@ -98,16 +137,15 @@ def parse_domain_xml(xml_text: str) -> Dict[str, Any]:
                 agent["present"] = True
                 agent["connected"] = target.get("state") == "connected"
     os_elem = root.find("os")
-    nvram = None
-    loader = None
+    nvram: Optional[str] = None
+    loader: Optional[Dict[str, Any]] = None
     if os_elem is not None:
         nv = os_elem.find("nvram")
         if nv is not None:
             nvram = (nv.text or "").strip() or None
-            if nvram is None:
-                src = nv.find("source")
-                if src is not None:
-                    nvram = src.get("file") or src.get("dev")
+            nv_src = nv.find("source")
+            if nvram is None and nv_src is not None:
+                nvram = nv_src.get("file") or nv_src.get("dev")
         ld = os_elem.find("loader")
         if ld is not None:
             loader = {"path": (ld.text or "").strip() or None, "type": ld.get("type"),
@@ -123,3 +161,57 @@ def parse_domain_xml(xml_text: str) -> Dict[str, Any]:
         "loader": loader,
         "agent": agent,
     }
+
+
+def identity_problems(record: Dict[str, Any], expected_uuid: Optional[str] = None,
+                      expected_name: Optional[str] = None) -> List[str]:
+    """What is wrong with the identity of a saved XML's RECORD (its ``uuid`` normalised in place)."""
+    problems: List[str] = []
+    name = (record.get("name") or "").strip()
+    vm_uuid = (record.get("uuid") or "").strip()
+    if not name:
+        problems.append("it has no <name>")
+    try:
+        vm_uuid = str(_uuid.UUID(vm_uuid)) if vm_uuid else ""
+    except ValueError:
+        problems.append("its <uuid> %r is not a UUID" % vm_uuid)
+        vm_uuid = ""
+    if not vm_uuid:
+        problems.append("it has no valid <uuid> (a restore must keep the VM's identity)")
+    if expected_uuid and vm_uuid and vm_uuid.lower() != expected_uuid.lower():
+        problems.append("its UUID %s differs from the target VM's UUID %s" % (vm_uuid, expected_uuid))
+    if expected_name and name and name != expected_name:
+        problems.append("its name %r differs from the target VM's name %r" % (name, expected_name))
+    record["name"] = name
+    record["uuid"] = vm_uuid
+    return problems
+
+
+def check_saved(xml_text: Any, expected_uuid: Optional[str] = None,
+                expected_name: Optional[str] = None) -> Tuple[Dict[str, Any], List[str]]:
+    """The one check of a saved (untrusted) domain XML's form and identity: (record, problems).
+
+    Raises DomainXmlError when parse_root refuses the text; the problems are those of identity_problems.
+    What the XML may contain is _domain_policy's allow-list, applied by the callers with the host's facts."""
+    record = parse_domain_xml(xml_text)
+    return record, identity_problems(record, expected_uuid, expected_name)
+
+
+def used_paths(root: ET.Element) -> Set[str]:
+    """Every host file or device a parsed domain names: disk sources, backing and data stores, the NVRAM."""
+    used: Set[str] = set()
+    for node in root.iter():
+        if local_name(node.tag) in ("source", "dataStore"):
+            for attr in ("file", "dev"):
+                value = node.get(attr)
+                if value:
+                    used.add(os.path.normpath(value))
+    nv = root.findtext("os/nvram")
+    if nv and nv.strip():
+        used.add(os.path.normpath(nv.strip()))
+    return used
+
+
+def local_name(tag: Any) -> str:
+    """An element's tag without its namespace."""
+    return tag.split("}", 1)[1] if isinstance(tag, str) and tag.startswith("{") else str(tag)

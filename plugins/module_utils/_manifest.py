@@ -24,10 +24,9 @@ import posixpath
 import re
 import shutil
 import time
-import xml.etree.ElementTree as ET
 from typing import Any, Callable, Dict, List, Optional
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _ds_paths, _manifest_sig
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _domain_xml, _ds_paths, _manifest_sig
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 
 FORMAT = 1
@@ -67,42 +66,25 @@ def write_file(path: str, data: bytes, mode: int = 0o600) -> bool:
     return True
 
 
-def disk_sources(xml_text: str) -> List[Dict[str, Optional[str]]]:
-    """(target, source file/dev, device) of every disk in a domain XML."""
-    root = ET.fromstring(xml_text)
+def disk_sources(record: Dict[str, Any]) -> List[Dict[str, Optional[str]]]:
+    """(target, source file/dev/network name, device) of every disk of a domain RECORD (_domain_xml)."""
     out = []
-    for disk in root.findall("./devices/disk"):
-        src = disk.find("source")
-        tgt = disk.find("target")
-        source = None
-        if src is not None:
-            source = src.get("file") or src.get("dev") or src.get("name")
-        out.append({"target": tgt.get("dev") if tgt is not None else None, "source": source,
-                    "device": disk.get("device") or "disk"})
+    for disk in record["disks"]:
+        source = disk["source"].get("name") if disk["type"] == "network" else disk["path"]
+        out.append({"target": disk["target"], "source": source, "device": disk["device"]})
     return out
 
 
-def nvram_path(xml_text: str) -> Optional[str]:
-    root = ET.fromstring(xml_text)
-    node = root.find("./os/nvram")
-    if node is None:
-        return None
-    return (node.text or "").strip() or None
-
-
-def check_xml(xml_text: str, uuid: str, name: Optional[str] = None) -> None:
-    """Identity of a saved XML: same UUID (and name if given). What it may contain: _domain_policy (vet)."""
+def check_xml(xml_text: str, uuid: str, name: Optional[str] = None) -> Dict[str, Any]:
+    """The saved XML's form and identity (_domain_xml.check_saved, as the restore checks it): same UUID, and
+    name if given; returns its record. What it may contain: _domain_policy (vet)."""
     try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
-        raise ManifestError("domain XML of VM %s does not parse: %s" % (name or uuid, exc)) from None
-    if root.tag != "domain":
-        raise ManifestError("domain XML of VM %s has root <%s>, expected <domain>." % (name or uuid, root.tag))
-    xml_uuid = (root.findtext("uuid") or "").strip().lower()
-    if xml_uuid != uuid.lower():
-        raise ManifestError("domain XML of VM %s carries UUID %s, the manifest says %s." % (name or uuid, xml_uuid, uuid))
-    if name is not None and (root.findtext("name") or "").strip() != name:
-        raise ManifestError("domain XML of VM %s carries name %r." % (name, root.findtext("name")))
+        record, problems = _domain_xml.check_saved(xml_text, uuid, name)
+    except _domain_xml.DomainXmlError as exc:
+        raise ManifestError("domain XML of VM %s refused: %s (untrusted input)." % (name or uuid, exc)) from None
+    if problems:
+        raise ManifestError("domain XML of VM %s refused: %s." % (name or uuid, "; ".join(problems)))
+    return record
 
 
 def build(vm: Dict[str, Any], xml_text: str, nvram: Optional[bytes], run: Dict[str, Any]) -> Dict[str, Any]:
@@ -187,8 +169,11 @@ def load(vm_dir: str) -> Dict[str, Any]:
     if sha256(xml_bytes) != (manifest.get("domain_xml") or {}).get("sha256"):
         raise ManifestError("VM %s: %s does not match the hash in its manifest (tampered or incomplete)."
                             % (vm.get("name"), xml_path))
-    xml_text = xml_bytes.decode("utf-8")
-    check_xml(xml_text, uuid, vm.get("name"))
+    try:
+        xml_text = xml_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError("VM %s: %s is not UTF-8 text." % (vm.get("name"), xml_path)) from None
+    record = check_xml(xml_text, uuid, vm.get("name"))
     nvram_file = None
     if manifest.get("nvram"):
         nvram_file = os.path.join(vm_dir, "nvram")
@@ -203,7 +188,7 @@ def load(vm_dir: str) -> Dict[str, Any]:
     # manifest entry that rolls back a file the VM does not use)
     mapped = {d.get("source") for d in manifest.get("disks") or []}
     in_xml = set()
-    for disk in disk_sources(xml_text):
+    for disk in disk_sources(record):
         if disk["device"] in ("cdrom", "floppy") and not disk["source"]:
             continue
         in_xml.add(disk["source"])
@@ -285,7 +270,7 @@ def vet(manifest: Dict[str, Any], datastores: List[str], host: Optional[Dict[str
         raise ManifestError("VM %s: domain.xml refused by the restore policy: %s." % (name, "; ".join(result["refused"])))
     if users is not None:
         paths = [d.get("source") for d in manifest.get("disks") or []]
-        nvram = nvram_path(manifest["domain_xml_text"])
+        nvram = _domain_xml.parse_domain_xml(manifest["domain_xml_text"])["nvram"]
         busy = users([p for p in paths + [nvram] if p], str(vm.get("uuid")))
         for idx, path in enumerate(paths):
             if path in busy:

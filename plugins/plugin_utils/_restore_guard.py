@@ -26,7 +26,7 @@ import posixpath
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
-from ansible_collections.kvmsnap.core.plugins.module_utils._manifest import nvram_path
+from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import parse_domain_xml
 
 RUNNING = ("running", "paused", "blocked", "pmsuspended", "in shutdown", "shutdown")
 
@@ -50,7 +50,7 @@ def _targets(vm: Mapping[str, Any]) -> List[Tuple[str, Optional[str], Optional[T
         out.append(("disk %s" % (disk.get("source") or where), _norm(disk.get("source")),
                     (key, _norm(where)) if key and where else None))
     try:
-        nv = nvram_path(vm.get("xml") or "") if vm.get("xml") else None
+        nv = parse_domain_xml(vm.get("xml") or "")["nvram"] if vm.get("xml") else None
     except Exception:
         nv = None
     if nv:
