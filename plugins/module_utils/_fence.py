@@ -28,7 +28,14 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock, _watchdog
+from ansible_collections.kvmsnap.core.plugins.module_utils import (
+    _domain_xml,
+    _journal,
+    _lock,
+    _storage_map,
+    _vm_mapping,
+    _watchdog,
+)
 from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
 
 MODES = ("suspend", "freeze", "auto", "none")
@@ -1144,50 +1151,13 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
 # vm_backup: quiesce → one consistent snapshot per controller → release, in one process
 
 
-def domain_disks(xml: str) -> List[Dict[str, Any]]:
-    """The disks of a domain XML: [{target, type, device, path, readonly}] (path None for network disks)."""
-    import xml.etree.ElementTree as ET
-    root = ET.fromstring(xml)
-    disks = []
-    for disk in root.findall("./devices/disk"):
-        src = disk.find("source")
-        dtype = disk.get("type") or "file"
-        path = None
-        if src is not None:
-            path = src.get("file") if dtype == "file" else src.get("dev") if dtype == "block" else None
-        tgt = disk.find("target")
-        disks.append({"target": tgt.get("dev") if tgt is not None else None, "type": dtype,
-                      "device": disk.get("device") or "disk", "path": path,
-                      "readonly": disk.find("readonly") is not None,
-                      "protocol": src.get("protocol") if src is not None else None})
-    return disks
-
-
-def parse_datastores(datastores: Any) -> List[Dict[str, str]]:
-    """`datastores`: [{path, svm, volume}] — a host directory (the NFS mount of a volume) → that volume."""
-    out = []
-    for idx, entry in enumerate(datastores or []):
-        if not isinstance(entry, dict):
-            raise FenceError("datastores[%d]: expected a dict with path, svm and volume." % idx)
-        missing = [k for k in ("path", "svm", "volume") if not entry.get(k)]
-        if missing:
-            raise FenceError("datastores[%d]: missing %s; expected {path: /mnt/ds1, svm: svm1, volume: vol_ds1}."
-                             % (idx, ", ".join(missing)))
-        path = str(entry["path"])
-        if not os.path.isabs(path):
-            raise FenceError("datastores[%d].path: %r must be an absolute path (the mount point of the volume)." % (idx, path))
-        out.append({"path": os.path.realpath(path), "svm": str(entry["svm"]), "volume": str(entry["volume"])})
-    return out
-
-
 def parse_vm_mapping(vm_mapping: Any, controller: Optional[str] = None) -> List[Dict[str, Any]]:
-    """`vm_mapping` (Snap Creator `VM1:ctrl:/vol/vol1/lun1;…` or a structured list) → [{vm, svm, volume, path}].
+    """`vm_mapping` (Snap Creator `VM1:ctrl:/vol/vol1/lun1;…` or a structured list) → the entries of _vm_mapping.
 
     One form everywhere, `vm:controller:path` as vm_info and Snap Creator's KVM_VM_MAPPING: parsing and its input
     rules live in _vm_mapping. vm_backup talks to one controller (CONTROLLER, its `hostname`): every entry must name
     it. ``svm`` is the structured form's explicit SVM, or None: then the SVM is the one that holds the volume on the
     controller (resolve_mapping_svms, once connected)."""
-    from ansible_collections.kvmsnap.core.plugins.module_utils import _vm_mapping
     if vm_mapping is None or vm_mapping == "" or vm_mapping == []:
         return []
     try:
@@ -1207,7 +1177,7 @@ def parse_vm_mapping(vm_mapping: Any, controller: Optional[str] = None) -> List[
                 "holding volume %s), or the structured form {vm, controller, path, svm}. Nothing was quiesced."
                 % (entry["index"], entry["vm"], entry["controller"], controller, _vm_mapping.FORM, entry["vm"],
                    _vm_mapping.format_controller(str(controller)), entry["path"], entry["volume"]))
-        out.append({"vm": entry["vm"], "svm": entry.get("svm"), "volume": entry["volume"], "path": entry["path"]})
+        out.append(entry)
     return out
 
 
@@ -1226,52 +1196,6 @@ def resolve_mapping_svms(ontap: Any, volumes: List[tuple]) -> List[tuple]:
         if (svm, vol) not in out:
             out.append((svm, vol))
     return out
-
-
-def map_vm_volumes(vms: List[Dict[str, Any]], xmls: Dict[str, str], datastores: List[Dict[str, str]],
-                   mapping: List[Dict[str, str]]) -> Dict[str, Any]:
-    """VM → volumes. Every disk must map (else one error listing every unmapped disk); read-only cdroms skipped."""
-    per_vm: Dict[str, List[Dict[str, str]]] = {}
-    unmapped: List[str] = []
-    skipped: List[str] = []
-    by_vm_map: Dict[str, List[Dict[str, str]]] = {}
-    for entry in mapping:
-        by_vm_map.setdefault(entry["vm"], []).append(entry)
-    for vm in vms:
-        vols: List[Dict[str, str]] = []
-        explicit = by_vm_map.get(vm["name"], []) + by_vm_map.get(vm["uuid"], [])
-        for entry in explicit:
-            ref = {"svm": entry["svm"], "volume": entry["volume"]}
-            if ref not in vols:
-                vols.append(ref)
-        for disk in domain_disks(xmls[vm["uuid"]]):
-            if disk["device"] in ("cdrom", "floppy") and (disk["readonly"] or disk["device"] == "cdrom"):
-                if disk["path"]:
-                    skipped.append("%s: %s %s (%s) is not backed up"
-                                   % (vm["name"], disk["device"], disk["target"], disk["path"]))
-                continue
-            if explicit:
-                continue  # the explicit mapping names this VM's volumes
-            path = disk["path"]
-            if path is None:
-                unmapped.append("%s: disk %s (%s %s) is not a file on a mapped datastore" % (
-                    vm["name"], disk["target"], disk["type"], disk.get("protocol") or ""))
-                continue
-            real = os.path.realpath(path)
-            best = None
-            for ds in datastores:
-                if real == ds["path"] or real.startswith(ds["path"].rstrip("/") + "/"):
-                    if best is None or len(ds["path"]) > len(best["path"]):
-                        best = ds
-            if best is None:
-                unmapped.append("%s: disk %s (%s) is on no datastore in datastores/vm_mapping" % (
-                    vm["name"], disk["target"], path))
-                continue
-            ref = {"svm": best["svm"], "volume": best["volume"]}
-            if ref not in vols:
-                vols.append(ref)
-        per_vm[vm["uuid"]] = vols
-    return {"per_vm": per_vm, "unmapped": unmapped, "skipped": skipped}
 
 
 def run_backup(params: Dict[str, Any], check_mode: bool = False,
@@ -1479,29 +1403,53 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
             explicit = parse_volumes(params["volumes"], None)
         except OptionError as err:
             raise FenceError(str(err)) from None
-    datastores = parse_datastores(params.get("datastores"))
-    mapping = parse_vm_mapping(params.get("vm_mapping"), params.get("hostname"))
+    controller = params.get("hostname")
+    try:
+        datastores = _storage_map.parse_datastores(params.get("datastores"), controller)
+    except _storage_map.StorageMapError as err:
+        raise FenceError(str(err)) from None
+    mapping = parse_vm_mapping(params.get("vm_mapping"), controller)
     if not datastores and not mapping:
         if not explicit:
             raise FenceError("vm_backup: no volume to snapshot; give volumes, datastores or vm_mapping so every "
                              "disk of %s maps to an ONTAP volume." % ", ".join(vm["name"] for vm in vms))
         return explicit
-    xmls = {vm["uuid"]: fence.sc.call(lambda conn, _a, u=vm["uuid"]: fence.sc.domain(conn, u).XMLDesc(0)) for vm in vms}
-    mapped = map_vm_volumes(vms, xmls, datastores, mapping)
-    for note in mapped["skipped"]:
-        fence.warnings.append(note)
-    if mapped["unmapped"]:
-        raise FenceError("vm_backup: %d disk(s) are not on a mapped ONTAP volume: %s. Add their datastore to "
-                         "datastores (or the VM to vm_mapping), or detach them; nothing was quiesced."
-                         % (len(mapped["unmapped"]), "; ".join(mapped["unmapped"])))
+    # the one disk → volume mapping (vm_info's); vm_backup reads no ONTAP facts for it: datastores and vm_mapping
+    mapper = _storage_map.StorageMapper(_storage_map.StorageInventory(), datastores, mapping,
+                                        vm_mapping_covers_files=True)
+    unmapped: List[str] = []
     out = list(explicit)
     for vm in vms:
-        if not mapped["per_vm"][vm["uuid"]] and vm["state"] != "shutoff":
+        def xml_of(conn: Any, _attempt: int, vm_uuid: str = vm["uuid"]) -> str:
+            return fence.sc.domain(conn, vm_uuid).XMLDesc(0)
+        xml = fence.sc.call(xml_of)
+        try:
+            record = dict(_domain_xml.parse_domain_xml(xml), name=vm["name"], uuid=vm["uuid"])
+        except _domain_xml.DomainXmlError as err:
+            raise FenceError("vm_backup: VM %s: libvirt returned a domain XML that %s; nothing was quiesced."
+                             % (vm["name"], err)) from None
+        for problem in mapper.map_vm(record):
+            if problem["severity"] == "error":
+                unmapped.append(problem["reason"])
+            else:
+                fence.warnings.append(problem["reason"])
+        for disk in record["disks"]:
+            if disk["skipped"] and disk["path"]:
+                fence.warnings.append("%s: %s %s (%s) is not backed up"
+                                      % (vm["name"], disk["device"], disk["target"], disk["path"]))
+        refs = _storage_map.volumes_of(record)
+        for ctrl, svm, volume in refs:
+            if controller is not None and str(ctrl).lower() != str(controller).lower():
+                unmapped.append("VM %s: volume %s:%s is on controller %s, and this task snapshots on %s (option "
+                                "hostname) only" % (vm["name"], svm, volume, ctrl, controller))
+            elif (svm, volume) not in out:
+                out.append((svm, volume))
+        if not refs and vm["state"] != "shutoff":
             fence.warnings.append("VM %s has no disk on a mapped volume" % vm["name"])
-        for ref in mapped["per_vm"][vm["uuid"]]:
-            pair = (ref["svm"], ref["volume"])
-            if pair not in out:
-                out.append(pair)
+    if unmapped:
+        raise FenceError("vm_backup: %d disk(s) are not on a mapped ONTAP volume: %s. Add their datastore to "
+                         "datastores (or the VM to vm_mapping), or detach them; nothing was quiesced."
+                         % (len(unmapped), "; ".join(unmapped)))
     if not out:
         raise FenceError("vm_backup: the VMs %s have no disk on any mapped volume; nothing to snapshot."
                          % ", ".join(vm["name"] for vm in vms))

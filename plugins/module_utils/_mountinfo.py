@@ -130,10 +130,12 @@ def parse_mountinfo(text: str) -> List[Mount]:
             continue
         options = _options(fields[5])
         options.update(_options(fields[sep + 3] if len(fields) > sep + 3 else ""))
+        mount_id: Optional[int] = None
+        parent_id: Optional[int] = None
         try:
             mount_id, parent_id = int(fields[0]), int(fields[1])
         except ValueError:
-            mount_id = parent_id = None
+            pass
         mounts.append(Mount(mount_point=unescape(fields[4]), fstype=fields[sep + 1], source=unescape(fields[sep + 2]),
                             options=options, root=unescape(fields[3]), device=fields[2], mount_id=mount_id,
                             parent_id=parent_id))

@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._mountinfo import (
+    Mount,
     export_path_of,
     find_mount,
     read_mounts,
@@ -191,20 +192,37 @@ class StorageInventory:
         return not (self.lifs or self.volumes or self.luns or self._pending)
 
 
-def parse_datastores(items: Optional[List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
-    """datastores option → [{path (realpath'd), controller, svm, volume, index}], longest path first."""
-    out = []
+# The `datastores` option of vm_info and vm_backup (and the roles' kvmsnap_datastores): one schema, one parser.
+DATASTORES_SPEC: Dict[str, Any] = dict(type="list", elements="dict", options=dict(
+    path=dict(type="path", required=True),
+    controller=dict(type="str"),
+    svm=dict(type="str", required=True),
+    volume=dict(type="str", required=True),
+    path_in_volume=dict(type="str"),
+))
+
+
+def parse_datastores(items: Optional[List[Any]], controller: Optional[str] = None) -> List[Dict[str, Any]]:
+    """datastores option → [{path (realpath'd), controller, svm, volume, index}], longest path first.
+
+    CONTROLLER is the controller of an entry that names none (vm_backup: its one controller, option hostname);
+    without it every entry must name its controller (vm_info, the roles)."""
+    out: List[Dict[str, Any]] = []
     for i, item in enumerate(items or [], start=1):
+        if not isinstance(item, dict):
+            raise StorageMapError("datastores entry %d: %r; expected a dict {path, controller, svm, volume}."
+                                  % (i, item))
+        item = dict(item, controller=item.get("controller") or controller)
         missing = [k for k in ("path", "controller", "svm", "volume") if not item.get(k)]
         if missing:
             raise StorageMapError("datastores entry %d: %s missing; expected {path, controller, svm, volume}."
                                   % (i, ", ".join(missing)))
-        path = item["path"]
+        path = str(item["path"])
         if not path.startswith("/"):
             raise StorageMapError("datastores entry %d: path %r must be absolute." % (i, path))
         real = os.path.realpath(path)
-        out.append({"index": i, "path": real, "given_path": path, "controller": item["controller"],
-                    "svm": item["svm"], "volume": item["volume"],
+        out.append({"index": i, "path": real, "given_path": path, "controller": str(item["controller"]),
+                    "svm": str(item["svm"]), "volume": str(item["volume"]),
                     "path_in_volume": _ds_paths.offset(item) if item.get("path_in_volume") else None})
     out.sort(key=lambda d: len(d["path"]), reverse=True)
     return out
@@ -221,13 +239,20 @@ class Unmapped(Exception):
 
 
 class StorageMapper:
+    """Maps the disks of VM records (_domain_xml) to their ONTAP locations; see the module doc.
+
+    VM_MAPPING entries name a VM by name or UUID. With VM_MAPPING_COVERS_FILES (vm_backup, Snap Creator's meaning
+    of KVM_VM_MAPPING: the entry names the VM's storage) a file disk of such a VM that neither a datastore nor
+    the mount table maps is taken to be on the entry's volume; vm_info reports it unmapped instead."""
+
     def __init__(self, inventory: StorageInventory, datastores: List[Dict[str, Any]],
-                 vm_mapping: List[Dict[str, Any]], host_root: str = "/") -> None:
+                 vm_mapping: List[Dict[str, Any]], host_root: str = "/", vm_mapping_covers_files: bool = False) -> None:
         self.inventory = inventory
         self.datastores = datastores
         self.vm_mapping = {e["vm"]: e for e in vm_mapping}
+        self.vm_mapping_covers_files = vm_mapping_covers_files
         self.host_root = host_root or "/"
-        self._mounts = None
+        self._mounts: Optional[List[Mount]] = None
         self._mount_error: Optional[str] = None
         self._dir_cache: Dict[str, str] = {}
 
@@ -245,8 +270,8 @@ class StorageMapper:
             real_dir = self._dir_cache[head] = os.path.realpath(head)
         return os.path.join(real_dir, name)
 
-    def mounts(self):
-        if self._mounts is None and self._mount_error is None:
+    def mounts(self) -> List[Mount]:
+        if self._mounts is None:
             try:
                 self._mounts = read_mounts(self.host_root)
             except OSError as exc:
@@ -383,16 +408,22 @@ class StorageMapper:
         return _loc(controller, svm, vol["name"], rest, mapped_by="nfs", datastore=mount.mount_point,
                     datastore_in_volume=offset)
 
-    def locate_block(self, vm: str, path: str) -> Tuple[Dict[str, Any], List[str]]:
+    def _entry_loc(self, entry: Dict[str, Any], lun: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """The location a vm_mapping ENTRY names (its LUN as LUN, when the disk is that LUN)."""
+        svm = entry.get("svm")
+        known = None if self.inventory.empty else self.inventory.lun_by_path(entry["controller"], entry["path"], svm)
+        if known is not None:
+            if lun is not None:
+                lun["serial"] = known.get("serial")
+            svm = svm or known.get("svm")
+        return _loc(entry["controller"], svm, entry.get("volume"), None, lun, mapped_by="vm_mapping")
+
+    def locate_block(self, vm: str, path: Optional[str]) -> Tuple[Dict[str, Any], List[str]]:
         notes: List[str] = []
         entry = self.vm_mapping.get(vm)
         if entry is not None:
-            lun = {"path": entry["path"], "serial": None}
-            svm = entry.get("svm")
-            known = None if self.inventory.empty else self.inventory.lun_by_path(entry["controller"], entry["path"], svm)
-            if known is not None:
-                lun["serial"] = known.get("serial")
-                svm = svm or known.get("svm")
+            lun: Dict[str, Any] = {"path": entry["path"], "serial": None}
+            loc = self._entry_loc(entry, lun)
             if path and path.startswith("/dev/"):
                 dev = resolve_block_device(path, self.host_root)
                 if dev.get("serial") and lun["serial"] and dev["serial"] != lun["serial"]:
@@ -401,7 +432,7 @@ class StorageMapper:
                                                                     lun["serial"], path, dev["wwid"], dev["serial"]))
                 if dev.get("lvm"):
                     notes.append("LVM logical volume on LUN %s: the snapshot covers the whole LUN" % entry["path"])
-            return _loc(entry["controller"], svm, entry.get("volume"), None, lun, mapped_by="vm_mapping"), notes
+            return loc, notes
         if not path or not path.startswith("/"):
             raise Unmapped("%s is not a local block device and the VM has no vm_mapping entry" % path)
         dev = resolve_block_device(path, self.host_root)
@@ -426,10 +457,20 @@ class StorageMapper:
                     {"path": lun["path"], "serial": lun["serial"], "wwid": dev["wwid"]}, mapped_by="san"), notes
 
     # -- per VM ---------------------------------------------------------------------------------------
+    def _locate_vm_file(self, key: str, path: str) -> Dict[str, Any]:
+        try:
+            return self.locate_file(path)
+        except Unmapped:
+            if not self.vm_mapping_covers_files or key not in self.vm_mapping:
+                raise
+            return self._entry_loc(self.vm_mapping[key], None)
+
     def map_vm(self, vm: Dict[str, Any]) -> List[Dict[str, Any]]:
         problems: List[Dict[str, Any]] = []
+        # the vm_mapping entry of the VM: by name, else by UUID
+        key = vm["name"] if vm["name"] in self.vm_mapping or vm.get("uuid") not in self.vm_mapping else vm["uuid"]
 
-        def problem(disk, reason, severity="error"):
+        def problem(disk: Optional[str], reason: str, severity: str = "error") -> None:
             problems.append({"vm": vm["name"], "uuid": vm.get("uuid"), "disk": disk, "reason": reason,
                              "severity": severity})
 
@@ -449,11 +490,11 @@ class StorageMapper:
                 problem(label, disk["reason"])
                 continue
             try:
+                notes: List[str] = []
                 if disk["type"] == "file":
-                    loc = self.locate_file(disk["path"])
-                    notes: List[str] = []
-                elif disk["type"] == "block" or (disk["type"] == "network" and vm["name"] in self.vm_mapping):
-                    loc, notes = self.locate_block(vm["name"], disk["path"] if disk["type"] == "block" else None)
+                    loc = self._locate_vm_file(key, disk["path"])
+                elif disk["type"] == "block" or (disk["type"] == "network" and key in self.vm_mapping):
+                    loc, notes = self.locate_block(key, disk["path"] if disk["type"] == "block" else None)
                 else:
                     raise Unmapped("%s disk (%s) is not on an ONTAP volume this collection can snapshot; add the VM "
                                    "to vm_mapping if it is an ONTAP LUN" % (disk["type"], disk["path"]))
@@ -470,7 +511,7 @@ class StorageMapper:
                 if element.get("type") != "file" or not element.get("path"):
                     continue
                 try:
-                    bloc = self.locate_file(element["path"])
+                    bloc = self._locate_vm_file(key, element["path"])
                 except Unmapped as exc:
                     element.update(_loc())
                     problem(label, "VM %s disk %s: backing file %s: %s" % (vm["name"], label, element["path"], exc))
@@ -480,6 +521,18 @@ class StorageMapper:
                     disk["notes"].append("backing file %s is on another volume (%s/%s/%s); it is snapshotted too"
                                          % (element["path"], bloc["controller"], bloc["svm"], bloc["volume"]))
         return problems
+
+
+def volumes_of(vm: Dict[str, Any]) -> List[Tuple[str, Optional[str], str]]:
+    """(controller, svm, volume) of every disk and backing file of VM (a record map_vm filled), in disk order."""
+    out: List[Tuple[str, Optional[str], str]] = []
+    for disk in vm["disks"]:
+        for el in [disk] + list(disk.get("backing_chain") or []):
+            if el.get("controller") and el.get("volume"):
+                ref = (el["controller"], el.get("svm"), el["volume"])
+                if ref not in out:
+                    out.append(ref)
+    return out
 
 
 def shared_lun_problems(vms: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -34,6 +34,7 @@ requirements:
   - libvirt-python on the KVM host
 extends_documentation_fragment:
   - kvmsnap.core.ontap
+  - kvmsnap.core.datastores
   - kvmsnap.core.attributes
 attributes:
   check_mode:
@@ -95,25 +96,6 @@ options:
         O(vm_mapping); alone, the volumes are taken as given (no per-disk check).
     type: list
     elements: str
-  datastores:
-    description:
-      - Host directories that are the NFS mounts of ONTAP volumes. Every disk file of every VM must sit under one
-        of them (read-only CD-ROMs are skipped with a warning).
-    type: list
-    elements: dict
-    suboptions:
-      path:
-        description: Mount point of the volume on the KVM host.
-        type: path
-        required: true
-      svm:
-        description: SVM of the volume.
-        type: str
-        required: true
-      volume:
-        description: Volume name.
-        type: str
-        required: true
   vm_mapping:
     description:
       - Explicit VM to volume map, in the same form as M(kvmsnap.core.vm_info)'s O(kvmsnap.core.vm_info#module:vm_mapping)
@@ -178,9 +160,9 @@ EXAMPLES = r"""
     vms: [web1, db1]
     mode: auto
     deadline: 60
-    datastores:
-      - {path: /mnt/ds1, svm: svm1, volume: vol_ds1}
-      - {path: /mnt/ds2, svm: svm1, volume: vol_ds2}
+    datastores:  # the same list as vm_info's and the roles' kvmsnap_datastores
+      - {path: /mnt/ds1, controller: cluster1.example.com, svm: svm1, volume: vol_ds1}
+      - {path: /mnt/ds2, controller: cluster1.example.com, svm: svm1, volume: vol_ds2}
     policy: daily
     snapmirror_label: daily
     hostname: cluster1.example.com
@@ -318,6 +300,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import ontap_module
+from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import DATASTORES_SPEC
 
 
 def main() -> None:
@@ -331,11 +314,7 @@ def main() -> None:
             agent_timeout=dict(type="int", default=10),
             allow_crash_consistent=dict(type="bool", default=False),
             volumes=dict(type="list", elements="str"),
-            datastores=dict(type="list", elements="dict", options=dict(
-                path=dict(type="path", required=True),
-                svm=dict(type="str", required=True),
-                volume=dict(type="str", required=True),
-            )),
+            datastores=DATASTORES_SPEC,
             vm_mapping=dict(type="raw"),
             kvm_host=dict(type="str"),
             name=dict(type="str"),

@@ -35,6 +35,7 @@ requirements:
   - jmespath (only for O(query))
 extends_documentation_fragment:
   - kvmsnap.core.libvirt
+  - kvmsnap.core.datastores
   - kvmsnap.core.attributes
   - kvmsnap.core.attributes.info_module
 options:
@@ -83,43 +84,6 @@ options:
         separators (comma, newline, tab, full-width semicolon), the same VM with two paths and two VMs on one LUN
         are refused with a message naming the entry.
     type: raw
-  datastores:
-    description:
-      - Host directories whose files are on an ONTAP volume, for storage that the mount table cannot map
-        (for example a local mount point of an NFS export behind a proxy, or a lab directory).
-      - The longest matching prefix wins; paths are compared after resolving symbolic links.
-      - A file is not attributed to an entry when the entry's path is a symbolic link to a directory that is no
-        volume root (no C(.snapshot) directory there), or when the file is on another mount below the entry
-        (the reason says so; an NFS mount of a known controller is mapped through the mount table instead).
-        On an NFS mount whose root the mount table maps to the entry's volume, a file below a deeper volume
-        junction is mapped to that volume.
-    type: list
-    elements: dict
-    suboptions:
-      path:
-        description: Absolute host directory (the datastore).
-        type: path
-        required: true
-      controller:
-        description: Inventory name of the ONTAP controller.
-        type: str
-        required: true
-      svm:
-        description: SVM that owns the volume.
-        type: str
-        required: true
-      volume:
-        description: ONTAP volume that holds O(datastores[].path).
-        type: str
-        required: true
-      path_in_volume:
-        description:
-          - Where O(datastores[].path) lies inside the volume (the junction offset, C(/)-prefixed), e.g. C(/images)
-            when the datastore is the C(images) directory of the volume. RV(vms[].disks[].path_in_volume) is this
-            plus the file's path below it.
-          - Without it, what the mount table says when it maps the directory to the same volume (an NFS mount of
-            the whole volume), else C(/) (the volume's root). A value the mount table contradicts is refused.
-        type: str
   controllers:
     description:
       - ONTAP controllers to read data LIFs, volumes (junction paths) and LUNs (serial numbers) from, through the
@@ -467,6 +431,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import DomainXmlError, parse_domain_xml
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import (
+    DATASTORES_SPEC,
     StorageInventory,
     StorageMapError,
     StorageMapper,
@@ -509,13 +474,7 @@ ARGUMENT_SPEC = dict(
     strict=dict(type="bool", default=True),
     map_storage=dict(type="bool", default=True),
     vm_mapping=dict(type="raw"),
-    datastores=dict(type="list", elements="dict", options=dict(
-        path=dict(type="path", required=True),
-        controller=dict(type="str", required=True),
-        svm=dict(type="str", required=True),
-        volume=dict(type="str", required=True),
-        path_in_volume=dict(type="str"),
-    )),
+    datastores=DATASTORES_SPEC,
     controllers=dict(type="list", elements="dict", options=CONTROLLER_OPTIONS),
     storage_inventory=dict(type="list", elements="dict", options=dict(
         controller=dict(type="str", required=True),

@@ -223,3 +223,34 @@ def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path):
     assert not snaps_on(sim, "vol_ds1", p["name"]) and not snaps_on(sim, "vol_ds2", p["name"])
     assert [s for n, s in zip(names, states(conn, names)) if n != victim] == [RUNNING] * 3
     assert_clean(p["state_dir"])
+
+
+def test_same_datastores_list_on_vm_info_and_vm_backup(module_runner, sim, tmp_path):
+    """One datastores schema: the roles' kvmsnap_datastores list (with controller) works on both modules."""
+    # the module's own test-driver instance: domain 'test' with its disk /guest/diskimage1
+    datastores = [{"path": "/guest", "controller": sim.host, "svm": "svm1", "volume": "vol_ds1"},
+                  {"path": "/elsewhere", "controller": "cluster2", "svm": "svm2", "volume": "vol_x",
+                   "path_in_volume": "/images"}]
+    info = module_runner("vm_info", {"uri": URI, "vms": ["test"], "datastores": datastores})
+    assert not info.failed, info
+    disk = info["vms"][0]["disks"][0]
+    assert (disk["controller"], disk["svm"], disk["volume"], disk["mapped_by"]) == (sim.host, "svm1", "vol_ds1",
+                                                                                    "datastores")
+    args = {"uri": URI, "vms": ["test"], "mode": "suspend", "state_dir": str(tmp_path / "m"),
+            "datastores": datastores, "name": "kvmsnap-ds_%s" % uuid.uuid4().hex[:8]}
+    args.update(sim.conn())
+    res = module_runner("vm_backup", args, check_mode=True)
+    assert not res.failed, res
+    assert res["volumes"] == ["svm1:vol_ds1"] and res["changed"]
+
+
+def test_disk_on_a_datastore_of_another_controller_is_refused(conn, backup_vms, sim, tmp_path):
+    names = backup_vms(2)
+    vols = sim.data / "volumes" / "svm1"
+    ds = [{"path": str(vols / "vol_ds1"), "controller": sim.host, "svm": "svm1", "volume": "vol_ds1"},
+          {"path": str(vols / "vol_ds2"), "controller": "cluster2", "svm": "svm1", "volume": "vol_ds2"}]
+    with pytest.raises(_fence.FenceError) as info:
+        _fence.run_backup(params(sim, tmp_path, names, datastores=ds))
+    msg = str(info.value)
+    assert "VM %s: volume svm1:vol_ds2 is on controller cluster2" % names[1] in msg and "nothing was quiesced" in msg
+    assert set(states(conn, names)) == {RUNNING}
