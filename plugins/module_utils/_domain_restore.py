@@ -38,9 +38,6 @@ class RestoreError(ResultError):
 # pure validation
 
 
-path_under = _domain_policy.path_under
-
-
 def validate_domain_xml(xml: str, allowed_paths: List[str], expected_uuid: Optional[str] = None,
                         expected_name: Optional[str] = None, host: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Check a saved domain XML; return {name, uuid, disks, nvram, agent_channel, sha256, xml, rewritten}.
