@@ -39,9 +39,9 @@ import uuid as _uuid
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR
 
 FORMAT_VERSION = 1
-DEFAULT_STATE_DIR = "/var/lib/kvmsnap"
 # "auto": written ahead for mode auto (freeze or suspend not decided yet): a release thaws AND resumes
 ACTIONS = ("suspended", "frozen", "auto", "none")
 RUN_STATES = ("quiescing", "quiesced", "releasing", "released", "recovered")

@@ -16,6 +16,8 @@ Public names
 ``uri_option() -> dict``
     The ``uri`` argument-spec entry every vm_* module uses (default qemu:///system, env fallback
     ``LIBVIRT_DEFAULT_URI`` so an AWX credential or the shell can set it).
+``libvirt_argument_spec(**extra) -> dict``
+    ``uri`` and ``retries`` (documented by the ``kvmsnap.core.libvirt`` doc fragment) plus EXTRA.
 ``LibvirtAccessError(Exception)``
     Raised by this module; ``str()`` names the URI and what to do next. ``.uri``, ``.code``
     (libvirt error code or None), ``.transient`` (bool).
@@ -63,6 +65,8 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_RETRIES
+
 try:
     import libvirt  # type: ignore[import-not-found]
 except ImportError:
@@ -79,6 +83,13 @@ DEFAULT_URI = "qemu:///system"
 def uri_option() -> dict:
     """Argument-spec entry of the vm_* modules' ``uri`` option (one definition for all of them)."""
     return dict(type="str", default=DEFAULT_URI, fallback=(env_fallback, ["LIBVIRT_DEFAULT_URI"]))
+
+
+def libvirt_argument_spec(**extra: dict) -> dict:
+    """A vm_* module's argument spec: ``uri`` and ``retries`` (the kvmsnap.core.libvirt doc fragment) plus EXTRA."""
+    spec = dict(uri=uri_option(), retries=dict(type="int", default=DEFAULT_RETRIES))
+    spec.update(extra)
+    return spec
 
 
 # libvirt error codes (virErrorNumber) that a reconnect can cure. Numbers, not attributes, so this

@@ -465,7 +465,9 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import out_of_range
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import DomainXmlError, parse_domain_xml
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import ONTAP_CONNECTION_ARGS
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import (
     StorageInventory,
     StorageMapError,
@@ -485,24 +487,13 @@ else:
     HAS_JMESPATH = True
     JMESPATH_IMPORT_ERROR = None
 
+# the ONTAP connection options (without their environment fallbacks: each controller is named in the task)
 CONTROLLER_OPTIONS = dict(
     name=dict(type="str", required=True),
-    hostname=dict(type="str", required=True),
-    port=dict(type="int"),
-    username=dict(type="str"),
-    password=dict(type="str", no_log=True),
-    cert_file=dict(type="path"),
-    key_file=dict(type="path", no_log=False),
-    validate_certs=dict(type="bool", default=True),
-    ca_path=dict(type="path"),
-    transport=dict(type="str", default="rest", choices=["rest", "zapi", "auto"]),
-    timeout=dict(type="int", default=60),
-    retries=dict(type="int", default=3),
+    **{option: {k: v for k, v in spec.items() if k != "fallback"} for option, spec in ONTAP_CONNECTION_ARGS.items()}
 )
 
-ARGUMENT_SPEC = dict(
-    uri=_libvirt.uri_option(),
-    retries=dict(type="int", default=3),
+ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(
     vms=dict(type="list", elements="str"),
     unknown_vms=dict(type="str", default="fail", choices=["fail", "report"]),
     query=dict(type="str"),
@@ -682,8 +673,9 @@ def run(module):
     started = time.monotonic()
     if p["query"] and not HAS_JMESPATH:
         module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
-    if p["retries"] < 0 or p["retries"] > 10:
-        raise VmInfoError("retries: %r is out of range; expected 0-10." % p["retries"])
+    problem = out_of_range(p, ("retries",))
+    if problem:
+        raise VmInfoError(problem)
     host = socket.gethostname()
     if (p["uri"] or "").split(":", 1)[0].endswith("+tcp"):
         module.warn("uri %s uses the unencrypted TCP transport; use qemu+ssh:// or qemu+tls:// (or the local "
