@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
-from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import ResultError
 
 MAX_XML_BYTES = 1024 * 1024
 AGENT_CHANNEL = "org.qemu.guest_agent.0"

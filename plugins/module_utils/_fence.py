@@ -29,7 +29,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock, _watchdog
-from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import ResultError
 
 MODES = ("suspend", "freeze", "auto", "none")
 # strongest first; "offline" = the VM was shut off (its disks are idle and clean)
