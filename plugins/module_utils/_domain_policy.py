@@ -31,6 +31,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 CHANNEL_DIR = "/var/lib/libvirt/qemu/channel"
 NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
@@ -61,7 +63,7 @@ RNG_SOURCES = ("/dev/urandom", "/dev/random", "/dev/hwrng")
 PATH_ATTRS = ("file", "dev", "dir", "path", "socket")
 
 
-class PolicyError(ValueError):
+class PolicyError(KvmsnapError, ValueError):
     """The XML was refused; the message lists every refused element with the reason."""
 
 

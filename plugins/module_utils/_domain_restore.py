@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
-from ansible_collections.kvmsnap.core.plugins.module_utils._errors import ResultError
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 MAX_XML_BYTES = 1024 * 1024
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
@@ -33,7 +33,7 @@ VIR_DOMAIN_PAUSED = 3
 VIR_DOMAIN_SHUTOFF = 5
 
 
-class RestoreError(ResultError):
+class RestoreError(KvmsnapError):
     """The restore was refused or failed; ``result`` holds what was done so far."""
 
 

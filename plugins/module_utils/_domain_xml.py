@@ -18,10 +18,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
-class DomainXmlError(ValueError):
+class DomainXmlError(KvmsnapError, ValueError):
     pass
 
 

@@ -18,7 +18,7 @@ Public names
     ``LIBVIRT_DEFAULT_URI`` so an AWX credential or the shell can set it).
 ``libvirt_argument_spec(**extra) -> dict``
     ``uri`` and ``retries`` (documented by the ``kvmsnap.core.libvirt`` doc fragment) plus EXTRA.
-``LibvirtAccessError(Exception)``
+``LibvirtAccessError(KvmsnapError)``
     Raised by this module; ``str()`` names the URI and what to do next. ``.uri``, ``.code``
     (libvirt error code or None), ``.transient`` (bool).
 ``DomainNotFound(LibvirtAccessError)``
@@ -66,6 +66,7 @@ from typing import Any
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_RETRIES
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 try:
     import libvirt  # type: ignore[import-not-found]
@@ -134,19 +135,15 @@ _UUID_RE = re.compile(r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
                       r"|[0-9a-fA-F]{32})$")
 
 
-class LibvirtAccessError(Exception):
+class LibvirtAccessError(KvmsnapError):
     """A libvirt call failed; the message names the URI and what to do next."""
 
     def __init__(self, message: str, uri: str | None = None, code: int | None = None,
                  transient: bool = False) -> None:
         super().__init__(message)
-        self.message = message
         self.uri = uri
         self.code = code
         self.transient = transient
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class DomainNotFound(LibvirtAccessError):

@@ -22,6 +22,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import (
     DEFAULT_RETRIES,
     out_of_range,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 
 def _env(name: str) -> tuple:
@@ -51,7 +52,7 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 _SVM_VOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,202}$")
 
 
-class OptionError(ValueError):
+class OptionError(KvmsnapError, ValueError):
     """An option value is invalid; the message names the option and the allowed form."""
 
 

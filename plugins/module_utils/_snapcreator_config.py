@@ -26,6 +26,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import LIMITS
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import (
     MAX_KEEP,
     RetentionError,
@@ -129,7 +130,7 @@ EXAMPLES = {
 }
 
 
-class SnapCreatorConfigError(ValueError):
+class SnapCreatorConfigError(KvmsnapError, ValueError):
     """The configuration text is invalid; the message names the line, the key and the allowed form."""
 
 

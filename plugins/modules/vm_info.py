@@ -524,11 +524,12 @@ ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(
     )),
     host_root=dict(type="path", default="/"),
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 DISK_KEYS = ("path", "target", "bus", "device", "type", "format", "readonly", "shareable", "backing_chain")
 
 
-class VmInfoError(Exception):
+class VmInfoError(KvmsnapError):
     pass
 
 
