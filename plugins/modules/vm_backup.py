@@ -281,12 +281,12 @@ trust:
   sample: good
 """
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
-from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_CONFIRM_GRACE, out_of_range
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_CONFIRM_GRACE
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import ontap_module
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
 ARGUMENT_SPEC = fence_argument_spec(
     uri=_libvirt.uri_option(),
@@ -309,27 +309,12 @@ ARGUMENT_SPEC = fence_argument_spec(
 )
 
 
+def run(module: AnsibleModule) -> dict:
+    return _fence.run_backup(module.params, module.check_mode)
+
+
 def main() -> None:
-    module = ontap_module(ARGUMENT_SPEC)
-    if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    p = module.params
-    problem = out_of_range(p, FENCE_LIMITED + ("confirm_grace",))
-    if problem:
-        module.fail_json(msg=problem)
-    try:
-        result = _fence.run_backup(p, module.check_mode)
-    except _fence.FenceError as err:
-        extra = dict(err.result)
-        extra.pop("msg", None)
-        for warning in extra.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=str(err), **extra)
-    except (_journal.JournalError, _lock.LockBusy, _libvirt.LibvirtAccessError) as err:
-        module.fail_json(msg=str(err))
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    run_vm_module(ARGUMENT_SPEC, run, limits=FENCE_LIMITED + ("confirm_grace",), ontap=True)
 
 
 if __name__ == "__main__":

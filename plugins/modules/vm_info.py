@@ -461,23 +461,26 @@ timings:
 import socket
 import time
 import traceback
+import xml.etree.ElementTree as ET
+from typing import Any, Dict, List, Optional, Set
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
-from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import out_of_range
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import DomainXmlError, parse_domain_xml
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import ONTAP_CONNECTION_ARGS
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import (
     StorageInventory,
-    StorageMapError,
     StorageMapper,
     parse_datastores,
     shared_lun_problems,
     summarize,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._vm_mapping import VmMappingError, parse_vm_mapping
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_mapping import parse_vm_mapping
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
+JMESPATH_IMPORT_ERROR: Optional[str]
 try:
     import jmespath
 except ImportError:
@@ -559,10 +562,9 @@ def _gather(conn, wanted, not_found=None):
                               % (conn.getURI(), ", ".join(repr(u) for u in unknown), conn.getURI()))
     else:
         doms = conn.listAllDomains(0)
-    transient = set()
+    transient: Optional[Set[str]]
     try:
-        for dom in conn.listAllDomains(_libvirt.libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT):
-            transient.add(dom.UUIDString())
+        transient = {dom.UUIDString() for dom in conn.listAllDomains(_libvirt.libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)}
     except _libvirt.libvirt.libvirtError:
         transient = None
     states = {}
@@ -636,7 +638,6 @@ def _discovered_mapping(vms):
 
 def _controller_factory(params, module_name):
     def factory():
-        from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
         conn_params = {k: v for k, v in params.items() if k != "name"}
         return connect(conn_params, module_name)
     return factory
@@ -657,7 +658,6 @@ def _apply_query(vms, query):
 
 def _libvirt_host(conn):
     """Who answers at the URI: two inventory names of one libvirt see the same domains (restore guard)."""
-    import xml.etree.ElementTree as ET
     try:
         host_uuid = (ET.fromstring(conn.getCapabilities()).findtext("host/uuid") or "").strip() or None
     except Exception:
@@ -669,14 +669,18 @@ def _libvirt_host(conn):
     return {"hostname": name, "uuid": host_uuid, "uri": conn.getURI()}
 
 
-def run(module):
+def run(module: AnsibleModule) -> Dict[str, Any]:
+    try:
+        return _run(module)
+    except _libvirt.libvirt.libvirtError as exc:
+        raise VmInfoError("libvirt at %s: %s" % (module.params["uri"], exc)) from exc
+
+
+def _run(module: AnsibleModule) -> Dict[str, Any]:
     p = module.params
     started = time.monotonic()
     if p["query"] and not HAS_JMESPATH:
         module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
-    problem = out_of_range(p, ("retries",))
-    if problem:
-        raise VmInfoError(problem)
     host = socket.gethostname()
     if (p["uri"] or "").split(":", 1)[0].endswith("+tcp"):
         module.warn("uri %s uses the unencrypted TCP transport; use qemu+ssh:// or qemu+tls:// (or the local "
@@ -702,7 +706,7 @@ def run(module):
         session.conn  # noqa: B018 - open now, so the connect time is measured on its own
         lap("connect_ms")
         libvirt_host = session.call(_libvirt_host)
-        not_found = [] if p["unknown_vms"] == "report" else None
+        not_found: Optional[List[str]] = [] if p["unknown_vms"] == "report" else None
         raw = session.call(lambda conn: _gather(conn, p["vms"], not_found))
         lap("list_ms")
         vms = _records(raw, p["uri"])
@@ -740,23 +744,15 @@ def run(module):
         shown = "; ".join(x["reason"] for x in errors[:20])
         more = " (and %d more)" % (len(errors) - 20) if len(errors) > 20 else ""
         result["elapsed_ms"] = round((time.monotonic() - started) * 1000.0, 1)
-        module.fail_json(msg="vm_info on %s (%s): %d disk problem(s) in %d VM(s): %s%s. Map them with datastores, "
-                             "vm_mapping or controllers, or set strict: false to report them under unprotectable."
-                             % (host, p["uri"], len(errors), len({x["vm"] for x in errors}), shown, more), **result)
+        raise VmInfoError("vm_info on %s (%s): %d disk problem(s) in %d VM(s): %s%s. Map them with datastores, "
+                          "vm_mapping or controllers, or set strict: false to report them under unprotectable."
+                          % (host, p["uri"], len(errors), len({x["vm"] for x in errors}), shown, more), result)
     result["elapsed_ms"] = round((time.monotonic() - started) * 1000.0, 1)
-    module.exit_json(**result)
+    return result
 
 
-def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    try:
-        run(module)
-    except (VmInfoError, VmMappingError, StorageMapError, _libvirt.LibvirtAccessError) as exc:
-        module.fail_json(msg=str(exc))
-    except _libvirt.libvirt.libvirtError as exc:
-        module.fail_json(msg="libvirt at %s: %s" % (module.params["uri"], exc))
+def main() -> None:
+    run_vm_module(ARGUMENT_SPEC, run, limits=("retries",))
 
 
 if __name__ == "__main__":

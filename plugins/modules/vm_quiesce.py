@@ -216,11 +216,11 @@ expires:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
-from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import out_of_range
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
 ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(**fence_argument_spec(
     vms=dict(type="list", elements="str"),
@@ -230,37 +230,18 @@ ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(**fence_argument_spec(
 ))
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        required_if=[("state", "quiesced", ("vms",)), ("state", "locked", ("vms", "run_id"))],
-        supports_check_mode=True,
-    )
-    if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+def run(module: AnsibleModule) -> dict:
     p = module.params
-    problem = out_of_range(p, FENCE_LIMITED + ("retries",))
-    if problem:
-        module.fail_json(msg=problem)
-    try:
-        if p["state"] == "quiesced":
-            result = _fence.run_quiesced(p, module.check_mode)
-        elif p["state"] == "locked":
-            result = _fence.run_locked(p, module.check_mode)
-        else:
-            result = _fence.run_released(p, module.check_mode)
-    except _fence.FenceError as err:
-        extra = dict(err.result)
-        extra.pop("msg", None)
-        for warning in extra.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=str(err), **extra)
-    except (_journal.JournalError, _lock.LockBusy, _libvirt.LibvirtAccessError) as err:
-        module.fail_json(msg=str(err))
-    warnings = result.pop("warnings", [])
-    for warning in warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    if p["state"] == "quiesced":
+        return _fence.run_quiesced(p, module.check_mode)
+    if p["state"] == "locked":
+        return _fence.run_locked(p, module.check_mode)
+    return _fence.run_released(p, module.check_mode)
+
+
+def main() -> None:
+    run_vm_module(ARGUMENT_SPEC, run, limits=FENCE_LIMITED + ("retries",),
+                  required_if=[("state", "quiesced", ("vms",)), ("state", "locked", ("vms", "run_id"))])
 
 
 if __name__ == "__main__":

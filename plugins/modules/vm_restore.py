@@ -212,10 +212,11 @@ xml_sha256:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _libvirt
-from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR, out_of_range
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
 ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(
     vm=dict(type="str"),
@@ -235,30 +236,17 @@ ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(
 )
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec=ARGUMENT_SPEC,
-        mutually_exclusive=[("domain_xml", "domain_xml_path")],
-        required_one_of=[("domain_xml", "domain_xml_path")],
-        supports_check_mode=True,
-    )
-    if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    p = module.params
-    problem = out_of_range(p, ("shutdown_timeout", "verify_timeout", "retries"))
-    if problem:
-        module.fail_json(msg=problem)
+def run(module: AnsibleModule) -> dict:
     try:
-        result = _domain_restore.run_restore(p, module.check_mode)
-    except _domain_restore.RestoreError as err:
-        extra = dict(err.result)
-        extra.pop("msg", None)
-        module.fail_json(msg=str(err), **extra)
-    except _libvirt.LibvirtAccessError as err:
-        module.fail_json(msg=str(err))
+        return _domain_restore.run_restore(module.params, module.check_mode)
     except OSError as err:
-        module.fail_json(msg="vm_restore: %s" % err)
-    module.exit_json(**result)
+        raise _domain_restore.RestoreError("vm_restore: %s" % err) from err
+
+
+def main() -> None:
+    run_vm_module(ARGUMENT_SPEC, run, limits=("shutdown_timeout", "verify_timeout", "retries"),
+                  mutually_exclusive=[("domain_xml", "domain_xml_path")],
+                  required_one_of=[("domain_xml", "domain_xml_path")])
 
 
 if __name__ == "__main__":
