@@ -20,7 +20,7 @@ against what is *allowed*, not against a list of known bad things:
   or the NVRAM dir; binaries or sockets named by ``<driver>``/``<backend>``/``<script>``/``<binary>`` refused.
 
 ``check(xml, allowed_paths, host)`` returns ``{xml, rewritten, refused}``; every entry names the element or
-attribute and the reason. ``raise_if_refused`` turns refusals into one ``PolicyError``. Callers: the manifest
+attribute and the reason; a domain XML that does not parse raises ``PolicyError``. Callers: the manifest
 reader (backup_manifest, restore pre-flight) and vm_restore (before define).
 """
 
@@ -355,12 +355,6 @@ def check(xml_text: str, allowed_paths: List[str], host: Optional[Dict[str, Any]
     if c.rewritten:
         out = ET.tostring(root, encoding="unicode")
     return {"xml": out, "rewritten": c.rewritten, "refused": c.refused}
-
-
-def raise_if_refused(result: Dict[str, Any], vm: str) -> Dict[str, Any]:
-    if result["refused"]:
-        raise PolicyError("domain XML of VM %s refused: %s" % (vm, "; ".join(result["refused"])))
-    return result
 
 
 def disk_index(conn: Any) -> Dict[str, List[Dict[str, str]]]:

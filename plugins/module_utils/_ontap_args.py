@@ -46,7 +46,6 @@ ONTAP_CONNECTION_ARGS: Dict[str, Dict[str, Any]] = {
 
 ONTAP_CONNECTION_MUTUALLY_EXCLUSIVE: List[List[str]] = [["password", "cert_file"]]
 ONTAP_CONNECTION_REQUIRED_TOGETHER: List[List[str]] = [["cert_file", "key_file"]]
-ONTAP_CONNECTION_REQUIRED_ONE_OF: List[List[str]] = [["password", "cert_file"]]
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 _SVM_VOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,202}$")

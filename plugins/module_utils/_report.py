@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 REPORT_VERSION = 1
-STATUSES = ("ok", "warning", "failed")
 
 
 def _vm_entry(vm: Mapping[str, Any]) -> Dict[str, Any]:
