@@ -10,6 +10,7 @@ import yaml
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import LIMITS
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import connection_argument_spec
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
 
 VM_MODULES = ("vm_info", "vm_quiesce", "vm_backup", "vm_restore")
 
@@ -71,3 +72,30 @@ def test_fence_options_are_one_spec():
         assert quiesce[option] == backup[option], option
     # vm_backup's retries is the ONTAP connection's (with its KVMSNAP_ONTAP_RETRIES fallback), for both sides
     assert quiesce["retries"]["default"] == backup["retries"]["default"]
+
+
+@pytest.mark.parametrize("variable, option, modules", [
+    ("kvmsnap_quiesce_deadline", "deadline", ("vm_quiesce", "vm_backup")),
+    ("kvmsnap_retries", "retries", VM_MODULES),
+    ("kvmsnap_agent_timeout", "agent_timeout", ("vm_quiesce", "vm_backup")),
+])
+def test_every_role_value_is_accepted_by_the_modules(variable, option, modules):
+    """The roles pass their variable to these modules as OPTION: every value the roles accept, each module takes.
+
+    The backup role accepted kvmsnap_quiesce_deadline up to 86400 and handed it to vm_backup, which stopped at 3600;
+    kvmsnap_retries 0-10 went to vm_quiesce and vm_restore, which allowed 0-20 (one range for one value)."""
+    low, high = LIMITS[option]
+    accepted = []
+    for value in (low, high, low - 1, high + 1):
+        try:
+            resolve({"kvmsnap_datastores": [{"path": "/ds1", "controller": "c1", "svm": "svm1", "volume": "vol1"}],
+                     variable: value}, {}, "backup",
+                    {"c1": {"ontap_hostname": "10.0.0.1", "ontap_username": "u", "has_password": True}})
+        except SettingsError:
+            continue
+        accepted.append(value)
+        assert low <= value <= high, "%s=%r passes the role but not the modules' %s range" % (variable, value, option)
+    assert high in accepted
+    for module_name in modules:
+        text = documented_options(module_name)[option]["description"]
+        assert "%d-%d" % (low, high) in " ".join(text if isinstance(text, list) else [text]), module_name
