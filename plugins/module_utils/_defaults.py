@@ -34,7 +34,7 @@ LIMITS: Dict[str, Tuple[int, int]] = {
     "retries": (0, 10),
     "timeout": (1, 3600),
     "shutdown_timeout": (1, 3600),
-    "verify_timeout": (1, 3600),
+    "verify_timeout": (1, 86400),
 }
 
 

@@ -92,7 +92,7 @@ options:
     default: auto
   verify_timeout:
     description:
-      - Seconds to wait for the started VM to run and its guest agent to answer (1-3600).
+      - Seconds to wait for the started VM to run and its guest agent to answer (1-86400).
     type: int
     default: 120
   state_dir:

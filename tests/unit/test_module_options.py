@@ -78,12 +78,16 @@ def test_fence_options_are_one_spec():
     ("kvmsnap_quiesce_deadline", "deadline", ("vm_quiesce", "vm_backup")),
     ("kvmsnap_retries", "retries", VM_MODULES),
     ("kvmsnap_agent_timeout", "agent_timeout", ("vm_quiesce", "vm_backup")),
+    ("kvmsnap_timeout", "confirm_grace", ("vm_backup",)),
+    ("kvmsnap_timeout", "verify_timeout", ("vm_restore",)),
+    ("kvmsnap_shutdown_timeout", "shutdown_timeout", ("vm_restore",)),
 ])
 def test_every_role_value_is_accepted_by_the_modules(variable, option, modules):
     """The roles pass their variable to these modules as OPTION: every value the roles accept, each module takes.
 
     The backup role accepted kvmsnap_quiesce_deadline up to 86400 and handed it to vm_backup, which stopped at 3600;
-    kvmsnap_retries 0-10 went to vm_quiesce and vm_restore, which allowed 0-20 (one range for one value)."""
+    kvmsnap_retries 0-10 went to vm_quiesce and vm_restore, which allowed 0-20 (one range for one value);
+    kvmsnap_timeout up to 86400 went to vm_restore as verify_timeout, which stopped at 3600."""
     low, high = LIMITS[option]
     accepted = []
     for value in (low, high, low - 1, high + 1):
