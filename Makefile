@@ -70,7 +70,7 @@ units: venv collection
 integration: venv collection
 	$(BIN)/python -m pytest tests/integration tests/sim $(PYTEST_ARGS)
 
-# The order the foundation issue asks for: sanity, then unit, then integration tiers,
+# sanity, then lint, then the unit, simulator and integration tiers,
 # all pytest tiers in one run so its closing line is the last thing printed.
 test: venv collection
 	tests/lab/ensure-services

@@ -21,7 +21,7 @@ options:
   retries:
     description:
       - How many times a transient libvirt failure (libvirtd restarting, socket closed, RPC error) is retried
-        with a fresh connection before the module fails (Snap Creator's C(KVM_CMD_RETRY_COUNT)).
+        with a fresh connection before the module fails (0-10; Snap Creator's C(KVM_CMD_RETRY_COUNT)).
     type: int
     default: 3
 requirements:

@@ -20,7 +20,7 @@ against what is *allowed*, not against a list of known bad things:
   or the NVRAM dir; binaries or sockets named by ``<driver>``/``<backend>``/``<script>``/``<binary>`` refused.
 
 ``check(xml, allowed_paths, host)`` returns ``{xml, rewritten, refused}``; every entry names the element or
-attribute and the reason. ``raise_if_refused`` turns refusals into one ``PolicyError``. Callers: the manifest
+attribute and the reason; a domain XML that does not parse raises ``PolicyError``. Callers: the manifest
 reader (backup_manifest, restore pre-flight) and vm_restore (before define).
 """
 
@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_xml
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import AGENT_CHANNEL, local_name
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 CHANNEL_DIR = "/var/lib/libvirt/qemu/channel"
 NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
@@ -62,7 +63,7 @@ RNG_SOURCES = ("/dev/urandom", "/dev/random", "/dev/hwrng")
 PATH_ATTRS = ("file", "dev", "dir", "path", "socket")
 
 
-class PolicyError(ValueError):
+class PolicyError(KvmsnapError, ValueError):
     """The XML was refused; the message lists every refused element with the reason."""
 
 
@@ -355,12 +356,6 @@ def check(xml_text: str, allowed_paths: List[str], host: Optional[Dict[str, Any]
     if c.rewritten:
         out = ET.tostring(root, encoding="unicode")
     return {"xml": out, "rewritten": c.rewritten, "refused": c.refused}
-
-
-def raise_if_refused(result: Dict[str, Any], vm: str) -> Dict[str, Any]:
-    if result["refused"]:
-        raise PolicyError("domain XML of VM %s refused: %s" % (vm, "; ".join(result["refused"])))
-    return result
 
 
 def disk_index(conn: Any) -> Dict[str, List[Dict[str, str]]]:

@@ -23,14 +23,14 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _domain_xml, _journal, _libvirt, _lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
-from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 VIR_DOMAIN_RUNNING = 1
 VIR_DOMAIN_PAUSED = 3
 VIR_DOMAIN_SHUTOFF = 5
 
 
-class RestoreError(ResultError):
+class RestoreError(KvmsnapError):
     """The restore was refused or failed; ``result`` holds what was done so far."""
 
 

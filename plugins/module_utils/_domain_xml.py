@@ -29,13 +29,15 @@ import uuid as _uuid
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 MAX_XML_BYTES = 1024 * 1024
 DTD_MESSAGE = "<!DOCTYPE>: a DTD or entity declaration is not allowed in a saved domain XML"
 _DTD_RE = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-class DomainXmlError(ValueError):
+class DomainXmlError(KvmsnapError, ValueError):
     pass
 
 

@@ -36,7 +36,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import (
     _vm_mapping,
     _watchdog,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._result_error import ResultError
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 MODES = ("suspend", "freeze", "auto", "none")
 # strongest first; "offline" = the VM was shut off (its disks are idle and clean)
@@ -59,7 +59,7 @@ VIR_DOMAIN_SHUTOFF = 5
 _UNSUPPORTED = (VIR_ERR_NO_SUPPORT, VIR_ERR_ARGUMENT_UNSUPPORTED, VIR_ERR_OPERATION_UNSUPPORTED)
 
 
-class FenceError(ResultError):
+class FenceError(KvmsnapError):
     """The fence failed; ``result`` carries what was done (per-VM outcomes, releases)."""
 
 

@@ -39,9 +39,10 @@ import uuid as _uuid
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 FORMAT_VERSION = 1
-DEFAULT_STATE_DIR = "/var/lib/kvmsnap"
 # "auto": written ahead for mode auto (freeze or suspend not decided yet): a release thaws AND resumes
 ACTIONS = ("suspended", "frozen", "auto", "none")
 RUN_STATES = ("quiescing", "quiesced", "releasing", "released", "recovered")
@@ -53,7 +54,7 @@ DEADLINE_GRACE = 5.0
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
-class JournalError(Exception):
+class JournalError(KvmsnapError):
     """A state_dir or journal problem; the message names the path and what to do next."""
 
 

@@ -16,7 +16,9 @@ Public names
 ``uri_option() -> dict``
     The ``uri`` argument-spec entry every vm_* module uses (default qemu:///system, env fallback
     ``LIBVIRT_DEFAULT_URI`` so an AWX credential or the shell can set it).
-``LibvirtAccessError(Exception)``
+``libvirt_argument_spec(**extra) -> dict``
+    ``uri`` and ``retries`` (documented by the ``kvmsnap.core.libvirt`` doc fragment) plus EXTRA.
+``LibvirtAccessError(KvmsnapError)``
     Raised by this module; ``str()`` names the URI and what to do next. ``.uri``, ``.code``
     (libvirt error code or None), ``.transient`` (bool).
 ``DomainNotFound(LibvirtAccessError)``
@@ -63,6 +65,9 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_RETRIES
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 try:
     import libvirt  # type: ignore[import-not-found]
 except ImportError:
@@ -81,6 +86,13 @@ def uri_option() -> dict:
     return dict(type="str", default=DEFAULT_URI, fallback=(env_fallback, ["LIBVIRT_DEFAULT_URI"]))
 
 
+def libvirt_argument_spec(**extra: dict) -> dict:
+    """A vm_* module's argument spec: ``uri`` and ``retries`` (the kvmsnap.core.libvirt doc fragment) plus EXTRA."""
+    spec = dict(uri=uri_option(), retries=dict(type="int", default=DEFAULT_RETRIES))
+    spec.update(extra)
+    return spec
+
+
 # libvirt error codes (virErrorNumber) that a reconnect can cure. Numbers, not attributes, so this
 # module imports without libvirt-python (ansible-test import sanity runs in a bare venv).
 VIR_ERR_INTERNAL_ERROR = 1
@@ -91,7 +103,6 @@ VIR_ERR_SYSTEM_ERROR = 38
 VIR_ERR_RPC = 39
 VIR_ERR_INVALID_CONN = 6
 VIR_ERR_OPERATION_TIMEOUT = 68
-VIR_ERR_AUTH_UNAVAILABLE = 94
 TRANSIENT_CODES = frozenset([VIR_ERR_NO_CONNECT, VIR_ERR_SYSTEM_ERROR, VIR_ERR_RPC, VIR_ERR_INVALID_CONN,
                              VIR_ERR_OPERATION_TIMEOUT])
 # error domains (virErrorDomain) of the RPC layer
@@ -123,19 +134,15 @@ _UUID_RE = re.compile(r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
                       r"|[0-9a-fA-F]{32})$")
 
 
-class LibvirtAccessError(Exception):
+class LibvirtAccessError(KvmsnapError):
     """A libvirt call failed; the message names the URI and what to do next."""
 
     def __init__(self, message: str, uri: str | None = None, code: int | None = None,
                  transient: bool = False) -> None:
         super().__init__(message)
-        self.message = message
         self.uri = uri
         self.code = code
         self.transient = transient
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class DomainNotFound(LibvirtAccessError):

@@ -32,11 +32,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 LOCK_VERSION = 1
 
 
-class LockBusy(Exception):
+class LockBusy(KvmsnapError):
     """Another live run holds a lock; ``holder`` is its lock record."""
 
     def __init__(self, message: str, holder: Dict[str, Any]) -> None:

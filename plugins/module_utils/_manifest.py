@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _domain_xml, _ds_paths, _manifest_sig
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 FORMAT = 1
 DIR = ".kvmsnap"
@@ -36,7 +37,7 @@ LOADED_KEYS = ("domain_xml_text", "nvram_file", "dir", "policy_rewritten", "allo
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-class ManifestError(Exception):
+class ManifestError(KvmsnapError):
     """A manifest cannot be written or is not valid; the message names the VM and the file."""
 
 

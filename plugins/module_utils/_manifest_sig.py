@@ -18,11 +18,13 @@ import hmac
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 ALG = "hmac-sha256"
 MIN_KEY_CHARS = 16
 
 
-class ManifestKeyError(ValueError):
+class ManifestKeyError(KvmsnapError, ValueError):
     """A key is unusable (too short, not text)."""
 
 

@@ -110,10 +110,6 @@ class Mount:
                 return None
         return None
 
-    def as_dict(self) -> Dict[str, object]:
-        return {"mount_point": self.mount_point, "fstype": self.fstype, "source": self.source, "root": self.root,
-                "nfs_server": self.nfs_server, "nfs_export": self.nfs_export, "nfs_address": self.nfs_address}
-
 
 def parse_mountinfo(text: str) -> List[Mount]:
     """Parse /proc/self/mountinfo (proc(5)): id parent maj:min root mount-point opts [optional...] - type src super."""

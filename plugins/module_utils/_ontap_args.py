@@ -17,6 +17,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import (
+    DEFAULT_ONTAP_TIMEOUT,
+    DEFAULT_RETRIES,
+    out_of_range,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 
 def _env(name: str) -> tuple:
     return (env_fallback, ["KVMSNAP_ONTAP_%s" % name.upper()])
@@ -33,21 +40,18 @@ ONTAP_CONNECTION_ARGS: Dict[str, Dict[str, Any]] = {
     "ca_path": {"type": "path", "fallback": _env("ca_path")},
     "transport": {"type": "str", "default": "rest", "choices": ["rest", "zapi", "auto"],
                   "fallback": _env("transport")},
-    "timeout": {"type": "int", "default": 60, "fallback": _env("timeout")},
-    "retries": {"type": "int", "default": 3, "fallback": _env("retries")},
+    "timeout": {"type": "int", "default": DEFAULT_ONTAP_TIMEOUT, "fallback": _env("timeout")},
+    "retries": {"type": "int", "default": DEFAULT_RETRIES, "fallback": _env("retries")},
 }
 
 ONTAP_CONNECTION_MUTUALLY_EXCLUSIVE: List[List[str]] = [["password", "cert_file"]]
 ONTAP_CONNECTION_REQUIRED_TOGETHER: List[List[str]] = [["cert_file", "key_file"]]
-ONTAP_CONNECTION_REQUIRED_ONE_OF: List[List[str]] = [["password", "cert_file"]]
 
-MAX_TIMEOUT = 3600
-MAX_RETRIES = 10
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 _SVM_VOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,202}$")
 
 
-class OptionError(ValueError):
+class OptionError(KvmsnapError, ValueError):
     """An option value is invalid; the message names the option and the allowed form."""
 
 
@@ -93,14 +97,11 @@ def validate_connection(params: Dict[str, Any]) -> Dict[str, Any]:
     port = p.get("port")
     if port is not None and not (1 <= int(port) <= 65535):
         raise OptionError("port: %r is out of range; expected 1-65535." % port)
-    timeout = p.get("timeout") if p.get("timeout") is not None else 60
-    if not (1 <= int(timeout) <= MAX_TIMEOUT):
-        raise OptionError("timeout: %r is out of range; expected 1-%d seconds." % (timeout, MAX_TIMEOUT))
-    p["timeout"] = int(timeout)
-    retries = p.get("retries") if p.get("retries") is not None else 3
-    if not (0 <= int(retries) <= MAX_RETRIES):
-        raise OptionError("retries: %r is out of range; expected 0-%d." % (retries, MAX_RETRIES))
-    p["retries"] = int(retries)
+    p["timeout"] = int(p.get("timeout") if p.get("timeout") is not None else DEFAULT_ONTAP_TIMEOUT)
+    p["retries"] = int(p.get("retries") if p.get("retries") is not None else DEFAULT_RETRIES)
+    problem = out_of_range(p, ("timeout", "retries"))
+    if problem:
+        raise OptionError(problem)
     transport = p.get("transport") or "rest"
     if transport not in ("rest", "zapi", "auto"):
         raise OptionError("transport: %r is not one of rest, zapi, auto." % transport)

@@ -261,11 +261,11 @@ class Ontap:
     # ---- shared: one consistent snapshot over many volumes -----------------------------------
     def create_snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str] = None,
                             snapmirror_label: Optional[str] = None, precheck: bool = True,
-                            readback: bool = True, until: Optional[int] = None) -> Dict[str, Any]:
+                            until: Optional[int] = None) -> Dict[str, Any]:
         """One consistent snapshot NAME over VOLUMES [(svm, volume)]; all-or-nothing (see the contract).
 
         PRECHECK=False skips the "does NAME exist already" reads (for callers that checked in a pre-flight,
-        e.g. inside a backup fence); READBACK=False skips reading uuid/create_time back (they are then None).
+        e.g. inside a backup fence). The snapshots' uuid and create_time are read back.
         UNTIL (epoch; default now + 1 h) goes into the name of a temporary CG: after it, later runs may delete it.
         """
         self.temp_cg_until = int(until) if until is not None else int(time.time()) + TEMP_CG_LIFETIME
@@ -300,9 +300,6 @@ class Ontap:
                 self.backoff(attempt)
         snapshots = []
         for svm, vol in volumes:
-            if not readback:
-                snapshots.append({"svm": svm, "volume": vol, "name": name, "uuid": None, "create_time": None})
-                continue
             snap = self.call(what, lambda s=svm, v=vol: self.get_snapshot(s, v, name))
             if not snap:
                 # netapp.ontap #344: a read right after create can miss the object: retry the read once

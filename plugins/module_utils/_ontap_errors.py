@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 AUTH_CODES = frozenset(["13002"])
 FORBIDDEN_CODES = frozenset(["6", "13003"])
 NOT_FOUND_CODES = frozenset(["4", "13040", "13021", "15661", "917927", "5374875", "5374876", "2621462", "15698"])
@@ -70,7 +72,7 @@ def forbidden_hint(api: str, username: str, hostname: str, operation: str = "") 
             "command) or use another user." % (who, where, operation or "do this"))
 
 
-class OntapError(Exception):
+class OntapError(KvmsnapError):
     """An ONTAP call failed.
 
     status: HTTP status (REST or ZAPI transport) or None; code: REST error code digits or ZAPI errno.

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any, List, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 MAX_PATH = 4096
 
 
-class PathError(ValueError):
+class PathError(KvmsnapError, ValueError):
     """A restore path is not acceptable; the message names the field, the entry index and the rule."""
 
 

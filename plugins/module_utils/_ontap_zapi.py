@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import re
 import time
-import traceback
 import urllib.request
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -34,11 +33,9 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import US
 try:
     from netapp_lib.api.zapi import zapi as _zapi  # type: ignore[import-not-found]
     HAS_NETAPP_LIB = True
-    NETAPP_LIB_IMPORT_ERROR = None
     _NaServerBase: Any = _zapi.NaServer
 except ImportError:
     HAS_NETAPP_LIB = False
-    NETAPP_LIB_IMPORT_ERROR = traceback.format_exc()
     _zapi = None
     _NaServerBase = object
 

@@ -15,10 +15,9 @@ what was and was not protected. The status is:
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 REPORT_VERSION = 1
-STATUSES = ("ok", "warning", "failed")
 
 
 def _vm_entry(vm: Mapping[str, Any]) -> Dict[str, Any]:
@@ -54,7 +53,7 @@ def _volume_entry(vol: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
-def volume_key_prefixes(vols: List[Mapping[str, Any]]) -> tuple:
+def volume_key_prefixes(vols: Sequence[Mapping[str, Any]]) -> tuple:
     return tuple(volume_key(v) + ": " for v in vols)
 
 
@@ -153,7 +152,7 @@ def _dedup(items: List[str]) -> List[str]:
 def summary_lines(report: Mapping[str, Any]) -> List[str]:
     """A short human summary, one line per VM and per volume, errors last."""
     op = report.get("operation")
-    verb = {"backup": "protected", "restore": "restored", "discover": "protectable"}.get(op, "done")
+    verb = {"backup": "protected", "restore": "restored", "discover": "protectable"}.get(str(op), "done")
     lines = ["kvmsnap %s %s: %s (%d/%d VMs %s)%s" % (
         op, report.get("run_id"), report.get("status", "?").upper(), len(report.get("done", [])),
         len(report.get("vms", [])), verb, (", snapshot %s" % report["snapshot"]) if report.get("snapshot") else "")]

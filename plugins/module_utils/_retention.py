@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
     DEFAULT_PREFIX,
     SnapshotNameError,
@@ -25,7 +26,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
 MAX_KEEP = 1023
 
 
-class RetentionError(ValueError):
+class RetentionError(KvmsnapError, ValueError):
     """A retention specification is invalid; the message names the entry and the allowed form."""
 
 

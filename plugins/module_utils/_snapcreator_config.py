@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import LIMITS
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import (
     MAX_KEEP,
     RetentionError,
@@ -44,7 +46,7 @@ VM_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f]")
 YES = ("y", "yes", "true", "1", "on")
 NO = ("n", "no", "false", "0", "off")
 MAX_TIMEOUT = 86400
-MAX_RETRIES = 10
+MAX_RETRIES = LIMITS["retries"][1]
 
 # Keys whose value is a credential or may contain one: never echoed anywhere.
 SECRET_KEYS = ("NTAP_USERS", "NTAP_PWD_PROTECTION", "SC_AGENT_PASSWORD", "OM_PWD", "OM_USER",
@@ -128,7 +130,7 @@ EXAMPLES = {
 }
 
 
-class SnapCreatorConfigError(ValueError):
+class SnapCreatorConfigError(KvmsnapError, ValueError):
     """The configuration text is invalid; the message names the line, the key and the allowed form."""
 
 

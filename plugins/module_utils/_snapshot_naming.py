@@ -12,6 +12,8 @@ import datetime
 import re
 from typing import Any, Mapping, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+
 DEFAULT_PREFIX = "kvmsnap"
 MARKER = "kvmsnap:v1"
 MAX_NAME = 255
@@ -26,7 +28,7 @@ ALLOWED_FORM = ("at most 255 characters from [A-Za-z0-9_.-], starting with a let
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
-class SnapshotNameError(ValueError):
+class SnapshotNameError(KvmsnapError, ValueError):
     """A snapshot name, prefix or policy is not valid; the message names the field and the allowed form."""
 
 

@@ -35,6 +35,7 @@ import posixpath
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._mountinfo import (
     Mount,
     export_path_of,
@@ -44,7 +45,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._mountinfo import (
 from ansible_collections.kvmsnap.core.plugins.module_utils._multipath import resolve_block_device
 
 
-class StorageMapError(ValueError):
+class StorageMapError(KvmsnapError, ValueError):
     """Bad storage options (datastores, storage_inventory); the message names the entry."""
 
 
@@ -234,7 +235,7 @@ def _loc(controller=None, svm=None, volume=None, path_in_volume=None, lun=None, 
             "mapped_by": mapped_by, "datastore": datastore, "datastore_in_volume": datastore_in_volume}
 
 
-class Unmapped(Exception):
+class Unmapped(KvmsnapError):
     pass
 
 

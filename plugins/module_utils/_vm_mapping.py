@@ -35,9 +35,10 @@ _BAD_SEPARATORS = (
     ("\t", "a tab", "fields are separated by ':' and entries by ';', without tabs"),
     (",", "a comma", "entries are separated by ';', not ',' (Snap Creator form)"),
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 
-class VmMappingError(ValueError):
+class VmMappingError(KvmsnapError, ValueError):
     """vm_mapping is invalid; the message names the entry, the problem and the allowed form."""
 
 

@@ -30,11 +30,11 @@ description:
     backup role's recovery step) marks it late once C(until) has passed. Only C(good) snapshots are backups.
 author:
   - kvmsnap.core contributors (@kvmsnap)
-requirements:
-  - libvirt-python on the KVM host
 extends_documentation_fragment:
   - kvmsnap.core.ontap
   - kvmsnap.core.datastores
+  - kvmsnap.core.libvirt
+  - kvmsnap.core.fence
   - kvmsnap.core.attributes
 attributes:
   check_mode:
@@ -52,44 +52,12 @@ attributes:
         missing on some volume, makes the run fail without touching anything; it is never overwritten.
       - Without O(name), every run takes a new snapshot.
 options:
-  uri:
-    description:
-      - libvirt connection URI of the KVM host.
-      - If not set in the task, the value of environment variable E(LIBVIRT_DEFAULT_URI) is used.
-    type: str
-    default: qemu:///system
   vms:
     description:
       - The VMs to back up, each by libvirt domain name or UUID.
     type: list
     elements: str
     required: true
-  mode:
-    description:
-      - How the VMs are quiesced during the snapshot; see M(kvmsnap.core.vm_quiesce).
-    type: str
-    choices: [suspend, freeze, auto, none]
-    default: auto
-  deadline:
-    description:
-      - Seconds the VMs may stay quiesced. At the deadline they are released whatever the snapshot's state.
-    type: int
-    default: 60
-  state_dir:
-    description:
-      - Directory for the fence journals, locks and the watchdog script (created with mode 0700).
-    type: path
-    default: /var/lib/kvmsnap
-  agent_timeout:
-    description:
-      - Seconds a guest-agent command (ping, freeze, thaw) may take before it counts as failed.
-    type: int
-    default: 10
-  allow_crash_consistent:
-    description:
-      - When quiescing a VM fails, snapshot it crash-consistent instead of failing the run.
-    type: bool
-    default: false
   volumes:
     description:
       - Volumes to snapshot, each as C(svm:volume). Added to the volumes found through O(datastores) and
@@ -143,12 +111,11 @@ options:
     default: true
   confirm_grace:
     description:
-      - Seconds after the deadline in which the snapshot may still be confirmed (its comment's C(until)).
+      - Seconds after the deadline in which the snapshot may still be confirmed (its comment's C(until); 1-86400).
     type: int
     default: 300
 notes:
-  - Run it on the KVM host. O(retries) also applies to libvirt calls (reconnect after a libvirtd restart).
-  - The consistency level C(application) is never claimed; the guest agent does not report whether fsfreeze hooks ran.
+  - O(retries) also applies to libvirt calls (reconnect after a libvirtd restart).
 seealso:
   - module: kvmsnap.core.vm_quiesce
   - module: kvmsnap.core.ontap_snapshot
@@ -296,55 +263,37 @@ trust:
   sample: good
 """
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import ontap_module
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_CONFIRM_GRACE
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import DATASTORES_SPEC
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
+
+ARGUMENT_SPEC = fence_argument_spec(
+    uri=_libvirt.uri_option(),
+    vms=dict(type="list", elements="str", required=True),
+    volumes=dict(type="list", elements="str"),
+    datastores=DATASTORES_SPEC,
+    vm_mapping=dict(type="raw"),
+    kvm_host=dict(type="str"),
+    name=dict(type="str"),
+    comment=dict(type="str"),
+    snapmirror_label=dict(type="str"),
+    policy=dict(type="str", default="daily"),
+    run_id=dict(type="str"),
+    confirm=dict(type="bool", default=True),
+    confirm_grace=dict(type="int", default=DEFAULT_CONFIRM_GRACE),
+)
+
+
+def run(module: AnsibleModule) -> dict:
+    return _fence.run_backup(module.params, module.check_mode)
 
 
 def main() -> None:
-    module = ontap_module(
-        dict(
-            uri=_libvirt.uri_option(),
-            vms=dict(type="list", elements="str", required=True),
-            mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
-            deadline=dict(type="int", default=60),
-            state_dir=dict(type="path", default=_journal.DEFAULT_STATE_DIR),
-            agent_timeout=dict(type="int", default=10),
-            allow_crash_consistent=dict(type="bool", default=False),
-            volumes=dict(type="list", elements="str"),
-            datastores=DATASTORES_SPEC,
-            vm_mapping=dict(type="raw"),
-            kvm_host=dict(type="str"),
-            name=dict(type="str"),
-            comment=dict(type="str"),
-            snapmirror_label=dict(type="str"),
-            policy=dict(type="str", default="daily"),
-            run_id=dict(type="str"),
-            confirm=dict(type="bool", default=True),
-            confirm_grace=dict(type="int", default=300),
-        ),
-    )
-    if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    p = module.params
-    for field, low, high in (("deadline", 1, 3600), ("agent_timeout", 1, 600), ("confirm_grace", 1, 86400)):
-        if not low <= p[field] <= high:
-            module.fail_json(msg="%s: %d is out of range; allowed %d..%d seconds." % (field, p[field], low, high))
-    try:
-        result = _fence.run_backup(p, module.check_mode)
-    except _fence.FenceError as err:
-        extra = dict(err.result)
-        extra.pop("msg", None)
-        for warning in extra.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=str(err), **extra)
-    except (_journal.JournalError, _lock.LockBusy, _libvirt.LibvirtAccessError) as err:
-        module.fail_json(msg=str(err))
-    for warning in result.pop("warnings", []):
-        module.warn(warning)
-    module.exit_json(**result)
+    run_vm_module(ARGUMENT_SPEC, run, limits=FENCE_LIMITED + ("confirm_grace",), ontap=True)
 
 
 if __name__ == "__main__":

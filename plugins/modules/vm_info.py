@@ -425,22 +425,27 @@ timings:
 import socket
 import time
 import traceback
+import xml.etree.ElementTree as ET
+from typing import Any, Dict, List, Optional, Set
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import DomainXmlError, parse_domain_xml
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import ONTAP_CONNECTION_ARGS
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import (
     DATASTORES_SPEC,
     StorageInventory,
-    StorageMapError,
     StorageMapper,
     parse_datastores,
     shared_lun_problems,
     summarize,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._vm_mapping import VmMappingError, parse_vm_mapping
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_mapping import parse_vm_mapping
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
+JMESPATH_IMPORT_ERROR: Optional[str]
 try:
     import jmespath
 except ImportError:
@@ -450,24 +455,13 @@ else:
     HAS_JMESPATH = True
     JMESPATH_IMPORT_ERROR = None
 
+# the ONTAP connection options (without their environment fallbacks: each controller is named in the task)
 CONTROLLER_OPTIONS = dict(
     name=dict(type="str", required=True),
-    hostname=dict(type="str", required=True),
-    port=dict(type="int"),
-    username=dict(type="str"),
-    password=dict(type="str", no_log=True),
-    cert_file=dict(type="path"),
-    key_file=dict(type="path", no_log=False),
-    validate_certs=dict(type="bool", default=True),
-    ca_path=dict(type="path"),
-    transport=dict(type="str", default="rest", choices=["rest", "zapi", "auto"]),
-    timeout=dict(type="int", default=60),
-    retries=dict(type="int", default=3),
+    **{option: {k: v for k, v in spec.items() if k != "fallback"} for option, spec in ONTAP_CONNECTION_ARGS.items()}
 )
 
-ARGUMENT_SPEC = dict(
-    uri=_libvirt.uri_option(),
-    retries=dict(type="int", default=3),
+ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(
     vms=dict(type="list", elements="str"),
     unknown_vms=dict(type="str", default="fail", choices=["fail", "report"]),
     query=dict(type="str"),
@@ -492,11 +486,12 @@ ARGUMENT_SPEC = dict(
     )),
     host_root=dict(type="path", default="/"),
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
 DISK_KEYS = ("path", "target", "bus", "device", "type", "format", "readonly", "shareable", "backing_chain")
 
 
-class VmInfoError(Exception):
+class VmInfoError(KvmsnapError):
     pass
 
 
@@ -526,10 +521,9 @@ def _gather(conn, wanted, not_found=None):
                               % (conn.getURI(), ", ".join(repr(u) for u in unknown), conn.getURI()))
     else:
         doms = conn.listAllDomains(0)
-    transient = set()
+    transient: Optional[Set[str]]
     try:
-        for dom in conn.listAllDomains(_libvirt.libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT):
-            transient.add(dom.UUIDString())
+        transient = {dom.UUIDString() for dom in conn.listAllDomains(_libvirt.libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)}
     except _libvirt.libvirt.libvirtError:
         transient = None
     states = {}
@@ -603,7 +597,6 @@ def _discovered_mapping(vms):
 
 def _controller_factory(params, module_name):
     def factory():
-        from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
         conn_params = {k: v for k, v in params.items() if k != "name"}
         return connect(conn_params, module_name)
     return factory
@@ -624,7 +617,6 @@ def _apply_query(vms, query):
 
 def _libvirt_host(conn):
     """Who answers at the URI: two inventory names of one libvirt see the same domains (restore guard)."""
-    import xml.etree.ElementTree as ET
     try:
         host_uuid = (ET.fromstring(conn.getCapabilities()).findtext("host/uuid") or "").strip() or None
     except Exception:
@@ -636,13 +628,18 @@ def _libvirt_host(conn):
     return {"hostname": name, "uuid": host_uuid, "uri": conn.getURI()}
 
 
-def run(module):
+def run(module: AnsibleModule) -> Dict[str, Any]:
+    try:
+        return _run(module)
+    except _libvirt.libvirt.libvirtError as exc:
+        raise VmInfoError("libvirt at %s: %s" % (module.params["uri"], exc)) from exc
+
+
+def _run(module: AnsibleModule) -> Dict[str, Any]:
     p = module.params
     started = time.monotonic()
     if p["query"] and not HAS_JMESPATH:
         module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
-    if p["retries"] < 0 or p["retries"] > 10:
-        raise VmInfoError("retries: %r is out of range; expected 0-10." % p["retries"])
     host = socket.gethostname()
     if (p["uri"] or "").split(":", 1)[0].endswith("+tcp"):
         module.warn("uri %s uses the unencrypted TCP transport; use qemu+ssh:// or qemu+tls:// (or the local "
@@ -668,7 +665,7 @@ def run(module):
         session.conn  # noqa: B018 - open now, so the connect time is measured on its own
         lap("connect_ms")
         libvirt_host = session.call(_libvirt_host)
-        not_found = [] if p["unknown_vms"] == "report" else None
+        not_found: Optional[List[str]] = [] if p["unknown_vms"] == "report" else None
         raw = session.call(lambda conn: _gather(conn, p["vms"], not_found))
         lap("list_ms")
         vms = _records(raw, p["uri"])
@@ -706,23 +703,15 @@ def run(module):
         shown = "; ".join(x["reason"] for x in errors[:20])
         more = " (and %d more)" % (len(errors) - 20) if len(errors) > 20 else ""
         result["elapsed_ms"] = round((time.monotonic() - started) * 1000.0, 1)
-        module.fail_json(msg="vm_info on %s (%s): %d disk problem(s) in %d VM(s): %s%s. Map them with datastores, "
-                             "vm_mapping or controllers, or set strict: false to report them under unprotectable."
-                             % (host, p["uri"], len(errors), len({x["vm"] for x in errors}), shown, more), **result)
+        raise VmInfoError("vm_info on %s (%s): %d disk problem(s) in %d VM(s): %s%s. Map them with datastores, "
+                          "vm_mapping or controllers, or set strict: false to report them under unprotectable."
+                          % (host, p["uri"], len(errors), len({x["vm"] for x in errors}), shown, more), result)
     result["elapsed_ms"] = round((time.monotonic() - started) * 1000.0, 1)
-    module.exit_json(**result)
+    return result
 
 
-def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    try:
-        run(module)
-    except (VmInfoError, VmMappingError, StorageMapError, _libvirt.LibvirtAccessError) as exc:
-        module.fail_json(msg=str(exc))
-    except _libvirt.libvirt.libvirtError as exc:
-        module.fail_json(msg="libvirt at %s: %s" % (module.params["uri"], exc))
+def main() -> None:
+    run_vm_module(ARGUMENT_SPEC, run, limits=("retries",))
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ description:
   - If quiescing fails for some VMs, the VMs already quiesced are released again and the task fails.
 author:
   - kvmsnap.core contributors (@kvmsnap)
-requirements:
-  - libvirt-python on the KVM host
 extends_documentation_fragment:
+  - kvmsnap.core.libvirt
+  - kvmsnap.core.fence
   - kvmsnap.core.attributes
 attributes:
   check_mode:
@@ -46,13 +46,6 @@ attributes:
     details:
       - O(state=released) is idempotent. O(state=quiesced) starts a new run each time.
 options:
-  uri:
-    description:
-      - libvirt connection URI of the KVM host.
-      - C(test:///default) runs in-process only; no watchdog is started for it.
-      - If not set in the task, the value of environment variable E(LIBVIRT_DEFAULT_URI) is used.
-    type: str
-    default: qemu:///system
   vms:
     description:
       - The VMs, each by libvirt domain name or UUID.
@@ -60,17 +53,6 @@ options:
         VM that an open vm_quiesce run on this host (or the run O(run_id)) holds.
     type: list
     elements: str
-  mode:
-    description:
-      - V(suspend) pauses the VMs (virDomainSuspend); consistency C(suspended).
-      - V(freeze) freezes the guest filesystems through the guest agent (bounded by O(agent_timeout));
-        consistency C(filesystem) (C(crash) if the agent froze nothing).
-      - V(auto) freezes where the guest agent answers a guest-ping, and suspends the others (also when the freeze
-        fails).
-      - V(none) does not pause anything; consistency C(crash).
-    type: str
-    choices: [suspend, freeze, auto, none]
-    default: auto
   state:
     description:
       - V(quiesced) quiesces the VMs; V(released) releases what earlier runs quiesced; V(locked) only takes the
@@ -91,37 +73,6 @@ options:
     type: str
     choices: [fail, lock]
     default: fail
-  deadline:
-    description:
-      - Seconds after which the watchdog releases the VMs by itself if nobody released them.
-      - With O(state=locked), seconds after which the locks expire if the run never releases them.
-    type: int
-    default: 300
-  state_dir:
-    description:
-      - Directory for the fence journals, locks and the watchdog script (created with mode 0700).
-    type: path
-    default: /var/lib/kvmsnap
-  retries:
-    description:
-      - How often a libvirt call is retried (with a reconnect) after a transient error such as a libvirtd
-        restart (Snap Creator C(KVM_CMD_RETRY_COUNT)).
-    type: int
-    default: 3
-  agent_timeout:
-    description:
-      - Seconds a guest-agent command (ping, freeze, thaw) may take before it counts as failed.
-    type: int
-    default: 10
-  allow_crash_consistent:
-    description:
-      - When quiescing a VM fails, continue with that VM crash-consistent (running, recorded as C(crash))
-        instead of failing the task.
-    type: bool
-    default: false
-notes:
-  - Run it on the KVM host (the watchdog runs there). The consistency level C(application) is never claimed,
-    because the guest agent does not report whether fsfreeze hooks quiesced applications.
 seealso:
   - module: kvmsnap.core.vm_backup
 """
@@ -265,54 +216,32 @@ expires:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
+
+ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(**fence_argument_spec(
+    vms=dict(type="list", elements="str"),
+    state=dict(type="str", choices=["quiesced", "released", "locked"], default="quiesced"),
+    run_id=dict(type="str"),
+    missing=dict(type="str", choices=["fail", "lock"], default="fail"),
+))
+
+
+def run(module: AnsibleModule) -> dict:
+    p = module.params
+    if p["state"] == "quiesced":
+        return _fence.run_quiesced(p, module.check_mode)
+    if p["state"] == "locked":
+        return _fence.run_locked(p, module.check_mode)
+    return _fence.run_released(p, module.check_mode)
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            uri=_libvirt.uri_option(),
-            vms=dict(type="list", elements="str"),
-            mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
-            state=dict(type="str", choices=["quiesced", "released", "locked"], default="quiesced"),
-            run_id=dict(type="str"),
-            missing=dict(type="str", choices=["fail", "lock"], default="fail"),
-            deadline=dict(type="int", default=300),
-            state_dir=dict(type="path", default=_journal.DEFAULT_STATE_DIR),
-            retries=dict(type="int", default=3),
-            agent_timeout=dict(type="int", default=10),
-            allow_crash_consistent=dict(type="bool", default=False),
-        ),
-        required_if=[("state", "quiesced", ("vms",)), ("state", "locked", ("vms", "run_id"))],
-        supports_check_mode=True,
-    )
-    if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    p = module.params
-    for field, low, high in (("deadline", 1, 86400), ("retries", 0, 20), ("agent_timeout", 1, 600)):
-        if not low <= p[field] <= high:
-            module.fail_json(msg="%s: %d is out of range; allowed %d..%d seconds/times." % (field, p[field], low, high))
-    try:
-        if p["state"] == "quiesced":
-            result = _fence.run_quiesced(p, module.check_mode)
-        elif p["state"] == "locked":
-            result = _fence.run_locked(p, module.check_mode)
-        else:
-            result = _fence.run_released(p, module.check_mode)
-    except _fence.FenceError as err:
-        extra = dict(err.result)
-        extra.pop("msg", None)
-        for warning in extra.pop("warnings", []):
-            module.warn(warning)
-        module.fail_json(msg=str(err), **extra)
-    except (_journal.JournalError, _lock.LockBusy, _libvirt.LibvirtAccessError) as err:
-        module.fail_json(msg=str(err))
-    warnings = result.pop("warnings", [])
-    for warning in warnings:
-        module.warn(warning)
-    module.exit_json(**result)
+    run_vm_module(ARGUMENT_SPEC, run, limits=FENCE_LIMITED + ("retries",),
+                  required_if=[("state", "quiesced", ("vms",)), ("state", "locked", ("vms", "run_id"))])
 
 
 if __name__ == "__main__":

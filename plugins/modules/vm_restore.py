@@ -28,9 +28,8 @@ description:
   - The disks themselves are restored by M(kvmsnap.core.ontap_restore) before this module runs.
 author:
   - kvmsnap.core contributors (@kvmsnap)
-requirements:
-  - libvirt-python on the KVM host
 extends_documentation_fragment:
+  - kvmsnap.core.libvirt
   - kvmsnap.core.attributes
 attributes:
   check_mode:
@@ -44,12 +43,6 @@ attributes:
     details:
       - A restore is an action; every run defines the VM again (and stops/starts it as asked).
 options:
-  uri:
-    description:
-      - libvirt connection URI of the KVM host.
-      - If not set in the task, the value of environment variable E(LIBVIRT_DEFAULT_URI) is used.
-    type: str
-    default: qemu:///system
   vm:
     description:
       - The target VM by name or UUID. Defaults to the name and UUID in the saved XML.
@@ -88,7 +81,7 @@ options:
     default: false
   shutdown_timeout:
     description:
-      - Seconds to wait for a graceful shutdown before the VM is destroyed (only with O(force=true)).
+      - Seconds to wait for a graceful shutdown before the VM is destroyed (only with O(force=true); 1-3600).
     type: int
     default: 120
   start:
@@ -99,14 +92,9 @@ options:
     default: auto
   verify_timeout:
     description:
-      - Seconds to wait for the started VM to run and its guest agent to answer.
+      - Seconds to wait for the started VM to run and its guest agent to answer (1-86400).
     type: int
     default: 120
-  retries:
-    description:
-      - Retries of the libvirt connection after transient errors.
-    type: int
-    default: 3
   state_dir:
     description:
       - Directory of the fence locks shared with M(kvmsnap.core.vm_quiesce) and M(kvmsnap.core.vm_backup). The restore
@@ -224,52 +212,41 @@ xml_sha256:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR
+from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
+
+ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(
+    vm=dict(type="str"),
+    domain_xml=dict(type="str"),
+    domain_xml_path=dict(type="path"),
+    nvram=dict(type="path"),
+    allowed_paths=dict(type="list", elements="path", default=[]),
+    boot_dirs=dict(type="list", elements="path", default=[]),
+    force=dict(type="bool", default=False),
+    shutdown_timeout=dict(type="int", default=120),
+    start=dict(type="str", choices=["auto", "always", "never"], default="auto"),
+    verify_timeout=dict(type="int", default=120),
+    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+    run_id=dict(type="str"),
+    define=dict(type="bool", default=True),
+    aside_dir=dict(type="path"),
+)
+
+
+def run(module: AnsibleModule) -> dict:
+    try:
+        return _domain_restore.run_restore(module.params, module.check_mode)
+    except OSError as err:
+        raise _domain_restore.RestoreError("vm_restore: %s" % err) from err
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            uri=_libvirt.uri_option(),
-            vm=dict(type="str"),
-            domain_xml=dict(type="str"),
-            domain_xml_path=dict(type="path"),
-            nvram=dict(type="path"),
-            allowed_paths=dict(type="list", elements="path", default=[]),
-            boot_dirs=dict(type="list", elements="path", default=[]),
-            force=dict(type="bool", default=False),
-            shutdown_timeout=dict(type="int", default=120),
-            start=dict(type="str", choices=["auto", "always", "never"], default="auto"),
-            verify_timeout=dict(type="int", default=120),
-            retries=dict(type="int", default=3),
-            state_dir=dict(type="path", default="/var/lib/kvmsnap"),
-            run_id=dict(type="str"),
-            define=dict(type="bool", default=True),
-            aside_dir=dict(type="path"),
-        ),
-        mutually_exclusive=[("domain_xml", "domain_xml_path")],
-        required_one_of=[("domain_xml", "domain_xml_path")],
-        supports_check_mode=True,
-    )
-    if not _libvirt.HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    p = module.params
-    for field, low, high in (("shutdown_timeout", 1, 3600), ("verify_timeout", 1, 3600), ("retries", 0, 20)):
-        if not low <= p[field] <= high:
-            module.fail_json(msg="%s: %d is out of range; allowed %d..%d." % (field, p[field], low, high))
-    try:
-        result = _domain_restore.run_restore(p, module.check_mode)
-    except _domain_restore.RestoreError as err:
-        extra = dict(err.result)
-        extra.pop("msg", None)
-        module.fail_json(msg=str(err), **extra)
-    except _libvirt.LibvirtAccessError as err:
-        module.fail_json(msg=str(err))
-    except OSError as err:
-        module.fail_json(msg="vm_restore: %s" % err)
-    module.exit_json(**result)
+    run_vm_module(ARGUMENT_SPEC, run, limits=("shutdown_timeout", "verify_timeout", "retries"),
+                  mutually_exclusive=[("domain_xml", "domain_xml_path")],
+                  required_one_of=[("domain_xml", "domain_xml_path")])
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ real_guest       function: factory real_guest(disk_dir=None, disk_path=None, siz
                  shared and guests run under TCG. Always destroyed + undefined at teardown.
 minimal_guests   function: factory minimal_guests(n, workdir=None, start=True, transient=False)
                  -> [virDomain]: boot-sector guests (cli;hlt) for scale tests; cleaned up.
-lab_prefix       session: this run's name prefix, 'kvs-<pid>-'.
 """
 
 from __future__ import annotations
@@ -65,11 +64,6 @@ class LabGuest:
 
 def _unique_name(kind: str) -> str:
     return f"{guestlab.run_prefix()}{kind}{next(_COUNTER)}"
-
-
-@pytest.fixture(scope="session")
-def lab_prefix() -> str:
-    return guestlab.run_prefix()
 
 
 class LiveConnection:

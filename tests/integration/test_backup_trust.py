@@ -1,4 +1,5 @@
-"""A late snapshot is never a good backup (issue 7 §1, fence side), and a run releases only what it quiesced (§3).
+"""A late snapshot is never a good backup (docs/dev/faults.md#late-snapshot, fence side), and a run releases only what it quiesced
+(docs/dev/faults.md#release-own).
 
 vm_backup against the ONTAP simulator with VMs on libvirt's in-process test driver (disks in the simulator's
 volume directories), and on the lab libvirtd for the kill -9 case: the snapshot is created pending, confirmed good
@@ -190,7 +191,7 @@ def test_kill9_mid_snapshot_leaves_pending_and_temp_cg_the_next_run_cleans_up(si
         resume_all(doms)
 
 
-# ---- §3: a run releases only what it quiesced; the lock comes first ------------------------------------------
+# ---- a run releases only what it quiesced; the lock comes first -----------------------------------------------
 
 def test_release_with_run_id_never_touches_another_runs_quiesce(conn, test_vms, sim, tmp_path):
     names = test_vms(2)
@@ -274,7 +275,7 @@ def test_concurrent_vm_backups_one_wins_the_other_touches_nothing(conn, test_vms
 
 
 def test_manifest_write_error_names_the_state_dir_path(module_runner, tmp_path):
-    """§7: a state_dir that cannot take the local catalog (here: catalog is a file) is named in the error."""
+    """A state_dir that cannot take the local catalog (here: catalog is a file) is named in the error."""
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "catalog").write_text("not a directory")
@@ -288,7 +289,7 @@ def test_manifest_write_error_names_the_state_dir_path(module_runner, tmp_path):
 
 
 def test_unwritable_journal_names_the_state_dir_path(conn, test_vms, sim, tmp_path):
-    """§7: a journal that cannot be written (here its path is taken by a directory) is named with the state_dir;
+    """A journal that cannot be written (here its path is taken by a directory) is named with the state_dir;
     nothing is quiesced and the run's locks are dropped again."""
     names = test_vms(1)
     sd = tmp_path / "state"

@@ -1,4 +1,4 @@
-"""Snapshot trust on the ONTAP side (issue 7 §1, §7): pending/good/late snapshots, orphan recovery, temporary
+"""Snapshot trust on the ONTAP side (docs/dev/faults.md#late-snapshot): pending/good/late snapshots, orphan recovery, temporary
 consistency groups of dead runs, retention over whole snapshot sets, over REST and ZAPI against the simulator.
 
 The client tests call the collection's Ontap client directly; the module tests run ontap_snapshot /
@@ -250,7 +250,7 @@ def test_module_confirmed_refusals_and_idempotence(lab, transport):
         assert res["changed"] is changed and not res.failed, res
     snaps = info(lab, transport, vs, name=name)["snapshots"]
     assert [(s["trust"], s["consistency"]) for s in snaps] == [("good", "filesystem")] * 2
-    # reserved policy names are refused for backups (issue 7 §7), accepted for a restore's safety snapshot
+    # reserved policy names are refused for backups, accepted for a restore's safety snapshot
     bad = run(lab, transport, svm="svm1", volumes=vs, name="kvmsnap-prerestore_x", policy="prerestore")
     assert bad.failed and "reserved" in bad["msg"], bad
     res = run(lab, transport, svm="svm1", volumes=vs, name="kvmsnap-prerestore_%s" % transport, policy="prerestore",
@@ -262,7 +262,7 @@ def test_module_confirmed_refusals_and_idempotence(lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_module_prune_four_late_and_good(lab, transport):
-    """Issue 7 §1: "it pruned a genuinely good backup while four late ones stayed". Sets, oldest first:
+    """The failure seen: "it pruned a genuinely good backup while four late ones stayed". Sets, oldest first:
     good G1, late L1, L2, good G2, late L3, L4, pending P (live run). keep=1: G2 (newest good) stays, G1 goes, L1/L2
     (older than G2) go, L3/L4 (newer) stay, P stays. On the old code (newest `keep` per volume, any state) G2 went."""
     vs = ["vol_p1_%s" % transport, "vol_p2_%s" % transport]
@@ -298,7 +298,7 @@ def test_module_prune_four_late_and_good(lab, transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_module_prune_never_splits_a_set(lab, transport):
-    """Issue 7 §7: retention pruned per volume, so one backup could go on one volume and stay on another.
+    """Retention used to prune per volume, so one backup could go on one volume and stay on another.
     A set with a busy member stays on all its volumes (reported, retried); a delete ONTAP refuses half-way is
     reported as a partial set, the member left is marked late and the next prune removes it."""
     vs = ["vol_s1_%s" % transport, "vol_s2_%s" % transport]
@@ -336,7 +336,7 @@ def test_module_prune_never_splits_a_set(lab, transport):
 
 
 def test_module_recovered_removes_dead_runs_temp_cg_only(lab):
-    """Issue 7 §1: kill -9 of a run leaves a kvmsnap_tmp_* CG. state=recovered deletes the one whose until has
+    """Kill -9 of a run leaves a kvmsnap_tmp_* CG. state=recovered deletes the one whose until has
     passed (and an old-style one without until); a live run's (until in the future) stays."""
     now = int(time.time())
     dead = make_temp_cg(lab, "svm1", ["vol_a_rest"], now - 60)
@@ -360,7 +360,7 @@ def test_module_recovered_removes_dead_runs_temp_cg_only(lab):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_snapshot_completing_after_the_client_gave_up_stays_pending_then_late(lab, transport):
-    """Issue 7 §1: a snapshot create that hangs past the deadline; the controller finishes it after the run gave
+    """A snapshot create that hangs past the deadline; the controller finishes it after the run gave
     up. It must not carry a comment that makes it a backup: it is pending (old code: the plain comment, which
     retention and `latest` took as a backup), never picked as good, and state=recovered marks it late."""
     vol = "vol_hang_%s" % transport
@@ -399,7 +399,7 @@ def test_snapshot_completing_after_the_client_gave_up_stays_pending_then_late(la
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_latest_never_picks_a_late_or_pending_snapshot(lab, transport):
-    """Issue 7 §1: `restore` with `latest` picked the late snapshot. The restore role's catalog is built from
+    """`restore` with `latest` picked the late snapshot. The restore role's catalog is built from
     ontap_snapshot_info's real output: latest = the newest GOOD set; late/pending ones only by name with
     kvmsnap_restore_allow_crash."""
     from ansible.errors import AnsibleFilterError

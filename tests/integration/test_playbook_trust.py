@@ -1,4 +1,5 @@
-"""The backup role's trust rules end to end through ansible-playbook (issue 7 §1-§3, §7 report bits).
+"""The backup role's trust rules end to end through ansible-playbook (docs/dev/faults.md#late-snapshot,
+docs/dev/faults.md#consistency-derived, docs/dev/faults.md#release-own, and what the report says).
 
 The lab's libvirtd (tests/lab/labd) with minimal boot-sector guests (no agent: the quiesce is a suspend) whose disks
 live in the simulator's volume directories; two inventory hosts (both local) share a volume for the shared fence:
@@ -226,7 +227,7 @@ def test_recover_playbook_marks_orphans_late(lab):
 
 
 def test_single_host_hanging_snapshot_stays_pending_and_the_next_backup_marks_it_late(lab):
-    """§1 through the role: vm_backup gives the snapshot up at the deadline (+ its short wait), the run fails, the VMs
+    """A late snapshot through the role: vm_backup gives the snapshot up at the deadline (+ its short wait), the run fails, the VMs
     run; the snapshot the controller finishes later is pending, never good; the next backup's pre-flight marks it
     late once its `until` (now + kvmsnap_quiesce_deadline + kvmsnap_timeout) has passed."""
     extra = {"kvmsnap_quiesce_deadline": 10, "kvmsnap_timeout": 5}

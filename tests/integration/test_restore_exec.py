@@ -1,18 +1,18 @@
-"""How a restore runs (issue 8 §5-§8), through ansible-playbook against the lab.
+"""How a restore runs, through ansible-playbook against the lab.
 
 The lab's libvirtd (tests/lab/labd), minimal boot-sector guests whose disks live in the ONTAP simulator's volume, one
 backup taken by the backup playbook. What the old code did, each now refused or repaired:
 
-- §5 (docs/dev/faults.md#restore-lock): the restore held no lock shared with the backup (it locked elsewhere, and not
+- docs/dev/faults.md#restore-lock: the restore held no lock shared with the backup (it locked elsewhere, and not
   during the disk restore): a restore during a backup overwrote the paused VM's disk. Now one lock per VM, taken in
   the pre-flight and held to the end; a backup holding it refuses the restore and vice versa.
-- §6 (docs/dev/faults.md#restore-order): the safety snapshot was taken before the VM was shut down (writes of the shutdown in neither copy), and
+- docs/dev/faults.md#restore-order: the safety snapshot was taken before the VM was shut down (writes of the shutdown in neither copy), and
   the domain XML/NVRAM (outside ONTAP) were overwritten with no copy. Now: stop, safety snapshot, overwrite; the XML
   and NVRAM are copied aside first (state dir, per run, 0600) and the report names where.
-- §7 (docs/dev/faults.md#restore-partial, #restore-resume): the second of two disks failing left the VM shut off with one disk restored ("restored nothing");
+- docs/dev/faults.md#restore-partial, #restore-resume: the second of two disks failing left the VM shut off with one disk restored ("restored nothing");
   after kill -9 a rerun never restarted the VM that was running. Now per-file results, the files already overwritten
   rolled back from the safety snapshot and the VM running again; the plan is journaled and a rerun completes it.
-- §8 (docs/dev/faults.md#restore-report-exists): a safety snapshot that failed was still named in the report and the error.
+- docs/dev/faults.md#restore-report-exists: a safety snapshot that failed was still named in the report and the error.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def untouched(lab, safety_before: list[str]) -> None:
     assert prerestore(lab) == safety_before
 
 
-# ---- §5 the lock ---------------------------------------------------------------------------------------------
+# ---- the lock ------------------------------------------------------------------------------------------------
 
 
 def test_restore_refuses_while_a_backup_holds_the_vms_lock(live):
@@ -166,7 +166,7 @@ def test_restore_refuses_while_a_backup_holds_the_vms_lock(live):
         _lock.release(str(lab.state_dir), [lab.uuid], backup_run)
 
 
-# ---- §6 order, XML/NVRAM aside ---------------------------------------------------------------------------------
+# ---- order, XML/NVRAM aside ------------------------------------------------------------------------------------
 
 
 def test_stop_then_safety_snapshot_then_overwrite(live):
@@ -219,7 +219,7 @@ def test_a_changed_nvram_is_kept_aside(lab):
     assert str(kept.parent).startswith(str(lab.state_dir / "restore"))
 
 
-# ---- §7 partial failure, interruption --------------------------------------------------------------------------
+# ---- partial failure, interruption -----------------------------------------------------------------------------
 
 
 def test_second_disk_fails_first_rolled_back_vm_running_again(live):
@@ -293,7 +293,7 @@ def test_kill_9_after_the_disks_then_a_backup_refuses_and_a_rerun_completes(live
     assert _lock.read_lock(_lock.lock_path(str(lab.state_dir), lab.uuid)) is None
 
 
-# ---- §8 the report names what exists ---------------------------------------------------------------------------
+# ---- the report names what exists ------------------------------------------------------------------------------
 
 
 def test_a_failed_safety_snapshot_is_not_named_and_nothing_is_overwritten(live):

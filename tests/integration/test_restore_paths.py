@@ -1,4 +1,5 @@
-"""Datastores inside a volume, and stale manifests, through ansible-playbook against the lab (issue 8 §3, §4).
+"""Datastores inside a volume, and stale manifests, through ansible-playbook against the lab
+(docs/dev/faults.md#datastore-offset, docs/dev/faults.md#stale-manifest).
 
 The lab's libvirtd (tests/lab/labd) with minimal boot-sector guests whose disks live in ``<volume>/images``, a datastore
 that is a subdirectory of the simulator's volume directory (kvmsnap_datastores with ``path_in_volume: /images``),

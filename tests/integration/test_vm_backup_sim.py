@@ -206,6 +206,18 @@ def test_module_in_subprocess(module_runner, sim, tmp_path):
     assert bad.failed and "deadline" in bad["msg"]
 
 
+def test_module_takes_every_deadline_the_role_takes(module_runner, sim, tmp_path):
+    """The backup role accepts kvmsnap_quiesce_deadline up to 86400 and passes it to vm_backup as deadline: the module
+    takes it too (it stopped at 3600), and names the one range of the option when a value lies outside it."""
+    args = {"uri": URI, "vms": ["test"], "mode": "suspend", "state_dir": str(tmp_path / "m"),
+            "volumes": ["svm1:vol_ds1"], "name": "kvmsnap-mod_%s" % uuid.uuid4().hex[:8], "deadline": 86400}
+    args.update(sim.conn())
+    res = module_runner("vm_backup", args, check_mode=True)
+    assert not res.failed, res
+    bad = module_runner("vm_backup", dict(args, deadline=86401), check_mode=True)
+    assert bad.failed and bad["msg"] == "deadline: 86401 is out of range; expected 1-86400."
+
+
 def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path):
     names = backup_vms(4)
     victim = names[1]

@@ -83,7 +83,7 @@ def test_exclude():
 
 
 def test_four_late_do_not_push_out_the_good_one():
-    """Issue 7 §1: 'it pruned a genuinely good backup while four late ones stayed'. keep=1 over one good backup
+    """The failure seen: 'it pruned a genuinely good backup while four late ones stayed'. keep=1 over one good backup
     and four late ones (two older, two newer): the good one stays, the late ones older than it go."""
     snaps = [snap(1, trust="late"), snap(2, trust="late"), snap(3), snap(4, trust="late"), snap(5, trust="late")]
     out = names(select_prunable(snaps, "daily", 1, now=5000))

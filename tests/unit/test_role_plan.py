@@ -261,7 +261,7 @@ def test_catalog_records_carry_trust_state_and_consistency():
 
 
 def test_late_pending_and_old_format_only_by_name_with_the_override():
-    """Issue 7 §1: a late snapshot is never picked by `latest` (nor by a query); by name it needs
+    """A late snapshot is never picked by `latest` (nor by a query); by name it needs
     kvmsnap_restore_allow_crash."""
     from ansible.errors import AnsibleFilterError
 
