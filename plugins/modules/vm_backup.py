@@ -316,7 +316,7 @@ trust:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _fence_errors, _journal, _libvirt, _lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import ontap_module
 
 
@@ -354,8 +354,8 @@ def main() -> None:
         if not low <= p[field] <= high:
             module.fail_json(msg="%s: %d is out of range; allowed %d..%d seconds." % (field, p[field], low, high))
     try:
-        result = _fence.run_backup(p, module.check_mode)
-    except _fence.FenceError as err:
+        result = _backup_run.run_backup(p, module.check_mode)
+    except _fence_errors.FenceError as err:
         extra = dict(err.result)
         extra.pop("msg", None)
         for warning in extra.pop("warnings", []):

@@ -267,7 +267,7 @@ expires:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _libvirt, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_errors, _fence_quiesce, _journal, _libvirt, _lock
 
 
 def main() -> None:
@@ -296,12 +296,12 @@ def main() -> None:
             module.fail_json(msg="%s: %d is out of range; allowed %d..%d seconds/times." % (field, p[field], low, high))
     try:
         if p["state"] == "quiesced":
-            result = _fence.run_quiesced(p, module.check_mode)
+            result = _fence_quiesce.run_quiesced(p, module.check_mode)
         elif p["state"] == "locked":
-            result = _fence.run_locked(p, module.check_mode)
+            result = _fence_quiesce.run_locked(p, module.check_mode)
         else:
-            result = _fence.run_released(p, module.check_mode)
-    except _fence.FenceError as err:
+            result = _fence_quiesce.run_released(p, module.check_mode)
+    except _fence_errors.FenceError as err:
         extra = dict(err.result)
         extra.pop("msg", None)
         for warning in extra.pop("warnings", []):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_errors, _fence_mapping
 
 XML = """<domain><name>web1</name><devices>
 <disk type='file' device='disk'><source file='/mnt/ds1/web1/root.qcow2'/><target dev='vda'/></disk>
@@ -19,7 +19,7 @@ DS = [{"path": "/mnt/ds1", "svm": "svm1", "volume": "vol_ds1"}, {"path": "/mnt/d
 
 
 def test_domain_disks():
-    disks = _fence.domain_disks(XML)
+    disks = _fence_mapping.domain_disks(XML)
     assert [(d["target"], d["type"], d["device"], d["path"]) for d in disks] == [
         ("vda", "file", "disk", "/mnt/ds1/web1/root.qcow2"), ("vdb", "file", "disk", "/mnt/ds2/web1-data.raw"),
         ("hdc", "file", "cdrom", "/iso/install.iso"), ("vdc", "block", "disk", "/dev/mapper/3600a0980"),
@@ -28,7 +28,7 @@ def test_domain_disks():
 
 
 def test_every_unmapped_disk_named_and_cdrom_skipped():
-    out = _fence.map_vm_volumes([VM], {"u-1": XML}, DS, [])
+    out = _fence_mapping.map_vm_volumes([VM], {"u-1": XML}, DS, [])
     assert out["per_vm"]["u-1"] == [{"svm": "svm2", "volume": "vol_nested"}, {"svm": "svm1", "volume": "vol_ds2"}]
     assert len(out["unmapped"]) == 2 and "vdc" in out["unmapped"][0] and "vdd" in out["unmapped"][1]
     assert "install.iso" in out["skipped"][0]
@@ -36,27 +36,27 @@ def test_every_unmapped_disk_named_and_cdrom_skipped():
 
 def test_prefix_is_a_path_component():
     xml = "<domain><devices><disk type='file'><source file='/mnt/ds10/x.img'/><target dev='vda'/></disk></devices></domain>"
-    out = _fence.map_vm_volumes([VM], {"u-1": xml}, DS, [])
+    out = _fence_mapping.map_vm_volumes([VM], {"u-1": xml}, DS, [])
     assert out["unmapped"] and not out["per_vm"]["u-1"]
 
 
 def test_explicit_mapping_wins():
-    mapping = _fence.parse_vm_mapping([{"vm": "web1", "controller": "cluster1", "svm": "svm9",
+    mapping = _fence_mapping.parse_vm_mapping([{"vm": "web1", "controller": "cluster1", "svm": "svm9",
                                         "path": "/vol/vol_x/lun0"}], "cluster1")
     assert mapping == [{"vm": "web1", "svm": "svm9", "volume": "vol_x", "path": "/vol/vol_x/lun0"}]
-    out = _fence.map_vm_volumes([VM], {"u-1": XML}, [], mapping)
+    out = _fence_mapping.map_vm_volumes([VM], {"u-1": XML}, [], mapping)
     assert out["per_vm"]["u-1"] == [{"svm": "svm9", "volume": "vol_x"}] and out["unmapped"] == []
 
 
 def test_mapping_takes_vm_controller_path_as_vm_info_does():
     # the string form names the controller (as vm_info and Snap Creator); the SVM comes from the controller later
-    assert _fence.parse_vm_mapping("web1:Cluster1:/vol/vol_x/lun0;", "cluster1") == [
+    assert _fence_mapping.parse_vm_mapping("web1:Cluster1:/vol/vol_x/lun0;", "cluster1") == [
         {"vm": "web1", "svm": None, "volume": "vol_x", "path": "/vol/vol_x/lun0"}]
 
 
 def test_old_svm_form_refused_naming_the_field_and_the_form():
-    with pytest.raises(_fence.FenceError) as err:
-        _fence.parse_vm_mapping("web1:svm9:/vol/vol_x/lun0;", "cluster1.example.com")
+    with pytest.raises(_fence_errors.FenceError) as err:
+        _fence_mapping.parse_vm_mapping("web1:svm9:/vol/vol_x/lun0;", "cluster1.example.com")
     msg = str(err.value)
     assert "entry 1 (web1): the controller field is 'svm9'" in msg and "hostname" in msg
     assert "vm:controller:path" in msg and "web1:cluster1.example.com:/vol/vol_x/lun0" in msg
@@ -69,8 +69,8 @@ def test_old_svm_form_refused_naming_the_field_and_the_form():
     ("VM1:ctrl:/lun/x", "/vol/<volume>"),
 ])
 def test_bad_vm_mapping(bad, match):
-    with pytest.raises(_fence.FenceError, match=match):
-        _fence.parse_vm_mapping(bad)
+    with pytest.raises(_fence_errors.FenceError, match=match):
+        _fence_mapping.parse_vm_mapping(bad)
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -79,5 +79,5 @@ def test_bad_vm_mapping(bad, match):
     (["/mnt/x"], "expected a dict"),
 ])
 def test_bad_datastores(bad, match):
-    with pytest.raises(_fence.FenceError, match=match):
-        _fence.parse_datastores(bad)
+    with pytest.raises(_fence_errors.FenceError, match=match):
+        _fence_mapping.parse_datastores(bad)
