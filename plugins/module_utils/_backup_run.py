@@ -9,22 +9,29 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils import _snapshot_naming as naming
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence import Fence, FenceInterrupted, check_locks, release_on_signals, run_id_param
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import resolve_vms
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_mapping import map_vm_volumes, parse_datastores, parse_vm_mapping, resolve_mapping_svms
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import elapsed_ms, plan, public_outcome, weakest
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect as ontap_connect
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import confirm_snapshot_set, recover_orphans
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import has_marker
 
 
 def run_backup(params: Dict[str, Any], check_mode: bool = False,
                connect: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Dict[str, Any]:
     """vm_backup: the whole fence of one host. Raises FenceError (with .result) on failure."""
-    from ansible_collections.kvmsnap.core.plugins.module_utils import _snapshot_naming as naming
     mode = params.get("mode") or "auto"
     deadline = float(params["deadline"])
     fence = Fence(params.get("uri"), params["state_dir"], params.get("retries", 3), params.get("agent_timeout", 10),
@@ -54,7 +61,6 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         volumes = _backup_volumes(fence, vms, params)
         result["volumes"] = ["%s:%s" % v for v in volumes]
         if connect is None:
-            from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect as ontap_connect
             connect = ontap_connect
         ontap, existing, volumes = _ontap_preflight(connect, params, volumes, name)
         result["volumes"] = ["%s:%s" % v for v in volumes]
@@ -176,7 +182,6 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
 
 def _recover_orphans(ontap: Any, volumes: List[tuple], check_mode: bool, warnings: List[str]) -> Dict[str, Any]:
     """Before the fence: mark late what dead runs left pending on these volumes, remove their temp CGs."""
-    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import recover_orphans
     try:
         res = recover_orphans(ontap, list(volumes), check_mode=check_mode)
     except Exception as err:  # a failed clean-up never blocks a backup; the next run tries again
@@ -211,8 +216,6 @@ def _verify_snapshots(ontap: Any, snapshots: List[Dict[str, Any]], warnings: Lis
 def host_token(name: Optional[str] = None) -> str:
     """The snapshot comment's `host=`: NAME (the inventory name the roles pass as kvm_host), else the OS hostname;
     characters the comment does not allow become '_'."""
-    import re
-    import socket
     host = re.sub(r"[^A-Za-z0-9_.:@-]", "_", name or socket.gethostname())[:60]
     return host or "host"
 
@@ -221,7 +224,6 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
     """The (svm, volume) set of the run: explicit `volumes`, or the volumes under the VMs' disks."""
     explicit: List[tuple] = []
     if params.get("volumes"):
-        from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
         try:
             explicit = parse_volumes(params["volumes"], None)
         except OptionError as err:
@@ -263,9 +265,6 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str,
     A rerun whose snapshot already exists on every volume with our metadata is a no-op (F11 (docs/dev/faults.md#f11)); any other
     existing snapshot of that name is refused, never overwritten.
     """
-    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError
-    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
-    from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import has_marker
     try:
         ontap = connect(params, "vm_backup")
         # the login may create and confirm snapshots: checked before any VM is quiesced (docs/security.md)
@@ -360,7 +359,6 @@ def _settle(ontap: Any, volumes: List[tuple], name: str, run_id: str, result: Di
     A snapshot still running after LATE_WAIT cannot be marked (it may not exist yet): it stays pending and
     the next run's recovery marks it late once its `until` has passed.
     """
-    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import confirm_snapshot_set
     if not result["snapshots"]:  # still running after LATE_WAIT: it may appear later, pending
         return "pending_late" if snap.get("was_late") and "result" not in snap else None
     good = in_window and not snap.get("error")

@@ -27,7 +27,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _libvirt, _lock, _watchdog
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
@@ -36,13 +36,8 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._fence_gang import Ga
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import consistency_for, elapsed_ms, is_test_uri, planned_action, skip_reason, wall_time
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_vm import quiesce_one, release_one
 
-MODES = ("suspend", "freeze", "auto", "none")
 # connections of one run to libvirtd (libvirtd serves max_client_requests=5 calls per client at a time)
 MAX_SLOTS = 8
-# Fault-injection points for the integration tests (empty in production): callables run with
-# (fence, vms) right before the parallel quiesce / before the release.
-BEFORE_QUIESCE: List[Callable[..., None]] = []
-BEFORE_RELEASE: List[Callable[..., None]] = []
 
 
 class Fence:
@@ -198,8 +193,6 @@ class Fence:
         no file write lands in the pause window; its write-ahead journal already names every VM to release.
         """
         todo = [vm for vm in vms if planned_action(mode, vm["state"]) != "none"]
-        for hook in BEFORE_QUIESCE:
-            hook(self, todo)
         self.sc.set_slots(min(MAX_SLOTS, max(1, len(todo))))
         gang = Gang(todo, lambda vm: quiesce_one(self.sc, vm, mode, self.agent_timeout), self.sc, self._lookup)
         t0 = time.monotonic()
@@ -266,13 +259,10 @@ class Fence:
         self.sc.set_slots(min(MAX_SLOTS, max(1, len(todo))))
         return Gang(todo, lambda o: release_one(self.sc, o, self.agent_timeout), self.sc, self._lookup)
 
-    def release(self, outcomes: List[Dict[str, Any]], by: str = "module", gang: Optional[Gang] = None
-                ) -> List[Dict[str, Any]]:
+    def release(self, outcomes: List[Dict[str, Any]], gang: Optional[Gang] = None) -> List[Dict[str, Any]]:
         """Release every VM of OUTCOMES this run quiesced, in parallel; sets released/release_* in place."""
         gang = gang or self.prepare_release(outcomes)
         todo = gang.items
-        for hook in BEFORE_RELEASE:
-            hook(self, todo)
         # first quiesced, first released: the longest pause is then ~ max(quiesce spread, release spread) +
         # snapshot instead of their sum
         gang.fire(order=sorted(range(len(todo)), key=lambda i: todo[i].get("t_quiesced") or 0.0))
@@ -366,7 +356,7 @@ def check_locks(state_dir: str, vms: List[Dict[str, Any]], run_id: Optional[str]
         rec = _lock.read_lock(path)
         if not rec or (run_id is not None and rec.get("run_id") == run_id):
             continue
-        journal = _lock._journal_of(state_dir, rec)
+        journal = _lock.journal_of(state_dir, rec)
         if _lock.lock_staleness(rec, journal) is None:
             raise FenceError("VM %s (%s) is locked by %s; another kvmsnap run is fencing it."
                              % (vm["name"], vm["uuid"], _lock.describe(rec)), {"holder": rec})

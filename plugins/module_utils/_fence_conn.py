@@ -9,6 +9,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -17,7 +18,6 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
 
 VIR_ERR_NO_SUPPORT = 3
-VIR_ERR_OPERATION_INVALID = 55
 VIR_ERR_ARGUMENT_UNSUPPORTED = 74
 VIR_ERR_OPERATION_UNSUPPORTED = 84
 VIR_ERR_AGENT_UNRESPONSIVE = 86
@@ -64,7 +64,7 @@ class SharedConnection:
         with self._lock:
             if self._conns[slot] is None:
                 self._conns[slot] = _libvirt.open_connection(self.uri, readonly=self.readonly, retries=self.retries,
-                                                          delay=self.delay)
+                                                             delay=self.delay)
             return self._conns[slot], (slot, self._gens[slot])
 
     @property
@@ -208,7 +208,6 @@ def resolve_vms(conn: Any, idents: List[str], uri: Optional[str]) -> List[Dict[s
         found.append({"ident": ident, "uuid": vm_uuid, "name": dom.name(), "state": sname,
                       "paused_reason": _libvirt.paused_reason(reason) if sname == "paused" else None})
     if unknown:
-        import socket
         raise FenceError("unknown VM(s) on %s %s: %s; nothing was quiesced. Check the names/UUIDs with "
                          "'virsh -c %s list --all'." % (socket.gethostname(), uri or _libvirt.DEFAULT_URI,
                                                         ", ".join(repr(u) for u in unknown),

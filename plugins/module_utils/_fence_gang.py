@@ -75,8 +75,8 @@ class Gang:
 
 
 def parallel(items: List[Any], fn: Callable[[Any], Dict[str, Any]], timeout: Optional[float] = None,
-              sc: Optional[SharedConnection] = None, prepare: Optional[Callable[[Any], None]] = None
-              ) -> List[Dict[str, Any]]:
+             sc: Optional[SharedConnection] = None, prepare: Optional[Callable[[Any], None]] = None
+             ) -> List[Dict[str, Any]]:
     """Run fn on every item at once, results in item order."""
     if not items:
         return []

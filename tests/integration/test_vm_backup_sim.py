@@ -206,19 +206,21 @@ def test_module_in_subprocess(module_runner, sim, tmp_path):
     assert bad.failed and "deadline" in bad["msg"]
 
 
-def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path):
+def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path, monkeypatch):
     names = backup_vms(4)
     victim = names[1]
 
     def break_one(_f, _todo):  # real fault: one VM is destroyed right before the quiesce
         conn.lookupByName(victim).destroy()
-    _fence.BEFORE_QUIESCE.append(break_one)
-    try:
-        p = params(sim, tmp_path, names)
-        with pytest.raises(_fence_errors.FenceError) as info:
-            _backup_run.run_backup(p)
-    finally:
-        _fence.BEFORE_QUIESCE.clear()
+    quiesce = _fence.Fence.quiesce
+
+    def quiesce_after_fault(fence, vms, *args, **kwargs):
+        break_one(fence, vms)
+        return quiesce(fence, vms, *args, **kwargs)
+    monkeypatch.setattr(_fence.Fence, "quiesce", quiesce_after_fault)
+    p = params(sim, tmp_path, names)
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(p)
     assert "no snapshot was taken" in str(info.value) and victim in str(info.value)
     assert not snaps_on(sim, "vol_ds1", p["name"]) and not snaps_on(sim, "vol_ds2", p["name"])
     assert [s for n, s in zip(names, states(conn, names)) if n != victim] == [RUNNING] * 3

@@ -56,11 +56,25 @@ def state_dir(tmp_path):
     return str(tmp_path / "state")
 
 
-@pytest.fixture(autouse=True)
-def _no_hooks():
-    yield
-    _fence.BEFORE_QUIESCE.clear()
-    _fence.BEFORE_RELEASE.clear()
+def before_quiesce(monkeypatch, hook):
+    """Run hook(fence, vms) right before the fence's parallel quiesce (a real fault at that moment)."""
+    quiesce = _fence.Fence.quiesce
+
+    def wrapped(self, vms, *args, **kwargs):
+        hook(self, vms)
+        return quiesce(self, vms, *args, **kwargs)
+    monkeypatch.setattr(_fence.Fence, "quiesce", wrapped)
+
+
+def before_release(monkeypatch, hook):
+    """Run hook(fence, outcomes) once the release workers are prepared, right before they are fired."""
+    prepare = _fence.Fence.prepare_release
+
+    def wrapped(self, outcomes):
+        gang = prepare(self, outcomes)
+        hook(self, gang.items)
+        return gang
+    monkeypatch.setattr(_fence.Fence, "prepare_release", wrapped)
 
 
 def params(state_dir, names, **kw):
@@ -113,13 +127,13 @@ def test_user_paused_vm_is_untouched(conn, vms, state_dir):
     assert_clean(state_dir)
 
 
-def test_partial_failure_releases_quiesced_leaves_others(conn, vms, state_dir):
+def test_partial_failure_releases_quiesced_leaves_others(conn, vms, state_dir, monkeypatch):
     names = vms(5)
     victim = names[2]
 
     def break_one(_fence_obj, _todo):  # real fault: VM3 is destroyed just before the quiesce
         conn.lookupByName(victim).destroy()
-    _fence.BEFORE_QUIESCE.append(break_one)
+    before_quiesce(monkeypatch, break_one)
     with pytest.raises(_fence_errors.FenceError) as info:
         _fence_quiesce.run_quiesced(params(state_dir, names))
     assert victim in str(info.value) and "released again" in str(info.value)
@@ -270,7 +284,7 @@ def test_uri_from_environment(module_runner, tmp_path, module):
     assert res["invocation"]["module_args"]["uri"] == URI
 
 
-def test_connection_lost_midway_reconnects(conn, vms, state_dir):
+def test_connection_lost_midway_reconnects(conn, vms, state_dir, monkeypatch):
     """F7 (docs/dev/faults.md#f7): the libvirt connection dies between resolve and quiesce, and again before the release
     (closed under the fence: VIR_ERR_INVALID_CONN); the fence reconnects and finishes."""
     names = vms(4)
@@ -281,13 +295,13 @@ def test_connection_lost_midway_reconnects(conn, vms, state_dir):
         for c in list(fence_obj.sc._conns):
             if c is not None:
                 c.close()
-    _fence.BEFORE_QUIESCE.append(kill_connections)
-    res = _fence_quiesce.run_quiesced(params(state_dir, names))
+    with monkeypatch.context() as patch:
+        before_quiesce(patch, kill_connections)
+        res = _fence_quiesce.run_quiesced(params(state_dir, names))
     assert {v["action"] for v in res["vms"]} == {"suspended"} and not any(v["error"] for v in res["vms"])
     assert seen["fence"].sc.reconnects >= 1
     assert set(states(conn, names)) == {PAUSED}
-    _fence.BEFORE_QUIESCE.clear()
-    _fence.BEFORE_RELEASE.append(kill_connections)
+    before_release(monkeypatch, kill_connections)
     rel = _fence_quiesce.run_released(params(state_dir, names, state="released"))
     assert {v["release_result"] for v in rel["vms"]} == {"resumed"}
     assert set(states(conn, names)) == {RUNNING}
