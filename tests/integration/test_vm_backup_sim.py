@@ -182,7 +182,7 @@ def test_vm_mapping_snapcreator_form(conn, backup_vms, sim, tmp_path):
     assert not snaps_on(sim, "vol_ds1", p["name"])
     with pytest.raises(_fence_errors.FenceError, match="volume vol_nope does not exist"):
         _backup_run.run_backup(params(sim, tmp_path, names[:1], datastores=None,
-                                 vm_mapping="%s:%s:/vol/vol_nope/lun0" % (names[0], sim.host)))
+                                      vm_mapping="%s:%s:/vol/vol_nope/lun0" % (names[0], sim.host)))
     with pytest.raises(_fence_errors.FenceError, match="entry 2 is empty"):
         _backup_run.run_backup(params(sim, tmp_path, names, datastores=None, vm_mapping="a:b:/vol/c/d;;e:f:/vol/g/h"))
     with pytest.raises(_fence_errors.FenceError, match="entry 1"):

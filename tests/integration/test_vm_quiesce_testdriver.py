@@ -151,7 +151,7 @@ def test_unknown_vms_rejected_before_touching(conn, vms, state_dir):
     names = vms(2)
     with pytest.raises(_fence_errors.FenceError) as info:
         _fence_quiesce.run_quiesced(params(state_dir, [names[0], "no-such-vm", "00000000-0000-0000-0000-000000000000",
-                                               names[1], "$(id)"]))
+                                                       names[1], "$(id)"]))
     msg = str(info.value)
     for bad in ("no-such-vm", "00000000-0000-0000-0000-000000000000", "$(id)"):
         assert bad in msg

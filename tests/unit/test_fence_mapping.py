@@ -42,7 +42,7 @@ def test_prefix_is_a_path_component():
 
 def test_explicit_mapping_wins():
     mapping = _fence_mapping.parse_vm_mapping([{"vm": "web1", "controller": "cluster1", "svm": "svm9",
-                                        "path": "/vol/vol_x/lun0"}], "cluster1")
+                                                "path": "/vol/vol_x/lun0"}], "cluster1")
     assert mapping == [{"vm": "web1", "svm": "svm9", "volume": "vol_x", "path": "/vol/vol_x/lun0"}]
     out = _fence_mapping.map_vm_volumes([VM], {"u-1": XML}, [], mapping)
     assert out["per_vm"]["u-1"] == [{"svm": "svm9", "volume": "vol_x"}] and out["unmapped"] == []

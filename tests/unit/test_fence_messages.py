@@ -37,7 +37,7 @@ VM = {"uuid": "6b1c4e1e-0000-4000-8000-000000000001", "name": "web1", "state": "
 
 def test_freeze_without_agent_says_use_auto_or_suspend():
     out = _fence_vm.quiesce_one(_Shared(_Dom("argument unsupported: QEMU guest agent is not configured")), VM,
-                             "freeze", 5)
+                                "freeze", 5)
     assert "freeze of VM web1" in out["error"] and "QEMU guest agent is not configured" in out["error"]
     assert "kvmsnap_quiesce_mode" in out["error"]
     assert "mode auto" in out["error"] and "suspend" in out["error"]
