@@ -30,7 +30,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
 
 
 def run_backup(params: Dict[str, Any], check_mode: bool = False,
-               connect: Optional[Callable[[Dict[str, Any]], Any]] = None) -> Dict[str, Any]:
+               connect: Optional[Callable[[Dict[str, Any], str], Any]] = None) -> Dict[str, Any]:
     """vm_backup: the whole fence of one host. Raises FenceError (with .result) on failure."""
     mode = params.get("mode") or "auto"
     deadline = float(params["deadline"])
@@ -235,7 +235,11 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
             raise FenceError("vm_backup: no volume to snapshot; give volumes, datastores or vm_mapping so every "
                              "disk of %s maps to an ONTAP volume." % ", ".join(vm["name"] for vm in vms))
         return explicit
-    xmls = {vm["uuid"]: fence.sc.call(lambda conn, _a, u=vm["uuid"]: fence.sc.domain(conn, u).XMLDesc(0)) for vm in vms}
+
+    def xml_of(vm_uuid: str) -> str:
+        return fence.sc.call(lambda conn, _a: fence.sc.domain(conn, vm_uuid).XMLDesc(0))
+
+    xmls = {vm["uuid"]: xml_of(vm["uuid"]) for vm in vms}
     mapped = map_vm_volumes(vms, xmls, datastores, mapping)
     for note in mapped["skipped"]:
         fence.warnings.append(note)
@@ -257,7 +261,7 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
     return out
 
 
-def _ontap_preflight(connect: Callable[[Dict[str, Any]], Any], params: Dict[str, Any], volumes: List[tuple],
+def _ontap_preflight(connect: Callable[[Dict[str, Any], str], Any], params: Dict[str, Any], volumes: List[tuple],
                      name: str) -> Tuple[Any, List[Dict[str, Any]], List[tuple]]:
     """Connect and check every volume exists (F16 (docs/dev/faults.md#f16)); return the client, the snapshots NAME
     already has and the volumes (the SVM of vm_mapping entries without one filled in).

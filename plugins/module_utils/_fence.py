@@ -125,7 +125,7 @@ class Fence:
             report.append(entry)
             if errors:
                 self.warnings.append("recovery of run %s could not release: %s" % (journal["run_id"],
-                                                                                   "; ".join(errors.values())))
+                                                                                   "; ".join(str(e) for e in errors.values())))
         _journal.prune_finished(self.state_dir)
         return report
 
@@ -175,7 +175,7 @@ class Fence:
         return {"run_id": self.run_id, "takeovers": takeovers, "watchdog": wd}
 
     def _abort_run(self) -> None:
-        if self.run_id is None:
+        if self.run_id is None or self.journal_id is None:
             return
         try:
             _journal.update(self.state_dir, self.journal_id,
@@ -228,7 +228,7 @@ class Fence:
         self.sc.call(lambda conn, _a: self.sc.domain(conn, vm["uuid"]))
 
     def _record(self, outcomes: List[Dict[str, Any]], state: str) -> None:
-        if self.run_id is None:
+        if self.run_id is None or self.journal_id is None:
             return
         actions = {o["uuid"]: o for o in outcomes}
 
@@ -284,7 +284,7 @@ class Fence:
 
     def finish(self, outcomes: List[Dict[str, Any]], by: str = "module") -> None:
         """Journal final (released) when every VM is released; then the locks go."""
-        if self.run_id is None:
+        if self.run_id is None or self.journal_id is None:
             return
         for o in outcomes:
             if o.get("action") == "none":

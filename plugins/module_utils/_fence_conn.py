@@ -132,7 +132,7 @@ def set_agent_timeout(dom: Any, seconds: int) -> None:
 
 def agent_command(dom: Any, command: str, timeout: int) -> Any:
     """Run a guest-agent command (JSON) with a timeout; returns the decoded 'return' value."""
-    import libvirt_qemu  # type: ignore[import-not-found]  # part of libvirt-python
+    import libvirt_qemu  # part of libvirt-python: optional, imported where the agent is used
     out = libvirt_qemu.qemuAgentCommand(dom, json.dumps({"execute": command}), int(timeout), 0)
     return json.loads(out).get("return") if out else None
 

@@ -108,8 +108,9 @@ def owner(pid: Optional[int] = None, role: str = "module") -> Dict[str, Any]:
 
 def owner_alive(entry: Dict[str, Any]) -> bool:
     """True if the process of an owner entry still runs (same pid AND same start time: no pid reuse)."""
+    raw = entry.get("pid")
     try:
-        pid = int(entry.get("pid"))
+        pid = int(raw) if raw is not None else 0
     except (TypeError, ValueError):
         return False
     if pid <= 0:

@@ -64,9 +64,9 @@ from typing import Any
 from ansible.module_utils.basic import env_fallback
 
 try:
-    import libvirt  # type: ignore[import-not-found]
+    import libvirt
 except ImportError:
-    libvirt = None  # type: ignore[assignment]
+    libvirt = None
     HAS_LIBVIRT = False
     LIBVIRT_IMPORT_ERROR: str | None = traceback.format_exc()
 else:

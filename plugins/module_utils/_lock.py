@@ -95,7 +95,7 @@ def lock_staleness(rec: Dict[str, Any], journal: Optional[Dict[str, Any]], now: 
 def journal_of(state_dir: str, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The journal of the run that holds lock record REC (None: none; {"error"}: unreadable)."""
     run_id = rec.get("journal") or rec.get("run_id")
-    if not _journal.valid_run_id(run_id):
+    if not isinstance(run_id, str) or not _journal.valid_run_id(run_id):
         return None
     try:
         return _journal.read(state_dir, run_id)
@@ -211,7 +211,7 @@ def release(state_dir: str, uuids: List[str], run_id: str) -> List[str]:
 
 def holders(state_dir: str) -> List[Dict[str, Any]]:
     """Every lock record in state_dir (for reports and recovery)."""
-    out = []
+    out: List[Dict[str, Any]] = []
     base = os.path.join(state_dir, "locks")
     try:
         names = sorted(os.listdir(base))
