@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
+from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 VIR_ERR_NO_SUPPORT = 3
 VIR_ERR_ARGUMENT_UNSUPPORTED = 74
@@ -98,17 +98,13 @@ class SharedConnection:
 
     def call(self, fn: Callable[[Any, int], Any]) -> Any:
         """fn(conn, attempt); a transient error → reconnect and call again (at most ``retries`` times)."""
-        attempt = 0
-        while True:
-            conn, gen = self._get()
-            try:
-                return fn(conn, attempt)
-            except Exception as err:
-                if not _libvirt.is_transient(err) or attempt >= self.retries:
-                    raise
-                self._reconnect(gen)
-                attempt += 1
-                time.sleep(self.delay * attempt)
+        gens: List[Any] = [None]
+
+        def once(attempt: int) -> Any:
+            conn, gens[0] = self._get()
+            return fn(conn, attempt)
+        return retry(once, self.retries, _libvirt.is_transient, base=self.delay,
+                     before_retry=lambda _err, _attempt: self._reconnect(gens[0]))
 
     def close(self) -> None:
         with self._lock:

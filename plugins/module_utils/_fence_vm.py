@@ -9,7 +9,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import (
@@ -24,6 +24,9 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import (
     set_agent_timeout,
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import consistency_for
+from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
+
+THAW_RETRIES = 2  # a thaw that failed is tried again this often before the release reports it
 
 
 def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeout: int) -> Dict[str, Any]:
@@ -126,32 +129,32 @@ def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) ->
         thawed = dom.fsThaw()
         return "thawed" if thawed else "already thawed"
 
+    thaw_failures: List[Exception] = []
+
+    def thaw_or_status(_attempt: int) -> str:
+        """One thaw; when it fails, ask the agent whether the guest is thawed anyway."""
+        try:
+            return sc.call(thaw)
+        except Exception as err:
+            if _libvirt.error_code(err) == _libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+            if agent_not_configured(err):
+                # no agent channel: nothing can have been frozen (journals of older runs record a freeze
+                # attempt on such a VM as frozen)
+                return "nothing to thaw (no guest agent configured)"
+            thaw_failures.append(err)
+            failure = err
+        if sc.call(lambda conn, _a: freeze_status(sc.domain(conn, vm["uuid"]), agent_timeout)) == "thawed":
+            return "already thawed"
+        raise failure
+
     try:
         if action in ("frozen", "auto"):
-            last: Optional[BaseException] = None
-            for _try in range(3):  # F4 (docs/dev/faults.md#f4): retry the thaw, then check the status
-                try:
-                    out["result"] = sc.call(thaw)
-                    last = None
-                    break
-                except Exception as err:
-                    if _libvirt.error_code(err) == _libvirt.VIR_ERR_NO_DOMAIN:
-                        raise
-                    if agent_not_configured(err):
-                        # no agent channel: nothing can have been frozen (journals of older runs record a freeze
-                        # attempt on such a VM as frozen)
-                        out["result"] = "nothing to thaw (no guest agent configured)"
-                        last = None
-                        break
-                    last = err
-                    status = sc.call(lambda conn, _a: freeze_status(sc.domain(conn, vm["uuid"]), agent_timeout))
-                    if status == "thawed":
-                        out["result"] = "already thawed"
-                        last = None
-                        break
-                    time.sleep(0.2)
-            if last is not None and action == "frozen":
-                raise last
+            try:  # F4 (docs/dev/faults.md#f4): retry the thaw, then check the status
+                out["result"] = retry(thaw_or_status, THAW_RETRIES, lambda err: err in thaw_failures)
+            except Exception as err:
+                if action == "frozen" or err not in thaw_failures:
+                    raise
         if action in ("suspended", "auto"):
             res = sc.call(resume)
             out["result"] = res if action == "suspended" or res == "resumed" else (out["result"] or res)

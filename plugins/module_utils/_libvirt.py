@@ -56,12 +56,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 try:
     import libvirt
@@ -199,23 +200,21 @@ def open_connection(uri: str | None = None, readonly: bool = True, retries: int 
                                  "python3-libvirt package or 'pip install libvirt-python'.")
     _silence_libvirt()
     target = _effective_uri(uri)
-    attempts = max(0, int(retries)) + 1
     last: BaseException | None = None
     tried = 0
-    for attempt in range(attempts):
+
+    def once(_attempt: int) -> Any:
+        nonlocal tried
         tried += 1
-        try:
-            conn = libvirt.openReadOnly(target) if readonly else libvirt.open(target)
-        except libvirt.libvirtError as err:
-            last = err
-            if not is_transient(err) or attempt == attempts - 1:
-                break
-            time.sleep(delay * (attempt + 1))
-            continue
-        if conn is None:  # old bindings returned None instead of raising
-            last = None
-            break
-        return conn
+        return libvirt.openReadOnly(target) if readonly else libvirt.open(target)
+    try:
+        conn = retry(once, retries, lambda err: isinstance(err, libvirt.libvirtError) and is_transient(err),
+                     base=delay)
+    except libvirt.libvirtError as err:
+        last = err
+    else:
+        if conn is not None:  # old bindings returned None instead of raising
+            return conn
     code = error_code(last) if last is not None else None
     transient = bool(last is not None and is_transient(last))
     hint = (" Is libvirtd (or virtqemud) running on this host, and may this user open the socket?"
@@ -267,26 +266,17 @@ def retrying(conn_factory: Callable[[], Any], fn: Callable[[Any], Any], retries:
     ``conn``: the connection for the first attempt (default: ``conn_factory()``). At most
     ``retries`` reconnects; then the last error is raised.
     """
-    attempts = max(0, int(retries)) + 1
-    current = conn
-    for attempt in range(attempts):
-        if current is None:
-            try:
-                current = conn_factory()
-            except Exception as err:
-                if not is_transient(err) or attempt == attempts - 1:
-                    raise
-                time.sleep(delay * (attempt + 1))
-                continue
-        try:
-            return fn(current)
-        except Exception as err:
-            if not is_transient(err) or attempt == attempts - 1:
-                raise
-            _close_quietly(current)
-            current = None
-            time.sleep(delay * (attempt + 1))
-    raise LibvirtAccessError(f"libvirt: no attempt was made (retries={retries!r})")  # pragma: no cover
+    current = [conn]
+
+    def once(_attempt: int) -> Any:
+        if current[0] is None:
+            current[0] = conn_factory()
+        return fn(current[0])
+
+    def drop(_err: Exception, _attempt: int) -> None:  # a dead connection is useless: the next attempt reconnects
+        _close_quietly(current[0])
+        current[0] = None
+    return retry(once, retries, is_transient, base=delay, before_retry=drop)
 
 
 class LibvirtSession:
