@@ -5,6 +5,8 @@
 
 This module util is PRIVATE to the collection. It may change without notice, but the names
 below are a contract between vm_info, vm_quiesce, vm_backup and vm_restore; extend, don't rename.
+It imports without Ansible (the fence watchdog uses it outside AnsiballZ); the modules' ``uri`` option
+(``uri_option``) is in ``_libvirt_args``.
 
 Public names
 ------------
@@ -13,9 +15,6 @@ Public names
     ``module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)``
     when ``HAS_LIBVIRT`` is false.
 ``DEFAULT_URI = 'qemu:///system'``
-``uri_option() -> dict``
-    The ``uri`` argument-spec entry every vm_* module uses (default qemu:///system, env fallback
-    ``LIBVIRT_DEFAULT_URI`` so an AWX credential or the shell can set it).
 ``LibvirtAccessError(Exception)``
     Raised by this module; ``str()`` names the URI and what to do next. ``.uri``, ``.code``
     (libvirt error code or None), ``.transient`` (bool).
@@ -60,8 +59,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ansible.module_utils.basic import env_fallback
-
 from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 try:
@@ -75,11 +72,6 @@ else:
     LIBVIRT_IMPORT_ERROR = None
 
 DEFAULT_URI = "qemu:///system"
-
-
-def uri_option() -> dict:
-    """Argument-spec entry of the vm_* modules' ``uri`` option (one definition for all of them)."""
-    return dict(type="str", default=DEFAULT_URI, fallback=(env_fallback, ["LIBVIRT_DEFAULT_URI"]))
 
 
 # libvirt error codes (virErrorNumber) that a reconnect can cure. Numbers, not attributes, so this

@@ -316,14 +316,14 @@ trust:
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _fence_errors, _journal, _libvirt, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _fence_errors, _journal, _libvirt, _libvirt_args, _lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import ontap_module
 
 
 def main() -> None:
     module = ontap_module(
         dict(
-            uri=_libvirt.uri_option(),
+            uri=_libvirt_args.uri_option(),
             vms=dict(type="list", elements="str", required=True),
             mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
             deadline=dict(type="int", default=60),

@@ -464,7 +464,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt, _libvirt_args
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import DomainXmlError, parse_domain_xml
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import (
     StorageInventory,
@@ -501,7 +501,7 @@ CONTROLLER_OPTIONS = dict(
 )
 
 ARGUMENT_SPEC = dict(
-    uri=_libvirt.uri_option(),
+    uri=_libvirt_args.uri_option(),
     retries=dict(type="int", default=3),
     vms=dict(type="list", elements="str"),
     unknown_vms=dict(type="str", default="fail", choices=["fail", "report"]),

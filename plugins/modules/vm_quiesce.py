@@ -267,13 +267,13 @@ expires:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_errors, _fence_quiesce, _journal, _libvirt, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_errors, _fence_quiesce, _journal, _libvirt, _libvirt_args, _lock
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            uri=_libvirt.uri_option(),
+            uri=_libvirt_args.uri_option(),
             vms=dict(type="list", elements="str"),
             mode=dict(type="str", choices=["suspend", "freeze", "auto", "none"], default="auto"),
             state=dict(type="str", choices=["quiesced", "released", "locked"], default="quiesced"),

@@ -226,13 +226,13 @@ xml_sha256:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _libvirt, _libvirt_args
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
-            uri=_libvirt.uri_option(),
+            uri=_libvirt_args.uri_option(),
             vm=dict(type="str"),
             domain_xml=dict(type="str"),
             domain_xml_path=dict(type="path"),
