@@ -9,7 +9,7 @@ Layout under ``state_dir`` (default /var/lib/kvmsnap, mode 0700; every file 0600
 
     runs/<run id>.json     one journal per run (atomically replaced: tmp file + rename)
     locks/<vm uuid>.lock   one lock per VM (created with O_EXCL; see _lock.py)
-    watchdog.py            the watchdog's source (see _watchdog.py)
+    watchdog.zip           the watchdog, runnable (see _watchdog.py)
 
 A journal (format version 1)::
 
