@@ -5,7 +5,12 @@
 
 This module util is PRIVATE to the collection. It may change without notice.
 
-Used by vm_quiesce (state quiesced/released) and vm_backup (quiesce → snapshot → release).
+Used by vm_quiesce (state quiesced/released: ``_fence_quiesce``) and vm_backup (quiesce → snapshot → release:
+``_backup_run``). This file holds the Fence class (one host's run: journal, locks, watchdog, parallel quiesce and
+release), the signal handling and the checks both entry points share; the pieces it is built from are
+``_fence_rules`` (pure rules), ``_fence_conn`` (shared libvirt connection, agent calls, VM resolution),
+``_fence_vm`` (quiesce/release of one VM), ``_fence_gang`` (the thread group), ``_fence_errors``, ``_journal``,
+``_lock`` and ``_watchdog``.
 
 Rules (see docs and tests):
 
