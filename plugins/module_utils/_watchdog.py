@@ -186,13 +186,22 @@ def watch(path: str) -> int:
     sc = SharedConnection(journal.get("uri"), retries=RETRIES)
     try:
         results = parallel(pending, lambda vm: release_one(sc, vm, int(journal.get("agent_timeout") or 10)))
+        # recorded at once (the connection closed and the log written afterwards): whoever sees the VMs run
+        # again finds the journal final a moment later
+        record_release(state_dir, journal_id, pending, results, "watchdog (%s)" % reason, me)
     finally:
         sc.close()
-    done: Dict[str, Dict[str, Any]] = {}
     for vm, res in zip(pending, results):
-        done[vm["uuid"]] = dict(res, at=time.time())
         log(state_dir, "vm %s (%s): %s" % (vm.get("name"), vm["uuid"], (res.get("result"), res.get("error"))))
-    by = "watchdog (%s)" % reason
+    _lock.release_run(state_dir, _journal.run_of(journal))
+    return 0
+
+
+def record_release(state_dir: str, journal_id: str, pending: List[Dict[str, Any]], results: List[Dict[str, Any]],
+                   by: str, me: Dict[str, Any]) -> None:
+    """Write the watchdog's release of PENDING (RESULTS, same order) into the journal and mark it final."""
+    at = time.time()
+    done = {vm["uuid"]: res for vm, res in zip(pending, results)}
 
     def record(j: Dict[str, Any]) -> None:
         if _journal.is_final(j):
@@ -207,15 +216,13 @@ def watch(path: str) -> int:
             if vm["released"]:
                 vm["released_how"] = "watchdog"
                 vm["released_by"] = by
-                vm["released_at"] = res["at"]
+                vm["released_at"] = at
         _journal.mark_final(j, "released", by)
         j.setdefault("owners", []).append(me)
     try:
         _journal.update(state_dir, journal_id, record)
     except (OSError, _journal.JournalError) as err:
-        log(state_dir, "cannot record the release in journal %s: %s" % (path, err))
-    _lock.release_run(state_dir, _journal.run_of(journal))
-    return 0
+        log(state_dir, "cannot record the release in journal %s: %s" % (journal_id, err))
 
 
 def main(argv: List[str]) -> int:
