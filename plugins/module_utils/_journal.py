@@ -9,7 +9,7 @@ Layout under ``state_dir`` (default /var/lib/kvmsnap, mode 0700; every file 0600
 
     runs/<run id>.json     one journal per run (atomically replaced: tmp file + rename)
     locks/<vm uuid>.lock   one lock per VM (created with O_EXCL; see _lock.py)
-    watchdog.py            the watchdog's source (see _watchdog.py)
+    watchdog.zip           the watchdog, runnable (see _watchdog.py)
 
 A journal (format version 1)::
 
@@ -109,8 +109,9 @@ def owner(pid: Optional[int] = None, role: str = "module") -> Dict[str, Any]:
 
 def owner_alive(entry: Dict[str, Any]) -> bool:
     """True if the process of an owner entry still runs (same pid AND same start time: no pid reuse)."""
+    raw = entry.get("pid")
     try:
-        pid = int(entry.get("pid"))
+        pid = int(raw) if raw is not None else 0
     except (TypeError, ValueError):
         return False
     if pid <= 0:

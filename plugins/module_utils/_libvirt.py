@@ -5,6 +5,8 @@
 
 This module util is PRIVATE to the collection. It may change without notice, but the names
 below are a contract between vm_info, vm_quiesce, vm_backup and vm_restore; extend, don't rename.
+It imports without Ansible (the fence watchdog uses it outside AnsiballZ); the modules' ``uri`` option
+(``uri_option``) is in ``_libvirt_args``.
 
 Public names
 ------------
@@ -13,11 +15,6 @@ Public names
     ``module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)``
     when ``HAS_LIBVIRT`` is false.
 ``DEFAULT_URI = 'qemu:///system'``
-``uri_option() -> dict``
-    The ``uri`` argument-spec entry every vm_* module uses (default qemu:///system, env fallback
-    ``LIBVIRT_DEFAULT_URI`` so an AWX credential or the shell can set it).
-``libvirt_argument_spec(**extra) -> dict``
-    ``uri`` and ``retries`` (documented by the ``kvmsnap.core.libvirt`` doc fragment) plus EXTRA.
 ``LibvirtAccessError(KvmsnapError)``
     Raised by this module; ``str()`` names the URI and what to do next. ``.uri``, ``.code``
     (libvirt error code or None), ``.transient`` (bool).
@@ -58,20 +55,17 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ansible.module_utils.basic import env_fallback
-
-from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_RETRIES
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 try:
-    import libvirt  # type: ignore[import-not-found]
+    import libvirt
 except ImportError:
-    libvirt = None  # type: ignore[assignment]
+    libvirt = None
     HAS_LIBVIRT = False
     LIBVIRT_IMPORT_ERROR: str | None = traceback.format_exc()
 else:
@@ -79,18 +73,6 @@ else:
     LIBVIRT_IMPORT_ERROR = None
 
 DEFAULT_URI = "qemu:///system"
-
-
-def uri_option() -> dict:
-    """Argument-spec entry of the vm_* modules' ``uri`` option (one definition for all of them)."""
-    return dict(type="str", default=DEFAULT_URI, fallback=(env_fallback, ["LIBVIRT_DEFAULT_URI"]))
-
-
-def libvirt_argument_spec(**extra: dict) -> dict:
-    """A vm_* module's argument spec: ``uri`` and ``retries`` (the kvmsnap.core.libvirt doc fragment) plus EXTRA."""
-    spec = dict(uri=uri_option(), retries=dict(type="int", default=DEFAULT_RETRIES))
-    spec.update(extra)
-    return spec
 
 
 # libvirt error codes (virErrorNumber) that a reconnect can cure. Numbers, not attributes, so this
@@ -206,23 +188,21 @@ def open_connection(uri: str | None = None, readonly: bool = True, retries: int 
                                  "python3-libvirt package or 'pip install libvirt-python'.")
     _silence_libvirt()
     target = _effective_uri(uri)
-    attempts = max(0, int(retries)) + 1
     last: BaseException | None = None
     tried = 0
-    for attempt in range(attempts):
+
+    def once(_attempt: int) -> Any:
+        nonlocal tried
         tried += 1
-        try:
-            conn = libvirt.openReadOnly(target) if readonly else libvirt.open(target)
-        except libvirt.libvirtError as err:
-            last = err
-            if not is_transient(err) or attempt == attempts - 1:
-                break
-            time.sleep(delay * (attempt + 1))
-            continue
-        if conn is None:  # old bindings returned None instead of raising
-            last = None
-            break
-        return conn
+        return libvirt.openReadOnly(target) if readonly else libvirt.open(target)
+    try:
+        conn = retry(once, retries, lambda err: isinstance(err, libvirt.libvirtError) and is_transient(err),
+                     base=delay)
+    except libvirt.libvirtError as err:
+        last = err
+    else:
+        if conn is not None:  # old bindings returned None instead of raising
+            return conn
     code = error_code(last) if last is not None else None
     transient = bool(last is not None and is_transient(last))
     hint = (" Is libvirtd (or virtqemud) running on this host, and may this user open the socket?"
@@ -274,26 +254,17 @@ def retrying(conn_factory: Callable[[], Any], fn: Callable[[Any], Any], retries:
     ``conn``: the connection for the first attempt (default: ``conn_factory()``). At most
     ``retries`` reconnects; then the last error is raised.
     """
-    attempts = max(0, int(retries)) + 1
-    current = conn
-    for attempt in range(attempts):
-        if current is None:
-            try:
-                current = conn_factory()
-            except Exception as err:
-                if not is_transient(err) or attempt == attempts - 1:
-                    raise
-                time.sleep(delay * (attempt + 1))
-                continue
-        try:
-            return fn(current)
-        except Exception as err:
-            if not is_transient(err) or attempt == attempts - 1:
-                raise
-            _close_quietly(current)
-            current = None
-            time.sleep(delay * (attempt + 1))
-    raise LibvirtAccessError(f"libvirt: no attempt was made (retries={retries!r})")  # pragma: no cover
+    current = [conn]
+
+    def once(_attempt: int) -> Any:
+        if current[0] is None:
+            current[0] = conn_factory()
+        return fn(current[0])
+
+    def drop(_err: Exception, _attempt: int) -> None:  # a dead connection is useless: the next attempt reconnects
+        _close_quietly(current[0])
+        current[0] = None
+    return retry(once, retries, is_transient, base=delay, before_retry=drop)
 
 
 class LibvirtSession:

@@ -93,9 +93,10 @@ def lock_staleness(rec: Dict[str, Any], journal: Optional[Dict[str, Any]], now: 
     return None
 
 
-def _journal_of(state_dir: str, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def journal_of(state_dir: str, rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The journal of the run that holds lock record REC (None: none; {"error"}: unreadable)."""
     run_id = rec.get("journal") or rec.get("run_id")
-    if not _journal.valid_run_id(run_id):
+    if not isinstance(run_id, str) or not _journal.valid_run_id(run_id):
         return None
     try:
         return _journal.read(state_dir, run_id)
@@ -154,7 +155,7 @@ def acquire(state_dir: str, vms: List[Dict[str, Any]], run_id: str, deadline: fl
                     _replace(path, rec)
                     taken.append(vm["uuid"])
                     break
-                reason = lock_staleness(holder, _journal_of(state_dir, holder), now)
+                reason = lock_staleness(holder, journal_of(state_dir, holder), now)
                 if reason is None:
                     raise LockBusy("VM %s (%s) is locked by %s until %s; another kvmsnap run is fencing it. Wait "
                                    "for it to finish, or remove %s if you are sure that run is gone."
@@ -211,7 +212,7 @@ def release(state_dir: str, uuids: List[str], run_id: str) -> List[str]:
 
 def holders(state_dir: str) -> List[Dict[str, Any]]:
     """Every lock record in state_dir (for reports and recovery)."""
-    out = []
+    out: List[Dict[str, Any]] = []
     base = os.path.join(state_dir, "locks")
     try:
         names = sorted(os.listdir(base))

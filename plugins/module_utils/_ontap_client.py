@@ -17,6 +17,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import Op
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import check as check_privileges
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import describe, requirements
+from ansible_collections.kvmsnap.core.plugins.module_utils._retry import backoff_delay
 
 VolumeRef = Tuple[str, str]
 CG_API = (9, 10, 1)
@@ -135,7 +136,7 @@ class Ontap:
             raise exc.with_context(operation, self.hostname) from None
 
     def backoff(self, attempt: int) -> None:
-        time.sleep(min(0.2 * (2 ** attempt), 2.0))
+        time.sleep(backoff_delay(attempt))
 
     def version_at_least(self, wanted: Tuple[int, int, int]) -> bool:
         return tuple(self.version()) >= tuple(wanted)

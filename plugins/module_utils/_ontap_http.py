@@ -12,7 +12,6 @@ import http.client
 import json
 import socket
 import ssl
-import time
 from typing import Any, Dict, Optional, Tuple
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
@@ -20,6 +19,7 @@ from urllib.parse import quote, urlencode
 from ansible.module_utils.urls import Request
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError, redact
+from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 USER_AGENT = "kvmsnap.core"
 
@@ -147,16 +147,13 @@ class RestSession:
         run it: connection refused, 'temporarily locked')."""
         if safe_to_retry is None:
             safe_to_retry = method in ("GET", "HEAD", "OPTIONS")
-        attempt = 0
-        while True:
-            try:
-                return self._once(method, path, query, body)
-            except OntapError as exc:
-                not_executed = "temporarily locked" in exc.message.lower() or "refused" in exc.message
-                if attempt >= self.retries or not exc.is_transient or not (safe_to_retry or not_executed):
-                    raise
-                attempt += 1
-                time.sleep(min(0.2 * (2 ** (attempt - 1)), 2.0))
+
+        def worth_retrying(exc: Exception) -> bool:
+            if not isinstance(exc, OntapError) or not exc.is_transient:
+                return False
+            not_executed = "temporarily locked" in exc.message.lower() or "refused" in exc.message
+            return bool(safe_to_retry or not_executed)
+        return retry(lambda _attempt: self._once(method, path, query, body), self.retries, worth_retrying)
 
     def get(self, path: str, **query: Any) -> Any:
         return self.request("GET", path, query)[1]

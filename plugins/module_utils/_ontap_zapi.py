@@ -29,6 +29,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import 
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError, redact
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import USER_AGENT, url_host
+from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 try:
     from netapp_lib.api.zapi import zapi as _zapi  # type: ignore[import-not-found]
@@ -174,23 +175,25 @@ class OntapZapi(Ontap):
                operation: Optional[str] = None, safe_to_retry: bool = True) -> Any:
         """Invoke one API (tunnelled to SVM when given); retries transient failures when safe."""
         operation = operation or api
-        attempt = 0
-        while True:
+
+        def once(_attempt: int) -> Any:
             elem = _el(api, args or {})
             self.server.set_vserver(svm or None)
             self.calls += 1
             try:
                 return self.server.invoke_successfully(elem, enable_tunneling=bool(svm))
             except _zapi.NaApiError as exc:
-                err = self._error(exc, operation, api)
+                raise self._error(exc, operation, api) from None
             except Exception as exc:  # pylint: disable=broad-except
-                err = OntapError("unexpected answer: %s" % redact(repr(exc), self._secrets), operation=operation,
-                                 hostname=self.hostname)
+                raise OntapError("unexpected answer: %s" % redact(repr(exc), self._secrets), operation=operation,
+                                 hostname=self.hostname) from None
+
+        def worth_retrying(err: Exception) -> bool:
+            if not isinstance(err, OntapError) or not err.is_transient:
+                return False
             not_executed = "temporarily locked" in err.message.lower() or "refused" in err.message
-            if attempt >= self.retries or not err.is_transient or not (safe_to_retry or not_executed):
-                raise err
-            attempt += 1
-            self.backoff(attempt)
+            return bool(safe_to_retry or not_executed)
+        return retry(once, self.retries, worth_retrying)
 
     def iterate(self, api: str, info: str, query: Optional[Dict[str, Any]] = None, operation: Optional[str] = None,
                 svm: Optional[str] = None) -> List[Any]:

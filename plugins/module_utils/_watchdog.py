@@ -5,227 +5,109 @@
 
 This module util is PRIVATE to the collection. It may change without notice.
 
-A module shipped with AnsiballZ cannot start ``python -m <this module>`` on the target (the
-collection is not installed there), so the watchdog is a small self-contained script
-(``WATCHDOG_SOURCE``, stdlib + libvirt-python only) that the module writes to
-``<state_dir>/watchdog.py`` (0600) and starts with the module's own interpreter:
-``[sys.executable, <state_dir>/watchdog.py, <journal path>]`` in a new session, no shell.
+The watchdog outlives the module that starts it, and with it the AnsiballZ payload the module ran from,
+and the collection is not installed on the target. So the module writes a runnable copy of the watchdog
+into the state dir: ``<state_dir>/watchdog.zip`` (0600), a zip holding this file, the module utils it
+imports (``BUNDLE``, their sources read through their loaders from wherever the module runs) and a ``__main__``
+that calls ``main``. It is started with the module's own interpreter,
+``[sys.executable, <state_dir>/watchdog.zip, <journal path>]``, in a new session, no shell. The zip is
+rewritten whenever its content differs from what this version builds (an older copy is replaced).
+Everything in the bundle imports with the standard library and libvirt-python only, no Ansible.
 
 The watchdog polls the journal and
 
 * exits as soon as the journal is final (released/recovered) or gone;
-* releases (resume what the run suspended, thaw what it froze; never anything else) when the
-  deadline passes, or at once when the run's module process died while the run was still
-  quiescing, or when the journal says ``release_on_owner_exit`` (vm_backup) and the module
-  process is gone (kill -9, OOM, lost controller);
+* releases (resume what the run suspended, thaw what it froze; never anything else: ``_fence_vm.release_one``,
+  the release of the module itself) when the deadline passes, or at once when the run's module process died
+  while the run was still quiescing, or when the journal says ``release_on_owner_exit`` (vm_backup) and the
+  module process is gone (kill -9, OOM, lost controller);
 * records the outcome in the journal (``released_by: watchdog``), removes the run's locks, exits.
+
+It logs what it does to ``<state_dir>/watchdog.log``.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import pkgutil
 import subprocess
 import sys
-from typing import Any, Dict, Optional
-
-from ansible_collections.kvmsnap.core.plugins.module_utils import _journal
-from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
-
-WATCHDOG_SOURCE = r'''# kvmsnap.core fence watchdog (written by vm_quiesce/vm_backup; do not edit)
-import fcntl
-import json
-import os
-import sys
 import time
+import zipfile
+from typing import Any, Dict, List, Optional
 
-POLL = 0.2
-GRACE_EXIT = 120.0
+from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_gang import parallel
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_vm import release_one
 
-
-def proc_start(pid):
-    try:
-        with open("/proc/%d/stat" % int(pid), "rb") as fh:
-            rest = fh.read().decode("ascii", "replace").rsplit(")", 1)[-1].split()
-        if rest[0] == "Z":
-            return None
-        return int(rest[19])
-    except Exception:
-        return None
-
-
-def alive(entry):
-    try:
-        pid = int(entry.get("pid"))
-    except Exception:
-        return False
-    start = proc_start(pid)
-    return start is not None and (entry.get("start") is None or int(entry.get("start")) == start)
+PACKAGE = "ansible_collections.kvmsnap.core.plugins.module_utils"
+# the module utils the watchdog imports, directly or not (tests/unit/test_watchdog_bundle.py checks the list)
+BUNDLE = ("_watchdog", "_journal", "_lock", "_atomic_file", "_defaults", "_errors", "_fence_conn", "_fence_errors",
+          "_fence_gang", "_fence_rules", "_fence_vm", "_libvirt", "_retry")
+BUNDLE_NAME = "watchdog.zip"
+MAIN = ("# kvmsnap.core fence watchdog (written by vm_quiesce/vm_backup; do not edit)\n"
+        "import sys\n\n"
+        "from %s import _watchdog\n\n"
+        "sys.exit(_watchdog.main(sys.argv[1:]))\n" % PACKAGE)
+POLL = 0.2  # seconds between two looks at the journal
+GRACE_EXIT = 120.0  # a run whose module lives on past its deadline by this much is left to a later run
+RETRIES = 4  # libvirt reconnects of the release (libvirtd may be restarting)
 
 
-def read(path):
-    try:
-        with open(path, "rb") as fh:
-            return json.loads(fh.read().decode("utf-8"))
-    except FileNotFoundError:
-        return None
-    except Exception:
-        return {}
+# ---------------------------------------------------------------------------------------------
+# the module side: install and start
 
 
-def write(path, journal):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write((json.dumps(journal, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.rename(tmp, path)
+def bundle_path(state_dir: str) -> str:
+    return os.path.join(state_dir, BUNDLE_NAME)
 
 
-def locked(path):
-    fd = os.open(os.path.join(os.path.dirname(path), ".journal.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+def _source(name: str) -> bytes:
+    """The source of module util NAME, from wherever this module was loaded (the AnsiballZ zip, a checkout).
+
+    pkgutil.get_data reads it through the package's loader; a namespace package (module_utils in a checkout,
+    without __init__.py) has none that reads files, so the loader of the module itself (imported by this
+    file, directly or not) is asked then."""
+    data = pkgutil.get_data(PACKAGE, name + ".py")
+    if data is None:
+        spec = getattr(sys.modules.get("%s.%s" % (PACKAGE, name)), "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        get_data = getattr(getattr(spec, "loader", None), "get_data", None)
+        if get_data is None or not origin:
+            raise OSError("cannot read the source of %s.%s for the fence watchdog" % (PACKAGE, name))
+        data = get_data(origin)
+    return data
 
 
-def log(state_dir, text):
-    try:
-        fd = os.open(os.path.join(state_dir, "watchdog.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as fh:
-            fh.write("%s pid %d %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getpid(), text))
-    except Exception:
-        pass
-
-
-def release_vm(libvirt, uri, vm, agent_timeout, tries=5):
-    last = None
-    for attempt in range(tries):
-        try:
-            conn = libvirt.open(uri)
-            try:
-                dom = conn.lookupByUUIDString(vm["uuid"])
-                if vm["action"] in ("frozen", "auto"):
-                    try:
-                        dom.agentSetResponseTimeout(int(agent_timeout))
-                    except libvirt.libvirtError:
-                        pass
-                    try:
-                        dom.fsThaw()
-                    except libvirt.libvirtError:
-                        if vm["action"] == "frozen":
-                            raise
-                    if vm["action"] == "frozen":
-                        return "thawed"
-                state = dom.state()[0]
-                if state == libvirt.VIR_DOMAIN_PAUSED:
-                    dom.resume()
-                    return "resumed"
-                return "already running" if state == libvirt.VIR_DOMAIN_RUNNING else "not paused (state %d)" % state
-            finally:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
-        except libvirt.libvirtError as err:
-            if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return "gone"
-            last = err
-            time.sleep(0.5 * (attempt + 1))
-    raise RuntimeError(str(last))
-
-
-def main(path):
-    state_dir = os.path.dirname(os.path.dirname(path))
-    me = {"pid": os.getpid(), "start": proc_start(os.getpid()), "role": "watchdog"}
-    reason = None
-    while True:
-        journal = read(path)
-        if journal is None:
-            return 0
-        if journal.get("state") in ("released", "recovered"):
-            return 0
-        now = time.time()
-        deadline = float(journal.get("deadline") or 0)
-        module_owners = [o for o in journal.get("owners", []) if o.get("role") == "module"]
-        owner_gone = bool(module_owners) and not any(alive(o) for o in module_owners)
-        if now >= deadline:
-            reason = "deadline"
-        elif owner_gone and (journal.get("release_on_owner_exit") or journal.get("state") == "quiescing"):
-            reason = "owner process gone"
-        elif now > deadline + GRACE_EXIT:
-            return 0
-        if reason:
-            break
-        time.sleep(max(0.02, min(POLL, deadline - now)))
-    log(state_dir, "releasing run %s: %s" % (journal.get("run_id"), reason))
-    try:
-        import libvirt
-        libvirt.registerErrorHandler(lambda _c, _e: None, None)
-    except Exception as err:
-        log(state_dir, "cannot import libvirt: %s" % err)
-        return 2
-    results = {}
-    for vm in journal.get("vms", []):
-        if vm.get("action") in ("suspended", "frozen", "auto") and not vm.get("released"):
-            try:
-                results[vm["uuid"]] = (release_vm(libvirt, journal.get("uri"), vm,
-                                                  journal.get("agent_timeout") or 10), None, time.time())
-            except Exception as err:
-                results[vm["uuid"]] = (None, str(err), None)
-            log(state_dir, "vm %s (%s): %s" % (vm.get("name"), vm["uuid"], results[vm["uuid"]][:2]))
-    fd = locked(path)
-    try:
-        journal = read(path) or journal
-        if journal.get("state") not in ("released", "recovered"):
-            for vm in journal.get("vms", []):
-                if vm["uuid"] in results:
-                    done, err, at = results[vm["uuid"]]
-                    vm["released"] = err is None
-                    vm["release_result"] = done
-                    vm["release_error"] = err
-                    if err is None:
-                        vm["released_how"] = "watchdog"
-                        vm["released_by"] = "watchdog (%s)" % reason
-                        vm["released_at"] = at
-            journal["state"] = "released"
-            journal["released_by"] = "watchdog (%s)" % reason
-            journal["released_at"] = time.time()
-            journal.setdefault("owners", []).append(me)
-            write(path, journal)
-    finally:
-        os.close(fd)
-    locks = os.path.join(state_dir, "locks")
-    try:
-        for name in os.listdir(locks):
-            lp = os.path.join(locks, name)
-            rec = read(lp)
-            if name.endswith(".lock") and rec and rec.get("run_id") == (journal.get("run") or journal.get("run_id")):
-                os.unlink(lp)
-    except Exception:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
-'''
-
-
-def script_path(state_dir: str) -> str:
-    return os.path.join(state_dir, "watchdog.py")
+def build_bundle() -> bytes:
+    """The watchdog zip: __main__, empty package markers and the sources of BUNDLE (fixed timestamps)."""
+    files: List[tuple] = [("__main__.py", MAIN.encode("utf-8"))]
+    parts = PACKAGE.split(".")
+    for depth in range(1, len(parts) + 1):
+        files.append(("/".join(parts[:depth]) + "/__init__.py", b""))
+    for name in BUNDLE:
+        files.append(("/".join(parts) + "/" + name + ".py", _source(name)))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for arcname, data in files:
+            info = zipfile.ZipInfo(arcname, date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o600 << 16
+            zf.writestr(info, data, zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
 
 
 def install(state_dir: str) -> str:
-    """Write the watchdog source to <state_dir>/watchdog.py (0600) unless it is already there unchanged."""
-    path = script_path(state_dir)
-    data = WATCHDOG_SOURCE.encode("utf-8")
+    """Write the watchdog zip to <state_dir>/watchdog.zip (0600) unless it is already there unchanged."""
+    path = bundle_path(state_dir)
+    data = build_bundle()
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as fh:
             if fh.read() == data:
                 return path
-    except FileNotFoundError:
-        pass
     except OSError:
         pass
     write_file_atomic(path, data)
@@ -242,5 +124,110 @@ def spawn(state_dir: str, journal_file: str, python: Optional[str] = None) -> Di
     finally:
         os.close(devnull)
     # the Popen object is dropped on purpose: the watchdog must outlive this process
-    entry = _journal.owner(proc.pid, role="watchdog")
-    return entry
+    return _journal.owner(proc.pid, role="watchdog")
+
+
+# ---------------------------------------------------------------------------------------------
+# the watchdog process
+
+
+def log(state_dir: str, text: str) -> None:
+    try:
+        fd = os.open(os.path.join(state_dir, "watchdog.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.write("%s pid %d %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getpid(), text))
+    except OSError:
+        pass  # the log is a help, never a reason to fail the release
+
+
+def _read(path: str) -> Optional[Dict[str, Any]]:
+    """The journal at PATH; None when it is gone."""
+    try:
+        return _journal.read_path(path)
+    except FileNotFoundError:
+        return None
+
+
+def release_reason(journal: Dict[str, Any], now: float) -> Optional[str]:
+    """Why the watchdog must release the run now ('deadline', 'owner process gone'), or None: wait on."""
+    deadline = float(journal.get("deadline") or 0)
+    module_owners = [o for o in journal.get("owners", []) if o.get("role") == "module"]
+    owner_gone = bool(module_owners) and not any(_journal.owner_alive(o) for o in module_owners)
+    if now >= deadline:
+        return "deadline"
+    if owner_gone and (journal.get("release_on_owner_exit") or journal.get("state") == "quiescing"):
+        return "owner process gone"
+    return None
+
+
+def watch(path: str) -> int:
+    """Wait for the run of the journal at PATH to end or to need a release; release it then. Exit status."""
+    state_dir = os.path.dirname(os.path.dirname(path))
+    journal_id = os.path.basename(path)[:-len(".json")]
+    me = _journal.owner(role="watchdog")
+    while True:
+        try:
+            journal = _read(path)
+        except (OSError, _journal.JournalError) as err:
+            log(state_dir, "cannot read journal %s: %s; nothing released" % (path, err))
+            return 1
+        if journal is None or _journal.is_final(journal):
+            return 0
+        now = time.time()
+        reason = release_reason(journal, now)
+        if reason:
+            break
+        deadline = float(journal.get("deadline") or 0)
+        if now > deadline + GRACE_EXIT:
+            return 0
+        time.sleep(max(0.02, min(POLL, deadline - now)))
+    log(state_dir, "releasing run %s: %s" % (journal.get("run_id"), reason))
+    pending = _journal.pending_vms(journal)
+    sc = SharedConnection(journal.get("uri"), retries=RETRIES)
+    try:
+        results = parallel(pending, lambda vm: release_one(sc, vm, int(journal.get("agent_timeout") or 10)))
+        # recorded at once (the connection closed and the log written afterwards): whoever sees the VMs run
+        # again finds the journal final a moment later
+        record_release(state_dir, journal_id, pending, results, "watchdog (%s)" % reason, me)
+    finally:
+        sc.close()
+    for vm, res in zip(pending, results):
+        log(state_dir, "vm %s (%s): %s" % (vm.get("name"), vm["uuid"], (res.get("result"), res.get("error"))))
+    _lock.release_run(state_dir, _journal.run_of(journal))
+    return 0
+
+
+def record_release(state_dir: str, journal_id: str, pending: List[Dict[str, Any]], results: List[Dict[str, Any]],
+                   by: str, me: Dict[str, Any]) -> None:
+    """Write the watchdog's release of PENDING (RESULTS, same order) into the journal and mark it final."""
+    at = time.time()
+    done = {vm["uuid"]: res for vm, res in zip(pending, results)}
+
+    def record(j: Dict[str, Any]) -> None:
+        if _journal.is_final(j):
+            return
+        for vm in j.get("vms", []):
+            res = done.get(vm["uuid"])
+            if res is None:
+                continue
+            vm["released"] = not res.get("error")
+            vm["release_result"] = res.get("result")
+            vm["release_error"] = res.get("error")
+            if vm["released"]:
+                vm["released_how"] = "watchdog"
+                vm["released_by"] = by
+                vm["released_at"] = at
+        _journal.mark_final(j, "released", by)
+        j.setdefault("owners", []).append(me)
+    try:
+        _journal.update(state_dir, journal_id, record)
+    except (OSError, _journal.JournalError) as err:
+        log(state_dir, "cannot record the release in journal %s: %s" % (journal_id, err))
+
+
+def main(argv: List[str]) -> int:
+    """Entry point of the installed bundle: ``python watchdog.zip <journal path>``."""
+    if len(argv) != 1:
+        sys.stderr.write("usage: watchdog.zip <journal path>\n")
+        return 2
+    return watch(argv[0])

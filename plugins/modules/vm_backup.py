@@ -265,14 +265,14 @@ trust:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _libvirt_args
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_CONFIRM_GRACE
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import DATASTORES_SPEC
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
 ARGUMENT_SPEC = fence_argument_spec(
-    uri=_libvirt.uri_option(),
+    uri=_libvirt_args.uri_option(),
     vms=dict(type="list", elements="str", required=True),
     volumes=dict(type="list", elements="str"),
     datastores=DATASTORES_SPEC,
@@ -289,7 +289,7 @@ ARGUMENT_SPEC = fence_argument_spec(
 
 
 def run(module: AnsibleModule) -> dict:
-    return _fence.run_backup(module.params, module.check_mode)
+    return _backup_run.run_backup(module.params, module.check_mode)
 
 
 def main() -> None:

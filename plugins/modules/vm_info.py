@@ -430,7 +430,7 @@ from typing import Any, Dict, List, Optional, Set
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt, _libvirt_args
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import DomainXmlError, parse_domain_xml
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import ONTAP_CONNECTION_ARGS
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
@@ -461,7 +461,7 @@ CONTROLLER_OPTIONS = dict(
     **{option: {k: v for k, v in spec.items() if k != "fallback"} for option, spec in ONTAP_CONNECTION_ARGS.items()}
 )
 
-ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(
+ARGUMENT_SPEC = _libvirt_args.libvirt_argument_spec(
     vms=dict(type="list", elements="str"),
     unknown_vms=dict(type="str", default="fail", choices=["fail", "report"]),
     query=dict(type="str"),

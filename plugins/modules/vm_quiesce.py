@@ -218,11 +218,11 @@ expires:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_quiesce, _libvirt_args
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
-ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(**fence_argument_spec(
+ARGUMENT_SPEC = _libvirt_args.libvirt_argument_spec(**fence_argument_spec(
     vms=dict(type="list", elements="str"),
     state=dict(type="str", choices=["quiesced", "released", "locked"], default="quiesced"),
     run_id=dict(type="str"),
@@ -233,10 +233,10 @@ ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(**fence_argument_spec(
 def run(module: AnsibleModule) -> dict:
     p = module.params
     if p["state"] == "quiesced":
-        return _fence.run_quiesced(p, module.check_mode)
+        return _fence_quiesce.run_quiesced(p, module.check_mode)
     if p["state"] == "locked":
-        return _fence.run_locked(p, module.check_mode)
-    return _fence.run_released(p, module.check_mode)
+        return _fence_quiesce.run_locked(p, module.check_mode)
+    return _fence_quiesce.run_released(p, module.check_mode)
 
 
 def main() -> None:

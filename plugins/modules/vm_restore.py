@@ -214,11 +214,11 @@ xml_sha256:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _libvirt
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _libvirt_args
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
-ARGUMENT_SPEC = _libvirt.libvirt_argument_spec(
+ARGUMENT_SPEC = _libvirt_args.libvirt_argument_spec(
     vm=dict(type="str"),
     domain_xml=dict(type="str"),
     domain_xml_path=dict(type="path"),

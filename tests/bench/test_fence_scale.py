@@ -28,7 +28,7 @@ import uuid
 import pytest
 from helpers.guest_fixtures import SYSTEM_URI
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence
+from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
@@ -49,7 +49,7 @@ def parallel_round(doms, sim, state_dir):
              vm_mapping=None, name="bench_p_%s" % uuid.uuid4().hex[:10], comment=None, snapmirror_label=None,
              policy="daily")
     p.update(_ontap_params(sim))
-    res = _fence.run_backup(p)
+    res = _backup_run.run_backup(p)
     assert all(v["release_result"] == "resumed" for v in res["vms"]), res["vms"]
     return max(v["pause_ms"] for v in res["vms"]), res["snapshot_ms"]
 

@@ -20,7 +20,7 @@ from helpers.guest_fixtures import SYSTEM_URI
 from helpers.testdriver_fixtures import backup_params
 from helpers.vm_utils import resume_all, states, wait_for
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _fence_errors, _fence_quiesce, _journal, _lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import is_good, parse_comment
 
@@ -65,7 +65,7 @@ def test_good_snapshot_is_confirmed_with_the_achieved_consistency_and_the_given_
         conn, test_vms, sim, tmp_path):
     names = test_vms(2)
     p = params(sim, tmp_path, names, run_id="20261130T100000Z-abcdef01")
-    res = _fence.run_backup(p)
+    res = _backup_run.run_backup(p)
     assert res["trust"] == "good" and res["run_id"] == "20261130T100000Z-abcdef01"
     for snap in comments(sim, p["name"]).values():
         meta = parse_comment(snap["comment"])
@@ -75,7 +75,7 @@ def test_good_snapshot_is_confirmed_with_the_achieved_consistency_and_the_given_
     # confirm: false (the role confirms after verification): the snapshot stays pending with its until
     p2 = params(sim, tmp_path, names, confirm=False, confirm_grace=60)
     t0 = time.time()
-    res = _fence.run_backup(p2)
+    res = _backup_run.run_backup(p2)
     assert res["trust"] == "pending"
     for snap in comments(sim, p2["name"]).values():
         meta = parse_comment(snap["comment"])
@@ -89,8 +89,8 @@ def test_snapshot_arriving_after_the_deadline_is_marked_late_by_its_run(conn, te
     sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
                                        "count": 1, "seconds": 4})
     p = params(sim, tmp_path, names, deadline=2)
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_backup(p)
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(p)
     res = info.value.result
     assert res["trust"] == "late", res
     assert "marked late" in str(info.value)
@@ -105,14 +105,14 @@ def states_of(conn, names):
 
 
 def test_hanging_snapshot_stays_pending_and_the_next_run_marks_it_late(conn, test_vms, sim, tmp_path, monkeypatch):
-    monkeypatch.setattr(_fence, "LATE_WAIT", 1.0)
+    monkeypatch.setattr(_backup_run, "LATE_WAIT", 1.0)
     names = test_vms(2)
     sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
                                        "count": 1, "seconds": 6})
     p = params(sim, tmp_path, names, deadline=2, confirm_grace=3)
     t0 = time.monotonic()
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_backup(p)
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(p)
     assert time.monotonic() - t0 < 2 + 1 + 3
     assert info.value.result["trust"] == "pending_late"
     assert set(states_of(conn, names)) == {RUNNING}  # released at the deadline
@@ -124,7 +124,7 @@ def test_hanging_snapshot_stays_pending_and_the_next_run_marks_it_late(conn, tes
         until = meta["until"]
     # the next run (after `until`) marks it late before its own fence
     time.sleep(max(0.0, until - time.time()) + 1.2)
-    nxt = _fence.run_backup(params(sim, tmp_path, names))
+    nxt = _backup_run.run_backup(params(sim, tmp_path, names))
     marked = {(m["volume"], m["name"]) for m in nxt["recovered_snapshots"]["marked_late"]}
     assert {("vol_ds1", p["name"]), ("vol_ds2", p["name"])} <= marked
     for snap in comments(sim, p["name"]).values():
@@ -171,7 +171,7 @@ def test_kill9_mid_snapshot_leaves_pending_and_temp_cg_the_next_run_cleans_up(si
         left = [cg["name"] for cg in c.list_temp_cgs("svm1")]
         assert left, "the killed run left no temporary CG"
         time.sleep(max(0.0, until - time.time()) + 1.2)
-        nxt = _fence.run_backup(dict(args, name="kvmsnap-k9b_%s" % uuid.uuid4().hex[:8], deadline=30,
+        nxt = _backup_run.run_backup(dict(args, name="kvmsnap-k9b_%s" % uuid.uuid4().hex[:8], deadline=30,
                                      confirm_grace=300, timeout=30, retries=1, cert_file=None, key_file=None,
                                      agent_timeout=5, allow_crash_consistent=False, datastores=None,
                                      vm_mapping=None, comment=None, snapmirror_label=None, policy="daily",
@@ -197,23 +197,23 @@ def test_release_with_run_id_never_touches_another_runs_quiesce(conn, test_vms, 
     names = test_vms(2)
     sd = str(tmp_path / "state")
     base = dict(uri=URI, state_dir=sd, deadline=60, mode="suspend", agent_timeout=5, retries=1)
-    won = _fence.run_locked(dict(base, vms=names, run_id="run-A"))
+    won = _fence_quiesce.run_locked(dict(base, vms=names, run_id="run-A"))
     assert won["changed"] and {v["name"] for v in won["vms"]} == set(names)
     # the losing run refuses at its lock step, naming the holder; nothing is quiesced
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_locked(dict(base, vms=names, run_id="run-B"))
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _fence_quiesce.run_locked(dict(base, vms=names, run_id="run-B"))
     assert "run run-A" in str(info.value) and "Nothing was written or quiesced by run run-B" in str(info.value)
     assert info.value.result["holder"]["run_id"] == "run-A"
-    _fence.run_quiesced(dict(base, vms=names, run_id="run-A"))  # reuses run A's locks
+    _fence_quiesce.run_quiesced(dict(base, vms=names, run_id="run-A"))  # reuses run A's locks
     assert set(states_of(conn, names)) == {PAUSED}
     # the loser's always: release (its own run id): nothing of run A's is released
-    lost = _fence.run_released(dict(base, vms=names, run_id="run-B"))
+    lost = _fence_quiesce.run_released(dict(base, vms=names, run_id="run-B"))
     assert set(states_of(conn, names)) == {PAUSED}
     assert {v["released_by"] for v in lost["vms"]} == {"none"} and lost["changed"] is False
     assert {h["run_id"] for h in _lock.holders(sd)} == {"run-A"}
     # the winner's release: released by its own release, with the time; its locks go
     t0 = time.time()
-    res = _fence.run_released(dict(base, vms=names, run_id="run-A"))
+    res = _fence_quiesce.run_released(dict(base, vms=names, run_id="run-A"))
     assert set(states_of(conn, names)) == {RUNNING}
     for vm in res["vms"]:
         assert vm["released_by"] == "release" and vm["release_result"] == "resumed"
@@ -226,7 +226,7 @@ def test_release_reports_a_release_by_someone_else(conn, test_vms, sim, tmp_path
     names = test_vms(1)
     sd = str(tmp_path / "state")
     base = dict(uri=URI, state_dir=sd, deadline=60, mode="suspend", agent_timeout=5, retries=1)
-    _fence.run_quiesced(dict(base, vms=names, run_id="run-W"))
+    _fence_quiesce.run_quiesced(dict(base, vms=names, run_id="run-W"))
 
     def watchdog_released(j):  # what the watchdog writes (its own process cannot see the test driver's VMs)
         for vm in j["vms"]:
@@ -236,7 +236,7 @@ def test_release_reports_a_release_by_someone_else(conn, test_vms, sim, tmp_path
     conn.lookupByName(names[0]).resume()
     journal = next(j for j in _journal.list_journals(sd) if _journal.run_of(j) == "run-W")
     _journal.update(sd, journal["run_id"], watchdog_released)
-    res = _fence.run_released(dict(base, vms=names, run_id="run-W"))
+    res = _fence_quiesce.run_released(dict(base, vms=names, run_id="run-W"))
     vm = res["vms"][0]
     assert vm["released_by"] == "watchdog" and vm["released_at"] and "not quiesced" not in str(vm["release_result"])
 
@@ -245,9 +245,9 @@ def test_held_lock_expires_and_is_taken_over(conn, test_vms, sim, tmp_path):
     names = test_vms(1)
     sd = str(tmp_path / "state")
     base = dict(uri=URI, state_dir=sd, mode="suspend", agent_timeout=5, retries=1)
-    _fence.run_locked(dict(base, vms=names, run_id="run-old", deadline=1))
+    _fence_quiesce.run_locked(dict(base, vms=names, run_id="run-old", deadline=1))
     time.sleep(1 + _journal.DEADLINE_GRACE + 0.3)
-    res = _fence.run_locked(dict(base, vms=names, run_id="run-new", deadline=60))
+    res = _fence_quiesce.run_locked(dict(base, vms=names, run_id="run-new", deadline=60))
     assert [t["holder"]["run_id"] for t in res["lock_takeovers"]] == ["run-old"]
 
 
@@ -260,15 +260,15 @@ def test_concurrent_vm_backups_one_wins_the_other_touches_nothing(conn, test_vms
 
     def run(key):
         try:
-            out[key] = _fence.run_backup(params(sim, tmp_path, names, run_id="run-%s" % key))
-        except _fence.FenceError as err:
+            out[key] = _backup_run.run_backup(params(sim, tmp_path, names, run_id="run-%s" % key))
+        except _fence_errors.FenceError as err:
             out[key] = err
     first = threading.Thread(target=run, args=("A",))
     first.start()
     assert wait_for(lambda: set(states_of(conn, names)) == {PAUSED}, 10)
     run("B")  # while A holds the VMs inside its (slow) snapshot
     first.join(30)
-    assert isinstance(out["B"], _fence.FenceError) and "run-A" in str(out["B"]), out["B"]
+    assert isinstance(out["B"], _fence_errors.FenceError) and "run-A" in str(out["B"]), out["B"]
     assert out["B"].result["snapshots"] == [] and out["B"].result["vms"] == []
     assert out["A"]["trust"] == "good" and out["A"]["consistency"] == "suspended"
     assert set(states_of(conn, names)) == {RUNNING}
@@ -293,12 +293,12 @@ def test_unwritable_journal_names_the_state_dir_path(conn, test_vms, sim, tmp_pa
     nothing is quiesced and the run's locks are dropped again."""
     names = test_vms(1)
     sd = tmp_path / "state"
-    _fence.run_locked(dict(uri=URI, state_dir=str(sd), deadline=60, vms=names, run_id="run-J"))
+    _fence_quiesce.run_locked(dict(uri=URI, state_dir=str(sd), deadline=60, vms=names, run_id="run-J"))
     vm_uuid = conn.lookupByName(names[0]).UUIDString()
     blocker = sd / "runs" / (_journal.fence_id("run-J", [vm_uuid]) + ".json")
     blocker.mkdir()
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_quiesced(dict(uri=URI, state_dir=str(sd), deadline=60, mode="suspend", vms=names, run_id="run-J"))
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _fence_quiesce.run_quiesced(dict(uri=URI, state_dir=str(sd), deadline=60, mode="suspend", vms=names, run_id="run-J"))
     msg = str(info.value)
     assert str(blocker) in msg and "state_dir %s" % sd in msg and "nothing was quiesced" in msg, msg
     assert states_of(conn, names) == [RUNNING]

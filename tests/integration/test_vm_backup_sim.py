@@ -11,7 +11,7 @@ import uuid
 import pytest
 from helpers.testdriver_fixtures import backup_params
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence, _journal, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _fence, _fence_errors, _journal, _lock
 
 libvirt = pytest.importorskip("libvirt")
 URI = "test:///default"
@@ -48,7 +48,7 @@ def assert_clean(state_dir):
 def test_backup_snapshots_every_volume_and_releases(conn, backup_vms, sim, tmp_path):
     names = backup_vms(4)
     p = params(sim, tmp_path, names, comment="nightly")
-    res = _fence.run_backup(p)
+    res = _backup_run.run_backup(p)
     assert res["changed"] and res["method"] in ("cg", "cg_temporary", "multicreate")
     assert sorted(s["volume"] for s in res["snapshots"]) == ["vol_ds1", "vol_ds2"]
     assert {s["state"] for s in res["snapshots"]} == {"valid"}  # read back after the release (P4, docs/dev/faults.md#p4)
@@ -69,8 +69,8 @@ def test_snapshot_failure_releases_and_fails(conn, backup_vms, sim, tmp_path):
     sim.admin("POST", "/_sim/faults", {"action": "error", "method": "POST", "path": "/api/*snapshots",
                                        "count": None, "status": 500, "message": "disk on fire"})
     p = params(sim, tmp_path, names)
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_backup(p)
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(p)
     msg = str(info.value)
     assert "snapshot %s" % p["name"] in msg and "failed" in msg and "every VM was released" in msg
     assert "svm1:vol_ds1" in msg
@@ -82,14 +82,14 @@ def test_snapshot_failure_releases_and_fails(conn, backup_vms, sim, tmp_path):
 
 
 def test_hanging_snapshot_released_at_deadline(conn, backup_vms, sim, tmp_path, monkeypatch):
-    monkeypatch.setattr(_fence, "LATE_WAIT", 1.0)
+    monkeypatch.setattr(_backup_run, "LATE_WAIT", 1.0)
     names = backup_vms(2)
     sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
                                        "count": None, "seconds": 6})
     p = params(sim, tmp_path, names, deadline=2)
     t0 = time.monotonic()
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_backup(p)
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(p)
     assert time.monotonic() - t0 < 2 + 1.0 + 3  # deadline + late wait + slack
     assert "did not complete within the deadline of 2s" in str(info.value)
     assert set(states(conn, names)) == {RUNNING}
@@ -106,23 +106,23 @@ def test_preflight_failures_touch_nothing(conn, backup_vms, sim, tmp_path):
     stray.write_bytes(b"\0")
     names = backup_vms(2, extra_disk=stray)
     # a disk outside every datastore
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_backup(params(sim, tmp_path, names))
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(params(sim, tmp_path, names))
     assert str(stray) in str(info.value) and "nothing was quiesced" in str(info.value)
     assert set(states(conn, names)) == {RUNNING}
     ok = names[1:]
     # an unknown volume
     p = params(sim, tmp_path, ok, datastores=None, volumes=["svm1:vol_nope"])
-    with pytest.raises(_fence.FenceError, match="vol_nope"):
-        _fence.run_backup(p)
+    with pytest.raises(_fence_errors.FenceError, match="vol_nope"):
+        _backup_run.run_backup(p)
     # an invalid snapshot name
-    with pytest.raises(_fence.FenceError, match="reserved prefix"):
-        _fence.run_backup(params(sim, tmp_path, ok, name="hourly.x"))
+    with pytest.raises(_fence_errors.FenceError, match="reserved prefix"):
+        _backup_run.run_backup(params(sim, tmp_path, ok, name="hourly.x"))
     # F11 (docs/dev/faults.md#f11): rerunning a complete backup is a no-op that quiesces nobody
     p = params(sim, tmp_path, ok)
-    first = _fence.run_backup(p)
+    first = _backup_run.run_backup(p)
     assert first["changed"]
-    again = _fence.run_backup(p)
+    again = _backup_run.run_backup(p)
     assert again["changed"] is False and "already exists" in again["msg"], again
     assert sorted("%s:%s" % (x["svm"], x["volume"]) for x in again["snapshots"]) == first["volumes"]
     assert {x["name"] for x in again["snapshots"]} == {p["name"]}
@@ -133,20 +133,20 @@ def test_preflight_failures_touch_nothing(conn, backup_vms, sim, tmp_path):
     client_params = dict(sim.conn(), timeout=30, retries=1, cert_file=None, key_file=None)
     svm, vol = first["volumes"][0].split(":")
     connect(client_params, "test").create_snapshot_set([(svm, vol)], foreign)
-    with pytest.raises(_fence.FenceError, match="already exists on %s" % first["volumes"][0]) as info:
-        _fence.run_backup(params(sim, tmp_path, ok, name=foreign))
+    with pytest.raises(_fence_errors.FenceError, match="already exists on %s" % first["volumes"][0]) as info:
+        _backup_run.run_backup(params(sim, tmp_path, ok, name=foreign))
     assert "never overwritten" in str(info.value) and "Nothing was quiesced" in str(info.value)
     # unknown VMs
-    with pytest.raises(_fence.FenceError, match="ghost"):
-        _fence.run_backup(params(sim, tmp_path, ok + ["ghost"]))
+    with pytest.raises(_fence_errors.FenceError, match="ghost"):
+        _backup_run.run_backup(params(sim, tmp_path, ok + ["ghost"]))
     assert set(states(conn, names)) == {RUNNING}
 
 
 def test_readonly_login_is_refused_before_any_vm_is_quiesced(conn, backup_vms, sim, tmp_path):
     names = backup_vms(1)
     p = params(sim, tmp_path, names, username="backup_ro", password="netapp123")
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_backup(p)
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(p)
     msg = str(info.value)
     assert "user backup_ro (role readonly" in msg and "/api/storage/volumes/*/snapshots" in msg, msg
     assert "nothing was quiesced" in msg
@@ -158,7 +158,7 @@ def test_readonly_login_is_refused_before_any_vm_is_quiesced(conn, backup_vms, s
 def test_check_mode_reports_without_touching(conn, backup_vms, sim, tmp_path):
     names = backup_vms(2)
     p = params(sim, tmp_path, names)
-    res = _fence.run_backup(p, check_mode=True)
+    res = _backup_run.run_backup(p, check_mode=True)
     assert res["changed"] and res["volumes"] == ["svm1:vol_ds1", "svm1:vol_ds2"]
     assert {v["action"] for v in res["vms"]} == {"suspended"} and res["snapshots"] == []
     assert not snaps_on(sim, "vol_ds1", p["name"])
@@ -170,23 +170,23 @@ def test_vm_mapping_snapcreator_form(conn, backup_vms, sim, tmp_path):
     # vm:controller:path, as vm_info and Snap Creator: the SVM is the one holding the volume
     mapping = "%s:%s:/vol/vol_ds1/lun0;%s:%s:/vol/vol_ds2/lun1;" % (names[0], sim.host, names[1], sim.host)
     p = params(sim, tmp_path, names, datastores=None, vm_mapping=mapping)
-    res = _fence.run_backup(p)
+    res = _backup_run.run_backup(p)
     assert res["volumes"] == ["svm1:vol_ds1", "svm1:vol_ds2"]
     assert snaps_on(sim, "vol_ds1", p["name"]) and snaps_on(sim, "vol_ds2", p["name"])
     # the vm:svm:path form of earlier releases: refused before anything is touched, naming the entry and the form
     old = "%s:svm1:/vol/vol_ds1/lun0" % names[0]
     p = params(sim, tmp_path, names, datastores=None, vm_mapping=old)
-    with pytest.raises(_fence.FenceError, match="controller field is 'svm1'.*vm:controller:path") as err:
-        _fence.run_backup(p)
+    with pytest.raises(_fence_errors.FenceError, match="controller field is 'svm1'.*vm:controller:path") as err:
+        _backup_run.run_backup(p)
     assert "%s:%s:/vol/vol_ds1/lun0" % (names[0], sim.host) in str(err.value)
     assert not snaps_on(sim, "vol_ds1", p["name"])
-    with pytest.raises(_fence.FenceError, match="volume vol_nope does not exist"):
-        _fence.run_backup(params(sim, tmp_path, names[:1], datastores=None,
-                                 vm_mapping="%s:%s:/vol/vol_nope/lun0" % (names[0], sim.host)))
-    with pytest.raises(_fence.FenceError, match="entry 2 is empty"):
-        _fence.run_backup(params(sim, tmp_path, names, datastores=None, vm_mapping="a:b:/vol/c/d;;e:f:/vol/g/h"))
-    with pytest.raises(_fence.FenceError, match="entry 1"):
-        _fence.run_backup(params(sim, tmp_path, names, datastores=None, vm_mapping="VM1:ctrl"))
+    with pytest.raises(_fence_errors.FenceError, match="volume vol_nope does not exist"):
+        _backup_run.run_backup(params(sim, tmp_path, names[:1], datastores=None,
+                                      vm_mapping="%s:%s:/vol/vol_nope/lun0" % (names[0], sim.host)))
+    with pytest.raises(_fence_errors.FenceError, match="entry 2 is empty"):
+        _backup_run.run_backup(params(sim, tmp_path, names, datastores=None, vm_mapping="a:b:/vol/c/d;;e:f:/vol/g/h"))
+    with pytest.raises(_fence_errors.FenceError, match="entry 1"):
+        _backup_run.run_backup(params(sim, tmp_path, names, datastores=None, vm_mapping="VM1:ctrl"))
 
 
 def test_module_in_subprocess(module_runner, sim, tmp_path):
@@ -218,19 +218,21 @@ def test_module_takes_every_deadline_the_role_takes(module_runner, sim, tmp_path
     assert bad.failed and bad["msg"] == "deadline: 86401 is out of range; expected 1-86400."
 
 
-def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path):
+def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path, monkeypatch):
     names = backup_vms(4)
     victim = names[1]
 
     def break_one(_f, _todo):  # real fault: one VM is destroyed right before the quiesce
         conn.lookupByName(victim).destroy()
-    _fence.BEFORE_QUIESCE.append(break_one)
-    try:
-        p = params(sim, tmp_path, names)
-        with pytest.raises(_fence.FenceError) as info:
-            _fence.run_backup(p)
-    finally:
-        _fence.BEFORE_QUIESCE.clear()
+    quiesce = _fence.Fence.quiesce
+
+    def quiesce_after_fault(fence, vms, *args, **kwargs):
+        break_one(fence, vms)
+        return quiesce(fence, vms, *args, **kwargs)
+    monkeypatch.setattr(_fence.Fence, "quiesce", quiesce_after_fault)
+    p = params(sim, tmp_path, names)
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(p)
     assert "no snapshot was taken" in str(info.value) and victim in str(info.value)
     assert not snaps_on(sim, "vol_ds1", p["name"]) and not snaps_on(sim, "vol_ds2", p["name"])
     assert [s for n, s in zip(names, states(conn, names)) if n != victim] == [RUNNING] * 3
@@ -261,8 +263,8 @@ def test_disk_on_a_datastore_of_another_controller_is_refused(conn, backup_vms, 
     vols = sim.data / "volumes" / "svm1"
     ds = [{"path": str(vols / "vol_ds1"), "controller": sim.host, "svm": "svm1", "volume": "vol_ds1"},
           {"path": str(vols / "vol_ds2"), "controller": "cluster2", "svm": "svm1", "volume": "vol_ds2"}]
-    with pytest.raises(_fence.FenceError) as info:
-        _fence.run_backup(params(sim, tmp_path, names, datastores=ds))
+    with pytest.raises(_fence_errors.FenceError) as info:
+        _backup_run.run_backup(params(sim, tmp_path, names, datastores=ds))
     msg = str(info.value)
     assert "VM %s: volume svm1:vol_ds2 is on controller cluster2" % names[1] in msg and "nothing was quiesced" in msg
     assert set(states(conn, names)) == {RUNNING}

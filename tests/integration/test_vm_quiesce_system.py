@@ -94,6 +94,8 @@ def test_watchdog_releases_at_deadline_after_caller_killed(minimal_guests, tmp_p
         assert wait_for(lambda: set(states(doms)) == {RUNNING}, 4 + 3)
         released_after = time.monotonic() - t_quiesced
         assert 2.5 <= released_after <= 4 + 3, released_after
+        # the watchdog records the release right after it (a journal write with fsyncs: some ms)
+        assert wait_for(lambda: _journal.is_final(_journal.read(sd, res["run_id"])), 2)
         journal = _journal.read(sd, res["run_id"])
         assert journal["state"] == "released" and journal["released_by"].startswith("watchdog (deadline")
         assert wait_for(lambda: not pid_alive(res["watchdog_pid"]), 3)

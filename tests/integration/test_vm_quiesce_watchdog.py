@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
 
 import pytest
 
@@ -54,7 +55,32 @@ def test_install_is_0600_and_idempotent(state_dir):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     mtime = os.stat(path).st_mtime_ns
     assert _watchdog.install(state_dir) == path and os.stat(path).st_mtime_ns == mtime
-    compile(_watchdog.WATCHDOG_SOURCE, "watchdog.py", "exec")
+    names = zipfile.ZipFile(path).namelist()
+    assert "__main__.py" in names
+    assert "ansible_collections/kvmsnap/core/plugins/module_utils/_watchdog.py" in names
+
+
+def test_stale_copy_is_replaced(state_dir):
+    """An installed watchdog of another version (another content) is rewritten by the next install."""
+    path = _watchdog.install(state_dir)
+    with open(path, "wb") as fh:
+        fh.write(b"an older watchdog")
+    assert _watchdog.install(state_dir) == path
+    with open(path, "rb") as fh:
+        assert fh.read() == _watchdog.build_bundle()
+
+
+def test_runs_without_ansible(state_dir):
+    """The installed watchdog needs no Ansible on the target: the release works with every ansible module blocked."""
+    run_id, path = make_run(state_dir, 1.0)
+    blocked = ("import runpy, sys; sys.modules['ansible'] = None; sys.argv = sys.argv[1:]; "
+               "runpy.run_path(sys.argv[0], run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", blocked, _watchdog.install(state_dir), path], timeout=15,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    j = _journal.read(state_dir, run_id)
+    assert j["state"] == "released" and j["vms"][0]["released_how"] == "watchdog"
+    assert _lock.holders(state_dir) == []
 
 
 def test_releases_at_deadline_and_cleans_up(state_dir):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_errors, _fence_mapping
 from ansible_collections.kvmsnap.core.plugins.module_utils import _storage_map as sm
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import parse_domain_xml
 
@@ -53,7 +53,7 @@ def test_prefix_is_a_path_component():
 
 
 def test_explicit_mapping_wins():
-    mapping = _fence.parse_vm_mapping([{"vm": "web1", "controller": "cluster1", "svm": "svm9",
+    mapping = _fence_mapping.parse_vm_mapping([{"vm": "web1", "controller": "cluster1", "svm": "svm9",
                                         "path": "/vol/vol_x/lun0"}], "cluster1")
     assert [{k: e[k] for k in ("vm", "svm", "volume", "path")} for e in mapping] == [
         {"vm": "web1", "svm": "svm9", "volume": "vol_x", "path": "/vol/vol_x/lun0"}]
@@ -62,7 +62,7 @@ def test_explicit_mapping_wins():
 
 
 def test_explicit_mapping_by_uuid():
-    mapping = _fence.parse_vm_mapping("u-1:cluster1:/vol/vol_x/lun0", "cluster1")
+    mapping = _fence_mapping.parse_vm_mapping("u-1:cluster1:/vol/vol_x/lun0", "cluster1")
     vols, errors, _skipped = backup_map(XML, [], mapping)
     assert vols == [("cluster1", None, "vol_x")] and errors == []
 
@@ -70,13 +70,13 @@ def test_explicit_mapping_by_uuid():
 def test_mapping_takes_vm_controller_path_as_vm_info_does():
     # the string form names the controller (as vm_info and Snap Creator); the SVM comes from the controller later
     assert [{k: e[k] for k in ("vm", "svm", "volume", "path")}
-            for e in _fence.parse_vm_mapping("web1:Cluster1:/vol/vol_x/lun0;", "cluster1")] == [
+            for e in _fence_mapping.parse_vm_mapping("web1:Cluster1:/vol/vol_x/lun0;", "cluster1")] == [
         {"vm": "web1", "svm": None, "volume": "vol_x", "path": "/vol/vol_x/lun0"}]
 
 
 def test_old_svm_form_refused_naming_the_field_and_the_form():
-    with pytest.raises(_fence.FenceError) as err:
-        _fence.parse_vm_mapping("web1:svm9:/vol/vol_x/lun0;", "cluster1.example.com")
+    with pytest.raises(_fence_errors.FenceError) as err:
+        _fence_mapping.parse_vm_mapping("web1:svm9:/vol/vol_x/lun0;", "cluster1.example.com")
     msg = str(err.value)
     assert "entry 1 (web1): the controller field is 'svm9'" in msg and "hostname" in msg
     assert "vm:controller:path" in msg and "web1:cluster1.example.com:/vol/vol_x/lun0" in msg
@@ -89,8 +89,8 @@ def test_old_svm_form_refused_naming_the_field_and_the_form():
     ("VM1:ctrl:/lun/x", "/vol/<volume>"),
 ])
 def test_bad_vm_mapping(bad, match):
-    with pytest.raises(_fence.FenceError, match=match):
-        _fence.parse_vm_mapping(bad)
+    with pytest.raises(_fence_errors.FenceError, match=match):
+        _fence_mapping.parse_vm_mapping(bad)
 
 
 @pytest.mark.parametrize("bad, controller, match", [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _fence
+from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_rules
 
 
 @pytest.mark.parametrize("action, prior, count, level", [
@@ -17,20 +17,20 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _fence
     ("none", "shutoff", None, "offline"),
 ])
 def test_consistency_for(action, prior, count, level):
-    assert _fence.consistency_for(action, prior, count) == level
+    assert _fence_rules.consistency_for(action, prior, count) == level
 
 
 def test_application_never_claimed():
     for action in ("frozen", "suspended", "none"):
         for count in (None, 0, 5):
-            assert _fence.consistency_for(action, "running", count) != "application"
+            assert _fence_rules.consistency_for(action, "running", count) != "application"
 
 
 def test_weakest():
-    assert _fence.weakest(["filesystem", "suspended", "crash"]) == "crash"
-    assert _fence.weakest(["filesystem", "suspended"]) == "suspended"
-    assert _fence.weakest(["offline", "filesystem"]) == "filesystem"
-    assert _fence.weakest([]) is None
+    assert _fence_rules.weakest(["filesystem", "suspended", "crash"]) == "crash"
+    assert _fence_rules.weakest(["filesystem", "suspended"]) == "suspended"
+    assert _fence_rules.weakest(["offline", "filesystem"]) == "filesystem"
+    assert _fence_rules.weakest([]) is None
 
 
 @pytest.mark.parametrize("mode, state, action", [
@@ -39,14 +39,14 @@ def test_weakest():
     ("auto", "pmsuspended", "none"),
 ])
 def test_planned_action(mode, state, action):
-    assert _fence.planned_action(mode, state) == action
+    assert _fence_rules.planned_action(mode, state) == action
 
 
 def test_skip_reasons():
-    assert "untouched" in _fence.skip_reason("suspend", "paused", "user")
-    assert _fence.skip_reason("suspend", "running") is None
-    assert "crash" in _fence.skip_reason("none", "running")
+    assert "untouched" in _fence_rules.skip_reason("suspend", "paused", "user")
+    assert _fence_rules.skip_reason("suspend", "running") is None
+    assert "crash" in _fence_rules.skip_reason("none", "running")
 
 
 def test_test_uri():
-    assert _fence.is_test_uri("test:///default") and not _fence.is_test_uri("qemu:///system")
+    assert _fence_rules.is_test_uri("test:///default") and not _fence_rules.is_test_uri("qemu:///system")
