@@ -90,14 +90,14 @@ def validate_connection(params: Dict[str, Any]) -> Dict[str, Any]:
     """Check and normalise the connection options; returns a new dict. Raises OptionError."""
     p = dict(params)
     p["hostname"] = validate_hostname(p.get("hostname"))
-    port = p.get("port")
+    port: Any = p.get("port")
     if port is not None and not (1 <= int(port) <= 65535):
         raise OptionError("port: %r is out of range; expected 1-65535." % port)
-    timeout = p.get("timeout") if p.get("timeout") is not None else 60
+    timeout: Any = p.get("timeout") if p.get("timeout") is not None else 60
     if not (1 <= int(timeout) <= MAX_TIMEOUT):
         raise OptionError("timeout: %r is out of range; expected 1-%d seconds." % (timeout, MAX_TIMEOUT))
     p["timeout"] = int(timeout)
-    retries = p.get("retries") if p.get("retries") is not None else 3
+    retries: Any = p.get("retries") if p.get("retries") is not None else 3
     if not (0 <= int(retries) <= MAX_RETRIES):
         raise OptionError("retries: %r is out of range; expected 0-%d." % (retries, MAX_RETRIES))
     p["retries"] = int(retries)

@@ -9,16 +9,31 @@ This module util is PRIVATE to the collection. It may change without notice.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, validate_connection
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import check as check_privileges
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import describe, requirements
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import (
+    FileInfo,
+    InterfaceRecord,
+    LunRecord,
+    RelationshipRecord,
+    SnapshotBrief,
+    SnapshotRecord,
+    SnapshotSetResult,
+    SvmRecord,
+    TempCgRecord,
+    VolumeRecord,
+    VolumeRef,
+)
 
-VolumeRef = Tuple[str, str]
+T = TypeVar("T")
 CG_API = (9, 10, 1)
 NATIVE_FILE_RESTORE = (9, 10, 1)
 # Temporary consistency groups: `kvmsnap_tmp_<until epoch>_<hex>`. UNTIL is the epoch second after which the
@@ -101,10 +116,17 @@ def snapshot_rel_path(path: str, volume: Optional[str] = None) -> str:
     return "/".join(parts)
 
 
-class Ontap:
-    """Shared logic of both transports. Subclasses implement the _raw methods."""
+class Ontap(ABC):
+    """The ONTAP interface: the contract both transports (OntapRest, OntapZapi) fulfil, and their shared logic.
 
-    transport = "none"
+    Every public method here is the interface the modules, the fence and the roles use; the abstract ones are
+    implemented per transport (a transport lacking one cannot be instantiated). Every call raises OntapError
+    (from _ontap_errors) when ONTAP refuses or cannot be reached: it names the host, the operation and a hint;
+    its kinds (is_not_found, is_forbidden, is_busy, is_exists, is_transient, ...) say why. Records are the
+    TypedDicts of _ontap_records (plain dicts at run time).
+    """
+
+    transport = "none"  # "rest" | "zapi"
 
     def __init__(self, params: Dict[str, Any], module_name: str = ""):
         self.params = params
@@ -117,7 +139,7 @@ class Ontap:
         self.warnings: List[str] = []
         self.temp_cg_until: Optional[int] = None  # `until` for the temporary CG of the current create_snapshot_set
         # (svm, volume) -> record: a fence asks for the same volumes several times
-        self._volumes: Dict[Tuple[str, str], dict] = {}
+        self._volumes: Dict[Tuple[str, str], VolumeRecord] = {}
 
     # ---- helpers -------------------------------------------------------------------------------
     def error(self, message: str, operation: str, status: Optional[int] = None, code: Any = None,
@@ -127,7 +149,7 @@ class Ontap:
     def not_found(self, message: str, operation: str, hint: Optional[str] = None) -> OntapError:
         return self.error(message, operation, status=404, code="4", hint=hint)
 
-    def call(self, operation: str, fn: Callable[[], Any]) -> Any:
+    def call(self, operation: str, fn: Callable[[], T]) -> T:
         """Run FN, adding operation and hostname to any OntapError."""
         try:
             return fn()
@@ -137,16 +159,30 @@ class Ontap:
     def backoff(self, attempt: int) -> None:
         time.sleep(min(0.2 * (2 ** attempt), 2.0))
 
+    # ---- cluster -------------------------------------------------------------------------------
+    @abstractmethod
+    def version(self) -> Tuple[int, int, int]:
+        """The cluster's ONTAP version, e.g. (9, 13, 1); read once, then remembered."""
+
+    @property
+    def known_version(self) -> Optional[Tuple[int, int, int]]:
+        """The version if it was read already (no call to ONTAP), else None."""
+        return self._version
+
     def version_at_least(self, wanted: Tuple[int, int, int]) -> bool:
         return tuple(self.version()) >= tuple(wanted)
 
-    def version(self) -> Tuple[int, int, int]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def list_svms(self) -> List[SvmRecord]:
+        """The data SVMs: [{name, uuid, state}]."""
 
-    def list_volumes(self, svm: Optional[str] = None, name: Optional[str] = None) -> List[dict]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def list_volumes(self, svm: Optional[str] = None, name: Optional[str] = None) -> List[VolumeRecord]:
+        """Volumes, of SVM and named NAME when given: [{name, uuid, svm, junction_path, size, state, type}]
+        (junction_path None when unmounted); [] when none matches."""
 
-    def get_volume(self, svm: str, name: str) -> dict:
+    def get_volume(self, svm: str, name: str) -> VolumeRecord:
+        """Volume NAME of SVM (remembered per client); OntapError is_not_found when it does not exist."""
         key = (svm, name)
         if key not in self._volumes:
             found = self.list_volumes(svm, name)
@@ -156,19 +192,42 @@ class Ontap:
             self._volumes[key] = found[0]
         return self._volumes[key]
 
-    def list_snapshots(self, svm: str, volume: str, name: Optional[str] = None) -> List[dict]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def list_ip_interfaces(self) -> List[InterfaceRecord]:
+        """IP interfaces: [{name, address, svm (None for cluster scope), services}]."""
 
-    def delete_snapshot(self, svm: str, volume: str, name: str) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def list_luns(self, svm: Optional[str] = None, volume: Optional[str] = None) -> List[LunRecord]:
+        """LUNs, of SVM and in VOLUME when given: [{path (/vol/<volume>/<lun>), uuid, serial, svm, volume, size}]."""
 
+    # ---- snapshots -----------------------------------------------------------------------------
+    @abstractmethod
+    def list_snapshots(self, svm: str, volume: str, name: Optional[str] = None) -> List[SnapshotRecord]:
+        """Snapshots of SVM:VOLUME (only NAME when given), oldest first: [{name, uuid, volume, svm, create_time
+        (epoch s), comment, snapmirror_label, state, busy, owners}]. OntapError is_not_found for an unknown volume."""
+
+    def get_snapshot(self, svm: str, volume: str, name: str) -> Optional[SnapshotRecord]:
+        """Snapshot NAME of SVM:VOLUME, or None when it does not exist."""
+        for snap in self.list_snapshots(svm, volume, name):
+            if snap.get("name") == name:
+                return snap
+        return None
+
+    @abstractmethod
+    def delete_snapshot(self, svm: str, volume: str, name: str) -> None:
+        """Delete snapshot NAME of SVM:VOLUME; OntapError is_not_found when it does not exist, is_busy when it is
+        in use (SnapMirror, clone, restore)."""
+
+    @abstractmethod
     def _create_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                    snapmirror_label: Optional[str]) -> str:  # pragma: no cover
-        raise NotImplementedError
+                    snapmirror_label: Optional[str]) -> str:
+        """Transport step of create_snapshot_set: take the snapshot (no pre-check, read-back or retry); returns
+        the method used; sets attempted_method before the creating call."""
 
+    @abstractmethod
     def _set_comment(self, svm: str, volume: str, name: str, comment: Optional[str],
-                     label: Optional[str]) -> None:  # pragma: no cover
-        raise NotImplementedError
+                     label: Optional[str]) -> None:
+        """Write COMMENT and LABEL (those not None) on snapshot NAME; a missing snapshot may be ignored."""
 
     def set_snapshot_comment(self, svm: str, volume: str, name: str, comment: str) -> None:
         """Replace the comment of snapshot NAME on SVM:VOLUME (404 OntapError when it does not exist)."""
@@ -178,7 +237,7 @@ class Ontap:
                                  hint="List the snapshots with kvmsnap.core.ontap_snapshot_info.")
         self._set_comment(svm, volume, name, comment, None)
 
-    def snapshot_file_info(self, svm: str, volume: str, snapshot: str, path: str) -> Optional[dict]:
+    def snapshot_file_info(self, svm: str, volume: str, snapshot: str, path: str) -> Optional[FileInfo]:
         """{name, type, size} of PATH (relative to the volume root) inside snapshot SNAPSHOT of SVM:VOLUME, as
         ONTAP reports it (type: file, directory, lun, symlink, ...); None when the path is not in the snapshot.
         Other failures (volume unknown, no rights) raise OntapError."""
@@ -191,20 +250,22 @@ class Ontap:
                 return None
             raise
 
-    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[dict]:
-        raise NotImplementedError  # pragma: no cover
+    @abstractmethod
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[FileInfo]:
+        """Transport step of snapshot_file_info (REL: relative path without a leading '/')."""
 
-    def _file_missing(self, exc: OntapError) -> bool:  # pragma: no cover - per transport
+    def _file_missing(self, exc: OntapError) -> bool:
+        """Whether EXC of _snapshot_file_info means "not in the snapshot" (per transport)."""
         return exc.is_not_found
 
-    def list_temp_cgs(self, svm: Optional[str] = None) -> List[dict]:
+    def list_temp_cgs(self, svm: Optional[str] = None) -> List[TempCgRecord]:
         """Temporary consistency groups (`kvmsnap_tmp_*`) as {name, uuid, svm, volumes, until}.
 
         Only the REST CG API has persistent CGs; ZAPI cg-start leaves nothing behind, so: [].
         """
         return []
 
-    def delete_cg(self, cg: dict) -> None:
+    def delete_cg(self, cg: TempCgRecord) -> None:
         """Delete consistency group CG (a record of list_temp_cgs); its volumes and snapshots stay."""
         raise self.error("transport %s has no consistency groups to delete" % self.transport,
                          "delete consistency group %s" % cg.get("name"))
@@ -213,17 +274,39 @@ class Ontap:
         """The method create_snapshot_set would use for VOLUMES (read-only; for check mode)."""
         return "single" if len(volumes) == 1 else "cg_start_commit"
 
-    def get_snapshot(self, svm: str, volume: str, name: str) -> Optional[dict]:
-        for snap in self.list_snapshots(svm, volume, name):
-            if snap.get("name") == name:
-                return snap
-        return None
+    # ---- restore -------------------------------------------------------------------------------
+    @abstractmethod
+    def restore_file(self, svm: str, volume: str, snapshot: str, path: str, restore_path: Optional[str] = None) -> str:
+        """Single-file SnapRestore of PATH ('/'-prefixed, relative to the volume root) from SNAPSHOT, to
+        RESTORE_PATH (default: in place); waits until ONTAP finished. Returns the method: "rest_restore_to"
+        (REST 9.10.1+), "cli_passthrough" (older REST) or "zapi"."""
+
+    @abstractmethod
+    def restore_lun(self, svm: str, volume: str, snapshot: str, lun_path: str) -> str:
+        """Restore LUN LUN_PATH (/vol/<volume>/<lun>) from SNAPSHOT in place. Returns the method ("rest_lun_clone"
+        or "zapi"); OntapError when the path is not in VOLUME or the LUN does not exist."""
+
+    @abstractmethod
+    def restore_volume(self, svm: str, volume: str, snapshot: str, force: bool = False) -> None:
+        """Revert the whole volume to SNAPSHOT (newer snapshots are deleted; FORCE when ONTAP asks for it)."""
+
+    # ---- SnapMirror ----------------------------------------------------------------------------
+    @abstractmethod
+    def list_snapmirror(self, source: Optional[List[VolumeRef]] = None) -> List[RelationshipRecord]:
+        """SnapMirror/SnapVault relationships (whose source is one of SOURCE when given): [{uuid, source,
+        destination ({svm, volume, path}), policy, policy_type, state, healthy, unhealthy_reason, lag_time (s),
+        transfer_state, last_transfer_end (epoch s), labels}]."""
+
+    @abstractmethod
+    def update_snapmirror(self, relationship: RelationshipRecord, snapshot: Optional[str] = None, wait: bool = True,
+                          timeout: int = 300) -> RelationshipRecord:
+        """Start a transfer on RELATIONSHIP (a record of list_snapmirror; of SNAPSHOT when given); with WAIT, until
+        it ends or TIMEOUT s pass (OntapError then, and when the transfer fails). Returns the refreshed record."""
 
     # ---- shared: the login's rights, before anything is touched ------------------------------
-    def _login_role(self, user: str) -> Tuple[str, List[dict]]:  # pragma: no cover - per transport
+    @abstractmethod
+    def _login_role(self, user: str) -> Tuple[str, List[dict]]:
         """(role name, privileges) of login USER: REST [{path, access}], ZAPI [{command, access}]."""
-        raise NotImplementedError
-
     def privileges_for(self, operations: List[str]) -> Dict[str, Any]:
         """Whether the login's role allows every call OPERATIONS make (see _ontap_privileges.OPERATIONS).
 
@@ -261,8 +344,14 @@ class Ontap:
     # ---- shared: one consistent snapshot over many volumes -----------------------------------
     def create_snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str] = None,
                             snapmirror_label: Optional[str] = None, precheck: bool = True,
-                            readback: bool = True, until: Optional[int] = None) -> Dict[str, Any]:
-        """One consistent snapshot NAME over VOLUMES [(svm, volume)]; all-or-nothing (see the contract).
+                            readback: bool = True, until: Optional[int] = None) -> SnapshotSetResult:
+        """One consistent snapshot NAME over VOLUMES [(svm, volume)] of this controller, all-or-nothing.
+
+        REST 9.10.1+: an existing CG covering exactly them, else a temporary CG (created, snapshotted, deleted);
+        ZAPI (and REST where no CG fits): cg-start/cg-commit per SVM, or snapshot-multicreate; one volume: a plain
+        create. Returns {method: cg | cg_temporary | cg_start_commit | multicreate | single, snapshots: [{svm,
+        volume, name, uuid, create_time}]}. On failure it deletes what it created (only those, by name and volume)
+        and raises OntapError; NAME existing already on a volume raises OntapError code 13020 (never overwritten).
 
         PRECHECK=False skips the "does NAME exist already" reads (for callers that checked in a pre-flight,
         e.g. inside a backup fence); READBACK=False skips reading uuid/create_time back (they are then None).
@@ -273,9 +362,9 @@ class Ontap:
         if not volumes:
             raise OptionError("volumes: give at least one volume.")
         what = "create snapshot %s on %s" % (name, ", ".join("%s:%s" % sv for sv in volumes))
-        existing = {}
+        existing: Dict[VolumeRef, Optional[SnapshotRecord]] = {}
         for svm, vol in volumes if precheck else []:
-            existing[(svm, vol)] = self.call(what, lambda s=svm, v=vol: self.get_snapshot(s, v, name))
+            existing[(svm, vol)] = self.call(what, functools.partial(self.get_snapshot, svm, vol, name))
         clash = ["%s:%s" % sv for sv, snap in existing.items() if snap]
         if clash:
             raise self.error("snapshot %s already exists on %s" % (name, ", ".join(clash)), what, code="13020",
@@ -298,16 +387,16 @@ class Ontap:
                     raise
                 attempt += 1
                 self.backoff(attempt)
-        snapshots = []
+        snapshots: List[SnapshotBrief] = []
         for svm, vol in volumes:
             if not readback:
                 snapshots.append({"svm": svm, "volume": vol, "name": name, "uuid": None, "create_time": None})
                 continue
-            snap = self.call(what, lambda s=svm, v=vol: self.get_snapshot(s, v, name))
+            snap = self.call(what, functools.partial(self.get_snapshot, svm, vol, name))
             if not snap:
                 # netapp.ontap #344: a read right after create can miss the object: retry the read once
                 time.sleep(0.2)
-                snap = self.call(what, lambda s=svm, v=vol: self.get_snapshot(s, v, name))
+                snap = self.call(what, functools.partial(self.get_snapshot, svm, vol, name))
             if not snap:
                 raise self.error("snapshot %s missing on %s:%s right after it was created" % (name, svm, vol), what)
             snapshots.append({"svm": svm, "volume": vol, "name": name, "uuid": snap.get("uuid"),
@@ -337,14 +426,6 @@ class Ontap:
                               % (name, ", ".join(leftovers)))
         elif created:
             cause.message += "; the partial snapshots were removed again (%s)" % ", ".join("%s:%s" % c for c in created)
-
-
-def has_netapp_lib() -> bool:
-    try:
-        import netapp_lib.api.zapi.zapi  # noqa: F401  pylint: disable=unused-import
-    except ImportError:
-        return False
-    return True
 
 
 def connect(params: Dict[str, Any], module_name: str = "") -> Ontap:
