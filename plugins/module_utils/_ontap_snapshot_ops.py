@@ -28,7 +28,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._retention import sel
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
     CONSISTENCIES,
     DEFAULT_PREFIX,
-    has_marker,
+    existing_set,
     is_good,
     is_orphaned,
     is_ours,
@@ -37,6 +37,15 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
 )
 
 CONFIRM_STATES = ("good", "late")
+# what to do when snapshot NAME exists already (a kind of _snapshot_naming.existing_set)
+EXISTING_HINTS = {
+    "foreign": "It is never overwritten: choose another name, or delete that snapshot first if it is not needed.",
+    "partial": "Delete the partial set (state: absent) or choose another name; an existing snapshot is never "
+               "overwritten.",
+    "other_run": "Another run's snapshot is never taken over as this run's backup: choose another name, or run again "
+                 "with that run's run_id if this is a rerun of it.",
+    "not_good": "A snapshot that is not a confirmed backup is never taken over: choose another name.",
+}
 
 
 class SnapshotTrustError(OntapError):
@@ -56,38 +65,19 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
     Present everywhere with our metadata and the same run id (a rerun, F11 (docs/dev/faults.md#f11)) → changed False. Present on some
     volumes only, without our metadata, or made by another run → OntapError (never overwritten, never adopted:
     another run's snapshot must not become this run's backup; SAME_RUN_ONLY=False, for a caller that names no
-    run, accepts any run's). UNTIL goes into a temporary CG's name.
+    run, accepts any run's); _snapshot_naming.existing_set decides. UNTIL goes into a temporary CG's name.
     Returns {changed, method, snapshots, msg}.
     """
     what = "create snapshot %s on %s" % (name, ", ".join(_ref(*v) for v in volumes))
     existing: Dict[VolumeRef, Optional[SnapshotRecord]] = {}
     for svm, vol in volumes:
         existing[(svm, vol)] = client.get_snapshot(svm, vol, name)
-    present = [v for v, s in existing.items() if s]
-    if present:
-        foreign = [v for v in present if not has_marker(existing[v] or {})]
-        if foreign:
-            raise client.error(
-                "snapshot %s already exists on %s but was not created by kvmsnap.core (no kvmsnap metadata in its "
-                "comment)" % (name, ", ".join(_ref(*v) for v in foreign)), what, code="13020",
-                hint="It is never overwritten: choose another name, or delete that snapshot first if it is not needed.")
-        missing = [v for v in volumes if not existing[v]]
-        if missing:
-            raise client.error(
-                "snapshot %s exists on %s but not on %s, so it is not one consistent set" % (
-                    name, ", ".join(_ref(*v) for v in present), ", ".join(_ref(*v) for v in missing)), what,
-                code="13020", hint="Delete the partial set (state: absent) or choose another name; an existing "
-                                   "snapshot is never overwritten.")
-        run = (parse_comment(comment) or {}).get("run")
-        runs_of = {v: (parse_comment((existing[v] or {}).get("comment")) or {}).get("run") for v in present}
-        others = [v for v in present if same_run_only and runs_of[v] != run]
-        if others:
-            runs = sorted(set(str(runs_of[v]) for v in others))
-            raise client.error(
-                "snapshot %s already exists on %s, made by run %s, not by this run (%s)" % (
-                    name, ", ".join(_ref(*v) for v in others), ", ".join(runs), run), what, code="13020",
-                hint="Another run's snapshot is never taken over as this run's backup: choose another name, or run "
-                     "again with that run's run_id if this is a rerun of it.")
+    run = (parse_comment(comment) or {}).get("run")
+    found = existing_set(name, {_ref(*v): snap for v, snap in existing.items()}, run,
+                         accept="same_run" if same_run_only else "any_run")
+    if found["verdict"] == "clash":
+        raise client.error(found["reason"], what, code="13020", hint=EXISTING_HINTS[found["kind"]])
+    if found["verdict"] == "done":
         snaps = [_brief(existing[v] or {}, v) for v in volumes]
         return {"changed": False, "method": None, "snapshots": snaps,
                 "msg": "snapshot %s already exists on all %d volume(s)" % (name, len(volumes))}
