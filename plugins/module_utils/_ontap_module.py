@@ -19,8 +19,9 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import (
     connection_argument_spec,
     validate_connection,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import Ontap, connect
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import Ontap
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_paths import PathError
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import SnapshotNameError

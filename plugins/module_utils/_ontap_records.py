@@ -1,7 +1,7 @@
 # Copyright (c) kvmsnap.core contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The records the ONTAP interface returns (see _ontap_client.Ontap): the same keys from REST and ZAPI.
+"""The records the ONTAP interface returns (see _ontap_interface.Ontap): the same keys from REST and ZAPI.
 
 They are plain dicts at run time (TypedDicts: the type checker knows their keys and value types).
 

@@ -14,7 +14,9 @@ import uuid as uuidlib
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import RestSession
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import (
     CG_API,
     NATIVE_FILE_RESTORE,
     TEMP_CG_LIFETIME,
@@ -26,8 +28,6 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import 
     temp_cg_name,
     temp_cg_until,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import RestSession
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import (
     Endpoint,
     FileInfo,

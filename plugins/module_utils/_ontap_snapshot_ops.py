@@ -13,12 +13,12 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import (
     Ontap,
     epoch_to_iso,
     snapshot_rel_path,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import (
     RelationshipRecord,
     SnapshotRecord,

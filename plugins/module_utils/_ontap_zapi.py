@@ -22,13 +22,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.urls import make_context
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError, redact
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import USER_AGENT, url_host
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import (
     Ontap,
     duration_to_seconds,
     iso_to_epoch,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError, redact
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import USER_AGENT, url_host
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import (
     Endpoint,
     FileInfo,

@@ -327,7 +327,7 @@ import time
 from typing import Dict, List
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import TEMP_CG_LIFETIME
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import TEMP_CG_LIFETIME
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import (
     ontap_module,
     run_ontap_module,

@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import Ontap
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import Ontap
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_rest import OntapRest
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import HAS_NETAPP_LIB, OntapZapi
 
