@@ -13,6 +13,8 @@ from typing import Any, Dict
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import validate_connection
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import Ontap
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_rest import OntapRest
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import OntapZapi
 
 
 def connect(params: Dict[str, Any], module_name: str = "") -> Ontap:
@@ -30,11 +32,9 @@ def connect(params: Dict[str, Any], module_name: str = "") -> Ontap:
 def _connect(p: Dict[str, Any], module_name: str) -> Ontap:
     transport = p["transport"]
     if transport == "zapi":
-        from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import OntapZapi
         client: Ontap = OntapZapi(p, module_name)
         client.version()
         return client
-    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_rest import OntapRest
     rest = OntapRest(p, module_name)
     if transport == "rest":
         rest.version()
@@ -46,7 +46,6 @@ def _connect(p: Dict[str, Any], module_name: str) -> Ontap:
     except OntapError as exc:
         if exc.is_auth or exc.is_forbidden or (exc.status is None and not exc.is_not_found):
             raise
-    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import OntapZapi
     client = OntapZapi(p, module_name)
     client.version()
     return client
