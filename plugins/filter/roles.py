@@ -24,6 +24,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config i
     SnapCreatorConfigError,
     parse_config,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import existing_set
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
 from ansible_collections.kvmsnap.core.plugins.plugin_utils import _restore_journal
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._async_loop import foreground
@@ -145,6 +146,20 @@ def full_volumes(results, limit=1023):
             key = "%s:%s:%s" % (ctrl, snap.get("svm"), snap.get("volume"))
             counts[key] = counts.get(key, 0) + 1
     return sorted(k for k, n in counts.items() if n >= int(limit))
+
+
+def existing_snapshot(results, name, volume_keys):
+    """What snapshot NAME already existing on the run's volumes (ctrl:svm:volume) means, from ontap_snapshot_info
+    results (one per controller): {verdict: free|done|clash, kind, present, missing, reason}; only a confirmed
+    (good) backup on every volume makes a rerun a no-op (_snapshot_naming.existing_set decides)."""
+    found: Dict[str, Any] = {key: None for key in _plain(volume_keys)}
+    for item in _plain(results):
+        ctrl = item.get("controller") or item.get("item")
+        for snap in item.get("snapshots") or []:
+            key = "%s:%s:%s" % (ctrl, snap.get("svm"), snap.get("volume"))
+            if snap.get("name") == name and key in found:
+                found[key] = snap
+    return existing_set(str(name), found, None, accept="good")
 
 
 def newer_snapshots(records, snapshot, volume_keys):
@@ -342,6 +357,7 @@ class FilterModule:
             "vm_table": vm_table,
             "catalog": catalog,
             "full_volumes": full_volumes,
+            "existing_snapshot": existing_snapshot,
             "newer_snapshots": newer_snapshots,
             "select_snapshot": select_snapshot,
             "run_report": run_report,

@@ -26,7 +26,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import Op
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect as ontap_connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import confirm_snapshot_set, recover_orphans
-from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import has_marker
+from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import existing_set
 
 
 def run_backup(params: Dict[str, Any], check_mode: bool = False,
@@ -62,7 +62,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         result["volumes"] = ["%s:%s" % v for v in volumes]
         if connect is None:
             connect = ontap_connect
-        ontap, existing, volumes = _ontap_preflight(connect, params, volumes, name)
+        ontap, existing, volumes = _ontap_preflight(connect, params, volumes, name, run_id)
         result["volumes"] = ["%s:%s" % v for v in volumes]
         if existing:
             # F11 (docs/dev/faults.md#f11): a rerun of a backup that is already complete changes nothing and quiesces nobody
@@ -282,12 +282,13 @@ def _backup_volumes(fence: Fence, vms: List[Dict[str, Any]], params: Dict[str, A
 
 
 def _ontap_preflight(connect: Callable[[Dict[str, Any], str], Any], params: Dict[str, Any], volumes: List[tuple],
-                     name: str) -> Tuple[Any, List[Dict[str, Any]], List[tuple]]:
+                     name: str, run_id: Optional[str] = None) -> Tuple[Any, List[Dict[str, Any]], List[tuple]]:
     """Connect and check every volume exists (F16 (docs/dev/faults.md#f16)); return the client, the snapshots NAME
     already has and the volumes (the SVM of vm_mapping entries without one filled in).
 
-    A rerun whose snapshot already exists on every volume with our metadata is a no-op (F11 (docs/dev/faults.md#f11)); any other
-    existing snapshot of that name is refused, never overwritten.
+    A rerun whose snapshot already exists on every volume as run RUN_ID's or as a confirmed (good) backup is a no-op
+    (F11 (docs/dev/faults.md#f11)); any other existing snapshot of that name is refused, never overwritten
+    (_snapshot_naming.existing_set decides).
     """
     try:
         ontap = connect(params, "vm_backup")
@@ -298,6 +299,7 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any], str], Any], params: Dict
                              % (params.get("hostname"), rights["message"], rights["hint"]))
         volumes = resolve_mapping_svms(ontap, volumes)
         missing, existing = [], []
+        found: Dict[str, Optional[Dict[str, Any]]] = {}
         for svm, vol in volumes:
             try:
                 ontap.get_volume(svm, vol)
@@ -306,21 +308,21 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any], str], Any], params: Dict
                     missing.append("%s:%s" % (svm, vol))
                     continue
                 raise
+            found["%s:%s" % (svm, vol)] = None
             for snap in ontap.list_snapshots(svm, vol, name):
                 if snap.get("name") == name:
                     existing.append(dict(snap, svm=svm, volume=vol))
+                    found["%s:%s" % (svm, vol)] = existing[-1]
     except (OntapError, OptionError) as err:
         raise FenceError("vm_backup pre-flight on ONTAP %s failed: %s; nothing was quiesced."
                          % (params.get("hostname"), err)) from None
     if missing:
         raise FenceError("vm_backup: volume(s) %s not found on ONTAP %s; nothing was quiesced. Check the SVM and "
                          "volume names in volumes/datastores/vm_mapping." % (", ".join(missing), params.get("hostname")))
-    complete = len(existing) == len(volumes) and all(has_marker(s) for s in existing)
-    if existing and not complete:
-        raise FenceError("vm_backup: a snapshot named %s already exists on %s (ONTAP %s) but not as this collection's "
-                         "backup of all %d volume(s); choose another name — existing snapshots are never overwritten. "
-                         "Nothing was quiesced." % (name, ", ".join("%s:%s" % (s["svm"], s["volume"]) for s in existing),
-                                                    params.get("hostname"), len(volumes)))
+    verdict = existing_set(name, found, run_id, accept="good")
+    if verdict["verdict"] == "clash":
+        raise FenceError("vm_backup on ONTAP %s: %s; choose another name — existing snapshots are never overwritten. "
+                         "Nothing was quiesced." % (params.get("hostname"), verdict["reason"]))
     return ontap, existing, volumes
 
 

@@ -94,7 +94,7 @@ def validate_connection(params: Dict[str, Any]) -> Dict[str, Any]:
     """Check and normalise the connection options; returns a new dict. Raises OptionError."""
     p = dict(params)
     p["hostname"] = validate_hostname(p.get("hostname"))
-    port = p.get("port")
+    port: Any = p.get("port")
     if port is not None and not (1 <= int(port) <= 65535):
         raise OptionError("port: %r is out of range; expected 1-65535." % port)
     p["timeout"] = int(p.get("timeout") if p.get("timeout") is not None else DEFAULT_ONTAP_TIMEOUT)

@@ -9,7 +9,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
@@ -76,6 +76,7 @@ class OntapError(KvmsnapError):
     """An ONTAP call failed.
 
     status: HTTP status (REST or ZAPI transport) or None; code: REST error code digits or ZAPI errno.
+    result: what was done before the failure, for the module's failure result (None: nothing to report).
     """
 
     def __init__(self, message: str, status: Optional[int] = None, code: Any = None, target: Optional[str] = None,
@@ -91,6 +92,7 @@ class OntapError(KvmsnapError):
         self.hostname = hostname
         self._hint = hint
         self.transient = transient
+        self.result: Optional[Dict[str, Any]] = None
         super().__init__(self.message)
 
     # ---- kinds -----------------------------------------------------------------------------
@@ -155,6 +157,13 @@ class OntapError(KvmsnapError):
         if self.hint:
             text += " " + self.hint
         return text
+
+    def with_hint(self, hint: str, keep: bool = False) -> OntapError:
+        """Set the hint (what to do next) shown after the message; KEEP=True sets it only when the error has no
+        hint of its own yet (the kind's default hint does not count)."""
+        if not (keep and self._hint):
+            self._hint = hint
+        return self
 
     def with_context(self, operation: Optional[str] = None, hostname: Optional[str] = None) -> OntapError:
         if operation and not self.operation:

@@ -21,6 +21,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import (
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import Ontap
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_paths import PathError
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import SnapshotNameError
@@ -39,7 +40,7 @@ def ontap_module(argument_spec: Dict[str, Any], **kwargs: Any) -> AnsibleModule:
 def run_ontap_module(module: AnsibleModule, module_name: str, prepare: Callable[[AnsibleModule], Any],
                      execute: Callable[[AnsibleModule, Any, Any], Dict[str, Any]]) -> None:
     """PREPARE validates the options (no ONTAP call); EXECUTE(module, client, prepared) returns the result."""
-    client = None
+    client: Optional[Ontap] = None
     try:
         validate_connection(module.params)
         prepared = prepare(module)
@@ -57,7 +58,7 @@ def run_ontap_module(module: AnsibleModule, module_name: str, prepare: Callable[
         module.warn(warning)
     if client is not None:
         result.setdefault("transport", client.transport)
-        version: Optional[tuple] = getattr(client, "_version", None)
+        version = client.known_version
         if version:
             result.setdefault("ontap_version", ".".join(str(x) for x in version))
     module.exit_json(**result)

@@ -14,21 +14,33 @@ import uuid as uuidlib
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import RestSession
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import (
     CG_API,
     NATIVE_FILE_RESTORE,
     TEMP_CG_LIFETIME,
     TEMP_CG_PREFIX,
     Ontap,
-    VolumeRef,
     duration_to_seconds,
     is_temp_cg_name,
     iso_to_epoch,
     temp_cg_name,
     temp_cg_until,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import RestSession
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import (
+    Endpoint,
+    FileInfo,
+    InterfaceRecord,
+    LunRecord,
+    RelationshipRecord,
+    SnapshotRecord,
+    SvmRecord,
+    TempCgRecord,
+    VolumeRecord,
+    VolumeRef,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import HAS_NETAPP_LIB, OntapZapi
 
 SNAP_FIELDS = "name,uuid,create_time,comment,snapmirror_label,state,owners"
 VOL_FIELDS = "name,uuid,svm.name,nas.path,space.size,state,type"
@@ -132,11 +144,11 @@ class OntapRest(Ontap):
                          lambda: self.session.get_records(path, fields="access"))
         return role, [{"path": r.get("path"), "access": r.get("access")} for r in recs]
 
-    def list_svms(self) -> List[dict]:
+    def list_svms(self) -> List[SvmRecord]:
         recs = self.call("list SVMs", lambda: self.session.get_records("/api/svm/svms", fields="name,uuid,state"))
         return [{"name": r.get("name"), "uuid": r.get("uuid"), "state": r.get("state")} for r in recs]
 
-    def list_volumes(self, svm: Optional[str] = None, name: Optional[str] = None) -> List[dict]:
+    def list_volumes(self, svm: Optional[str] = None, name: Optional[str] = None) -> List[VolumeRecord]:
         query: Dict[str, Any] = {"fields": VOL_FIELDS}
         if svm:
             query["svm.name"] = svm
@@ -144,11 +156,11 @@ class OntapRest(Ontap):
             query["name"] = name
         op = "list volumes%s" % (" of SVM %s" % svm if svm else "")
         recs = self.call(op, lambda: self.session.get_records("/api/storage/volumes", **query))
-        out = []
+        out: List[VolumeRecord] = []
         for r in recs:
-            vol = {"name": r.get("name"), "uuid": r.get("uuid"), "svm": (r.get("svm") or {}).get("name"),
-                   "junction_path": (r.get("nas") or {}).get("path"), "size": (r.get("space") or {}).get("size"),
-                   "state": r.get("state"), "type": r.get("type")}
+            vol: VolumeRecord = {"name": r.get("name"), "uuid": r.get("uuid"), "svm": (r.get("svm") or {}).get("name"),
+                                 "junction_path": (r.get("nas") or {}).get("path"), "size": (r.get("space") or {}).get("size"),
+                                 "state": r.get("state"), "type": r.get("type")}
             if svm and vol["svm"] not in (None, svm):
                 continue
             if name and vol["name"] != name:
@@ -157,25 +169,25 @@ class OntapRest(Ontap):
             self._volumes[(vol["svm"] or svm or "", vol["name"])] = vol
         return out
 
-    def list_ip_interfaces(self) -> List[dict]:
+    def list_ip_interfaces(self) -> List[InterfaceRecord]:
         recs = self.call("list IP interfaces", lambda: self.session.get_records(
             "/api/network/ip/interfaces", fields="name,ip.address,svm.name,services,scope"))
         return [{"name": r.get("name"), "address": (r.get("ip") or {}).get("address"),
                  "svm": (r.get("svm") or {}).get("name"), "services": r.get("services") or []} for r in recs]
 
-    def list_luns(self, svm: Optional[str] = None, volume: Optional[str] = None) -> List[dict]:
+    def list_luns(self, svm: Optional[str] = None, volume: Optional[str] = None) -> List[LunRecord]:
         query: Dict[str, Any] = {"fields": "name,uuid,serial_number,svm.name,location.volume.name,space.size"}
         if svm:
             query["svm.name"] = svm
         if volume:
             query["location.volume.name"] = volume
         recs = self.call("list LUNs", lambda: self.session.get_records("/api/storage/luns", **query))
-        out = []
+        out: List[LunRecord] = []
         for r in recs:
-            lun = {"path": r.get("name"), "uuid": r.get("uuid"), "serial": r.get("serial_number"),
-                   "svm": (r.get("svm") or {}).get("name"),
-                   "volume": ((r.get("location") or {}).get("volume") or {}).get("name"),
-                   "size": (r.get("space") or {}).get("size")}
+            lun: LunRecord = {"path": r.get("name"), "uuid": r.get("uuid"), "serial": r.get("serial_number"),
+                              "svm": (r.get("svm") or {}).get("name"),
+                              "volume": ((r.get("location") or {}).get("volume") or {}).get("name"),
+                              "size": (r.get("space") or {}).get("size")}
             if volume and lun["volume"] is None and lun["path"]:
                 lun["volume"] = lun["path"].split("/")[2] if lun["path"].startswith("/vol/") else None
             if (svm and lun["svm"] not in (None, svm)) or (volume and lun["volume"] != volume):
@@ -184,7 +196,7 @@ class OntapRest(Ontap):
         return out
 
     # ---- snapshots ---------------------------------------------------------------------------------
-    def list_snapshots(self, svm: str, volume: str, name: Optional[str] = None) -> List[dict]:
+    def list_snapshots(self, svm: str, volume: str, name: Optional[str] = None) -> List[SnapshotRecord]:
         vol = self.get_volume(svm, volume)
         query: Dict[str, Any] = {"fields": SNAP_FIELDS}
         if name:
@@ -199,7 +211,7 @@ class OntapRest(Ontap):
             # an older release that does not know a field (owners): ask for the basic ones only
             query["fields"] = "name,uuid,create_time,comment,snapmirror_label"
             recs = self.call(op, lambda: self.session.get_records(path, **query))
-        out = []
+        out: List[SnapshotRecord] = []
         for r in recs:
             if name and r.get("name") != name:
                 continue
@@ -273,12 +285,13 @@ class OntapRest(Ontap):
                 continue
             if not set(v.get("name") for v in cg.get("volumes") or []) & set(vols):
                 continue
-            cg = dict(cg, svm=svm)
-            self.delete_cg(cg)
+            temp: TempCgRecord = {"name": cg["name"], "uuid": cg.get("uuid"), "svm": svm,
+                                  "volumes": [v.get("name") for v in cg.get("volumes") or []], "until": until}
+            self.delete_cg(temp)
             self.warnings.append("%s: removed the temporary consistency group %s on SVM %s left by a run that ended "
-                                 "without removing it (its volumes and snapshots stay)." % (self.hostname, cg["name"], svm))
+                                 "without removing it (its volumes and snapshots stay)." % (self.hostname, temp["name"], svm))
 
-    def list_temp_cgs(self, svm: Optional[str] = None) -> List[dict]:
+    def list_temp_cgs(self, svm: Optional[str] = None) -> List[TempCgRecord]:
         if not self.version_at_least(CG_API):
             return []
         query: Dict[str, Any] = {"name": TEMP_CG_PREFIX + "*", "fields": "uuid,name,svm.name,volumes.name"}
@@ -286,7 +299,7 @@ class OntapRest(Ontap):
             query["svm.name"] = svm
         op = "list temporary consistency groups%s" % (" of SVM %s" % svm if svm else "")
         recs = self.call(op, lambda: self.session.get_records("/api/application/consistency-groups", **query))
-        out = []
+        out: List[TempCgRecord] = []
         for r in recs:
             name = r.get("name")
             cg_svm = (r.get("svm") or {}).get("name")
@@ -296,7 +309,7 @@ class OntapRest(Ontap):
                         "volumes": [v.get("name") for v in r.get("volumes") or []], "until": temp_cg_until(name)})
         return out
 
-    def delete_cg(self, cg: dict) -> None:
+    def delete_cg(self, cg: TempCgRecord) -> None:
         op = "delete consistency group %s on SVM %s (its volumes and snapshots stay)" % (cg.get("name"), cg.get("svm"))
         try:
             self._send("DELETE", "/api/application/consistency-groups/%s" % cg["uuid"], op, safe_to_retry=True)
@@ -331,7 +344,7 @@ class OntapRest(Ontap):
         cg = self._find_cg(svm, vols, recs)
         method = "cg"
         temporary = cg is None
-        if temporary:
+        if cg is None:
             self._remove_dead_temp_cgs(svm, vols, recs)
             try:
                 cg = self._temp_cg(svm, vols)
@@ -363,21 +376,18 @@ class OntapRest(Ontap):
         hint = ("%s; a consistent snapshot of these volumes needs ZAPI (cg-start/cg-commit): install netapp-lib and "
                 "allow ONTAPI for this user, or set transport: zapi, or snapshot fewer volumes per task."
                 % (why or "ONTAP %s has no consistency-group REST API (9.10.1+)" % ver))
-        from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import has_netapp_lib
-        if not has_netapp_lib():
+        if not HAS_NETAPP_LIB:
             raise OntapError("no consistent multi-volume snapshot possible over REST", operation=op,
                              hostname=self.hostname, hint=hint)
-        from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import OntapZapi
         params = dict(self.params)
         params["transport"] = "zapi"
         zapi = OntapZapi(params, self.module_name)
         try:
-            method = zapi._create_set(volumes, name, comment, label,  # pylint: disable=protected-access
-                                      set_comment=self._set_comment)
+            method = zapi.snapshot_set(volumes, name, comment, label, set_comment=self._set_comment)
         except OntapError as exc:
             if exc.is_auth or exc.is_forbidden or exc.code == "13005":
                 exc.message += " (REST fallback to ZAPI)"
-                exc._hint = hint  # pylint: disable=protected-access
+                exc.with_hint(hint)
             raise
         self.warnings.append("%s: %s, so the snapshot %s was taken with ZAPI %s." % (self.hostname, warn, name, method))
         return method
@@ -420,13 +430,13 @@ class OntapRest(Ontap):
             raise
 
     # ---- files in a snapshot ------------------------------------------------------------------------
-    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[dict]:
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[FileInfo]:
         # GET /api/storage/volumes/{uuid}/files/{path}: the path segment with "." as %2E and "/" as %2F
         vol_uuid = self.get_volume(svm, volume)["uuid"]
         encoded = quote(".snapshot/%s/%s" % (snapshot, rel), safe="").replace(".", "%2E")
         payload = self.session.get("/api/storage/volumes/%s/files/%s" % (vol_uuid, encoded),
                                    return_metadata=True, fields="name,type,size,path")
-        recs = payload.get("records") if isinstance(payload, dict) and "records" in payload else [payload]
+        recs: List[Any] = (payload.get("records") or []) if isinstance(payload, dict) and "records" in payload else [payload]
         rec = next((r for r in recs if isinstance(r, dict)), None)
         if rec is None:
             return None
@@ -477,7 +487,7 @@ class OntapRest(Ontap):
                    timeout=max(self.timeout, 300))
 
     # ---- snapmirror ------------------------------------------------------------------------------------
-    def _policies(self) -> Dict[str, dict]:
+    def _policies(self) -> Dict[Any, dict]:
         try:
             recs = self.session.get_records("/api/snapmirror/policies",
                                             fields="name,uuid,type,retention,create_snapshot_on_source")
@@ -489,7 +499,7 @@ class OntapRest(Ontap):
             out[r.get("name")] = r
         return out
 
-    def _relationship(self, r: dict, policies: Dict[str, dict]) -> dict:
+    def _relationship(self, r: dict, policies: Dict[Any, dict]) -> RelationshipRecord:
         src = r.get("source") or {}
         dst = r.get("destination") or {}
         pol = r.get("policy") or {}
@@ -502,7 +512,7 @@ class OntapRest(Ontap):
             elif labels:
                 ptype = "mirror_vault"
 
-        def split(end: dict) -> dict:
+        def split(end: dict) -> Endpoint:
             path = end.get("path") or ""
             svm, _sep, vol = path.partition(":")
             return {"svm": (end.get("svm") or {}).get("name") or svm, "volume": vol or None, "path": path}
@@ -513,7 +523,7 @@ class OntapRest(Ontap):
                 "transfer_state": transfer.get("state"), "last_transfer_end": iso_to_epoch(transfer.get("end_time")),
                 "labels": labels}
 
-    def list_snapmirror(self, source: Optional[List[VolumeRef]] = None) -> List[dict]:
+    def list_snapmirror(self, source: Optional[List[VolumeRef]] = None) -> List[RelationshipRecord]:
         op = "list SnapMirror relationships"
         recs = self.call(op, lambda: self.session.get_records("/api/snapmirror/relationships", fields=SM_FIELDS))
         policies = self._policies() if recs else {}
@@ -523,8 +533,8 @@ class OntapRest(Ontap):
             rels = [r for r in rels if r["source"]["path"] in wanted]
         return rels
 
-    def update_snapmirror(self, relationship: dict, snapshot: Optional[str] = None, wait: bool = True,
-                          timeout: int = 300) -> dict:
+    def update_snapmirror(self, relationship: RelationshipRecord, snapshot: Optional[str] = None, wait: bool = True,
+                          timeout: int = 300) -> RelationshipRecord:
         rel_uuid = relationship["uuid"]
         op = "update SnapMirror %s -> %s" % (relationship["source"]["path"], relationship["destination"]["path"])
         body: Dict[str, Any] = {}

@@ -10,21 +10,25 @@ This module util is PRIVATE to the collection. It may change without notice.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import (
     Ontap,
-    VolumeRef,
     epoch_to_iso,
     snapshot_rel_path,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import (
+    RelationshipRecord,
+    SnapshotRecord,
+    VolumeRef,
+)
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import select_prunable_sets
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
     CONSISTENCIES,
     DEFAULT_PREFIX,
-    has_marker,
+    existing_set,
     is_good,
     is_orphaned,
     is_ours,
@@ -33,6 +37,15 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
 )
 
 CONFIRM_STATES = ("good", "late")
+# what to do when snapshot NAME exists already (a kind of _snapshot_naming.existing_set)
+EXISTING_HINTS = {
+    "foreign": "It is never overwritten: choose another name, or delete that snapshot first if it is not needed.",
+    "partial": "Delete the partial set (state: absent) or choose another name; an existing snapshot is never "
+               "overwritten.",
+    "other_run": "Another run's snapshot is never taken over as this run's backup: choose another name, or run again "
+                 "with that run's run_id if this is a rerun of it.",
+    "not_good": "A snapshot that is not a confirmed backup is never taken over: choose another name.",
+}
 
 
 class SnapshotTrustError(OntapError):
@@ -52,38 +65,19 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
     Present everywhere with our metadata and the same run id (a rerun, F11 (docs/dev/faults.md#f11)) → changed False. Present on some
     volumes only, without our metadata, or made by another run → OntapError (never overwritten, never adopted:
     another run's snapshot must not become this run's backup; SAME_RUN_ONLY=False, for a caller that names no
-    run, accepts any run's). UNTIL goes into a temporary CG's name.
+    run, accepts any run's); _snapshot_naming.existing_set decides. UNTIL goes into a temporary CG's name.
     Returns {changed, method, snapshots, msg}.
     """
     what = "create snapshot %s on %s" % (name, ", ".join(_ref(*v) for v in volumes))
-    existing: Dict[VolumeRef, Optional[dict]] = {}
+    existing: Dict[VolumeRef, Optional[SnapshotRecord]] = {}
     for svm, vol in volumes:
         existing[(svm, vol)] = client.get_snapshot(svm, vol, name)
-    present = [v for v, s in existing.items() if s]
-    if present:
-        foreign = [v for v in present if not has_marker(existing[v] or {})]
-        if foreign:
-            raise client.error(
-                "snapshot %s already exists on %s but was not created by kvmsnap.core (no kvmsnap metadata in its "
-                "comment)" % (name, ", ".join(_ref(*v) for v in foreign)), what, code="13020",
-                hint="It is never overwritten: choose another name, or delete that snapshot first if it is not needed.")
-        missing = [v for v in volumes if not existing[v]]
-        if missing:
-            raise client.error(
-                "snapshot %s exists on %s but not on %s, so it is not one consistent set" % (
-                    name, ", ".join(_ref(*v) for v in present), ", ".join(_ref(*v) for v in missing)), what,
-                code="13020", hint="Delete the partial set (state: absent) or choose another name; an existing "
-                                   "snapshot is never overwritten.")
-        run = (parse_comment(comment) or {}).get("run")
-        runs_of = {v: (parse_comment((existing[v] or {}).get("comment")) or {}).get("run") for v in present}
-        others = [v for v in present if same_run_only and runs_of[v] != run]
-        if others:
-            runs = sorted(set(str(runs_of[v]) for v in others))
-            raise client.error(
-                "snapshot %s already exists on %s, made by run %s, not by this run (%s)" % (
-                    name, ", ".join(_ref(*v) for v in others), ", ".join(runs), run), what, code="13020",
-                hint="Another run's snapshot is never taken over as this run's backup: choose another name, or run "
-                     "again with that run's run_id if this is a rerun of it.")
+    run = (parse_comment(comment) or {}).get("run")
+    found = existing_set(name, {_ref(*v): snap for v, snap in existing.items()}, run,
+                         accept="same_run" if same_run_only else "any_run")
+    if found["verdict"] == "clash":
+        raise client.error(found["reason"], what, code="13020", hint=EXISTING_HINTS[found["kind"]])
+    if found["verdict"] == "done":
         snaps = [_brief(existing[v] or {}, v) for v in volumes]
         return {"changed": False, "method": None, "snapshots": snaps,
                 "msg": "snapshot %s already exists on all %d volume(s)" % (name, len(volumes))}
@@ -98,7 +92,7 @@ def ensure_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, comm
             "msg": "created snapshot %s on %d volume(s) (%s)" % (name, len(volumes), result["method"])}
 
 
-def _brief(snap: dict, ref: VolumeRef) -> dict:
+def _brief(snap: Mapping[str, Any], ref: VolumeRef) -> Dict[str, Any]:
     return {"svm": ref[0], "volume": ref[1], "name": snap.get("name"), "uuid": snap.get("uuid"),
             "create_time": snap.get("create_time")}
 
@@ -145,11 +139,11 @@ def confirm_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, run
                          % (consistency, ", ".join(CONSISTENCIES)))
     operation = "mark snapshot %s %s on %s" % (name, state, client.hostname)
     problems: List[str] = []
-    plan = []
+    plan: List[Tuple[str, str, SnapshotRecord, Dict[str, Any], Optional[str]]] = []
     for svm, vol in volumes:
         snap = client.get_snapshot(svm, vol, name)
         where = "%s on %s" % (name, _ref(svm, vol))
-        meta = parse_comment((snap or {}).get("comment"))
+        meta = parse_comment(snap["comment"] if snap else None)
         if not snap:
             problems.append("snapshot %s not found" % where)
         elif meta is None:
@@ -163,7 +157,7 @@ def confirm_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, run
                             % (where, meta["state"] or "without a trust state (old format)",
                                " (consistency %s)" % meta["consistency"] if meta["consistency"] else ""))
         else:
-            plan.append((svm, vol, snap, meta, restate_comment(snap["comment"], state, consistency)))
+            plan.append((svm, vol, snap, meta, restate_comment(snap["comment"] or "", state, consistency)))
     if problems:
         raise _trust_error(client, problems, name, operation,
                            "Only the run that created a snapshot confirms it, once. List the snapshots with "
@@ -199,7 +193,7 @@ def recover_orphans(client: Ontap, volumes: List[VolumeRef], now: Optional[float
                 continue
             meta = parse_comment(snap.get("comment")) or {}
             if not check_mode:
-                client.set_snapshot_comment(svm, vol, snap["name"], restate_comment(snap["comment"], "late", "crash"))
+                client.set_snapshot_comment(svm, vol, snap["name"], restate_comment(snap["comment"] or "", "late", "crash"))
             marked.append({"svm": svm, "volume": vol, "name": snap.get("name"), "run": meta.get("run")})
     removed: List[str] = []
     svms: List[str] = []
@@ -208,7 +202,8 @@ def recover_orphans(client: Ontap, volumes: List[VolumeRef], now: Optional[float
             svms.append(svm)
     for svm in svms:
         for cg in client.list_temp_cgs(svm):
-            if cg.get("until") is not None and cg["until"] >= now:
+            until = cg["until"]
+            if until is not None and until >= now:
                 continue  # a live run may be using it right now
             if not check_mode:
                 client.delete_cg(cg)
@@ -292,7 +287,7 @@ def prune(client: Ontap, volumes: List[VolumeRef], policy: str, keep: int, prefi
 
 
 # ---- info --------------------------------------------------------------------------------------------------
-def snapshot_record(snap: dict) -> dict:
+def snapshot_record(snap: Mapping[str, Any]) -> Dict[str, Any]:
     meta = parse_comment(snap.get("comment"))
     return {"svm": snap.get("svm"), "volume": snap.get("volume"), "name": snap.get("name"), "uuid": snap.get("uuid"),
             "create_time": snap.get("create_time"), "create_time_iso": epoch_to_iso(snap.get("create_time")),
@@ -322,6 +317,7 @@ def parse_snapshot_files(files: List[str], svm: Optional[str]) -> List[Dict[str,
     for entry in files:
         text = str(entry)
         own_svm, sep, rest = text.partition(":")
+        the_svm: Optional[str]
         if sep and own_svm and not own_svm.startswith("/"):
             the_svm, path = own_svm, rest
         else:
@@ -339,7 +335,7 @@ def parse_snapshot_files(files: List[str], svm: Optional[str]) -> List[Dict[str,
 def snapshot_files(client: Ontap, snapshot: str, files: List[Dict[str, str]]) -> List[dict]:
     """Per entry of FILES ({svm, volume, path}): is PATH in SNAPSHOT? {svm, volume, path, snapshot, present,
     type, size, lun_size}; LUN_SIZE is the live LUN's size when PATH is a LUN now (else None)."""
-    luns: Dict[VolumeRef, Dict[str, Any]] = {}
+    luns: Dict[VolumeRef, Dict[Optional[str], Any]] = {}
     out = []
     for f in files:
         ref = (f["svm"], f["volume"])
@@ -347,13 +343,13 @@ def snapshot_files(client: Ontap, snapshot: str, files: List[Dict[str, str]]) ->
             luns[ref] = {lun.get("path"): lun.get("size") for lun in client.list_luns(*ref)}
         info = client.snapshot_file_info(f["svm"], f["volume"], snapshot, snapshot_rel_path(f["path"], f["volume"]))
         out.append({"svm": f["svm"], "volume": f["volume"], "path": f["path"], "snapshot": snapshot,
-                    "present": info is not None, "type": (info or {}).get("type"), "size": (info or {}).get("size"),
+                    "present": info is not None, "type": info["type"] if info else None, "size": info["size"] if info else None,
                     "lun_size": luns[ref].get(f["path"])})
     return out
 
 
 # ---- restore -------------------------------------------------------------------------------------------------
-def require_snapshot(client: Ontap, svm: str, volume: str, snapshot: str) -> dict:
+def require_snapshot(client: Ontap, svm: str, volume: str, snapshot: str) -> SnapshotRecord:
     snap = client.get_snapshot(svm, volume, snapshot)
     if not snap:
         raise client.not_found("snapshot %s not found on volume %s:%s" % (snapshot, svm, volume),
@@ -365,7 +361,7 @@ def require_snapshot(client: Ontap, svm: str, volume: str, snapshot: str) -> dic
 def restore_items(client: Ontap, svm: str, volume: str, snapshot: str, files: List[str], luns: List[str],
                   check_mode: bool = False) -> Dict[str, Any]:
     require_snapshot(client, svm, volume, snapshot)
-    restored = []
+    restored: List[Dict[str, Any]] = []
     if luns:
         known = set(lun.get("path") for lun in client.list_luns(svm, volume))
         missing = [lun for lun in luns if lun not in known]
@@ -414,8 +410,8 @@ def restore_whole_volume(client: Ontap, svm: str, volume: str, snapshot: str, fo
             client.restore_volume(svm, volume, snapshot, force=force)
         except OntapError as exc:
             if newer and not force and exc.code in ("8", "13038"):
-                exc._hint = ("%d newer snapshot(s) exist (%s); a volume restore deletes them: set force: true to "  # pylint: disable=protected-access
-                             "restore anyway, or restore single files instead." % (len(newer), ", ".join(newer)))
+                exc.with_hint("%d newer snapshot(s) exist (%s); a volume restore deletes them: set force: true to "
+                              "restore anyway, or restore single files instead." % (len(newer), ", ".join(newer)))
             raise
     return {"changed": True, "restored": [{"type": "volume", "path": "/", "method": "check_mode" if check_mode
                                            else "volume_snaprestore"}],
@@ -423,7 +419,7 @@ def restore_whole_volume(client: Ontap, svm: str, volume: str, snapshot: str, fo
 
 
 # ---- snapmirror ---------------------------------------------------------------------------------------------
-def relationship_status(rel: dict) -> dict:
+def relationship_status(rel: RelationshipRecord) -> Dict[str, Any]:
     """dpstatus-like view of one relationship."""
     ptype = rel.get("policy_type") or ""
     return {"uuid": rel.get("uuid"), "source": rel["source"]["path"], "destination": rel["destination"]["path"],
@@ -475,9 +471,8 @@ def snapmirror_update(client: Ontap, volumes: List[VolumeRef], snapshot: Optiona
             new = client.update_snapmirror(rel, snapshot=snapshot, wait=wait, timeout=wait_timeout)
         except OntapError as exc:
             exc.operation = "update SnapMirror relationship %s -> %s" % (status["source"], status["destination"])
-            if not exc._hint:  # pylint: disable=protected-access
-                exc._hint = ("Check it with 'snapmirror show -destination-path %s' on the destination cluster; "  # pylint: disable=protected-access
-                             "resync it if it is broken, then run the update again." % status["destination"])
+            exc.with_hint("Check it with 'snapmirror show -destination-path %s' on the destination cluster; resync "
+                          "it if it is broken, then run the update again." % status["destination"], keep=True)
             raise
         updated.append(relationship_status(new))
     return {"changed": bool(updated), "updated": updated, "not_updated": not_updated, "volumes_without_relationships": without}

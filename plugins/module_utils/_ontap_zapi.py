@@ -21,18 +21,28 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.urls import make_context
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError, redact
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import USER_AGENT, url_host
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import (
     Ontap,
-    VolumeRef,
     duration_to_seconds,
     iso_to_epoch,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError, redact
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_http import USER_AGENT, url_host
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import (
+    Endpoint,
+    FileInfo,
+    InterfaceRecord,
+    LunRecord,
+    RelationshipRecord,
+    SnapshotRecord,
+    SvmRecord,
+    VolumeRecord,
+    VolumeRef,
+)
 from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 try:
-    from netapp_lib.api.zapi import zapi as _zapi  # type: ignore[import-not-found]
+    from netapp_lib.api.zapi import zapi as _zapi
     HAS_NETAPP_LIB = True
     _NaServerBase: Any = _zapi.NaServer
 except ImportError:
@@ -44,7 +54,7 @@ TRANSIENT_ERRNOS = ("65541", "65552", "65562")
 FILE_NOT_FOUND_ERRNOS = ("13113",)  # EFILENOTFOUND
 
 
-class KvmsnapNaServer(_NaServerBase):  # type: ignore[misc,valid-type]
+class KvmsnapNaServer(_NaServerBase):
     """NaServer with a per-session TLS context, pre-emptive basic auth and client-certificate auth."""
 
     def __init__(self, host: str, port: int, username: Optional[str], password: Optional[str],
@@ -61,7 +71,7 @@ class KvmsnapNaServer(_NaServerBase):  # type: ignore[misc,valid-type]
             self._kv_headers["Authorization"] = "Basic %s" % token
         self._kv_user = username
         self._kv_password = password
-        self._opener = None
+        self._opener: Optional[urllib.request.OpenerDirector] = None
         self._refresh_conn = False
 
     def _build_opener(self) -> None:
@@ -243,11 +253,11 @@ class OntapZapi(Ontap):
         return role, [{"command": _text(r, "command-directory-name"), "access": _text(r, "access-level")}
                       for r in recs]
 
-    def list_svms(self) -> List[dict]:
+    def list_svms(self) -> List[SvmRecord]:
         recs = self.iterate("vserver-get-iter", "vserver-info", {"vserver-type": "data"}, "list SVMs")
         return [{"name": _text(r, "vserver-name"), "uuid": _text(r, "uuid"), "state": _text(r, "state")} for r in recs]
 
-    def list_volumes(self, svm: Optional[str] = None, name: Optional[str] = None) -> List[dict]:
+    def list_volumes(self, svm: Optional[str] = None, name: Optional[str] = None) -> List[VolumeRecord]:
         ident: Dict[str, Any] = {}
         if svm:
             ident["owning-vserver-name"] = svm
@@ -256,47 +266,50 @@ class OntapZapi(Ontap):
         query = {"volume-id-attributes": ident} if ident else None
         recs = self.iterate("volume-get-iter", "volume-attributes", query,
                             "list volumes%s" % (" of SVM %s" % svm if svm else ""))
-        out = []
+        out: List[VolumeRecord] = []
         for r in recs:
             vid = r.get_child_by_name("volume-id-attributes")
             size = _text(r, "volume-space-attributes", "size")
-            vol = {"name": _text(vid, "name"), "uuid": _text(vid, "instance-uuid"),
-                   "svm": _text(vid, "owning-vserver-name"), "junction_path": _text(vid, "junction-path"),
-                   "size": int(size) if size and size.isdigit() else None,
-                   "state": _text(r, "volume-state-attributes", "state"), "type": _text(vid, "type")}
+            vol_name = _text(vid, "name")
+            if not vol_name:
+                continue  # no volume without a name: nothing to address it by
+            vol: VolumeRecord = {"name": vol_name, "uuid": _text(vid, "instance-uuid"),
+                                 "svm": _text(vid, "owning-vserver-name"), "junction_path": _text(vid, "junction-path"),
+                                 "size": int(size) if size and size.isdigit() else None,
+                                 "state": _text(r, "volume-state-attributes", "state"), "type": _text(vid, "type")}
             if (svm and vol["svm"] != svm) or (name and vol["name"] != name):
                 continue
             out.append(vol)
         return out
 
-    def list_ip_interfaces(self) -> List[dict]:
+    def list_ip_interfaces(self) -> List[InterfaceRecord]:
         recs = self.iterate("net-interface-get-iter", "net-interface-info", None, "list IP interfaces")
-        out = []
+        out: List[InterfaceRecord] = []
         for r in recs:
             out.append({"name": _text(r, "interface-name"), "address": _text(r, "address"), "svm": _text(r, "vserver"),
                         "services": [c.get_content() for c in _children(r, "data-protocols")]})
         return out
 
-    def list_luns(self, svm: Optional[str] = None, volume: Optional[str] = None) -> List[dict]:
+    def list_luns(self, svm: Optional[str] = None, volume: Optional[str] = None) -> List[LunRecord]:
         query: Dict[str, Any] = {}
         if svm:
             query["vserver"] = svm
         if volume:
             query["volume"] = volume
         recs = self.iterate("lun-get-iter", "lun-info", query or None, "list LUNs")
-        out = []
+        out: List[LunRecord] = []
         for r in recs:
             size = _text(r, "size")
-            lun = {"path": _text(r, "path"), "uuid": _text(r, "uuid"), "serial": _text(r, "serial-number"),
-                   "svm": _text(r, "vserver"), "volume": _text(r, "volume"),
-                   "size": int(size) if size and size.isdigit() else None}
+            lun: LunRecord = {"path": _text(r, "path"), "uuid": _text(r, "uuid"), "serial": _text(r, "serial-number"),
+                              "svm": _text(r, "vserver"), "volume": _text(r, "volume"),
+                              "size": int(size) if size and size.isdigit() else None}
             if (svm and lun["svm"] != svm) or (volume and lun["volume"] != volume):
                 continue
             out.append(lun)
         return out
 
     # ---- snapshots ---------------------------------------------------------------------------------
-    def list_snapshots(self, svm: str, volume: str, name: Optional[str] = None) -> List[dict]:
+    def list_snapshots(self, svm: str, volume: str, name: Optional[str] = None) -> List[SnapshotRecord]:
         query: Dict[str, Any] = {"volume": volume, "vserver": svm}
         if name:
             query["name"] = name
@@ -304,17 +317,19 @@ class OntapZapi(Ontap):
         recs = self.iterate("snapshot-get-iter", "snapshot-info", query, op)
         if not recs:
             self.get_volume(svm, volume)  # a clear 404 when the volume does not exist
-        out = []
+        out: List[SnapshotRecord] = []
         for r in recs:
             if _text(r, "volume") not in (None, volume) or _text(r, "vserver") not in (None, svm):
                 continue
-            if name and _text(r, "name") != name:
+            snap_name = _text(r, "name")
+            if not snap_name or (name and snap_name != name):
                 continue
-            owners = []
+            owners: List[str] = []
             for own in _children(r, "snapshot-owners-list"):
-                owners.append(_text(own, "owner") or own.get_content())
-            owners = [o for o in owners if o]
-            out.append({"name": _text(r, "name"), "uuid": _text(r, "snapshot-instance-uuid"), "volume": volume,
+                owner = _text(own, "owner") or own.get_content()
+                if owner:
+                    owners.append(owner)
+            out.append({"name": snap_name, "uuid": _text(r, "snapshot-instance-uuid"), "volume": volume,
                         "svm": svm, "create_time": iso_to_epoch(_text(r, "access-time")),
                         "comment": _text(r, "comment"), "snapmirror_label": _text(r, "snapmirror-label"),
                         "state": _text(r, "state") or "valid",
@@ -335,9 +350,17 @@ class OntapZapi(Ontap):
                     operation="set comment of snapshot %s on %s:%s" % (name, svm, volume))
 
     def _create_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                    snapmirror_label: Optional[str], set_comment: Optional[Callable[..., None]] = None) -> str:
-        """SET_COMMENT(svm, volume, name, comment, label) writes the metadata after cg-commit/multicreate
-        (which take no comment); default: snapshot-modify-iter."""
+                    snapmirror_label: Optional[str]) -> str:
+        return self.snapshot_set(volumes, name, comment, snapmirror_label)
+
+    def snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
+                     snapmirror_label: Optional[str], set_comment: Optional[Callable[..., None]] = None) -> str:
+        """One consistent snapshot NAME over VOLUMES with ZAPI: snapshot-create for one volume, else cg-start (per
+        SVM) / cg-commit, or snapshot-multicreate where cg-start is missing (13005). No pre-check, read-back,
+        retry or clean-up (create_snapshot_set adds those); also the REST client's fallback where no REST CG fits.
+
+        SET_COMMENT(svm, volume, name, comment, label) writes the metadata after cg-commit/multicreate (which
+        take no comment); default: snapshot-modify-iter. Returns the method used; raises OntapError."""
         if len(volumes) == 1:
             svm, vol = volumes[0]
             self.get_volume(svm, vol)
@@ -398,7 +421,7 @@ class OntapZapi(Ontap):
             raise
 
     # ---- files in a snapshot ------------------------------------------------------------------------
-    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[dict]:
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[FileInfo]:
         res = self.invoke("file-get-file-info", {"path": "/vol/%s/.snapshot/%s/%s" % (volume, snapshot, rel)},
                           svm=svm, operation="file-get-file-info")
         size = _text(res, "file-info", "file-size")
@@ -457,8 +480,8 @@ class OntapZapi(Ontap):
                     operation="restore volume %s:%s to snapshot %s" % (svm, volume, snapshot))
 
     # ---- snapmirror ------------------------------------------------------------------------------------
-    def _relationship(self, r: Any) -> dict:
-        def end(prefix: str) -> dict:
+    def _relationship(self, r: Any) -> RelationshipRecord:
+        def end(prefix: str) -> Endpoint:
             path = _text(r, "%s-location" % prefix) or ""
             svm, _sep, vol = path.partition(":")
             return {"svm": _text(r, "%s-vserver" % prefix) or svm, "volume": _text(r, "%s-volume" % prefix) or vol or None,
@@ -485,7 +508,7 @@ class OntapZapi(Ontap):
             out[_text(r, "policy-name") or ""] = [x for x in labels if x and x != "sm_created"]
         return out
 
-    def list_snapmirror(self, source: Optional[List[VolumeRef]] = None) -> List[dict]:
+    def list_snapmirror(self, source: Optional[List[VolumeRef]] = None) -> List[RelationshipRecord]:
         recs = self.iterate("snapmirror-get-iter", "snapmirror-info", None, "list SnapMirror relationships")
         rels = [self._relationship(r) for r in recs]
         labels = self._policy_labels() if rels else {}
@@ -496,8 +519,8 @@ class OntapZapi(Ontap):
             rels = [r for r in rels if r["source"]["path"] in wanted]
         return rels
 
-    def update_snapmirror(self, relationship: dict, snapshot: Optional[str] = None, wait: bool = True,
-                          timeout: int = 300) -> dict:
+    def update_snapmirror(self, relationship: RelationshipRecord, snapshot: Optional[str] = None, wait: bool = True,
+                          timeout: int = 300) -> RelationshipRecord:
         dest = relationship["destination"]["path"]
         op = "update SnapMirror %s -> %s" % (relationship["source"]["path"], dest)
         self.invoke("snapmirror-update", {"destination-location": dest, "source-snapshot": snapshot}, operation=op,

@@ -9,7 +9,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
@@ -104,7 +104,7 @@ def set_trust(members: List[Mapping[str, Any]], now: float) -> str:
     return "late"
 
 
-def snapshot_sets(snapshots_by_volume: Mapping[Any, List[Mapping[str, Any]]], policy: str,
+def snapshot_sets(snapshots_by_volume: Mapping[Any, Sequence[Mapping[str, Any]]], policy: str,
                   prefix: str = DEFAULT_PREFIX, now: Optional[float] = None) -> List[Dict[str, Any]]:
     """Group our snapshots of POLICY by name across volumes: [{name, create_time, trust, members: {ref: snap}}].
 
@@ -129,7 +129,7 @@ def snapshot_sets(snapshots_by_volume: Mapping[Any, List[Mapping[str, Any]]], po
     return out
 
 
-def select_prunable_sets(snapshots_by_volume: Mapping[Any, List[Mapping[str, Any]]], policy: str, keep: int,
+def select_prunable_sets(snapshots_by_volume: Mapping[Any, Sequence[Mapping[str, Any]]], policy: str, keep: int,
                          prefix: str = DEFAULT_PREFIX, exclude: Optional[List[str]] = None,
                          now: Optional[float] = None) -> List[Dict[str, Any]]:
     """Which whole snapshot sets of POLICY may be pruned when KEEP good ones are to be kept (docs/backup.md).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
@@ -214,3 +214,55 @@ def is_ours(snapshot: Mapping[str, Any], prefix: str = DEFAULT_PREFIX) -> bool:
 def has_marker(snapshot: Mapping[str, Any]) -> bool:
     """True if the comment carries our marker (whatever the name)."""
     return parse_comment(snapshot.get("comment")) is not None
+
+
+# What an existing snapshot set may be to count as the asking run's own result (see existing_set).
+ACCEPT = ("same_run", "any_run", "good")
+
+
+def existing_set(name: str, found: Mapping[str, Optional[Mapping[str, Any]]], run: Optional[str] = None,
+                 accept: str = "good") -> Dict[str, Any]:
+    """Decide what snapshot NAME, already on some volumes of a run, means for that run (the one place that does).
+
+    FOUND maps each volume of the run ("svm:volume", or "controller:svm:volume") to the snapshot named NAME on
+    it (a record with its comment and ONTAP state), or None. Returns {verdict, kind, present, missing, reason}:
+    - verdict "free": on no volume: take it;
+    - verdict "done": on every volume with this collection's metadata, and the run's own result: made by run RUN
+      (a retry of that run), or by any run (ACCEPT "any_run"), or confirmed good (ACCEPT "good"): nothing to do,
+      F11 (docs/dev/faults.md#f11);
+    - verdict "clash": anything else, never overwritten nor taken over; KIND says why: "foreign" (no metadata),
+      "partial" (not on every volume), "other_run" (ACCEPT "same_run": another run's) or "not_good" (ACCEPT
+      "good": another run's that is pending, late or without a trust state); REASON says it in words.
+    """
+    if accept not in ACCEPT:
+        raise ValueError("accept: %r; allowed: %s" % (accept, ", ".join(ACCEPT)))
+    present = [ref for ref, snap in found.items() if snap]
+    missing = [ref for ref, snap in found.items() if not snap]
+    out: Dict[str, Any] = {"verdict": "free", "kind": None, "present": present, "missing": missing, "reason": ""}
+    if not present:
+        return out
+    snaps = {ref: found[ref] or {} for ref in present}
+    foreign = [ref for ref in present if not has_marker(snaps[ref])]
+    runs = {ref: (parse_comment(snaps[ref].get("comment")) or {}).get("run") for ref in present}
+    others = [ref for ref in present if run is None or runs[ref] != run]
+    out["verdict"] = "clash"
+    if foreign:
+        out.update(kind="foreign", reason="snapshot %s already exists on %s but was not created by kvmsnap.core (no "
+                   "kvmsnap metadata in its comment)" % (name, ", ".join(foreign)))
+    elif missing:
+        out.update(kind="partial", reason="snapshot %s already exists on %s but not on %s, so it is not one "
+                   "consistent set" % (name, ", ".join(present), ", ".join(missing)))
+    elif not others or accept == "any_run":
+        out["verdict"] = "done"
+    elif accept == "same_run":
+        out.update(kind="other_run", reason="snapshot %s already exists on %s, made by run %s, not by this run (%s)" % (
+            name, ", ".join(others), ", ".join(sorted(set(str(runs[ref]) for ref in others))), run))
+    elif all(is_good(snaps[ref]) for ref in others):
+        out["verdict"] = "done"
+    else:
+        bad = [ref for ref in others if not is_good(snaps[ref])]
+        states: List[str] = sorted(set(str(trust_state(snaps[ref]) or "none") for ref in bad))
+        out.update(kind="not_good", reason="snapshot %s already exists on %s, made by run %s, but is not a confirmed "
+                   "backup (state %s)" % (name, ", ".join(bad), ", ".join(sorted(set(str(runs[ref]) for ref in bad))),
+                                          ", ".join(states)))
+    return out

@@ -324,9 +324,10 @@ ontap_version:
 
 import datetime
 import time
+from typing import Dict, List
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import TEMP_CG_LIFETIME
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import TEMP_CG_LIFETIME
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import (
     ontap_module,
     run_ontap_module,
@@ -461,7 +462,8 @@ def execute(module, client, prep):
 
 def snapshot_diff(state, created, result):
     """before/after: per volume the snapshot names this task touched."""
-    before, after = {}, {}
+    before: Dict[str, List[str]] = {}
+    after: Dict[str, List[str]] = {}
 
     def mark(item, was, will):
         ref = "%s:%s" % (item["svm"], item["volume"])

@@ -48,8 +48,10 @@ attributes:
     support: partial
     details:
       - With a fixed O(name), a rerun whose snapshot already exists on every volume with this collection's
-        metadata changes nothing and quiesces no VM. A snapshot of that name that is not this collection's, or is
-        missing on some volume, makes the run fail without touching anything; it is never overwritten.
+        metadata, made by the same O(run_id) or confirmed as a good backup, changes nothing and quiesces no VM. A
+        snapshot of that name that is not this collection's, is missing on some volume, or is another run's
+        unconfirmed (pending or late) snapshot makes the run fail without touching anything; it is never
+        overwritten.
       - Without O(name), every run takes a new snapshot.
 options:
   vms:

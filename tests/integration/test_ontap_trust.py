@@ -15,8 +15,9 @@ import pytest
 from helpers.module_fixtures import run_module
 from helpers.sim_fixtures import start_sim
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect, temp_cg_until
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import temp_cg_until
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import (
     SnapshotTrustError,
     confirm_snapshot_set,

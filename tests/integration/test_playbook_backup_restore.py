@@ -365,3 +365,15 @@ def test_partial_failure_names_what_was_and_was_not_protected(lab):
     assert "kvmsnap-daily_partial" not in lab.snapshots("s2", "vol_ds1")
     assert all(v["released"] for v in rep["vms"])
     assert lab.state("g1") == libvirt.VIR_DOMAIN_RUNNING and lab.state("g4") == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_backup_refuses_a_name_that_exists_on_some_volumes_only(lab):
+    """F11 (docs/dev/faults.md#f11): the role's name check (filter existing_snapshot) refuses a name that the
+    partial run above left on one volume of this run, before anything is touched."""
+    assert "kvmsnap-daily_partial" in lab.snapshots("s1", "vol_ds1")
+    proc = lab.run("backup", lab.single, {"kvmsnap_snapshot_name": "kvmsnap-daily_partial"})
+    assert proc.returncode != 0
+    assert ("snapshot kvmsnap-daily_partial already exists on c1:svm1:vol_ds1 but not on c1:svm1:vol_ds2"
+            in proc.stdout), _out(proc)
+    assert "Nothing was touched" in proc.stdout
+    assert "kvmsnap-daily_partial" not in lab.snapshots("s1", "vol_ds2")

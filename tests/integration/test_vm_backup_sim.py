@@ -142,6 +142,26 @@ def test_preflight_failures_touch_nothing(conn, backup_vms, sim, tmp_path):
     assert set(states(conn, names)) == {RUNNING}
 
 
+def test_another_runs_unconfirmed_snapshot_is_no_done_backup(conn, backup_vms, sim, tmp_path):
+    """F11 (docs/dev/faults.md#f11): a pending snapshot that a dead run left on every volume under the name is no
+    backup: vm_backup refuses the name (nothing quiesced) instead of reporting the backup as already taken; that
+    run's own retry (same run id) stays a no-op, as in the ontap_snapshot module and the backup role."""
+    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
+    from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import build_comment
+    names = backup_vms(2)
+    p = params(sim, tmp_path, names)
+    vols = [tuple(v.split(":")) for v in _fence.run_backup(p, check_mode=True)["volumes"]]
+    client = connect(dict(sim.conn(), timeout=30, retries=1, cert_file=None, key_file=None), "test")
+    client.create_snapshot_set(vols, p["name"], comment=build_comment("daily", "dead-run", state="pending", until=1))
+    with pytest.raises(_fence.FenceError, match="not a confirmed backup") as info:
+        _fence.run_backup(p)
+    assert "dead-run" in str(info.value) and "Nothing was quiesced" in str(info.value)
+    assert set(states(conn, names)) == {RUNNING}
+    again = _fence.run_backup(dict(p, run_id="dead-run"))
+    assert again["changed"] is False and "already exists" in again["msg"], again
+    assert {v["action"] for v in again["vms"]} == {"none"}
+
+
 def test_readonly_login_is_refused_before_any_vm_is_quiesced(conn, backup_vms, sim, tmp_path):
     names = backup_vms(1)
     p = params(sim, tmp_path, names, username="backup_ro", password="netapp123")

@@ -13,12 +13,12 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import (
     validate_connection,
     validate_hostname,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import (
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError, redact
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import (
     duration_to_seconds,
     epoch_to_iso,
     iso_to_epoch,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError, redact
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_paths import (
     PathError,
     lun_full_path,

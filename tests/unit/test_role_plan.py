@@ -436,3 +436,24 @@ def test_settings_agent_timeout_and_vm_mapping_named():
         settings(kvmsnap_agent_timeout=0)
     with pytest.raises(SettingsError, match="^kvmsnap_vm_mapping entry 1 .*: missing fields"):
         settings(kvmsnap_vm_mapping="VM1")
+
+
+def test_existing_snapshot_filter_only_takes_a_good_complete_set_as_done():
+    """F11 (docs/dev/faults.md#f11): the backup role's name check calls the one decision (existing_set)."""
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import existing_snapshot
+    from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import build_comment
+
+    def result(ctrl, *snaps):
+        return {"item": ctrl, "snapshots": [{"name": n, "svm": "s", "volume": v, "comment": c, "state": "valid"}
+                                            for n, v, c in snaps]}
+    keys = ["c1:s:v1", "c2:s:v2"]
+    good = build_comment("daily", "r0", state="good", consistency="suspended")
+    pending = build_comment("daily", "r0", state="pending", until=1)
+    done = existing_snapshot([result("c1", ("n", "v1", good)), result("c2", ("n", "v2", good), ("m", "v2", good))],
+                             "n", keys)
+    assert done["verdict"] == "done"
+    assert existing_snapshot([result("c1", ("m", "v1", good)), result("c2")], "n", keys)["verdict"] == "free"
+    partial = existing_snapshot([result("c1", ("n", "v1", good)), result("c2")], "n", keys)
+    assert partial["kind"] == "partial" and "c1:s:v1 but not on c2:s:v2" in partial["reason"]
+    late = existing_snapshot([result("c1", ("n", "v1", pending)), result("c2", ("n", "v2", good))], "n", keys)
+    assert late["kind"] == "not_good" and "state pending" in late["reason"]

@@ -10,6 +10,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
     SnapshotNameError,
     build_comment,
     default_name,
+    existing_set,
     has_marker,
     is_good,
     is_orphaned,
@@ -137,3 +138,38 @@ def test_is_ours_needs_prefix_and_marker():
     assert not is_ours({"name": "kvmsnapfoo", "comment": comment})
     assert has_marker({"name": "custom", "comment": comment})
     assert is_ours({"name": "site-x", "comment": comment}, prefix="site")
+
+
+def _snap(run=None, state="good", ontap_state="valid"):
+    comment = build_comment("daily", run, state=state) if run else "made by hand"
+    return {"name": "kvmsnap-daily_x", "comment": comment, "state": ontap_state}
+
+
+@pytest.mark.parametrize("found, run, accept, verdict, kind", [
+    ({"s:a": None, "s:b": None}, "r1", "good", "free", None),
+    ({"s:a": _snap("r1", "pending"), "s:b": _snap("r1", "pending")}, "r1", "same_run", "done", None),
+    ({"s:a": _snap("r1", "pending"), "s:b": _snap("r1", "pending")}, "r1", "good", "done", None),
+    ({"s:a": _snap("r0", "late"), "s:b": _snap("r0", "late")}, None, "any_run", "done", None),
+    ({"s:a": _snap("r0"), "s:b": _snap("r0")}, "r1", "good", "done", None),
+    ({"s:a": _snap("r0"), "s:b": _snap("r0")}, None, "good", "done", None),
+    ({"s:a": _snap("r0"), "s:b": _snap("r0")}, "r1", "same_run", "clash", "other_run"),
+    ({"s:a": _snap("r0", "pending"), "s:b": _snap("r0", "pending")}, "r1", "good", "clash", "not_good"),
+    ({"s:a": _snap("r0"), "s:b": _snap("r0", ontap_state="invalid")}, None, "good", "clash", "not_good"),
+    ({"s:a": _snap("r1"), "s:b": None}, "r1", "any_run", "clash", "partial"),
+    ({"s:a": _snap(), "s:b": None}, "r1", "good", "clash", "foreign"),
+])
+def test_existing_set_decides_what_an_existing_name_means(found, run, accept, verdict, kind):
+    """F11 (docs/dev/faults.md#f11): one function decides for ontap_snapshot, vm_backup and the backup role."""
+    out = existing_set("kvmsnap-daily_x", found, run, accept=accept)
+    assert (out["verdict"], out["kind"]) == (verdict, kind), out
+    assert bool(out["reason"]) == (verdict == "clash")
+
+
+def test_existing_set_reasons_name_the_volumes_and_runs():
+    out = existing_set("n", {"s:a": _snap("r0", "pending"), "s:b": _snap("r0", "late")}, "r1")
+    assert out["reason"] == ("snapshot n already exists on s:a, s:b, made by run r0, but is not a confirmed backup "
+                             "(state late, pending)")
+    out = existing_set("n", {"s:a": _snap("r0"), "s:b": None}, "r1")
+    assert out["reason"] == "snapshot n already exists on s:a but not on s:b, so it is not one consistent set"
+    with pytest.raises(ValueError):
+        existing_set("n", {}, accept="maybe")
