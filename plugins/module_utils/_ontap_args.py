@@ -97,8 +97,10 @@ def validate_connection(params: Dict[str, Any]) -> Dict[str, Any]:
     port: Any = p.get("port")
     if port is not None and not (1 <= int(port) <= 65535):
         raise OptionError("port: %r is out of range; expected 1-65535." % port)
-    p["timeout"] = int(p.get("timeout") if p.get("timeout") is not None else DEFAULT_ONTAP_TIMEOUT)
-    p["retries"] = int(p.get("retries") if p.get("retries") is not None else DEFAULT_RETRIES)
+    timeout: Any = p.get("timeout")
+    retries: Any = p.get("retries")
+    p["timeout"] = int(timeout if timeout is not None else DEFAULT_ONTAP_TIMEOUT)
+    p["retries"] = int(retries if retries is not None else DEFAULT_RETRIES)
     problem = out_of_range(p, ("timeout", "retries"))
     if problem:
         raise OptionError(problem)

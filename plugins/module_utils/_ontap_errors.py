@@ -9,7 +9,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
@@ -92,7 +92,6 @@ class OntapError(KvmsnapError):
         self.hostname = hostname
         self._hint = hint
         self.transient = transient
-        self.result: Optional[Dict[str, Any]] = None
         super().__init__(self.message)
 
     # ---- kinds -----------------------------------------------------------------------------
