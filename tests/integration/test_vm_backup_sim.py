@@ -150,14 +150,14 @@ def test_another_runs_unconfirmed_snapshot_is_no_done_backup(conn, backup_vms, s
     from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import build_comment
     names = backup_vms(2)
     p = params(sim, tmp_path, names)
-    vols = [tuple(v.split(":")) for v in _fence.run_backup(p, check_mode=True)["volumes"]]
+    vols = [tuple(v.split(":")) for v in _backup_run.run_backup(p, check_mode=True)["volumes"]]
     client = connect(dict(sim.conn(), timeout=30, retries=1, cert_file=None, key_file=None), "test")
     client.create_snapshot_set(vols, p["name"], comment=build_comment("daily", "dead-run", state="pending", until=1))
-    with pytest.raises(_fence.FenceError, match="not a confirmed backup") as info:
-        _fence.run_backup(p)
+    with pytest.raises(_fence_errors.FenceError, match="not a confirmed backup") as info:
+        _backup_run.run_backup(p)
     assert "dead-run" in str(info.value) and "Nothing was quiesced" in str(info.value)
     assert set(states(conn, names)) == {RUNNING}
-    again = _fence.run_backup(dict(p, run_id="dead-run"))
+    again = _backup_run.run_backup(dict(p, run_id="dead-run"))
     assert again["changed"] is False and "already exists" in again["msg"], again
     assert {v["action"] for v in again["vms"]} == {"none"}
 
