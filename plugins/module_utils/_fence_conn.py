@@ -184,24 +184,15 @@ def resolve_vms(conn: Any, idents: List[str], uri: Optional[str]) -> List[Dict[s
     """Every VM ({ident, uuid, name, state, paused_reason}); unknown ones all listed in one FenceError."""
     if not idents:
         raise FenceError("vms: no VM given; name at least one VM (name or UUID) to quiesce on %s." % (uri,))
-    found: List[Dict[str, Any]] = []
-    unknown: List[str] = []
-    seen: Dict[str, str] = {}
     for idx, ident in enumerate(idents):
         if not isinstance(ident, str) or not ident.strip():
             raise FenceError("vms[%d]: empty VM name; give a libvirt domain name or UUID." % idx)
-        try:
-            dom = _libvirt.lookup_domain(conn, ident)
-        except _libvirt.DomainNotFound:
-            unknown.append(ident)
-            continue
-        vm_uuid = dom.UUIDString()
-        if vm_uuid in seen:
-            continue  # the same VM named twice (name and UUID): once is enough
-        seen[vm_uuid] = ident
+    pairs, unknown = _libvirt.lookup_domains(conn, idents)
+    found: List[Dict[str, Any]] = []
+    for ident, dom in pairs:
         state, reason = dom.state()
         sname = _libvirt.state_name(state)
-        found.append({"ident": ident, "uuid": vm_uuid, "name": dom.name(), "state": sname,
+        found.append({"ident": ident, "uuid": dom.UUIDString(), "name": dom.name(), "state": sname,
                       "paused_reason": _libvirt.paused_reason(reason) if sname == "paused" else None})
     if unknown:
         raise FenceError("unknown VM(s) on %s %s: %s; nothing was quiesced. Check the names/UUIDs with "

@@ -56,7 +56,7 @@ import contextlib
 import os
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
@@ -231,6 +231,24 @@ def lookup_domain(conn: Any, ident: str, kind: str | None = None) -> Any:
         if libvirt is not None and isinstance(err, libvirt.libvirtError) and error_code(err) == VIR_ERR_NO_DOMAIN:
             raise DomainNotFound(ident, kind, _conn_uri(conn)) from None
         raise
+
+
+def lookup_domains(conn: Any, idents: Iterable[str]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """([(ident, domain)], unknown idents) of IDENTS (names or UUIDs); a VM named twice (name and UUID) comes once,
+    with the first ident that named it."""
+    found: list[tuple[str, Any]] = []
+    unknown: list[str] = []
+    seen: set[str] = set()
+    for ident in idents:
+        try:
+            dom = lookup_domain(conn, ident)
+        except DomainNotFound:
+            unknown.append(ident)
+            continue
+        if dom.UUIDString() not in seen:
+            seen.add(dom.UUIDString())
+            found.append((ident, dom))
+    return found, unknown
 
 
 def _conn_uri(conn: Any) -> str | None:

@@ -52,19 +52,8 @@ def _gather(conn, wanted, not_found=None):
     Unknown wanted VMs fail, or are appended to not_found when that is a list.
     """
     if wanted:
-        doms = []
-        unknown = []
-        seen = set()
-        for ident in wanted:
-            try:
-                dom = _libvirt.lookup_domain(conn, ident)
-            except _libvirt.DomainNotFound:
-                unknown.append(ident)
-                continue
-            key = dom.UUIDString()
-            if key not in seen:
-                seen.add(key)
-                doms.append(dom)
+        found, unknown = _libvirt.lookup_domains(conn, wanted)
+        doms = [dom for _ident, dom in found]
         if unknown and not_found is not None:
             not_found[:] = unknown
         elif unknown:
