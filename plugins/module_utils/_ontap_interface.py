@@ -59,15 +59,20 @@ def temp_cg_until(name: Any) -> Optional[int]:
     return int(m.group(1)) if m and m.group(1) else None
 
 
-def iso_to_epoch(value: Any) -> Optional[int]:
-    """ISO-8601 with offset (REST create_time) or epoch digits (ZAPI access-time) → int epoch seconds."""
-    if value is None or value == "":
-        return None
+def _whole_number(value: Any) -> Optional[int]:
+    """VALUE as an int when it is a number or a string of digits (ZAPI's epochs and seconds); else None."""
     if isinstance(value, (int, float)):
         return int(value)
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
+def iso_to_epoch(value: Any) -> Optional[int]:
+    """ISO-8601 with offset (REST create_time) or epoch digits (ZAPI access-time) → int epoch seconds."""
+    number = _whole_number(value)
+    if number is not None or value is None or value == "":
+        return number
     text = str(value).strip()
-    if text.isdigit():
-        return int(text)
     text = text.replace("Z", "+00:00")
     m = re.match(r"^(.*[+-]\d\d)(\d\d)$", text)
     if m and ":" not in text[-6:]:
@@ -89,13 +94,10 @@ def epoch_to_iso(value: Optional[int]) -> Optional[str]:
 
 def duration_to_seconds(value: Any) -> Optional[int]:
     """REST lag_time `PT8H35M42S` / `P1DT2H` or ZAPI seconds → int seconds."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return int(value)
+    number = _whole_number(value)
+    if number is not None or value is None or value == "":
+        return number
     text = str(value).strip()
-    if text.isdigit():
-        return int(text)
     m = re.match(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$", text)
     if not m:
         return None
