@@ -4,9 +4,8 @@
 """Filters the discover/backup/restore roles use (controller side). Logic lives in plugin_utils/module_utils.
 
 - settings(raw, defaults, operation, controllers, snapcreator_text=None, snapcreator_path=None)
-- snapcreator_config(text)
 - vm_records(vm_info_result, host, settings, controllers)
-- backup_plan(per_host, settings), host_volumes(plan, host), vm_table(vms)
+- backup_plan(per_host, settings), vm_table(vms)
 - select_snapshot(catalog, spec)  (spec: {kind: latest|name|query, value})
 - run_report(operation, run_id, vms, volumes, ...), report_stats(report)
 - backup_verified(vms, per_host): a VM whose data is not in the snapshot is not protected
@@ -20,10 +19,6 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._report import build_report, stats
-from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
-    SnapCreatorConfigError,
-    parse_config,
-)
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
 from ansible_collections.kvmsnap.core.plugins.plugin_utils import _restore_journal
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._async_loop import foreground
@@ -34,7 +29,6 @@ from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
     apply_verification,
     backup_plan,
     fence_outcome,
-    host_volumes,
     merge_post,
     normalize,
     restore_outcome,
@@ -106,23 +100,12 @@ def controller_conns(names, hostvars, retries=3):
     return out
 
 
-def snapcreator_config(text):
-    try:
-        return parse_config(str(text))
-    except SnapCreatorConfigError as exc:
-        raise AnsibleFilterError("kvmsnap: Snap Creator configuration: %s" % exc) from None
-
-
 def vm_records(result, host, settings_, controllers):
     return normalize(str(host), _plain(result), _plain(settings_), _plain(controllers))
 
 
 def plan(per_host, settings_):
     return backup_plan(_plain(per_host), _plain(settings_))
-
-
-def plan_host_volumes(plan_, host):
-    return host_volumes(_plain(plan_), str(host))
 
 
 def vm_table(vms):
@@ -333,12 +316,10 @@ class FilterModule:
     def filters(self):
         return {
             "settings": settings,
-            "snapcreator_config": snapcreator_config,
             "controller_vars": controller_vars,
             "controller_conns": controller_conns,
             "vm_records": vm_records,
             "backup_plan": plan,
-            "host_volumes": plan_host_volumes,
             "vm_table": vm_table,
             "catalog": catalog,
             "full_volumes": full_volumes,

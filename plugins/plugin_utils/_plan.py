@@ -257,15 +257,6 @@ def backup_plan(per_host: Mapping[str, List[Mapping[str, Any]]], settings: Mappi
     }
 
 
-def host_volumes(plan: Mapping[str, Any], host: str) -> Dict[str, List[str]]:
-    """controller → ['svm:volume', …] of the volumes HOST's single-host set needs (the vm_backup input)."""
-    out: Dict[str, List[str]] = {}
-    for vol in plan.get("volumes", []):
-        if host in vol["hosts"]:
-            out.setdefault(vol["controller"], []).append("%s:%s" % (vol["svm"], vol["volume"]))
-    return out
-
-
 def table(vms: List[Mapping[str, Any]]) -> List[str]:
     """A readable table of VMs, disks and locations for the play output."""
     rows: List[Tuple[str, ...]] = [("HOST", "VM", "STATE", "DISK", "CONTROLLER:SVM:VOLUME", "PATH/LUN", "PROTECTABLE")]
