@@ -83,21 +83,27 @@ def controller_vars(names, hostvars):
     return out
 
 
+CONNECTION_VARS = (("ontap_port", "port"), ("ontap_username", "username"), ("ontap_password", "password"),
+                   ("ontap_cert_file", "cert_file"), ("ontap_key_file", "key_file"),
+                   ("ontap_validate_certs", "validate_certs"), ("ontap_ca_path", "ca_path"),
+                   ("ontap_transport", "transport"))
+
+
+def controller_conn(name, hostvars, retries=3):
+    """The ONTAP connection options of controller NAME from its host vars (contains secrets: use no_log): what the
+    roles give every ONTAP call, as `module_defaults` of group/kvmsnap.core.ontap or of vm_backup."""
+    hv = hostvars[name]
+    entry = {"hostname": _plain(hv["ontap_hostname"]) if "ontap_hostname" in hv else str(name),
+             "retries": int(retries)}
+    for key, opt in CONNECTION_VARS:
+        if key in hv and hv[key] not in (None, ""):
+            entry[opt] = _plain(hv[key])
+    return entry
+
+
 def controller_conns(names, hostvars, retries=3):
     """vm_info's `controllers` option from the controllers' host vars (contains secrets: use no_log)."""
-    out = []
-    for name in names or []:
-        hv = hostvars[name]
-        entry = {"name": str(name), "hostname": _plain(hv.get("ontap_hostname", name)) if "ontap_hostname" in hv
-                 else str(name), "retries": int(retries)}
-        for key, opt in (("ontap_port", "port"), ("ontap_username", "username"), ("ontap_password", "password"),
-                         ("ontap_cert_file", "cert_file"), ("ontap_key_file", "key_file"),
-                         ("ontap_validate_certs", "validate_certs"), ("ontap_ca_path", "ca_path"),
-                         ("ontap_transport", "transport")):
-            if key in hv and hv[key] not in (None, ""):
-                entry[opt] = _plain(hv[key])
-        out.append(entry)
-    return out
+    return [dict(name=str(name), **controller_conn(name, hostvars, retries)) for name in names or []]
 
 
 def vm_records(result, host, settings_, controllers):
@@ -317,6 +323,7 @@ class FilterModule:
         return {
             "settings": settings,
             "controller_vars": controller_vars,
+            "controller_conn": controller_conn,
             "controller_conns": controller_conns,
             "vm_records": vm_records,
             "backup_plan": plan,
