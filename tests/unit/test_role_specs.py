@@ -99,3 +99,26 @@ def test_controller_conn_takes_every_connection_var_and_the_retries():
     assert controller_conn("c2", hostvars) == {"hostname": "c2", "username": "admin", "password": "pw", "retries": 3}
     assert controller_conns(["c2"], hostvars, "2") == [{"name": "c2", "hostname": "c2", "username": "admin",
                                                         "password": "pw", "retries": 2}]
+
+
+@pytest.mark.parametrize("role", ROLES + ("check_backups",))
+def test_role_defaults_and_specs_agree_with_the_settings_defaults(role):
+    """Each default is kept once, in plugin_utils/_settings.DEFAULTS; a role's defaults/main.yml and argument spec
+    repeat it as the literal Ansible needs, and must say the same."""
+    from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import DEFAULTS
+    spec = _spec(role)
+    defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
+    for name, value in defaults.items():
+        assert name in DEFAULTS and DEFAULTS[name] == value, (role, name, value, DEFAULTS.get(name))
+        assert spec[name].get("default") == value, (role, name, spec[name].get("default"), value)
+    for name, opt in spec.items():
+        if name.startswith("kvmsnap_") and name in DEFAULTS:
+            assert name in defaults and opt.get("default") == DEFAULTS[name], (role, name)
+
+
+def test_every_settings_default_is_a_default_of_a_role():
+    from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import DEFAULTS
+    in_roles = {}
+    for role in ROLES + ("check_backups",):
+        in_roles.update(yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text()))
+    assert set(DEFAULTS) == set(in_roles), sorted(set(DEFAULTS) ^ set(in_roles))
