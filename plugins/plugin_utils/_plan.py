@@ -595,12 +595,12 @@ def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]
 def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snapshot: Mapping[str, Any]) -> Dict[str, Any]:
     """Which host restores which VM from which manifest, and which files/LUNs of which volume.
 
-    per_host[host] = {"manifests": [...] (backup_manifest state=read), "invalid": [...], "current": {uuid: state},
+    per_host[host] = {"manifests": [...] (backup_manifest_info), "invalid": [...], "current": {uuid: state},
     "datastores": [the host's datastore records], "notes": [...]}.
     requested: 'all' or a list of names/UUIDs. A VM is restored by the host its manifest names; a requested VM
     whose manifest names a host outside the play is claimed by the first host that sees its manifest.
     Nothing the manifest says widens what may be touched: allowed paths are the host's datastores the VM's disks
-    lie in (backup_manifest vetted them), and each disk's volume must be the one the host maps that datastore to.
+    lie in (backup_manifest_info vetted them), and each disk's volume must be the one the host maps that datastore to.
     """
     claimed: Dict[str, Dict[str, Any]] = {}
     errors: List[str] = []

@@ -5,7 +5,7 @@
 
 This plugin util is PRIVATE to the collection. It may change without notice.
 
-Each KVM host's own check (``_domain_policy.users_in`` in backup_manifest state=read and vm_restore) sees only
+Each KVM host's own check (``_domain_policy.users_in`` in backup_manifest_info and vm_restore) sees only
 the domains of that host's libvirt. A VM moved to another host (new or same UUID), a ``<shareable/>`` disk of a
 VM on another host, or a shut-off VM elsewhere whose XML lists the disk are invisible to it. Here every target
 file of every VM to restore (disk images, NVRAM) and its UUID are checked against every VM that discovery found
