@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 
@@ -150,7 +150,7 @@ def select_snapshot(records, spec, protected=None, requested=None):
     """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has; with PROTECTED - a list of
     backup_manifest state=protected results - and the REQUESTED VMs, the newest that protected them all), a name
     (a non-good one only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
-    merged = None
+    merged: Optional[Dict[str, List[Any]]] = None
     if protected is not None:
         merged = {}
         for res in _plain(protected):

@@ -222,6 +222,7 @@ not_protected:
 """
 
 import os
+from typing import Any, List, Mapping
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -293,8 +294,8 @@ def _present(module: AnsibleModule) -> dict:
 
 def _verified(module: AnsibleModule) -> dict:
     p = module.params
-    results = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"],
-                           lun_files=p["lun_files"]) for vm in p["vms"]]
+    results: List[Mapping[str, Any]] = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"],
+                                        lun_files=p["lun_files"]) for vm in p["vms"]]
     not_protected = vf.summary(p["host"] or "KVM host", p["snapshot"], results)
     return {"changed": False, "verified": results, "not_protected": not_protected}
 

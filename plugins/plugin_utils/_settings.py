@@ -370,8 +370,8 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
         s["policy"] = validate_policy(_value(values, "kvmsnap_policy"), "kvmsnap_policy")
         s["snapshot_prefix"] = validate_prefix(_value_or_default(values, "kvmsnap_snapshot_prefix"),
                                                "kvmsnap_snapshot_prefix")
-        name = values.get("kvmsnap_snapshot_name") or None
-        s["snapshot_name"] = validate_snapshot_name(name, "kvmsnap_snapshot_name") if name else None
+        snapshot_name = values.get("kvmsnap_snapshot_name") or None
+        s["snapshot_name"] = validate_snapshot_name(snapshot_name, "kvmsnap_snapshot_name") if snapshot_name else None
     except SnapshotNameError as exc:
         raise SettingsError(str(exc)) from None
     retention = values.get("kvmsnap_retention")
