@@ -20,14 +20,13 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._report import build_report, stats
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
-from ansible_collections.kvmsnap.core.plugins.plugin_utils import _restore_journal
+from ansible_collections.kvmsnap.core.plugins.plugin_utils import _plan, _restore_journal
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._async_loop import foreground
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._backup_check import check as check_vms
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import select as select_from_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
     apply_verification,
-    backup_plan,
     fence_outcome,
     merge_post,
     normalize,
@@ -106,12 +105,12 @@ def controller_conns(names, hostvars, retries=3):
     return [dict(name=str(name), **controller_conn(name, hostvars, retries)) for name in names or []]
 
 
-def vm_records(result, host, settings_, controllers):
-    return normalize(str(host), _plain(result), _plain(settings_), _plain(controllers))
+def vm_records(result, host, resolved, controllers):
+    return normalize(str(host), _plain(result), _plain(resolved), _plain(controllers))
 
 
-def plan(per_host, settings_):
-    return backup_plan(_plain(per_host), _plain(settings_))
+def backup_plan(per_host, resolved):
+    return _plan.backup_plan(_plain(per_host), _plain(resolved))
 
 
 def vm_table(vms):
@@ -186,8 +185,8 @@ def run_report(operation, run_id, vms, volumes, snapshot=None, started=None, fin
                         errors=_plain(errors or []), extra=_plain(extra or {}))
 
 
-def backup_outcome(plan_, per_host, allow_crash=False):
-    return fence_outcome(_plain(plan_), _plain(per_host), allow_crash=bool(allow_crash))
+def backup_outcome(plan, per_host, allow_crash=False):
+    return fence_outcome(_plain(plan), _plain(per_host), allow_crash=bool(allow_crash))
 
 
 def backup_verified(vms, per_host):
@@ -219,8 +218,8 @@ def restore_selection(per_host, requested, snapshot):
     return restore_plan(_plain(per_host), _plain(requested), _plain(snapshot))
 
 
-def volume_conflicts(plan_, files_by_volume, discovered):
-    return volume_restore_conflicts(_plain(plan_), _plain(files_by_volume), _plain(discovered))
+def volume_conflicts(plan, files_by_volume, discovered):
+    return volume_restore_conflicts(_plain(plan), _plain(files_by_volume), _plain(discovered))
 
 
 def ds_volumes(controller, datastores):
@@ -266,23 +265,23 @@ def _discovered(hosts, hostvars):
     return found, ident, stores
 
 
-def restore_guard(plan_, hosts, hostvars):
+def restore_guard(plan, hosts, hostvars):
     """Refusals: a target file (disk, NVRAM) or the UUID of a VM to restore in use by a VM of any host."""
     found, ident = _discovered(hosts, hostvars)[:2]
-    return other_users(_plain(plan_), found, ident)
+    return other_users(_plain(plan), found, ident)
 
 
-def restore_volume_guard(plan_, hosts, hostvars, newer):
+def restore_volume_guard(plan, hosts, hostvars, newer):
     """Volume mode: {vms: every VM of any host on the volumes, running: refusals, warnings: [...]}."""
     found, _ident, stores = _discovered(hosts, hostvars)
-    on_volume = volume_vms(_plain(plan_), found, stores)
+    on_volume = volume_vms(_plain(plan), found, stores)
     return {"vms": on_volume, "running": volume_running(on_volume),
             "deleted_snapshots": sorted({str(x.get("name")) for x in _plain(newer or [])}),
-            "warnings": volume_warnings(_plain(plan_), _plain(newer or []), on_volume)}
+            "warnings": volume_warnings(_plain(plan), _plain(newer or []), on_volume)}
 
 
-def restore_result(plan_, per_host, disks, safety, snapshot, rollback=None):
-    return restore_outcome(_plain(plan_), _plain(per_host), _plain(disks or {}), _plain(safety or {}), snapshot,
+def restore_result(plan, per_host, disks, safety, snapshot, rollback=None):
+    return restore_outcome(_plain(plan), _plain(per_host), _plain(disks or {}), _plain(safety or {}), snapshot,
                            _plain(rollback or {}))
 
 
@@ -290,12 +289,12 @@ def restore_aside(per_host_stop):
     return _restore_journal.aside(_plain(per_host_stop))
 
 
-def restore_journal(plan_, host, run_id, snapshot, safety, stage):
-    return _restore_journal.journal(_plain(plan_), host, run_id, snapshot, safety, stage)
+def restore_journal(plan, host, run_id, snapshot, safety, stage):
+    return _restore_journal.journal(_plain(plan), host, run_id, snapshot, safety, stage)
 
 
-def restore_resume(plan_, journals, snapshot):
-    return _restore_journal.resume(_plain(plan_), _plain(journals), snapshot)
+def restore_resume(plan, journals, snapshot):
+    return _restore_journal.resume(_plain(plan), _plain(journals), snapshot)
 
 
 def restore_journal_entry(slurped):
@@ -326,7 +325,7 @@ class FilterModule:
             "controller_conn": controller_conn,
             "controller_conns": controller_conns,
             "vm_records": vm_records,
-            "backup_plan": plan,
+            "backup_plan": backup_plan,
             "vm_table": vm_table,
             "catalog": catalog,
             "full_volumes": full_volumes,
