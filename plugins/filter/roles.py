@@ -1,14 +1,11 @@
 # Copyright (c) kvmsnap.core contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Filters the discover/backup/restore roles use (controller side). Logic lives in plugin_utils/module_utils.
+"""Filters the discover/backup/restore/check_backups roles use (controller side). Logic lives in
+plugin_utils/module_utils; each filter here only turns Ansible's values into plain Python and calls it.
 
-- settings(raw, defaults, operation, controllers, snapcreator_text=None, snapcreator_path=None)
-- vm_records(vm_info_result, host, settings, controllers)
-- backup_plan(per_host, settings), vm_table(vms)
-- select_snapshot(catalog, spec)  (spec: {kind: latest|name|query, value})
-- run_report(operation, run_id, vms, volumes, ...), report_stats(report)
-- backup_verified(vms, per_host): a VM whose data is not in the snapshot is not protected
+Ansible has no private filters: each is documented in its sidecar plugins/filter/<name>.yml (the filter's name is
+its function's name), as a step of the roles whose interface may change in any release.
 """
 
 from __future__ import annotations

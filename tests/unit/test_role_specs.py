@@ -122,3 +122,14 @@ def test_every_settings_default_is_a_default_of_a_role():
     for role in ROLES + ("check_backups",):
         in_roles.update(yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text()))
     assert set(DEFAULTS) == set(in_roles), sorted(set(DEFAULTS) ^ set(in_roles))
+
+
+def test_every_filter_is_documented_under_its_function_name():
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import FilterModule
+    filters = FilterModule().filters()
+    sidecars = {p.stem for p in (REPO / "plugins" / "filter").glob("*.yml")}
+    assert sidecars == set(filters), sorted(sidecars ^ set(filters))
+    for name, fn in filters.items():
+        assert fn.__name__ == name, (name, fn.__name__)
+        doc = yaml.safe_load((REPO / "plugins" / "filter" / ("%s.yml" % name)).read_text())
+        assert doc["DOCUMENTATION"]["name"] == name and "kvmsnap.core.%s" % name in doc["EXAMPLES"]
