@@ -1,41 +1,31 @@
 # Copyright (c) kvmsnap.core contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Filters the discover/backup/restore roles use (controller side). Logic lives in plugin_utils/module_utils.
+"""Filters the discover/backup/restore/check_backups roles use (controller side). Logic lives in
+plugin_utils/module_utils; each filter here only turns Ansible's values into plain Python and calls it.
 
-- settings(raw, defaults, operation, controllers, snapcreator_text=None, snapcreator_path=None)
-- snapcreator_config(text)
-- vm_records(vm_info_result, host, settings, controllers)
-- backup_plan(per_host, settings), host_volumes(plan, host), vm_table(vms)
-- select_snapshot(catalog, spec)  (spec: {kind: latest|name|query, value})
-- run_report(operation, run_id, vms, volumes, ...), report_stats(report)
-- backup_verified(vms, per_host): a VM whose data is not in the snapshot is not protected
+Ansible has no private filters: each is documented in its sidecar plugins/filter/<name>.yml (the filter's name is
+its function's name), as a step of the roles whose interface may change in any release.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._report import build_report, stats
-from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
-    SnapCreatorConfigError,
-    parse_config,
-)
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import existing_set
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
-from ansible_collections.kvmsnap.core.plugins.plugin_utils import _restore_journal
+from ansible_collections.kvmsnap.core.plugins.plugin_utils import _plan, _restore_journal
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._async_loop import foreground
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._backup_check import check as check_vms
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import select as select_from_catalog
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
     apply_verification,
-    backup_plan,
     fence_outcome,
-    host_volumes,
     merge_post,
     normalize,
     restore_outcome,
@@ -90,40 +80,35 @@ def controller_vars(names, hostvars):
     return out
 
 
+CONNECTION_VARS = (("ontap_port", "port"), ("ontap_username", "username"), ("ontap_password", "password"),
+                   ("ontap_cert_file", "cert_file"), ("ontap_key_file", "key_file"),
+                   ("ontap_validate_certs", "validate_certs"), ("ontap_ca_path", "ca_path"),
+                   ("ontap_transport", "transport"))
+
+
+def controller_conn(name, hostvars, retries=3):
+    """The ONTAP connection options of controller NAME from its host vars (contains secrets: use no_log): what the
+    roles give every ONTAP call, as `module_defaults` of group/kvmsnap.core.ontap or of vm_backup."""
+    hv = hostvars[name]
+    entry = {"hostname": _plain(hv["ontap_hostname"]) if "ontap_hostname" in hv else str(name),
+             "retries": int(retries)}
+    for key, opt in CONNECTION_VARS:
+        if key in hv and hv[key] not in (None, ""):
+            entry[opt] = _plain(hv[key])
+    return entry
+
+
 def controller_conns(names, hostvars, retries=3):
     """vm_info's `controllers` option from the controllers' host vars (contains secrets: use no_log)."""
-    out = []
-    for name in names or []:
-        hv = hostvars[name]
-        entry = {"name": str(name), "hostname": _plain(hv.get("ontap_hostname", name)) if "ontap_hostname" in hv
-                 else str(name), "retries": int(retries)}
-        for key, opt in (("ontap_port", "port"), ("ontap_username", "username"), ("ontap_password", "password"),
-                         ("ontap_cert_file", "cert_file"), ("ontap_key_file", "key_file"),
-                         ("ontap_validate_certs", "validate_certs"), ("ontap_ca_path", "ca_path"),
-                         ("ontap_transport", "transport")):
-            if key in hv and hv[key] not in (None, ""):
-                entry[opt] = _plain(hv[key])
-        out.append(entry)
-    return out
+    return [dict(name=str(name), **controller_conn(name, hostvars, retries)) for name in names or []]
 
 
-def snapcreator_config(text):
-    try:
-        return parse_config(str(text))
-    except SnapCreatorConfigError as exc:
-        raise AnsibleFilterError("kvmsnap: Snap Creator configuration: %s" % exc) from None
+def vm_records(result, host, resolved, controllers):
+    return normalize(str(host), _plain(result), _plain(resolved), _plain(controllers))
 
 
-def vm_records(result, host, settings_, controllers):
-    return normalize(str(host), _plain(result), _plain(settings_), _plain(controllers))
-
-
-def plan(per_host, settings_):
-    return backup_plan(_plain(per_host), _plain(settings_))
-
-
-def plan_host_volumes(plan_, host):
-    return host_volumes(_plain(plan_), str(host))
+def backup_plan(per_host, resolved):
+    return _plan.backup_plan(_plain(per_host), _plain(resolved))
 
 
 def vm_table(vms):
@@ -176,7 +161,7 @@ def select_snapshot(records, spec, protected=None, requested=None):
     """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has; with PROTECTED - a list of
     backup_manifest state=protected results - and the REQUESTED VMs, the newest that protected them all), a name
     (a non-good one only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
-    merged = None
+    merged: Optional[Dict[str, List[Any]]] = None
     if protected is not None:
         merged = {}
         for res in _plain(protected):
@@ -212,8 +197,8 @@ def run_report(operation, run_id, vms, volumes, snapshot=None, started=None, fin
                         errors=_plain(errors or []), extra=_plain(extra or {}))
 
 
-def backup_outcome(plan_, per_host, allow_crash=False):
-    return fence_outcome(_plain(plan_), _plain(per_host), allow_crash=bool(allow_crash))
+def backup_outcome(plan, per_host, allow_crash=False):
+    return fence_outcome(_plain(plan), _plain(per_host), allow_crash=bool(allow_crash))
 
 
 def backup_verified(vms, per_host):
@@ -245,8 +230,8 @@ def restore_selection(per_host, requested, snapshot):
     return restore_plan(_plain(per_host), _plain(requested), _plain(snapshot))
 
 
-def volume_conflicts(plan_, files_by_volume, discovered):
-    return volume_restore_conflicts(_plain(plan_), _plain(files_by_volume), _plain(discovered))
+def volume_conflicts(plan, files_by_volume, discovered):
+    return volume_restore_conflicts(_plain(plan), _plain(files_by_volume), _plain(discovered))
 
 
 def ds_volumes(controller, datastores):
@@ -292,23 +277,23 @@ def _discovered(hosts, hostvars):
     return found, ident, stores
 
 
-def restore_guard(plan_, hosts, hostvars):
+def restore_guard(plan, hosts, hostvars):
     """Refusals: a target file (disk, NVRAM) or the UUID of a VM to restore in use by a VM of any host."""
     found, ident = _discovered(hosts, hostvars)[:2]
-    return other_users(_plain(plan_), found, ident)
+    return other_users(_plain(plan), found, ident)
 
 
-def restore_volume_guard(plan_, hosts, hostvars, newer):
+def restore_volume_guard(plan, hosts, hostvars, newer):
     """Volume mode: {vms: every VM of any host on the volumes, running: refusals, warnings: [...]}."""
     found, _ident, stores = _discovered(hosts, hostvars)
-    on_volume = volume_vms(_plain(plan_), found, stores)
+    on_volume = volume_vms(_plain(plan), found, stores)
     return {"vms": on_volume, "running": volume_running(on_volume),
             "deleted_snapshots": sorted({str(x.get("name")) for x in _plain(newer or [])}),
-            "warnings": volume_warnings(_plain(plan_), _plain(newer or []), on_volume)}
+            "warnings": volume_warnings(_plain(plan), _plain(newer or []), on_volume)}
 
 
-def restore_result(plan_, per_host, disks, safety, snapshot, rollback=None):
-    return restore_outcome(_plain(plan_), _plain(per_host), _plain(disks or {}), _plain(safety or {}), snapshot,
+def restore_result(plan, per_host, disks, safety, snapshot, rollback=None):
+    return restore_outcome(_plain(plan), _plain(per_host), _plain(disks or {}), _plain(safety or {}), snapshot,
                            _plain(rollback or {}))
 
 
@@ -316,12 +301,12 @@ def restore_aside(per_host_stop):
     return _restore_journal.aside(_plain(per_host_stop))
 
 
-def restore_journal(plan_, host, run_id, snapshot, safety, stage):
-    return _restore_journal.journal(_plain(plan_), host, run_id, snapshot, safety, stage)
+def restore_journal(plan, host, run_id, snapshot, safety, stage):
+    return _restore_journal.journal(_plain(plan), host, run_id, snapshot, safety, stage)
 
 
-def restore_resume(plan_, journals, snapshot):
-    return _restore_journal.resume(_plain(plan_), _plain(journals), snapshot)
+def restore_resume(plan, journals, snapshot):
+    return _restore_journal.resume(_plain(plan), _plain(journals), snapshot)
 
 
 def restore_journal_entry(slurped):
@@ -348,12 +333,11 @@ class FilterModule:
     def filters(self):
         return {
             "settings": settings,
-            "snapcreator_config": snapcreator_config,
             "controller_vars": controller_vars,
+            "controller_conn": controller_conn,
             "controller_conns": controller_conns,
             "vm_records": vm_records,
-            "backup_plan": plan,
-            "host_volumes": plan_host_volumes,
+            "backup_plan": backup_plan,
             "vm_table": vm_table,
             "catalog": catalog,
             "full_volumes": full_volumes,

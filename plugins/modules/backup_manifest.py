@@ -7,21 +7,13 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: backup_manifest
-short_description: Write or read the backup manifests of KVM VMs (domain XML, NVRAM, disk map)
+short_description: Write, verify and prune the backup manifests of KVM VMs (domain XML, NVRAM, disk map)
 version_added: 1.0.0
 description:
   - With O(state=present), writes each VM's manifest (inactive domain XML from libvirt, a copy of its NVRAM, the
     disk map, the consistency level asked for, the KVM host and the run id) into C(<datastore>/.kvmsnap/<uuid>/) of
     every datastore the VM uses, before the snapshot, so that the snapshot carries it; and a copy into the local
     catalog C(<state_dir>/catalog/<snapshot>/<uuid>/) (the only copy for VMs on SAN LUNs).
-  - With O(state=volumes), lists the volumes (controller, SVM, volume) that the manifests of the local catalog name,
-    so that a restore knows where to look for VMs on SAN LUNs, deleted ones too.
-  - With O(state=read), reads the manifests of a snapshot from C(<datastore>/.snapshot/<snapshot>/.kvmsnap/) (NFS)
-    and from the local catalog, and trusts nothing in them - the signature must verify with O(manifest_key) (or one
-    of O(manifest_keys_old)) unless O(unsigned_ok) names the VM; hashes, UUID and name in the XML; the manifest's
-    disks equal the XML's; every disk inside the datastore it was backed up from, which must be one of
-    O(datastores) (the host's own, never the manifest's); the XML passes the allow-list policy with the host's
-    emulator and firmware dirs (from libvirt's capabilities at O(uri)); no disk used by another VM of the host.
   - With O(state=verified), checks that each VM of O(vms) is really in the snapshot O(snapshot), through the NFS
     C(<datastore>/.snapshot/<snapshot>/) view - its manifest (parses, names this VM, this snapshot and O(run_id)),
     C(domain.xml), the saved NVRAM, and every file disk as a regular file (no symlink inside the snapshot),
@@ -31,10 +23,13 @@ description:
     are checked against O(lun_files), the controllers' answers (M(kvmsnap.core.ontap_snapshot_info) with
     O(kvmsnap.core.ontap_snapshot_info#module:files)).
   - With O(state=present) and O(manifest_key), each manifest carries an HMAC-SHA256 signature (see docs/security.md).
+  - M(kvmsnap.core.backup_manifest_info) reads the manifests of a snapshot back (and checks them), and lists the
+    volumes of the local catalog.
   - Files are written atomically, mode 0600 in 0700 directories. The XML is the inactive definition without secrets.
 author:
   - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
+  - kvmsnap.core.libvirt
   - kvmsnap.core.attributes
 attributes:
   check_mode:
@@ -50,24 +45,14 @@ attributes:
 options:
   state:
     description:
-      - V(present) writes the manifests of O(vms); V(read) reads those of O(snapshot); V(volumes) lists the volumes
-        of the local catalog; V(verified) checks that the manifests and disks of O(vms) are in O(snapshot);
+      - V(present) writes the manifests of O(vms); V(verified) checks that the manifests and disks of O(vms) are in
+        O(snapshot);
         V(protected) lists, per snapshot of O(snapshots), the VMs whose manifests it carries and the snapshot and
         run each manifest names (to choose C(latest) per VM; nothing is checked beyond that); V(catalog_pruned)
         removes the local catalog entries of snapshots that are gone (see O(existing), O(listed), O(keep_days)).
     type: str
-    choices: [present, read, volumes, verified, protected, catalog_pruned]
+    choices: [present, verified, protected, catalog_pruned]
     default: present
-  uri:
-    description:
-      - libvirt connection URI (read-only connection; O(state=present) only).
-    type: str
-    default: qemu:///system
-  retries:
-    description:
-      - Retries of libvirt calls after a transient error.
-    type: int
-    default: 3
   vms:
     description:
       - O(state=present) and O(state=verified) - the VMs, as the discover role's records (C(name), C(uuid),
@@ -76,15 +61,9 @@ options:
     type: list
     elements: dict
     default: []
-  select:
-    description:
-      - O(state=read) - only these VMs (names or UUIDs); empty means all manifests found.
-    type: list
-    elements: str
-    default: []
   snapshot:
     description:
-      - Snapshot name the manifests belong to. Required with O(state=present), O(state=read) and O(state=verified).
+      - Snapshot name the manifests belong to. Required with O(state=present) and O(state=verified).
     type: str
   snapshots:
     description:
@@ -94,7 +73,7 @@ options:
     default: []
   datastores:
     description:
-      - O(state=read), O(state=protected) - datastore mount points to look in (C(<path>/.snapshot/<snapshot>/.kvmsnap)).
+      - O(state=protected) - datastore mount points to look in (C(<path>/.snapshot/<snapshot>/.kvmsnap)).
     type: list
     elements: path
     default: []
@@ -122,13 +101,6 @@ options:
         of O(snapshot) always stays.
     type: int
     default: 0
-  controllers:
-    description:
-      - O(state=volumes) - only the catalog entries of these controllers (the inventory's); the state dir is
-        shared by every inventory run on the host, and entries of other controllers are ignored (listed in
-        RV(ignored)).
-    type: list
-    elements: str
   run_id:
     description:
       - Run id recorded in the manifests.
@@ -155,7 +127,7 @@ options:
     type: str
   datastore_offsets:
     description:
-      - O(state=read) - where each of O(datastores) lies inside its volume (datastore path to junction offset,
+      - O(state=protected) - where each of O(datastores) lies inside its volume (datastore path to junction offset,
         C(/)-prefixed, for example C(/images) for C(/srv/vol1/images)); a datastore not named is its volume's root.
       - The snapshot's copy of the manifests is then C(<volume root>/.snapshot/<snapshot>/<offset>/.kvmsnap).
     type: dict
@@ -177,29 +149,9 @@ options:
   manifest_key:
     description:
       - Key of the manifest signatures (HMAC-SHA256), at least 16 characters. O(state=present) signs with it,
-        O(state=read) verifies with it. Keep it on the controller (vault, AWX credential); the roles pass
+        M(kvmsnap.core.backup_manifest_info) verifies with it. Keep it on the controller (vault, AWX credential); the roles pass
         C(kvmsnap_manifest_key) or the key file they create.
     type: str
-  manifest_keys_old:
-    description:
-      - O(state=read) - earlier keys, accepted for verification only (key rotation).
-    type: list
-    elements: str
-    default: []
-  boot_dirs:
-    description:
-      - O(state=read) - host directories from which a restored VM may boot a kernel, initrd or dtb (direct kernel
-        boot), besides its datastores and the host's firmware dirs.
-    type: list
-    elements: path
-    default: []
-  unsigned_ok:
-    description:
-      - O(state=read) - VMs (names or UUIDs) whose manifest is accepted although its signature is missing or does not
-        verify. Every other check still applies.
-    type: list
-    elements: str
-    default: []
 """
 
 EXAMPLES = r"""
@@ -219,15 +171,6 @@ EXAMPLES = r"""
     run_id: 20260101T020000Z-1a2b
     host: "{{ inventory_hostname }}"
   register: verified
-
-- name: Read them back from the snapshot
-  kvmsnap.core.backup_manifest:
-    state: read
-    snapshot: kvmsnap-daily_20260101T020000Z
-    datastores: [/var/lib/libvirt/images/ds1]   # reads <datastore>/.snapshot/<snapshot>/.kvmsnap/<VM uuid>/
-    select: [web1]
-    manifest_key: "{{ kvmsnap_manifest_key }}"
-  register: manifests
 """
 
 RETURN = r"""
@@ -247,34 +190,12 @@ written:
   sample: [/mnt/ds1/.kvmsnap/0b0e0d3c-54c3-4e3d-8f4b-1f6f1c2d3e4f/manifest.json]
 manifests:
   description:
-    - O(state=present) - the manifests written. O(state=read) - the valid manifests found, each with
-      C(domain_xml_text) (the saved XML), C(nvram_file) (path of the saved NVRAM or null) and C(dir).
-  returned: always
+    - O(state=present) - the manifests written (or that would be, in check mode).
+  returned: state=present
   type: list
   elements: dict
   sample: [{"vm": {"name": "web1", "uuid": "0b0e0d3c-54c3-4e3d-8f4b-1f6f1c2d3e4f", "state": "running"},
             "snapshot": "kvmsnap-daily_20260101T020000Z", "disks": [{"target": "vda", "volume": "vol_ds1"}]}]
-invalid:
-  description: O(state=read) - manifests found but refused, with the reason.
-  returned: always
-  type: list
-  elements: dict
-  sample: [{"dir": "/mnt/ds1/.snapshot/s/.kvmsnap/0b0e...", "error": "domain.xml does not match the hash"}]
-datastore_files:
-  description:
-    - O(state=read) - per datastore of O(datastores), the files it holds now (paths relative to the datastore,
-      C(/)-prefixed; C(.snapshot) and C(.kvmsnap) left out), to tell whether a whole-volume restore would roll
-      back anything else.
-  returned: always
-  type: dict
-  sample: {"/mnt/ds1": ["/web1.qcow2", "/notes.txt"]}
-volumes:
-  description: O(state=volumes) - the volumes named by the manifests of the local catalog (of O(controllers) only,
-    when given), each with the first catalog C(entry) naming it (C(file), C(snapshot), C(policy), C(controller)).
-  returned: always
-  type: list
-  elements: dict
-  sample: [{"controller": "cluster1", "svm": "svm1", "volume": "vol_san", "entry": {"snapshot": "kvmsnap-daily_x"}}]
 removed:
   description: O(state=catalog_pruned) - the catalog entries removed (or that would be, in check mode).
   returned: when O(state=catalog_pruned)
@@ -282,32 +203,11 @@ removed:
   elements: dict
   sample: [{"snapshot": "kvmsnap-daily_x", "path": "/var/lib/kvmsnap/catalog/kvmsnap-daily_x",
             "reason": "snapshot kvmsnap-daily_x no longer exists on c1:svm1:vol_ds1"}]
-ignored:
-  description: O(state=volumes) with O(controllers) - the catalog entries naming another controller (not read).
-  returned: when O(state=volumes)
-  type: list
-  elements: dict
-  sample: [{"file": "/var/lib/kvmsnap/catalog/s/u/manifest.json", "snapshot": "s", "policy": "daily",
-            "controller": "cluster2"}]
-notes:
-  description:
-    - O(state=read) - what the policy rewrote (an emulator replaced by the host's, a character device turned into a
-      pty) and manifests accepted unsigned through O(unsigned_ok), each naming the VM.
-  returned: always
-  type: list
-  elements: str
-  sample: ["VM web1: <serial 0>: type='file' path=/var/log/x rewritten to type='pty' (...)"]
-missing:
-  description: O(state=read) - entries of O(select) with no manifest in the snapshot.
-  returned: always
-  type: list
-  elements: str
-  sample: [db1]
 verified:
   description:
     - O(state=verified) - per VM of O(vms), whether its data is in the snapshot; C(missing) lists the paths that
       are not (or not as expected), C(reasons) says why for each.
-  returned: always
+  returned: state=verified
   type: list
   elements: dict
   sample: [{"name": "web1", "uuid": "0b0e0d3c-54c3-4e3d-8f4b-1f6f1c2d3e4f", "protected": false,
@@ -315,31 +215,26 @@ verified:
             "reasons": ["disk vda (/mnt/ds1/web1.img): not in the snapshot"]}]
 not_protected:
   description: O(state=verified) - one line per VM whose data is not in the snapshot (host, VM, snapshot, paths).
-  returned: always
+  returned: state=verified
   type: list
   elements: str
   sample: ["kvm1: VM web1 is not in snapshot kvmsnap-daily_20260101T020000Z: /mnt/ds1/.snapshot/... (not in the snapshot)"]
 """
 
 import os
-import traceback
+from typing import Any, List, Mapping
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest as mf
-from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest_sig
+from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest_read
 from ansible_collections.kvmsnap.core.plugins.module_utils import _verify as vf
-
-try:
-    from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import (
-        HAS_LIBVIRT,
-        LIBVIRT_IMPORT_ERROR,
-        LibvirtSession,
-        lookup_domain,
-    )
-except ImportError:  # pragma: no cover - the module util itself guards libvirt
-    HAS_LIBVIRT = False
-    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+    LibvirtSession,
+    lookup_domain,
+)
 
 VIR_DOMAIN_XML_INACTIVE = 2
 
@@ -394,150 +289,55 @@ def _present(module: AnsibleModule) -> dict:
                                              p["host"], name, where, os.path.join(root, manifest["vm"]["uuid"]),
                                              exc.strerror or exc, fix))
             manifests.append(manifest)
-    return {"changed": bool(written), "written": written, "manifests": manifests, "invalid": [], "missing": [],
-            "datastore_files": {}, "volumes": [], "notes": [], "verified": [],
-            "not_protected": []}
-
-
-def _host_checks(module: AnsibleModule):
-    """(host facts, users(paths, uuid)) from the KVM host's libvirt (read-only); the policy needs both."""
-    from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy
-    p = module.params
-    if not HAS_LIBVIRT:
-        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
-    try:
-        session = LibvirtSession(p["uri"], readonly=True, retries=p["retries"])
-        facts = session.call(_domain_policy.host_facts)
-        facts["firmware_dirs"] = list(facts["firmware_dirs"]) + list(p["boot_dirs"])
-    except Exception as exc:
-        module.fail_json(msg="%s: cannot read the host's capabilities at %s: %s; nothing was touched."
-                         % (p["host"] or "KVM host", p["uri"], exc))
-
-    index = {}
-
-    def users(paths, uuid):
-        if "all" not in index:  # one pass over the host's domains for all manifests
-            index["all"] = session.call(_domain_policy.disk_index)
-        return _domain_policy.users_in(index["all"], paths, uuid)
-    return session, facts, users
-
-
-def _read(module: AnsibleModule) -> dict:
-    p = module.params
-    offsets = p["datastore_offsets"] or {}
-    roots = [mf.snapshot_root(ds, p["snapshot"], offsets.get(ds) or "/") for ds in p["datastores"]]
-    roots.append(mf.catalog_root(p["state_dir"], p["snapshot"]))
-    found = mf.find(roots)
-    manifests, invalid, notes = [], [], []
-    keys = ([p["manifest_key"]] if p["manifest_key"] else []) + list(p["manifest_keys_old"])
-    session, facts, users = _host_checks(module)
-    try:
-        for uuid, vm_dir in sorted(found.items()):
-            try:
-                man = mf.load(vm_dir)
-                note = mf.check_signature(man, keys, p["unsigned_ok"])
-                man = mf.vet(man, p["datastores"], facts, users)
-            except mf.ManifestError as exc:
-                invalid.append({"dir": vm_dir, "uuid": uuid, "error": str(exc)})
-                continue
-            notes += ([note] if note else []) + man["policy_rewritten"]
-            manifests.append(man)
-    finally:
-        session.close()
-    select = p["select"]
-    missing = []
-    if select:
-        keep = []
-        for ident in select:
-            match = [m for m in manifests if ident in (m["vm"]["name"], m["vm"]["uuid"])]
-            if not match:
-                missing.append(ident)
-            keep += [m for m in match if m not in keep]
-        manifests = keep
-    return {"changed": False, "manifests": manifests, "invalid": invalid, "missing": missing, "written": [],
-            "datastore_files": {ds: mf.list_files(ds) for ds in p["datastores"]}, "volumes": [], "verified": [],
-            "not_protected": [], "notes": notes}
+    return {"changed": bool(written), "written": written, "manifests": manifests}
 
 
 def _verified(module: AnsibleModule) -> dict:
     p = module.params
-    results = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"],
-                           lun_files=p["lun_files"]) for vm in p["vms"]]
+    results: List[Mapping[str, Any]] = [vf.check_vm(vm, p["snapshot"], run_id=p["run_id"], compare_live=p["compare_live"],
+                                        lun_files=p["lun_files"]) for vm in p["vms"]]
     not_protected = vf.summary(p["host"] or "KVM host", p["snapshot"], results)
-    return {"changed": False, "verified": results, "not_protected": not_protected,
-            "manifests": [], "invalid": [], "missing": [], "written": [], "datastore_files": {}, "volumes": [], "notes": []}
+    return {"changed": False, "verified": results, "not_protected": not_protected}
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["present", "read", "volumes", "verified", "protected", "catalog_pruned"],
-                       default="present"),
+        argument_spec=_manifest_read.argument_spec(
+            state=dict(type="str", choices=["present", "verified", "protected", "catalog_pruned"], default="present"),
             existing=dict(type="list", elements="str", default=[]),
             listed=dict(type="list", elements="str", default=[]),
             keep_days=dict(type="int", default=0),
             snapshots=dict(type="list", elements="str", default=[]),
-            uri=dict(type="str", default="qemu:///system"),
-            retries=dict(type="int", default=3),
             vms=dict(type="list", elements="dict", default=[]),
-            select=dict(type="list", elements="str", default=[]),
-            snapshot=dict(type="str"),
-            datastores=dict(type="list", elements="path", default=[]),
-            datastore_offsets=dict(type="dict", default={}),
-            state_dir=dict(type="path", default="/var/lib/kvmsnap"),
             run_id=dict(type="str"),
             policy=dict(type="str"),
-            host=dict(type="str"),
             consistency=dict(type="str"),
             config_dir=dict(type="path"),
             created=dict(type="str"),
             compare_live=dict(type="bool", default=True),
             lun_files=dict(type="dict"),
-            manifest_key=dict(type="str", no_log=True),
-            manifest_keys_old=dict(type="list", elements="str", default=[], no_log=True),
-            unsigned_ok=dict(type="list", elements="str", default=[]),
-            boot_dirs=dict(type="list", elements="path", default=[]),
-            controllers=dict(type="list", elements="str"),
         ),
-        required_if=[("state", "present", ["snapshot"]), ("state", "read", ["snapshot"]),
-                     ("state", "verified", ["snapshot"])],
+        required_if=[("state", "present", ["snapshot"]), ("state", "verified", ["snapshot"])],
         supports_check_mode=True,
     )
-    if module.params["state"] == "catalog_pruned":
-        p = module.params
+    p = module.params
+    try:
+        _manifest_read.check_common(p)
+    except _manifest_read.ManifestReadError as exc:
+        module.fail_json(msg=str(exc))
+    if p["state"] == "catalog_pruned":
         removed = mf.catalog_prune(p["state_dir"], p["existing"], p["listed"], [p["snapshot"]] if p["snapshot"] else [],
                                    p["keep_days"], check_mode=module.check_mode)
-        module.exit_json(changed=bool(removed), removed=removed, manifests=[], invalid=[], missing=[], written=[],
-                         datastore_files={}, verified=[], not_protected=[], volumes=[], notes=[])
-    if module.params["state"] == "volumes":
-        scan = mf.catalog_volumes(module.params["state_dir"], controllers=module.params["controllers"])
-        notes = ["local catalog entry %s (snapshot %s, policy %s) names controller %s, which is not in this inventory's "
-                 "ontap_controllers: ignored" % (e["file"], e["snapshot"], e["policy"] or "unknown", e["controller"])
-                 for e in scan["ignored"]]
-        module.exit_json(changed=False, volumes=scan["volumes"], ignored=scan["ignored"], manifests=[],
-                         invalid=[], missing=[], written=[], datastore_files={}, verified=[], not_protected=[],
-                         notes=notes)
-    if module.params["state"] == "protected":
-        p = module.params
+        module.exit_json(changed=bool(removed), removed=removed)
+    if p["state"] == "protected":
         bad = [s for s in p["snapshots"] if "/" in s or s in (".", "..")]
         if bad:
             module.fail_json(msg="snapshots: %r is not a snapshot name." % bad[0])
         module.exit_json(changed=False, protected=mf.protected(p["datastores"], p["datastore_offsets"] or {},
-                                                               p["state_dir"], p["snapshots"]),
-                         manifests=[], invalid=[], missing=[], written=[], datastore_files={}, verified=[],
-                         not_protected=[], volumes=[], notes=[])
-    if "/" in module.params["snapshot"] or module.params["snapshot"] in (".", ".."):
-        module.fail_json(msg="snapshot: %r is not a snapshot name." % module.params["snapshot"])
-    if module.params["manifest_key"]:
-        try:
-            _manifest_sig.key_id(module.params["manifest_key"])
-        except _manifest_sig.ManifestKeyError as exc:
-            module.fail_json(msg="manifest_key: %s." % exc)
-    if module.params["state"] == "present":
+                                                               p["state_dir"], p["snapshots"]))
+    if p["state"] == "present":
         module.exit_json(**_present(module))
-    if module.params["state"] == "verified":
-        module.exit_json(**_verified(module))
-    module.exit_json(**_read(module))
+    module.exit_json(**_verified(module))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: ontap_snapmirror
-short_description: Update the SnapMirror/SnapVault relationships of volumes and report their health
+short_description: Update the SnapMirror/SnapVault relationships of volumes
 version_added: 1.0.0
 description:
-  - With O(state=updated), starts a transfer on every SnapMirror/SnapVault relationship whose source is one of
-    O(volumes) (optionally of a given O(snapshot)), and waits up to O(wait_timeout) seconds for it.
-  - With O(state=status), reports the health of those relationships like Snap Creator's dpstatus (source,
-    destination, mirror or vault, state, healthy, reason, lag, last transfer).
+  - Starts a transfer on every SnapMirror/SnapVault relationship whose source is one of O(volumes) (optionally of a
+    given O(snapshot)), and waits up to O(wait_timeout) seconds for it; then reports the health of those
+    relationships.
+  - M(kvmsnap.core.ontap_snapmirror_info) only reports their health (Snap Creator's dpstatus).
   - Volumes without relationships are reported in RV(volumes_without_relationships), not as an error.
   - A failed update makes the module fail, naming the relationship and what to do next.
   - Relationships are read on the controller given by O(hostname) (the destination cluster in most setups).
@@ -33,7 +33,7 @@ attributes:
   idempotent:
     support: none
     details:
-      - O(state=updated) always starts a transfer; O(state=status) changes nothing.
+      - Always starts a transfer.
 options:
   svm:
     description:
@@ -47,21 +47,22 @@ options:
     required: true
   state:
     description:
-      - V(updated) transfers; V(status) only reports (Snap Creator's dpstatus).
+      - V(updated) transfers. Required, so that a task written for the former default V(status) (now
+        M(kvmsnap.core.ontap_snapmirror_info)) fails instead of starting transfers.
     type: str
-    choices: [updated, status]
-    default: status
+    choices: [updated]
+    required: true
   snapshot:
     description:
       - Source snapshot to transfer (default is what the policy selects).
     type: str
   label:
     description:
-      - With O(state=updated), vault relationships whose policy has no rule for this SnapMirror label are not updated (RV(not_updated)).
+      - Vault relationships whose policy has no rule for this SnapMirror label are not updated (RV(not_updated)).
     type: str
   types:
     description:
-      - With O(state=updated), the kinds of relationship to update; the others are reported in RV(not_updated).
+      - The kinds of relationship to update; the others are reported in RV(not_updated).
       - V(mirror) is SnapMirror (Snap Creator's C(NTAP_SNAPMIRROR_UPDATE)), V(vault) is SnapVault
         (C(NTAP_SNAPVAULT_UPDATE)); a mirror-vault policy counts as both.
     type: list
@@ -80,6 +81,7 @@ options:
     default: 300
 seealso:
   - module: kvmsnap.core.ontap_snapshot
+  - module: kvmsnap.core.ontap_snapmirror_info
 """
 
 EXAMPLES = r"""
@@ -94,81 +96,19 @@ EXAMPLES = r"""
     label: daily
   delegate_to: localhost
 
-- name: dpstatus
-  kvmsnap.core.ontap_snapmirror:
-    hostname: cluster2.example.com
-    volumes: ["svm1:vol_ds1"]
-  delegate_to: localhost
-  register: dp
 """
 
 RETURN = r"""
 relationships:
-  description: Health of the relationships of O(volumes) (after the update with O(state=updated)).
+  description:
+    - Health of the relationships of O(volumes) after the update, with the keys of
+      RV(kvmsnap.core.ontap_snapmirror_info#module:relationships).
   returned: always
   type: list
   elements: dict
-  contains:
-    uuid:
-      description: Relationship UUID (ZAPI - the destination path).
-      type: str
-      sample: b5ee4571-5429-11ec-9779-005056b3b72c
-    source:
-      description: Source path C(svm:volume).
-      type: str
-      sample: svm1:vol_ds1
-    destination:
-      description: Destination path C(svm:volume).
-      type: str
-      sample: svm1_dr:vol_ds1_dst
-    type:
-      description: V(mirror) or V(vault).
-      type: str
-      sample: vault
-    policy:
-      description: SnapMirror policy name.
-      type: str
-      sample: XDPDefault
-    policy_type:
-      description: Policy type as ONTAP reports it.
-      type: str
-      sample: vault
-    state:
-      description: Mirror state (V(snapmirrored), V(broken_off), V(uninitialized), ...).
-      type: str
-      sample: snapmirrored
-    healthy:
-      description: Whether ONTAP considers the relationship healthy.
-      type: bool
-      sample: true
-    unhealthy_reason:
-      description: Why it is not healthy.
-      type: str
-      sample: null
-    lag_time:
-      description: Lag in seconds.
-      type: int
-      sample: 3600
-    transfer_state:
-      description: State of the last or current transfer.
-      type: str
-      sample: success
-    last_transfer_end:
-      description: End of the last transfer, epoch seconds (when known).
-      type: int
-      sample: 1767232800
-    last_transfer_end_iso:
-      description: End of the last transfer, ISO 8601 UTC (when known).
-      type: str
-      sample: "2026-01-01T02:00:00Z"
-    labels:
-      description: SnapMirror labels of the policy's rules (what a vault transfers).
-      type: list
-      elements: str
-      sample: [daily, weekly]
 updated:
   description: Relationships updated (or that would be, in check mode); same keys as RV(relationships).
-  returned: when state is updated
+  returned: always
   type: list
   elements: dict
   sample: []
@@ -176,7 +116,7 @@ not_updated:
   description:
     - Relationships not updated because of O(label) or O(types), with a C(reason). Named so that Ansible does not
       take it for its own C(skipped) flag.
-  returned: when state is updated
+  returned: always
   type: list
   elements: dict
   sample: []
@@ -210,7 +150,6 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import 
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import (
     relationship_status,
-    snapmirror_info,
     snapmirror_update,
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import validate_snapshot_name
@@ -218,7 +157,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
 ARGUMENT_SPEC = {
     "svm": {"type": "str"},
     "volumes": {"type": "list", "elements": "str", "required": True},
-    "state": {"type": "str", "choices": ["updated", "status"], "default": "status"},
+    "state": {"type": "str", "choices": ["updated"], "required": True},
     "snapshot": {"type": "str"},
     "label": {"type": "str"},
     "types": {"type": "list", "elements": "str", "choices": ["mirror", "vault"], "default": ["mirror", "vault"]},
@@ -245,10 +184,6 @@ def prepare(module):
 
 def execute(module, client, volumes):
     p = module.params
-    if p["state"] == "status":
-        res = snapmirror_info(client, volumes)
-        res["changed"] = False
-        return res
     res = snapmirror_update(client, volumes, snapshot=p["snapshot"], label=p["label"], wait=p["wait"],
                             wait_timeout=p["wait_timeout"], check_mode=module.check_mode, types=p["types"])
     done = set(r["uuid"] for r in res["updated"])

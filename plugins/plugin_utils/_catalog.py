@@ -12,7 +12,7 @@ This plugin_util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import CONSISTENCIES
 
@@ -87,7 +87,7 @@ def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -
 LISTED = 10  # snapshots a "what exists" listing names (newest first)
 
 
-def existing(records: List[Mapping[str, Any]], limit: int = LISTED) -> str:
+def existing(records: Sequence[Mapping[str, Any]], limit: int = LISTED) -> str:
     """What exists, newest first and bounded: 'name (policy P, state S, created T), ... (N older not shown)'."""
     ordered = sorted(records, key=lambda r: (r.get("create_time") or 0, r.get("name") or ""), reverse=True)
     ours = [r for r in ordered if r.get("ours") and r.get("policy") != "prerestore"] or ordered

@@ -18,7 +18,7 @@ VM cannot be protected. `backup_plan(per_host, settings)` groups VMs and volumes
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import stale_reason
@@ -92,9 +92,9 @@ def normalize(host: str, result: Mapping[str, Any], settings: Mapping[str, Any],
             # the string-prefix fallback only where vm_info had no say: a disk it refused (symlink leaving the
             # volume, nested mount) must not be attributed to the datastore it merely seems to lie in
             if ds is not None and not storage.get("volume") and not (disk.get("reason") or disk.get("error")):
-                rel = _ds_paths.rel_to(ds["path"], source) or "/"
+                in_ds = _ds_paths.rel_to(ds["path"], source) or "/"
                 entry.update(controller=ds["controller"], svm=ds["svm"], volume=ds["volume"], datastore=ds["path"],
-                             path=rel, path_in_volume=_ds_paths.in_volume(_ds_paths.offset(ds), rel))
+                             path=in_ds, path_in_volume=_ds_paths.in_volume(_ds_paths.offset(ds), in_ds))
             elif storage:
                 ctrl = storage.get("controller")
                 if ctrl not in controllers:
@@ -152,7 +152,7 @@ def vol_key(disk: Mapping[str, Any]) -> str:
     return "%s:%s:%s" % (disk["controller"], disk["svm"], disk["volume"])
 
 
-def shared_luns(vms: List[Mapping[str, Any]]) -> Dict[str, List[str]]:
+def shared_luns(vms: Sequence[Mapping[str, Any]]) -> Dict[str, List[str]]:
     """LUN → VMs when several VMs use one LUN (not supported: one LUN restores as a whole)."""
     users: Dict[str, List[str]] = {}
     for vm in vms:
@@ -164,8 +164,9 @@ def shared_luns(vms: List[Mapping[str, Any]]) -> Dict[str, List[str]]:
     return {k: v for k, v in users.items() if len(v) > 1}
 
 
-def backup_plan(per_host: Mapping[str, List[Mapping[str, Any]]], settings: Mapping[str, Any]) -> Dict[str, Any]:
-    """Group the protectable VMs of every host into volume sets; see the module docstring."""
+def backup_plan(per_host: Mapping[str, List[Dict[str, Any]]], settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """Group the protectable VMs of every host into volume sets (VMs that cannot be protected are marked so in
+    place); see the module docstring."""
     all_vms = [vm for vms in per_host.values() for vm in vms]
     hosts_of: Dict[str, List[str]] = {}
     for vm in all_vms:
@@ -255,15 +256,6 @@ def backup_plan(per_host: Mapping[str, List[Mapping[str, Any]]], settings: Mappi
         "controllers": controllers,
         "shared_hosts": sorted(h for h, v in hosts.items() if v["mode"] == "shared"),
     }
-
-
-def host_volumes(plan: Mapping[str, Any], host: str) -> Dict[str, List[str]]:
-    """controller → ['svm:volume', …] of the volumes HOST's single-host set needs (the vm_backup input)."""
-    out: Dict[str, List[str]] = {}
-    for vol in plan.get("volumes", []):
-        if host in vol["hosts"]:
-            out.setdefault(vol["controller"], []).append("%s:%s" % (vol["svm"], vol["volume"]))
-    return out
 
 
 def table(vms: List[Mapping[str, Any]]) -> List[str]:
@@ -357,9 +349,9 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
     volumes whose pending snapshot the role confirms: state good with the weakest consistency of their VMs,
     or late (consistency crash) when a VM on them failed that way; late volumes are not "done".
     """
-    done: Dict[str, List[str]] = {}  # controller → ["svm:volume"]
+    done: Dict[Optional[str], List[str]] = {}  # controller → ["svm:volume"]
     errors_by_vol: Dict[str, str] = {}
-    methods: Dict[str, str] = {}
+    methods: Dict[str, Optional[str]] = {}
     host_ok: Dict[str, bool] = {}
     for host, hp in plan["hosts"].items():
         h = per_host.get(host) or {}
@@ -604,12 +596,12 @@ def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]
 def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snapshot: Mapping[str, Any]) -> Dict[str, Any]:
     """Which host restores which VM from which manifest, and which files/LUNs of which volume.
 
-    per_host[host] = {"manifests": [...] (backup_manifest state=read), "invalid": [...], "current": {uuid: state},
+    per_host[host] = {"manifests": [...] (backup_manifest_info), "invalid": [...], "current": {uuid: state},
     "datastores": [the host's datastore records], "notes": [...]}.
     requested: 'all' or a list of names/UUIDs. A VM is restored by the host its manifest names; a requested VM
     whose manifest names a host outside the play is claimed by the first host that sees its manifest.
     Nothing the manifest says widens what may be touched: allowed paths are the host's datastores the VM's disks
-    lie in (backup_manifest vetted them), and each disk's volume must be the one the host maps that datastore to.
+    lie in (backup_manifest_info vetted them), and each disk's volume must be the one the host maps that datastore to.
     """
     claimed: Dict[str, Dict[str, Any]] = {}
     errors: List[str] = []
@@ -668,10 +660,10 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
             owners.setdefault(key, []).append(uuid)
     for key, uuids in sorted(owners.items()):
         if len(uuids) > 1:
-            names = [claimed[u]["manifest"]["vm"]["name"] for u in uuids if u in claimed]
-            if names:
+            sharing = [claimed[u]["manifest"]["vm"]["name"] for u in uuids if u in claimed]
+            if sharing:
                 errors.append("VMs %s: their manifests name the same disk %s; refused" % (
-                    ", ".join(names), key.split(":", 1)[1]))
+                    ", ".join(sharing), key.split(":", 1)[1]))
             for u in uuids:
                 claimed.pop(u, None)
     volumes: Dict[str, Dict[str, Any]] = {}
@@ -796,7 +788,7 @@ def restore_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str,
     state before it, kept across a resumed run; not from the define step, which sees what an interrupted first
     attempt defined) and details.shutdown how it was stopped; "shutdown" lists the VMs shut down."""
     rolled = {(r.get("vol") or {}).get("key"): r for r in (rollback or {}).get("results") or [] if not r.get("failed")}
-    vol_ok: Dict[str, Any] = {}
+    vol_ok: Dict[Optional[str], Any] = {}
     for res in (disks or {}).get("results") or []:
         vol = res.get("vol") or {}
         vol_ok[vol.get("key")] = res

@@ -5,7 +5,7 @@
 
 This plugin util is PRIVATE to the collection. It may change without notice.
 
-Each KVM host's own check (``_domain_policy.users_in`` in backup_manifest state=read and vm_restore) sees only
+Each KVM host's own check (``_domain_policy.users_in`` in backup_manifest_info and vm_restore) sees only
 the domains of that host's libvirt. A VM moved to another host (new or same UUID), a ``<shareable/>`` disk of a
 VM on another host, or a shut-off VM elsewhere whose XML lists the disk are invisible to it. Here every target
 file of every VM to restore (disk images, NVRAM) and its UUID are checked against every VM that discovery found
@@ -23,7 +23,7 @@ on every inventory host (``discover_vms``):
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import parse_domain_xml
@@ -41,9 +41,9 @@ def _vol_key(disk: Mapping[str, Any]) -> Optional[str]:
     return "%s:%s:%s" % (disk.get("controller"), disk.get("svm"), disk.get("volume"))
 
 
-def _targets(vm: Mapping[str, Any]) -> List[Tuple[str, Optional[str], Optional[Tuple[str, str]]]]:
+def _targets(vm: Mapping[str, Any]) -> List[Tuple[str, Optional[str], Optional[Tuple[str, Optional[str]]]]]:
     """[(label, absolute path, (volume key, path or LUN in volume))] of the files a restore of VM overwrites."""
-    out: List[Tuple[str, Optional[str], Optional[Tuple[str, str]]]] = []
+    out: List[Tuple[str, Optional[str], Optional[Tuple[str, Optional[str]]]]] = []
     for disk in vm.get("disks") or []:
         where = disk.get("lun") or disk.get("path_in_volume") or disk.get("path")
         key = _vol_key(disk)
@@ -120,7 +120,7 @@ def _volume_paths(datastores: List[Mapping[str, Any]]) -> Dict[str, List[str]]:
     for ds in datastores or []:
         key = _vol_key(ds)
         if key and ds.get("path"):
-            path = _norm(_ds_paths.volume_root(ds["path"], _ds_paths.offset(ds)) or ds.get("path"))
+            path = _norm(_ds_paths.volume_root(ds["path"], _ds_paths.offset(ds)) or ds.get("path")) or ""
             if path not in out.setdefault(key, []):
                 out[key].append(path)
     return out
@@ -138,8 +138,8 @@ def volume_vms(plan: Mapping[str, Any], discovered: Mapping[str, List[Mapping[st
             for vm in discovered[host] or []:
                 files = [d.get("source") for d in vm.get("disks") or []
                          if _vol_key(d) == vol["key"] or any(
-                             _norm(d.get("source") or "").startswith(r.rstrip("/") + "/") for r in dirs)]
-                if vm.get("nvram") and any(_norm(vm["nvram"]).startswith(r.rstrip("/") + "/") for r in dirs):
+                             (_norm(d.get("source")) or "").startswith(r.rstrip("/") + "/") for r in dirs)]
+                if vm.get("nvram") and any((_norm(vm["nvram"]) or "").startswith(r.rstrip("/") + "/") for r in dirs):
                     files.append(vm["nvram"])
                 if files:
                     out.append({"volume": vol["key"], "host": host, "name": vm.get("name"), "uuid": vm.get("uuid"),
@@ -149,14 +149,14 @@ def volume_vms(plan: Mapping[str, Any], discovered: Mapping[str, List[Mapping[st
     return out
 
 
-def volume_running(on_volume: List[Mapping[str, Any]]) -> List[str]:
+def volume_running(on_volume: Sequence[Mapping[str, Any]]) -> List[str]:
     """VMs on the volumes that run and are not being restored: a volume restore never rolls them back."""
     return ["%s on %s (%s, volume %s)" % (v["name"], v["host"], v["state"], v["volume"]) for v in on_volume
             if not v["restored"] and (v.get("state") or "") in RUNNING]
 
 
-def volume_warnings(plan: Mapping[str, Any], newer: List[Mapping[str, Any]],
-                    on_volume: List[Mapping[str, Any]]) -> List[str]:
+def volume_warnings(plan: Mapping[str, Any], newer: Sequence[Mapping[str, Any]],
+                    on_volume: Sequence[Mapping[str, Any]]) -> List[str]:
     """What a volume restore destroys, in words for the pre-flight output and the report."""
     vols = ", ".join(v["key"] for v in plan.get("volumes") or [])
     out = ["kvmsnap_restore_mode=volume: no safety copy survives a volume restore - every snapshot newer than the "

@@ -91,7 +91,7 @@ def overwritten(disks: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """The volumes and the files/LUNs that ontap_restore (a loop result) overwrote, also by a failed item.
 
     A whole-volume restore is ``whole`` (no safety snapshot survives it: it cannot be rolled back)."""
-    out = []
+    out: List[Dict[str, Any]] = []
     for res in (disks or {}).get("results") or []:
         vol = res.get("vol") or {}
         done = res.get("restored") or []
@@ -124,7 +124,7 @@ def stopped(stop: Mapping[str, Any]) -> List[Dict[str, Any]]:
             if isinstance(r.get("aside"), dict) and not r.get("failed") and not r.get("skipped")]
 
 
-def rolled_back(rollback: Mapping[str, Any]) -> List[str]:
+def rolled_back(rollback: Mapping[str, Any]) -> List[Optional[str]]:
     """Keys of the volumes whose overwritten files were restored from the safety snapshot."""
     return [(r.get("vol") or {}).get("key") for r in (rollback or {}).get("results") or []
             if not r.get("failed") and not r.get("skipped")]

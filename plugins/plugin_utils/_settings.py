@@ -32,6 +32,50 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_mapping import VmMappingError, parse_vm_mapping
 
+# The role variables' defaults: the one source of the values in roles/*/defaults/main.yml and
+# roles/*/meta/argument_specs.yml, which Ansible needs as literals (tests/unit/test_role_specs.py checks that
+# they agree with this table) and of the fallbacks below.
+DEFAULTS: Dict[str, Any] = {
+    "kvmsnap_libvirt_uri": "qemu:///system",
+    "kvmsnap_vms": [],
+    "kvmsnap_datastores": [],
+    "kvmsnap_vm_mapping": "",
+    "kvmsnap_config_dir": "/etc/libvirt/qemu",
+    "kvmsnap_retries": 3,
+    "kvmsnap_timeout": 600,
+    "kvmsnap_state_dir": "/var/lib/kvmsnap",
+    "kvmsnap_report_dir": "~/.kvmsnap/reports",
+    "kvmsnap_snapcreator_config": "",
+    "kvmsnap_snapshot_prefix": "kvmsnap",
+    "kvmsnap_quiesce_mode": "auto",
+    "kvmsnap_agent_timeout": 10,
+    "kvmsnap_quiesce_deadline": 120,
+    "kvmsnap_allow_crash_consistent": False,
+    "kvmsnap_policy": "daily",
+    "kvmsnap_retention": "daily:7,weekly:4",
+    "kvmsnap_catalog_keep_days": 0,
+    "kvmsnap_snapshot_name": "",
+    "kvmsnap_snapmirror_update": False,
+    "kvmsnap_snapvault_update": False,
+    "kvmsnap_snapmirror_label": "",
+    "kvmsnap_manifest_key": "",
+    "kvmsnap_manifest_key_file": "~/.config/kvmsnap/manifest.key",
+    "kvmsnap_manifest_keys_old": [],
+    "kvmsnap_restore_vms": [],
+    "kvmsnap_restore_snapshot": "latest",
+    "kvmsnap_restore_mode": "files",
+    "kvmsnap_restore_force": False,
+    "kvmsnap_restore_allow_crash": False,
+    "kvmsnap_restore_volume_override": False,
+    "kvmsnap_restore_safety_snapshot": True,
+    "kvmsnap_prerestore_keep": 3,
+    "kvmsnap_shutdown_timeout": 120,
+    "kvmsnap_restore_unsigned_ok": [],
+    "kvmsnap_restore_boot_dirs": [],
+    "kvmsnap_check_max_age_hours": 26,
+    "kvmsnap_check_report": "",
+}
+
 QUIESCE_MODES = ("suspend", "freeze", "auto", "none")
 RESTORE_MODES = ("files", "volume")
 TRANSPORTS = ("rest", "zapi", "auto")
@@ -43,6 +87,16 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]
 
 class SettingsError(ValueError):
     """A role variable is invalid; the message names it and the allowed form."""
+
+
+def _value(values: Mapping[str, Any], name: str) -> Any:
+    """The variable NAME, or its default when it is not set."""
+    return values.get(name, DEFAULTS[name])
+
+
+def _value_or_default(values: Mapping[str, Any], name: str) -> Any:
+    """The variable NAME, or its default when it is not set or empty."""
+    return values.get(name) or DEFAULTS[name]
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -269,7 +323,7 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     for name, hv in controllers.items():
         ctrl[name] = hv
     s: Dict[str, Any] = {"operation": operation, "snapcreator": sc_info, "warnings": []}
-    uri = values.get("kvmsnap_libvirt_uri") or "qemu:///system"
+    uri = _value_or_default(values, "kvmsnap_libvirt_uri")
     if not isinstance(uri, str) or "://" not in uri:
         raise SettingsError("kvmsnap_libvirt_uri: %s is not a libvirt URI; allowed: e.g. qemu:///system."
                             % redact(repr(uri)))
@@ -297,28 +351,27 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
             raise SettingsError("kvmsnap_%s" % text if text.startswith("vm_mapping") else
                                 "kvmsnap_vm_mapping: %s" % text) from None
     s["vm_mapping"] = mapping
-    s["config_dir"] = _abs_path("kvmsnap_config_dir", values.get("kvmsnap_config_dir") or "/etc/libvirt/qemu")
-    s["retries"] = _int("kvmsnap_retries", values.get("kvmsnap_retries", 3), 0, 10)
-    s["timeout"] = _int("kvmsnap_timeout", values.get("kvmsnap_timeout", 600), 1, 86400)
-    s["agent_timeout"] = _int("kvmsnap_agent_timeout", values.get("kvmsnap_agent_timeout", 10), 1, 600)
-    s["quiesce_deadline"] = _int("kvmsnap_quiesce_deadline", values.get("kvmsnap_quiesce_deadline", 120), 10, 86400)
-    s["state_dir"] = _abs_path("kvmsnap_state_dir", values.get("kvmsnap_state_dir") or "/var/lib/kvmsnap")
-    s["report_dir"] = _abs_path("kvmsnap_report_dir", values.get("kvmsnap_report_dir") or "~/.kvmsnap/reports")
+    s["config_dir"] = _abs_path("kvmsnap_config_dir", _value_or_default(values, "kvmsnap_config_dir"))
+    s["retries"] = _int("kvmsnap_retries", _value(values, "kvmsnap_retries"), 0, 10)
+    s["timeout"] = _int("kvmsnap_timeout", _value(values, "kvmsnap_timeout"), 1, 86400)
+    s["agent_timeout"] = _int("kvmsnap_agent_timeout", _value(values, "kvmsnap_agent_timeout"), 1, 600)
+    s["quiesce_deadline"] = _int("kvmsnap_quiesce_deadline", _value(values, "kvmsnap_quiesce_deadline"), 10, 86400)
+    s["state_dir"] = _abs_path("kvmsnap_state_dir", _value_or_default(values, "kvmsnap_state_dir"))
+    s["report_dir"] = _abs_path("kvmsnap_report_dir", _value_or_default(values, "kvmsnap_report_dir"))
     # the key itself never enters the settings (they are facts, shown at -v); only where its file is
-    s["manifest_key_file"] = _abs_path("kvmsnap_manifest_key_file", values.get("kvmsnap_manifest_key_file")
-                                       or "~/.config/kvmsnap/manifest.key")
-    mode = values.get("kvmsnap_quiesce_mode", "auto")
+    s["manifest_key_file"] = _abs_path("kvmsnap_manifest_key_file", _value_or_default(values, "kvmsnap_manifest_key_file"))
+    mode = _value(values, "kvmsnap_quiesce_mode")
     if mode not in QUIESCE_MODES:
         raise SettingsError("kvmsnap_quiesce_mode: %r is not valid; allowed: %s." % (mode, ", ".join(QUIESCE_MODES)))
     s["quiesce_mode"] = mode
     s["allow_crash_consistent"] = _bool("kvmsnap_allow_crash_consistent",
-                                        values.get("kvmsnap_allow_crash_consistent", False))
+                                        _value(values, "kvmsnap_allow_crash_consistent"))
     try:
-        s["policy"] = validate_policy(values.get("kvmsnap_policy", "daily"), "kvmsnap_policy")
-        s["snapshot_prefix"] = validate_prefix(values.get("kvmsnap_snapshot_prefix") or "kvmsnap",
+        s["policy"] = validate_policy(_value(values, "kvmsnap_policy"), "kvmsnap_policy")
+        s["snapshot_prefix"] = validate_prefix(_value_or_default(values, "kvmsnap_snapshot_prefix"),
                                                "kvmsnap_snapshot_prefix")
-        name = values.get("kvmsnap_snapshot_name") or None
-        s["snapshot_name"] = validate_snapshot_name(name, "kvmsnap_snapshot_name") if name else None
+        snapshot_name = values.get("kvmsnap_snapshot_name") or None
+        s["snapshot_name"] = validate_snapshot_name(snapshot_name, "kvmsnap_snapshot_name") if snapshot_name else None
     except SnapshotNameError as exc:
         raise SettingsError(str(exc)) from None
     retention = values.get("kvmsnap_retention")
@@ -335,8 +388,8 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     if operation == "backup" and s["keep"] is None:
         s["warnings"].append("kvmsnap_retention has no count for policy %r: snapshots of this policy are never "
                              "pruned." % s["policy"])
-    s["snapmirror_update"] = _bool("kvmsnap_snapmirror_update", values.get("kvmsnap_snapmirror_update", False))
-    s["snapvault_update"] = _bool("kvmsnap_snapvault_update", values.get("kvmsnap_snapvault_update", False))
+    s["snapmirror_update"] = _bool("kvmsnap_snapmirror_update", _value(values, "kvmsnap_snapmirror_update"))
+    s["snapvault_update"] = _bool("kvmsnap_snapvault_update", _value(values, "kvmsnap_snapvault_update"))
     label = values.get("kvmsnap_snapmirror_label") or s["policy"]
     if not isinstance(label, str) or not re.match(r"^[A-Za-z0-9_.-]{1,31}$", label):
         raise SettingsError("kvmsnap_snapmirror_label: %r is not valid; allowed: 1-31 characters from "
@@ -344,7 +397,7 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     s["snapmirror_label"] = label
     # restore
     s["restore_vms"] = vm_list("kvmsnap_restore_vms", values.get("kvmsnap_restore_vms"), allow_all=True)
-    snap = values.get("kvmsnap_restore_snapshot", "latest")
+    snap = _value(values, "kvmsnap_restore_snapshot")
     if not isinstance(snap, str) or not snap.strip():
         raise SettingsError("kvmsnap_restore_snapshot: allowed: a snapshot name, 'latest', or a JMESPath query over "
                             "the backup catalog (e.g. \"[?policy=='weekly'] | [-1]\").")
@@ -369,28 +422,28 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
                                 "%s" % (snap, exc)) from None
         s["restore_snapshot"] = {"kind": "query", "value": snap}
     # a restore from a snapshot that is not a good backup: only when named explicitly (never latest/query)
-    s["restore_allow_crash"] = _bool("kvmsnap_restore_allow_crash", values.get("kvmsnap_restore_allow_crash", False))
+    s["restore_allow_crash"] = _bool("kvmsnap_restore_allow_crash", _value(values, "kvmsnap_restore_allow_crash"))
     s["restore_snapshot"]["allow_crash"] = s["restore_allow_crash"] and s["restore_snapshot"]["kind"] == "name"
-    rmode = values.get("kvmsnap_restore_mode", "files")
+    rmode = _value(values, "kvmsnap_restore_mode")
     if rmode not in RESTORE_MODES:
         raise SettingsError("kvmsnap_restore_mode: %r is not valid; allowed: files or volume." % (rmode,))
     s["restore_mode"] = rmode
-    s["restore_force"] = _bool("kvmsnap_restore_force", values.get("kvmsnap_restore_force", False))
+    s["restore_force"] = _bool("kvmsnap_restore_force", _value(values, "kvmsnap_restore_force"))
     s["restore_volume_override"] = _bool("kvmsnap_restore_volume_override",
-                                         values.get("kvmsnap_restore_volume_override", False))
+                                         _value(values, "kvmsnap_restore_volume_override"))
     s["restore_safety_snapshot"] = _bool("kvmsnap_restore_safety_snapshot",
-                                         values.get("kvmsnap_restore_safety_snapshot", True))
-    s["prerestore_keep"] = _int("kvmsnap_prerestore_keep", values.get("kvmsnap_prerestore_keep", 3), 0, 1023)
-    s["catalog_keep_days"] = _int("kvmsnap_catalog_keep_days", values.get("kvmsnap_catalog_keep_days", 0), 0, 36500)
+                                         _value(values, "kvmsnap_restore_safety_snapshot"))
+    s["prerestore_keep"] = _int("kvmsnap_prerestore_keep", _value(values, "kvmsnap_prerestore_keep"), 0, 1023)
+    s["catalog_keep_days"] = _int("kvmsnap_catalog_keep_days", _value(values, "kvmsnap_catalog_keep_days"), 0, 36500)
     s["restore_boot_dirs"] = [_abs_path("kvmsnap_restore_boot_dirs", d)
                               for d in (values.get("kvmsnap_restore_boot_dirs") or [])]
     s["restore_unsigned_ok"] = vm_list("kvmsnap_restore_unsigned_ok", values.get("kvmsnap_restore_unsigned_ok"))
     # the monitoring check (kvmsnap.core.check_backups)
-    s["check_max_age_hours"] = _int("kvmsnap_check_max_age_hours", values.get("kvmsnap_check_max_age_hours", 26), 0,
+    s["check_max_age_hours"] = _int("kvmsnap_check_max_age_hours", _value(values, "kvmsnap_check_max_age_hours"), 0,
                                     8760)
     report = values.get("kvmsnap_check_report") or None
     s["check_report"] = _abs_path("kvmsnap_check_report", report) if report else None
-    s["shutdown_timeout"] = _int("kvmsnap_shutdown_timeout", values.get("kvmsnap_shutdown_timeout", 120), 1, 3600)
+    s["shutdown_timeout"] = _int("kvmsnap_shutdown_timeout", _value(values, "kvmsnap_shutdown_timeout"), 1, 3600)
     if operation == "restore" and s["restore_vms"] == []:
         raise SettingsError("kvmsnap_restore_vms: no VM selected; allowed: a list of VM names (or a comma string "
                             "VM1,VM2, as Snap Creator's KVM_RESTORE_VM_LIST) or 'all' for every VM in the snapshot's "

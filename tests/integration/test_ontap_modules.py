@@ -471,7 +471,7 @@ def test_restore_lun(lab, transport):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_snapmirror_status_and_update(lab, transport):
     vols = ["vol_ds1", "vol_ds2", "vol_plain"]
-    res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols)
+    res = run(lab, transport, "ontap_snapmirror_info", svm="svm1", volumes=vols)
     assert res["changed"] is False
     rels = {r["source"]: r for r in res["relationships"]}
     assert set(rels) == {"svm1:vol_ds1", "svm1:vol_ds2"}
@@ -507,7 +507,7 @@ def test_snapmirror_status_and_update(lab, transport):
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=vols, state="updated", types=[])
     assert res.failed and "types" in res["msg"]
 
-    status = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_broken"])
+    status = run(lab, transport, "ontap_snapmirror_info", svm="svm1", volumes=["vol_broken"])
     assert status["healthy"] is False and status["relationships"][0]["unhealthy_reason"]
     res = run(lab, transport, "ontap_snapmirror", svm="svm1", volumes=["vol_broken"], state="updated")
     assert res.failed

@@ -160,3 +160,38 @@ def test_restore_prunes_old_safety_snapshots_but_not_one_an_open_journal_needs(l
     assert set(rep["pruned_safety_snapshots"]) >= {old[1], old[2]}
     assert "kvmsnap-daily_acc2" in snaps and "kvmsnap-daily_acc1" in snaps  # backups untouched
     assert lab.state("a1") == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_certificate_only_controller_gets_its_replication_health(lab):
+    """The discover role's SnapMirror health check gets the controller's client certificate like every other
+    ONTAP call of the roles (it once lacked cert_file/key_file; the failure was hidden in replication_errors)."""
+    issued = lab.sims["s1"].admin("POST", "client-cert", {"user": "admin"})
+    c1 = {k: v for k, v in lab.controller("s1").items() if k not in ("ontap_username", "ontap_password")}
+    c1.update(ontap_cert_file=issued["cert_file"], ontap_key_file=issued["key_file"])
+    inv = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("a1")], "kvmsnap_libvirt_uri": SYSTEM_URI}}, {"c1": c1},
+                        kvmsnap_datastores=[lab.ds1])
+    since = _last_seq(lab)
+    proc = lab.run("discover", inv)
+    assert proc.returncode == 0, _out(proc)
+    assert proc.report["replication_errors"] == [], proc.report["replication_errors"]
+    calls = lab.sims["s1"].admin("GET", "calls?since=%d" % since)["calls"]
+    assert [c for c in calls if "snapmirror" in c["path"] and c["status"] == 200], calls
+    assert [v["name"] for v in proc.report["vms"]] == [lab.name("a1")]
+
+
+def test_single_host_backup_uses_kvmsnap_retries(lab):
+    """kvmsnap_retries reaches vm_backup of a single-host backup. The snapshot creation is retried RETRIES times and
+    each try's call as often again: 16 answers 'temporarily locked' are absorbed by 4 retries (24), not by the
+    module's own default of 3 (15)."""
+    sim = lab.sims["s1"]
+    for path in ("/api/storage/volumes/*/snapshots", "/api/application/consistency-groups*"):
+        sim.admin("POST", "faults", {"action": "error", "method": "POST", "path": path, "count": 16, "status": 503,
+                                     "message": "Volume is temporarily locked"})
+    try:
+        proc = lab.run("backup", _inventory(lab, "admin", "netapp123"),
+                       {"kvmsnap_snapshot_name": "kvmsnap-daily_acc3", "kvmsnap_retries": 4})
+    finally:
+        sim.admin("DELETE", "faults")
+    assert proc.returncode == 0, _out(proc)
+    assert proc.report["status"] == "ok"
+    assert "kvmsnap-daily_acc3" in lab.snapshots("s1", "vol_ds1")

@@ -78,3 +78,58 @@ def test_check_backups_role_documents_its_variables():
     assert set(defaults) == {"kvmsnap_check_max_age_hours", "kvmsnap_check_report"} <= set(spec)
     assert spec["kvmsnap_check_max_age_hours"]["default"] == defaults["kvmsnap_check_max_age_hours"] == 26
     assert (REPO / "playbooks" / "check_backups.yml").is_file()
+
+
+def test_the_roles_build_every_ontap_connection_with_controller_conn():
+    """One place for the ONTAP connection options (a copy once lacked cert_file/key_file, another retries)."""
+    tasks = "".join(p.read_text() for p in sorted((REPO / "roles").glob("*/tasks/*.yml")))
+    assert "ontap_hostname" not in tasks and "ontap_password" not in tasks and "ontap_cert_file" not in tasks
+    assert tasks.count("kvmsnap.core.controller_conn(hostvars, discover_settings.retries)") >= 10
+
+
+def test_controller_conn_takes_every_connection_var_and_the_retries():
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import controller_conn, controller_conns
+    hostvars = {"c1": {"ontap_hostname": "10.0.0.1", "ontap_port": 8443, "ontap_cert_file": "/c.pem",
+                       "ontap_key_file": "/k.pem", "ontap_ca_path": "/ca.pem", "ontap_validate_certs": True,
+                       "ontap_transport": "zapi", "ontap_username": "", "ontap_data_addresses": ["10.0.1.1"]},
+                "c2": {"ontap_username": "admin", "ontap_password": "pw"}}
+    assert controller_conn("c1", hostvars, 5) == {"hostname": "10.0.0.1", "port": 8443, "cert_file": "/c.pem",
+                                                  "key_file": "/k.pem", "ca_path": "/ca.pem", "validate_certs": True,
+                                                  "transport": "zapi", "retries": 5}
+    assert controller_conn("c2", hostvars) == {"hostname": "c2", "username": "admin", "password": "pw", "retries": 3}
+    assert controller_conns(["c2"], hostvars, "2") == [{"name": "c2", "hostname": "c2", "username": "admin",
+                                                        "password": "pw", "retries": 2}]
+
+
+@pytest.mark.parametrize("role", ROLES + ("check_backups",))
+def test_role_defaults_and_specs_agree_with_the_settings_defaults(role):
+    """Each default is kept once, in plugin_utils/_settings.DEFAULTS; a role's defaults/main.yml and argument spec
+    repeat it as the literal Ansible needs, and must say the same."""
+    from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import DEFAULTS
+    spec = _spec(role)
+    defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
+    for name, value in defaults.items():
+        assert name in DEFAULTS and DEFAULTS[name] == value, (role, name, value, DEFAULTS.get(name))
+        assert spec[name].get("default") == value, (role, name, spec[name].get("default"), value)
+    for name, opt in spec.items():
+        if name.startswith("kvmsnap_") and name in DEFAULTS:
+            assert name in defaults and opt.get("default") == DEFAULTS[name], (role, name)
+
+
+def test_every_settings_default_is_a_default_of_a_role():
+    from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import DEFAULTS
+    in_roles = {}
+    for role in ROLES + ("check_backups",):
+        in_roles.update(yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text()))
+    assert set(DEFAULTS) == set(in_roles), sorted(set(DEFAULTS) ^ set(in_roles))
+
+
+def test_every_filter_is_documented_under_its_function_name():
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import FilterModule
+    filters = FilterModule().filters()
+    sidecars = {p.stem for p in (REPO / "plugins" / "filter").glob("*.yml")}
+    assert sidecars == set(filters), sorted(sidecars ^ set(filters))
+    for name, fn in filters.items():
+        assert fn.__name__ == name, (name, fn.__name__)
+        doc = yaml.safe_load((REPO / "plugins" / "filter" / ("%s.yml" % name)).read_text())
+        assert doc["DOCUMENTATION"]["name"] == name and "kvmsnap.core.%s" % name in doc["EXAMPLES"]

@@ -11,7 +11,6 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.kvmsnap.core.plugins.filter.roles import settings as settings_filter
-from ansible_collections.kvmsnap.core.plugins.filter.roles import snapcreator_config as snapcreator_filter
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
     SnapCreatorConfigError,
     parse_config,
@@ -110,7 +109,7 @@ def test_numbers_out_of_range_are_not_echoed(bad, says):
 
 @pytest.mark.parametrize("bad, says", MALFORMED[:14] + MALFORMED[20:24], ids=IDS[:14] + IDS[20:24])
 def test_settings_and_role_filters_never_echo_the_secret(bad, says):
-    """Every caller: plugin_utils._settings.resolve and the roles' settings/snapcreator_config filters."""
+    """Every caller: plugin_utils._settings.resolve and the roles' settings filter."""
     text = HEAD + bad + "\n"
     with pytest.raises(SettingsError) as err:
         resolve({}, {}, "backup", CTRL, text, "/etc/kvmsnap/sc.conf")
@@ -121,10 +120,6 @@ def test_settings_and_role_filters_never_echo_the_secret(bad, says):
     _clean(str(ferr.value), S)
     _clean(repr(ferr.value), S)
     assert says in str(ferr.value)
-    with pytest.raises(AnsibleFilterError) as cerr:
-        snapcreator_filter(text)
-    _clean(str(cerr.value), S)
-    assert says in str(cerr.value)
 
 
 def test_a_good_file_with_credentials_returns_and_warns_without_them():
