@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   - start the lab and run the backup/restore demo"
-	@echo "make test   - sanity, lint, unit and integration tests (what CI runs)"
+	@echo "make test   - sanity, lint, type check, unit and integration tests (what CI runs)"
 	@echo "make bench  - benchmarks (tests/bench), ratios against a same-run baseline"
 	@echo "make docs   - render docs/diagrams/*.dot to the SVGs the docs show (commit them)"
 	@echo "make lab-clean - stop the lab's own libvirtd and guests, delete the lab dir (/var/tmp/kvmsnap-lab)"
@@ -74,6 +74,7 @@ test: venv collection
 	tests/lab/ensure-services
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory typecheck
 	$(BIN)/python -m pytest tests/unit tests/sim tests/integration $(PYTEST_ARGS)
 
 demo: venv collection

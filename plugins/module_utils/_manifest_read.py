@@ -21,14 +21,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _libvirt, _manifest_sig
 from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest as mf
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR
+from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt_args import libvirt_argument_spec
 
-ARGS: Dict[str, Dict[str, Any]] = dict(
-    uri=_libvirt.uri_option(),
-    retries=dict(type="int", default=3),
+ARGS: Dict[str, Dict[str, Any]] = libvirt_argument_spec(
     snapshot=dict(type="str"),
     datastores=dict(type="list", elements="path", default=[]),
     datastore_offsets=dict(type="dict", default={}),
-    state_dir=dict(type="path", default="/var/lib/kvmsnap"),
+    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
     host=dict(type="str"),
     manifest_key=dict(type="str", no_log=True),
 )

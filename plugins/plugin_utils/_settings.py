@@ -17,6 +17,14 @@ import re
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import (
+    DEFAULT_AGENT_TIMEOUT,
+    DEFAULT_DEADLINE,
+    DEFAULT_RETRIES,
+    DEFAULT_STATE_DIR,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_MODES
+from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import DEFAULT_URI
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import redact
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError, parse_retention
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
@@ -36,20 +44,20 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._vm_mapping import Vm
 # roles/*/meta/argument_specs.yml, which Ansible needs as literals (tests/unit/test_role_specs.py checks that
 # they agree with this table) and of the fallbacks below.
 DEFAULTS: Dict[str, Any] = {
-    "kvmsnap_libvirt_uri": "qemu:///system",
+    "kvmsnap_libvirt_uri": DEFAULT_URI,
     "kvmsnap_vms": [],
     "kvmsnap_datastores": [],
     "kvmsnap_vm_mapping": "",
     "kvmsnap_config_dir": "/etc/libvirt/qemu",
-    "kvmsnap_retries": 3,
+    "kvmsnap_retries": DEFAULT_RETRIES,
     "kvmsnap_timeout": 600,
-    "kvmsnap_state_dir": "/var/lib/kvmsnap",
+    "kvmsnap_state_dir": DEFAULT_STATE_DIR,
     "kvmsnap_report_dir": "~/.kvmsnap/reports",
     "kvmsnap_snapcreator_config": "",
     "kvmsnap_snapshot_prefix": "kvmsnap",
     "kvmsnap_quiesce_mode": "auto",
-    "kvmsnap_agent_timeout": 10,
-    "kvmsnap_quiesce_deadline": 120,
+    "kvmsnap_agent_timeout": DEFAULT_AGENT_TIMEOUT,
+    "kvmsnap_quiesce_deadline": DEFAULT_DEADLINE,
     "kvmsnap_allow_crash_consistent": False,
     "kvmsnap_policy": "daily",
     "kvmsnap_retention": "daily:7,weekly:4",
@@ -76,7 +84,7 @@ DEFAULTS: Dict[str, Any] = {
     "kvmsnap_check_report": "",
 }
 
-QUIESCE_MODES = ("suspend", "freeze", "auto", "none")
+QUIESCE_MODES = tuple(FENCE_MODES)
 RESTORE_MODES = ("files", "volume")
 TRANSPORTS = ("rest", "zapi", "auto")
 TRUE = ("true", "yes", "y", "on", "1")
