@@ -28,7 +28,9 @@ DEFAULT_ONTAP_TIMEOUT = 60
 
 # option -> (lowest, highest) allowed value, the same in every module that has the option
 LIMITS: Dict[str, Tuple[int, int]] = {
-    "deadline": (1, 86400),
+    # a fence of up to a day; with state=locked the expiry of a run's VM locks, which the roles size to hold their
+    # whole run (fence or shutdown plus ONTAP timeouts: up to about two days at the roles' own limits)
+    "deadline": (1, 3 * 86400),
     "confirm_grace": (1, 86400),
     "agent_timeout": (1, 600),
     "retries": (0, 10),

@@ -91,15 +91,42 @@ def test_every_role_value_is_accepted_by_the_modules(variable, option, modules):
     low, high = LIMITS[option]
     accepted = []
     for value in (low, high, low - 1, high + 1):
-        try:
-            resolve({"kvmsnap_datastores": [{"path": "/ds1", "controller": "c1", "svm": "svm1", "volume": "vol1"}],
-                     variable: value}, {}, "backup",
-                    {"c1": {"ontap_hostname": "10.0.0.1", "ontap_username": "u", "has_password": True}})
-        except SettingsError:
+        if not _accepted_by_role(variable, value):
             continue
         accepted.append(value)
         assert low <= value <= high, "%s=%r passes the role but not the modules' %s range" % (variable, value, option)
-    assert high in accepted
+    # the role's quiesce deadline tops at a day; the module's deadline is also the roles' lock expiry (longer)
+    assert high in accepted or (option == "deadline" and 86400 in _accepted_by_role(variable, 86400))
     for module_name in modules:
         text = documented_options(module_name)[option]["description"]
         assert "%d-%d" % (low, high) in " ".join(text if isinstance(text, list) else [text]), module_name
+
+
+def _accepted_by_role(variable, value):
+    try:
+        resolve({"kvmsnap_datastores": [{"path": "/ds1", "controller": "c1", "svm": "svm1", "volume": "vol1"}],
+                 variable: value}, {}, "backup",
+                {"c1": {"ontap_hostname": "10.0.0.1", "ontap_username": "u", "has_password": True}})
+    except SettingsError:
+        return []
+    return [value]
+
+
+@pytest.mark.parametrize("role", ["backup", "restore"])
+def test_lock_expiry_the_roles_compute_fits_the_deadline_range(role):
+    """The roles lock their VMs with vm_quiesce state=locked for a deadline they compute from the settings (fence or
+    shutdown plus ONTAP timeouts); at the largest settings they accept, that deadline still lies in the module's range
+    (it could reach 178,200 s while the module stopped at 86,400)."""
+    import pathlib
+
+    import jinja2
+
+    tasks = (pathlib.Path(__file__).parents[2] / "roles" / role / "tasks" / "preflight.yml").read_text()
+    expr = re.search(r"state: locked\n(?:.*\n)*?\s+deadline: \"(\{\{.*\}\})\"", tasks).group(1)
+    biggest = resolve({"kvmsnap_datastores": [{"path": "/ds1", "controller": "c1", "svm": "svm1", "volume": "vol1"}],
+                       "kvmsnap_quiesce_deadline": 86400, "kvmsnap_timeout": 86400, "kvmsnap_shutdown_timeout": 3600,
+                       "kvmsnap_restore_vms": ["vm1"]},
+                      {}, role, {"c1": {"ontap_hostname": "10.0.0.1", "ontap_username": "u", "has_password": True}})
+    deadline = int(jinja2.Template(expr).render(discover_settings=biggest))
+    low, high = LIMITS["deadline"]
+    assert deadline > 86400 and low <= deadline <= high, (role, expr, deadline)
