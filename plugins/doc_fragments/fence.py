@@ -25,7 +25,7 @@ options:
     description:
       - Seconds the VMs may stay quiesced (1-259200). At the deadline the run's watchdog on the host releases them
         by itself if nobody released them, whatever state the run is in.
-      - With O(state=locked) (vm_quiesce), when the run's VM locks expire if the run dies without releasing them.
+      - For vm_quiesce with C(state=locked), when the run's VM locks expire if the run dies without releasing them.
     type: int
     default: 120
   state_dir:

@@ -59,5 +59,3 @@ def resolve_mapping_svms(ontap: Any, volumes: List[tuple]) -> List[tuple]:
         if (svm, vol) not in out:
             out.append((svm, vol))
     return out
-
-

@@ -54,7 +54,7 @@ def test_prefix_is_a_path_component():
 
 def test_explicit_mapping_wins():
     mapping = _fence_mapping.parse_vm_mapping([{"vm": "web1", "controller": "cluster1", "svm": "svm9",
-                                        "path": "/vol/vol_x/lun0"}], "cluster1")
+                                                "path": "/vol/vol_x/lun0"}], "cluster1")
     assert [{k: e[k] for k in ("vm", "svm", "volume", "path")} for e in mapping] == [
         {"vm": "web1", "svm": "svm9", "volume": "vol_x", "path": "/vol/vol_x/lun0"}]
     vols, errors, _skipped = backup_map(XML, [], mapping)
