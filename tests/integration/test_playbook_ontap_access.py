@@ -1,7 +1,7 @@
 """The backup and restore playbooks and the ONTAP side of access: the login's privileges are checked before any
 VM is touched, and the local catalog is read only for the controllers of the inventory in use.
 
-Real libvirtd with minimal boot-sector guests (the Lab of test_playbook_backup_restore), disks inside the ONTAP
+Real libvirtd with minimal boot-sector guests (the Lab of tests/helpers/playbook_lab.py), disks inside the ONTAP
 simulators' volumes. The tests run in order and share the lab:
 
   read-only user: backup fails in the pre-flight (REST, ZAPI) -> the documented custom role backs up ->
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from helpers.guest_fixtures import SYSTEM_URI
+from helpers.playbook_lab import Lab, run_output, sha
 from helpers.sim_fixtures import start_sim
 from test_ontap_privileges import KVMSNAP_ROLE
-from test_playbook_backup_restore import Lab, _out, sha
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
@@ -83,7 +83,7 @@ def test_readonly_user_backup_fails_in_preflight_with_no_vm_paused(lab, transpor
     assert proc.returncode != 0
     where = "/api/storage/volumes/*/snapshots" if transport == "rest" else "volume snapshot create"
     for part in ("user viewer (role readonly", where, "snapshot_create", "docs/security.md", "nothing was touched"):
-        assert part in proc.stdout, _out(proc)
+        assert part in proc.stdout, run_output(proc)
     assert "Lock this host's VMs" not in proc.stdout and "Quiesce" not in proc.stdout
     assert lab.state("a1") == libvirt.VIR_DOMAIN_RUNNING
     assert not (lab.base / "state" / "runs").exists() or not list((lab.base / "state" / "runs").iterdir())
@@ -94,7 +94,7 @@ def test_readonly_user_backup_fails_in_preflight_with_no_vm_paused(lab, transpor
 def test_documented_custom_role_backs_up(lab):
     proc = lab.run("backup", _inventory(lab, "kvmsnap", "kvmsnap-pw-123"),
                    {"kvmsnap_snapshot_name": "kvmsnap-daily_acc1"})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert proc.report["status"] == "ok"
     assert lab.snapshots("s1", "vol_ds1") == ["kvmsnap-daily_acc1"]
 
@@ -108,7 +108,7 @@ def test_user_without_restore_rights_fails_before_any_vm_is_stopped(lab):
                     "kvmsnap_restore_force": True})
     assert proc.returncode != 0
     for part in ("user backup (role backup", "file_restore", "/api/storage/volumes", "docs/security.md"):
-        assert part in proc.stdout, _out(proc)
+        assert part in proc.stdout, run_output(proc)
     assert lab.state("a1") == libvirt.VIR_DOMAIN_RUNNING
     assert lab.snapshots("s1", "vol_ds1") == ["kvmsnap-daily_acc1"]  # no safety snapshot
     assert sha(lab.disk("a1", "s1", "vol_ds1")) == before
@@ -119,13 +119,13 @@ def test_restore_reads_only_the_catalog_of_its_inventorys_controllers(lab):
     import libvirt
     two = lab.run("backup", _inventory(lab, "admin", "netapp123", two=True, vms=("a1", "a2")),
                   {"kvmsnap_snapshot_name": "kvmsnap-daily_acc2"})
-    assert two.returncode == 0, _out(two)
+    assert two.returncode == 0, run_output(two)
     assert "kvmsnap-daily_acc2" in lab.snapshots("s2", "vol_ds1")
     # the same state dir, an inventory without c2: its catalog entries are ignored, not connected to
     guestlab.destroy_and_undefine(lab.conn.lookupByName(lab.name("a1")))
     proc = lab.run("restore", _inventory(lab, "kvmsnap", "kvmsnap-pw-123"),
                    {"kvmsnap_restore_vms": [lab.name("a1")], "kvmsnap_restore_snapshot": "kvmsnap-daily_acc2"})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert "username" not in proc.stdout
     assert "names controller c2, which is not in this inventory's ontap_controllers: ignored" in proc.stdout
     assert "kvmsnap-daily_acc2" in proc.stdout
@@ -151,7 +151,7 @@ def test_restore_prunes_old_safety_snapshots_but_not_one_an_open_journal_needs(l
     proc = lab.run("restore", _inventory(lab, "kvmsnap", "kvmsnap-pw-123"),
                    {"kvmsnap_restore_vms": [lab.name("a1")], "kvmsnap_restore_snapshot": "kvmsnap-daily_acc2",
                     "kvmsnap_prerestore_keep": 1})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     snaps = lab.snapshots("s1", "vol_ds1")
     safety = [s for s in snaps if "prerestore" in s]

@@ -19,8 +19,8 @@ import time
 
 import libvirt
 import pytest
+from helpers.playbook_lab import Lab, guestlab, run_output
 from helpers.sim_fixtures import start_sim
-from integration.test_playbook_backup_restore import Lab, _out, guestlab
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import parse_comment
@@ -69,7 +69,7 @@ def task_lines(stdout: str, task: str) -> str:
 
 def test_busy_prune_and_unlabelled_vault_stay_in_the_report(lab):
     first = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": "kvmsnap-daily_rpt1", "kvmsnap_quiesce_mode": "suspend"})
-    assert first.returncode == 0, _out(first)
+    assert first.returncode == 0, run_output(first)
     # rpt1 is held (as by SnapMirror): the prune of the next backup must keep it and say why
     lab.sims["s1"].admin("POST", "busy", {"svm": "svm1", "volume": "vol_ds1", "snapshot": "kvmsnap-daily_rpt1",
                                           "owners": ["snapmirror"]})
@@ -79,7 +79,7 @@ def test_busy_prune_and_unlabelled_vault_stay_in_the_report(lab):
     finally:
         lab.sims["s1"].admin("POST", "busy", {"svm": "svm1", "volume": "vol_ds1",
                                               "snapshot": "kvmsnap-daily_rpt1", "owners": []})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "warning", rep
     vols = {v["volume"]: v for v in rep["volumes"]}
@@ -101,8 +101,8 @@ def test_snapshot_comment_names_the_inventory_host_and_restore_selects_by_it(lab
     query = "[?host=='%s' && state=='good'] | [-1]" % KVM
     proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [lab.name("g1")], "kvmsnap_restore_snapshot": query,
                                         "kvmsnap_restore_force": True}, check=True)
-    assert proc.returncode == 0, _out(proc)
-    assert "would restore %s from kvmsnap-daily_rpt2" % lab.name("g1") in proc.stdout, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
+    assert "would restore %s from kvmsnap-daily_rpt2" % lab.name("g1") in proc.stdout, run_output(proc)
 
 
 def test_freeze_without_agent_is_crash_consistent_when_allowed(lab):
@@ -110,7 +110,7 @@ def test_freeze_without_agent_is_crash_consistent_when_allowed(lab):
     t0 = time.monotonic()
     proc = lab.run("backup", lab.inv, dict(extra, kvmsnap_snapshot_name="kvmsnap-daily_rpt3"))
     first_s = time.monotonic() - t0
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["snapshot"] == "kvmsnap-daily_rpt3" and sorted(rep["done"]) == sorted(
         lab.name(k) for k in ("g1", "g2")), rep
@@ -125,7 +125,7 @@ def test_freeze_without_agent_is_crash_consistent_when_allowed(lab):
     # no lock or open fence left: an immediate second run goes ahead at once
     t0 = time.monotonic()
     again = lab.run("backup", lab.inv, dict(extra, kvmsnap_snapshot_name="kvmsnap-daily_rpt4"))
-    assert again.returncode == 0, _out(again)
+    assert again.returncode == 0, run_output(again)
     assert "is fencing it" not in again.stdout and "lock_takeovers" not in str(again.report.get("notes"))
     assert again.report["status"] in ("ok", "warning") and again.report["snapshot"] == "kvmsnap-daily_rpt4"
     assert time.monotonic() - t0 < first_s + 10, (first_s, time.monotonic() - t0)
@@ -138,7 +138,7 @@ def test_restore_report_says_what_existed_and_how_it_was_shut_down(lab):
     proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [lab.name("g1"), lab.name("g2")],
                                         "kvmsnap_restore_snapshot": "kvmsnap-daily_rpt4",
                                         "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": 2})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     vms = {v["name"]: v for v in rep["vms"]}
     assert vms[lab.name("g1")]["details"]["existed"] is True
