@@ -3,6 +3,8 @@ ansible-playbook runs of kvmsnap.core.<playbook> against them, as on the KVM hos
 
 Lab(base, conn)          a lab in directory BASE on the lab's libvirtd connection CONN (the libvirt_system fixture)
 Lab.one_volume(tag)      simulator s1 with svm1:vol_ds1 (datastore lab.ds1) and minimal guests on it
+Lab.start_sim(key, ...)  a simulator with svm1 and its volumes; Lab.datastore(sim, volume) its datastore entry
+Lab.add_guests(...)      minimal guests with their disks in a simulator's volume, started side by side
 Lab.run(playbook, inv)   ansible-playbook; the CompletedProcess carries .report, the run's JSON report
 run_output(proc)         the tail of a run's output, for assertion messages
 sha(path)                a file's SHA-256
@@ -16,12 +18,13 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
 from helpers.guest_fixtures import SYSTEM_URI
-from helpers.sim_fixtures import start_sim
+from helpers.sim_fixtures import Sim, start_sim
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "tests" / "lab") not in sys.path:
@@ -45,13 +48,24 @@ class Lab:
     def one_volume(self, tag: str, guests: tuple[str, ...] = ("g1", "g2")) -> Lab:
         """Simulator s1 with the single volume vol_ds1 (datastore ds1) and minimal guests GUESTS on it."""
         self.prefix = "%s%s-" % (guestlab.run_prefix(), tag)
-        self.sims["s1"] = start_sim(self.base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
-        for key in guests:
-            self.add_guest(key, "s1", "vol_ds1")
-        self.ds1 = {"path": str(self.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        self.start_sim("s1")
+        self.add_guests(*((key, "s1", "vol_ds1") for key in guests))
+        self.ds1 = self.datastore("s1", "vol_ds1")
         return self
+
+    def start_sim(self, key: str = "s1", volumes: tuple[str, ...] = ("vol_ds1",), size: str = "10G",
+                  lif: tuple[str, str] = ("svm1_data1", "127.0.0.1"), svms: tuple[dict, ...] = (), **config) -> Sim:
+        """Simulator KEY (data in <base>/sim<n>): svm1 with the data LIF (name, address) LIF and VOLUMES of SIZE,
+        the further SVMS, and the other cluster CONFIG keys as given (cluster, users, roles, policies,
+        relationships; tests/lab/README.md)."""
+        config.update(svms=[{"name": "svm1", "lifs": [{"name": lif[0], "address": lif[1]}]}, *svms],
+                      volumes=[{"name": v, "svm": "svm1", "junction_path": "/" + v, "size": size} for v in volumes])
+        self.sims[key] = start_sim(self.base / key.replace("s", "sim", 1), config)
+        return self.sims[key]
+
+    def datastore(self, sim: str, volume: str, controller: str = "c1") -> dict:
+        """The kvmsnap_datastores entry of svm1:VOLUME on simulator SIM, reached as controller CONTROLLER."""
+        return {"path": str(self.vol(sim, volume)), "controller": controller, "svm": "svm1", "volume": volume}
 
     def close(self) -> None:
         """Destroy and undefine this lab's guests, stop its simulators."""
@@ -66,6 +80,11 @@ class Lab:
         name = self.prefix + key
         self.doms[key] = guestlab.define_minimal_guest(self.conn, name, str(self.vol(sim, volume)))
         return name
+
+    def add_guests(self, *placements: tuple[str, str, str]) -> list[str]:
+        """add_guest(key, sim, volume) for each placement, the guests started side by side."""
+        with ThreadPoolExecutor(max_workers=max(1, min(len(placements), 8))) as pool:
+            return list(pool.map(lambda placement: self.add_guest(*placement), placements))
 
     def name(self, key: str) -> str:
         return self.prefix + key

@@ -17,7 +17,6 @@ import time
 
 import pytest
 from helpers.playbook_lab import Lab, guestlab, run_output, sha
-from helpers.sim_fixtures import start_sim
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
@@ -27,27 +26,15 @@ def lab(libvirt_system, tmp_path_factory):
     base = tmp_path_factory.mktemp("playbooks")
     lab = Lab(base, libvirt_system)
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]},
-                     {"name": "svm_dr", "data_lifs": ["127.0.0.3"]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"},
-                        {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "10G"}],
-            "relationships": [{"source": "svm1:vol_ds2", "destination": "svm_dr:vol_ds2_mirror",
-                               "policy": "MirrorAllSnapshots", "state": "snapmirrored", "healthy": True}]})
-        lab.sims["s2"] = start_sim(base / "sim2", {"cluster": {"name": "dr-cluster", "version": "9.8.0"},
-                                                   "users": [{"name": "admin", "password": "netapp123",
-                                                              "role": "admin"}],
-                                                   "svms": [{"name": "svm1", "lifs": [{"name": "l1",
-                                                                                       "address": "127.0.0.2"}]}],
-                                                   "volumes": [{"name": "vol_ds1", "svm": "svm1",
-                                                                "junction_path": "/vol_ds1", "size": "1G"}]})
-        lab.add_guest("g1", "s1", "vol_ds1")
-        lab.add_guest("g2", "s1", "vol_ds1")
-        lab.add_guest("g3", "s1", "vol_ds2")
-        lab.add_guest("g4", "s2", "vol_ds1")
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
-        lab.ds2 = {"path": str(lab.vol("s1", "vol_ds2")), "controller": "c1", "svm": "svm1", "volume": "vol_ds2"}
-        lab.ds3 = {"path": str(lab.vol("s2", "vol_ds1")), "controller": "c2", "svm": "svm1", "volume": "vol_ds1"}
+        lab.start_sim("s1", ("vol_ds1", "vol_ds2"), svms=({"name": "svm_dr", "data_lifs": ["127.0.0.3"]},),
+                      relationships=[{"source": "svm1:vol_ds2", "destination": "svm_dr:vol_ds2_mirror",
+                                      "policy": "MirrorAllSnapshots", "state": "snapmirrored", "healthy": True}])
+        lab.start_sim("s2", size="1G", lif=("l1", "127.0.0.2"), cluster={"name": "dr-cluster", "version": "9.8.0"},
+                      users=[{"name": "admin", "password": "netapp123", "role": "admin"}])
+        lab.add_guests(("g1", "s1", "vol_ds1"), ("g2", "s1", "vol_ds1"), ("g3", "s1", "vol_ds2"), ("g4", "s2", "vol_ds1"))
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
+        lab.ds2 = lab.datastore("s1", "vol_ds2")
+        lab.ds3 = lab.datastore("s2", "vol_ds1", "c2")
         lab.single = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1"), lab.name("g2"), lab.name("g3")]}},
                                    {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1, lab.ds2])
         yield lab

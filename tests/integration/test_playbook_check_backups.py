@@ -14,7 +14,6 @@ import time
 
 import pytest
 from helpers.playbook_lab import Lab, guestlab, run_output
-from helpers.sim_fixtures import start_sim
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
@@ -27,13 +26,9 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%schk-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"}]})
-        lab.add_guest("g1", "s1", "vol_ds1")
-        for key in ("g2", "g3", "g4"):
-            lab.add_guest(key, "s1", "vol_ds1")
-        ds = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        lab.start_sim("s1", size="1G")
+        lab.add_guests(*((key, "s1", "vol_ds1") for key in ("g1", "g2", "g3", "g4")))
+        ds = lab.datastore("s1", "vol_ds1")
         lab.inv_g1 = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1")]}}, {"c1": lab.controller("s1")},
                                    kvmsnap_datastores=[ds])
         lab.inv_both = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1"), lab.name("g2")]}},

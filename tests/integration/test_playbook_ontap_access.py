@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from helpers.guest_fixtures import SYSTEM_URI
 from helpers.playbook_lab import Lab, run_output, sha
-from helpers.sim_fixtures import start_sim
 from test_ontap_privileges import KVMSNAP_ROLE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,18 +38,11 @@ def lab(libvirt_system, tmp_path_factory):
     base = tmp_path_factory.mktemp("access")
     lab = Lab(base, libvirt_system)
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "users": USERS, "roles": {"kvmsnap": {"privileges": KVMSNAP_ROLE}},
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"}]})
-        lab.sims["s2"] = start_sim(base / "sim2", {
-            "cluster": {"name": "cluster2"}, "users": USERS[:1],
-            "svms": [{"name": "svm1", "lifs": [{"name": "l1", "address": "127.0.0.2"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"}]})
-        lab.add_guest("a1", "s1", "vol_ds1")
-        lab.add_guest("a2", "s2", "vol_ds1")
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
-        lab.ds2 = {"path": str(lab.vol("s2", "vol_ds1")), "controller": "c2", "svm": "svm1", "volume": "vol_ds1"}
+        lab.start_sim("s1", size="1G", users=USERS, roles={"kvmsnap": {"privileges": KVMSNAP_ROLE}})
+        lab.start_sim("s2", size="1G", lif=("l1", "127.0.0.2"), cluster={"name": "cluster2"}, users=USERS[:1])
+        lab.add_guests(("a1", "s1", "vol_ds1"), ("a2", "s2", "vol_ds1"))
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
+        lab.ds2 = lab.datastore("s2", "vol_ds1", "c2")
         yield lab
     finally:
         lab.close()

@@ -20,7 +20,6 @@ import time
 import libvirt
 import pytest
 from helpers.playbook_lab import Lab, guestlab, run_output
-from helpers.sim_fixtures import start_sim
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import parse_comment
@@ -37,18 +36,13 @@ def lab(libvirt_system, tmp_path_factory):
     lab.prefix = "%srpt-" % guestlab.run_prefix()
     try:
         vols = ("vol_ds1", "vol_ds2")
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]},
-                     {"name": "svm_dr", "data_lifs": ["127.0.0.3"]}],
-            "volumes": [{"name": v, "svm": "svm1", "junction_path": "/" + v, "size": "10G"} for v in vols],
-            # a vault whose policy has no rule for the backup's label (daily)
-            "policies": [{"name": "VaultWeeklyOnly", "type": "vault", "labels": ["weekly"]}],
-            "relationships": [{"source": "svm1:vol_ds1", "destination": "svm_dr:vol_ds1_vault",
-                               "policy": "VaultWeeklyOnly", "state": "snapmirrored", "healthy": True}]})
-        lab.add_guest("g1", "s1", "vol_ds1")
-        lab.add_guest("g2", "s1", "vol_ds2")
-        dss = [{"path": str(lab.vol("s1", v)), "controller": "c1", "svm": "svm1", "volume": v}
-               for v in vols]
+        lab.start_sim("s1", vols, svms=({"name": "svm_dr", "data_lifs": ["127.0.0.3"]},),
+                      # a vault whose policy has no rule for the backup's label (daily)
+                      policies=[{"name": "VaultWeeklyOnly", "type": "vault", "labels": ["weekly"]}],
+                      relationships=[{"source": "svm1:vol_ds1", "destination": "svm_dr:vol_ds1_vault",
+                                      "policy": "VaultWeeklyOnly", "state": "snapmirrored", "healthy": True}])
+        lab.add_guests(("g1", "s1", "vol_ds1"), ("g2", "s1", "vol_ds2"))
+        dss = [lab.datastore("s1", v) for v in vols]
         lab.inv = lab.inventory({KVM: {"kvmsnap_vms": [lab.name("g1"), lab.name("g2")]}},
                                 {"c1": lab.controller("s1")}, kvmsnap_datastores=dss, kvmsnap_retention="daily:1")
         yield lab

@@ -21,7 +21,6 @@ import guestlab
 import pytest
 from guestlab import labd
 from helpers.playbook_lab import Lab, run_output
-from helpers.sim_fixtures import start_sim
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
@@ -40,10 +39,7 @@ def lab(libvirt_system, tmp_path_factory):
     lab.prefix = "%svfy-" % guestlab.run_prefix()
     nested = None
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": v, "svm": "svm1", "junction_path": "/" + v, "size": "1G"}
-                        for v in ("vol_ds1", "vol_ds2", "vol_ds3", "vol_other", "vol_nest")]})
+        lab.start_sim("s1", ("vol_ds1", "vol_ds2", "vol_ds3", "vol_other", "vol_nest"), size="1G")
         mnt = base / "mnt"
         mnt.mkdir()
         outside = base / "outside"  # a local directory, on no volume

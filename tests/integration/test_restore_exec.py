@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 from helpers.playbook_lab import PLAYBOOK, Lab, run_output, sha
-from helpers.sim_fixtures import start_sim
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _lock
 
@@ -84,12 +83,10 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%sexec-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
+        lab.start_sim("s1")
         _define_two_disk_guest(lab, "v")
         lab.nvram = _define_nvram_guest(lab, "n")
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
         lab.inv = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("v"), lab.name("n")]}},
                                 {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1])
         proc = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": SNAP})

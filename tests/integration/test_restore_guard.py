@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 from helpers.playbook_lab import Lab, run_output, sha
-from helpers.sim_fixtures import start_sim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 import guestlab
@@ -42,15 +41,12 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%sguard-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"},
-                        {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "10G"}]})
-        lab.add_guest("v", "s1", "vol_ds1")   # the VM to restore
-        lab.add_guest("x", "s1", "vol_ds2")   # restored in volume mode
-        lab.add_guest("y", "s1", "vol_ds2")   # another VM on that volume, running
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
-        lab.ds2 = {"path": str(lab.vol("s1", "vol_ds2")), "controller": "c1", "svm": "svm1", "volume": "vol_ds2"}
+        lab.start_sim("s1", ("vol_ds1", "vol_ds2"))
+        lab.add_guests(("v", "s1", "vol_ds1"),   # the VM to restore
+                       ("x", "s1", "vol_ds2"),   # restored in volume mode
+                       ("y", "s1", "vol_ds2"))   # another VM on that volume, running
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
+        lab.ds2 = lab.datastore("s1", "vol_ds2")
         lab.hosts = {"kvmA": {"kvmsnap_vms": [lab.name(k) for k in ("v", "x", "y")]}}
         lab.inv = lab.inventory(lab.hosts, {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1, lab.ds2])
         proc = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": SNAP})

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from helpers.playbook_lab import Lab, run_output, sha
-from helpers.sim_fixtures import start_sim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 import guestlab
@@ -36,9 +35,7 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%spaths-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
+        lab.start_sim("s1")
         images = lab.vol("s1", "vol_ds1") / "images"
         for key in ("x", "y"):
             lab.doms[key] = guestlab.define_minimal_guest(lab.conn, lab.name(key), str(images))
