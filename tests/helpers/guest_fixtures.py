@@ -18,7 +18,8 @@ real_guest       function: factory real_guest(disk_dir=None, disk_path=None, siz
                  At most MAX_REAL_GUESTS (2; env KVMSNAP_LAB_MAX_GUESTS) at once: the machine is
                  shared and guests run under TCG. Always destroyed + undefined at teardown.
 minimal_guests   function: factory minimal_guests(n, workdir=None, start=True, transient=False)
-                 -> [virDomain]: boot-sector guests (cli;hlt) for scale tests; cleaned up.
+                 -> [virDomain]: boot-sector guests (cli;hlt) for scale tests, started side by side;
+                 cleaned up (side by side, guestlab.destroy_all).
 lab_prefix       session: this run's name prefix, 'kvs-<pid>-'.
 """
 
