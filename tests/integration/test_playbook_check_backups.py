@@ -1,10 +1,10 @@
 """What a user watches: the monitoring check kvmsnap.core.check_backups, and a restore's long shutdown.
 
 Real libvirtd with minimal guests whose disks live in the ONTAP simulator's volume (as in
-tests/helpers/playbook_lab.py): one backup of g1, then the check passes for g1, fails for g1 with a
-maximum age of 0, and fails for g2, which has never been backed up. Then g3 and g4 are backed up and
-restored: the minimal guests ignore the ACPI power button, so the restore waits the whole
-kvmsnap_shutdown_timeout before it forces them off, and must print lines while it waits.
+tests/helpers/playbook_lab.py): one backup of g1, g3 and g4 (one ansible-playbook run for the file), then
+the check passes for g1, fails for g1 with a maximum age of 0, and fails for g2, which has never been backed
+up. Then g3 and g4 are restored: the minimal guests ignore the ACPI power button, so the restore waits the
+whole kvmsnap_shutdown_timeout before it forces them off, and must print lines while it waits.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def lab(libvirt_system, tmp_path_factory):
                                      {"c1": lab.controller("s1")}, kvmsnap_datastores=[ds])
         lab.inv_stop = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g3"), lab.name("g4")]}},
                                      {"c1": lab.controller("s1")}, kvmsnap_datastores=[ds])
-        proc = lab.run("backup", lab.inv_g1, {"kvmsnap_snapshot_name": "kvmsnap-daily_chk1"})
+        backed = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name(k) for k in ("g1", "g3", "g4")]}},
+                               {"c1": lab.controller("s1")}, kvmsnap_datastores=[ds])
+        proc = lab.run("backup", backed, {"kvmsnap_snapshot_name": "kvmsnap-daily_chk1"})
         assert proc.returncode == 0, run_output(proc)
         yield lab
     finally:
@@ -76,11 +78,9 @@ def test_vm_without_backup_fails(lab):
 
 def test_shutdown_wait_prints_progress_and_forces_off(lab):
     import libvirt
-    proc = lab.run("backup", lab.inv_stop, {"kvmsnap_snapshot_name": "kvmsnap-daily_sdp1"})
-    assert proc.returncode == 0, run_output(proc)
     assert lab.state("g3") == libvirt.VIR_DOMAIN_RUNNING and lab.state("g4") == libvirt.VIR_DOMAIN_RUNNING
     started = time.monotonic()
-    extra = {"kvmsnap_restore_vms": [lab.name("g3"), lab.name("g4")], "kvmsnap_restore_snapshot": "kvmsnap-daily_sdp1",
+    extra = {"kvmsnap_restore_vms": [lab.name("g3"), lab.name("g4")], "kvmsnap_restore_snapshot": "kvmsnap-daily_chk1",
              "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": SHUTDOWN_TIMEOUT}
     proc = lab.run("restore", lab.inv_stop, extra)
     took = time.monotonic() - started
