@@ -18,7 +18,8 @@ real_guest       function: factory real_guest(disk_dir=None, disk_path=None, siz
                  At most MAX_REAL_GUESTS (2; env KVMSNAP_LAB_MAX_GUESTS) at once: the machine is
                  shared and guests run under TCG. Always destroyed + undefined at teardown.
 minimal_guests   function: factory minimal_guests(n, workdir=None, start=True, transient=False)
-                 -> [virDomain]: boot-sector guests (cli;hlt) for scale tests; cleaned up.
+                 -> [virDomain]: boot-sector guests (cli;hlt) for scale tests, started side by side;
+                 cleaned up (side by side, guestlab.destroy_all).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import itertools
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,8 +190,7 @@ def real_guest(libvirt_system, guest_assets, tmp_path):
     try:
         yield factory
     finally:
-        for guest in made:
-            guestlab.destroy_and_undefine(_fresh(libvirt_system, guest.dom))
+        guestlab.destroy_all([_fresh(libvirt_system, guest.dom) for guest in made])
 
 
 @pytest.fixture
@@ -199,16 +200,24 @@ def minimal_guests(libvirt_system, tmp_path):
     def factory(n: int, workdir: str | os.PathLike | None = None, start: bool = True,
                 transient: bool = False) -> list[Any]:
         wdir = str(workdir) if workdir is not None else str(tmp_path / "minimal")
+        names = [_unique_name("m") for _i in range(n)]
+
+        def define(name: str):
+            return guestlab.define_minimal_guest(libvirt_system, name, wdir, start=start, transient=transient)
+
+        # side by side: libvirtd starts several QEMUs in about the time of one
+        with ThreadPoolExecutor(max_workers=max(1, min(n, 8))) as pool:
+            futures = [pool.submit(define, name) for name in names]
         doms = []
-        for _i in range(n):
-            dom = guestlab.define_minimal_guest(libvirt_system, _unique_name("m"), wdir, start=start,
-                                                transient=transient)
-            made.append(dom)
-            doms.append(dom)
+        for future in futures:
+            if future.exception() is None:
+                made.append(future.result())
+                doms.append(future.result())
+        for future in futures:
+            future.result()  # the first failure, once every guest that did start is in `made` (torn down)
         return doms
 
     try:
         yield factory
     finally:
-        for dom in made:
-            guestlab.destroy_and_undefine(_fresh(libvirt_system, dom))
+        guestlab.destroy_all([_fresh(libvirt_system, dom) for dom in made])

@@ -103,8 +103,7 @@ class DocsLab:
         self.log: list[str] = []
 
     def close(self) -> None:
-        for dom in self.doms.values():
-            guestlab.destroy_and_undefine(dom)
+        guestlab.destroy_all(self.doms.values())
         self.sim.stop()
 
     # ------------------------------------------------------------ what the docs say to replace

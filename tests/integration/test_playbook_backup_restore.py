@@ -12,123 +12,13 @@ restores act on the files the guests use. The tests of this module run in order 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
-from helpers.guest_fixtures import SYSTEM_URI
-from helpers.sim_fixtures import start_sim
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "lab"))
-import guestlab
-from guestlab import labd
+from helpers.playbook_lab import Lab, guestlab, run_output, sha
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
-
-PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
-URI = SYSTEM_URI
-
-
-class Lab:
-    def __init__(self, base: Path, conn) -> None:
-        self.base = base
-        self.conn = conn
-        self.sims = {}
-        self.doms = {}
-        self.prefix = "%sply-" % guestlab.run_prefix()
-
-    def one_volume(self, tag: str, guests: tuple[str, ...] = ("g1", "g2")) -> Lab:
-        """Simulator s1 with the single volume vol_ds1 (datastore ds1) and minimal guests GUESTS on it."""
-        self.prefix = "%s%s-" % (guestlab.run_prefix(), tag)
-        self.sims["s1"] = start_sim(self.base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
-        for key in guests:
-            self.add_guest(key, "s1", "vol_ds1")
-        self.ds1 = {"path": str(self.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
-        return self
-
-    def close(self) -> None:
-        """Destroy and undefine this lab's guests, stop its simulators."""
-        guestlab.cleanup_prefix(self.conn, self.prefix)
-        for sim in self.sims.values():
-            sim.stop()
-
-    def vol(self, sim: str, volume: str) -> Path:
-        return self.sims[sim].data / "volumes" / "svm1" / volume
-
-    def add_guest(self, key: str, sim: str, volume: str):
-        name = self.prefix + key
-        self.doms[key] = guestlab.define_minimal_guest(self.conn, name, str(self.vol(sim, volume)))
-        return name
-
-    def name(self, key: str) -> str:
-        return self.prefix + key
-
-    def disk(self, key: str, sim: str, volume: str) -> Path:
-        return self.vol(sim, volume) / ("%s.img" % self.name(key))
-
-    def snapshots(self, sim: str, volume: str) -> list[str]:
-        snapdir = self.vol(sim, volume) / ".snapshot"
-        return sorted(os.listdir(snapdir)) if snapdir.exists() else []
-
-    def state(self, key: str) -> int:
-        return self.conn.lookupByName(self.name(key)).state()[0]
-
-    def controller(self, sim: str, transport: str = "rest") -> dict:
-        s = self.sims[sim]
-        return {"ontap_hostname": s.host, "ontap_port": s.port, "ontap_username": "admin",
-                "ontap_password": "netapp123", "ontap_ca_path": s.ca_file, "ontap_transport": transport}
-
-    def inventory(self, kvm_hosts: dict, controllers: dict, **vars_) -> Path:
-        for hv in kvm_hosts.values():
-            hv.setdefault("ansible_connection", "local")
-            hv.setdefault("kvmsnap_libvirt_uri", URI)
-        inv = {"all": {"children": {"kvm_hosts": {"hosts": kvm_hosts}, "ontap_controllers": {"hosts": controllers}},
-                       "vars": {"ansible_python_interpreter": sys.executable,
-                                "kvmsnap_state_dir": str(self.base / "state"),
-                                "kvmsnap_report_dir": str(self.base / "reports"),
-                                "kvmsnap_manifest_key_file": str(self.base / "manifest.key"), **vars_}}}
-        path = self.base / ("inv-%d.yml" % time.monotonic_ns())
-        path.write_text(yaml.safe_dump(inv))
-        return path
-
-    def run(self, playbook: str, inventory: Path, extra: dict | None = None, check: bool = False,
-            verbose: str = ""):
-        cmd = [PLAYBOOK, "-i", str(inventory), "kvmsnap.core.%s" % playbook] + ([verbose] if verbose else [])
-        if extra:
-            cmd += ["-e", json.dumps(extra)]
-        if check:
-            cmd.append("--check")
-        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false",
-                   ANSIBLE_HOST_KEY_CHECKING="false", ANSIBLE_SHOW_CUSTOM_STATS="true")
-        started = time.time()
-        # the playbook runs as on the KVM host: in the lab daemons' mount namespace
-        proc = subprocess.run(labd.as_on_the_kvm_host(cmd), capture_output=True, text=True, env=env, timeout=300,
-                              check=False)
-        proc.report = self.report(playbook, since=started)
-        return proc
-
-    def report(self, kind: str, since: float) -> dict | None:
-        files = [p for p in (self.base / "reports").glob("%s-*.json" % kind) if p.stat().st_mtime >= since - 1]
-        if not files:
-            return None
-        return json.loads(max(files, key=lambda p: p.stat().st_mtime).read_text())
-
-
-def _out(proc) -> str:
-    return "rc=%s\n%s\n%s" % (proc.returncode, proc.stdout[-6000:], proc.stderr[-2000:])
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -136,27 +26,15 @@ def lab(libvirt_system, tmp_path_factory):
     base = tmp_path_factory.mktemp("playbooks")
     lab = Lab(base, libvirt_system)
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]},
-                     {"name": "svm_dr", "data_lifs": ["127.0.0.3"]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"},
-                        {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "10G"}],
-            "relationships": [{"source": "svm1:vol_ds2", "destination": "svm_dr:vol_ds2_mirror",
-                               "policy": "MirrorAllSnapshots", "state": "snapmirrored", "healthy": True}]})
-        lab.sims["s2"] = start_sim(base / "sim2", {"cluster": {"name": "dr-cluster", "version": "9.8.0"},
-                                                   "users": [{"name": "admin", "password": "netapp123",
-                                                              "role": "admin"}],
-                                                   "svms": [{"name": "svm1", "lifs": [{"name": "l1",
-                                                                                       "address": "127.0.0.2"}]}],
-                                                   "volumes": [{"name": "vol_ds1", "svm": "svm1",
-                                                                "junction_path": "/vol_ds1", "size": "1G"}]})
-        lab.add_guest("g1", "s1", "vol_ds1")
-        lab.add_guest("g2", "s1", "vol_ds1")
-        lab.add_guest("g3", "s1", "vol_ds2")
-        lab.add_guest("g4", "s2", "vol_ds1")
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
-        lab.ds2 = {"path": str(lab.vol("s1", "vol_ds2")), "controller": "c1", "svm": "svm1", "volume": "vol_ds2"}
-        lab.ds3 = {"path": str(lab.vol("s2", "vol_ds1")), "controller": "c2", "svm": "svm1", "volume": "vol_ds1"}
+        lab.start_sim("s1", ("vol_ds1", "vol_ds2"), svms=({"name": "svm_dr", "data_lifs": ["127.0.0.3"]},),
+                      relationships=[{"source": "svm1:vol_ds2", "destination": "svm_dr:vol_ds2_mirror",
+                                      "policy": "MirrorAllSnapshots", "state": "snapmirrored", "healthy": True}])
+        lab.start_sim("s2", size="1G", lif=("l1", "127.0.0.2"), cluster={"name": "dr-cluster", "version": "9.8.0"},
+                      users=[{"name": "admin", "password": "netapp123", "role": "admin"}])
+        lab.add_guests(("g1", "s1", "vol_ds1"), ("g2", "s1", "vol_ds1"), ("g3", "s1", "vol_ds2"), ("g4", "s2", "vol_ds1"))
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
+        lab.ds2 = lab.datastore("s1", "vol_ds2")
+        lab.ds3 = lab.datastore("s2", "vol_ds1", "c2")
         lab.single = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("g1"), lab.name("g2"), lab.name("g3")]}},
                                    {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1, lab.ds2])
         yield lab
@@ -166,7 +44,7 @@ def lab(libvirt_system, tmp_path_factory):
 
 def test_discover_lists_vms_disks_and_volumes(lab):
     proc = lab.run("discover", lab.single)
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert {v["name"] for v in rep["vms"]} == {lab.name(k) for k in ("g1", "g2", "g3")}
     assert all(v["protectable"] for v in rep["vms"])
@@ -179,7 +57,7 @@ def test_discover_lists_vms_disks_and_volumes(lab):
 
 def test_backup_check_mode_changes_nothing(lab):
     proc = lab.run("backup", lab.single, check=True, verbose="-vvv")
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert "netapp123" not in proc.stdout + proc.stderr  # no secret, even with -vvv
     assert "would snapshot c1:svm1:vol_ds1, c1:svm1:vol_ds2" in proc.stdout
     assert lab.snapshots("s1", "vol_ds1") == [] and lab.snapshots("s1", "vol_ds2") == []
@@ -192,7 +70,7 @@ def test_backup_single_host_rest(lab):
     import libvirt
     proc = lab.run("backup", lab.single, {"kvmsnap_snapshot_name": "kvmsnap-daily_itest1",
                                           "kvmsnap_snapmirror_update": True})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "ok" and rep["snapshot"] == "kvmsnap-daily_itest1"
     assert sorted(rep["done"]) == sorted(lab.name(k) for k in ("g1", "g2", "g3"))
@@ -210,13 +88,13 @@ def test_backup_single_host_rest(lab):
     assert json.loads(man.read_text())["vm"]["name"] == lab.name("g3")
     assert all(lab.state(k) == libvirt.VIR_DOMAIN_RUNNING for k in ("g1", "g2", "g3"))
     # set_stats (AWX job artifacts), printed here through show_custom_stats
-    assert "CUSTOM STATS" in proc.stdout and "kvmsnap_backup" in proc.stdout, _out(proc)
+    assert "CUSTOM STATS" in proc.stdout and "kvmsnap_backup" in proc.stdout, run_output(proc)
     assert "netapp123" not in proc.stdout
 
 
 def test_backup_rerun_same_name_is_a_noop(lab):
     proc = lab.run("backup", lab.single, {"kvmsnap_snapshot_name": "kvmsnap-daily_itest1"})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert "already exists on every volume of the run; nothing to do" in proc.stdout
     assert lab.snapshots("s1", "vol_ds1") == ["kvmsnap-daily_itest1"]
     assert "changed=0" in proc.stdout.split("PLAY RECAP")[-1]
@@ -226,7 +104,7 @@ def test_restore_refuses_a_running_vm_without_force(lab):
     before = sha(lab.disk("g1", "s1", "vol_ds1"))
     proc = lab.run("restore", lab.single, {"kvmsnap_restore_vms": [lab.name("g1")]})
     assert proc.returncode != 0
-    assert "is running; shut it down first or set kvmsnap_restore_force=true" in proc.stdout, _out(proc)
+    assert "is running; shut it down first or set kvmsnap_restore_force=true" in proc.stdout, run_output(proc)
     assert sha(lab.disk("g1", "s1", "vol_ds1")) == before
     assert lab.snapshots("s1", "vol_ds1") == ["kvmsnap-daily_itest1"]  # no safety snapshot either
 
@@ -256,12 +134,12 @@ def test_restore_brings_back_a_deleted_vm(lab):
     disk.unlink()
     extra = {"kvmsnap_restore_vms": lab.name("g3"), "kvmsnap_restore_snapshot": "kvmsnap-daily_itest1"}
     check = lab.run("restore", lab.single, extra, check=True)
-    assert check.returncode == 0, _out(check)
+    assert check.returncode == 0, run_output(check)
     assert "would restore %s from kvmsnap-daily_itest1" % lab.name("g3") in check.stdout
     assert not disk.exists() and lab.name("g3") not in lab.conn.listDefinedDomains()
     assert lab.snapshots("s1", "vol_ds2") == ["kvmsnap-daily_itest1"]  # no safety snapshot in check mode
     proc = lab.run("restore", lab.single, extra)
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "ok" and rep["done"] == [lab.name("g3")]
     assert rep["vms"][0]["state_before"] == "absent" and rep["vms"][0]["state_after"] == "running"
@@ -279,7 +157,7 @@ def test_volume_restore_when_only_the_restored_vm_lives_there(lab):
     assert refused.returncode != 0
     assert "it would delete the newer snapshot(s) kvmsnap-prerestore_" in refused.stdout
     proc = lab.run("restore", lab.single, dict(extra, kvmsnap_restore_volume_override=True))
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     # "warning": the report says that no safety copy survives a volume restore and names the deleted snapshots
     assert rep["status"] == "warning" and rep["mode"] == "volume" and rep["safety_snapshot"] is None
@@ -294,7 +172,7 @@ def test_two_inventory_hosts_sharing_a_volume(lab):
     inv = lab.inventory({"kvmA": {"kvmsnap_vms": [lab.name("g1")]}, "kvmB": {"kvmsnap_vms": [lab.name("g2")]}},
                         {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1])
     proc = lab.run("backup", inv)
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "ok", rep
     assert {(v["host"], v["name"]) for v in rep["vms"]} == {("kvmA", lab.name("g1")), ("kvmB", lab.name("g2"))}
@@ -308,7 +186,7 @@ def test_two_inventory_hosts_sharing_a_volume(lab):
     guestlab.destroy_and_undefine(lab.conn.lookupByName(lab.name("g2")))
     proc = lab.run("restore", inv, {"kvmsnap_restore_vms": "all", "kvmsnap_restore_snapshot": rep["snapshot"],
                                     "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": 3})  # no ACPI in g1
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rrep = proc.report
     assert {(v["host"], v["name"], v["state_before"], v["state_after"]) for v in rrep["vms"]} == {
         ("kvmA", lab.name("g1"), "running", "running"), ("kvmB", lab.name("g2"), "absent", "running")}
@@ -324,7 +202,7 @@ def test_two_controllers_one_zapi_with_a_snapcreator_config(lab):
                         {"c1": lab.controller("s1"), "c2": lab.controller("s2", "zapi")},
                         kvmsnap_datastores=[lab.ds1, lab.ds3], kvmsnap_snapcreator_config=str(cfg))
     first = lab.run("backup", inv)
-    assert first.returncode == 0, _out(first)
+    assert first.returncode == 0, run_output(first)
     rep = first.report
     assert rep["status"] == "ok", rep
     assert rep["snapshot"].startswith("scfg-daily_")
@@ -334,7 +212,7 @@ def test_two_controllers_one_zapi_with_a_snapcreator_config(lab):
     assert rep["snapshot"] in lab.snapshots("s1", "vol_ds1") and rep["snapshot"] in lab.snapshots("s2", "vol_ds1")
     time.sleep(1.1)
     second = lab.run("backup", inv)
-    assert second.returncode == 0, _out(second)
+    assert second.returncode == 0, run_output(second)
     rep2 = second.report
     assert rep2["snapshot"] != rep["snapshot"]
     pruned = {p for v in rep2["volumes"] for p in v["pruned"]}
@@ -374,6 +252,6 @@ def test_backup_refuses_a_name_that_exists_on_some_volumes_only(lab):
     proc = lab.run("backup", lab.single, {"kvmsnap_snapshot_name": "kvmsnap-daily_partial"})
     assert proc.returncode != 0
     assert ("snapshot kvmsnap-daily_partial already exists on c1:svm1:vol_ds1 but not on c1:svm1:vol_ds2"
-            in proc.stdout), _out(proc)
+            in proc.stdout), run_output(proc)
     assert "Nothing was touched" in proc.stdout
     assert "kvmsnap-daily_partial" not in lab.snapshots("s1", "vol_ds2")

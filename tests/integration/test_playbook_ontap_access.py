@@ -1,7 +1,7 @@
 """The backup and restore playbooks and the ONTAP side of access: the login's privileges are checked before any
 VM is touched, and the local catalog is read only for the controllers of the inventory in use.
 
-Real libvirtd with minimal boot-sector guests (the Lab of test_playbook_backup_restore), disks inside the ONTAP
+Real libvirtd with minimal boot-sector guests (the Lab of tests/helpers/playbook_lab.py), disks inside the ONTAP
 simulators' volumes. The tests run in order and share the lab:
 
   read-only user: backup fails in the pre-flight (REST, ZAPI) -> the documented custom role backs up ->
@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 from helpers.guest_fixtures import SYSTEM_URI
-from helpers.sim_fixtures import start_sim
+from helpers.playbook_lab import Lab, run_output, sha
 from test_ontap_privileges import KVMSNAP_ROLE
-from test_playbook_backup_restore import Lab, _out, sha
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
@@ -39,18 +38,11 @@ def lab(libvirt_system, tmp_path_factory):
     base = tmp_path_factory.mktemp("access")
     lab = Lab(base, libvirt_system)
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "users": USERS, "roles": {"kvmsnap": {"privileges": KVMSNAP_ROLE}},
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"}]})
-        lab.sims["s2"] = start_sim(base / "sim2", {
-            "cluster": {"name": "cluster2"}, "users": USERS[:1],
-            "svms": [{"name": "svm1", "lifs": [{"name": "l1", "address": "127.0.0.2"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"}]})
-        lab.add_guest("a1", "s1", "vol_ds1")
-        lab.add_guest("a2", "s2", "vol_ds1")
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
-        lab.ds2 = {"path": str(lab.vol("s2", "vol_ds1")), "controller": "c2", "svm": "svm1", "volume": "vol_ds1"}
+        lab.start_sim("s1", size="1G", users=USERS, roles={"kvmsnap": {"privileges": KVMSNAP_ROLE}})
+        lab.start_sim("s2", size="1G", lif=("l1", "127.0.0.2"), cluster={"name": "cluster2"}, users=USERS[:1])
+        lab.add_guests(("a1", "s1", "vol_ds1"), ("a2", "s2", "vol_ds1"))
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
+        lab.ds2 = lab.datastore("s2", "vol_ds1", "c2")
         yield lab
     finally:
         lab.close()
@@ -83,7 +75,7 @@ def test_readonly_user_backup_fails_in_preflight_with_no_vm_paused(lab, transpor
     assert proc.returncode != 0
     where = "/api/storage/volumes/*/snapshots" if transport == "rest" else "volume snapshot create"
     for part in ("user viewer (role readonly", where, "snapshot_create", "docs/security.md", "nothing was touched"):
-        assert part in proc.stdout, _out(proc)
+        assert part in proc.stdout, run_output(proc)
     assert "Lock this host's VMs" not in proc.stdout and "Quiesce" not in proc.stdout
     assert lab.state("a1") == libvirt.VIR_DOMAIN_RUNNING
     assert not (lab.base / "state" / "runs").exists() or not list((lab.base / "state" / "runs").iterdir())
@@ -94,7 +86,7 @@ def test_readonly_user_backup_fails_in_preflight_with_no_vm_paused(lab, transpor
 def test_documented_custom_role_backs_up(lab):
     proc = lab.run("backup", _inventory(lab, "kvmsnap", "kvmsnap-pw-123"),
                    {"kvmsnap_snapshot_name": "kvmsnap-daily_acc1"})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert proc.report["status"] == "ok"
     assert lab.snapshots("s1", "vol_ds1") == ["kvmsnap-daily_acc1"]
 
@@ -108,7 +100,7 @@ def test_user_without_restore_rights_fails_before_any_vm_is_stopped(lab):
                     "kvmsnap_restore_force": True})
     assert proc.returncode != 0
     for part in ("user backup (role backup", "file_restore", "/api/storage/volumes", "docs/security.md"):
-        assert part in proc.stdout, _out(proc)
+        assert part in proc.stdout, run_output(proc)
     assert lab.state("a1") == libvirt.VIR_DOMAIN_RUNNING
     assert lab.snapshots("s1", "vol_ds1") == ["kvmsnap-daily_acc1"]  # no safety snapshot
     assert sha(lab.disk("a1", "s1", "vol_ds1")) == before
@@ -119,13 +111,13 @@ def test_restore_reads_only_the_catalog_of_its_inventorys_controllers(lab):
     import libvirt
     two = lab.run("backup", _inventory(lab, "admin", "netapp123", two=True, vms=("a1", "a2")),
                   {"kvmsnap_snapshot_name": "kvmsnap-daily_acc2"})
-    assert two.returncode == 0, _out(two)
+    assert two.returncode == 0, run_output(two)
     assert "kvmsnap-daily_acc2" in lab.snapshots("s2", "vol_ds1")
     # the same state dir, an inventory without c2: its catalog entries are ignored, not connected to
     guestlab.destroy_and_undefine(lab.conn.lookupByName(lab.name("a1")))
     proc = lab.run("restore", _inventory(lab, "kvmsnap", "kvmsnap-pw-123"),
                    {"kvmsnap_restore_vms": [lab.name("a1")], "kvmsnap_restore_snapshot": "kvmsnap-daily_acc2"})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert "username" not in proc.stdout
     assert "names controller c2, which is not in this inventory's ontap_controllers: ignored" in proc.stdout
     assert "kvmsnap-daily_acc2" in proc.stdout
@@ -151,7 +143,7 @@ def test_restore_prunes_old_safety_snapshots_but_not_one_an_open_journal_needs(l
     proc = lab.run("restore", _inventory(lab, "kvmsnap", "kvmsnap-pw-123"),
                    {"kvmsnap_restore_vms": [lab.name("a1")], "kvmsnap_restore_snapshot": "kvmsnap-daily_acc2",
                     "kvmsnap_prerestore_keep": 1})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     snaps = lab.snapshots("s1", "vol_ds1")
     safety = [s for s in snaps if "prerestore" in s]
@@ -172,7 +164,7 @@ def test_certificate_only_controller_gets_its_replication_health(lab):
                         kvmsnap_datastores=[lab.ds1])
     since = _last_seq(lab)
     proc = lab.run("discover", inv)
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert proc.report["replication_errors"] == [], proc.report["replication_errors"]
     calls = lab.sims["s1"].admin("GET", "calls?since=%d" % since)["calls"]
     assert [c for c in calls if "snapmirror" in c["path"] and c["status"] == 200], calls
@@ -192,6 +184,6 @@ def test_single_host_backup_uses_kvmsnap_retries(lab):
                        {"kvmsnap_snapshot_name": "kvmsnap-daily_acc3", "kvmsnap_retries": 4})
     finally:
         sim.admin("DELETE", "faults")
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert proc.report["status"] == "ok"
     assert "kvmsnap-daily_acc3" in lab.snapshots("s1", "vol_ds1")

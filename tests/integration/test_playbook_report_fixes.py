@@ -19,8 +19,7 @@ import time
 
 import libvirt
 import pytest
-from helpers.sim_fixtures import start_sim
-from integration.test_playbook_backup_restore import Lab, _out, guestlab
+from helpers.playbook_lab import Lab, guestlab, run_output
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import parse_comment
@@ -37,18 +36,13 @@ def lab(libvirt_system, tmp_path_factory):
     lab.prefix = "%srpt-" % guestlab.run_prefix()
     try:
         vols = ("vol_ds1", "vol_ds2")
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]},
-                     {"name": "svm_dr", "data_lifs": ["127.0.0.3"]}],
-            "volumes": [{"name": v, "svm": "svm1", "junction_path": "/" + v, "size": "10G"} for v in vols],
-            # a vault whose policy has no rule for the backup's label (daily)
-            "policies": [{"name": "VaultWeeklyOnly", "type": "vault", "labels": ["weekly"]}],
-            "relationships": [{"source": "svm1:vol_ds1", "destination": "svm_dr:vol_ds1_vault",
-                               "policy": "VaultWeeklyOnly", "state": "snapmirrored", "healthy": True}]})
-        lab.add_guest("g1", "s1", "vol_ds1")
-        lab.add_guest("g2", "s1", "vol_ds2")
-        dss = [{"path": str(lab.vol("s1", v)), "controller": "c1", "svm": "svm1", "volume": v}
-               for v in vols]
+        lab.start_sim("s1", vols, svms=({"name": "svm_dr", "data_lifs": ["127.0.0.3"]},),
+                      # a vault whose policy has no rule for the backup's label (daily)
+                      policies=[{"name": "VaultWeeklyOnly", "type": "vault", "labels": ["weekly"]}],
+                      relationships=[{"source": "svm1:vol_ds1", "destination": "svm_dr:vol_ds1_vault",
+                                      "policy": "VaultWeeklyOnly", "state": "snapmirrored", "healthy": True}])
+        lab.add_guests(("g1", "s1", "vol_ds1"), ("g2", "s1", "vol_ds2"))
+        dss = [lab.datastore("s1", v) for v in vols]
         lab.inv = lab.inventory({KVM: {"kvmsnap_vms": [lab.name("g1"), lab.name("g2")]}},
                                 {"c1": lab.controller("s1")}, kvmsnap_datastores=dss, kvmsnap_retention="daily:1")
         yield lab
@@ -69,7 +63,7 @@ def task_lines(stdout: str, task: str) -> str:
 
 def test_busy_prune_and_unlabelled_vault_stay_in_the_report(lab):
     first = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": "kvmsnap-daily_rpt1", "kvmsnap_quiesce_mode": "suspend"})
-    assert first.returncode == 0, _out(first)
+    assert first.returncode == 0, run_output(first)
     # rpt1 is held (as by SnapMirror): the prune of the next backup must keep it and say why
     lab.sims["s1"].admin("POST", "busy", {"svm": "svm1", "volume": "vol_ds1", "snapshot": "kvmsnap-daily_rpt1",
                                           "owners": ["snapmirror"]})
@@ -79,7 +73,7 @@ def test_busy_prune_and_unlabelled_vault_stay_in_the_report(lab):
     finally:
         lab.sims["s1"].admin("POST", "busy", {"svm": "svm1", "volume": "vol_ds1",
                                               "snapshot": "kvmsnap-daily_rpt1", "owners": []})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "warning", rep
     vols = {v["volume"]: v for v in rep["volumes"]}
@@ -101,8 +95,8 @@ def test_snapshot_comment_names_the_inventory_host_and_restore_selects_by_it(lab
     query = "[?host=='%s' && state=='good'] | [-1]" % KVM
     proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [lab.name("g1")], "kvmsnap_restore_snapshot": query,
                                         "kvmsnap_restore_force": True}, check=True)
-    assert proc.returncode == 0, _out(proc)
-    assert "would restore %s from kvmsnap-daily_rpt2" % lab.name("g1") in proc.stdout, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
+    assert "would restore %s from kvmsnap-daily_rpt2" % lab.name("g1") in proc.stdout, run_output(proc)
 
 
 def test_freeze_without_agent_is_crash_consistent_when_allowed(lab):
@@ -110,7 +104,7 @@ def test_freeze_without_agent_is_crash_consistent_when_allowed(lab):
     t0 = time.monotonic()
     proc = lab.run("backup", lab.inv, dict(extra, kvmsnap_snapshot_name="kvmsnap-daily_rpt3"))
     first_s = time.monotonic() - t0
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["snapshot"] == "kvmsnap-daily_rpt3" and sorted(rep["done"]) == sorted(
         lab.name(k) for k in ("g1", "g2")), rep
@@ -125,7 +119,7 @@ def test_freeze_without_agent_is_crash_consistent_when_allowed(lab):
     # no lock or open fence left: an immediate second run goes ahead at once
     t0 = time.monotonic()
     again = lab.run("backup", lab.inv, dict(extra, kvmsnap_snapshot_name="kvmsnap-daily_rpt4"))
-    assert again.returncode == 0, _out(again)
+    assert again.returncode == 0, run_output(again)
     assert "is fencing it" not in again.stdout and "lock_takeovers" not in str(again.report.get("notes"))
     assert again.report["status"] in ("ok", "warning") and again.report["snapshot"] == "kvmsnap-daily_rpt4"
     assert time.monotonic() - t0 < first_s + 10, (first_s, time.monotonic() - t0)
@@ -138,7 +132,7 @@ def test_restore_report_says_what_existed_and_how_it_was_shut_down(lab):
     proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [lab.name("g1"), lab.name("g2")],
                                         "kvmsnap_restore_snapshot": "kvmsnap-daily_rpt4",
                                         "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": 2})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     vms = {v["name"]: v for v in rep["vms"]}
     assert vms[lab.name("g1")]["details"]["existed"] is True

@@ -22,7 +22,7 @@ import subprocess
 import time
 
 import pytest
-from integration.test_playbook_backup_restore import PLAYBOOK, Lab, _out
+from helpers.playbook_lab import PLAYBOOK, Lab, run_output
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import is_good, parse_comment
@@ -73,7 +73,7 @@ def all_running(lab):
 def test_shared_fence_snapshot_after_the_deadline_is_crash_and_fails(lab):
     hang_snapshots(lab, 16)  # the watchdogs release at kvmsnap_quiesce_deadline=10
     proc = lab.run("backup", lab.two_hosts)
-    assert proc.returncode != 0, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "failed"
     for vm in rep["vms"]:
@@ -92,7 +92,7 @@ def test_shared_fence_snapshot_after_the_deadline_is_crash_and_fails(lab):
 def test_shared_fence_late_snapshot_with_allow_crash_consistent_passes_as_crash(lab):
     hang_snapshots(lab, 16)
     proc = lab.run("backup", lab.two_hosts, {"kvmsnap_allow_crash_consistent": True})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "ok", rep
     assert {v["consistency"] for v in rep["vms"]} == {"crash"}
@@ -103,7 +103,7 @@ def test_shared_fence_late_snapshot_with_allow_crash_consistent_passes_as_crash(
 
 def test_shared_fence_in_time_is_good_and_suspended(lab):
     proc = lab.run("backup", lab.two_hosts)
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert {(v["consistency"], v["ok"]) for v in rep["vms"]} == {("suspended", True)}
     meta = parse_comment(snap(lab, rep["snapshot"])["comment"])
@@ -117,7 +117,7 @@ def test_shared_snapshot_failure_says_the_error_once_and_blames_no_healthy_host(
     assert proc.returncode != 0
     rep = proc.report
     assert rep["status"] == "failed" and rep["not_done"] == sorted([lab.name("g1"), lab.name("g2")])
-    assert "host failed or unreachable" not in proc.stdout, _out(proc)
+    assert "host failed or unreachable" not in proc.stdout, run_output(proc)
     summary = "\n".join(rep["summary"])
     assert summary.count("injected: aggregate offline") == 1, summary
     assert all_running(lab)
@@ -150,7 +150,7 @@ def test_two_concurrent_runs_one_wins_the_other_touches_nothing(lab, inv):
         second = lab.run("backup", inventory, extra)
         # the loser refuses at its lock step, naming the holder; it wrote nothing and paused nothing
         assert second.returncode != 0
-        assert "is locked by run" in second.stdout, _out(second)
+        assert "is locked by run" in second.stdout, run_output(second)
         assert "Write each VM's manifest" not in second.stdout and "Quiesce" not in second.stdout
         loser = re.search(r"Nothing was written or quiesced by run (\S+?)\.", second.stdout).group(1)
         out = first.communicate(timeout=240)[0]
@@ -197,7 +197,7 @@ def test_report_dir_is_checked_in_the_preflight(lab, tmp_path):
     snaps_before = lab.snapshots("s1", "vol_ds1")
     proc = lab.run("backup", lab.one_host, {"kvmsnap_report_dir": bad})
     assert proc.returncode != 0
-    assert "kvmsnap_report_dir %s is not a writable directory" % bad in proc.stdout, _out(proc)
+    assert "kvmsnap_report_dir %s is not a writable directory" % bad in proc.stdout, run_output(proc)
     assert "Quiesce" not in proc.stdout and "Write each VM's manifest" not in proc.stdout
     assert {k: _manifest(lab, k) for k in ("g1", "g2")} == before
     assert lab.snapshots("s1", "vol_ds1") == snaps_before
@@ -218,8 +218,8 @@ def test_recover_playbook_marks_orphans_late(lab):
                                comment=build_comment("daily", "live-run", "kvm1", state="pending",
                                                      until=int(time.time()) + 3600))
     proc = lab.run("recover", lab.one_host)
-    assert proc.returncode == 0, _out(proc)
-    assert "marked late: %s" % orphan in proc.stdout, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
+    assert "marked late: %s" % orphan in proc.stdout, run_output(proc)
     meta = parse_comment(snap(lab, orphan)["comment"])
     assert meta["state"] == "late" and meta["consistency"] == "crash"
     assert parse_comment(snap(lab, live)["comment"])["state"] == "pending"  # a live run's is left alone
@@ -233,10 +233,10 @@ def test_single_host_hanging_snapshot_stays_pending_and_the_next_backup_marks_it
     extra = {"kvmsnap_quiesce_deadline": 10, "kvmsnap_timeout": 5}
     hang_snapshots(lab, 24)  # > deadline 10 s + the 10 s wait after the release
     proc = lab.run("backup", lab.one_host, extra)
-    assert proc.returncode != 0, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "failed" and rep["done"] == []
-    assert "did not complete within the deadline of 10s" in proc.stdout, _out(proc)
+    assert "did not complete within the deadline of 10s" in proc.stdout, run_output(proc)
     assert all_running(lab)
     assert _wait(lambda: snap(lab, rep["snapshot"]) is not None, 30), "the controller never finished the snapshot"
     s = snap(lab, rep["snapshot"])
@@ -244,7 +244,7 @@ def test_single_host_hanging_snapshot_stays_pending_and_the_next_backup_marks_it
     assert meta["state"] == "pending" and not is_good(s) and meta["run"] == rep["run_id"]
     time.sleep(max(0.0, meta["until"] - time.time()) + 1.5)
     nxt = lab.run("backup", lab.one_host)
-    assert nxt.returncode == 0, _out(nxt)
+    assert nxt.returncode == 0, run_output(nxt)
     assert any("marked 1 orphaned snapshot(s) late" in r for r in nxt.report["recovery"]), nxt.report["recovery"]
     late = snap(lab, rep["snapshot"])
     if late is None:  # marked late, then deleted by the run's retention (late sets older than a good one go)

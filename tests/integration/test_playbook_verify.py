@@ -20,8 +20,7 @@ import os
 import guestlab
 import pytest
 from guestlab import labd
-from helpers.sim_fixtures import start_sim
-from test_playbook_backup_restore import Lab, _out
+from helpers.playbook_lab import Lab, run_output
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
@@ -40,10 +39,7 @@ def lab(libvirt_system, tmp_path_factory):
     lab.prefix = "%svfy-" % guestlab.run_prefix()
     nested = None
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": v, "svm": "svm1", "junction_path": "/" + v, "size": "1G"}
-                        for v in ("vol_ds1", "vol_ds2", "vol_ds3", "vol_other", "vol_nest")]})
+        lab.start_sim("s1", ("vol_ds1", "vol_ds2", "vol_ds3", "vol_other", "vol_nest"), size="1G")
         mnt = base / "mnt"
         mnt.mkdir()
         outside = base / "outside"  # a local directory, on no volume
@@ -83,9 +79,9 @@ def test_discovery_refuses_a_symlinked_datastore_and_a_nested_mount(lab):
     inv = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name(k) for k in ("gok", "gsym", "gnest")]}},
                         {"c1": lab.controller("s1")}, kvmsnap_datastores=lab.datastores)
     proc = lab.run("backup", inv, {"kvmsnap_snapshot_name": "kvmsnap-daily_refused"})
-    assert proc.returncode != 0, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
     out = proc.stdout
-    assert "kvmsnap pre-flight: cannot protect %s, %s" % (lab.name("gnest"), lab.name("gsym")) in out, _out(proc)
+    assert "kvmsnap pre-flight: cannot protect %s, %s" % (lab.name("gnest"), lab.name("gsym")) in out, run_output(proc)
     assert "datastore %s is a symlink to %s, which is not the root of volume svm1:vol_ds2" % (
         lab.mnt / "ds2", lab.base / "outside") in out
     assert "is under datastore %s (volume svm1:vol_ds1) but on another mount, %s" % (
@@ -98,8 +94,8 @@ def test_discovery_refuses_a_symlinked_datastore_and_a_nested_mount(lab):
 def test_backup_is_ok_only_for_vms_verified_in_the_snapshot(lab):
     proc = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": SNAP})
     rep = proc.report
-    assert rep is not None, _out(proc)
-    assert proc.returncode != 0 and rep["status"] == "failed", _out(proc)
+    assert rep is not None, run_output(proc)
+    assert proc.returncode != 0 and rep["status"] == "failed", run_output(proc)
     assert rep["done"] == [lab.name("gok")] and rep["not_done"] == [lab.name("gvol")], rep
     vms = {v["name"]: v for v in rep["vms"]}
     assert vms[lab.name("gok")]["details"]["verified"] is True
@@ -109,7 +105,7 @@ def test_backup_is_ok_only_for_vms_verified_in_the_snapshot(lab):
     assert "not in the snapshot (verified after it)" in err and missing in err, err
     assert vms[lab.name("gvol")]["details"]["verified"] is False
     assert missing in vms[lab.name("gvol")]["details"]["missing"]
-    assert "NOT protected %s" % lab.name("gvol") in proc.stdout, _out(proc)
+    assert "NOT protected %s" % lab.name("gvol") in proc.stdout, run_output(proc)
     assert SNAP in lab.snapshots("s1", "vol_ds1") and SNAP in lab.snapshots("s1", "vol_ds3")
     assert _running(lab, "gok", "gvol")
 
@@ -120,9 +116,9 @@ def test_restore_refuses_the_vm_of_the_symlinked_datastore_before_touching_anyth
     before = {v: lab.snapshots("s1", v) for v in ("vol_ds1", "vol_ds3", "vol_other")}
     proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [lab.name("gvol")], "kvmsnap_restore_force": True,
                                         "kvmsnap_shutdown_timeout": 3, **BY_NAME})
-    assert proc.returncode != 0, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
     assert "VM %s: disks[0].source %s is outside its datastore %s" % (
-        lab.name("gvol"), lab.mnt / "ds3" / ("%s.img" % lab.name("gvol")), lab.mnt / "ds3") in proc.stdout, _out(proc)
+        lab.name("gvol"), lab.mnt / "ds3" / ("%s.img" % lab.name("gvol")), lab.mnt / "ds3") in proc.stdout, run_output(proc)
     assert "Nothing was touched" in proc.stdout
     assert _running(lab, "gvol")
     assert {v: lab.snapshots("s1", v) for v in before} == before  # no kvmsnap-prerestore_ snapshot
@@ -133,8 +129,8 @@ def test_restore_refuses_the_vms_the_backup_did_not_protect(lab):
     extra = {"kvmsnap_restore_vms": [lab.name("gsym"), lab.name("gnest")], "kvmsnap_restore_force": True,
              "kvmsnap_shutdown_timeout": 3, **BY_NAME}
     proc = lab.run("restore", inv, extra)
-    assert proc.returncode != 0, _out(proc)
-    assert "VM %s has no valid manifest in snapshot %s" % (lab.name("gsym"), SNAP) in proc.stdout, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
+    assert "VM %s has no valid manifest in snapshot %s" % (lab.name("gsym"), SNAP) in proc.stdout, run_output(proc)
     assert "Nothing was touched" in proc.stdout
     assert _running(lab, "gsym", "gnest")
     assert not any(s.startswith("kvmsnap-prerestore_") for s in lab.snapshots("s1", "vol_ds1"))
@@ -144,7 +140,7 @@ def test_the_healthy_vm_still_restores(lab):
     # the pre-flight check does not get in the way of a good backup
     guestlab.destroy_and_undefine(lab.conn.lookupByName(lab.name("gok")))
     proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [lab.name("gok")], **BY_NAME})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert proc.report["status"] == "ok" and _running(lab, "gok")
 
 
@@ -161,15 +157,15 @@ def test_restore_refuses_a_disk_missing_from_the_snapshot_before_touching_anythi
         backup = lab.run("backup", inv, {"kvmsnap_snapshot_name": snap2})
     finally:
         lab.sims["s1"].admin("POST", "snapshot-omit", {"svm": "svm1", "volume": "vol_ds1", "paths": []})
-    assert backup.returncode != 0 and backup.report["not_done"] == [lab.name("gok")], _out(backup)
+    assert backup.returncode != 0 and backup.report["not_done"] == [lab.name("gok")], run_output(backup)
     before = lab.snapshots("s1", "vol_ds1")
     proc = lab.run("restore", inv, {"kvmsnap_restore_vms": [lab.name("gok")], "kvmsnap_restore_force": True,
                                     "kvmsnap_shutdown_timeout": 3, "kvmsnap_restore_snapshot": snap2,
                                     "kvmsnap_restore_allow_crash": True})
-    assert proc.returncode != 0, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
     missing = str(lab.vol("s1", "vol_ds1") / ".snapshot" / snap2 / disk)
     assert "kvmsnap restore pre-flight: kvm1: VM %s is not in snapshot %s: %s" % (lab.name("gok"), snap2, missing) \
-        in proc.stdout, _out(proc)
+        in proc.stdout, run_output(proc)
     assert "no VM was stopped, no safety snapshot was made" in proc.stdout
     assert _running(lab, "gok")
     assert lab.snapshots("s1", "vol_ds1") == before

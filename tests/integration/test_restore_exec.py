@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.sim_fixtures import start_sim
-from test_playbook_backup_restore import PLAYBOOK, Lab, _out, sha
+from helpers.playbook_lab import PLAYBOOK, Lab, run_output, sha
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _lock
 
@@ -84,16 +83,14 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%sexec-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
+        lab.start_sim("s1")
         _define_two_disk_guest(lab, "v")
         lab.nvram = _define_nvram_guest(lab, "n")
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
         lab.inv = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("v"), lab.name("n")]}},
                                 {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1])
         proc = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": SNAP})
-        assert proc.returncode == 0, _out(proc)
+        assert proc.returncode == 0, run_output(proc)
         lab.uuid = lab.conn.lookupByName(lab.name("v")).UUIDString()
         lab.state_dir = base / "state"
         yield lab
@@ -159,8 +156,8 @@ def test_restore_refuses_while_a_backup_holds_the_vms_lock(live):
                   hold=True)
     try:
         proc = restore(lab)
-        assert proc.returncode != 0, _out(proc)
-        assert "is locked by run %s" % backup_run in proc.stdout, _out(proc)
+        assert proc.returncode != 0, run_output(proc)
+        assert "is locked by run %s" % backup_run in proc.stdout, run_output(proc)
         untouched(lab, before)
     finally:
         _lock.release(str(lab.state_dir), [lab.uuid], backup_run)
@@ -187,7 +184,7 @@ def test_stop_then_safety_snapshot_then_overwrite(live):
     watcher.start()
     proc = restore(lab)
     watcher.join()
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     calls = sim.admin("GET", "calls?since=%d" % seq)["calls"]
     snap_posts = [c for c in calls if c["method"] == "POST" and c["path"].endswith("/snapshots")]
     patches = [c for c in calls if c["method"] == "PATCH" and c["path"].count("/") == 4]
@@ -209,7 +206,7 @@ def test_a_changed_nvram_is_kept_aside(lab):
     backed_up = lab.nvram.read_bytes()
     lab.nvram.write_bytes(b"NVRAM-CHANGED-SINCE".ljust(4096, b"\0"))
     proc = restore(lab, vm="n")
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert lab.nvram.read_bytes() == backed_up
     aside = [a for a in proc.report["aside"] if a["vm"] == lab.name("n")]
     assert len(aside) == 1 and aside[0]["nvram"], proc.report
@@ -229,14 +226,14 @@ def test_second_disk_fails_first_rolled_back_vm_running_again(live):
                                  "count": 1, "status": 400, "code": "917505",
                                  "message": "simulated single-file restore failure"})
     proc = restore(lab)
-    assert proc.returncode != 0, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
     rep = proc.report
-    assert rep, _out(proc)
+    assert rep, run_output(proc)
     files = rep["volumes"][0]["files"]
     assert [f["result"] for f in files] == ["rolled_back", "failed"], files
     assert "simulated single-file restore failure" in files[1]["error"]
     assert rep["rolled_back"] is True and rep["safety_snapshot"] and rep["journal"] is None
-    assert "were rolled back from it and the VMs put back as they were" in proc.stdout, _out(proc)
+    assert "were rolled back from it and the VMs put back as they were" in proc.stdout, run_output(proc)
     # the VM is back as it was: running, its disks hold the live data again
     dom = lab.conn.lookupByName(lab.name("v"))
     assert dom.state()[0] == RUNNING
@@ -276,13 +273,13 @@ def test_kill_9_after_the_disks_then_a_backup_refuses_and_a_rerun_completes(live
     assert holder and holder["run_id"] == journal["run_id"]
     # the killed restore's lock still holds: a backup refuses, naming it
     backup = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": "kvmsnap-daily_exec_refused"})
-    assert backup.returncode != 0, _out(backup)
-    assert "is locked by run %s" % journal["run_id"] in backup.stdout, _out(backup)
+    assert backup.returncode != 0, run_output(backup)
+    assert "is locked by run %s" % journal["run_id"] in backup.stdout, run_output(backup)
     assert "kvmsnap-daily_exec_refused" not in lab.snapshots("s1", "vol_ds1")
     # the rerun completes the journaled plan: same run, same safety snapshot, the VM that was running is started
     safety = prerestore(lab)
     rerun = restore(lab)
-    assert rerun.returncode == 0, _out(rerun)
+    assert rerun.returncode == 0, run_output(rerun)
     assert rerun.report["run_id"] == journal["run_id"]
     assert rerun.report["safety_snapshot"] == journal["safety_snapshot"]
     # no second safety snapshot (the retention, kvmsnap_prerestore_keep, may have pruned the oldest ones)
@@ -303,9 +300,9 @@ def test_a_failed_safety_snapshot_is_not_named_and_nothing_is_overwritten(live):
                                             "path": "/api/storage/volumes/*/snapshots", "count": 5,
                                             "status": 500, "code": "65552", "message": "snapshot RPC failure"})
     proc = restore(lab)
-    assert proc.returncode != 0, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
     assert proc.report["safety_snapshot"] is None
-    assert "The state before the restore is in snapshot" not in proc.stdout, _out(proc)
+    assert "The state before the restore is in snapshot" not in proc.stdout, run_output(proc)
     assert "No safety snapshot was taken" in proc.stdout
     assert {p: sha(p) for p in disks(lab)} == lab.before  # nothing overwritten
     assert prerestore(lab) == before

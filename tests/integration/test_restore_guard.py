@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.sim_fixtures import start_sim
-from test_playbook_backup_restore import Lab, _out, sha
+from helpers.playbook_lab import Lab, run_output, sha
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 import guestlab
@@ -42,19 +41,16 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%sguard-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"},
-                        {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "10G"}]})
-        lab.add_guest("v", "s1", "vol_ds1")   # the VM to restore
-        lab.add_guest("x", "s1", "vol_ds2")   # restored in volume mode
-        lab.add_guest("y", "s1", "vol_ds2")   # another VM on that volume, running
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
-        lab.ds2 = {"path": str(lab.vol("s1", "vol_ds2")), "controller": "c1", "svm": "svm1", "volume": "vol_ds2"}
+        lab.start_sim("s1", ("vol_ds1", "vol_ds2"))
+        lab.add_guests(("v", "s1", "vol_ds1"),   # the VM to restore
+                       ("x", "s1", "vol_ds2"),   # restored in volume mode
+                       ("y", "s1", "vol_ds2"))   # another VM on that volume, running
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
+        lab.ds2 = lab.datastore("s1", "vol_ds2")
         lab.hosts = {"kvmA": {"kvmsnap_vms": [lab.name(k) for k in ("v", "x", "y")]}}
         lab.inv = lab.inventory(lab.hosts, {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1, lab.ds2])
         proc = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": SNAP})
-        assert proc.returncode == 0, _out(proc)
+        assert proc.returncode == 0, run_output(proc)
         lab.v_xml = lab.conn.lookupByName(lab.name("v")).XMLDesc(0)
         lab.v_uuid = lab.conn.lookupByName(lab.name("v")).UUIDString()
         lab.v_disk = lab.disk("v", "s1", "vol_ds1")
@@ -101,10 +97,10 @@ def _refused_untouched(lab, inv, extra, *needles):
     snaps = lab.snapshots("s1", "vol_ds1")
     for check in (True, False):
         proc = lab.run("restore", inv, extra, check=check)
-        assert proc.returncode != 0, _out(proc)
-        assert "kvmsnap restore pre-flight" in proc.stdout, _out(proc)
+        assert proc.returncode != 0, run_output(proc)
+        assert "kvmsnap restore pre-flight" in proc.stdout, run_output(proc)
         for needle in needles:
-            assert needle in proc.stdout, _out(proc)
+            assert needle in proc.stdout, run_output(proc)
         assert sha(lab.v_disk) == before
         assert lab.snapshots("s1", "vol_ds1") == snaps  # no safety snapshot
     return proc
@@ -176,10 +172,10 @@ def test_volume_mode_never_rolls_back_a_running_vm_it_does_not_restore(lab):
              "kvmsnap_restore_mode": "volume", "kvmsnap_restore_volume_override": True}
     for check in (True, False):
         proc = lab.run("restore", lab.inv, extra, check=check)
-        assert proc.returncode != 0, _out(proc)
-        assert "kvmsnap_restore_volume_override does not allow that" in proc.stdout, _out(proc)
-        assert "%s on kvmA (running, volume c1:svm1:vol_ds2)" % lab.name("y") in proc.stdout, _out(proc)
-        assert "no safety copy survives a volume restore" in proc.stdout, _out(proc)
+        assert proc.returncode != 0, run_output(proc)
+        assert "kvmsnap_restore_volume_override does not allow that" in proc.stdout, run_output(proc)
+        assert "%s on kvmA (running, volume c1:svm1:vol_ds2)" % lab.name("y") in proc.stdout, run_output(proc)
+        assert "no safety copy survives a volume restore" in proc.stdout, run_output(proc)
         assert sha(y_disk) == before and lab.state("y") == libvirt.VIR_DOMAIN_RUNNING
         assert lab.snapshots("s1", "vol_ds2") == [SNAP]
 
@@ -192,9 +188,9 @@ def test_volume_mode_sees_a_running_vm_of_another_host_elsewhere_on_the_volume(l
     extra = {"kvmsnap_restore_vms": [lab.name("x")], "kvmsnap_restore_snapshot": SNAP,
              "kvmsnap_restore_mode": "volume", "kvmsnap_restore_volume_override": True}
     proc = lab.run("restore", inv, extra, check=True)
-    assert proc.returncode != 0, _out(proc)
-    assert "%s on kvmB (running, volume c1:svm1:vol_ds2)" % lab.name("z") in proc.stdout, _out(proc)
-    assert "VM on the volume: %s kvmB running c1:svm1:vol_ds2" % lab.name("z") in proc.stdout, _out(proc)
+    assert proc.returncode != 0, run_output(proc)
+    assert "%s on kvmB (running, volume c1:svm1:vol_ds2)" % lab.name("z") in proc.stdout, run_output(proc)
+    assert "VM on the volume: %s kvmB running c1:svm1:vol_ds2" % lab.name("z") in proc.stdout, run_output(proc)
     assert lab.snapshots("s1", "vol_ds2") == [SNAP]
 
 
@@ -202,18 +198,18 @@ def test_volume_mode_names_the_snapshots_it_deletes_and_that_no_safety_copy_surv
     # a later backup of y on vol_ds2, then y shut off: the volume restore of x to SNAP deletes that backup
     later = "kvmsnap-daily_guard2"
     proc = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": later, "kvmsnap_vms": [lab.name("y")]})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     lab.conn.lookupByName(lab.name("y")).destroy()
     assert lab.snapshots("s1", "vol_ds2") == sorted([SNAP, later])
     extra = {"kvmsnap_restore_vms": [lab.name("x")], "kvmsnap_restore_snapshot": SNAP,
              "kvmsnap_restore_mode": "volume"}
     refused = lab.run("restore", lab.inv, extra)
     assert refused.returncode != 0
-    assert "volume c1:svm1:vol_ds2 also holds disks of %s" % lab.name("y") in refused.stdout, _out(refused)
+    assert "volume c1:svm1:vol_ds2 also holds disks of %s" % lab.name("y") in refused.stdout, run_output(refused)
     assert "files on the volume of VM" not in refused.stdout  # named once
-    assert "volume restore deletes 1 newer snapshot(s) of c1:svm1:vol_ds2: %s" % later in refused.stdout, _out(refused)
+    assert "volume restore deletes 1 newer snapshot(s) of c1:svm1:vol_ds2: %s" % later in refused.stdout, run_output(refused)
     proc = lab.run("restore", lab.inv, dict(extra, kvmsnap_restore_volume_override=True))
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["mode"] == "volume" and rep["safety_snapshot"] is None
     assert rep["deleted_snapshots"] == [later]
@@ -222,5 +218,5 @@ def test_volume_mode_names_the_snapshots_it_deletes_and_that_no_safety_copy_surv
     assert any("rolls back the files of the other VM(s)" in w and lab.name("y") in w for w in rep["warnings"])
     # said before anything happened, in the pre-flight output
     head = proc.stdout.split("Stop the VMs and define them")[0]
-    assert "no safety copy survives a volume restore" in head and later in head, _out(proc)
+    assert "no safety copy survives a volume restore" in head and later in head, run_output(proc)
     assert lab.snapshots("s1", "vol_ds2") == [SNAP]

@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.sim_fixtures import start_sim
-from test_playbook_backup_restore import Lab, _out, sha
+from helpers.playbook_lab import Lab, run_output, sha
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 import guestlab
@@ -37,9 +36,7 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%spaths-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
+        lab.start_sim("s1")
         images = lab.vol("s1", "vol_ds1") / "images"
         for key in ("x", "y"):
             lab.doms[key] = guestlab.define_minimal_guest(lab.conn, lab.name(key), str(images))
@@ -73,7 +70,7 @@ def restore_x(lab, snapshot: str):
 
 def test_backup_of_a_datastore_in_a_subdirectory(lab):
     proc = lab.run("backup", lab.inv_xy, {"kvmsnap_snapshot_name": SNAP1})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert proc.report["status"] == "ok" and sorted(proc.report["done"]) == sorted([lab.name("x"), lab.name("y")])
     uuid = lab.conn.lookupByName(lab.name("x")).UUIDString()
     # the manifest lies in the datastore (so inside the volume under images/), the disk at its path in the volume
@@ -90,16 +87,16 @@ def test_restore_writes_the_disk_inside_the_datastore_not_at_the_volume_root(lab
         fh.write(b"changed after the backup" * 16)
     assert sha(xdisk(lab)) != good
     proc = restore_x(lab, SNAP1)
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
-    assert rep["status"] == "ok" and rep["done"] == [lab.name("x")], _out(proc)
+    assert rep["status"] == "ok" and rep["done"] == [lab.name("x")], run_output(proc)
     assert sha(xdisk(lab)) == good, "the VM's disk was not restored"
     assert sha(lab.decoy) == decoy, "the file at the volume root was overwritten"
 
 
 def test_later_run_without_x_is_not_a_backup_of_x(lab):
     proc = lab.run("backup", lab.inv_y, {"kvmsnap_snapshot_name": SNAP2})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert proc.report["done"] == [lab.name("y")]
     uuid = lab.conn.lookupByName(lab.name("x")).UUIDString()
     # x's manifest of the first run is still in the datastore, so the second snapshot carries it
@@ -107,8 +104,8 @@ def test_later_run_without_x_is_not_a_backup_of_x(lab):
     before = sha(xdisk(lab))
     refused = restore_x(lab, SNAP2)
     assert refused.returncode != 0
-    assert "VM %s was not protected by snapshot %s" % (lab.name("x"), SNAP2) in refused.stdout, _out(refused)
-    assert "its manifest there is from snapshot %s" % SNAP1 in refused.stdout, _out(refused)
+    assert "VM %s was not protected by snapshot %s" % (lab.name("x"), SNAP2) in refused.stdout, run_output(refused)
+    assert "its manifest there is from snapshot %s" % SNAP1 in refused.stdout, run_output(refused)
     assert sha(xdisk(lab)) == before
     assert len(lab.snapshots("s1", "vol_ds1")) == 3  # SNAP1, SNAP2 and the first restore's safety snapshot only
 
@@ -119,9 +116,9 @@ def test_latest_picks_per_vm_the_newest_snapshot_that_protected_it(lab):
         fh.seek(4096)
         fh.write(b"changed again" * 16)
     proc = restore_x(lab, "latest")
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
-    assert rep["status"] == "ok" and rep["snapshot"] == SNAP1, _out(proc)
+    assert rep["status"] == "ok" and rep["snapshot"] == SNAP1, run_output(proc)
     assert sha(xdisk(lab)) == good
 
 
@@ -129,8 +126,8 @@ def test_restore_all_from_a_later_snapshot_leaves_out_the_vm_it_did_not_protect(
     before = sha(xdisk(lab))
     proc = lab.run("restore", lab.inv_xy, {"kvmsnap_restore_vms": "all", "kvmsnap_restore_snapshot": SNAP2,
                                            "kvmsnap_restore_force": True, "kvmsnap_shutdown_timeout": 2})
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
-    assert rep["status"] == "ok" and rep["done"] == [lab.name("y")], _out(proc)
+    assert rep["status"] == "ok" and rep["done"] == [lab.name("y")], run_output(proc)
     assert any("VM %s was not protected by snapshot %s" % (lab.name("x"), SNAP2) in n for n in rep["notes"]), rep
     assert sha(xdisk(lab)) == before  # x was neither stopped nor rolled back to an image it was not quiesced for

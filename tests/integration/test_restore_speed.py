@@ -12,7 +12,7 @@ import time
 
 import guestlab
 import pytest
-from test_playbook_backup_restore import Lab, _out, sha
+from helpers.playbook_lab import Lab, run_output, sha
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ def test_restore_of_a_shut_off_and_a_deleted_vm_is_fast_under_stock_settings(spe
     import libvirt
     lab = speed_lab
     backup = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": "kvmsnap-daily_speed1"})
-    assert backup.returncode == 0, _out(backup)
+    assert backup.returncode == 0, run_output(backup)
     snap = backup.report["snapshot"]
     disk_b = lab.disk("b", "s1", "vol_ds1")
     snap_b = lab.vol("s1", "vol_ds1") / ".snapshot" / snap / disk_b.name
@@ -47,10 +47,10 @@ def test_restore_of_a_shut_off_and_a_deleted_vm_is_fast_under_stock_settings(spe
                                         "kvmsnap_restore_snapshot": snap})
     elapsed = time.monotonic() - started
     print("\n[restore speed] 2 minimal VMs (shut off + deleted), restore playbook end to end: %.1f s" % elapsed)
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "ok" and sorted(rep["done"]) == sorted([lab.name("a"), lab.name("b")]), rep
     assert sha(disk_b) == sha(snap_b)
     # a restore leaves a VM in the state it found it: the shut off one stays off, the deleted one runs again
     assert (lab.state("a"), lab.state("b")) == (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_RUNNING)
-    assert elapsed < RESTORE_BOUND_S, "restore took %.1f s (old lab settings: ~8 s)\n%s" % (elapsed, _out(proc))
+    assert elapsed < RESTORE_BOUND_S, "restore took %.1f s (old lab settings: ~8 s)\n%s" % (elapsed, run_output(proc))

@@ -26,8 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.sim_fixtures import start_sim
-from test_playbook_backup_restore import Lab, _out, sha
+from helpers.playbook_lab import Lab, run_output, sha
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest_sig
 
@@ -46,16 +45,14 @@ def lab(libvirt_system, tmp_path_factory):
     lab = Lab(base, libvirt_system)
     lab.prefix = "%strust-" % guestlab.run_prefix()
     try:
-        lab.sims["s1"] = start_sim(base / "sim1", {
-            "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]}],
-            "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "10G"}]})
-        lab.add_guest("v", "s1", "vol_ds1")  # the VM whose manifest is edited
-        lab.add_guest("o", "s1", "vol_ds1")  # another running VM on the same datastore
-        lab.ds1 = {"path": str(lab.vol("s1", "vol_ds1")), "controller": "c1", "svm": "svm1", "volume": "vol_ds1"}
+        lab.start_sim("s1")
+        lab.add_guests(("v", "s1", "vol_ds1"),  # the VM whose manifest is edited
+                       ("o", "s1", "vol_ds1"))  # another running VM on the same datastore
+        lab.ds1 = lab.datastore("s1", "vol_ds1")
         lab.inv = lab.inventory({"kvm1": {"kvmsnap_vms": [lab.name("v"), lab.name("o")]}},
                                 {"c1": lab.controller("s1")}, kvmsnap_datastores=[lab.ds1])
         proc = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": SNAP})
-        assert proc.returncode == 0, _out(proc)
+        assert proc.returncode == 0, run_output(proc)
         lab.uuid = lab.conn.lookupByName(lab.name("v")).UUIDString()
         lab.mdir = lab.vol("s1", "vol_ds1") / ".snapshot" / SNAP / ".kvmsnap" / lab.uuid
         _make_writable(lab.mdir)
@@ -143,12 +140,12 @@ def test_unsigned_manifest_is_refused_unless_named(pristine):
     proc = restore(lab)
     assert proc.returncode != 0
     msg = "VM %s: signature: the manifest is not signed; refused" % lab.name("v")
-    assert msg in proc.stdout, _out(proc)
+    assert msg in proc.stdout, run_output(proc)
     assert "One or more items failed" not in proc.stdout
     untouched(lab, *before)
     # the override is per VM, by name; check mode runs the same checks and passes them
     ok = restore(lab, check=True, kvmsnap_restore_unsigned_ok=[lab.name("v")])
-    assert ok.returncode == 0, _out(ok)
+    assert ok.returncode == 0, run_output(ok)
     assert "would restore %s from %s" % (lab.name("v"), SNAP) in ok.stdout
     untouched(lab, *before)
 
@@ -160,7 +157,7 @@ def test_forged_signature_is_refused(pristine):
     proc = restore(lab)
     assert proc.returncode != 0
     assert "VM %s: signature: the signature does not verify with the configured key(s)" % lab.name("v") in proc.stdout, \
-        _out(proc)
+        run_output(proc)
     untouched(lab, *before)
 
 
@@ -168,11 +165,11 @@ def test_rotated_key_old_one_still_verifies(pristine):
     lab = pristine
     proc = restore(lab, check=True, verbose="-vvv", kvmsnap_manifest_key="f" * 64,
                    kvmsnap_manifest_keys_old=[key_of(lab)])
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     # no key in the output, not even at -vvv (the command line itself is not Ansible's output)
     assert key_of(lab) not in proc.stdout + proc.stderr and "f" * 64 not in proc.stdout + proc.stderr
     refused = restore(lab, check=True, kvmsnap_manifest_key="f" * 64)
-    assert refused.returncode != 0 and "does not verify" in refused.stdout, _out(refused)
+    assert refused.returncode != 0 and "does not verify" in refused.stdout, run_output(refused)
 
 
 def test_datastores_in_the_manifest_do_not_widen_the_allowed_paths(pristine):
@@ -189,9 +186,9 @@ def test_datastores_in_the_manifest_do_not_widen_the_allowed_paths(pristine):
     tamper(lab, manifest=edit, xml=lambda x: x.replace(old_src, str(outside)))
     for check in (True, False):  # check mode runs the same validation
         proc = restore(lab, check=check)
-        assert proc.returncode != 0, _out(proc)
+        assert proc.returncode != 0, run_output(proc)
         assert ("VM %s: disks[0].datastore '/' is not one of this host's datastores (%s"
-                % (lab.name("v"), lab.ds1["path"])) in proc.stdout, _out(proc)
+                % (lab.name("v"), lab.ds1["path"])) in proc.stdout, run_output(proc)
         untouched(lab, *before)
 
 
@@ -209,7 +206,7 @@ def test_another_vms_disk_is_refused(pristine):
     proc = restore(lab)
     assert proc.returncode != 0
     assert ("VM %s: disks[0].source %s is used by VM %s on this host" % (lab.name("v"), other, lab.name("o"))
-            in proc.stdout), _out(proc)
+            in proc.stdout), run_output(proc)
     untouched(lab, *before)
     assert sha(other) == other_sha
     assert lab.conn.lookupByName(lab.name("o")).state()[0] == RUNNING
@@ -232,7 +229,7 @@ def test_foreign_emulator_and_serial_file_are_rewritten(pristine):
 
     tamper(lab, xml=edit)
     proc = restore(lab)
-    assert proc.returncode == 0, _out(proc)
+    assert proc.returncode == 0, run_output(proc)
     assert not marker.exists()  # libvirtd never ran the script
     assert hostfile.read_text() == "host data that QEMU must not truncate\n"
     dom = lab.conn.lookupByName(lab.name("v"))

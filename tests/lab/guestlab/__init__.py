@@ -43,6 +43,7 @@ Python API (``sys.path.insert(0, 'tests/lab'); import guestlab``)
 ``guest_exec(dom, argv, timeout=30) -> {exitcode, out, err}``
 ``shutdown_guest(dom, timeout=30)``                                 clean power-off via the agent
 ``destroy_and_undefine(dom)``                                       never raises for a gone domain
+``destroy_all(doms)``                                              the same for several domains, side by side
 ``cleanup_prefix(conn, prefix) -> [names]``
 ``cleanup_stale(conn) -> [names]``                                  kvs-<pid>-* of runs that are gone
 ``run_prefix() -> 'kvs-<pid>-'``                                    name prefix of this test run
@@ -72,6 +73,7 @@ from .domain import (
     console_tail,
     define_guest,
     define_minimal_guest,
+    destroy_all,
     destroy_and_undefine,
     domain_type,
     guest_exec,
@@ -89,7 +91,7 @@ from .testnode import make_test_domains, write_test_node
 __all__ = [
     "AGENT_PORT_NAME", "BuildError", "GuestAssets", "GuestError", "agent_command", "build_assets",
     "cleanup_prefix", "cleanup_stale", "console_log_path", "console_tail", "define_guest",
-    "define_minimal_guest", "destroy_and_undefine", "domain_type", "fsck_disk", "guest_exec", "guest_xml",
+    "define_minimal_guest", "destroy_all", "destroy_and_undefine", "domain_type", "fsck_disk", "guest_exec", "guest_xml",
     "host_has_kvm", "make_boot_sector", "make_data_disk", "make_test_domains", "minimal_guest_xml",
     "missing_host_commands", "parse_writer_log", "read_disk_file", "read_guest_file", "run_prefix",
     "shutdown_guest", "wait_agent_ready", "write_test_node", "writer_log_gaps",
