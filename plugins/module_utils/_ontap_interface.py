@@ -33,7 +33,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import
     VolumeRecord,
     VolumeRef,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._retry import backoff_delay
+from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 T = TypeVar("T")
 CG_API = (9, 10, 1)
@@ -159,9 +159,6 @@ class Ontap(ABC):
             return fn()
         except OntapError as exc:
             raise exc.with_context(operation, self.hostname) from None
-
-    def backoff(self, attempt: int) -> None:
-        time.sleep(backoff_delay(attempt))
 
     # ---- cluster -------------------------------------------------------------------------------
     @abstractmethod
@@ -373,24 +370,20 @@ class Ontap(ABC):
         if clash:
             raise self.error("snapshot %s already exists on %s" % (name, ", ".join(clash)), what, code="13020",
                              hint="Choose another name or delete the existing snapshot first; it is never overwritten.")
-        attempt = 0
-        while True:
+        def create_once(attempt: int) -> str:
             self.attempted_method = None
             try:
-                method = self._create_set(volumes, name, comment, snapmirror_label)
-                break
+                return self._create_set(volumes, name, comment, snapmirror_label)
             except OntapError as exc:
                 exc.with_context(what, self.hostname)
                 found = self._created(volumes, name, comment)
                 if exc.is_transient and len(found) == len(volumes) and attempt < self.retries:
                     # the controller did it although the answer was lost: done
-                    method = self.attempted_method or ("single" if len(volumes) == 1 else "cg")
-                    break
-                self._cleanup(found, name, exc)
-                if not exc.is_transient or attempt >= self.retries:
-                    raise
-                attempt += 1
-                self.backoff(attempt)
+                    return self.attempted_method or ("single" if len(volumes) == 1 else "cg")
+                self._cleanup(found, name, exc)  # a retry starts from nothing
+                raise
+
+        method = retry(create_once, self.retries, lambda err: isinstance(err, OntapError) and err.is_transient)
         snapshots: List[SnapshotBrief] = []
         for svm, vol in volumes:
             if not readback:
