@@ -12,6 +12,7 @@ import pytest
 from helpers.testdriver_fixtures import backup_params
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _fence, _fence_errors, _journal, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import LIMITS
 
 libvirt = pytest.importorskip("libvirt")
 URI = "test:///default"
@@ -234,8 +235,9 @@ def test_module_takes_every_deadline_the_role_takes(module_runner, sim, tmp_path
     args.update(sim.conn())
     res = module_runner("vm_backup", args, check_mode=True)
     assert not res.failed, res
-    bad = module_runner("vm_backup", dict(args, deadline=86401), check_mode=True)
-    assert bad.failed and bad["msg"] == "deadline: 86401 is out of range; expected 1-86400."
+    low, high = LIMITS["deadline"]
+    bad = module_runner("vm_backup", dict(args, deadline=high + 1), check_mode=True)
+    assert bad.failed and bad["msg"] == "deadline: %d is out of range; expected %d-%d." % (high + 1, low, high)
 
 
 def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path, monkeypatch):
