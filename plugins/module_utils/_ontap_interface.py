@@ -370,6 +370,7 @@ class Ontap(ABC):
         if clash:
             raise self.error("snapshot %s already exists on %s" % (name, ", ".join(clash)), what, code="13020",
                              hint="Choose another name or delete the existing snapshot first; it is never overwritten.")
+
         def create_once(attempt: int) -> str:
             self.attempted_method = None
             try:
