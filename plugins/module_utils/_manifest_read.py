@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _libvirt, _manifest_sig
 from ansible_collections.kvmsnap.core.plugins.module_utils import _manifest as mf
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt_args import libvirt_argument_spec
 
 ARGS: Dict[str, Dict[str, Any]] = libvirt_argument_spec(
@@ -41,15 +42,21 @@ def argument_spec(**extra: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     return spec
 
 
-class ManifestReadError(Exception):
+class ManifestReadError(KvmsnapError):
     """An option or the KVM host's libvirt stops the read; the message names the host and what was not done."""
+
+
+def check_snapshot_names(field: str, names: List[str]) -> None:
+    """Snapshot names are joined into `.snapshot/<name>/` and catalog paths: never a path, never . or .."""
+    for name in names:
+        if "/" in name or name in (".", ".."):
+            raise ManifestReadError("%s: %r is not a snapshot name." % (field, name))
 
 
 def check_common(params: Mapping[str, Any]) -> None:
     """The snapshot name (never a path) and the manifest key (when given)."""
-    snapshot = params.get("snapshot")
-    if snapshot is not None and ("/" in snapshot or snapshot in (".", "..")):
-        raise ManifestReadError("snapshot: %r is not a snapshot name." % snapshot)
+    if params.get("snapshot") is not None:
+        check_snapshot_names("snapshot", [params["snapshot"]])
     if params.get("manifest_key"):
         try:
             _manifest_sig.key_id(params["manifest_key"])

@@ -323,6 +323,8 @@ def main() -> None:
     p = module.params
     try:
         _manifest_read.check_common(p)
+        if p["state"] == "protected":
+            _manifest_read.check_snapshot_names("snapshots", p["snapshots"])
     except _manifest_read.ManifestReadError as exc:
         module.fail_json(msg=str(exc))
     if p["state"] == "catalog_pruned":
@@ -330,9 +332,6 @@ def main() -> None:
                                    p["keep_days"], check_mode=module.check_mode)
         module.exit_json(changed=bool(removed), removed=removed)
     if p["state"] == "protected":
-        bad = [s for s in p["snapshots"] if "/" in s or s in (".", "..")]
-        if bad:
-            module.fail_json(msg="snapshots: %r is not a snapshot name." % bad[0])
         module.exit_json(changed=False, protected=mf.protected(p["datastores"], p["datastore_offsets"] or {},
                                                                p["state_dir"], p["snapshots"]))
     if p["state"] == "present":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import CONSISTENCIES
 
 OVERRIDE_VAR = "kvmsnap_restore_allow_crash"
@@ -21,7 +22,7 @@ RECORD_KEYS = ("name, policy, run, host, state (good, pending, late, or null: no
                "collection), consistency, ontap_state, create_time, create_time_iso, volumes, missing, complete, ours")
 
 
-class CatalogError(ValueError):
+class CatalogError(KvmsnapError, ValueError):
     """The snapshot to restore cannot be chosen; the message names the snapshot, its state and what to do."""
 
 

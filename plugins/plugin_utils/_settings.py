@@ -23,6 +23,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import (
     DEFAULT_RETRIES,
     DEFAULT_STATE_DIR,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_MODES
 from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import DEFAULT_URI
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import redact
@@ -93,7 +94,7 @@ _OBJ_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,202}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$")
 
 
-class SettingsError(ValueError):
+class SettingsError(KvmsnapError, ValueError):
     """A role variable is invalid; the message names it and the allowed form."""
 
 
