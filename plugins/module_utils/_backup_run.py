@@ -26,6 +26,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import Op
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect as ontap_connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import confirm_snapshot_set, recover_orphans
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_set import SnapshotSetPlan
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import existing_set
 
 
@@ -42,6 +43,9 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
     result: Dict[str, Any] = {"changed": False, "vms": [], "snapshots": [], "recovered": [], "run_id": run_id,
                               "method": None, "trust": None}
     outcomes: List[Dict[str, Any]] = []
+    ontap: Any = None
+    snapset: Optional[SnapshotSetPlan] = None
+    snap: Dict[str, Any] = {}
     try:
         # ---- pre-flight: nothing is touched before every check passed -------------------------------
         policy = params.get("policy") or "daily"
@@ -85,6 +89,13 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                              "nothing touched" % (sum(1 for v in result["vms"] if v["action"] != "none"), mode, name,
                                                   ", ".join(result["volumes"])))
             return result
+        # ---- before the fence: everything but the point in time (look-ups, method, a temporary CG) -------
+        try:
+            snapset = ontap.prepare_snapshot_set(list(volumes), name, comment=comment, snapmirror_label=label,
+                                              precheck=False, until=until)  # names checked in the pre-flight
+        except (OntapError, OptionError) as err:
+            raise FenceError("vm_backup on ONTAP %s: preparing snapshot %s of %s failed: %s; nothing was quiesced."
+                             % (params.get("hostname"), name, ", ".join(result["volumes"]), err)) from None
         # ---- the fence ------------------------------------------------------------------------------
         with release_on_signals():
             try:
@@ -100,22 +111,20 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 fence.emergency_release()
                 raise
             failed = [o for o in outcomes if o.get("error")]
-            snap: Dict[str, Any] = {}
             gang = None
             try:
                 if not failed:
-                    snap = _snapshot_within(ontap, volumes, name, comment, label, deadline_mono,
-                                            lambda: fence.prepare_release(outcomes), until=until)
+                    snap = _snapshot_within(ontap, snapset, deadline_mono, lambda: fence.prepare_release(outcomes))
                     gang = snap.pop("gang", None)
             finally:
                 fence.release(outcomes, gang=gang)  # always: success, error, timeout, signal
                 fence.finish(outcomes, by="vm_backup run %s" % run_id)
+        # ---- after the release: commit (already running), comments, temporary CG, read-back -----------
         late = snap.pop("late", None)
         snap["was_late"] = late is not None
         if late is not None:  # released at the deadline; give the call a bounded time to finish (F3 (docs/dev/faults.md#f3))
             late.wait(LATE_WAIT)
-            if "result" not in snap and "error" not in snap:
-                snap["error"] = "no answer from ONTAP within %ds after the deadline" % LATE_WAIT
+        _finish_snapshot(ontap, snapset, snap)
         for o in outcomes:
             if o["action"] != "none" and o.get("t_released"):
                 o["pause_ms"] = elapsed_ms(o["t_quiesced"], o["t_released"])
@@ -176,6 +185,10 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         raise FenceError("vm_backup on %s: %s; every VM quiesced by this run was released." % (fence.where, err),
                          result) from None
     finally:
+        if snapset is not None and not snapset.finished and not _abandon_if_running(snap):
+            ontap.abort_snapshot_set(snapset)  # e.g. a VM could not be quiesced: remove the temporary CG now
+        if ontap is not None:
+            fence.warnings.extend(w for w in ontap.warnings if w not in fence.warnings)
         result["warnings"] = fence.warnings
         fence.close()
 
@@ -326,38 +339,92 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any], str], Any], params: Dict
     return ontap, existing, volumes
 
 
-def _snapshot_within(ontap: Any, volumes: List[tuple], name: str, comment: str, label: Optional[str],
-                     deadline_mono: float, while_waiting: Optional[Callable[[], Any]] = None,
-                     until: Optional[int] = None) -> Dict[str, Any]:
-    """create_snapshot_set in a worker thread; wait until the deadline at most (F3 (docs/dev/faults.md#f3)).
+def _snapshot_within(ontap: Any, snapset: SnapshotSetPlan, deadline_mono: float,
+                     while_waiting: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+    """Take SNAPSET's point in time in a worker thread; wait for it until the deadline at most
+    (F3 (docs/dev/faults.md#f3)). The worker commits a two-phase snapshot right after the take, while the
+    caller releases the VMs.
 
-    Returns {result, error, ms, done_in_window}. After the deadline the caller releases the VMs;
-    the worker keeps going and is given a short bounded time afterwards to learn the outcome.
+    Returns {ms, done_in_window, error?, done, late?}: DONE is set when the worker ended (take and commit). After
+    the deadline the caller releases the VMs; the worker keeps going and LATE (an event set by the take's end)
+    gives the caller a bounded time to learn the outcome.
     """
     box: Dict[str, Any] = {}
+    taken = threading.Event()
     done = threading.Event()
+    handoff = threading.Lock()  # decides who finishes SNAPSET: the caller, or the worker once abandoned
+    box["handoff"] = handoff
 
     def work() -> None:
         t0 = time.monotonic()
         try:
-            box["result"] = ontap.create_snapshot_set(list(volumes), name, comment=comment, snapmirror_label=label,
-                                                      until=until)  # a temp CG left by a crash expires with it
+            ontap.take_snapshot_set(snapset, deadline=deadline_mono)
         except Exception as err:  # reported to the caller
             box["error"] = str(err)
         box["ms"] = elapsed_ms(t0, time.monotonic())
-        done.set()
+        taken.set()
+        try:
+            ontap.commit_snapshot_set(snapset)  # no-op unless two-phase; the VMs are being released meanwhile
+        except Exception as err:  # the snapshots were removed again: reported after the release
+            box["commit_error"] = str(err)
+        with handoff:
+            done.set()
+            abandoned = box.get("abandoned", False)
+        if abandoned:  # the run ended without waiting for us: finish alone (pending comment, temporary CG)
+            try:
+                if snapset.taken:
+                    ontap.finish_snapshot_set(snapset, readback=False)
+                else:
+                    ontap.abort_snapshot_set(snapset)
+            except Exception:  # nobody to tell; the next run's recovery handles what is left  # nosec
+                pass
 
     worker = threading.Thread(target=work, name="kvmsnap-snapshot", daemon=True)
+    box["done"] = done
     worker.start()
     if while_waiting is not None:  # e.g. start the release workers while the controller works
         box["gang"] = while_waiting()
     left = deadline_mono - time.monotonic()
-    if done.wait(max(0.0, left)):
+    if taken.wait(max(0.0, left)):
         box["done_in_window"] = "error" not in box
         return box
     box["done_in_window"] = False
-    box["late"] = done
+    box["late"] = taken
     return box
+
+
+def _finish_snapshot(ontap: Any, snapset: SnapshotSetPlan, snap: Dict[str, Any]) -> None:
+    """After the release: wait (bounded) for the worker's commit, then finish SNAPSET into snap["result"], or put
+    what went wrong in snap["error"]."""
+    done = snap.get("done")
+    if done is None:  # no VM was quiesced: nothing was taken
+        return
+    done.wait(LATE_WAIT)
+    if _abandon_if_running(snap):
+        if "error" not in snap:
+            snap["error"] = "no answer from ONTAP within %ds after the deadline" % LATE_WAIT
+        return
+    if snap.get("commit_error") and "error" not in snap:
+        snap["error"] = snap["commit_error"]
+    if "error" in snap or not snapset.taken:
+        return
+    try:
+        snap["result"] = ontap.finish_snapshot_set(snapset)
+    except Exception as err:  # reported: the snapshots were removed
+        snap["error"] = str(err)
+    snap["phases_ms"] = dict(snapset.ms)
+
+
+def _abandon_if_running(snap: Dict[str, Any]) -> bool:
+    """True when the snapshot worker of SNAP still runs; it then finishes the snapshot set alone when ONTAP
+    answers (the run does not wait for it)."""
+    handoff = snap.get("handoff")
+    if handoff is None:
+        return False
+    with handoff:
+        if not snap["done"].is_set():
+            snap["abandoned"] = True
+    return bool(snap.get("abandoned"))
 
 
 LATE_WAIT = 10.0  # seconds to learn the outcome of a snapshot still running at the deadline (after the release)

@@ -91,7 +91,8 @@ class RestSession:
             url += "?" + urlencode(clean, safe=",*.|!")
         return url
 
-    def _once(self, method: str, path: str, query: Optional[Dict[str, Any]], body: Any) -> Tuple[int, Any, Dict]:
+    def _once(self, method: str, path: str, query: Optional[Dict[str, Any]], body: Any,
+              read_timeout: Optional[float] = None) -> Tuple[int, Any, Dict]:
         data = None
         headers = {}
         if body is not None:
@@ -100,7 +101,7 @@ class RestSession:
         url = self.url(path, query)
         self.calls += 1
         try:
-            resp = self._request.open(method, url, data=data, headers=headers, timeout=self.timeout)
+            resp = self._request.open(method, url, data=data, headers=headers, timeout=read_timeout or self.timeout)
             status = resp.getcode()
             raw = resp.read()
             resp_headers = dict(resp.headers.items()) if getattr(resp, "headers", None) else {}
@@ -141,10 +142,11 @@ class RestSession:
         return "%s %s" % (method, path if path.startswith("/api/") else "/api" + path)
 
     def request(self, method: str, path: str, query: Optional[Dict[str, Any]] = None, body: Any = None,
-                safe_to_retry: Optional[bool] = None) -> Tuple[int, Any, Dict]:
+                safe_to_retry: Optional[bool] = None, read_timeout: Optional[float] = None) -> Tuple[int, Any, Dict]:
         """Send one call. Transient failures are retried `retries` times with a short backoff when the
         call is safe to repeat (GET always; others only if SAFE_TO_RETRY, or when ONTAP said it did not
-        run it: connection refused, 'temporarily locked')."""
+        run it: connection refused, 'temporarily locked'). READ_TIMEOUT replaces the session's timeout for a
+        call whose answer ONTAP holds on purpose (return_timeout)."""
         if safe_to_retry is None:
             safe_to_retry = method in ("GET", "HEAD", "OPTIONS")
 
@@ -153,7 +155,8 @@ class RestSession:
                 return False
             not_executed = "temporarily locked" in exc.message.lower() or "refused" in exc.message
             return bool(safe_to_retry or not_executed)
-        return retry(lambda _attempt: self._once(method, path, query, body), self.retries, worth_retrying)
+        return retry(lambda _attempt: self._once(method, path, query, body, read_timeout), self.retries,
+                     worth_retrying)
 
     def get(self, path: str, **query: Any) -> Any:
         return self.request("GET", path, query)[1]

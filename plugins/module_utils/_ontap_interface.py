@@ -33,6 +33,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import
     VolumeRecord,
     VolumeRef,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_set import SnapshotSetPlan, commit_failed, run_phase
 from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 T = TypeVar("T")
@@ -139,9 +140,10 @@ class Ontap(ABC):
         self.retries: int = int(params.get("retries", 3))
         self.timeout: int = int(params.get("timeout", 60))
         self._version: Optional[Tuple[int, int, int]] = None
-        self.attempted_method: Optional[str] = None  # the method _create_set was using when it failed
         self.warnings: List[str] = []
-        self.temp_cg_until: Optional[int] = None  # `until` for the temporary CG of the current create_snapshot_set
+        self.temp_cg_until: Optional[int] = None  # `until` for the temporary CG of the current snapshot set
+        # time.monotonic() by which ONTAP's answers are wanted (take_snapshot_set); bounds return_timeout
+        self.call_deadline: Optional[float] = None
         # (svm, volume) -> record: a fence asks for the same volumes several times
         self._volumes: Dict[Tuple[str, str], VolumeRecord] = {}
 
@@ -220,10 +222,20 @@ class Ontap(ABC):
         in use (SnapMirror, clone, restore)."""
 
     @abstractmethod
-    def _create_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                    snapmirror_label: Optional[str]) -> str:
-        """Transport step of create_snapshot_set: take the snapshot (no pre-check, read-back or retry); returns
-        the method used; sets attempted_method before the creating call."""
+    def _plan_set(self, plan: SnapshotSetPlan) -> None:
+        """Transport step of prepare_snapshot_set: volume look-ups, plan.method/two_phase, a temporary CG."""
+
+    @abstractmethod
+    def _take_set(self, plan: SnapshotSetPlan) -> None:
+        """Transport step of take_snapshot_set: only the call(s) that make the point in time."""
+
+    @abstractmethod
+    def _commit_set(self, plan: SnapshotSetPlan) -> None:
+        """Transport step of commit_snapshot_set: the second phase of a two-phase snapshot (nothing otherwise)."""
+
+    def _drop_set(self, plan: SnapshotSetPlan) -> None:
+        """Remove what _plan_set made for PLAN (a temporary CG); a failure is a warning, never an error."""
+        return None  # ZAPI makes nothing to remove
 
     @abstractmethod
     def _set_comment(self, svm: str, volume: str, name: str, comment: Optional[str],
@@ -342,64 +354,133 @@ class Ontap(ABC):
                            "as another user (ontap_username); nothing was touched." % role)
         return out
 
-    # ---- shared: one consistent snapshot over many volumes -----------------------------------
+    # ---- shared: one consistent snapshot over many volumes, in phases (_ontap_snapshot_set) ----------
+    def prepare_snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str] = None,
+                             snapmirror_label: Optional[str] = None, precheck: bool = True,
+                             until: Optional[int] = None) -> SnapshotSetPlan:
+        """Everything before the point in time of snapshot NAME over VOLUMES [(svm, volume)] of this controller:
+        volume look-ups, the method, a temporary CG where one is needed. Nothing is snapshotted yet.
+
+        PRECHECK=False skips the "does NAME exist already" reads (for callers that checked in a pre-flight);
+        NAME existing already on a volume raises OntapError code 13020 (never overwritten). UNTIL (epoch;
+        default now + 1 h) goes into the name of a temporary CG: after it, later runs may delete it.
+        """
+        self.temp_cg_until = int(until) if until is not None else int(time.time()) + TEMP_CG_LIFETIME
+        volumes = [(str(s), str(v)) for s, v in volumes]
+        if not volumes:
+            raise OptionError("volumes: give at least one volume.")
+        plan = SnapshotSetPlan(volumes, name, comment, snapmirror_label)
+        existing: Dict[VolumeRef, Optional[SnapshotRecord]] = {}
+        for svm, vol in volumes if precheck else []:
+            existing[(svm, vol)] = self.call(plan.what, functools.partial(self.get_snapshot, svm, vol, name))
+        clash = ["%s:%s" % sv for sv, snap in existing.items() if snap]
+        if clash:
+            raise self.error("snapshot %s already exists on %s" % (name, ", ".join(clash)), plan.what, code="13020",
+                             hint="Choose another name or delete the existing snapshot first; it is never overwritten.")
+        run_phase(plan, "prepare", lambda: self.call(plan.what, lambda: self._plan_set(plan)))
+        return plan
+
+    def take_snapshot_set(self, plan: SnapshotSetPlan, deadline: Optional[float] = None) -> None:
+        """The point in time of PLAN: the only ONTAP call(s) a fence waits for. DEADLINE (time.monotonic())
+        bounds how long ONTAP is asked to hold each answer. Transient failures are retried from nothing (what a
+        failed attempt made is removed); the last failure is raised after the same clean-up."""
+        self.call_deadline = deadline
+
+        def take_once(attempt: int) -> None:
+            try:
+                self._take_set(plan)
+            except OntapError as exc:
+                exc.with_context(plan.what, self.hostname)
+                found = self._created(plan.volumes, plan.name, plan.comment)
+                if (exc.is_transient and not plan.two_phase and len(found) == len(plan.volumes)
+                        and attempt < self.retries):
+                    return  # the controller did it although the answer was lost: done
+                self._cleanup(found, plan.name, exc)  # a retry starts from nothing
+                plan.started = []
+                raise
+
+        try:
+            run_phase(plan, "take", lambda: retry(take_once, self.retries,
+                                                  lambda err: isinstance(err, OntapError) and err.is_transient))
+        finally:
+            self.call_deadline = None
+        plan.taken = True
+
+    def commit_snapshot_set(self, plan: SnapshotSetPlan) -> None:
+        """End a two-phase snapshot (at once after the take; safe in parallel with the release of the VMs).
+        A failed commit removes the snapshots of PLAN and raises: no partial or uncommitted backup is kept."""
+        if plan.committed or not plan.taken:
+            return
+        try:
+            run_phase(plan, "commit", lambda: self.call(plan.what, lambda: self._commit_set(plan)))
+        except OntapError as exc:
+            self._cleanup(self._created(plan.volumes, plan.name, None), plan.name, commit_failed(plan, exc))
+            plan.taken = False
+            raise
+        plan.committed = True
+
+    def finish_snapshot_set(self, plan: SnapshotSetPlan, readback: bool = True) -> SnapshotSetResult:
+        """After the release: commit (if not yet), the comments the first phase could not carry, removal of the
+        temporary CG, read-back. READBACK=False skips reading uuid/create_time back (they are then None)."""
+        try:
+            self.commit_snapshot_set(plan)
+            if plan.comments_pending:
+                def write_comments() -> None:
+                    setter = plan.set_comment or self._set_comment
+                    for svm, vol in plan.volumes:
+                        setter(svm, vol, plan.name, plan.comment,
+                               plan.label if plan.method == "multicreate" else None)
+                try:
+                    run_phase(plan, "comment", lambda: self.call(plan.what, write_comments))
+                except OntapError as exc:
+                    self._cleanup(self._created(plan.volumes, plan.name, None), plan.name, exc)
+                    raise
+                plan.comments_pending = False
+        finally:
+            self.abort_snapshot_set(plan)
+        snapshots: List[SnapshotBrief] = []
+        for svm, vol in plan.volumes:
+            if not readback:
+                snapshots.append({"svm": svm, "volume": vol, "name": plan.name, "uuid": None, "create_time": None})
+                continue
+            snap = self.call(plan.what, functools.partial(self.get_snapshot, svm, vol, plan.name))
+            if not snap:
+                # netapp.ontap #344: a read right after create can miss the object: retry the read once
+                time.sleep(0.2)
+                snap = self.call(plan.what, functools.partial(self.get_snapshot, svm, vol, plan.name))
+            if not snap:
+                raise self.error("snapshot %s missing on %s:%s right after it was created" % (plan.name, svm, vol),
+                                 plan.what)
+            snapshots.append({"svm": svm, "volume": vol, "name": plan.name, "uuid": snap.get("uuid"),
+                              "create_time": snap.get("create_time")})
+        plan.finished = True
+        return {"method": plan.method, "snapshots": snapshots}
+
+    def abort_snapshot_set(self, plan: SnapshotSetPlan) -> None:
+        """Remove what prepare made (a temporary CG); the snapshots, if any were taken, stay. Idempotent."""
+        self._drop_set(plan)
+        self.warnings.extend(plan.warnings)
+        plan.warnings = []
+
     def create_snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str] = None,
                             snapmirror_label: Optional[str] = None, precheck: bool = True,
                             readback: bool = True, until: Optional[int] = None) -> SnapshotSetResult:
-        """One consistent snapshot NAME over VOLUMES [(svm, volume)] of this controller, all-or-nothing.
+        """One consistent snapshot NAME over VOLUMES [(svm, volume)] of this controller, all-or-nothing: the phases
+        prepare, take, commit and finish in one go (a fence runs them itself, around the quiesce and release).
 
         REST 9.10.1+: an existing CG covering exactly them, else a temporary CG (created, snapshotted, deleted);
         ZAPI (and REST where no CG fits): cg-start/cg-commit per SVM, or snapshot-multicreate; one volume: a plain
         create. Returns {method: cg | cg_temporary | cg_start_commit | multicreate | single, snapshots: [{svm,
         volume, name, uuid, create_time}]}. On failure it deletes what it created (only those, by name and volume)
         and raises OntapError; NAME existing already on a volume raises OntapError code 13020 (never overwritten).
-
-        PRECHECK=False skips the "does NAME exist already" reads (for callers that checked in a pre-flight,
-        e.g. inside a backup fence); READBACK=False skips reading uuid/create_time back (they are then None).
-        UNTIL (epoch; default now + 1 h) goes into the name of a temporary CG: after it, later runs may delete it.
         """
-        self.temp_cg_until = int(until) if until is not None else int(time.time()) + TEMP_CG_LIFETIME
-        volumes = [(str(s), str(v)) for s, v in volumes]
-        if not volumes:
-            raise OptionError("volumes: give at least one volume.")
-        what = "create snapshot %s on %s" % (name, ", ".join("%s:%s" % sv for sv in volumes))
-        existing: Dict[VolumeRef, Optional[SnapshotRecord]] = {}
-        for svm, vol in volumes if precheck else []:
-            existing[(svm, vol)] = self.call(what, functools.partial(self.get_snapshot, svm, vol, name))
-        clash = ["%s:%s" % sv for sv, snap in existing.items() if snap]
-        if clash:
-            raise self.error("snapshot %s already exists on %s" % (name, ", ".join(clash)), what, code="13020",
-                             hint="Choose another name or delete the existing snapshot first; it is never overwritten.")
-
-        def create_once(attempt: int) -> str:
-            self.attempted_method = None
-            try:
-                return self._create_set(volumes, name, comment, snapmirror_label)
-            except OntapError as exc:
-                exc.with_context(what, self.hostname)
-                found = self._created(volumes, name, comment)
-                if exc.is_transient and len(found) == len(volumes) and attempt < self.retries:
-                    # the controller did it although the answer was lost: done
-                    return self.attempted_method or ("single" if len(volumes) == 1 else "cg")
-                self._cleanup(found, name, exc)  # a retry starts from nothing
-                raise
-
-        method = retry(create_once, self.retries, lambda err: isinstance(err, OntapError) and err.is_transient)
-        snapshots: List[SnapshotBrief] = []
-        for svm, vol in volumes:
-            if not readback:
-                snapshots.append({"svm": svm, "volume": vol, "name": name, "uuid": None, "create_time": None})
-                continue
-            snap = self.call(what, functools.partial(self.get_snapshot, svm, vol, name))
-            if not snap:
-                # netapp.ontap #344: a read right after create can miss the object: retry the read once
-                time.sleep(0.2)
-                snap = self.call(what, functools.partial(self.get_snapshot, svm, vol, name))
-            if not snap:
-                raise self.error("snapshot %s missing on %s:%s right after it was created" % (name, svm, vol), what)
-            snapshots.append({"svm": svm, "volume": vol, "name": name, "uuid": snap.get("uuid"),
-                              "create_time": snap.get("create_time")})
-        return {"method": method, "snapshots": snapshots}
+        plan = self.prepare_snapshot_set(volumes, name, comment, snapmirror_label, precheck=precheck, until=until)
+        try:
+            self.take_snapshot_set(plan)
+        except BaseException:
+            self.abort_snapshot_set(plan)
+            raise
+        return self.finish_snapshot_set(plan, readback=readback)
 
     def _created(self, volumes: List[VolumeRef], name: str, comment: Optional[str]) -> List[VolumeRef]:
         found = []

@@ -8,6 +8,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import uuid as uuidlib
@@ -40,8 +41,13 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import
     VolumeRecord,
     VolumeRef,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_set import TWO_PHASE_TIMEOUT, SnapshotSetPlan
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_zapi import HAS_NETAPP_LIB, OntapZapi
 
+RETURN_TIMEOUT_MAX = 120  # ONTAP's upper bound for return_timeout
+# Two-phase CG snapshots (action=start, then commit) came with a 2022 REST release (9.12.1 assumed); a release
+# that refuses the action argument gets the one-phase CG snapshot instead.
+CG_TWO_PHASE = (9, 12, 1)
 SNAP_FIELDS = "name,uuid,create_time,comment,snapmirror_label,state,owners"
 VOL_FIELDS = "name,uuid,svm.name,nas.path,space.size,state,type"
 SM_FIELDS = ("uuid,source,destination,policy,state,healthy,unhealthy_reason,lag_time,transfer")
@@ -61,10 +67,19 @@ class OntapRest(Ontap):
     def _send(self, method: str, path: str, operation: str, query: Optional[Dict[str, Any]] = None,
               body: Any = None, safe_to_retry: Optional[bool] = None, timeout: Optional[int] = None,
               wait: bool = True) -> Any:
-        """A mutating call; waits for the job(s) it starts (unless WAIT is false). Returns the response body."""
+        """A mutating call; waits for the job(s) it starts (unless WAIT is false). Returns the response body.
+
+        Waiting: ONTAP is asked to hold the answer until its job ends (return_timeout, at most 120 s and never past
+        the call deadline); it answers 200/201 with the job ended, or its error. Only a 202 (the job still runs
+        after that) is polled."""
         def run() -> Any:
-            _status, payload, _headers = self.session.request(method, path, query, body, safe_to_retry)
-            if wait and isinstance(payload, dict):
+            q = dict(query or {})
+            hold = self._return_timeout(timeout) if wait else 0
+            if hold:
+                q["return_timeout"] = hold
+            status, payload, _headers = self.session.request(method, path, q, body, safe_to_retry,
+                                                             read_timeout=hold + self.timeout if hold else None)
+            if wait and status == 202 and isinstance(payload, dict):
                 jobs = []
                 if isinstance(payload.get("job"), dict):
                     jobs.append(payload["job"])
@@ -73,6 +88,13 @@ class OntapRest(Ontap):
                     self.wait_job(job, operation, timeout)
             return payload
         return self.call(operation, run)
+
+    def _return_timeout(self, timeout: Optional[int]) -> int:
+        """Seconds ONTAP may hold an answer: the call's timeout, bounded by the call deadline and by ONTAP's 120."""
+        budget = float(timeout or self.timeout)
+        if self.call_deadline is not None:
+            budget = min(budget, self.call_deadline - time.monotonic())
+        return int(max(1, min(RETURN_TIMEOUT_MAX, math.ceil(budget))))
 
     def wait_job(self, job: dict, operation: str, timeout: Optional[int] = None) -> dict:
         """Poll /api/cluster/jobs/{uuid} at once, then every 0.1 s growing to 1 s, up to the timeout."""
@@ -233,25 +255,82 @@ class OntapRest(Ontap):
             body["snapmirror_label"] = label
         return body
 
-    def _create_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                    snapmirror_label: Optional[str]) -> str:
-        what = "create snapshot %s" % name
-        if len(volumes) == 1:
-            svm, vol = volumes[0]
-            uuid = self.get_volume(svm, vol)["uuid"]
-            self.attempted_method = "single"
-            self._send("POST", "/api/storage/volumes/%s/snapshots" % uuid, "%s on %s:%s" % (what, svm, vol),
-                       body=self._snapshot_body(name, comment, snapmirror_label), safe_to_retry=False)
-            return "single"
+    def _plan_set(self, plan: SnapshotSetPlan) -> None:
+        volumes = plan.volumes
         for svm, vol in volumes:
-            self.get_volume(svm, vol)  # 404 with a clear message before anything is created
-        if not self.version_at_least(CG_API):
-            return self._create_set_without_cg(volumes, name, comment, snapmirror_label)
+            self.get_volume(svm, vol)  # 404 with a clear message before anything is created; caches the uuid
+        if len(volumes) == 1:
+            plan.method = "single"
+            return
         svms = sorted(set(s for s, _v in volumes))
-        if len(svms) == 1:
-            return self._cg_snapshot(svms[0], [v for _s, v in volumes], name, comment, snapmirror_label)
-        return self._create_set_without_cg(volumes, name, comment, snapmirror_label,
-                                           why="the volumes are in several SVMs")
+        if not self.version_at_least(CG_API):
+            return self._plan_without_cg(plan)
+        if len(svms) > 1:
+            return self._plan_without_cg(plan, why="the volumes are in several SVMs")
+        svm, vols = svms[0], [v for _s, v in volumes]
+        recs = self._svm_cgs(svm)
+        cg = self._find_cg(svm, vols, recs)
+        plan.method = "cg"
+        if cg is None:
+            self._remove_dead_temp_cgs(svm, vols, recs)
+            try:
+                cg = self._temp_cg(svm, vols)
+            except OntapError as exc:
+                if exc.code not in ("8", "1") or "consistency group" not in exc.message.lower():
+                    raise
+                # a volume already belongs to another CG (made by another tool): no REST CG can cover the set
+                return self._plan_without_cg(plan, why="a volume is already in another consistency group (%s)"
+                                             % exc.message)
+            plan.method, plan.temporary_cg = "cg_temporary", True
+        plan.cg = dict(cg, svm=svm)
+        plan.two_phase = self.version_at_least(CG_TWO_PHASE)
+
+    def _take_set(self, plan: SnapshotSetPlan) -> None:
+        if plan.zapi is not None:
+            return plan.zapi._take_set(plan)
+        body = self._snapshot_body(plan.name, plan.comment, plan.label)
+        if plan.method == "single":
+            svm, vol = plan.volumes[0]
+            self._send("POST", "/api/storage/volumes/%s/snapshots" % self.get_volume(svm, vol)["uuid"],
+                       "create snapshot %s on %s:%s" % (plan.name, svm, vol), body=body, safe_to_retry=False)
+            return None
+        cg = plan.cg or {}
+        path = "/api/application/consistency-groups/%s/snapshots" % cg["uuid"]
+        op = "create consistency-group snapshot %s of %s on SVM %s" % (plan.name, cg.get("name"), cg.get("svm"))
+        if plan.two_phase:
+            try:
+                self._send("POST", path, op + " (start)", body=body, safe_to_retry=False,
+                           query={"action": "start", "action_timeout": TWO_PHASE_TIMEOUT})
+                return None
+            except OntapError as exc:
+                if exc.code != "262179" or exc.target not in (None, "action", "action_timeout"):
+                    raise
+                # this release has no two-phase CG snapshot: the one-phase one (the VMs wait for all of it)
+                plan.two_phase = False
+                self.warnings.append("%s: ONTAP refused the two-phase consistency-group snapshot (%s); the one-phase "
+                                     "one was used." % (self.hostname, exc.message))
+        self._send("POST", path, op, body=body, safe_to_retry=False)
+        return None
+
+    def _commit_set(self, plan: SnapshotSetPlan) -> None:
+        if plan.zapi is not None:
+            return plan.zapi._commit_set(plan)
+        if not plan.two_phase:
+            return None
+        cg = plan.cg or {}
+        path = "/api/application/consistency-groups/%s/snapshots" % cg["uuid"]
+        op = "commit consistency-group snapshot %s of %s on SVM %s" % (plan.name, cg.get("name"), cg.get("svm"))
+        recs = self.call(op, lambda: self.session.get_records(path, name=plan.name, fields="uuid"))
+        if not recs or not recs[0].get("uuid"):
+            raise OntapError("the started consistency-group snapshot %s is gone before its commit" % plan.name,
+                             operation=op, hostname=self.hostname)
+        self._send("PATCH", "%s/%s" % (path, recs[0]["uuid"]), op, query={"action": "commit"}, safe_to_retry=False)
+        return None
+
+    def _drop_set(self, plan: SnapshotSetPlan) -> None:
+        if plan.temporary_cg and plan.cg is not None:
+            self._delete_cg(plan.cg)
+            plan.cg, plan.temporary_cg = None, False
 
     def predict_method(self, volumes: List[VolumeRef]) -> str:
         svms = sorted(set(s for s, _v in volumes))
@@ -339,58 +418,30 @@ class OntapRest(Ontap):
         except OntapError as exc:
             self.warnings.append("%s; delete it by hand (its volumes are kept)." % exc)
 
-    def _cg_snapshot(self, svm: str, vols: List[str], name: str, comment: Optional[str], label: Optional[str]) -> str:
-        recs = self._svm_cgs(svm)
-        cg = self._find_cg(svm, vols, recs)
-        method = "cg"
-        temporary = cg is None
-        if cg is None:
-            self._remove_dead_temp_cgs(svm, vols, recs)
-            try:
-                cg = self._temp_cg(svm, vols)
-            except OntapError as exc:
-                if exc.code not in ("8", "1") or "consistency group" not in exc.message.lower():
-                    raise
-                # a volume already belongs to another CG (made by another tool): no REST CG can cover the set
-                return self._create_set_without_cg([(svm, v) for v in vols], name, comment, label,
-                                                   why="a volume is already in another consistency group (%s)"
-                                                   % exc.message)
-            method = "cg_temporary"
-        self.attempted_method = method
-        try:
-            self._send("POST", "/api/application/consistency-groups/%s/snapshots" % cg["uuid"],
-                       "create consistency-group snapshot %s of %s on SVM %s" % (name, cg.get("name"), svm),
-                       body=self._snapshot_body(name, comment, label), safe_to_retry=False)
-        finally:
-            if temporary:
-                self._delete_cg(cg)
-        return method
-
-    def _create_set_without_cg(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                               label: Optional[str], why: Optional[str] = None) -> str:
+    def _plan_without_cg(self, plan: SnapshotSetPlan, why: Optional[str] = None) -> None:
         """No REST CG fits (ONTAP < 9.10.1; volumes of several SVMs, as a CG lives in one SVM; a volume already
-        in another CG): use ZAPI cg-start (per SVM) / cg-commit over the same connection options."""
+        in another CG): ZAPI cg-start (per SVM) / cg-commit over the same connection options; comments over REST."""
         ver = ".".join(str(x) for x in self.version())
-        op = "create snapshot %s on %d volumes" % (name, len(volumes))
         warn = why or "ONTAP %s has no consistency-group REST API" % ver
         hint = ("%s; a consistent snapshot of these volumes needs ZAPI (cg-start/cg-commit): install netapp-lib and "
                 "allow ONTAPI for this user, or set transport: zapi, or snapshot fewer volumes per task."
                 % (why or "ONTAP %s has no consistency-group REST API (9.10.1+)" % ver))
         if not HAS_NETAPP_LIB:
-            raise OntapError("no consistent multi-volume snapshot possible over REST", operation=op,
+            raise OntapError("no consistent multi-volume snapshot possible over REST", operation=plan.what,
                              hostname=self.hostname, hint=hint)
         params = dict(self.params)
         params["transport"] = "zapi"
-        zapi = OntapZapi(params, self.module_name)
+        plan.zapi = OntapZapi(params, self.module_name)
         try:
-            method = zapi.snapshot_set(volumes, name, comment, label, set_comment=self._set_comment)
+            plan.zapi._plan_set(plan)
         except OntapError as exc:
             if exc.is_auth or exc.is_forbidden or exc.code == "13005":
                 exc.message += " (REST fallback to ZAPI)"
                 exc.with_hint(hint)
             raise
-        self.warnings.append("%s: %s, so the snapshot %s was taken with ZAPI %s." % (self.hostname, warn, name, method))
-        return method
+        plan.set_comment = self._set_comment
+        plan.warnings.append("%s: %s, so the snapshot %s is taken with ZAPI cg-start/cg-commit."
+                             % (self.hostname, warn, plan.name))
 
     def _set_comment(self, svm: str, volume: str, name: str, comment: Optional[str], label: Optional[str]) -> None:
         body: Dict[str, Any] = {}

@@ -16,7 +16,7 @@ import base64
 import re
 import time
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.urls import make_context
@@ -39,6 +39,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import
     VolumeRecord,
     VolumeRef,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_set import ZAPI_CG_TIMEOUT, SnapshotSetPlan
 from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 try:
@@ -349,66 +350,57 @@ class OntapZapi(Ontap):
                                              "attributes": {"snapshot-info": attrs}},
                     operation="set comment of snapshot %s on %s:%s" % (name, svm, volume))
 
-    def _create_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                    snapmirror_label: Optional[str]) -> str:
-        return self.snapshot_set(volumes, name, comment, snapmirror_label)
+    def _plan_set(self, plan: SnapshotSetPlan) -> None:
+        """snapshot-create for one volume, else cg-start (per SVM) / cg-commit; snapshot-multicreate where cg-start is
+        missing (13005, decided at the take). Also the REST client's plan where no REST CG fits."""
+        for svm, vol in plan.volumes:
+            self.get_volume(svm, vol)  # a clear "not found" before anything is quiesced
+        plan.method = "single" if len(plan.volumes) == 1 else "cg_start_commit"
+        plan.two_phase = plan.method == "cg_start_commit"
+        plan.comments_pending = plan.two_phase  # cg-start takes a label but no comment
 
-    def snapshot_set(self, volumes: List[VolumeRef], name: str, comment: Optional[str],
-                     snapmirror_label: Optional[str], set_comment: Optional[Callable[..., None]] = None) -> str:
-        """One consistent snapshot NAME over VOLUMES with ZAPI: snapshot-create for one volume, else cg-start (per
-        SVM) / cg-commit, or snapshot-multicreate where cg-start is missing (13005). No pre-check, read-back,
-        retry or clean-up (create_snapshot_set adds those); also the REST client's fallback where no REST CG fits.
-
-        SET_COMMENT(svm, volume, name, comment, label) writes the metadata after cg-commit/multicreate (which
-        take no comment); default: snapshot-modify-iter. Returns the method used; raises OntapError."""
-        if len(volumes) == 1:
-            svm, vol = volumes[0]
-            self.get_volume(svm, vol)
-            self.attempted_method = "single"
-            self.invoke("snapshot-create", {"volume": vol, "snapshot": name, "comment": comment,
-                                            "snapmirror-label": snapmirror_label}, svm=svm,
+    def _take_set(self, plan: SnapshotSetPlan) -> None:
+        name = plan.name
+        if plan.method == "single":
+            svm, vol = plan.volumes[0]
+            self.invoke("snapshot-create", {"volume": vol, "snapshot": name, "comment": plan.comment,
+                                            "snapmirror-label": plan.label}, svm=svm,
                         operation="create snapshot %s on %s:%s" % (name, svm, vol), safe_to_retry=False)
-            return "single"
-        for svm, vol in volumes:
-            self.get_volume(svm, vol)
+            return
         svms: List[str] = []
-        for svm, _vol in volumes:
+        for svm, _vol in plan.volumes:
             if svm not in svms:
                 svms.append(svm)
-        started: List[Tuple[str, str]] = []
-        self.attempted_method = "cg_start_commit"
+        plan.started = []
         try:
             for svm in svms:
-                vols = [v for s, v in volumes if s == svm]
-                res = self.invoke("cg-start", {"snapshot": name, "timeout": "relaxed",
-                                               "snapmirror-label": snapmirror_label,
+                vols = [v for s, v in plan.volumes if s == svm]
+                res = self.invoke("cg-start", {"snapshot": name, "timeout": ZAPI_CG_TIMEOUT,
+                                               "snapmirror-label": plan.label,
                                                "volumes": [("volume-name", v) for v in vols]},
                                   svm=svm, operation="cg-start %s on SVM %s (%s)" % (name, svm, ", ".join(vols)),
                                   safe_to_retry=False)
-                started.append((svm, _text(res, "cg-id") or ""))
-            for svm, cg_id in started:
-                self.invoke("cg-commit", {"cg-id": cg_id}, svm=svm, operation="cg-commit %s on SVM %s" % (name, svm),
-                            safe_to_retry=False)
-            method = "cg_start_commit"
+                plan.started.append((svm, _text(res, "cg-id") or ""))
         except OntapError as exc:
-            if exc.code == "13005" and not started and len(svms) == 1:
-                svm = svms[0]
-                vols = [v for _s, v in volumes]
-                self.attempted_method = "multicreate"
-                res = self.invoke("snapshot-multicreate", {"snapshot": name, "cleanup": True,
-                                                           "volume-names": [("volume-name", v) for v in vols]},
-                                  svm=svm, operation="snapshot-multicreate %s on SVM %s" % (name, svm), safe_to_retry=False)
-                errors = ["%s: %s" % (_text(e, "name"), _text(e, "reason")) for e in _children(res, "volume-errors")]
-                if errors or _text(res, "status") == "false":
-                    raise OntapError("snapshot-multicreate failed: %s" % "; ".join(errors),
-                                     operation="snapshot-multicreate %s" % name, hostname=self.hostname) from exc
-                method = "multicreate"
-            else:
+            if exc.code != "13005" or plan.started or len(svms) != 1:
                 raise
-        setter = set_comment or self._set_comment
-        for svm, vol in volumes:
-            setter(svm, vol, name, comment, snapmirror_label if method == "multicreate" else None)
-        return method
+            # no cg-start on this release/vserver: snapshot-multicreate (one phase; takes no comment or label)
+            svm = svms[0]
+            vols = [v for _s, v in plan.volumes]
+            plan.method, plan.two_phase = "multicreate", False
+            res = self.invoke("snapshot-multicreate", {"snapshot": name, "cleanup": True,
+                                                       "volume-names": [("volume-name", v) for v in vols]},
+                              svm=svm, operation="snapshot-multicreate %s on SVM %s" % (name, svm), safe_to_retry=False)
+            errors = ["%s: %s" % (_text(e, "name"), _text(e, "reason")) for e in _children(res, "volume-errors")]
+            if errors or _text(res, "status") == "false":
+                raise OntapError("snapshot-multicreate failed: %s" % "; ".join(errors),
+                                 operation="snapshot-multicreate %s" % name, hostname=self.hostname) from exc
+            plan.comments_pending = True
+
+    def _commit_set(self, plan: SnapshotSetPlan) -> None:
+        for svm, cg_id in plan.started:
+            self.invoke("cg-commit", {"cg-id": cg_id}, svm=svm, operation="cg-commit %s on SVM %s" % (plan.name, svm),
+                        safe_to_retry=False)
 
     def delete_snapshot(self, svm: str, volume: str, name: str) -> None:
         op = "delete snapshot %s on %s:%s" % (name, svm, volume)

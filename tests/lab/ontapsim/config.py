@@ -16,6 +16,7 @@ DEFAULT_LATENCY: dict[str, float] = {
     "snapshot_create": 0.15,
     "snapshot_multicreate": 0.15,
     "cg_snapshot": 0.15,
+    "cg_start": 0.15,
     "cg_commit": 0.15,
     # a ZAPI single-file restore returns, then its data lands this much later (ONTAP finishes it in the background)
     "sfsr_background": 0.3,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import records as R
 from .auth import Auth
@@ -116,7 +116,8 @@ class HandlerBase:
         return Response(200, rec)
 
     def _job_response(self, req: Request, job: dict[str, Any], created: bool = False,
-                      location: str | None = None, records: list[dict[str, Any]] | None = None) -> Response:
+                      location: str | None = None,
+                      records: Callable[[], list[dict[str, Any]]] | None = None) -> Response:
         """202 + job, or with return_timeout the terminal outcome (201/200, or the job's error)."""
         headers = {"Location": location} if location else {}
         timeout = int_param(req, "return_timeout", 0)
@@ -127,7 +128,8 @@ class HandlerBase:
         if timeout > 0 and job["state"] == "success":
             body: dict[str, Any] = {"job": R.job_link(job)}
             if records is not None and truthy(req.query.get("return_records", "false")):
-                body.update(num_records=len(records), records=records)
+                recs = records()
+                body.update(num_records=len(recs), records=recs)
             return Response(201 if created else 200, body, headers)
         if timeout > 0 and job["state"] == "failure":
             kind = job.get("_kind", "internal")

@@ -67,7 +67,8 @@ class ProtectionHandlers(HandlerBase):
                     rel.setdefault("transfers", []).append({"uuid": xu, "state": "failed", "end_time": None,
                                                             "snapshots": []})
                     raise
-            job = self.jobs.run(f"POST /api/snapmirror/relationships/{ru}/transfers", svm, work, fault)
+            job = self.jobs.run(f"POST /api/snapmirror/relationships/{ru}/transfers", svm, work, fault,
+                                latency=self.knobs.seconds("snapmirror_transfer"))
         return self._job_response(req, job, created=True,
                                   location=f"/api/snapmirror/relationships/{ru}/transfers/{xu}")
 
@@ -124,7 +125,8 @@ class ProtectionHandlers(HandlerBase):
 
             def work() -> None:
                 cg_uuid.append(self.ops.cg_create(svm, body.get("name"), names)["uuid"])
-            job = self.jobs.run("POST /api/application/consistency-groups", svm, work, fault)
+            job = self.jobs.run("POST /api/application/consistency-groups", svm, work, fault,
+                                latency=self.knobs.seconds("cg_create"))
         loc = (f"/api/application/consistency-groups/{cg_uuid[0]}" if cg_uuid else
                f"/api/application/consistency-groups?name={urllib.parse.quote(str(body.get('name')))}")
         return self._job_response(req, job, created=True, location=loc)
@@ -156,13 +158,13 @@ class ProtectionHandlers(HandlerBase):
         with self.st.lock:
             self._cg(req, cu)
         fault = self._job_fault(req)
-        self.knobs.delay("cg_snapshot")
         with self.st.lock:
             cg = self._cg(req, cu)
             svm = self.st.doc["svms"][cg["svm"]]
             job = self.jobs.run(f"POST /api/application/consistency-groups/{cu}/snapshots", svm,
                                 lambda: self.ops.cg_snapshot(cg, name, body.get("comment"),
-                                                             body.get("snapmirror_label"), commit_within), fault)
+                                                             body.get("snapmirror_label"), commit_within), fault,
+                                latency=self.knobs.seconds("cg_snapshot"))
         loc = f"/api/application/consistency-groups/{cu}/snapshots?name={urllib.parse.quote(name)}"
         return self._job_response(req, job, created=True, location=loc)
 
@@ -193,7 +195,8 @@ class ProtectionHandlers(HandlerBase):
             rec = self._cg_snap(cg, su)
             svm = self.st.doc["svms"][cg["svm"]]
             job = self.jobs.run(f"PATCH /api/application/consistency-groups/{cu}/snapshots/{su}", svm,
-                                lambda: self.ops.cg_snapshot_commit(cg, rec), fault)
+                                lambda: self.ops.cg_snapshot_commit(cg, rec), fault,
+                                latency=self.knobs.seconds("cg_commit"))
         return self._job_response(req, job)
 
     def delete_cg_snapshot(self, req: Request, cu: str, su: str) -> Response:

@@ -155,7 +155,6 @@ class StorageHandlers(HandlerBase):
         with self.st.lock:
             vol = self._volume(req, vu)
         fault = self._job_fault(req)
-        self.knobs.delay("snapshot_create")
         with self.st.lock:
             vol = self._volume(req, vu)
             svm = self.st.doc["svms"][vol["svm"]]
@@ -165,10 +164,14 @@ class StorageHandlers(HandlerBase):
                 made.extend(self.ops.create_snapshots([vol], name, body.get("comment"), body.get("snapmirror_label")))
                 if body.get("expiry_time"):
                     made[0]["expiry_time"] = body["expiry_time"]
-            job = self.jobs.run(f"POST /api/storage/volumes/{vu}/snapshots", svm, work, fault)
-            recs = [R.snapshot(self.st, vol, s) for s in made]
+
+            def records() -> list[dict[str, Any]]:
+                with self.st.lock:
+                    return [R.snapshot(self.st, vol, s) for s in made]
+            job = self.jobs.run(f"POST /api/storage/volumes/{vu}/snapshots", svm, work, fault,
+                                latency=self.knobs.seconds("snapshot_create"))
         loc = f"/api/storage/volumes/{vu}/snapshots?name={urllib.parse.quote(name)}"
-        return self._job_response(req, job, created=True, location=loc, records=recs)
+        return self._job_response(req, job, created=True, location=loc, records=records)
 
     def patch_snapshot(self, req: Request, vu: str, su: str) -> Response:
         body = req.body
