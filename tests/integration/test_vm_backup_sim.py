@@ -258,6 +258,9 @@ def test_quiesce_failure_takes_no_snapshot(conn, backup_vms, sim, tmp_path, monk
     assert "no snapshot was taken" in str(info.value) and victim in str(info.value)
     assert not snaps_on(sim, "vol_ds1", p["name"]) and not snaps_on(sim, "vol_ds2", p["name"])
     assert [s for n, s in zip(names, states(conn, names)) if n != victim] == [RUNNING] * 3
+    # the temporary CG made before the quiesce is removed again
+    from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
+    assert connect(dict(sim.conn(), timeout=30, retries=1, cert_file=None, key_file=None)).list_temp_cgs("svm1") == []
     assert_clean(p["state_dir"])
 
 
