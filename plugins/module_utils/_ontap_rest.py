@@ -94,7 +94,7 @@ class OntapRest(Ontap):
         budget = float(timeout or self.timeout)
         if self.call_deadline is not None:
             budget = min(budget, self.call_deadline - time.monotonic())
-        return int(max(1, min(RETURN_TIMEOUT_MAX, math.ceil(budget))))
+        return int(max(1, min(RETURN_TIMEOUT_MAX, math.floor(budget))))
 
     def wait_job(self, job: dict, operation: str, timeout: Optional[int] = None) -> dict:
         """Poll /api/cluster/jobs/{uuid} at once, then every 0.1 s growing to 1 s, up to the timeout."""
