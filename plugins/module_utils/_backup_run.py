@@ -92,7 +92,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         # ---- before the fence: everything but the point in time (look-ups, method, a temporary CG) -------
         try:
             snapset = ontap.prepare_snapshot_set(list(volumes), name, comment=comment, snapmirror_label=label,
-                                              precheck=False, until=until)  # names checked in the pre-flight
+                                                 precheck=False, until=until)  # names checked in the pre-flight
         except (OntapError, OptionError) as err:
             raise FenceError("vm_backup on ONTAP %s: preparing snapshot %s of %s failed: %s; nothing was quiesced."
                              % (params.get("hostname"), name, ", ".join(result["volumes"]), err)) from None

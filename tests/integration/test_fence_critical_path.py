@@ -75,4 +75,3 @@ def test_a_failed_commit_removes_the_snapshots_and_fails_the_run(testdriver_conn
         assert c.get_snapshot("svm1", vol, p["name"]) is None
     assert info.value.result["snapshots"] == [] and info.value.result["trust"] is None
     assert c.list_temp_cgs("svm1") == []
-
