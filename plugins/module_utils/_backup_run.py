@@ -122,9 +122,10 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         # ---- after the release: commit (already running), comments, temporary CG, read-back -----------
         late = snap.pop("late", None)
         snap["was_late"] = late is not None
+        give_up = time.monotonic() + LATE_WAIT
         if late is not None:  # released at the deadline; give the call a bounded time to finish (F3 (docs/dev/faults.md#f3))
             late.wait(LATE_WAIT)
-        _finish_snapshot(ontap, snapset, snap)
+        _finish_snapshot(ontap, snapset, snap, give_up)
         for o in outcomes:
             if o["action"] != "none" and o.get("t_released"):
                 o["pause_ms"] = elapsed_ms(o["t_quiesced"], o["t_released"])
@@ -393,13 +394,13 @@ def _snapshot_within(ontap: Any, snapset: SnapshotSetPlan, deadline_mono: float,
     return box
 
 
-def _finish_snapshot(ontap: Any, snapset: SnapshotSetPlan, snap: Dict[str, Any]) -> None:
-    """After the release: wait (bounded) for the worker's commit, then finish SNAPSET into snap["result"], or put
-    what went wrong in snap["error"]."""
+def _finish_snapshot(ontap: Any, snapset: SnapshotSetPlan, snap: Dict[str, Any], give_up: float) -> None:
+    """After the release: wait for the worker's take and commit until GIVE_UP (time.monotonic()), then finish
+    SNAPSET into snap["result"], or put what went wrong in snap["error"]."""
     done = snap.get("done")
     if done is None:  # no VM was quiesced: nothing was taken
         return
-    done.wait(LATE_WAIT)
+    done.wait(max(0.0, give_up - time.monotonic()))  # one LATE_WAIT after the release, for the take and the commit
     if _abandon_if_running(snap):
         if "error" not in snap:
             snap["error"] = "no answer from ONTAP within %ds after the deadline" % LATE_WAIT
