@@ -122,8 +122,9 @@ def plot(name: str, title: str, xlabel: str, series: dict[str, tuple[list[float]
          dashed: dict[str, tuple[list[float], list[float]]] | None = None, xlog: bool = False,
          ylabel: str = "longest VM pause (ms)", ylog: bool = False, panels: int = 1,
          panel_titles: list[str] | None = None) -> str:
-    """Lines of YLABEL against XLABEL; SERIES (solid, with markers) and DASHED map a label to (xs, ys); a
-    label "PANEL|label" puts the line in panel PANEL (0-based). Writes docs/img/NAME.png; returns its path
+    """Lines of YLABEL against XLABEL; SERIES (solid, with markers) and DASHED (targets: labels starting with
+    "target"; other reference lines dotted) map a label to (xs, ys); a label "PANEL|label" puts the line in
+    panel PANEL (0-based). Writes docs/img/NAME.png; returns its path
     relative to docs/."""
     import matplotlib
     matplotlib.use("Agg")
@@ -131,11 +132,14 @@ def plot(name: str, title: str, xlabel: str, series: dict[str, tuple[list[float]
     import matplotlib.ticker
 
     fig, axes = plt.subplots(1, panels, figsize=(6.4 * panels, 4.6), squeeze=False, sharey=True)
-    for style, lines in (("-o", series), ("--", dashed or {})):
-        for label, (xs, ys) in lines.items():
-            panel, _sep, text = label.rpartition("|")
-            ax = axes[0][int(panel or 0)]
-            ax.plot(xs, ys, style, label=text, linewidth=1.4, markersize=4)
+    for label, (xs, ys) in series.items():
+        panel, _sep, text = label.rpartition("|")
+        axes[0][int(panel or 0)].plot(xs, ys, "-o", label=text, linewidth=1.4, markersize=4)
+    for label, (xs, ys) in (dashed or {}).items():
+        panel, _sep, text = label.rpartition("|")
+        target = text.startswith("target")   # targets black and dashed, references grey and dotted
+        axes[0][int(panel or 0)].plot(xs, ys, "--" if target else ":", color="black" if target else "dimgray",
+                                      label=text, linewidth=1.2)
     for i, ax in enumerate(axes[0]):
         ax.set_xlabel(xlabel)
         if xlog:
@@ -144,6 +148,9 @@ def plot(name: str, title: str, xlabel: str, series: dict[str, tuple[list[float]
             ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         if ylog:
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([5, 10, 20, 40, 100, 200, 400, 1000, 2000]))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
         if panel_titles:
