@@ -119,7 +119,7 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
 
 
 def plot(name: str, title: str, xlabel: str, series: dict[str, tuple[list[float], list[float]]],
-         dashed: dict[str, tuple[list[float], list[float]]] | None = None, xlog: bool = False,
+         dashed: dict[str, tuple[list[float], list[float]]] | None = None, xticks: list[float] | None = None,
          ylabel: str = "longest VM pause (ms)", ylog: bool = False, panels: int = 1,
          panel_titles: list[str] | None = None) -> str:
     """Lines of YLABEL against XLABEL; SERIES (solid, with markers) and DASHED (targets: labels starting with
@@ -142,10 +142,8 @@ def plot(name: str, title: str, xlabel: str, series: dict[str, tuple[list[float]
                                       label=text, linewidth=1.2)
     for i, ax in enumerate(axes[0]):
         ax.set_xlabel(xlabel)
-        if xlog:
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted({x for xs, _ys in series.values() for x in xs}))
-            ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        if xticks:
+            ax.set_xticks(xticks)
         if ylog:
             ax.set_yscale("log")
             ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([5, 10, 20, 40, 100, 200, 400, 1000, 2000]))

@@ -105,7 +105,7 @@ def test_pause_against_array_time(minimal_guests, ontap_sim, tmp_path, libvirt_s
     dashed["1|Snap Creator's virsh loop (REST, 1 volume)"] = (
         list(TIMES), [above(best(virsh[("rest", 1, t)]), t) for t in TIMES])
     img = plot("pause-vs-array", "What the fence adds to the array's snapshot job time T (longest VM pause - T)",
-               "array snapshot job time T (s)", series, dashed, ylabel="longest VM pause - T (ms, log scale)",
+               "array snapshot job time T (s)", series, dashed, xticks=list(TIMES), ylabel="longest VM pause - T (ms, log scale)",
                ylog=True, panels=2, panel_titles=["%d VMs" % FEW, "%d VMs" % MANY])
     body = "\n\n".join([
         "Measured %s." % machine_facts(libvirt_system),
@@ -181,7 +181,8 @@ def test_pause_against_vm_count(minimal_guests, ontap_sim, tmp_path, libvirt_sys
             for m in labels]
     img = plot("pause-vs-vms", "Longest VM pause against the number of VMs (one volume, REST, T = %.2f s)" % VM_COUNT_T,
                "VMs", {labels[m].replace("`", ""): (list(COUNTS), [best(fig[(m, n)]) for n in COUNTS])
-                       for m in labels}, {"array time T": (list(COUNTS), [VM_COUNT_T * 1000] * len(COUNTS))})
+                       for m in labels}, {"array time T": (list(COUNTS), [VM_COUNT_T * 1000] * len(COUNTS))},
+               xticks=list(COUNTS))
     body = "\n\n".join([
         "Measured %s." % machine_facts(libvirt_system),
         "One volume, REST, array time T = %.2f s. Best of %d rounds, median in brackets, in ms." % (VM_COUNT_T, ROUNDS),
