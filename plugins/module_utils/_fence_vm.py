@@ -111,12 +111,11 @@ def release_one(sc: SharedConnection, vm: Dict[str, Any], agent_timeout: int) ->
 
     def resume(conn: Any, _attempt: int) -> str:
         dom = sc.domain(conn, vm["uuid"])
-        state = dom.state()[0]
-        if state != VIR_DOMAIN_PAUSED:
-            return not_paused(state)
         try:
-            dom.resume()
+            dom.resume()  # one libvirt call inside the pause window; the state is read only when it fails
         except Exception as err:
+            if _libvirt.error_code(err) == _libvirt.VIR_ERR_NO_DOMAIN:
+                raise
             state = dom.state()[0]
             if state != VIR_DOMAIN_PAUSED:  # F9 (docs/dev/faults.md#f9): someone resumed it meanwhile
                 return not_paused(state)
