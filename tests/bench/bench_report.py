@@ -34,16 +34,20 @@ class Target:
     bound: float
     rule: str
     floor: float = 0.0
+    shown_only: str = ""  # why this bound is shown beside a checked one and not checked itself
 
     @property
     def checked(self) -> bool:
-        return self.bound >= self.floor
+        return self.bound >= self.floor and not self.shown_only
 
     @property
     def met(self) -> bool:
         return not self.checked or self.measured <= self.bound
 
     def cell(self) -> str:
+        if self.shown_only:
+            return "%.0f / %.0f: %s (%s)" % (self.measured, self.bound, "within" if self.measured <= self.bound
+                                             else "above", self.shown_only)
         if not self.checked:
             return "%.0f / %.0f: n/a (array time alone is %.0f)" % (self.measured, self.bound, self.floor)
         return "%.0f / %.0f: %s" % (self.measured, self.bound, "met" if self.met else "**missed**")
@@ -67,8 +71,10 @@ def failed(targets: list[Target]) -> str:
 
 def summary(targets: list[Target]) -> str:
     checked = [t for t in targets if t.checked]
-    return "Targets met: %d of %d checked (%d not checkable: the bound is below the array's own time)." % (
-        sum(t.met for t in checked), len(checked), len(targets) - len(checked))
+    shown = sum(1 for t in targets if t.shown_only)
+    met = sum(t.met for t in checked)
+    return ("Targets met: %d of %d checked (%d not checkable: the bound is below the array's own time; %d shown "
+            "for reference, not checked)." % (met, len(checked), len(targets) - len(checked) - shown, shown))
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:

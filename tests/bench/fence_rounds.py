@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import libvirt
 from helpers.guest_fixtures import SYSTEM_URI
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run
@@ -116,3 +118,39 @@ def suspend_resume_ms(dom: Any, repeat: int = 15) -> float:
         dom.resume()
         costs.append((time.monotonic() - t0) * 1000)
     return statistics.median(costs)
+
+
+def parallel_floor_ms(doms: list[Any], slots: int = 8, repeat: int = 5) -> float:
+    """What libvirt alone adds to the longest pause when it suspends and resumes DOMS in parallel on this host
+    (no snapshot, no fence code): the spread of the suspends (first to last to return) plus the wait for the
+    first resume, over SLOTS connections as the fence uses them; median of REPEAT rounds. No parallel fence
+    can add less than this to the array's time."""
+    conns = [libvirt.open(URI) for _i in range(slots)]
+    try:
+        ds = [conns[i % slots].lookupByUUIDString(d.UUIDString()) for i, d in enumerate(doms)]
+        figures = []
+        for _round in range(repeat):
+            done: dict[str, list[float]] = {}
+            for op in ("suspend", "resume"):
+                start = threading.Barrier(len(ds) + 1)
+                ends: list[float] = []
+
+                def one(dom: Any, op: str = op, start: threading.Barrier = start, ends: list[float] = ends) -> None:
+                    start.wait()
+                    getattr(dom, op)()
+                    ends.append(time.monotonic())
+                threads = [threading.Thread(target=one, args=(d,)) for d in ds]
+                for t in threads:
+                    t.start()
+                start.wait()
+                t0 = time.monotonic()
+                for t in threads:
+                    t.join()
+                done[op] = [t0] + sorted(ends)
+            suspend, resume = done["suspend"], done["resume"]
+            figures.append(((suspend[-1] - suspend[1]) + (resume[1] - resume[0])) * 1000)
+            time.sleep(0.05)
+        return statistics.median(figures)
+    finally:
+        for c in conns:
+            c.close()
