@@ -120,6 +120,12 @@ def suspend_resume_ms(dom: Any, repeat: int = 15) -> float:
     return statistics.median(costs)
 
 
+def _timed_call(dom: Any, op: str, start: threading.Barrier, ends: list[float]) -> None:
+    start.wait()
+    getattr(dom, op)()
+    ends.append(time.monotonic())
+
+
 def parallel_floor_ms(doms: list[Any], slots: int = 8, repeat: int = 5) -> float:
     """What libvirt alone adds to the longest pause when it suspends and resumes DOMS in parallel on this host
     (no snapshot, no fence code): the spread of the suspends (first to last to return) plus the wait for the
@@ -134,12 +140,7 @@ def parallel_floor_ms(doms: list[Any], slots: int = 8, repeat: int = 5) -> float
             for op in ("suspend", "resume"):
                 start = threading.Barrier(len(ds) + 1)
                 ends: list[float] = []
-
-                def one(dom: Any, op: str = op, start: threading.Barrier = start, ends: list[float] = ends) -> None:
-                    start.wait()
-                    getattr(dom, op)()
-                    ends.append(time.monotonic())
-                threads = [threading.Thread(target=one, args=(d,)) for d in ds]
+                threads = [threading.Thread(target=_timed_call, args=(d, op, start, ends)) for d in ds]
                 for t in threads:
                     t.start()
                 start.wait()
