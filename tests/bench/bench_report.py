@@ -26,7 +26,8 @@ class Target:
     """One checked bound: MEASURED must not exceed BOUND (ms); RULE says where BOUND comes from.
 
     ROW and COL place it in the table (e.g. a case and an array time). FLOOR is what no fence can go below
-    (the array's own time): a bound under it cannot be met by any fence and is shown, not checked.
+    (the array's own time, plus libvirt's own parallel suspend/resume at 32 VMs): a bound under it cannot be
+    met by any fence and is shown, not checked.
     """
     row: str
     col: str
@@ -49,7 +50,7 @@ class Target:
             return "%.0f / %.0f: %s (%s)" % (self.measured, self.bound, "within" if self.measured <= self.bound
                                              else "above", self.shown_only)
         if not self.checked:
-            return "%.0f / %.0f: n/a (array time alone is %.0f)" % (self.measured, self.bound, self.floor)
+            return "%.0f / %.0f: n/a (no fence gets below %.0f here)" % (self.measured, self.bound, self.floor)
         return "%.0f / %.0f: %s" % (self.measured, self.bound, "met" if self.met else "**missed**")
 
 
@@ -73,7 +74,7 @@ def summary(targets: list[Target]) -> str:
     checked = [t for t in targets if t.checked]
     shown = sum(1 for t in targets if t.shown_only)
     met = sum(t.met for t in checked)
-    return ("Targets met: %d of %d checked (%d not checkable: the bound is below the array's own time; %d shown "
+    return ("Targets met: %d of %d checked (%d not checkable: the bound is below what any fence needs here; %d shown "
             "for reference, not checked)." % (met, len(checked), len(targets) - len(checked) - shown, shown))
 
 

@@ -172,7 +172,7 @@ def array_targets(fence: dict[tuple[str, int, float, int], list[Round]], virsh: 
                            "%s + %.0f ms + one VM's suspend/resume" % (rule, SLACK_MS), array_ms,
                            shown_only="reference: below libvirt's own parallel spread here"),
                     Target(case(transport, nvol, MANY), col, many, VIRSH_SHARE * best(virsh[(transport, nvol, t)]),
-                           "%.2f x Snap Creator's virsh loop" % VIRSH_SHARE, array_ms)]
+                           "%.2f x Snap Creator's virsh loop" % VIRSH_SHARE, array_ms + floor)]
     return targets
 
 
