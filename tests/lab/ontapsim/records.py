@@ -193,7 +193,8 @@ def policy(p: dict[str, Any]) -> dict[str, Any]:
     # REST shows a CLI "vault" policy as type async without snapshots on the source.
     return {"uuid": p["uuid"], "name": p["name"], "type": "async", "scope": "cluster",
             "create_snapshot_on_source": p["type"] != "vault",
-            "retention": [{"label": r["label"], "count": int(r.get("count", 7))} for r in p.get("rules") or []],
+            # ONTAP's schema has the rule count as a string ("7").
+            "retention": [{"label": r["label"], "count": str(int(r.get("count", 7)))} for r in p.get("rules") or []],
             "_links": {"self": {"href": f"/api/snapmirror/policies/{p['uuid']}"}}}
 
 

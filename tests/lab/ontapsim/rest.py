@@ -73,6 +73,7 @@ class RestApi(StorageHandlers, ProtectionHandlers, SecurityHandlers):
             ("GET", f"/api/storage/volumes/{U}/files/(.+)", self.get_file, "read"),
             ("GET", f"/api/storage/volumes/{U}/snapshots", self.list_snapshots, "read"),
             ("POST", f"/api/storage/volumes/{U}/snapshots", self.post_snapshot, "snapshot_create"),
+            ("DELETE", f"/api/storage/volumes/{U}/snapshots", self.delete_snapshots, "snapshot_delete"),
             ("GET", f"/api/storage/volumes/{U}/snapshots/{U}", self.get_snapshot, "read"),
             ("PATCH", f"/api/storage/volumes/{U}/snapshots/{U}", self.patch_snapshot, "snapshot_modify"),
             ("DELETE", f"/api/storage/volumes/{U}/snapshots/{U}", self.delete_snapshot, "snapshot_delete"),

@@ -8,6 +8,7 @@ from typing import Any
 from . import records as R
 from .errors import SimError
 from .ops import check_snapshot_name
+from .query import CONTROL_PARAMS, apply_filters
 from .rest_base import HandlerBase, Request, Response, nest, truthy
 
 FILE_RESTORE_VERSION = (9, 10, 1)
@@ -231,6 +232,25 @@ class StorageHandlers(HandlerBase):
             svm = self.st.doc["svms"][vol["svm"]]
             job = self.jobs.run(f"DELETE /api/storage/volumes/{vu}/snapshots/{su}", svm,
                                 lambda: self.ops.delete_snapshot(vol, snap), fault)
+        return self._job_response(req, job)
+
+    def delete_snapshots(self, req: Request, vu: str) -> Response:
+        """Bulk DELETE of the volume's snapshots the query's filters select (netapp-ontap's
+        delete_collection), one job; without a filter it is refused (sim choice: no delete-all)."""
+        filters = {k: v for k, v in req.query.items() if k not in CONTROL_PARAMS}
+        if not filters:
+            raise SimError("missing", "A bulk DELETE needs at least one field filter (sim).", target="name")
+        fault = self._job_fault(req)
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            recs = apply_filters([R.snapshot(self.st, vol, s) for s in vol["snapshots"]], filters)
+            snaps = [self.st.find_snapshot(vol, uuid=r["uuid"]) for r in recs]
+            svm = self.st.doc["svms"][vol["svm"]]
+
+            def work() -> None:
+                for snap in snaps:
+                    self.ops.delete_snapshot(vol, snap)
+            job = self.jobs.run(f"DELETE /api/storage/volumes/{vu}/snapshots", svm, work, fault)
         return self._job_response(req, job)
 
     # -- LUNs -------------------------------------------------------------------------------------------
