@@ -84,7 +84,6 @@ def aggregate(st: State) -> dict[str, Any]:
             "node": {"name": node0["name"], "uuid": node0["uuid"]},
             "home_node": {"name": node0["name"], "uuid": node0["uuid"]},
             "space": {"block_storage": {"size": size, "used": used, "available": size - used}},
-            "volume_count": len(st.doc["volumes"]),
             "_links": {"self": {"href": f"/api/storage/aggregates/{au}"}}}
 
 

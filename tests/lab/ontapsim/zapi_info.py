@@ -99,14 +99,15 @@ class InfoHandlers:
     def aggr_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
         with self.st.lock:
             a = R.aggregate(self.st)
-        space = a["space"]["block_storage"]
+            space = a["space"]["block_storage"]
+            count = len(self.st.doc["volumes"])
         rec = fields("aggr-attributes", {
             "aggregate-name": a["name"], "aggregate-uuid": a["uuid"],
             "aggr-ownership-attributes": {"home-name": a["home_node"]["name"], "owner-name": a["node"]["name"]},
             "aggr-raid-attributes": {"state": a["state"], "raid-type": "raid_dp", "is-root-aggregate": False},
             "aggr-space-attributes": {"size-total": space["size"], "size-used": space["used"],
                                       "size-available": space["available"]},
-            "aggr-volume-count-attributes": {"flexvol-count": a["volume_count"]}})
+            "aggr-volume-count-attributes": {"flexvol-count": count}})
         return self._iter(api, "aggr-attributes", [rec])
 
     def vserver_peer_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
