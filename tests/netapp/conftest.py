@@ -24,28 +24,18 @@ from typing import Any
 
 import pytest
 from helpers.sim_fixtures import Sim, start_sim
+from sim.simapi import LAB_CONFIG
 
 REPO = Path(__file__).resolve().parents[2]
 NETAPP_COLLECTIONS = Path(os.environ.get("KVMSNAP_NETAPP_COLLECTIONS", REPO / "build" / "netapp-collections"))
 MODULES = "ansible_collections.netapp.ontap.plugins.modules"
 FAST = ["--latency-scale", "0"]
 
-# Two SVMs, a LUN, a vault and a mirror relationship (svm1 -> svm_dr: the SVM peering they need).
-NC_CONFIG: dict[str, Any] = {
-    "cluster": {"name": "nc-cluster", "version": "9.13.1"},
-    "users": [{"name": "admin", "password": "netapp123", "role": "admin"},
-              {"name": "viewer", "password": "v", "role": "readonly"}],
-    "svms": [{"name": "svm1", "lifs": [{"name": "svm1_data1", "address": "127.0.0.1"}]},
-             {"name": "svm_dr", "data_lifs": ["127.0.0.2"]}],
-    "volumes": [{"name": "vol_ds1", "svm": "svm1", "junction_path": "/vol_ds1", "size": "1G"},
-                {"name": "vol_ds2", "svm": "svm1", "junction_path": "/vol_ds2", "size": "1G"},
-                {"name": "vol_san", "svm": "svm1", "junction_path": None, "size": "1G"}],
-    "luns": [{"path": "/vol/vol_san/lun1", "svm": "svm1", "size": "1M", "serial_number": "D31sh#DQGQUu"}],
-    "policies": [{"name": "vault_daily", "type": "vault", "rules": [{"label": "daily", "count": 2}]}],
-    "relationships": [{"source": "svm1:vol_ds1", "destination": "svm_dr:vol_ds1_vault", "policy": "vault_daily"},
-                      {"source": "svm1:vol_ds2", "destination": "svm_dr:vol_ds2_mirror",
-                       "policy": "MirrorAllSnapshots", "state": "snapmirrored", "healthy": True}],
-}
+# tests/sim's richer cluster (two SVMs, a LUN, a vault and a mirror relationship: svm1 -> svm_dr, the
+# SVM peering they need), with its own name and the mirror initialised.
+_VAULT, _MIRROR = LAB_CONFIG["relationships"]
+NC_CONFIG: dict[str, Any] = {**LAB_CONFIG, "cluster": {"name": "nc-cluster", "version": "9.13.1"},
+                             "relationships": [_VAULT, {**_MIRROR, "state": "snapmirrored", "healthy": True}]}
 
 
 def _collection_or_fail() -> Path:
