@@ -91,7 +91,7 @@ class NetAppLab:
         argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": full}))
         env = {**os.environ, "PYTHONPATH": str(root), "REQUESTS_CA_BUNDLE": self.sim.ca_file,
                "SSL_CERT_FILE": self.sim.ca_file, "PYTHONWARNINGS": "ignore"}
-        proc = subprocess.run([sys.executable, "-m", f"{MODULES}.{module}", str(argfile)], env=env,
+        proc = subprocess.run([sys.executable, "-m", f"{MODULES}.{module}", str(argfile)], env=env, check=False,
                               capture_output=True, text=True, timeout=120)
         out = proc.stdout
         try:

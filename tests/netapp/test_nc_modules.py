@@ -54,7 +54,7 @@ def test_na_ontap_info_zapi(nc):
     assert info["aggregate_info"]["aggr1"]["aggr_raid_attributes"]["state"] == "online"
     assert any(k.startswith("vol_ds1") for k in info["volume_info"])
     assert list(info["lun_info"]) and "lun1" in str(info["lun_info"])
-    assert {k for k in info["vserver_peer_info"]} == {"svm1:svm_dr", "svm_dr:svm1"}
+    assert set(info["vserver_peer_info"]) == {"svm1:svm_dr", "svm_dr:svm1"}
     assert "svm_dr:vol_ds2_mirror" in str(info["snapmirror_info"])
     assert nc.refused() == []
 
