@@ -34,7 +34,9 @@ $(VENV)/.stamp: requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
+# NetApp's netapp.ontap collection (for tests/netapp), extracted from the pinned `ansible` wheel on PyPI.
 venv: sysdeps $(VENV)/.stamp
+	@tests/lab/netapp-collection --python $(BIN)/python
 
 collection:
 	@mkdir -p $(dir $(COLL_LINK))
@@ -66,16 +68,16 @@ units: venv collection
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: venv collection
-	$(BIN)/python -m pytest tests/integration tests/sim $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/integration tests/sim tests/netapp $(PYTEST_ARGS)
 
-# sanity, then lint, then the unit, simulator and integration tiers,
+# sanity, then lint, then the unit, simulator, NetApp-client and integration tiers,
 # all pytest tiers in one run so its closing line is the last thing printed.
 test: venv collection
 	tests/lab/ensure-services
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory typecheck
-	$(BIN)/python -m pytest tests/unit tests/sim tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit tests/sim tests/netapp tests/integration $(PYTEST_ARGS)
 
 demo: venv collection
 	tests/lab/ensure-services

@@ -81,7 +81,7 @@ def test_relationship_records_and_filters(lab):
     assert dst["type"] == "dp"
     pol = lab.get("/api/snapmirror/policies", name="vault_daily", fields="type,retention,create_snapshot_on_source")
     p = pol["records"][0]
-    assert p["retention"] == [{"label": "daily", "count": 2}] and p["create_snapshot_on_source"] is False
+    assert p["retention"] == [{"label": "daily", "count": "2"}] and p["create_snapshot_on_source"] is False
 
 
 def test_vault_transfer_copies_labelled_snapshots_only(lab):

@@ -21,6 +21,7 @@ ERROR_TABLE: dict[str, tuple[int, str, str]] = {
     "invalid": (400, "262185", "13115"),
     "missing": (400, "262177", "13006"),
     "unexpected_argument": (400, "262179", "13115"),
+    "invalid_field": (400, "262197", "13115"),
     "not_supported": (405, "3", "13005"),
     "snapshot_not_allowed": (405, "3", "13023"),
     "permission": (403, "6", "13003"),

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from .config import ConfigError, parse_size
 from .errors import SimError
 from .state import State, new_uuid
 from .storage import StorageError
@@ -103,6 +104,24 @@ class Ops:
             if key in changes:
                 snap[key] = changes[key] or None
         self.st.save()
+
+    def resize_volume(self, vol: dict[str, Any], size: Any) -> int:
+        """Set the volume's size: bytes, or "+N"/"-N" with an optional k/m/g/t unit (ZAPI new-size). The
+        sim keeps no aggregate limit; it refuses a size below what the active file system uses."""
+        text = str(size).strip()
+        sign = text[:1] if text[:1] in "+-" else ""
+        try:
+            amount = parse_size(text[len(sign):])
+        except ConfigError:
+            raise SimError("invalid", f'Invalid value "{size}" for "size".', target="size") from None
+        new = vol["size"] + amount if sign == "+" else vol["size"] - amount if sign == "-" else amount
+        used = self.storage.used_bytes(*self.st.vol_key(vol))
+        if new < max(used, 20 * 1024 * 1024):
+            raise SimError("invalid", f'Unable to set volume attribute "size" for volume "{vol["name"]}". '
+                                      f"Reason: the new size {new} is too small.", target="size")
+        vol["size"] = new
+        self.st.save()
+        return new
 
     def set_owners(self, vol: dict[str, Any], snap: dict[str, Any], owners: list[str]) -> None:
         snap["owners"] = list(owners)

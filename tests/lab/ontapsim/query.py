@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import json
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+from .errors import SimError
 
 # Query parameters that are not field filters.
 CONTROL_PARAMS = {"fields", "max_records", "return_records", "return_timeout", "order_by", "start.index",
@@ -167,3 +172,24 @@ def order(records: list[dict[str, Any]], order_by: str | None) -> list[dict[str,
         records = sorted(records, key=lambda r: (_scalar(get_path(r, field)) if get_path(r, field) is not _MISSING
                                                  else ""), reverse=direction.strip().lower() == "desc")
     return records
+
+
+@lru_cache(maxsize=None)
+def known_fields(resource: str) -> frozenset[str]:
+    """The field names ONTAP's REST API has for RESOURCE (fields.json, from netapp-ontap's schemas;
+    regenerate with gen_fields.py). "a.b.*" marks an object whose deeper names are not checked."""
+    doc = json.loads(Path(__file__).with_name("fields.json").read_text())
+    return frozenset(doc["resources"][resource])
+
+
+def check_fields(resource: str, fields: str | None) -> None:
+    """400 code 262197, as ONTAP answers, for a `fields=` name RESOURCE does not have."""
+    known = known_fields(resource)
+    for raw in (fields or "").split(","):
+        name = raw.strip().lstrip("!")
+        if not name or name in ("*", "**") or name in known:
+            continue
+        parts = name.split(".")
+        if any(".".join(parts[:i]) + ".*" in known for i in range(1, len(parts))):
+            continue
+        raise SimError("invalid_field", f'The value "{name}" is invalid for field "fields"', target="fields")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid as uuidlib
 from typing import Any
 
 from .state import State
@@ -56,6 +57,53 @@ def node(st: State, n: dict[str, Any]) -> dict[str, Any]:
             "version": {"full": version_full(v), "generation": v[0], "major": v[1], "minor": v[2]},
             "management_interfaces": [{"ip": {"address": n["management_address"]}}],
             "_links": {"self": {"href": f"/api/cluster/nodes/{n['uuid']}"}}}
+
+
+def software(st: State) -> dict[str, Any]:
+    """/api/cluster/software: the running release on every node (no update in progress)."""
+    rel = ".".join(map(str, st.version))
+    return {"version": rel, "state": "completed",
+            "nodes": [{"name": n["name"], "version": rel} for n in st.doc["nodes"]],
+            "_links": {"self": {"href": "/api/cluster/software"}}}
+
+
+def derived_uuid(*parts: str) -> str:
+    """A stable uuid for an object the state derives rather than stores (aggregate, SVM peer)."""
+    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, "ontap-sim:" + ":".join(parts)))
+
+
+AGGREGATE = "aggr1"  # the one aggregate every volume lives on
+
+
+def aggregate(st: State) -> dict[str, Any]:
+    node0 = st.doc["nodes"][0]
+    size = max(2 * sum(v["size"] for v in st.doc["volumes"].values()), 1 << 40)
+    used = sum(v["size"] for v in st.doc["volumes"].values())
+    au = derived_uuid(st.doc["cluster"]["uuid"], AGGREGATE)
+    return {"uuid": au, "name": AGGREGATE, "state": "online",
+            "node": {"name": node0["name"], "uuid": node0["uuid"]},
+            "home_node": {"name": node0["name"], "uuid": node0["uuid"]},
+            "space": {"block_storage": {"size": size, "used": used, "available": size - used}},
+            "_links": {"self": {"href": f"/api/storage/aggregates/{au}"}}}
+
+
+def svm_peers(st: State) -> list[dict[str, Any]]:
+    """The SVM peerings the modelled SnapMirror relationships need (both directions, this cluster)."""
+    pairs: set[tuple[str, str]] = set()
+    for r in st.doc["relationships"].values():
+        a = st.doc["volumes"][r["source"]]["svm"]
+        b = st.doc["volumes"][r["destination"]]["svm"]
+        if a != b:
+            pairs |= {(a, b), (b, a)}
+    c = st.doc["cluster"]
+    out = []
+    for local, remote in sorted(pairs):
+        pu = derived_uuid(local, remote)
+        out.append({"uuid": pu, "name": st.svm_name(remote), "state": "peered", "applications": ["snapmirror"],
+                    "svm": _svm_ref(st, local),
+                    "peer": {"svm": _svm_ref(st, remote), "cluster": {"name": c["name"], "uuid": c["uuid"]}},
+                    "_links": {"self": {"href": f"/api/svm/peers/{pu}"}}})
+    return out
 
 
 def job(j: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +192,8 @@ def policy(p: dict[str, Any]) -> dict[str, Any]:
     # REST shows a CLI "vault" policy as type async without snapshots on the source.
     return {"uuid": p["uuid"], "name": p["name"], "type": "async", "scope": "cluster",
             "create_snapshot_on_source": p["type"] != "vault",
-            "retention": [{"label": r["label"], "count": int(r.get("count", 7))} for r in p.get("rules") or []],
+            # ONTAP's schema has the rule count as a string ("7").
+            "retention": [{"label": r["label"], "count": str(int(r.get("count", 7)))} for r in p.get("rules") or []],
             "_links": {"self": {"href": f"/api/snapmirror/policies/{p['uuid']}"}}}
 
 

@@ -11,6 +11,7 @@ from .errors import SimError
 from .faults import Knobs
 from .jobs import Jobs
 from .ops import Ops
+from .query import check_fields
 from .rest_base import Request, Response, nest
 from .rest_protection import ProtectionHandlers
 from .rest_security import SecurityHandlers
@@ -21,6 +22,24 @@ __all__ = ["Request", "Response", "RestApi", "nest"]
 
 CG_VERSION = (9, 10, 1)
 Handler = Callable[..., Response]
+
+# GET handler -> the REST resource whose field names (fields.json) its `fields=` may use.
+RESOURCE_OF: dict[str, str] = {
+    "get_cluster": "cluster", "list_nodes": "node", "get_node": "node", "list_jobs": "job", "get_job": "job",
+    "get_software": "software", "list_svms": "svm", "get_svm": "svm", "list_svm_peers": "svm_peer",
+    "get_svm_peer": "svm_peer", "list_lifs": "ip_interface", "get_lif": "ip_interface",
+    "list_aggregates": "aggregate", "get_aggregate": "aggregate",
+    "list_volumes": "volume", "get_volume": "volume", "get_file": "file_info",
+    "list_all_snapshots": "snapshot", "list_snapshots": "snapshot", "get_snapshot": "snapshot",
+    "list_luns": "lun", "get_lun": "lun",
+    "list_relationships": "snapmirror_relationship", "get_relationship": "snapmirror_relationship",
+    "list_transfers": "snapmirror_transfer", "get_transfer": "snapmirror_transfer",
+    "list_policies": "snapmirror_policy", "get_policy": "snapmirror_policy",
+    "list_cgs": "consistency_group", "get_cg": "consistency_group",
+    "list_cg_snapshots": "consistency_group_snapshot", "get_cg_snapshot": "consistency_group_snapshot",
+    "list_accounts": "account", "get_account": "account", "list_roles": "role", "get_role": "role",
+    "list_role_privileges": "role_privilege",
+}
 
 
 class RestApi(StorageHandlers, ProtectionHandlers, SecurityHandlers):
@@ -34,12 +53,17 @@ class RestApi(StorageHandlers, ProtectionHandlers, SecurityHandlers):
         self.routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         for method, pattern, handler, action in [
             ("GET", "/api/cluster", self.get_cluster, "read"),
+            ("GET", "/api/cluster/software", self.get_software, "read"),
             ("GET", "/api/cluster/nodes", self.list_nodes, "read"),
             ("GET", f"/api/cluster/nodes/{U}", self.get_node, "read"),
             ("GET", "/api/cluster/jobs", self.list_jobs, "read"),
             ("GET", f"/api/cluster/jobs/{U}", self.get_job, "read"),
             ("GET", "/api/svm/svms", self.list_svms, "read"),
             ("GET", f"/api/svm/svms/{U}", self.get_svm, "read"),
+            ("GET", "/api/svm/peers", self.list_svm_peers, "read"),
+            ("GET", f"/api/svm/peers/{U}", self.get_svm_peer, "read"),
+            ("GET", "/api/storage/aggregates", self.list_aggregates, "read"),
+            ("GET", f"/api/storage/aggregates/{U}", self.get_aggregate, "read"),
             ("GET", "/api/network/ip/interfaces", self.list_lifs, "read"),
             ("GET", f"/api/network/ip/interfaces/{U}", self.get_lif, "read"),
             ("GET", "/api/storage/volumes", self.list_volumes, "read"),
@@ -49,6 +73,7 @@ class RestApi(StorageHandlers, ProtectionHandlers, SecurityHandlers):
             ("GET", f"/api/storage/volumes/{U}/files/(.+)", self.get_file, "read"),
             ("GET", f"/api/storage/volumes/{U}/snapshots", self.list_snapshots, "read"),
             ("POST", f"/api/storage/volumes/{U}/snapshots", self.post_snapshot, "snapshot_create"),
+            ("DELETE", f"/api/storage/volumes/{U}/snapshots", self.delete_snapshots, "snapshot_delete"),
             ("GET", f"/api/storage/volumes/{U}/snapshots/{U}", self.get_snapshot, "read"),
             ("PATCH", f"/api/storage/volumes/{U}/snapshots/{U}", self.patch_snapshot, "snapshot_modify"),
             ("DELETE", f"/api/storage/volumes/{U}/snapshots/{U}", self.delete_snapshot, "snapshot_delete"),
@@ -104,6 +129,8 @@ class RestApi(StorageHandlers, ProtectionHandlers, SecurityHandlers):
             if method != req.method:
                 continue
             self._check(req, action)
+            if req.method == "GET" and handler.__name__ in RESOURCE_OF:
+                check_fields(RESOURCE_OF[handler.__name__], req.query.get("fields"))
             if req.svm_name or req.svm_uuid:
                 with self.st.lock:
                     svm = self.st.find_svm(req.svm_name, req.svm_uuid)

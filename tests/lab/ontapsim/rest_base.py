@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from . import records as R
 from .auth import Auth
+from .config import ROLE_ACTIONS
 from .errors import SimError
 from .faults import Fault, Knobs
 from .jobs import Jobs
@@ -84,6 +85,11 @@ class HandlerBase:
 
     def _check(self, req: Request, action: str) -> None:
         if not self.auth.allowed(req.user, action):
+            raise SimError("permission", "not authorized for that command")
+
+    def _check_admin(self, req: Request) -> None:
+        """Changes the simulator has no action for (volume size) need every action of the admin role."""
+        if not all(self.auth.allowed(req.user, a) for a in ROLE_ACTIONS["admin"]):
             raise SimError("permission", "not authorized for that command")
 
     def _collection(self, req: Request, recs: list[dict[str, Any]], keys: tuple[str, ...] = ("uuid", "name"),

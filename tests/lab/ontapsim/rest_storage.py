@@ -8,6 +8,7 @@ from typing import Any
 from . import records as R
 from .errors import SimError
 from .ops import check_snapshot_name
+from .query import CONTROL_PARAMS, apply_filters
 from .rest_base import HandlerBase, Request, Response, nest, truthy
 
 FILE_RESTORE_VERSION = (9, 10, 1)
@@ -18,6 +19,21 @@ class StorageHandlers(HandlerBase):
     def get_cluster(self, req: Request) -> Response:
         with self.st.lock:
             return self._one(req, R.cluster(self.st), keys=())
+
+    def get_software(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._one(req, R.software(self.st), keys=())
+
+    def list_aggregates(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, [R.aggregate(self.st)])
+
+    def get_aggregate(self, req: Request, au: str) -> Response:
+        with self.st.lock:
+            rec = R.aggregate(self.st)
+        if rec["uuid"] != au:
+            raise SimError("not_found", "entry doesn't exist", target="uuid")
+        return self._one(req, rec)
 
     def list_nodes(self, req: Request) -> Response:
         with self.st.lock:
@@ -52,6 +68,17 @@ class StorageHandlers(HandlerBase):
                 raise SimError("not_found", "entry doesn't exist", target="uuid")
             return self._one(req, R.svm(self.st, s))
 
+    def list_svm_peers(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, R.svm_peers(self.st), keys=("uuid", "name"))
+
+    def get_svm_peer(self, req: Request, pu: str) -> Response:
+        with self.st.lock:
+            for rec in R.svm_peers(self.st):
+                if rec["uuid"] == pu:
+                    return self._one(req, rec)
+        raise SimError("not_found", "entry doesn't exist", target="uuid")
+
     def list_lifs(self, req: Request) -> Response:
         with self.st.lock:
             return self._collection(req, [R.ip_interface(self.st, u, lif) for u, lif in self.st.doc["lifs"].items()])
@@ -82,7 +109,10 @@ class StorageHandlers(HandlerBase):
                     restore[k].update(v)
                 else:
                     restore[k] = v
-        # Only restores are simulated; any other volume attribute is refused as ONTAP refuses unknown ones.
+        if "size" in body and not restore:
+            return self._resize_volume(req, vu, body)
+        # Only restores and size changes are simulated; any other volume attribute is refused as ONTAP
+        # refuses unknown ones.
         self._reject_unknown({k: v for k, v in body.items() if k != "restore_to"}, set())
         if not restore:
             raise SimError("missing", 'Missing value for "restore_to" (the only volume change this simulator '
@@ -111,6 +141,18 @@ class StorageHandlers(HandlerBase):
                 def work() -> None:
                     self.ops.restore_volume(vol, snap, force)
             job = self.jobs.run(f"PATCH /api/storage/volumes/{vu}", svm, work, fault)
+        return self._job_response(req, job)
+
+    def _resize_volume(self, req: Request, vu: str, body: dict[str, Any]) -> Response:
+        """PATCH {"size": bytes}: a job that sets the new size (na_ontap_volume's resize)."""
+        self._reject_unknown(body, {"size", "sizing_method"})
+        self._check_admin(req)
+        fault = self._job_fault(req)
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            svm = self.st.doc["svms"][vol["svm"]]
+            job = self.jobs.run(f"PATCH /api/storage/volumes/{vu}", svm,
+                                lambda: self.ops.resize_volume(vol, body["size"]), fault)
         return self._job_response(req, job)
 
     # -- files ---------------------------------------------------------------------------------------
@@ -193,6 +235,25 @@ class StorageHandlers(HandlerBase):
             svm = self.st.doc["svms"][vol["svm"]]
             job = self.jobs.run(f"DELETE /api/storage/volumes/{vu}/snapshots/{su}", svm,
                                 lambda: self.ops.delete_snapshot(vol, snap), fault)
+        return self._job_response(req, job)
+
+    def delete_snapshots(self, req: Request, vu: str) -> Response:
+        """Bulk DELETE of the volume's snapshots the query's filters select (netapp-ontap's
+        delete_collection), one job; without a filter it is refused (sim choice: no delete-all)."""
+        filters = {k: v for k, v in req.query.items() if k not in CONTROL_PARAMS}
+        if not filters:
+            raise SimError("missing", "A bulk DELETE needs at least one field filter (sim).", target="name")
+        fault = self._job_fault(req)
+        with self.st.lock:
+            vol = self._volume(req, vu)
+            recs = apply_filters([R.snapshot(self.st, vol, s) for s in vol["snapshots"]], filters)
+            snaps = [self.st.find_snapshot(vol, uuid=r["uuid"]) for r in recs]
+            svm = self.st.doc["svms"][vol["svm"]]
+
+            def work() -> None:
+                for snap in snaps:
+                    self.ops.delete_snapshot(vol, snap)
+            job = self.jobs.run(f"DELETE /api/storage/volumes/{vu}/snapshots", svm, work, fault)
         return self._job_response(req, job)
 
     # -- LUNs -------------------------------------------------------------------------------------------

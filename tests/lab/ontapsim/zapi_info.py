@@ -6,6 +6,7 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from . import records as R
 from .ops import Ops
 from .records import version_full
 from .state import State
@@ -87,6 +88,44 @@ class InfoHandlers:
                 for n in self.st.doc["nodes"]]
         return self._iter(api, "node-details-info", recs)
 
+    def cluster_node_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
+        v = self.st.version
+        recs = [fields("cluster-node-info", {
+            "node-name": n["name"], "node-uuid": n["uuid"], "node-model": n["model"],
+            "node-serial-number": n["serial_number"], "is-node-healthy": True, "is-node-eligible": True,
+            "node-location": "lab", "product-version": version_full(v)}) for n in self.st.doc["nodes"]]
+        return self._iter(api, "cluster-node-info", recs)
+
+    def aggr_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
+        with self.st.lock:
+            a = R.aggregate(self.st)
+            space = a["space"]["block_storage"]
+            count = len(self.st.doc["volumes"])
+        rec = fields("aggr-attributes", {
+            "aggregate-name": a["name"], "aggregate-uuid": a["uuid"],
+            "aggr-ownership-attributes": {"home-name": a["home_node"]["name"], "owner-name": a["node"]["name"]},
+            "aggr-raid-attributes": {"state": a["state"], "raid-type": "raid_dp", "is-root-aggregate": False},
+            "aggr-space-attributes": {"size-total": space["size"], "size-used": space["used"],
+                                      "size-available": space["available"]},
+            "aggr-volume-count-attributes": {"flexvol-count": count}})
+        return self._iter(api, "aggr-attributes", [rec])
+
+    def vserver_peer_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
+        with self.st.lock:
+            recs = [fields("vserver-peer-info", {
+                "vserver": p["svm"]["name"], "vserver-uuid": p["svm"]["uuid"],
+                "peer-vserver": p["peer"]["svm"]["name"], "peer-vserver-uuid": p["peer"]["svm"]["uuid"],
+                "remote-vserver-name": p["peer"]["svm"]["name"], "peer-cluster": p["peer"]["cluster"]["name"],
+                "peer-state": p["state"],
+                "applications": E("applications", children=[E("vserver-peer-application", "snapmirror")])})
+                for p in R.svm_peers(self.st) if svm is None or p["svm"]["uuid"] == svm["uuid"]]
+        return self._iter(api, "vserver-peer-info", recs)
+
+    def sis_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
+        """Storage efficiency: off on every simulated volume (no sis-status-info records), as on a
+        volume where `volume efficiency` was never enabled."""
+        return self._iter(api, "sis-status-info", [])
+
     def vserver_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
         with self.st.lock:
             recs = []
@@ -112,14 +151,27 @@ class InfoHandlers:
             "volume-id-attributes": {
                 "name": v["name"], "owning-vserver-name": svm_name, "owning-vserver-uuid": v["svm"],
                 "junction-path": v.get("junction_path"), "instance-uuid": v["uuid"], "uuid": v["uuid"],
-                "style": "flex", "style-extended": "flexvol", "type": v["type"],
+                "style": "flex", "style-extended": "flexvol", "type": v["type"], "comment": None,
                 "containing-aggregate-name": "aggr1", "node": self.st.doc["nodes"][0]["name"]},
             "volume-space-attributes": {"size": v["size"], "size-used": used,
                                         "size-available": max(0, v["size"] - used),
-                                        "percentage-snapshot-reserve": 5},
-            "volume-state-attributes": {"state": v["state"]},
+                                        "percentage-snapshot-reserve": 5, "space-guarantee": "none",
+                                        "space-slo": "none"},
+            "volume-state-attributes": {"state": v["state"], "is-nvfail-enabled": False},
             "volume-snapshot-attributes": {"snapshot-policy": "none", "snapdir-access-enabled": True,
-                                           "snapshot-count": len(v["snapshots"])}})
+                                           "snapshot-count": len(v["snapshots"])},
+            # What ONTAP returns for a volume created with defaults (na_ontap_volume reads all of it).
+            "volume-security-attributes": {"style": "unix", "volume-security-unix-attributes": {
+                "permissions": "0755", "user-id": 0, "group-id": 0}},
+            "volume-export-attributes": {"policy": "default"},
+            "volume-inode-attributes": {"files-total": 311277, "files-used": 100},
+            "volume-performance-attributes": {"is-atime-update-enabled": True},
+            "volume-comp-aggr-attributes": {"tiering-policy": "none"},
+            "volume-vserver-dr-protection-attributes": {"vserver-dr-protection": "protected"},
+            "volume-snapshot-autodelete-attributes": {
+                "commitment": "try", "defer-delete": "user_created", "delete-order": "oldest_first",
+                "destroy-list": "none", "is-autodelete-enabled": False, "prefix": "(not specified)",
+                "target-free-space": 20, "trigger": "volume"}})
 
     def volume_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
         with self.st.lock:

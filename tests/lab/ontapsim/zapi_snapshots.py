@@ -74,6 +74,18 @@ class SnapshotHandlers(InfoHandlers):
             self.ops.delete_snapshot(vol, snap, ignore_owners=to_bool(child_text(api, "ignore-owners"), False))
         return None
 
+    def volume_size(self, api: ET.Element, svm: dict[str, Any]) -> ET.Element:
+        """volume-size volume [new-size]: with new-size (bytes, or [+-]N[kmgt]) set it; answer the size."""
+        vname = require(api, "volume")
+        new_size = child_text(api, "new-size")
+        with self.st.lock:
+            vol = self._volume(svm, vname)
+            if new_size:
+                self.ops.resize_volume(vol, new_size)
+            size = vol["size"]
+        return fields("results", {"volume-size": f"{size // (1024 * 1024)}m", "is-fixed-size-flex-volume": False,
+                                  "is-readonly-flex-volume": vol["type"] == "dp"})
+
     def snapshot_rename(self, api: ET.Element, svm: dict[str, Any]) -> None:
         vname, cur, new = require(api, "volume"), require(api, "current-name"), require(api, "new-name")
         with self.st.lock:
@@ -92,7 +104,10 @@ class SnapshotHandlers(InfoHandlers):
             el = attrs.find(zname)
             if el is not None:
                 changes[key] = (el.text or "").strip()
-        unsupported = [c.tag for c in attrs if c.tag not in ("comment", "snapmirror-label")]
+        # na_ontap_snapshot sends the unchanged name along; ONTAP accepts that, not a new one.
+        same_name = child_text(attrs, "name") in (None, child_text(q, "name"))
+        unsupported = [c.tag for c in attrs if c.tag not in ("comment", "snapmirror-label")
+                       and not (c.tag == "name" and same_name)]
         if unsupported:
             raise ZapiError("13115", f"Field \"{unsupported[0]}\" cannot be modified with snapshot-modify-iter.")
         max_records = int(child_text(api, "max-records") or 20)
