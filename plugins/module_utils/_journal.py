@@ -314,12 +314,23 @@ def mark_final(journal: Dict[str, Any], state: str, by: str, now: Optional[float
     return journal
 
 
+def overlay_pending(ovl: Dict[str, Any]) -> bool:
+    """An overlay of the overlay fence (``_overlay_journal``) that is not committed and deleted yet."""
+    state = ovl.get("state")
+    return state not in ("committed", "absent") or (state == "committed" and not ovl.get("removed"))
+
+
+def holds_overlays(journal: Dict[str, Any]) -> bool:
+    """The journal records an overlay still pending: it is kept until the recovery commits it."""
+    return any(overlay_pending(o) for vm in journal.get("vms", []) for o in vm.get("overlays") or [])
+
+
 def prune_finished(state_dir: str, now: Optional[float] = None, keep_s: float = KEEP_FINISHED_SECONDS) -> List[str]:
-    """Delete released/recovered journals older than keep_s; return the removed run ids."""
+    """Delete released/recovered journals older than keep_s (none holding a pending overlay); the removed run ids."""
     now = time.time() if now is None else now
     removed = []
     for journal in list_journals(state_dir):
-        if "error" in journal or not is_final(journal):
+        if "error" in journal or not is_final(journal) or holds_overlays(journal):
             continue
         if now - float(journal.get("released_at") or journal.get("started") or now) > keep_s:
             try:
