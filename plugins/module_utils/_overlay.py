@@ -204,12 +204,18 @@ def commit_disk(sc: SharedConnection, vm_uuid: str, ovl: Dict[str, Any], timeout
     target, overlay = ovl["target"], ovl["overlay"]
     out: Dict[str, Any] = {"target": target, "overlay": overlay, "result": None, "commit_ms": 0.0,
                            "removed": False, "remove_error": None, "error": None}
+
+    def start_commit(conn: Any, attempt: int) -> None:
+        dom = _dom(sc, conn, vm_uuid)
+        if attempt and dom.blockJobInfo(target, 0):
+            return  # the first attempt started it before the connection dropped
+        dom.blockCommit(target, None, None, 0, COMMIT_ACTIVE | COMMIT_SHALLOW)
+
     t0 = time.monotonic()
     try:
         source = sc.call(lambda conn, _a: disk_sources(_dom(sc, conn, vm_uuid)).get(target))
         if source == overlay:
-            sc.call(lambda conn, _a: _dom(sc, conn, vm_uuid).blockCommit(target, None, None, 0,
-                                                                          COMMIT_ACTIVE | COMMIT_SHALLOW))
+            sc.call(start_commit)
             _wait_and_pivot(sc, vm_uuid, target, timeout)
             source = sc.call(lambda conn, _a: disk_sources(_dom(sc, conn, vm_uuid)).get(target))
             if source == overlay:

@@ -49,8 +49,10 @@ def _domains(sc: SharedConnection) -> List[Dict[str, Any]]:
     return sc.call(read)
 
 
-def find_leftovers(state_dir: str, sc: SharedConnection, exclude_run: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Every overlay not committed: [{uuid, name, state, target, overlay, base, run, journal, found_in, live_run}].
+def find_leftovers(state_dir: str, sc: SharedConnection, exclude_run: Optional[str] = None,
+                   vm_uuids: Optional[List[str]] = None) -> List[Dict[str, Any]]:
+    """Every overlay not committed: [{uuid, name, state, target, overlay, base, run, journal, found_in, live_run}]
+    (of the VMs VM_UUIDS only, when given; never of run EXCLUDE_RUN).
 
     ``found_in`` is ``journal``, ``domain`` or both; ``journal`` the journal id recording it (None when only the
     domain XML shows it: a lost state dir); ``live_run`` True when the run that made it still lives;
@@ -90,11 +92,14 @@ def find_leftovers(state_dir: str, sc: SharedConnection, exclude_run: Optional[s
         entry["state"] = live["state"] if live else "absent"
         entry["name"] = live["name"] if live else entry.get("name")
         entry["found_in"] = "+".join(entry["found_in"])
-    return sorted(found.values(), key=lambda e: (e["uuid"], e["target"], e["overlay"]))
+    wanted = None if vm_uuids is None else {u.lower() for u in vm_uuids}
+    return sorted((e for e in found.values() if wanted is None or e["uuid"] in wanted),
+                  key=lambda e: (e["uuid"], e["target"], e["overlay"]))
 
 
 def recover(state_dir: str, sc: SharedConnection, exclude_run: Optional[str] = None, check_mode: bool = False,
-            timeout: float = COMMIT_TIMEOUT, attempts: int = COMMIT_ATTEMPTS) -> Dict[str, Any]:
+            timeout: float = COMMIT_TIMEOUT, attempts: int = COMMIT_ATTEMPTS,
+            vm_uuids: Optional[List[str]] = None) -> Dict[str, Any]:
     """Commit every leftover overlay of a running (or paused) VM and delete its file; report each one.
 
     Returns {leftovers: [find_leftovers entry + result, error, attempts, commit_ms, removed], warnings}.
@@ -103,7 +108,7 @@ def recover(state_dir: str, sc: SharedConnection, exclude_run: Optional[str] = N
     None when the commit failed (``error``; the journal keeps it pending for the next recovery).
     """
     report: Dict[str, Any] = {"leftovers": [], "warnings": []}
-    for entry in find_leftovers(state_dir, sc, exclude_run):
+    for entry in find_leftovers(state_dir, sc, exclude_run, vm_uuids):
         entry.update(result=None, error=None, attempts=0, commit_ms=0.0, removed=False)
         report["leftovers"].append(entry)
         if entry["live_run"]:
