@@ -244,3 +244,32 @@ def test_freeze_overlay_base_image_is_on_stable_storage(real_guest, sc, tmp_path
     assert chain(dom, "vda") == [base] and not os.path.exists(overlay)
     last = guest.writer_numbers()[-1]
     assert wait_for(lambda: guest.writer_numbers()[-1] > last, 20, step=0.5), "guest stopped writing after the pivot"
+
+
+def test_failed_commit_is_retried_reported_and_recovered_later(minimal_guests, sc, tmp_path, monkeypatch):
+    libvirt = pytest.importorskip("libvirt")
+    monkeypatch.setattr(ovl, "COMMIT_POLL", 0.01)
+    dom = minimal_guests(1)[0]
+    base = chain(dom, "hda")[0]
+    sd, run_id = new_run(tmp_path, [dom])
+    plans = plan_vms(sc, [dom.UUIDString()], run_id)
+    outs = fence_overlays(sc, sd, run_id, plans, run_id)
+    overlay = plans[0]["overlays"][0]["overlay"]
+    # another job on the disk (a copy of the overlay) makes every commit attempt fail
+    dest = str(tmp_path / "minimal" / "busy-copy.qcow2")
+    dom.blockCopy("hda", "<disk type='file'><driver type='qcow2'/><source file='%s'/></disk>" % dest, None,
+                  libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB | libvirt.VIR_DOMAIN_BLOCK_COPY_SHALLOW)
+    try:
+        done = commit_overlays(sc, sd, run_id, plans, outs)[0]["disks"][0]
+        assert done["result"] is None and done["attempts"] == ovl.COMMIT_ATTEMPTS and "commit of overlay" in done["error"]
+        entry = _journal.read(sd, run_id)["vms"][0]["overlays"][0]
+        assert (entry["state"], entry["attempts"]) == ("failed", ovl.COMMIT_ATTEMPTS) and entry["error"]
+        assert chain(dom, "hda")[0] == overlay and os.path.exists(overlay)  # nothing lost: still on its overlay
+    finally:
+        dom.blockJobAbort("hda", 0)
+    _journal.update(sd, run_id, lambda j: j.update(owners=[]))  # the run is over
+    res = recover(sd, sc, vm_uuids=[dom.UUIDString()])
+    assert [(e["result"], e["journal_state"]) for e in res["leftovers"]] == [("committed", "failed")], res
+    assert chain(dom, "hda") == [base] and not os.path.exists(overlay)
+    entry = _journal.read(sd, run_id)["vms"][0]["overlays"][0]
+    assert (entry["state"], entry["attempts"]) == ("committed", ovl.COMMIT_ATTEMPTS + 1)
