@@ -21,7 +21,11 @@ The watchdog polls the journal and
   the release of the module itself) when the deadline passes, or at once when the run's module process died
   while the run was still quiescing, or when the journal says ``release_on_owner_exit`` (vm_backup) and the
   module process is gone (kill -9, OOM, lost controller);
-* records the outcome in the journal (``released_by: watchdog``), removes the run's locks, exits.
+* records the outcome in the journal (``released_by: watchdog``), removes the run's locks;
+* while the journal holds overlays of the overlay fence not committed yet (``_journal.holds_overlays``), even
+  a final one, it stays: the run's module commits them; when that process is gone, the watchdog commits them
+  itself (``_overlay_recovery.recover`` for the run's VMs) and exits; a module still alive ``OVERLAY_WAIT``
+  after the deadline is left to the next run's recovery.
 
 It logs what it does to ``<state_dir>/watchdog.log``.
 """
@@ -42,11 +46,13 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import w
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_gang import parallel
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_vm import release_one
+from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_recovery import recover
 
 PACKAGE = "ansible_collections.kvmsnap.core.plugins.module_utils"
 # the module utils the watchdog imports, directly or not (tests/unit/test_watchdog_bundle.py checks the list)
 BUNDLE = ("_watchdog", "_journal", "_lock", "_atomic_file", "_defaults", "_errors", "_fence_conn", "_fence_errors",
-          "_fence_gang", "_fence_rules", "_fence_vm", "_libvirt", "_retry")
+          "_fence_gang", "_fence_rules", "_fence_vm", "_libvirt", "_retry", "_domain_xml", "_overlay", "_overlay_journal",
+          "_overlay_recovery", "_overlay_rules")
 BUNDLE_NAME = "watchdog.zip"
 MAIN = ("# kvmsnap.core fence watchdog (written by vm_quiesce/vm_backup; do not edit)\n"
         "import sys\n\n"
@@ -55,6 +61,7 @@ MAIN = ("# kvmsnap.core fence watchdog (written by vm_quiesce/vm_backup; do not 
 POLL = 0.2  # seconds between two looks at the journal
 GRACE_EXIT = 120.0  # a run whose module lives on past its deadline by this much is left to a later run
 RETRIES = 4  # libvirt reconnects of the release (libvirtd may be restarting)
+OVERLAY_WAIT = 6 * 3600.0  # how long after the deadline a live module may still be committing its overlays
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,8 +178,10 @@ def watch(path: str) -> int:
         except (OSError, _journal.JournalError) as err:
             log(state_dir, "cannot read journal %s: %s; nothing released" % (path, err))
             return 1
-        if journal is None or _journal.is_final(journal):
+        if journal is None:
             return 0
+        if _journal.is_final(journal):
+            return watch_overlays(path)
         now = time.time()
         reason = release_reason(journal, now)
         if reason:
@@ -194,6 +203,40 @@ def watch(path: str) -> int:
     for vm, res in zip(pending, results):
         log(state_dir, "vm %s (%s): %s" % (vm.get("name"), vm["uuid"], (res.get("result"), res.get("error"))))
     _lock.release_run(state_dir, _journal.run_of(journal))
+    return watch_overlays(path)
+
+
+def watch_overlays(path: str) -> int:
+    """While the journal at PATH holds overlays not committed: wait for the run's module to commit them, and
+    commit them when it is gone (a VM must not stay on an overlay longer than its run). Exit status."""
+    state_dir = os.path.dirname(os.path.dirname(path))
+    while True:
+        try:
+            journal = _read(path)
+        except (OSError, _journal.JournalError) as err:
+            log(state_dir, "cannot read journal %s: %s; overlays left to the next run" % (path, err))
+            return 1
+        if journal is None or not _journal.holds_overlays(journal):
+            return 0
+        modules = [o for o in journal.get("owners", []) if o.get("role") == "module"]
+        if not any(_journal.owner_alive(o) for o in modules):
+            break
+        if time.time() > float(journal.get("deadline") or 0) + OVERLAY_WAIT:
+            log(state_dir, "run %s still commits its overlays; left to it and the next run" % journal.get("run_id"))
+            return 0
+        time.sleep(POLL)
+    log(state_dir, "committing the overlays of run %s: its module process is gone" % journal.get("run_id"))
+    sc = SharedConnection(journal.get("uri"), retries=RETRIES)
+    try:
+        result = recover(state_dir, sc, vm_uuids=[vm["uuid"] for vm in journal.get("vms", [])])
+    except Exception as err:  # libvirtd unreachable: the next run's recovery commits them
+        log(state_dir, "overlay recovery of run %s failed: %s" % (journal.get("run_id"), err))
+        return 1
+    finally:
+        sc.close()
+    for entry in result["leftovers"]:
+        log(state_dir, "overlay %s of vm %s (%s): %s%s" % (entry["overlay"], entry.get("name"), entry["uuid"],
+                                                           entry["result"], "; " + entry["error"] if entry["error"] else ""))
     return 0
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -273,3 +274,33 @@ def test_failed_commit_is_retried_reported_and_recovered_later(minimal_guests, s
     assert chain(dom, "hda") == [base] and not os.path.exists(overlay)
     entry = _journal.read(sd, run_id)["vms"][0]["overlays"][0]
     assert (entry["state"], entry["attempts"]) == ("committed", ovl.COMMIT_ATTEMPTS + 1)
+
+
+def test_watchdog_commits_the_overlays_when_the_module_dies(minimal_guests, sc, tmp_path):
+    from ansible_collections.kvmsnap.core.plugins.module_utils import _watchdog
+    dom = minimal_guests(1)[0]
+    base = chain(dom, "hda")[0]
+    # the module is a child process that lives until told to exit: it owns the run
+    module = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    sd, run_id = new_run(tmp_path, [dom])
+    _journal.update(sd, run_id, lambda j: j.update(owners=[_journal.owner(module.pid)]))
+    plans = plan_vms(sc, [dom.UUIDString()], run_id)
+    outs = fence_overlays(sc, sd, run_id, plans, run_id)
+    assert outs[0]["created"], outs
+    _journal.update(sd, run_id, lambda j: _journal.mark_final(j, "released", "module"))  # released, not committed
+    watchdog = subprocess.Popen([sys.executable, _watchdog.install(sd), _journal.journal_path(sd, run_id)])
+    try:
+        time.sleep(1.0)
+        assert watchdog.poll() is None, "the watchdog left while the run's overlays are pending"
+        assert is_overlay_path(chain(dom, "hda")[0])  # the live module's business
+        module.communicate(b"", timeout=10)  # the module dies without committing
+        assert watchdog.wait(timeout=60) == 0
+        assert chain(dom, "hda") == [base] and not os.path.exists(plans[0]["overlays"][0]["overlay"])
+        assert not _journal.holds_overlays(_journal.read(sd, run_id))
+        log = open(os.path.join(sd, "watchdog.log")).read()
+        assert "committing the overlays of run %s" % run_id in log and ": committed" in log, log
+    finally:
+        for proc in (module, watchdog):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
