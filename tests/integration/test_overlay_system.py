@@ -304,3 +304,20 @@ def test_watchdog_commits_the_overlays_when_the_module_dies(minimal_guests, sc, 
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_four_vms_overlaid_in_parallel(minimal_guests, sc, tmp_path):
+    doms = minimal_guests(4)
+    sd, run_id = new_run(tmp_path, doms)
+    plans = plan_vms(sc, [d.UUIDString() for d in doms], run_id)
+    try:
+        outs = fence_overlays(sc, sd, run_id, plans, run_id)
+        assert all(o["created"] and o["release_result"] == "resumed" for o in outs), outs
+        pauses = sorted(o["pause_ms"] for o in outs)
+        sys.stderr.write("\nsuspend overlay, 4 VMs in parallel: pauses %s ms\n" % ", ".join("%.1f" % p for p in pauses))
+        assert pauses[-1] < 2000
+        done = commit_overlays(sc, sd, run_id, plans, outs)
+        assert [d["disks"][0]["result"] for d in done] == ["committed"] * 4
+        assert not _journal.holds_overlays(_journal.read(sd, run_id))
+    finally:
+        resume_all(doms)
