@@ -15,6 +15,8 @@ outcome says what happened, with the time of each step in ms.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 from typing import Any, Dict, List, Optional
 
@@ -35,6 +37,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_rules import
 SNAPSHOT_DISK_ONLY = 16  # VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
 SNAPSHOT_NO_METADATA = 4  # VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
 SNAPSHOT_ATOMIC = 128  # VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+SNAPSHOT_REUSE_EXT = 32  # VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT: the overlay files exist (precreate)
 COMMIT_SHALLOW = 1  # VIR_DOMAIN_BLOCK_COMMIT_SHALLOW: into the overlay's immediate backing image only
 COMMIT_ACTIVE = 4  # VIR_DOMAIN_BLOCK_COMMIT_ACTIVE
 JOB_ABORT_PIVOT = 2  # VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT
@@ -99,9 +102,41 @@ def disk_sources(dom: Any, flags: int = 0) -> Dict[str, Optional[str]]:
 # quiesce → overlay → release
 
 
+def precreate(sc: SharedConnection, vm_uuid: str, overlays: List[Dict[str, Any]]) -> None:
+    """Create the overlay files before the quiesce (``qemu-img create``, backing = the disk's image, size = its
+    capacity from libvirt), so the snapshot call only opens them (REUSE_EXT). An existing file is never reused:
+    OSError. Files made here are removed again when a later one fails."""
+    qemu_img = shutil.which("qemu-img") or "/usr/bin/qemu-img"
+    made: List[str] = []
+
+    def capacity_of(target: str) -> int:
+        return int(sc.call(lambda conn, _a: _dom(sc, conn, vm_uuid).blockInfo(target, 0)[0]))
+    try:
+        for ovl in overlays:
+            capacity = capacity_of(ovl["target"])
+            fd = os.open(ovl["overlay"], os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            os.close(fd)
+            made.append(ovl["overlay"])
+            # -u: the image is in use by the running VM; its size comes from libvirt, so qemu-img need not open it
+            proc = subprocess.run([qemu_img, "create", "-q", "-u", "-f", "qcow2", "-F", ovl["format"], "-b",
+                                   ovl["base"], ovl["overlay"], str(int(capacity))], capture_output=True, text=True,
+                                  check=False)
+            if proc.returncode != 0:
+                raise OSError("qemu-img create %s failed: %s" % (ovl["overlay"], proc.stderr.strip()))
+    except Exception:
+        for path in made:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        raise
+
+
 def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode: str = "suspend",
-               agent_timeout: int = 10) -> Dict[str, Any]:
+               agent_timeout: int = 10, precreated: bool = False) -> Dict[str, Any]:
     """Quiesce one running VM, create the overlays of all its planned disks in one atomic snapshot, release it.
+
+    PRECREATED: the overlay files were made by ``precreate`` (the snapshot reuses them: REUSE_EXT).
 
     Returns {uuid, name, action, consistency, created, error, detail, release_result, release_error,
     quiesce_ms, overlay_ms, release_ms, pause_ms}; ``pause_ms`` runs from the quiesce call to the end of
@@ -118,7 +153,7 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
         return out
     vm = {"uuid": vm_plan["uuid"], "name": vm_plan.get("name")}
     xml = snapshot_xml(run_id, overlays, vm_plan.get("skipped") or [])
-    flags = SNAPSHOT_DISK_ONLY | SNAPSHOT_NO_METADATA | SNAPSHOT_ATOMIC
+    flags = SNAPSHOT_DISK_ONLY | SNAPSHOT_NO_METADATA | SNAPSHOT_ATOMIC | (SNAPSHOT_REUSE_EXT if precreated else 0)
 
     def snapshot(conn: Any, attempt: int) -> None:
         dom = _dom(sc, conn, vm_plan["uuid"])

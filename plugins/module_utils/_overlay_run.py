@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_gang import parallel
-from ansible_collections.kvmsnap.core.plugins.module_utils._overlay import COMMIT_ATTEMPTS, COMMIT_TIMEOUT, commit_vm, inspect, overlay_vm, plan
+from ansible_collections.kvmsnap.core.plugins.module_utils._overlay import COMMIT_ATTEMPTS, COMMIT_TIMEOUT, commit_vm, inspect, overlay_vm, plan, precreate
 from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_journal import record_commit, record_overlays, write_plans
 
 
@@ -26,13 +26,26 @@ def plan_vms(sc: SharedConnection, vm_uuids: List[str], run_id: str) -> List[Dic
 
 
 def fence_overlays(sc: SharedConnection, state_dir: str, journal_id: str, plans: List[Dict[str, Any]], run_id: str,
-                   mode: str = "suspend", agent_timeout: int = 10) -> List[Dict[str, Any]]:
+                   mode: str = "suspend", agent_timeout: int = 10, precreated: bool = False) -> List[Dict[str, Any]]:
     """Journal the plans ahead, then quiesce → overlay → release every overlay-fenced VM of PLANS in parallel, then
-    record what exists. Returns the outcomes of ``_overlay.overlay_vm`` (same order as the overlay-fenced plans)."""
+    record what exists. Returns the outcomes of ``_overlay.overlay_vm`` (same order as the overlay-fenced plans).
+
+    PRECREATED: make the overlay files first (``_overlay.precreate``, after the journal names them; a VM whose
+    files cannot be made gets an outcome with the error and is not quiesced)."""
     write_plans(state_dir, journal_id, plans)
     todo = [p for p in plans if p["fence"] == "overlay"]
     sc.set_slots(max(1, min(8, len(todo))))
-    outcomes = parallel(todo, lambda p: overlay_vm(sc, p, run_id, mode, agent_timeout))
+
+    def one(vm_plan: Dict[str, Any]) -> Dict[str, Any]:
+        if precreated and vm_plan["overlays"]:
+            try:
+                precreate(sc, vm_plan["uuid"], vm_plan["overlays"])
+            except Exception as err:
+                return {"uuid": vm_plan["uuid"], "name": vm_plan.get("name"), "action": "none", "created": False,
+                        "error": "overlay files of VM %s (%s) could not be made: %s; the VM was not touched"
+                        % (vm_plan.get("name"), vm_plan["uuid"], err), "pause_ms": 0.0}
+        return overlay_vm(sc, vm_plan, run_id, mode, agent_timeout, precreated)
+    outcomes = parallel(todo, one)
     record_overlays(state_dir, journal_id, outcomes)
     return outcomes
 

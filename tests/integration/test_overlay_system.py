@@ -75,7 +75,8 @@ def report(label, out):
                      % (label, out["quiesce_ms"], out["overlay_ms"], out["release_ms"], out["pause_ms"]))
 
 
-def test_suspend_overlay_then_commit_one_vm(minimal_guests, sc, tmp_path):
+@pytest.mark.parametrize("precreated", [False, True], ids=["libvirt-creates", "precreated"])
+def test_suspend_overlay_then_commit_one_vm(minimal_guests, sc, tmp_path, precreated):
     dom = minimal_guests(1)[0]
     base = chain(dom, "hda")[0]
     sd, run_id = new_run(tmp_path, [dom])
@@ -84,8 +85,8 @@ def test_suspend_overlay_then_commit_one_vm(minimal_guests, sc, tmp_path):
     overlay = plans[0]["overlays"][0]["overlay"]
     assert os.path.dirname(overlay) == os.path.dirname(base) and is_overlay_path(overlay)
     try:
-        out = fence_overlays(sc, sd, run_id, plans, run_id, mode="suspend")[0]
-        report("suspend overlay, 1 VM", out)
+        out = fence_overlays(sc, sd, run_id, plans, run_id, mode="suspend", precreated=precreated)[0]
+        report("suspend overlay, 1 VM%s" % (", precreated" if precreated else ""), out)
         assert out["created"] and out["error"] is None, out
         assert out["action"] == "suspended" and out["release_result"] == "resumed"
         assert dom.state()[0] == RUNNING
@@ -306,15 +307,17 @@ def test_watchdog_commits_the_overlays_when_the_module_dies(minimal_guests, sc, 
                 proc.wait()
 
 
-def test_four_vms_overlaid_in_parallel(minimal_guests, sc, tmp_path):
+@pytest.mark.parametrize("precreated", [False, True], ids=["libvirt-creates", "precreated"])
+def test_four_vms_overlaid_in_parallel(minimal_guests, sc, tmp_path, precreated):
     doms = minimal_guests(4)
     sd, run_id = new_run(tmp_path, doms)
     plans = plan_vms(sc, [d.UUIDString() for d in doms], run_id)
     try:
-        outs = fence_overlays(sc, sd, run_id, plans, run_id)
+        outs = fence_overlays(sc, sd, run_id, plans, run_id, precreated=precreated)
         assert all(o["created"] and o["release_result"] == "resumed" for o in outs), outs
         pauses = sorted(o["pause_ms"] for o in outs)
-        sys.stderr.write("\nsuspend overlay, 4 VMs in parallel: pauses %s ms\n" % ", ".join("%.1f" % p for p in pauses))
+        sys.stderr.write("\nsuspend overlay, 4 VMs in parallel%s: pauses %s ms\n"
+                         % (", precreated" if precreated else "", ", ".join("%.1f" % p for p in pauses)))
         assert pauses[-1] < 2000
         done = commit_overlays(sc, sd, run_id, plans, outs)
         assert [d["disks"][0]["result"] for d in done] == ["committed"] * 4
