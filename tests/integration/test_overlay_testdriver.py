@@ -85,3 +85,26 @@ def test_vms_sent_to_direct(make_vm, sc, kw, why):
     dom = make_vm(**kw)
     plan = plan_vms(sc, [dom.UUIDString()], "r")[0]
     assert plan["fence"] == "direct" and why in plan["reason"] and plan["overlays"] == [], plan
+
+
+def test_precreate_makes_qcow2_overlays_and_never_reuses_a_file(make_vm, sc, tmp_path):
+    import json
+    import subprocess
+
+    from ansible_collections.kvmsnap.core.plugins.module_utils._overlay import precreate
+    dom = make_vm()
+    plan = plan_vms(sc, [dom.UUIDString()], "run-p")[0]
+    first, second = plan["overlays"]
+    precreate(sc, plan["uuid"], [first])
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", first["overlay"]], check=True,
+                                     capture_output=True, text=True).stdout)
+    capacity = dom.blockInfo("vda", 0)[0]
+    assert (info["format"], info["virtual-size"], info["backing-filename"], info["backing-filename-format"]) == (
+        "qcow2", capacity, first["base"], "qcow2")
+    # a file already there (a leftover, somebody else's) is never reused; what this call made is removed again
+    with open(second["overlay"], "wb") as fh:
+        fh.write(b"not mine")
+    with pytest.raises(OSError):
+        precreate(sc, plan["uuid"], [dict(first, overlay=first["overlay"] + ".new.qcow2"), second])
+    assert not (tmp_path / (first["overlay"] + ".new.qcow2")).exists()
+    assert open(second["overlay"], "rb").read() == b"not mine"
