@@ -188,6 +188,11 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
     out["release_error"] = released.get("error")
     out["release_ms"] = elapsed_ms(t2, released["t_done"])
     out["pause_ms"] = elapsed_ms(t0, released["t_done"]) if out["action"] != "none" else 0.0
+    if precreated and not out["created"]:  # the files made for it are ours and unused: not left behind
+        for ovl in overlays:
+            removal = remove_overlay_file(sc, vm["uuid"], ovl["overlay"])
+            if removal["error"]:
+                out["detail"] = "; ".join(x for x in (out["detail"], removal["error"]) if x)
     return out
 
 
