@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import parse_root, used_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import elapsed_ms
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import elapsed_ms, wall_time
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_vm import quiesce_one, release_one
 from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_rules import (
     eligibility,
@@ -138,8 +138,9 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
 
     PRECREATED: the overlay files were made by ``precreate`` (the snapshot reuses them: REUSE_EXT).
 
-    Returns {uuid, name, action, consistency, created, error, detail, release_result, release_error,
-    quiesce_ms, overlay_ms, release_ms, pause_ms}; ``pause_ms`` runs from the quiesce call to the end of
+    Returns {uuid, name, action, consistency, created, overlay_at, error, detail, release_result, release_error,
+    quiesce_ms, overlay_ms, release_ms, pause_ms}; ``overlay_at`` (epoch) is when the snapshot call returned: the
+    base images hold the VM's disks as of then until the commit starts. ``pause_ms`` runs from the quiesce call to the end of
     the release (an upper bound of the guest's pause). Never raises. ``created`` is False when the snapshot
     failed (libvirt's atomic snapshot then left every disk on its image).
     """
@@ -181,6 +182,8 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
                             "image, the VM is released" % (vm["name"], vm["uuid"], err))
     t2 = time.monotonic()
     out["overlay_ms"] = elapsed_ms(t1, t2)
+    if out["created"]:  # the overlay point (epoch): from here the base images do not change until the commit
+        out["overlay_at"] = wall_time(t2)
     released: Dict[str, Any] = {"result": "untouched", "error": None, "t_done": t2}
     if out["action"] != "none":
         released = release_one(sc, dict(vm, action=out["action"]), agent_timeout)
@@ -237,13 +240,14 @@ def commit_disk(sc: SharedConnection, vm_uuid: str, ovl: Dict[str, Any], timeout
                 ) -> Dict[str, Any]:
     """Commit one overlay back into its image and pivot, then delete the overlay file.
 
-    OVL: {target, overlay, base}. Returns {target, result, commit_ms, removed, error}; ``result`` is
+    OVL: {target, overlay, base}. Returns {target, result, started_at, commit_ms, removed, error}; ``started_at``
+    (epoch) is when this attempt began, the end of the base's stable window; ``result`` is
     ``committed`` (done now), ``not on overlay`` (the disk was not on it: nothing to commit) or None (failed:
     ``error``); ``removed``/``remove_error`` say whether the file is gone. Never raises for a libvirt failure.
     """
     target, overlay = ovl["target"], ovl["overlay"]
     out: Dict[str, Any] = {"target": target, "overlay": overlay, "result": None, "commit_ms": 0.0,
-                           "removed": False, "remove_error": None, "error": None}
+                           "removed": False, "remove_error": None, "error": None, "started_at": time.time()}
 
     def start_commit(conn: Any, attempt: int) -> None:
         dom = _dom(sc, conn, vm_uuid)

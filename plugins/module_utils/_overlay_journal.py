@@ -12,7 +12,11 @@ Each VM entry of the run's journal (``_journal``) that takes the overlay fence c
     "overlays": [{"target": "vda", "base": "/ds/vm1.qcow2", "format": "qcow2",
                   "overlay": "/ds/.kvmsnap-overlay.<uuid>.vda.<run>.qcow2",
                   "state": "planned|created|absent|failed|committed",
+                  "overlay_at": 1764151200.52, "commit_started_at": 1764151201.9,
                   "attempts": 0, "error": null, "removed": false, "updated": 1764151200.5}]
+
+``overlay_at`` .. ``commit_started_at`` is the window in which the base image holds the disk as of the overlay
+point: an array snapshot whose create time lies inside it captured that point.
 
 ``planned``: written before the VM is quiesced (the overlay may exist once the snapshot call was made);
 ``created``: the snapshot call succeeded; ``absent``: it failed (libvirt's atomic snapshot left every disk on its
@@ -86,7 +90,7 @@ def record_overlays(state_dir: str, journal_id: str, outcomes: List[Dict[str, An
             vm = _vm_entry(j, out["uuid"])
             for ovl in vm.get("overlays") or []:
                 set_overlay(j, out["uuid"], ovl["target"], state="created" if out.get("created") else "absent",
-                            error=None if out.get("created") else out.get("error"))
+                            error=None if out.get("created") else out.get("error"), overlay_at=out.get("overlay_at"))
     return _journal.update(state_dir, journal_id, apply)
 
 
@@ -96,6 +100,8 @@ def record_commit(state_dir: str, journal_id: str, vm_uuid: str, result: Dict[st
         vm = _vm_entry(j, vm_uuid)
         prior: Dict[str, Any] = next((o for o in vm.get("overlays") or [] if o.get("target") == result["target"]), {})
         fields: Dict[str, Any] = {"attempts": int(prior.get("attempts") or 0) + 1}
+        if prior.get("commit_started_at") is None and result.get("started_at") is not None:
+            fields["commit_started_at"] = result["started_at"]  # the base's stable window ends here
         if result.get("error"):
             fields.update(state="failed", error=result["error"])
         else:

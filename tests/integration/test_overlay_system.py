@@ -94,7 +94,9 @@ def test_suspend_overlay_then_commit_one_vm(minimal_guests, sc, tmp_path, precre
         assert chain(dom, "hda") == [overlay, base]
         assert chain(dom, "hda", ovl.XML_INACTIVE)[0] == overlay  # the persistent definition follows
         assert os.path.isfile(overlay)
-        assert {o["state"] for _vm in [0] for o in _journal.read(sd, run_id)["vms"][0]["overlays"]} == {"created"}
+        entry = _journal.read(sd, run_id)["vms"][0]["overlays"][0]
+        assert (entry["state"], entry["overlay_at"]) == ("created", out["overlay_at"])
+        assert time.time() - 60 < out["overlay_at"] <= time.time()
         done = commit_overlays(sc, sd, run_id, plans, [out])[0]["disks"][0]
         sys.stderr.write("commit+pivot: %.1f ms\n" % done["commit_ms"])
         assert (done["result"], done["error"], done["removed"], done["attempts"]) == ("committed", None, True, 1), done
@@ -102,7 +104,9 @@ def test_suspend_overlay_then_commit_one_vm(minimal_guests, sc, tmp_path, precre
         assert not os.path.exists(overlay)
         assert dom.state()[0] == RUNNING
         journal = _journal.read(sd, run_id)
-        assert journal["vms"][0]["overlays"][0]["state"] == "committed" and not _journal.holds_overlays(journal)
+        entry = journal["vms"][0]["overlays"][0]
+        assert entry["state"] == "committed" and not _journal.holds_overlays(journal)
+        assert entry["overlay_at"] < entry["commit_started_at"] == done["started_at"]
     finally:
         resume_all([dom])
 

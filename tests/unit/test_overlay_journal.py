@@ -47,14 +47,16 @@ def test_plans_are_written_ahead_and_pending(journal_id):
 def test_created_then_committed_leaves_nothing_pending(journal_id):
     sd, jid = journal_id
     oj.write_plans(sd, jid, plans())
-    oj.record_overlays(sd, jid, [{"uuid": VM1["uuid"], "created": True}])
-    assert {o["state"] for o in overlays_of(_journal.read(sd, jid), VM1["uuid"])} == {"created"}
-    oj.record_commit(sd, jid, VM1["uuid"], {"target": "vda", "error": "job vanished", "commit_ms": 3.0})
+    oj.record_overlays(sd, jid, [{"uuid": VM1["uuid"], "created": True, "overlay_at": 100.5}])
+    assert {(o["state"], o["overlay_at"]) for o in overlays_of(_journal.read(sd, jid), VM1["uuid"])} == {("created", 100.5)}
+    oj.record_commit(sd, jid, VM1["uuid"], {"target": "vda", "error": "job vanished", "commit_ms": 3.0,
+                                            "started_at": 200.0})
     oj.record_commit(sd, jid, VM1["uuid"], {"target": "vda", "error": None, "result": "committed", "removed": True,
-                                            "commit_ms": 14.0})
+                                            "commit_ms": 14.0, "started_at": 260.0})
     journal = _journal.read(sd, jid)
     vda = overlays_of(journal, VM1["uuid"])[0]
     assert (vda["state"], vda["attempts"], vda["error"], vda["removed"]) == ("committed", 2, None, True)
+    assert vda["commit_started_at"] == 200.0  # the first attempt ended the base's stable window
     assert [o["target"] for _vm, o in oj.pending(journal)] == ["vdb"]
     oj.record_commit(sd, jid, VM1["uuid"], {"target": "vdb", "error": None, "result": "committed", "removed": False,
                                             "remove_error": "cannot delete: Permission denied"})
