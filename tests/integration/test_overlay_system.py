@@ -1,5 +1,5 @@
 """The overlay fence's core on the lab libvirtd: one VM's overlay (suspend and freeze, pause measured), two disks
-overlaid in one atomic snapshot, commit + pivot, a leftover of a dead run found and committed by the recovery, a VM
+overlaid in one atomic snapshot, commit + pivot, a leftover of a dead run found and committed by the recovery (F24 (docs/dev/faults.md#f24)), a VM
 with a block job sent to the direct fence, and the proof that the base image is on stable storage at the overlay
 point (a real guest writing fsync'ed lines: the base copied while the VM runs on its overlay passes e2fsck -fn and
 holds every line written before the freeze)."""
