@@ -119,9 +119,13 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                     snap = _snapshot_within(ontap, snapset, deadline_mono, lambda: fence.prepare_release(outcomes))
                     gang = snap.pop("gang", None)
             finally:
-                fence.release(outcomes, gang=gang)  # always: success, error, timeout, signal
+                try:
+                    fence.release(outcomes, gang=gang)  # always: success, error, timeout, signal
+                finally:
+                    if "released" in snap:
+                        snap["released"].set()  # the worker may commit now
                 fence.finish(outcomes, by="vm_backup run %s" % run_id)
-        # ---- after the release: commit (already running), comments, temporary CG, read-back -----------
+        # ---- after the release: commit (started by the worker), comments, temporary CG, read-back ------
         late = snap.pop("late", None)
         snap["was_late"] = late is not None
         give_up = time.monotonic() + LATE_WAIT
@@ -345,16 +349,18 @@ def _ontap_preflight(connect: Callable[[Dict[str, Any], str], Any], params: Dict
 def _snapshot_within(ontap: Any, snapset: SnapshotSetPlan, deadline_mono: float,
                      while_waiting: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
     """Take SNAPSET's point in time in a worker thread; wait for it until the deadline at most
-    (F3 (docs/dev/faults.md#f3)). The worker commits a two-phase snapshot right after the take, while the
-    caller releases the VMs.
+    (F3 (docs/dev/faults.md#f3)). The worker commits a two-phase snapshot once the caller has released the VMs
+    (it sets RELEASED), or COMMIT_AFTER seconds after the take if the release takes longer.
 
-    Returns {ms, done_in_window, error?, done, late?}: DONE is set when the worker ended (take and commit). After
+    Returns {ms, done_in_window, error?, done, released, late?}: DONE is set when the worker ended (take and commit). After
     the deadline the caller releases the VMs; the worker keeps going and LATE (an event set by the take's end)
     gives the caller a bounded time to learn the outcome.
     """
     box: Dict[str, Any] = {}
     taken = threading.Event()
     done = threading.Event()
+    released = threading.Event()  # set by the caller once every VM was released
+    box["released"] = released
     handoff = threading.Lock()  # decides who finishes SNAPSET: the caller, or the worker once abandoned
     box["handoff"] = handoff
 
@@ -366,8 +372,12 @@ def _snapshot_within(ontap: Any, snapset: SnapshotSetPlan, deadline_mono: float,
             box["error"] = str(err)
         box["ms"] = elapsed_ms(t0, time.monotonic())
         taken.set()
+        if snapset.two_phase and "error" not in box:
+            # the commit's calls would compete with the release for the CPU: after it, or at COMMIT_AFTER at the
+            # latest (ONTAP holds its I/O fence on the volumes until the commit, and ends the snapshot at its timeout)
+            released.wait(COMMIT_AFTER)
         try:
-            ontap.commit_snapshot_set(snapset)  # no-op unless two-phase; the VMs are being released meanwhile
+            ontap.commit_snapshot_set(snapset)  # no-op unless two-phase
         except Exception as err:  # the snapshots were removed again: reported after the release
             box["commit_error"] = str(err)
         with handoff:
@@ -446,7 +456,10 @@ def _abandon_if_running(snap: Dict[str, Any]) -> bool:
     return bool(snap.get("abandoned"))
 
 
-LATE_WAIT = 10.0  # seconds to learn the outcome of a snapshot still running at the deadline (after the release)
+LATE_WAIT = 10.0
+# seconds after the take at which a two-phase snapshot is committed even if the release is still going on: well
+# inside ONTAP's fence timeouts (REST action_timeout 20 s, ZAPI cg-start "relaxed" 20 s)
+COMMIT_AFTER = 5.0  # seconds to learn the outcome of a snapshot still running at the deadline (after the release)
 # seconds after the fence's deadline in which the run may still confirm its snapshot (read-back, verification
 # by the role, the confirm call itself); past `until` a pending snapshot is an orphan that recovery marks late
 CONFIRM_GRACE = 300.0

@@ -407,7 +407,7 @@ class Ontap(ABC):
         plan.taken = True
 
     def commit_snapshot_set(self, plan: SnapshotSetPlan) -> None:
-        """End a two-phase snapshot (at once after the take; safe in parallel with the release of the VMs).
+        """End a two-phase snapshot (after the release of the VMs; safe in parallel with it).
         A failed commit removes the snapshots of PLAN and raises: no partial or uncommitted backup is kept."""
         if plan.committed or not plan.taken:
             return

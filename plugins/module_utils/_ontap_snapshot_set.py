@@ -7,7 +7,7 @@ point in time and nothing else (docs/how-it-works.md, "The fence's critical path
 - prepare (before the quiesce): volume look-ups, the method, a temporary consistency group where one is needed;
 - take (inside the fence): exactly the call(s) that make the point in time: a volume snapshot, a CG snapshot,
   or the start of a two-phase CG snapshot (ZAPI cg-start, REST action=start);
-- commit (as soon as the take returned, while the VMs are released): the second phase of a two-phase snapshot;
+- commit (once the VMs are released): the second phase of a two-phase snapshot;
 - finish (after the release): snapshot comments the first phase could not carry, removal of the temporary
   CG, read-back of uuid and create time.
 
@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 
 # How long ONTAP may hold its own I/O fence between the two phases (REST action_timeout, seconds; 5-120).
-# The commit follows the take at once, in parallel with the release of the VMs.
+# The commit follows the release of the VMs (a fence commits 5 s after the take at the latest).
 TWO_PHASE_TIMEOUT = 20
 # ZAPI cg-start's named timeout of the same meaning (urgent 2 s, medium 7 s, relaxed 20 s)
 ZAPI_CG_TIMEOUT = "relaxed"
