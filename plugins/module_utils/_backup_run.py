@@ -17,13 +17,14 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_xml, _journal, _lock, _storage_map
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_xml, _journal, _lock, _overlay_recovery, _storage_map
 from ansible_collections.kvmsnap.core.plugins.module_utils import _snapshot_naming as naming
+from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import DEFAULT_FENCE, OverlayFence, window_faults
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence import Fence, FenceInterrupted, check_locks, release_on_signals, run_id_param
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import resolve_vms
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_mapping import parse_vm_mapping, resolve_mapping_svms
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import elapsed_ms, plan, public_outcome, weakest
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import elapsed_ms, is_test_uri, plan, public_outcome, wall_time, weakest
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect as ontap_connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
@@ -45,6 +46,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
     result: Dict[str, Any] = {"changed": False, "vms": [], "snapshots": [], "recovered": [], "run_id": run_id,
                               "method": None, "trust": None}
     outcomes: List[Dict[str, Any]] = []
+    overlays = OverlayFence(fence, run_id, params.get("fence") or DEFAULT_FENCE, mode)
     ontap: Any = None
     snapset: Optional[SnapshotSetPlan] = None
     snap: Dict[str, Any] = {}
@@ -80,12 +82,14 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                              % (name, ", ".join(result["volumes"])))
             return result
         result["recovered"] = fence.recover(skip=run_id)
+        result["recovered"].extend(_recover_overlays(fence, vms, run_id, check_mode))
         if result["recovered"]:
             vms = resolve_vms(fence.sc.conn, [vm["uuid"] for vm in vms], fence.uri)
         result["recovered_snapshots"] = _recover_orphans(ontap, volumes, check_mode, fence.warnings)
+        overlays.plan(vms)  # fence=overlay fails here, before anything is touched, for a VM that cannot take it
         if check_mode:
             check_locks(fence.state_dir, vms, run_id)
-            result["vms"] = plan(vms, mode)
+            result["vms"] = [overlays.report(e) for e in plan(vms, mode)]
             result["changed"] = True
             result["msg"] = ("check mode: would quiesce %d VM(s) (mode %s), snapshot %s on %s and release them; "
                              "nothing touched" % (sum(1 for v in result["vms"] if v["action"] != "none"), mode, name,
@@ -108,11 +112,15 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                           watchdog_pid=(run["watchdog"] or {}).get("pid"))
             deadline_mono = time.monotonic() + deadline
             try:
-                outcomes = fence.quiesce(vms, mode, bool(params.get("allow_crash_consistent")), record=False)
+                # overlay VMs: quiesce → overlays → release, before the direct VMs are quiesced (they run meanwhile)
+                overlays.run()
+                ov_uuids = {o["uuid"] for o in overlays.fence_outcomes()}
+                direct_vms = [vm for vm in vms if vm["uuid"] not in ov_uuids]
+                outcomes = fence.quiesce(direct_vms, mode, bool(params.get("allow_crash_consistent")), record=False)
             except BaseException:
                 fence.emergency_release()
                 raise
-            failed = [o for o in outcomes if o.get("error")]
+            failed = [o for o in outcomes if o.get("error")] + overlays.failed()
             gang = None
             try:
                 if not failed:
@@ -124,7 +132,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 finally:
                     if "released" in snap:
                         snap["released"].set()  # the worker may commit now
-                fence.finish(outcomes, by="vm_backup run %s" % run_id)
+                fence.finish(outcomes + overlays.fence_outcomes(), by="vm_backup run %s" % run_id)
         # ---- after the release: commit (started by the worker), comments, temporary CG, read-back ------
         late = snap.pop("late", None)
         snap["was_late"] = late is not None
@@ -132,6 +140,9 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         if late is not None:  # released at the deadline; give the call a bounded time to finish (F3 (docs/dev/faults.md#f3))
             late.wait(LATE_WAIT)
         _finish_snapshot(ontap, snapset, snap, give_up)
+        # the overlays go back into their images once the snapshot is finished (or abandoned: then not good)
+        commit_errors = overlays.commit()
+        fence.warnings.extend(commit_errors)
         for o in outcomes:
             if o["action"] != "none" and o.get("t_released"):
                 o["pause_ms"] = elapsed_ms(o["t_quiesced"], o["t_released"])
@@ -139,20 +150,26 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 o["pause_ms"] = 0.0
         result["changed"] = True
         if failed:
-            result["vms"] = [public_outcome(o) for o in outcomes]
+            result["vms"] = _vm_report(outcomes, overlays)
             raise FenceError("vm_backup on %s: %d of %d VM(s) could not be quiesced (%s); no snapshot was taken and "
                              "the VMs already quiesced were released." % (
                                  fence.where, len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), result)
         in_window = snap.get("done_in_window", False)
+        result["snapshots"] = (snap.get("result") or {}).get("snapshots", [])
+        # the trust rule of the overlay VMs: the snapshot lies inside every overlay window
+        faults = window_faults([s.get("create_time") for s in result["snapshots"]], overlays.windows(),
+                               snap.get("taken_at"))
+        if faults:
+            result["window_faults"] = faults
+            in_window = False
         for o in outcomes:
             if not in_window:
                 o["consistency"] = "crash" if o["consistency"] != "offline" else "offline"
-        result["vms"] = [public_outcome(o) for o in outcomes]
-        result["snapshots"] = (snap.get("result") or {}).get("snapshots", [])
+        result["vms"] = _vm_report(outcomes, overlays, in_window)
         result["method"] = (snap.get("result") or {}).get("method")
         result["consistency"] = weakest([o["consistency"] for o in outcomes]) if result["snapshots"] else None
         result["snapshot_ms"] = snap.get("ms")
-        result["max_pause_ms"] = max([o["pause_ms"] for o in outcomes] or [0.0])
+        result["max_pause_ms"] = max([v.get("pause_ms") or 0.0 for v in result["vms"]] or [0.0])
         released_errors = [o["release_error"] for o in outcomes if o.get("release_error")]
         if result["snapshots"] and not snap.get("error"):
             bad = _verify_snapshots(ontap, result["snapshots"], fence.warnings)
@@ -167,6 +184,9 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                                  name, ", ".join(result["volumes"]), deadline, snap["error"]))
             elif snap.get("error"):
                 parts.append("the snapshot %s on %s failed: %s" % (name, ", ".join(result["volumes"]), snap["error"]))
+            elif result.get("window_faults"):
+                parts.append("the snapshot %s on %s lies outside the overlay window of some VM(s) (%s): %s" % (
+                    name, ", ".join(result["volumes"]), "; ".join(result["window_faults"]), _trust_text(result["trust"])))
             elif not in_window:
                 parts.append("the snapshot %s on %s did not complete within the deadline of %ds; the VMs were "
                              "released at the deadline%s" % (
@@ -188,16 +208,49 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                                 result.get("trust_error")), result)
         return result
     except FenceInterrupted as err:
-        result["vms"] = [public_outcome(o) for o in outcomes]
+        result["vms"] = _vm_report(outcomes, overlays)
         raise FenceError("vm_backup on %s: %s; every VM quiesced by this run was released." % (fence.where, err),
                          result) from None
     finally:
+        try:  # whatever failed, created overlays are committed now (or stay pending for the watchdog/next run)
+            fence.warnings.extend(overlays.commit())
+        except BaseException as err:  # e.g. a second signal: the journal keeps them pending
+            fence.warnings.append("overlays not committed (%s); the watchdog and the next run commit them" % err)
         if snapset is not None and not snapset.finished and not _abandon_if_running(snap):
             ontap.abort_snapshot_set(snapset)  # e.g. a VM could not be quiesced: remove the temporary CG now
         if ontap is not None:
             fence.warnings.extend(w for w in ontap.warnings if w not in fence.warnings)
         result["warnings"] = fence.warnings
         fence.close()
+
+
+def _vm_report(outcomes: List[Dict[str, Any]], overlays: OverlayFence,
+               in_window: Optional[bool] = None) -> List[Dict[str, Any]]:
+    """One entry per VM: the direct VMs' outcomes and the overlay VMs', each with its fence and why."""
+    direct = [overlays.report(public_outcome(o)) for o in outcomes]
+    over = overlays.public()
+    if in_window is False:
+        for v in over:
+            if v.get("consistency") not in (None, "offline"):
+                v["consistency"] = "crash"
+    return direct + over
+
+
+def _recover_overlays(fence: Fence, vms: List[Dict[str, Any]], run_id: str,
+                      check_mode: bool) -> List[Dict[str, Any]]:
+    """Before the fence: commit the overlays dead runs left on these VMs (docs/dev/overlay.md)."""
+    if is_test_uri(fence.uri):
+        return []
+    try:
+        rep = _overlay_recovery.recover(fence.state_dir, fence.sc, exclude_run=run_id, check_mode=check_mode,
+                                        vm_uuids=[vm["uuid"] for vm in vms])
+    except Exception as err:  # never blocks the backup; the VM is sent to the direct fence by its plan
+        fence.warnings.append("recovery of leftover overlays failed: %s; the next run tries again" % err)
+        return []
+    fence.warnings.extend(rep["warnings"])
+    return [{"overlay": e["overlay"], "uuid": e["uuid"], "name": e.get("name"), "target": e["target"],
+             "run_id": e.get("run"), "result": e.get("result"), "error": e.get("error"), "kind": "overlay"}
+            for e in rep["leftovers"]]
 
 
 def _recover_orphans(ontap: Any, volumes: List[tuple], check_mode: bool, warnings: List[str]) -> Dict[str, Any]:
@@ -370,7 +423,10 @@ def _snapshot_within(ontap: Any, snapset: SnapshotSetPlan, deadline_mono: float,
             ontap.take_snapshot_set(snapset, deadline=deadline_mono)
         except Exception as err:  # reported to the caller
             box["error"] = str(err)
-        box["ms"] = elapsed_ms(t0, time.monotonic())
+        t1 = time.monotonic()
+        box["ms"] = elapsed_ms(t0, t1)
+        if "error" not in box:
+            box["taken_at"] = wall_time(t1)
         taken.set()
         if snapset.two_phase and "error" not in box:
             # the commit's calls would compete with the release for the CPU: after it, or at COMMIT_AFTER at the

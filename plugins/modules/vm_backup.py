@@ -105,6 +105,21 @@ options:
         M(kvmsnap.core.vm_quiesce) O(kvmsnap.core.vm_quiesce#module:state=locked) under the same id is reused) and
         C(run=) in the snapshot comment. Default a new id.
     type: str
+  fence:
+    description:
+      - How each VM's disks are held still for the snapshot (docs/how-it-works.md, "The fences").
+      - V(direct) holds the VM (suspended or frozen, see O(mode)) for the whole array snapshot.
+      - V(overlay) quiesces the VM only while its disks are switched to external qcow2 overlays beside their images
+        (milliseconds), releases it, takes the snapshot of the unchanging base images while the VM runs, then
+        commits the overlays back and deletes them. A running VM that cannot take it (block/LUN, shareable, encrypted
+        disks, a running block job, a transient VM, ...) fails the run before anything is touched.
+      - V(auto) gives the overlay fence to every VM that can take it and the direct fence to the others; the report
+        says which fence each VM got and why (RV(vms[].fence), RV(vms[].fence_reason)). On libvirt's test driver
+        every VM takes the direct fence.
+      - M(kvmsnap.core.vm_quiesce) has no overlay fence yet (multi-host backups use the direct fence).
+    type: str
+    choices: [direct, overlay, auto]
+    default: auto
   confirm:
     description:
       - Confirm the snapshot C(good) when it was taken inside the window. V(false) leaves it C(pending) for the
@@ -204,6 +219,33 @@ vms:
       description: V(resumed), V(thawed), V(already running), V(untouched), ...
       type: str
       returned: when the fence ran
+    fence:
+      description: The fence the VM got, V(direct) or V(overlay).
+      type: str
+      returned: always
+    fence_reason:
+      description: Why (V(fence=direct), or why a VM could not take the overlay fence).
+      type: str
+      returned: always
+    overlay_at:
+      description:
+        - Overlay VMs, epoch seconds when their disks were switched to the overlays. From then until
+          RV(vms[].commit_started_at) the base images hold the disks as of that instant; the snapshot's create time
+          must lie in between, or the snapshot is not good (late).
+      type: float
+      returned: overlay fence
+    commit_started_at:
+      description: Overlay VMs, epoch seconds when the commit of the overlays began (after the snapshot).
+      type: float
+      returned: overlay fence
+    overlays:
+      description:
+        - Overlay VMs, one entry per disk, C(target), C(overlay) (the file), C(result) (V(committed)), C(removed),
+          C(commit_ms), C(attempts), C(error). An overlay not committed stays recorded in the journal; the watchdog
+          and the next run commit it.
+      type: list
+      elements: dict
+      returned: overlay fence
   sample:
     - {name: web1, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, action: frozen, consistency: filesystem,
        pause_ms: 171.3, quiesce_ms: 9.8, release_result: thawed}
@@ -234,7 +276,10 @@ snapshot_ms:
   returned: when the fence ran
   type: float
 recovered:
-  description: Runs found dead or past their deadline, whose VMs this run released first.
+  description:
+    - Runs found dead or past their deadline, whose VMs this run released first; and (C(kind=overlay)) overlays
+      left by dead runs on this run's VMs, committed first (C(result) V(committed), V(deferred) for a VM shut off,
+      ...).
   returned: always
   type: list
   elements: dict
@@ -268,6 +313,7 @@ trust:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _libvirt_args
+from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import DEFAULT_FENCE, FENCES
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_CONFIRM_GRACE
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import DATASTORES_SPEC
@@ -285,6 +331,7 @@ ARGUMENT_SPEC = fence_argument_spec(
     snapmirror_label=dict(type="str"),
     policy=dict(type="str", default="daily"),
     run_id=dict(type="str"),
+    fence=dict(type="str", choices=FENCES, default=DEFAULT_FENCE),
     confirm=dict(type="bool", default=True),
     confirm_grace=dict(type="int", default=DEFAULT_CONFIRM_GRACE),
 )

@@ -44,7 +44,7 @@ def start_module(args):
 
 
 def backup_args(sim, state_dir, vms, **kw):
-    args = {"uri": URI, "vms": vms, "mode": "suspend", "deadline": 30, "state_dir": state_dir,
+    args = {"uri": URI, "vms": vms, "mode": "suspend", "fence": "direct", "deadline": 30, "state_dir": state_dir,
             "volumes": ["svm1:vol_ds1"], "name": "kvmsnap-sys_%s" % uuid.uuid4().hex[:8]}
     args.update(sim.conn())
     args.update(kw)
