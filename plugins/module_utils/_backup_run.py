@@ -167,7 +167,8 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 o["consistency"] = "crash" if o["consistency"] != "offline" else "offline"
         result["vms"] = _vm_report(outcomes, overlays, in_window)
         result["method"] = (snap.get("result") or {}).get("method")
-        result["consistency"] = weakest([o["consistency"] for o in outcomes]) if result["snapshots"] else None
+        result["consistency"] = weakest([v["consistency"] for v in result["vms"] if v.get("consistency")]) \
+            if result["snapshots"] else None
         result["snapshot_ms"] = snap.get("ms")
         result["max_pause_ms"] = max([v.get("pause_ms") or 0.0 for v in result["vms"]] or [0.0])
         released_errors = [o["release_error"] for o in outcomes if o.get("release_error")]

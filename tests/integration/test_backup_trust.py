@@ -144,7 +144,7 @@ def test_kill9_mid_snapshot_leaves_pending_and_temp_cg_the_next_run_cleans_up(si
     doms = minimal_guests(2)
     sd = str(tmp_path / "state")
     name = "kvmsnap-k9_%s" % uuid.uuid4().hex[:8]
-    args = {"uri": SYSTEM_URI, "vms": [d.name() for d in doms], "mode": "suspend", "deadline": 4,
+    args = {"uri": SYSTEM_URI, "vms": [d.name() for d in doms], "mode": "suspend", "fence": "direct", "deadline": 4,
             "confirm_grace": 1, "state_dir": sd, "volumes": ["svm1:vol_ds1", "svm1:vol_ds2"], "name": name}
     args.update(sim.conn())
     sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
