@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional
 from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_policy, _domain_xml, _journal, _libvirt, _lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._atomic_file import write_file_atomic
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_rules import is_overlay_path
 
 VIR_DOMAIN_RUNNING = 1
 VIR_DOMAIN_PAUSED = 3
@@ -53,6 +54,11 @@ def validate_domain_xml(xml: str, allowed_paths: List[str], expected_uuid: Optio
     # what the XML may contain: the one allow-list policy (emulator, character devices, devices, paths)
     policy = _domain_policy.check(xml, allowed_paths, host)
     problems += policy["refused"]
+    # a snapshot also holds the overlay files of VMs that ran on them: the live state after the point in time,
+    # never a backup (docs/dev/overlay.md)
+    problems += ["disk %s names the kvmsnap overlay file %s; restores never use overlay files (the snapshot's base "
+                 "image is the backup)" % (d["target"] or "?", d["path"]) for d in record["disks"]
+                 if is_overlay_path(d["path"])]
     disks = [{"target": d["target"] or "?", "path": d["path"], "type": d["type"], "device": d["device"]}
              for d in record["disks"] if d["path"]]
     if problems:

@@ -35,6 +35,7 @@ import stat
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
+from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_rules import is_overlay_path
 
 SNAPDIR = ".snapshot"
 MANIFEST_DIR = ".kvmsnap"
@@ -99,6 +100,10 @@ def _size(path: str) -> Optional[int]:
 def check_disk(disk: Mapping[str, Any], snapshot: str, compare_live: bool = True) -> Optional[Dict[str, str]]:
     """{path, reason} when the file disk is not (fully) in the snapshot, else None. LUNs: None (not here)."""
     rel = rel_in_datastore(disk)
+    if is_overlay_path(rel) or is_overlay_path(disk.get("source")):
+        # the live state after the point in time (docs/dev/overlay.md): never verified or restored as a backup
+        return {"path": str(disk.get("source") or rel), "reason": "disk %s is on the kvmsnap overlay %s: restores "
+                "never use overlay files; the backup is its base image" % (disk.get("target"), disk.get("source") or rel)}
     if rel is None:
         if disk.get("lun") or not disk.get("source"):
             return None

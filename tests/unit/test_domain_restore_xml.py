@@ -125,3 +125,11 @@ def test_read_xml_file_refuses_symlink(tmp_path, ds):
     link.symlink_to(real)
     with pytest.raises(dr.RestoreError, match="symlink"):
         dr.read_xml_file(str(link))
+
+
+def test_saved_xml_naming_an_overlay_file_is_refused(ds):
+    ovl = os.path.join(ds, ".kvmsnap-overlay.%s.vda.backup-20261130T101500Z-1a2b3c4d.qcow2" % UUID)
+    with pytest.raises(dr.RestoreError, match="restores never use overlay files"):
+        dr.validate_domain_xml(xml(ds, disk=ovl), [ds], expected_uuid=UUID, expected_name="web1")
+    # the same XML on the base image passes
+    assert dr.validate_domain_xml(xml(ds), [ds], expected_uuid=UUID, expected_name="web1")["uuid"] == UUID

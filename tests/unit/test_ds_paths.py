@@ -211,3 +211,19 @@ def test_restoring_a_vm_from_a_snapshot_that_did_not_protect_it_is_refused():
     assert plan["hosts"]["h1"] == []
     everything = restore_plan(per_host, "all", {"name": "s2", "run": "r2", "volumes": ["c1:svm1:vol1"]})
     assert everything["hosts"]["h1"] == [] and "was not protected by snapshot s2" in everything["notes"][0]
+
+
+def test_verification_refuses_a_disk_on_an_overlay(tmp_path):
+    vol = tmp_path / "vol1"
+    name = ".kvmsnap-overlay.6695eb01-f6a4-8304-79aa-97f2502e193f.vda.backup-1.qcow2"
+    for d in (vol / "images", vol / ".snapshot" / "s1" / "images"):
+        d.mkdir(parents=True)
+        (d / name).write_bytes(b"x" * 512)  # present in the snapshot, and still never the backup
+    disk = {"target": "vda", "source": str(vol / "images" / name), "format": "qcow2",
+            "datastore": str(vol / "images"), "path": "/" + name, "path_in_volume": "/images/" + name}
+    bad = vf.check_disk(disk, "s1")
+    assert bad is not None and "restores never use overlay files" in bad["reason"]
+    (vol / "images" / "a.img").write_bytes(b"x" * 512)
+    (vol / ".snapshot" / "s1" / "images" / "a.img").write_bytes(b"x" * 512)
+    assert vf.check_disk(dict(disk, source=str(vol / "images" / "a.img"), path="/a.img",
+                              path_in_volume="/images/a.img", format="raw"), "s1") is None
