@@ -5,7 +5,6 @@ every VM's window; fence=auto sending a VM with a block job to the direct fence 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -25,13 +24,6 @@ pytestmark = [pytest.mark.needs_libvirtd]
 RUNNING = 1
 
 
-@pytest.fixture
-def sim(ontap_sim):
-    ontap_sim.admin("DELETE", "/_sim/faults")
-    yield ontap_sim
-    ontap_sim.admin("DELETE", "/_sim/faults")
-
-
 def sources(dom):
     return {d["target"]: d["path"] for d in parse_domain_xml(dom.XMLDesc(0))["disks"]}
 
@@ -47,7 +39,8 @@ def overlay_files(vol):
 
 
 @pytest.mark.parametrize("count", [2, 4])
-def test_overlay_fence_backup(sim, minimal_guests, tmp_path, module_runner, count):
+def test_overlay_fence_backup(ontap_sim, minimal_guests, tmp_path, module_runner, count):
+    sim = ontap_sim
     vol, ds = datastore(sim)
     doms = minimal_guests(count, workdir=vol / ("m%d" % count))
     bases = {d.name(): sources(d) for d in doms}
@@ -76,7 +69,8 @@ def test_overlay_fence_backup(sim, minimal_guests, tmp_path, module_runner, coun
         assert (snapdir / os.path.basename(bases[d.name()]["hda"])).is_file()
 
 
-def test_auto_sends_a_vm_with_a_block_job_to_direct(sim, minimal_guests, tmp_path, module_runner):
+def test_auto_sends_a_vm_with_a_block_job_to_direct(ontap_sim, minimal_guests, tmp_path, module_runner):
+    sim = ontap_sim
     libvirt = pytest.importorskip("libvirt")
     vol, ds = datastore(sim)
     wdir = vol / "auto"
@@ -103,7 +97,8 @@ def test_auto_sends_a_vm_with_a_block_job_to_direct(sim, minimal_guests, tmp_pat
         busy.blockJobAbort("hda", 0)
 
 
-def test_fence_overlay_refuses_a_vm_that_cannot_take_it(sim, minimal_guests, tmp_path, module_runner):
+def test_fence_overlay_refuses_a_vm_that_cannot_take_it(ontap_sim, minimal_guests, tmp_path, module_runner):
+    sim = ontap_sim
     libvirt = pytest.importorskip("libvirt")
     vol, ds = datastore(sim)
     dom = minimal_guests(1, workdir=vol / "refuse")[0]
@@ -120,7 +115,8 @@ def test_fence_overlay_refuses_a_vm_that_cannot_take_it(sim, minimal_guests, tmp
 
 
 @pytest.mark.slow
-def test_module_killed_between_overlay_and_commit_watchdog_commits(sim, minimal_guests, tmp_path):
+def test_module_killed_between_overlay_and_commit_watchdog_commits(ontap_sim, minimal_guests, tmp_path, module_runner):
+    sim = ontap_sim
     vol, ds = datastore(sim)
     wdir = vol / "killed"
     doms = minimal_guests(2, workdir=wdir)
@@ -148,10 +144,11 @@ def test_module_killed_between_overlay_and_commit_watchdog_commits(sim, minimal_
         # the next run finds nothing left and backs up normally
         sim.admin("DELETE", "/_sim/faults")
         args = backup_args(sim, sd, [d.name() for d in doms], fence="overlay", volumes=None, datastores=ds)
-        out = json.loads(_run_module(args))
-        assert not out.get("failed"), out
+        out = module_runner("vm_backup", args, timeout=120)
+        assert not out.failed, out
         assert [r for r in out["recovered"] if r.get("kind") == "overlay"] == []
     finally:
+        sim.admin("DELETE", "/_sim/faults")
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -159,17 +156,9 @@ def test_module_killed_between_overlay_and_commit_watchdog_commits(sim, minimal_
         resume_all(doms)
 
 
-def _run_module(args):
-    proc, path = start_module(args)
-    try:
-        out, err = proc.communicate(timeout=120)
-    finally:
-        os.unlink(path)
-    return out.strip().splitlines()[-1]
-
-
-def test_next_run_commits_a_leftover_overlay(sim, minimal_guests, tmp_path):
+def test_next_run_commits_a_leftover_overlay(ontap_sim, minimal_guests, tmp_path, module_runner):
     """A leftover of a dead run whose watchdog is gone too: the next vm_backup commits it first (`recovered`)."""
+    sim = ontap_sim
     from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
     from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_run import fence_overlays, plan_vms
     vol, ds = datastore(sim)
@@ -191,8 +180,8 @@ def test_next_run_commits_a_leftover_overlay(sim, minimal_guests, tmp_path):
     _journal.update(sd, dead, lambda j: j.update(owners=[{"pid": gone.pid, "start": 1, "role": "module"}]))
     _journal.update(sd, dead, lambda j: _journal.mark_final(j, "released", "a dead module"))
     args = backup_args(sim, sd, [dom.name()], fence="auto", volumes=None, datastores=ds)
-    out = json.loads(_run_module(args))
-    assert not out.get("failed"), out
+    out = module_runner("vm_backup", args, timeout=120)
+    assert not out.failed, out
     rec = [r for r in out["recovered"] if r.get("kind") == "overlay"]
     assert len(rec) == 1 and rec[0]["result"] == "committed" and rec[0]["run_id"] == dead, rec
     assert out["vms"][0]["fence"] == "overlay"  # recovered first, then overlaid again by this run
