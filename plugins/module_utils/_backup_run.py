@@ -482,7 +482,6 @@ def _finish_snapshot(ontap: Any, snapset: SnapshotSetPlan, snap: Dict[str, Any],
         snap["result"] = ontap.finish_snapshot_set(snapset)
     except Exception as err:  # reported: the snapshots were removed
         snap["error"] = str(err)
-    snap["phases_ms"] = dict(snapset.ms)
 
 
 FENCE_SWITCH_INTERVAL = 0.0005  # seconds; Python's default is 0.005
@@ -513,10 +512,10 @@ def _abandon_if_running(snap: Dict[str, Any]) -> bool:
     return bool(snap.get("abandoned"))
 
 
-LATE_WAIT = 10.0
+LATE_WAIT = 10.0  # seconds to learn the outcome of a snapshot still running at the deadline (after the release)
 # seconds after the take at which a two-phase snapshot is committed even if the release is still going on: well
 # inside ONTAP's fence timeouts (REST action_timeout 20 s, ZAPI cg-start "relaxed" 20 s)
-COMMIT_AFTER = 5.0  # seconds to learn the outcome of a snapshot still running at the deadline (after the release)
+COMMIT_AFTER = 5.0
 # seconds after the fence's deadline in which the run may still confirm its snapshot (read-back, verification
 # by the role, the confirm call itself); past `until` a pending snapshot is an orphan that recovery marks late
 CONFIRM_GRACE = 300.0

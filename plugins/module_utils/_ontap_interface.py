@@ -33,7 +33,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_records import
     VolumeRecord,
     VolumeRef,
 )
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_set import SnapshotSetPlan, commit_failed, run_phase
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_set import SnapshotSetPlan, commit_failed
 from ansible_collections.kvmsnap.core.plugins.module_utils._retry import retry
 
 T = TypeVar("T")
@@ -377,7 +377,7 @@ class Ontap(ABC):
         if clash:
             raise self.error("snapshot %s already exists on %s" % (name, ", ".join(clash)), plan.what, code="13020",
                              hint="Choose another name or delete the existing snapshot first; it is never overwritten.")
-        run_phase(plan, "prepare", lambda: self.call(plan.what, lambda: self._plan_set(plan)))
+        self.call(plan.what, lambda: self._plan_set(plan))
         return plan
 
     def take_snapshot_set(self, plan: SnapshotSetPlan, deadline: Optional[float] = None) -> None:
@@ -396,12 +396,10 @@ class Ontap(ABC):
                         and attempt < self.retries):
                     return  # the controller did it although the answer was lost: done
                 self._cleanup(found, plan.name, exc)  # a retry starts from nothing
-                plan.started = []
                 raise
 
         try:
-            run_phase(plan, "take", lambda: retry(take_once, self.retries,
-                                                  lambda err: isinstance(err, OntapError) and err.is_transient))
+            retry(take_once, self.retries, lambda err: isinstance(err, OntapError) and err.is_transient)
         finally:
             self.call_deadline = None
         plan.taken = True
@@ -412,7 +410,7 @@ class Ontap(ABC):
         if plan.committed or not plan.taken:
             return
         try:
-            run_phase(plan, "commit", lambda: self.call(plan.what, lambda: self._commit_set(plan)))
+            self.call(plan.what, lambda: self._commit_set(plan))
         except OntapError as exc:
             self._cleanup(self._created(plan.volumes, plan.name, None), plan.name, commit_failed(plan, exc))
             plan.taken = False
@@ -431,7 +429,7 @@ class Ontap(ABC):
                         setter(svm, vol, plan.name, plan.comment,
                                plan.label if plan.method == "multicreate" else None)
                 try:
-                    run_phase(plan, "comment", lambda: self.call(plan.what, write_comments))
+                    self.call(plan.what, write_comments)
                 except OntapError as exc:
                     self._cleanup(self._created(plan.volumes, plan.name, None), plan.name, exc)
                     raise

@@ -19,7 +19,6 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -52,24 +51,10 @@ class SnapshotSetPlan:
     committed: bool = False
     finished: bool = False
     warnings: List[str] = field(default_factory=list)
-    ms: Dict[str, float] = field(default_factory=dict)  # phase -> milliseconds
 
     @property
     def what(self) -> str:
         return "create snapshot %s on %s" % (self.name, ", ".join("%s:%s" % sv for sv in self.volumes))
-
-
-def elapsed_into(plan: SnapshotSetPlan, phase: str, t0: float) -> None:
-    plan.ms[phase] = round((time.monotonic() - t0) * 1000.0, 1)
-
-
-def run_phase(plan: SnapshotSetPlan, phase: str, fn: Callable[[], None]) -> None:
-    """FN timed as PHASE of PLAN."""
-    t0 = time.monotonic()
-    try:
-        fn()
-    finally:
-        elapsed_into(plan, phase, t0)
 
 
 def commit_failed(plan: SnapshotSetPlan, exc: OntapError) -> OntapError:

@@ -18,8 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,16 +58,9 @@ def _name(tag: str) -> str:
     return "bench_%s_%s" % (tag, uuid.uuid4().hex[:10])
 
 
-@contextmanager
-def array_time(sim: Any, seconds: float) -> Iterator[None]:
+def array_time(sim: Any, seconds: float) -> AbstractContextManager[None]:
     """The simulator's snapshot jobs take SECONDS (every kind in SNAPSHOT_KINDS); the old latencies after."""
-    before = sim.admin("GET", "latency")["kinds"]
-    default = float(before.get("default", 0.0))
-    sim.admin("POST", "latency", {"kinds": {k: seconds for k in SNAPSHOT_KINDS}})
-    try:
-        yield
-    finally:
-        sim.admin("POST", "latency", {"kinds": {k: before.get(k, default) for k in SNAPSHOT_KINDS}})
+    return sim.latency({k: seconds for k in SNAPSHOT_KINDS})
 
 
 def backup_round(doms: list[Any], sim: Any, state_dir: str, volumes: list[str], transport: str = "rest") -> Round:

@@ -10,6 +10,8 @@ import ssl
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,22 @@ class Sim:
         ctx = ssl.create_default_context(cafile=self.ca_file)
         with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
             return json.loads(resp.read() or b"null")
+
+    @contextmanager
+    def latency(self, kinds: dict[str, float], scale: float | None = None) -> Iterator[None]:
+        """Inside the block the call KINDS take these seconds (and every latency is multiplied by SCALE, if
+        given); afterwards the table is as before, including kinds it did not name yet (back to `default`)."""
+        before = self.admin("GET", "latency")
+        change: dict[str, Any] = {"kinds": kinds}
+        if scale is not None:
+            change["scale"] = scale
+        self.admin("POST", "latency", change)
+        try:
+            yield
+        finally:
+            default = float(before["kinds"].get("default", 0.0))
+            self.admin("POST", "latency", {"scale": before["scale"],
+                                           "kinds": {**{k: default for k in kinds}, **before["kinds"]}})
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -19,14 +19,12 @@ SLOW = 1.2  # what must stay out of the fence: CG creation, commit
 
 @pytest.fixture
 def sim(sim_clean):
-    default = sim_clean.admin("GET", "/_sim/latency")
-    yield sim_clean
-    sim_clean.admin("POST", "/_sim/latency", {"scale": default["scale"], "kinds": default["kinds"]})
+    return sim_clean
 
 
 def slow_array(sim):
-    sim.admin("POST", "/_sim/latency", {"scale": 1, "kinds": {
-        "snapshot_create": POINT, "cg_snapshot": POINT, "cg_start": POINT, "cg_create": SLOW, "cg_commit": SLOW}})
+    return sim.latency({"snapshot_create": POINT, "cg_snapshot": POINT, "cg_start": POINT, "cg_create": SLOW,
+                        "cg_commit": SLOW}, scale=1)
 
 
 def client(sim, transport="rest"):
@@ -40,10 +38,10 @@ def states(conn, names):
 @pytest.mark.parametrize("transport,method", [("rest", "cg_temporary"), ("zapi", "cg_start_commit")])
 def test_only_the_point_in_time_is_inside_the_fence(testdriver_conn, backup_vms, sim, tmp_path, transport, method):
     names = backup_vms(4)  # disks on vol_ds1 and vol_ds2: one snapshot over two volumes
-    slow_array(sim)
     p = backup_params(sim, tmp_path, names, "kvmsnap-cp", **sim.conn(transport))
     p.update(timeout=30, retries=1, port=sim.port, cert_file=None, key_file=None)
-    res = _backup_run.run_backup(p)
+    with slow_array(sim):
+        res = _backup_run.run_backup(p)
     assert res["method"] == method and res["trust"] == "good", res
     pause = res["max_pause_ms"]
     # held for the start of the snapshot, released before the CG creation (REST) and the commit (both)

@@ -13,9 +13,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import 
 
 @pytest.fixture
 def sim(sim_clean):
-    default = sim_clean.admin("GET", "/_sim/latency")
-    yield sim_clean
-    sim_clean.admin("POST", "/_sim/latency", {"scale": default["scale"], "kinds": default["kinds"]})
+    return sim_clean
 
 
 def client(sim, timeout=30):
@@ -32,13 +30,13 @@ def last_seq(sim):
 
 
 def test_a_snapshot_job_is_awaited_with_return_timeout_and_never_polled(sim):
-    sim.admin("POST", "/_sim/latency", {"scale": 1, "kinds": {"snapshot_create": 0.5}})
     c = client(sim)
     plan = c.prepare_snapshot_set([("svm1", "vol_ds1")], "jw_one", precheck=False)
     seq = last_seq(sim)
-    t0 = time.monotonic()
-    c.take_snapshot_set(plan, deadline=time.monotonic() + 7.9)
-    took = time.monotonic() - t0
+    with sim.latency({"snapshot_create": 0.5}, scale=1):
+        t0 = time.monotonic()
+        c.take_snapshot_set(plan, deadline=time.monotonic() + 7.9)
+        took = time.monotonic() - t0
     calls = calls_since(sim, seq)
     assert [(x["method"], x["status"]) for x in calls] == [("POST", 201)], calls
     assert "return_timeout=7" in calls[0]["query"]  # the rest of the deadline, whole seconds

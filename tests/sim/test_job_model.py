@@ -16,9 +16,8 @@ def slow(fresh, monkeypatch):
     """The default cluster with every snapshot-path job kind taking SLOW seconds."""
     monkeypatch.setenv("SSL_CERT_FILE", fresh.sim.ca_file)
     kinds = ("snapshot_create", "cg_create", "cg_snapshot", "cg_start", "cg_commit")
-    fresh.admin("POST", "latency", {"scale": 1, "kinds": {k: SLOW for k in kinds}})
-    yield fresh
-    fresh.admin("POST", "latency", {"scale": 0, "kinds": {k: 0.15 for k in kinds} | {"cg_create": 0.0}})
+    with fresh.sim.latency({k: SLOW for k in kinds}, scale=1):
+        yield fresh
 
 
 def _job_state(client, reply):

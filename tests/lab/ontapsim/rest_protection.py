@@ -156,10 +156,8 @@ class ProtectionHandlers(HandlerBase):
         name = check_snapshot_name(body.get("name"))
         commit_within = self._two_phase(req, "start")
         with self.st.lock:
-            self._cg(req, cu)
-        fault = self._job_fault(req)
-        with self.st.lock:
-            cg = self._cg(req, cu)
+            cg = self._cg(req, cu)  # a 404 before a fault rule is used up
+            fault = self._job_fault(req)
             svm = self.st.doc["svms"][cg["svm"]]
             job = self.jobs.run(f"POST /api/application/consistency-groups/{cu}/snapshots", svm,
                                 lambda: self.ops.cg_snapshot(cg, name, body.get("comment"),

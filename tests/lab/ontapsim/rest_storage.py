@@ -195,10 +195,8 @@ class StorageHandlers(HandlerBase):
         self._reject_unknown(body, {"name", "comment", "snapmirror_label", "svm", "expiry_time", "volume"})
         name = check_snapshot_name(body.get("name"))
         with self.st.lock:
-            vol = self._volume(req, vu)
-        fault = self._job_fault(req)
-        with self.st.lock:
-            vol = self._volume(req, vu)
+            vol = self._volume(req, vu)  # a 404 before a fault rule is used up
+            fault = self._job_fault(req)
             svm = self.st.doc["svms"][vol["svm"]]
             made: list[dict[str, Any]] = []
 
