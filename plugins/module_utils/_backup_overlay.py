@@ -10,12 +10,12 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Dict, List, Optional
 
+from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _overlay_recovery
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import is_test_uri
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import is_test_uri, public_outcome
 from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_run import commit_overlays, fence_overlays, plan_vms
 
 FENCES = ["direct", "overlay", "auto"]
@@ -60,41 +60,6 @@ def choose(fence: str, vms: List[Dict[str, Any]], plans: Optional[List[Dict[str,
         raise FenceError("fence=overlay: %d VM(s) cannot take the overlay fence: %s; nothing was quiesced. Use "
                          "fence=auto to send them to the direct fence." % (len(refused), "; ".join(refused)))
     return out
-
-
-def window_faults(create_times: List[Optional[int]], windows: List[Dict[str, Any]],
-                  taken_at: Optional[float] = None) -> List[str]:
-    """The trust rule of the overlay fence (pure): the snapshot captured every overlay VM's base images only if it
-    was taken inside each VM's window ``overlay_at`` .. ``commit_started_at`` (epoch seconds).
-
-    CREATE_TIMES: the snapshots' create times as the controller reports them (whole epoch seconds; None when not read
-    back). TAKEN_AT: when this host saw the take end (epoch), None when it never ended. WINDOWS: [{name, overlay_at,
-    commit_started_at}] (a VM with no overlay has no window). Returns one reason per fault; empty when the
-    snapshot lies inside every window.
-
-    The controller's time has one-second resolution: a create time in the overlay's second counts as inside. The
-    host's own order (the take ended before the commit started) is checked as well, so a controller clock ahead of
-    the host's cannot make a snapshot taken after a commit look good.
-    """
-    faults = []
-    for w in windows:
-        start, end = w.get("overlay_at"), w.get("commit_started_at")
-        name = w.get("name") or w.get("uuid")
-        if start is None:
-            continue
-        if taken_at is None:
-            faults.append("VM %s: the snapshot's take never ended on this host inside its overlay window" % name)
-            continue
-        if end is not None and taken_at > end:
-            faults.append("VM %s: the snapshot ended at %.3f, after its commit started at %.3f" % (name, taken_at, end))
-        for ct in create_times:
-            if ct is None:
-                continue
-            if ct < math.floor(start):
-                faults.append("VM %s: snapshot create time %d is before its overlay point %.3f" % (name, ct, start))
-            elif end is not None and ct > math.ceil(end):
-                faults.append("VM %s: snapshot create time %d is after its commit started at %.3f" % (name, ct, end))
-    return faults
 
 
 class OverlayFence:
@@ -156,6 +121,10 @@ class OverlayFence:
                         "released_how": "release", "released_by": "overlay fence of run %s" % self.run_id})
         return out
 
+    def created_uuids(self) -> List[str]:
+        """The VMs running on overlays of this run (until the commit)."""
+        return [o["uuid"] for o in self.outcomes if o.get("created") and not o.get("fallback")]
+
     def windows(self) -> List[Dict[str, Any]]:
         return [{"uuid": o["uuid"], "name": o.get("name"), "overlay_at": o.get("overlay_at"),
                  "commit_started_at": self.commit_started_at}
@@ -203,6 +172,17 @@ class OverlayFence:
                              for d in (c or {}).get("disks", [])]
         return entry
 
+    def vm_report(self, outcomes: List[Dict[str, Any]], in_window: Optional[bool] = None) -> List[Dict[str, Any]]:
+        """One entry per VM: the direct VMs' OUTCOMES and the overlay VMs', each with its fence and why
+        (IN_WINDOW False: the overlay VMs are crash-consistent too)."""
+        direct = [self.report(public_outcome(o)) for o in outcomes]
+        over = self.public()
+        if in_window is False:
+            for v in over:
+                if v.get("consistency") not in (None, "offline"):
+                    v["consistency"] = "crash"
+        return direct + over
+
     def public(self) -> List[Dict[str, Any]]:
         """The overlay VMs' report entries (the direct ones come from the Fence's outcomes)."""
         out = []
@@ -218,3 +198,60 @@ class OverlayFence:
                 entry["frozen_filesystems"] = o["frozen_filesystems"]
             out.append(self.report(entry))
         return out
+
+
+def recover_leftovers(fence: Any, vms: List[Dict[str, Any]], run_id: str,
+                      check_mode: bool) -> List[Dict[str, Any]]:
+    """Before a fence: commit the overlays dead runs left on VMS (docs/dev/overlay.md); the ``recovered`` entries."""
+    if is_test_uri(fence.uri):
+        return []
+    try:
+        rep = _overlay_recovery.recover(fence.state_dir, fence.sc, exclude_run=run_id, check_mode=check_mode,
+                                        vm_uuids=[vm["uuid"] for vm in vms])
+    except Exception as err:  # never blocks the backup; the VM is sent to the direct fence by its plan
+        fence.warnings.append("recovery of leftover overlays failed: %s; the next run tries again" % err)
+        return []
+    fence.warnings.extend(rep["warnings"])
+    return [{"overlay": e["overlay"], "uuid": e["uuid"], "name": e.get("name"), "target": e["target"],
+             "run_id": e.get("run"), "result": e.get("result"), "error": e.get("error"), "kind": "overlay"}
+            for e in rep["leftovers"]]
+
+
+def own_overlays(state_dir: str, journals: List[Dict[str, Any]]) -> None:
+    """This process commits the overlays of JOURNALS (vm_quiesce state=released): recorded as a module owner first,
+    so neither the watchdog nor another run's recovery commits them at the same time (``run_owns_overlays``)."""
+    for j in journals:
+        if _journal.holds_overlays(j):
+            _journal.update(state_dir, j["run_id"], lambda jj: jj.setdefault("owners", []).append(_journal.owner()))
+
+
+def commit_run(fence: Any, run_id: str, vm_uuids: Optional[List[str]], check_mode: bool) -> List[Dict[str, Any]]:
+    """Commit the overlays run RUN_ID left on this host (its own commit, after the controller's snapshot); the
+    recovery's entries, one per overlay. A failure is a warning: the VM runs on its overlay, the journal keeps it
+    pending for the watchdog and the next run."""
+    try:
+        rep = _overlay_recovery.recover(fence.state_dir, fence.sc, run=run_id, vm_uuids=vm_uuids, check_mode=check_mode)
+    except Exception as err:
+        fence.warnings.append("commit of the overlays of run %s failed: %s; they stay pending for the watchdog and "
+                              "the next run" % (run_id, err))
+        return []
+    fence.warnings.extend(rep["warnings"])
+    return rep["leftovers"]
+
+
+def overlay_record(vm: Dict[str, Any]) -> Dict[str, Any]:
+    """What a journal's VM entry says of its overlay fence: {fence, fence_reason, overlay_at, commit_started_at,
+    overlays} (``commit_started_at`` None while no commit began); {} for a VM of the direct fence."""
+    if vm.get("fence") != "overlay":
+        return {}
+    ovls = vm.get("overlays") or []
+
+    def first(key: str) -> Optional[float]:
+        values = [o[key] for o in ovls if o.get(key) is not None]
+        return min(values) if values else None
+    return {"fence": "overlay", "fence_reason": vm.get("fence_reason"), "overlay_at": first("overlay_at"),
+            "commit_started_at": first("commit_started_at"),
+            "overlays": [{"target": o.get("target"), "overlay": o.get("overlay"), "state": o.get("state"),
+                          "removed": o.get("removed"), "attempts": o.get("attempts"), "error": o.get("error")}
+                         for o in ovls]}
+

@@ -17,19 +17,20 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_xml, _journal, _lock, _overlay_recovery, _storage_map
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_xml, _journal, _lock, _storage_map
 from ansible_collections.kvmsnap.core.plugins.module_utils import _snapshot_naming as naming
-from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import DEFAULT_FENCE, OverlayFence, window_faults
+from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import DEFAULT_FENCE, OverlayFence, recover_leftovers
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence import Fence, FenceInterrupted, check_locks, release_on_signals, run_id_param
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import resolve_vms
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_mapping import parse_vm_mapping, resolve_mapping_svms
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import elapsed_ms, is_test_uri, plan, public_outcome, wall_time, weakest
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import elapsed_ms, plan, wall_time, weakest
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect as ontap_connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import confirm_snapshot_set, recover_orphans
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_set import SnapshotSetPlan
+from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_window import window_faults
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import existing_set
 
 
@@ -82,7 +83,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                              % (name, ", ".join(result["volumes"])))
             return result
         result["recovered"] = fence.recover(skip=run_id)
-        result["recovered"].extend(_recover_overlays(fence, vms, run_id, check_mode))
+        result["recovered"].extend(recover_leftovers(fence, vms, run_id, check_mode))
         if result["recovered"]:
             vms = resolve_vms(fence.sc.conn, [vm["uuid"] for vm in vms], fence.uri)
         result["recovered_snapshots"] = _recover_orphans(ontap, volumes, check_mode, fence.warnings)
@@ -132,7 +133,9 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 finally:
                     if "released" in snap:
                         snap["released"].set()  # the worker may commit now
-                fence.finish(outcomes + overlays.fence_outcomes(), by="vm_backup run %s" % run_id)
+                # the overlay VMs stay locked until their overlays are committed (no other run fences them meanwhile)
+                fence.finish(outcomes + overlays.fence_outcomes(), by="vm_backup run %s" % run_id,
+                             keep_locked=overlays.created_uuids())
         # ---- after the release: commit (started by the worker), comments, temporary CG, read-back ------
         late = snap.pop("late", None)
         snap["was_late"] = late is not None
@@ -150,7 +153,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 o["pause_ms"] = 0.0
         result["changed"] = True
         if failed:
-            result["vms"] = _vm_report(outcomes, overlays)
+            result["vms"] = overlays.vm_report(outcomes)
             raise FenceError("vm_backup on %s: %d of %d VM(s) could not be quiesced (%s); no snapshot was taken and "
                              "the VMs already quiesced were released." % (
                                  fence.where, len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), result)
@@ -165,7 +168,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         for o in outcomes:
             if not in_window:
                 o["consistency"] = "crash" if o["consistency"] != "offline" else "offline"
-        result["vms"] = _vm_report(outcomes, overlays, in_window)
+        result["vms"] = overlays.vm_report(outcomes, in_window)
         result["method"] = (snap.get("result") or {}).get("method")
         result["consistency"] = weakest([v["consistency"] for v in result["vms"] if v.get("consistency")]) \
             if result["snapshots"] else None
@@ -209,7 +212,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                                 result.get("trust_error")), result)
         return result
     except FenceInterrupted as err:
-        result["vms"] = _vm_report(outcomes, overlays)
+        result["vms"] = overlays.vm_report(outcomes)
         raise FenceError("vm_backup on %s: %s; every VM quiesced by this run was released." % (fence.where, err),
                          result) from None
     finally:
@@ -217,41 +220,14 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             fence.warnings.extend(overlays.commit())
         except BaseException as err:  # e.g. a second signal: the journal keeps them pending
             fence.warnings.append("overlays not committed (%s); the watchdog and the next run commit them" % err)
+        finally:
+            fence.unlock()
         if snapset is not None and not snapset.finished and not _abandon_if_running(snap):
             ontap.abort_snapshot_set(snapset)  # e.g. a VM could not be quiesced: remove the temporary CG now
         if ontap is not None:
             fence.warnings.extend(w for w in ontap.warnings if w not in fence.warnings)
         result["warnings"] = fence.warnings
         fence.close()
-
-
-def _vm_report(outcomes: List[Dict[str, Any]], overlays: OverlayFence,
-               in_window: Optional[bool] = None) -> List[Dict[str, Any]]:
-    """One entry per VM: the direct VMs' outcomes and the overlay VMs', each with its fence and why."""
-    direct = [overlays.report(public_outcome(o)) for o in outcomes]
-    over = overlays.public()
-    if in_window is False:
-        for v in over:
-            if v.get("consistency") not in (None, "offline"):
-                v["consistency"] = "crash"
-    return direct + over
-
-
-def _recover_overlays(fence: Fence, vms: List[Dict[str, Any]], run_id: str,
-                      check_mode: bool) -> List[Dict[str, Any]]:
-    """Before the fence: commit the overlays dead runs left on these VMs (docs/dev/overlay.md)."""
-    if is_test_uri(fence.uri):
-        return []
-    try:
-        rep = _overlay_recovery.recover(fence.state_dir, fence.sc, exclude_run=run_id, check_mode=check_mode,
-                                        vm_uuids=[vm["uuid"] for vm in vms])
-    except Exception as err:  # never blocks the backup; the VM is sent to the direct fence by its plan
-        fence.warnings.append("recovery of leftover overlays failed: %s; the next run tries again" % err)
-        return []
-    fence.warnings.extend(rep["warnings"])
-    return [{"overlay": e["overlay"], "uuid": e["uuid"], "name": e.get("name"), "target": e["target"],
-             "run_id": e.get("run"), "result": e.get("result"), "error": e.get("error"), "kind": "overlay"}
-            for e in rep["leftovers"]]
 
 
 def _recover_orphans(ontap: Any, volumes: List[tuple], check_mode: bool, warnings: List[str]) -> Dict[str, Any]:

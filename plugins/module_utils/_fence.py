@@ -32,7 +32,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _libvirt, _lock, _watchdog
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
@@ -287,8 +287,9 @@ class Fence:
                 o.setdefault("released", True)
         return outcomes
 
-    def finish(self, outcomes: List[Dict[str, Any]], by: str = "module") -> None:
-        """Journal final (released) when every VM is released; then the locks go."""
+    def finish(self, outcomes: List[Dict[str, Any]], by: str = "module", keep_locked: Sequence[str] = ()) -> None:
+        """Journal final (released) when every VM is released; then the locks go, but those of KEEP_LOCKED (VMs
+        on overlays this run still has to commit: ``unlock`` once they are committed)."""
         if self.run_id is None or self.journal_id is None:
             return
         for o in outcomes:
@@ -301,11 +302,22 @@ class Fence:
                                                lambda j: _journal.mark_final(j, "released", by))
             except (OSError, _journal.JournalError) as err:
                 self.warnings.append("could not finish journal of run %s: %s" % (self.run_id, err))
-            _lock.release(self.state_dir, self.locked, self.run_id)
-            self.locked = []
+            kept = set(keep_locked)
+            _lock.release(self.state_dir, [u for u in self.locked if u not in kept], self.run_id)
+            self.locked = [u for u in self.locked if u in kept]
         else:
             self.warnings.append("run %s: not every VM could be released; its journal stays open so the "
                                  "watchdog and the next run retry" % self.run_id)
+
+    def unlock(self) -> None:
+        """The locks this run still holds go (after the commit of its overlays)."""
+        if self.run_id is not None and self.locked:
+            _lock.release(self.state_dir, self.locked, self.run_id)
+        self.locked = []
+
+    def record(self, outcomes: List[Dict[str, Any]], state: str) -> None:
+        """Record OUTCOMES of VMs fenced outside ``quiesce`` (the overlay fence) in the run's journal."""
+        self._record(outcomes, state)
 
     def emergency_release(self) -> None:
         """Release from the write-ahead journal (interrupted mid-quiesce): every planned VM."""

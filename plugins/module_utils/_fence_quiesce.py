@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _lock
+from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import OverlayFence, commit_run, overlay_record, own_overlays, recover_leftovers
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence import Fence, check_locks, release_on_signals, run_id_param
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import resolve_lock_vms, resolve_vms
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError, state_dir_error
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import plan, public_outcome, wall_time, weakest
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import plan, wall_time, weakest
 
 
 def run_locked(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
@@ -60,22 +61,33 @@ def run_locked(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, An
 
 
 def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
-    """vm_quiesce state=quiesced. Raises FenceError (with .result) on failure."""
+    """vm_quiesce state=quiesced. Raises FenceError (with .result) on failure.
+
+    FENCE ``overlay``/``auto``: the VMs that can take the overlay fence are quiesced, switched to overlays and
+    released at once (they run during the caller's snapshot; state=released commits their overlays); the others
+    (``auto``) are quiesced and held as with ``direct``."""
     run_id = run_id_param(params)
     mode = params.get("mode") or "auto"
     deadline = float(params["deadline"])
+    choice = params.get("fence") or "direct"
     fence = Fence(params.get("uri"), params["state_dir"], params.get("retries", 3), params.get("agent_timeout", 10),
                   "vm_quiesce", check_mode)
+    if choice != "direct" and not run_id:  # the overlays' names carry the run id: it is known before the plan
+        run_id = _journal.new_run_id("quiesce")
+    overlays = OverlayFence(fence, run_id or "", choice, mode)
     result: Dict[str, Any] = {"changed": False, "vms": [], "recovered": [], "run_id": None}
     try:
         fence.prepare_state_dir()
         vms = resolve_vms(fence.sc.conn, params.get("vms") or [], fence.uri)
         result["recovered"] = fence.recover(skip=run_id)
+        if choice != "direct":
+            result["recovered"].extend(recover_leftovers(fence, vms, run_id or "", check_mode))
         if result["recovered"]:  # recovery may have resumed some of them: take their state again
             vms = resolve_vms(fence.sc.conn, [vm["uuid"] for vm in vms], fence.uri)
+        overlays.plan(vms)  # fence=overlay fails here, before anything is touched, for a VM that cannot take it
         if check_mode:
             check_locks(fence.state_dir, vms, run_id)
-            result["vms"] = plan(vms, mode)
+            result["vms"] = [overlays.report(e) for e in plan(vms, mode)]
             result["changed"] = any(v["action"] != "none" for v in result["vms"]) or bool(result["recovered"])
             result["msg"] = "check mode: would quiesce %d of %d VM(s) (mode %s, deadline %ds); nothing touched" % (
                 sum(1 for v in result["vms"] if v["action"] != "none"), len(vms), mode, deadline)
@@ -89,28 +101,37 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
             result.update(run_id=run["run_id"], lock_takeovers=run["takeovers"],
                           watchdog_pid=(run["watchdog"] or {}).get("pid"))
             try:
-                outcomes = fence.quiesce(vms, mode, bool(params.get("allow_crash_consistent")))
+                overlays.run()  # overlay VMs: quiesce -> overlays -> release; they run from here on
+                fence.record(overlays.fence_outcomes(), "quiescing")
+                overlaid = {o["uuid"] for o in overlays.fence_outcomes()}
+                outcomes = fence.quiesce([vm for vm in vms if vm["uuid"] not in overlaid], mode,
+                                         bool(params.get("allow_crash_consistent")))
             except BaseException:
                 fence.emergency_release()
+                overlays.commit()
                 raise
-        failed = [o for o in outcomes if o.get("error")]
+        failed = [o for o in outcomes if o.get("error")] + overlays.failed()
         if failed:
             fence.release(outcomes)  # F10 (docs/dev/faults.md#f10): undo the ones that were quiesced, the others were never touched
-            fence.finish(outcomes, by="run %s (quiesce failed)" % fence.run_id)
-            result["vms"] = [public_outcome(o) for o in outcomes]
+            fence.finish(outcomes + overlays.fence_outcomes(), by="run %s (quiesce failed)" % fence.run_id)
+            fence.warnings.extend(overlays.commit())  # no snapshot will come: the overlays go back now
+            result["vms"] = overlays.vm_report(outcomes)
             result["changed"] = True
             raise FenceError("vm_quiesce on %s: %d of %d VM(s) could not be quiesced (%s); the VMs already quiesced "
                              "were released again, nothing stays paused." % (
-                                 fence.where, len(failed), len(outcomes), "; ".join(o["error"] for o in failed)), result)
-        result["vms"] = [public_outcome(o) for o in outcomes]
-        result["changed"] = any(o["action"] != "none" for o in outcomes)
+                                 fence.where, len(failed), len(vms), "; ".join(o["error"] for o in failed)), result)
+        result["vms"] = overlays.vm_report(outcomes)
+        result["changed"] = any(v["action"] != "none" for v in result["vms"])
         if not result["changed"]:
             fence.finish(outcomes, by="run %s (nothing to quiesce)" % fence.run_id)
         result["deadline"] = fence.journal["deadline"] if fence.journal else None
         result["deadline_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(result["deadline"] or 0))
-        result["consistency"] = weakest([o["consistency"] for o in outcomes])
+        result["consistency"] = weakest([v["consistency"] for v in result["vms"]])
+        held = sum(1 for o in outcomes if o["action"] != "none")
         result["msg"] = "quiesced %d VM(s) (mode %s); run %s; released by state=released or by the watchdog at %s" % (
-            sum(1 for o in outcomes if o["action"] != "none"), mode, fence.run_id, result["deadline_utc"])
+            held, mode, fence.run_id, result["deadline_utc"])
+        if overlays.created_uuids():
+            result["msg"] += "; %d VM(s) run on overlays until state=released commits them" % len(overlays.created_uuids())
         return result
     finally:
         result["warnings"] = fence.warnings
@@ -127,6 +148,30 @@ def _who(vm: Dict[str, Any], journal: Dict[str, Any]) -> Dict[str, Any]:
             and "quiesce failed" not in text and "interrupted" not in text else "release"
     return {"released_by": how, "released_by_detail": detail,
             "released_at": vm.get("released_at") or journal.get("released_at"), "quiesced_at": vm.get("quiesced_at")}
+
+
+def _commit_overlays(fence: Fence, run_id: str, journals: List[Dict[str, Any]],
+                     wanted: Optional[Dict[str, Dict[str, Any]]], covered: Dict[str, Dict[str, Any]],
+                     check_mode: bool) -> List[Dict[str, Any]]:
+    """After the release: commit the overlays of run RUN_ID (the controller's snapshot is taken), close its
+    journals, and add each overlay VM's window and commits to its COVERED entry. Returns the commits."""
+    commits = commit_run(fence, run_id, list(wanted) if wanted is not None else None, check_mode)
+    for journal in journals:
+        if check_mode:
+            continue
+        try:
+            def close(j: Dict[str, Any]) -> None:
+                if not _journal.is_final(j) and not _journal.pending_vms(j):
+                    _journal.mark_final(j, "released", "vm_quiesce state=released (overlays committed)")
+            journal = _journal.update(fence.state_dir, journal["run_id"], close)
+        except (OSError, _journal.JournalError) as err:
+            fence.warnings.append("could not update journal of run %s: %s" % (journal["run_id"], err))
+        for vm in journal.get("vms", []):
+            record = overlay_record(vm)
+            if record and vm["uuid"] in covered:
+                covered[vm["uuid"]].update(record)
+    return [{k: c.get(k) for k in ("uuid", "name", "target", "overlay", "result", "error", "attempts", "commit_ms",
+                                   "removed")} for c in commits]
 
 
 def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, Any]:
@@ -156,6 +201,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                            "run_id": run["run_id"], "released": not vm.get("error"),
                                            "released_by": "recovery", "released_at": time.time()}
         journals = []
+        released_now: Set[str] = set()
         if os.path.isdir(os.path.join(fence.state_dir, "runs")):
             for j in _journal.list_journals(fence.state_dir):
                 if "error" in j or j.get("uri") != fence.uri:
@@ -165,6 +211,8 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                         journals.append(j)
                 elif not _journal.is_final(j) and (j.get("module") == "vm_quiesce" or _journal.staleness(j) is not None):
                     journals.append(j)
+        if run_id is not None and not check_mode:
+            own_overlays(fence.state_dir, journals)
         for journal in journals:
             mine = [vm for vm in journal.get("vms", []) if vm.get("action") != "none"
                     and (wanted is None or vm["uuid"] in wanted)]
@@ -184,6 +232,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                            "release_result": "would release", "run_id": _journal.run_of(journal)}
                 continue
             fence.release(pending)
+            released_now.update(vm["uuid"] for vm in pending if vm.get("released"))
             for vm in pending:
                 if vm.get("released") and vm.get("quiesced_at") and vm.get("t_released") is not None:
                     vm["pause_ms"] = round(max(wall_time(vm["t_released"]) - vm["quiesced_at"], 0.0) * 1000.0, 1)
@@ -212,7 +261,9 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                        "released_by": "release" if vm.get("released") else None,
                                        "released_by_detail": vm.get("released_by"),
                                        "released_at": vm.get("released_at"), "quiesced_at": vm.get("quiesced_at")}
-        out = list(covered.values())
+        if run_id is not None and any(_journal.holds_overlays(j) for j in journals):
+            result["overlays"] = _commit_overlays(fence, run_id, journals, wanted, covered, check_mode)
+            out = list(covered.values())
         if wanted is not None:
             out = [covered[u] for u in wanted if u in covered]
             for vm_uuid, vm in wanted.items():
@@ -222,8 +273,11 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                 "released": True, "released_by": "none", "released_at": None,
                                 "release_result": "not quiesced by %s; left as is (%s)" % (scope, vm["state"])})
         result["vms"] = out
-        result["changed"] = any(v.get("release_result") in ("resumed", "thawed", "would release") for v in out) \
-            or bool(result["recovered"])
+        # changed: this call released or committed something (VMs released earlier are reported, not counted)
+        result["changed"] = any(v.get("released_by") == "release" and v.get("release_result") in ("resumed", "thawed")
+                                and v["uuid"] in released_now for v in out) \
+            or any(v.get("release_result") == "would release" for v in out) \
+            or bool(result["recovered"]) or bool(result.get("overlays"))
         failed = [v for v in out if v.get("release_error")]
         if failed:
             raise FenceError("vm_quiesce on %s: could not release %s; the journal stays open so the watchdog and "

@@ -325,6 +325,21 @@ def holds_overlays(journal: Dict[str, Any]) -> bool:
     return any(overlay_pending(o) for vm in journal.get("vms", []) for o in vm.get("overlays") or [])
 
 
+def run_owns_overlays(journal: Dict[str, Any], now: Optional[float] = None) -> bool:
+    """The run of JOURNAL still commits its own overlays: nobody else may (the watchdog, a recovery, a lock taker).
+
+    True while a module process of the run lives (vm_backup; a vm_quiesce state=released adds itself while it
+    commits), and for a run of separate tasks (vm_quiesce: no process between its quiesce and its release) until
+    its journal is final or its deadline passed: the controller's snapshot comes between those tasks and must find
+    the base images as the overlay left them.
+    """
+    if any(owner_alive(o) for o in journal.get("owners") or [] if o.get("role") == "module"):
+        return True
+    now = time.time() if now is None else now
+    return not journal.get("release_on_owner_exit") and not is_final(journal) \
+        and now < float(journal.get("deadline") or 0)
+
+
 def prune_finished(state_dir: str, now: Optional[float] = None, keep_s: float = KEEP_FINISHED_SECONDS) -> List[str]:
     """Delete released/recovered journals older than keep_s (none holding a pending overlay); the removed run ids."""
     now = time.time() if now is None else now

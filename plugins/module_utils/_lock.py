@@ -81,6 +81,8 @@ def lock_staleness(rec: Dict[str, Any], journal: Optional[Dict[str, Any]], now: 
         return "the lock file is empty or corrupt"
     if journal is not None and "error" not in journal:
         if _journal.is_final(journal):
+            if _journal.holds_overlays(journal) and _journal.run_owns_overlays(journal, now):
+                return None  # released, but its VMs still run on overlays it is committing
             return "its run is %s" % journal.get("state")
         return _journal.staleness(journal, now)
     deadline = rec.get("deadline")

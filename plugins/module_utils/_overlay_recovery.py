@@ -26,11 +26,6 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_rules import
 Key = Tuple[str, str, str]  # (vm uuid, target, overlay path)
 
 
-def _run_alive(journal: Dict[str, Any]) -> bool:
-    """A module process of the journal's run still lives: its overlays are its own business."""
-    return any(_journal.owner_alive(o) for o in journal.get("owners") or [] if o.get("role") == "module")
-
-
 def _domains(sc: SharedConnection) -> List[Dict[str, Any]]:
     """Every domain of the connection: {uuid, name, state, overlays (overlays_in_domain of its current XML)}."""
     def read(conn: Any, _attempt: int) -> List[Dict[str, Any]]:
@@ -50,9 +45,9 @@ def _domains(sc: SharedConnection) -> List[Dict[str, Any]]:
 
 
 def find_leftovers(state_dir: str, sc: SharedConnection, exclude_run: Optional[str] = None,
-                   vm_uuids: Optional[List[str]] = None) -> List[Dict[str, Any]]:
+                   vm_uuids: Optional[List[str]] = None, run: Optional[str] = None) -> List[Dict[str, Any]]:
     """Every overlay not committed: [{uuid, name, state, target, overlay, base, run, journal, found_in, live_run}]
-    (of the VMs VM_UUIDS only, when given; never of run EXCLUDE_RUN).
+    (of the VMs VM_UUIDS only, when given; of run RUN only, when given; never of run EXCLUDE_RUN).
 
     ``found_in`` is ``journal``, ``domain`` or both; ``journal`` the journal id recording it (None when only the
     domain XML shows it: a lost state dir); ``live_run`` True when the run that made it still lives;
@@ -72,7 +67,7 @@ def find_leftovers(state_dir: str, sc: SharedConnection, exclude_run: Optional[s
             key = (vm["uuid"].lower(), ovl["target"], ovl["overlay"])
             found[key] = {"uuid": key[0], "name": vm.get("name"), "target": ovl["target"], "overlay": ovl["overlay"],
                           "base": ovl.get("base"), "run": _journal.run_of(journal), "journal": journal["run_id"],
-                          "journal_state": ovl.get("state"), "found_in": ["journal"], "live_run": _run_alive(journal)}
+                          "journal_state": ovl.get("state"), "found_in": ["journal"], "live_run": _journal.run_owns_overlays(journal)}
     for dom in domains.values():
         for ovl in dom["overlays"]:
             key = (dom["uuid"], ovl["target"], ovl["overlay"])
@@ -85,7 +80,7 @@ def find_leftovers(state_dir: str, sc: SharedConnection, exclude_run: Optional[s
                                       "overlay": ovl["overlay"], "base": ovl.get("base"),
                                       "run": _journal.run_of(owner) if owner else ovl["run"],
                                       "journal": owner["run_id"] if owner else None, "journal_state": None,
-                                      "found_in": [], "live_run": bool(owner) and _run_alive(owner or {})}
+                                      "found_in": [], "live_run": bool(owner) and _journal.run_owns_overlays(owner or {})}
             entry["found_in"].append("domain")
     for entry in found.values():
         live = domains.get(entry["uuid"])
@@ -93,14 +88,18 @@ def find_leftovers(state_dir: str, sc: SharedConnection, exclude_run: Optional[s
         entry["name"] = live["name"] if live else entry.get("name")
         entry["found_in"] = "+".join(entry["found_in"])
     wanted = None if vm_uuids is None else {u.lower() for u in vm_uuids}
-    return sorted((e for e in found.values() if wanted is None or e["uuid"] in wanted),
+    return sorted((e for e in found.values() if (wanted is None or e["uuid"] in wanted)
+                   and (run is None or e["run"] == run)),
                   key=lambda e: (e["uuid"], e["target"], e["overlay"]))
 
 
 def recover(state_dir: str, sc: SharedConnection, exclude_run: Optional[str] = None, check_mode: bool = False,
             timeout: float = COMMIT_TIMEOUT, attempts: int = COMMIT_ATTEMPTS,
-            vm_uuids: Optional[List[str]] = None) -> Dict[str, Any]:
+            vm_uuids: Optional[List[str]] = None, run: Optional[str] = None) -> Dict[str, Any]:
     """Commit every leftover overlay of a running (or paused) VM and delete its file; report each one.
+
+    RUN: only the overlays of that run, committed although the run lives (the caller is that run's own commit:
+    vm_quiesce state=released).
 
     Returns {leftovers: [find_leftovers entry + result, error, attempts, commit_ms, removed], warnings}.
     ``result``: ``committed``, ``not on overlay`` (its disk was not on it: file removed), ``would commit``
@@ -108,10 +107,10 @@ def recover(state_dir: str, sc: SharedConnection, exclude_run: Optional[str] = N
     None when the commit failed (``error``; the journal keeps it pending for the next recovery).
     """
     report: Dict[str, Any] = {"leftovers": [], "warnings": []}
-    for entry in find_leftovers(state_dir, sc, exclude_run, vm_uuids):
+    for entry in find_leftovers(state_dir, sc, exclude_run, vm_uuids, run):
         entry.update(result=None, error=None, attempts=0, commit_ms=0.0, removed=False)
         report["leftovers"].append(entry)
-        if entry["live_run"]:
+        if entry["live_run"] and run is None:
             entry["result"] = "left to its run"
         elif entry["state"] == "absent":
             entry["result"] = "VM gone"

@@ -23,9 +23,10 @@ The watchdog polls the journal and
   module process is gone (kill -9, OOM, lost controller);
 * records the outcome in the journal (``released_by: watchdog``), removes the run's locks;
 * while the journal holds overlays of the overlay fence not committed yet (``_journal.holds_overlays``), even
-  a final one, it stays: the run's module commits them; when that process is gone, the watchdog commits them
-  itself (``_overlay_recovery.recover`` for the run's VMs) and exits; a module still alive ``OVERLAY_WAIT``
-  after the deadline is left to the next run's recovery.
+  a final one, it stays while the run owns them (``_journal.run_owns_overlays``: its module process lives, or a
+  vm_quiesce run is between its tasks and inside its deadline); then the watchdog commits them itself
+  (``_overlay_recovery.recover`` for the run's VMs) and exits; a module still alive ``OVERLAY_WAIT`` after the
+  deadline is left to the next run's recovery.
 
 It logs what it does to ``<state_dir>/watchdog.log``.
 """
@@ -218,14 +219,14 @@ def watch_overlays(path: str) -> int:
             return 1
         if journal is None or not _journal.holds_overlays(journal):
             return 0
-        modules = [o for o in journal.get("owners", []) if o.get("role") == "module"]
-        if not any(_journal.owner_alive(o) for o in modules):
+        if not _journal.run_owns_overlays(journal):
             break
         if time.time() > float(journal.get("deadline") or 0) + OVERLAY_WAIT:
             log(state_dir, "run %s still commits its overlays; left to it and the next run" % journal.get("run_id"))
             return 0
         time.sleep(POLL)
-    log(state_dir, "committing the overlays of run %s: its module process is gone" % journal.get("run_id"))
+    log(state_dir, "committing the overlays of run %s: its module process is gone or its deadline passed"
+        % journal.get("run_id"))
     sc = SharedConnection(journal.get("uri"), retries=RETRIES)
     try:
         result = recover(state_dir, sc, vm_uuids=[vm["uuid"] for vm in journal.get("vms", [])])

@@ -116,7 +116,7 @@ options:
       - V(auto) gives the overlay fence to every VM that can take it and the direct fence to the others; the report
         says which fence each VM got and why (RV(vms[].fence), RV(vms[].fence_reason)). On libvirt's test driver
         every VM takes the direct fence.
-      - M(kvmsnap.core.vm_quiesce) has no overlay fence yet (multi-host backups use the direct fence).
+      - M(kvmsnap.core.vm_quiesce) has the same option for fences that span several hosts.
     type: str
     choices: [direct, overlay, auto]
     default: auto

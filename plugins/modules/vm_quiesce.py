@@ -66,6 +66,24 @@ options:
       - Required with O(state=locked). With O(state=quiesced) the journal and locks are kept under it (default
         a new id). With O(state=released) only this run's quiesce is released.
     type: str
+  fence:
+    description:
+      - How O(state=quiesced) holds each VM's disks still for a snapshot taken by a later task
+        (docs/how-it-works.md, "The fences").
+      - V(direct) keeps the VM suspended or frozen until O(state=released) (or the watchdog at O(deadline)).
+      - V(overlay) quiesces the VM only while its disks are switched to external qcow2 overlays beside their images
+        (milliseconds) and releases it at once: the images no longer change and the VM runs during the snapshot.
+        O(state=released) with the same O(run_id) commits the overlays back and deletes them; the watchdog does it
+        at O(deadline) if that call never comes. A running VM that cannot take it (block/LUN, shareable, encrypted
+        disks, a running block job, a transient VM, ...) fails the task before anything is touched.
+      - V(auto) gives the overlay fence to every VM that can take it and the direct fence to the others; each VM
+        says which it got and why (RV(vms[].fence), RV(vms[].fence_reason)). On libvirt's test driver every VM
+        takes the direct fence.
+      - The default is V(direct) here (a caller of this module may rely on the guests being held); the backup role
+        passes C(kvmsnap_fence), default V(auto), and M(kvmsnap.core.vm_backup) defaults to V(auto).
+    type: str
+    choices: [direct, overlay, auto]
+    default: direct
   missing:
     description:
       - With O(state=locked) only. V(fail) refuses VMs the host does not know; V(lock) also locks a UUID of
@@ -89,6 +107,21 @@ EXAMPLES = r"""
   kvmsnap.core.vm_quiesce:
     vms: [web1, db1, 6695eb01-f6a4-8304-79aa-97f2502e193f]
     state: released
+
+- name: Overlay fence - each VM paused for milliseconds, its images unchanging until the release commits
+  kvmsnap.core.vm_quiesce:
+    vms: [web1, db1]
+    fence: auto
+    run_id: "{{ my_run_id }}"
+    deadline: 300
+
+# ... the array snapshot of the datastores (kvmsnap.core.ontap_snapshot) ...
+
+- name: Release the VMs held by the direct fence, then commit and delete the overlays of the run
+  kvmsnap.core.vm_quiesce:
+    vms: [web1, db1]
+    state: released
+    run_id: "{{ my_run_id }}"
 """
 
 RETURN = r"""
@@ -163,9 +196,37 @@ vms:
     pause_ms:
       description:
         - Milliseconds the VM was paused or frozen, from its quiesce (recorded in the run's journal) to its
-          release, measured on the host. Null when this call did not release it.
+          release, measured on the host. Null when this call did not release it. Overlay VMs (O(state=quiesced)):
+          from the quiesce to the release right after the overlay switch.
       type: float
-      returned: with O(state=released)
+      returned: with O(state=released); overlay VMs with O(state=quiesced)
+    fence:
+      description: The fence the VM got, V(direct) or V(overlay).
+      type: str
+      returned: with O(state=quiesced); overlay VMs with O(state=released) and O(run_id)
+    fence_reason:
+      description: Why (V(fence=direct), or why a VM could not take the overlay fence).
+      type: str
+      returned: with O(state=quiesced); overlay VMs with O(state=released) and O(run_id)
+    overlay_at:
+      description:
+        - Overlay VMs, epoch seconds (on the KVM host) when their disks were switched to the overlays. From then
+          until RV(vms[].commit_started_at) the base images hold the disks as of that instant; a snapshot whose
+          create time lies in between captured that instant.
+      type: float
+      returned: overlay VMs
+    commit_started_at:
+      description: Overlay VMs, epoch seconds when the commit of the overlays began; null while not committed.
+      type: float
+      returned: overlay VMs with O(state=released) and O(run_id)
+    overlays:
+      description:
+        - Overlay VMs with O(state=released) and O(run_id), one entry per disk as the run's journal records it,
+          C(target), C(overlay) (the file), C(state) (V(committed) when the disk is back on its image), C(removed),
+          C(attempts), C(error).
+      type: list
+      elements: dict
+      returned: overlay VMs with O(state=released) and O(run_id)
   sample:
     - {name: web1, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, prior_state: running, action: frozen,
        consistency: filesystem, quiesce_ms: 12.5}
@@ -210,6 +271,16 @@ unlocked:
   returned: with O(state=released)
   type: list
   elements: str
+overlays:
+  description:
+    - O(state=released) with O(run_id), when the run overlaid VMs on this host, one entry per overlay it committed
+      (after releasing the direct VMs), C(uuid), C(name), C(target), C(overlay), C(result) (V(committed); V(VM gone),
+      V(deferred) for a shut-off VM, or null when the commit failed: C(error)), C(attempts), C(commit_ms),
+      C(removed). A failed commit is a warning, not a failure: the VM runs on its overlay and loses nothing; the
+      journal keeps it pending for the watchdog and the next run.
+  returned: with O(state=released) and O(run_id) when the run made overlays
+  type: list
+  elements: dict
 expires:
   description: Epoch seconds at which the locks taken with O(state=locked) expire.
   returned: with O(state=locked), not in check mode
@@ -219,6 +290,7 @@ expires:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_quiesce, _libvirt_args
+from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import FENCES
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
@@ -227,6 +299,7 @@ ARGUMENT_SPEC = _libvirt_args.libvirt_argument_spec(**fence_argument_spec(
     state=dict(type="str", choices=["quiesced", "released", "locked"], default="quiesced"),
     run_id=dict(type="str"),
     missing=dict(type="str", choices=["fail", "lock"], default="fail"),
+    fence=dict(type="str", choices=FENCES, default="direct"),
 ))
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import TEST_DRIVER_REASON, choose, window_faults
+from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import TEST_DRIVER_REASON, choose
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
+from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_window import window_faults
 
 VMS = [{"uuid": "u1", "name": "a", "state": "running"}, {"uuid": "u2", "name": "b", "state": "running"},
        {"uuid": "u3", "name": "c", "state": "shutoff"}]
