@@ -14,11 +14,11 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _overlay_recovery
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCES
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import is_test_uri, public_outcome
 from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_run import commit_overlays, fence_overlays, plan_vms
 
-FENCES = ["direct", "overlay", "auto"]
 DEFAULT_FENCE = "auto"
 
 TEST_DRIVER_REASON = "the libvirt test driver cannot make external snapshots"

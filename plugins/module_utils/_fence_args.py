@@ -18,6 +18,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import (
 )
 
 FENCE_MODES = ["suspend", "freeze", "auto", "none"]
+FENCES = ["direct", "overlay", "auto"]  # how the disks are held still: vm_backup/vm_quiesce fence, kvmsnap_fence
 
 FENCE_ARGS: Dict[str, Dict[str, Any]] = {
     "mode": {"type": "str", "choices": FENCE_MODES, "default": "auto"},

@@ -263,7 +263,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                        "released_at": vm.get("released_at"), "quiesced_at": vm.get("quiesced_at")}
         if run_id is not None and any(_journal.holds_overlays(j) for j in journals):
             result["overlays"] = _commit_overlays(fence, run_id, journals, wanted, covered, check_mode)
-            out = list(covered.values())
+        out = list(covered.values())
         if wanted is not None:
             out = [covered[u] for u in wanted if u in covered]
             for vm_uuid, vm in wanted.items():

@@ -336,7 +336,7 @@ def run_owns_overlays(journal: Dict[str, Any], now: Optional[float] = None) -> b
     if any(owner_alive(o) for o in journal.get("owners") or [] if o.get("role") == "module"):
         return True
     now = time.time() if now is None else now
-    return not journal.get("release_on_owner_exit") and not is_final(journal) \
+    return journal.get("module") == "vm_quiesce" and not is_final(journal) \
         and now < float(journal.get("deadline") or 0)
 
 

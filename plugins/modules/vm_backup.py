@@ -313,9 +313,9 @@ trust:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _libvirt_args
-from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import DEFAULT_FENCE, FENCES
+from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import DEFAULT_FENCE
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_CONFIRM_GRACE
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, FENCES, fence_argument_spec
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import DATASTORES_SPEC
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 

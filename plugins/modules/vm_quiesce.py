@@ -72,7 +72,7 @@ options:
         (docs/how-it-works.md, "The fences").
       - V(direct) keeps the VM suspended or frozen until O(state=released) (or the watchdog at O(deadline)).
       - V(overlay) quiesces the VM only while its disks are switched to external qcow2 overlays beside their images
-        (milliseconds) and releases it at once: the images no longer change and the VM runs during the snapshot.
+        (milliseconds) and releases it at once; the images no longer change and the VM runs during the snapshot.
         O(state=released) with the same O(run_id) commits the overlays back and deletes them; the watchdog does it
         at O(deadline) if that call never comes. A running VM that cannot take it (block/LUN, shareable, encrypted
         disks, a running block job, a transient VM, ...) fails the task before anything is touched.
@@ -196,8 +196,8 @@ vms:
     pause_ms:
       description:
         - Milliseconds the VM was paused or frozen, from its quiesce (recorded in the run's journal) to its
-          release, measured on the host. Null when this call did not release it. Overlay VMs (O(state=quiesced)):
-          from the quiesce to the release right after the overlay switch.
+          release, measured on the host. Null when this call did not release it.
+        - Overlay VMs (O(state=quiesced)), from the quiesce to the release right after the overlay switch.
       type: float
       returned: with O(state=released); overlay VMs with O(state=quiesced)
     fence:
@@ -275,9 +275,10 @@ overlays:
   description:
     - O(state=released) with O(run_id), when the run overlaid VMs on this host, one entry per overlay it committed
       (after releasing the direct VMs), C(uuid), C(name), C(target), C(overlay), C(result) (V(committed); V(VM gone),
-      V(deferred) for a shut-off VM, or null when the commit failed: C(error)), C(attempts), C(commit_ms),
-      C(removed). A failed commit is a warning, not a failure: the VM runs on its overlay and loses nothing; the
-      journal keeps it pending for the watchdog and the next run.
+      V(deferred) for a shut-off VM, or null when the commit failed, see C(error)), C(attempts), C(commit_ms),
+      C(removed).
+    - A failed commit is a warning, not a failure. The VM runs on its overlay and loses nothing; the journal keeps
+      it pending for the watchdog and the next run.
   returned: with O(state=released) and O(run_id) when the run made overlays
   type: list
   elements: dict
@@ -290,8 +291,7 @@ expires:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _fence_quiesce, _libvirt_args
-from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import FENCES
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, fence_argument_spec
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_LIMITED, FENCES, fence_argument_spec
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
 ARGUMENT_SPEC = _libvirt_args.libvirt_argument_spec(**fence_argument_spec(

@@ -21,6 +21,7 @@ import posixpath
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
+from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_window import window_faults
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import stale_reason
 
 
@@ -326,6 +327,36 @@ def achieved_consistency(quiesced: Mapping[str, Any], released: Optional[Mapping
     return level, None
 
 
+def overlay_consistency(quiesced: Mapping[str, Any], released: Optional[Mapping[str, Any]],
+                        t_snapshot: Optional[float], create_times: List[Optional[int]]) -> Tuple[Optional[str], Optional[str]]:
+    """The consistency an overlay-fenced VM of a shared fence has in the snapshot, and why it is less than asked.
+
+    Its images were frozen by its overlays from ``overlay_at`` until the commit of the overlays began
+    (``commit_started_at``, reported by the release that committed them; null: not committed, the images are still
+    frozen). The snapshot holds that instant only if its create time lies in between and the snapshot task
+    (T_SNAPSHOT) ended before the commit began (the overlay window rule); otherwise crash.
+    """
+    level = quiesced.get("consistency")
+    if released is None:
+        return "crash", "no record of this run's release, which commits the overlays"
+    window = {"name": quiesced.get("name"), "overlay_at": quiesced.get("overlay_at"),
+              "commit_started_at": released.get("commit_started_at")}
+    faults = window_faults(create_times, [window], None if t_snapshot is None else float(t_snapshot))
+    if faults:
+        return "crash", "outside its overlay window: %s" % "; ".join(faults)
+    return level, None
+
+
+def _create_times(snap_res: Mapping[str, Any], vol_keys: List[str]) -> List[Optional[int]]:
+    """The create times of the shared snapshots on the volumes VOL_KEYS (controller:svm:volume)."""
+    out: List[Optional[int]] = []
+    for item in snap_res.get("results") or []:
+        for snap in item.get("snapshots") or []:
+            if "%s:%s:%s" % (item.get("item"), snap.get("svm"), snap.get("volume")) in vol_keys:
+                out.append(snap.get("create_time"))
+    return out
+
+
 def _utc(epoch: Any) -> str:
     import time
     try:
@@ -418,8 +449,16 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
         rel = next((r for r in rel_source if r.get("uuid") == vm["uuid"] or r.get("name") == vm["name"]), None)
         if match:
             entry["consistency"] = match.get("consistency")
+            overlaid = match.get("fence") == "overlay"
+            if match.get("fence"):
+                entry["fence"] = match["fence"]
+                entry["fence_reason"] = match.get("fence_reason")
             if mode == "shared":
-                level, why = achieved_consistency(match, rel, h.get("t_snapshot"))
+                if overlaid:
+                    level, why = overlay_consistency(match, rel, h.get("t_snapshot"),
+                                                     _create_times(h.get("snap") or {}, entry["volumes"]))
+                else:
+                    level, why = achieved_consistency(match, rel, h.get("t_snapshot"))
                 entry["consistency"] = level
                 if why:
                     entry["details"] = dict(entry.get("details") or {}, crash_reason=why,
@@ -429,7 +468,7 @@ def fence_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, A
                         entry["error"] = ("crash-consistent only: %s. Not protected; set "
                                           "kvmsnap_allow_crash_consistent=true to accept crash-consistent backups, "
                                           "or raise kvmsnap_quiesce_deadline above the snapshot time" % why)
-            if mode == "single":
+            if mode == "single" or overlaid:  # an overlay VM's pause ended with its quiesce task
                 entry["pause_ms"] = match.get("pause_ms")
             elif rel is not None and rel.get("pause_ms") is not None:
                 # measured on the KVM host: from this VM's quiesce to its release (vm_quiesce journal)

@@ -24,7 +24,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import (
     DEFAULT_STATE_DIR,
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_MODES
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_MODES, FENCES
 from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import DEFAULT_URI
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import redact
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError, parse_retention
@@ -57,6 +57,7 @@ DEFAULTS: Dict[str, Any] = {
     "kvmsnap_snapcreator_config": "",
     "kvmsnap_snapshot_prefix": "kvmsnap",
     "kvmsnap_quiesce_mode": "auto",
+    "kvmsnap_fence": "auto",
     "kvmsnap_agent_timeout": DEFAULT_AGENT_TIMEOUT,
     "kvmsnap_quiesce_deadline": DEFAULT_DEADLINE,
     "kvmsnap_allow_crash_consistent": False,
@@ -373,6 +374,10 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     if mode not in QUIESCE_MODES:
         raise SettingsError("kvmsnap_quiesce_mode: %r is not valid; allowed: %s." % (mode, ", ".join(QUIESCE_MODES)))
     s["quiesce_mode"] = mode
+    fence = _value(values, "kvmsnap_fence")
+    if fence not in FENCES:
+        raise SettingsError("kvmsnap_fence: %r is not valid; allowed: %s." % (fence, ", ".join(FENCES)))
+    s["fence"] = fence
     s["allow_crash_consistent"] = _bool("kvmsnap_allow_crash_consistent",
                                         _value(values, "kvmsnap_allow_crash_consistent"))
     try:

@@ -129,7 +129,8 @@ def test_module_killed_between_overlay_and_commit_watchdog_commits(ontap_sim, mi
                                           datastores=ds))
     try:
         assert wait_for(lambda: all(is_overlay_path(sources(d)["hda"]) for d in doms), 30), "no overlays"
-        assert all(d.state()[0] == RUNNING for d in doms)  # released: they run on their overlays
+        # released right after the switch (a moment after the overlay appears): they run on their overlays
+        assert wait_for(lambda: all(d.state()[0] == RUNNING for d in doms), 10)
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=20)

@@ -13,6 +13,7 @@ restores act on the files the guests use. The tests of this module run in order 
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -180,6 +181,10 @@ def test_two_inventory_hosts_sharing_a_volume(lab):
     # pause windows measured on the hosts (journal), not the approximate task-to-task figure
     assert all(v["pause_ms"] > 0 and "pause_measured" not in (v.get("details") or {}) for v in rep["vms"]), rep["vms"]
     assert "Quiesce this host's VMs" in proc.stdout and "One consistent snapshot per controller" in proc.stdout
+    # kvmsnap_fence auto: each host overlaid its VM in its quiesce task (released at once), its release task
+    # committed; the snapshot lies inside both VMs' overlay windows
+    assert {(v["fence"], v["consistency"]) for v in rep["vms"]} == {("overlay", "suspended")}, rep["vms"]
+    assert not [n for _d, _s, files in os.walk(lab.ds1["path"]) for n in files if n.startswith(".kvmsnap-overlay.")]
     assert rep["snapshot"] in lab.snapshots("s1", "vol_ds1")
     assert lab.state("g1") == libvirt.VIR_DOMAIN_RUNNING and lab.state("g2") == libvirt.VIR_DOMAIN_RUNNING
     # each host restores the VMs its manifests name: g1 (running, forced) on kvmA, g2 (deleted) on kvmB
