@@ -142,3 +142,19 @@ def test_journal_is_json_file(state_dir):
     with open(path) as fh:
         data = json.load(fh)
     assert data["release_on_owner_exit"] is True and data["mode"] == "auto" and data["module"] == "vm_backup"
+
+
+def test_a_run_owns_its_overlays_while_its_module_lives_or_a_vm_quiesce_run_is_inside_its_deadline():
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = [{"pid": dead.pid, "start": 1, "role": "module"}]
+    alive = [_journal.owner()]
+    now = 1000.0
+    j = {"module": "vm_backup", "state": "released", "deadline": 2000.0, "owners": alive}
+    assert _journal.run_owns_overlays(j, now)              # vm_backup: its module commits after the release
+    assert not _journal.run_owns_overlays(dict(j, owners=gone), now)
+    q = {"module": "vm_quiesce", "state": "quiesced", "deadline": 2000.0, "owners": gone}
+    assert _journal.run_owns_overlays(q, now)              # between its tasks: no process, the run lives on
+    assert not _journal.run_owns_overlays(q, 2000.5)       # past its deadline: the watchdog commits
+    assert not _journal.run_owns_overlays(dict(q, state="released"), now)  # released, no commit running
+    assert _journal.run_owns_overlays(dict(q, state="released", owners=gone + alive), now)  # its release commits

@@ -92,3 +92,13 @@ def test_lock_path_rejects_traversal(state_dir):
     for bad in ("../x", "", "a/b", ".hidden"):
         with pytest.raises(ValueError):
             _lock.lock_path(state_dir, bad)
+
+
+def test_lock_of_a_released_run_still_committing_its_overlays_is_live():
+    rec = {"run_id": "r1", "pid": 1, "start": 1, "deadline": 2000.0}
+    pending = [{"uuid": "u1", "overlays": [{"target": "vda", "state": "created", "removed": False}]}]
+    j = {"module": "vm_backup", "state": "released", "deadline": 2000.0, "owners": [_journal.owner()], "vms": pending}
+    assert _lock.lock_staleness(rec, j, 1000.0) is None      # its module commits: nobody may fence the VM meanwhile
+    j_done = dict(j, vms=[{"uuid": "u1", "overlays": [{"target": "vda", "state": "committed", "removed": True}]}])
+    assert _lock.lock_staleness(rec, j_done, 1000.0) == "its run is released"
+    assert _lock.lock_staleness(rec, dict(j, owners=[]), 1000.0) == "its run is released"  # died: the next run recovers

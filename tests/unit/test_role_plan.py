@@ -457,3 +457,48 @@ def test_existing_snapshot_filter_only_takes_a_good_complete_set_as_done():
     assert partial["kind"] == "partial" and "c1:s:v1 but not on c2:s:v2" in partial["reason"]
     late = existing_snapshot([result("c1", ("n", "v1", pending)), result("c2", ("n", "v2", good))], "n", keys)
     assert late["kind"] == "not_good" and "state pending" in late["reason"]
+
+
+def _overlay_host(vmrec, commit_started_at=131.0, create_time=129, overlay_at=100.2):
+    """A host whose VM took the overlay fence: released by its quiesce task, committed by its release task."""
+    snap = {"results": [{"item": "c1", "snapshots": [{"svm": "svm1", "volume": "vol1", "create_time": create_time}],
+                         "method": "cg"}]}
+    return {"quiesce": {"vms": [{"uuid": vmrec["uuid"], "consistency": "suspended", "action": "suspended",
+                                 "fence": "overlay", "fence_reason": "every writable disk is a file", "pause_ms": 31.5,
+                                 "overlay_at": overlay_at, "released": True, "release_result": "resumed"}]},
+            "release": {"vms": [{"uuid": vmrec["uuid"], "release_result": "resumed", "released_by": "release",
+                                 "released_at": overlay_at + 0.03, "fence": "overlay", "overlay_at": overlay_at,
+                                 "commit_started_at": commit_started_at}]},
+            "snap": snap, "t_quiesce": 100.0, "t_snapshot": 130.0, "t_released": 131.5}
+
+
+def test_shared_overlay_vm_inside_its_window_keeps_its_level_and_pause():
+    plan, a, b, host = _shared_two_hosts()
+    out = fence_outcome(plan, {"h1": _overlay_host(a), "h2": _overlay_host(b, commit_started_at=None)})
+    assert all(v["ok"] and v["consistency"] == "suspended" and v["fence"] == "overlay" for v in out["vms"]), out["vms"]
+    # released by its quiesce task long before the snapshot: that is the overlay fence, not a crash-consistent VM;
+    # its pause is the one measured on the host around the switch, not the time between the tasks
+    assert {v["pause_ms"] for v in out["vms"]} == {31.5}
+    assert out["confirm"][0]["state"] == "good" and out["confirm"][0]["consistency"] == "suspended"
+
+
+@pytest.mark.parametrize("kw,why", [
+    ({"commit_started_at": 125.0}, "after its commit started"),   # the commit began before the snapshot task ended
+    ({"create_time": 99}, "before its overlay point"),            # a snapshot older than the overlay
+    ({"create_time": 133}, "after its commit started"),           # a snapshot made during the commit
+])
+def test_shared_overlay_vm_outside_its_window_is_crash(kw, why):
+    plan, a, b, host = _shared_two_hosts()
+    out = fence_outcome(plan, {"h1": _overlay_host(a), "h2": _overlay_host(b, **kw)})
+    vb = next(v for v in out["vms"] if v["name"] == "b")
+    assert vb["consistency"] == "crash" and not vb["ok"] and why in vb["details"]["crash_reason"], vb
+    assert out["confirm"][0]["state"] == "late"
+
+
+def test_shared_overlay_vm_without_a_release_record_is_crash():
+    plan, a, b, host = _shared_two_hosts()
+    hb = _overlay_host(b)
+    hb["release"] = {"failed": True, "msg": "host unreachable"}
+    out = fence_outcome(plan, {"h1": _overlay_host(a), "h2": hb})
+    vb = next(v for v in out["vms"] if v["name"] == "b")
+    assert vb["consistency"] == "crash" and "no record of this run's release" in vb["details"]["crash_reason"]
