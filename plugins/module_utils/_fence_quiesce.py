@@ -154,8 +154,11 @@ def _commit_overlays(fence: Fence, run_id: str, journals: List[Dict[str, Any]],
                      wanted: Optional[Dict[str, Dict[str, Any]]], covered: Dict[str, Dict[str, Any]],
                      check_mode: bool) -> List[Dict[str, Any]]:
     """After the release: commit the overlays of run RUN_ID (the controller's snapshot is taken), close its
-    journals, and add each overlay VM's window and commits to its COVERED entry. Returns the commits."""
-    commits = commit_run(fence, run_id, list(wanted) if wanted is not None else None, check_mode)
+    journals, and add each overlay VM's window and commits (also those someone else made: the watchdog at the
+    deadline) to its COVERED entry. Returns the commits this call made."""
+    commits: List[Dict[str, Any]] = []
+    if any(_journal.holds_overlays(j) for j in journals):  # else the watchdog or a recovery committed them already
+        commits = commit_run(fence, run_id, list(wanted) if wanted is not None else None, check_mode)
     for journal in journals:
         if check_mode:
             continue
@@ -261,7 +264,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                        "released_by": "release" if vm.get("released") else None,
                                        "released_by_detail": vm.get("released_by"),
                                        "released_at": vm.get("released_at"), "quiesced_at": vm.get("quiesced_at")}
-        if run_id is not None and any(_journal.holds_overlays(j) for j in journals):
+        if run_id is not None and any(vm.get("fence") == "overlay" for j in journals for vm in j.get("vms", [])):
             result["overlays"] = _commit_overlays(fence, run_id, journals, wanted, covered, check_mode)
         out = list(covered.values())
         if wanted is not None:

@@ -28,6 +28,8 @@ def _vm_entry(vm: Mapping[str, Any]) -> Dict[str, Any]:
         "ok": bool(vm.get("ok", False)),
         "consistency": vm.get("consistency"),
         "pause_ms": vm.get("pause_ms"),
+        "fence": vm.get("fence"),
+        "fence_reason": vm.get("fence_reason"),
         "released": vm.get("released"),
         "state_before": vm.get("state_before"),
         "state_after": vm.get("state_after"),

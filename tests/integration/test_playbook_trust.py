@@ -72,7 +72,7 @@ def all_running(lab):
 
 def test_shared_fence_snapshot_after_the_deadline_is_crash_and_fails(lab):
     hang_snapshots(lab, 16)  # the watchdogs release at kvmsnap_quiesce_deadline=10
-    proc = lab.run("backup", lab.two_hosts)
+    proc = lab.run("backup", lab.two_hosts, {"kvmsnap_fence": "direct"})
     assert proc.returncode != 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "failed"
@@ -89,9 +89,26 @@ def test_shared_fence_snapshot_after_the_deadline_is_crash_and_fails(lab):
     assert all_running(lab)
 
 
+def test_shared_overlay_fence_snapshot_after_the_deadline_is_crash_and_fails(lab):
+    # the overlay fence released the VMs at once; at the deadline the watchdogs commit the overlays, so the base
+    # images change again before the snapshot: outside every VM's overlay window
+    hang_snapshots(lab, 16)
+    proc = lab.run("backup", lab.two_hosts, {"kvmsnap_fence": "overlay"})
+    assert proc.returncode != 0, run_output(proc)
+    rep = proc.report
+    assert rep["status"] == "failed"
+    for vm in rep["vms"]:
+        assert vm["fence"] == "overlay" and vm["consistency"] == "crash" and not vm["ok"], vm
+        assert "outside its overlay window" in vm["details"]["crash_reason"], vm
+        assert vm["pause_ms"] < 5000, vm  # released right after its overlay switch, not at the deadline
+    meta = parse_comment(snap(lab, rep["snapshot"])["comment"])
+    assert meta["state"] == "late" and meta["consistency"] == "crash"
+    assert all_running(lab)
+
+
 def test_shared_fence_late_snapshot_with_allow_crash_consistent_passes_as_crash(lab):
     hang_snapshots(lab, 16)
-    proc = lab.run("backup", lab.two_hosts, {"kvmsnap_allow_crash_consistent": True})
+    proc = lab.run("backup", lab.two_hosts, {"kvmsnap_allow_crash_consistent": True, "kvmsnap_fence": "direct"})
     assert proc.returncode == 0, run_output(proc)
     rep = proc.report
     assert rep["status"] == "ok", rep
