@@ -27,7 +27,6 @@ import uuid
 
 import pytest
 from guestlab import disks, domain
-from helpers.guest_fixtures import SYSTEM_URI
 from helpers.vm_utils import wait_for
 from test_backup_overlay_system import datastore, overlay_files
 from test_vm_backup_system import backup_args
@@ -119,7 +118,7 @@ def two_disk_minimal_guest(conn, wdir, disk_xml):
 KINDS = {
     "shareable": ("direct", "shareable", True),
     "block": ("direct", "block device", True),
-    "readonly": ("overlay", None, False),
+    "readonly": ("overlay", "read-only disk: nothing changes", False),
 }
 
 
@@ -141,10 +140,9 @@ def test_disk_kind_through_vm_backup(kind, ontap_sim, libvirt_system, tmp_path, 
         assert res["trust"] == "good", res
         vm = vm_entry(res, dom)
         assert vm["fence"] == fence, vm
-        if reason is None:
-            assert vm["fence_reason"] is None, vm
-        else:  # the reason names the disk and why
-            assert "disk vdb (%s)" % before["vdb"][0] in vm["fence_reason"] and reason in vm["fence_reason"], vm
+        # the reason names the disk and why (also a skipped one: the report says what was not overlaid)
+        assert "disk vdb (%s)" % before["vdb"][0] in vm["fence_reason"] and reason in vm["fence_reason"], vm
+        assert "hda" not in vm["fence_reason"], vm
         if fence == "overlay":
             # the read-only disk is skipped: only hda got (and lost again) an overlay
             assert [(o["target"], o["result"], o["removed"]) for o in vm["overlays"]] == [("hda", "committed", True)]
@@ -168,6 +166,7 @@ def test_disk_kind_through_vm_backup(kind, ontap_sim, libvirt_system, tmp_path, 
             assert not res.failed and res["trust"] == "good", res
             vm = vm_entry(res, dom)
             assert vm["fence"] == "overlay" and [o["target"] for o in vm["overlays"]] == ["hda"], vm
+            assert reason in vm["fence_reason"], vm
         assert chains(dom) == before
         assert_left_clean(dom)
         if kind == "readonly":  # shut off and started again: boots from its own images
@@ -177,3 +176,194 @@ def test_disk_kind_through_vm_backup(kind, ontap_sim, libvirt_system, tmp_path, 
             assert chains(dom) == before and dom.state()[0] == RUNNING
     finally:
         domain.destroy_and_undefine(dom)
+
+
+# ---------------------------------------------------------------------------------------------
+# one real guest, writing under load, its data disk a qcow2 image over a raw backing image
+
+
+SNAPSHOT_S = 2.0  # the array's snapshot call takes this long: the guest writes ~40 lines on its overlay meanwhile
+
+
+@pytest.fixture(scope="module")
+def chain_guest(ontap_sim, libvirt_system, guest_assets):
+    """The file's real guest (booted once, TCG): vda = top.qcow2 over base.img (raw ext4; relative backing name,
+    so the snapshot's top image reads the snapshot's base), both in a directory of the datastore volume vol_ds1.
+    Its writer appends '<n> <epoch>' to /data/log.txt, fsync'ed, every 50 ms."""
+    vol, ds = datastore(ontap_sim)
+    wdir = vol / ("rg-%s" % uuid.uuid4().hex[:6])
+    wdir.mkdir()
+    base, top = str(wdir / "base.img"), str(wdir / "top.qcow2")
+    disks.make_data_disk(base, 32)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "base.img", top], check=True,
+                   cwd=str(wdir))
+    name = "%sovc%s" % (domain.run_prefix(), uuid.uuid4().hex[:6])
+    started = time.monotonic()
+    dom = domain.define_guest(libvirt_system, name, top, guest_assets)
+    try:
+        domain.wait_agent_ready(dom, timeout=180)
+        sys.stderr.write("\nreal guest %s booted in %.1f s\n" % (name, time.monotonic() - started))
+        yield {"dom": dom, "name": name, "vol": vol, "ds": ds, "wdir": wdir, "base": base, "top": top}
+    finally:
+        domain.destroy_and_undefine(dom)
+
+
+def log_lines(data):
+    """{n: epoch second (guest clock)} of the writer's complete lines."""
+    out = {}
+    text = data.decode(errors="replace") if isinstance(data, bytes) else data
+    for line in text.split("\n")[:-1]:
+        parts = line.split(" ")
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            out[int(parts[0])] = int(parts[1])
+    return out
+
+
+def live_lines(dom):
+    return log_lines(domain.read_guest_file(dom, "/data/log.txt"))
+
+
+def guest_clock_offset(dom):
+    """(guest clock - host clock, uncertainty) in seconds, from the agent's guest-get-time."""
+    h0 = time.time()
+    g = dom.getTime()
+    h1 = time.time()
+    return g["seconds"] + g["nseconds"] / 1e9 - (h0 + h1) / 2, (h1 - h0) / 2 + 0.01
+
+
+def snapshot_image(snapdir, top, tmp_path):
+    """A raw copy of the VM's disk as the array snapshot holds it (its top image over its own base), the
+    qcow2 check of that top image."""
+    snap_top = snapdir / os.path.basename(top)
+    info = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(snap_top)], capture_output=True, text=True,
+                          check=True).stdout
+    assert '"backing-filename": "base.img"' in info, info  # relative: the snapshot's own base
+    check = subprocess.run(["qemu-img", "check", "-U", str(snap_top)], capture_output=True, text=True, check=False)
+    copy = str(tmp_path / "snap-disk.img")
+    subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "raw", str(snap_top), copy], check=True)
+    return copy, check
+
+
+@pytest.mark.needs_kvm_guests
+@pytest.mark.slow
+def test_freeze_overlay_snapshot_is_crash_consistent_under_load(chain_guest, ontap_sim, tmp_path, module_runner):
+    """Read back from the array snapshot, the disk holds every line the guest had fsync'ed before the freeze.
+
+    The rule (the guest's clock is read through its agent: offset to the host's, with its uncertainty U): the
+    freeze began after t_q = overlay_at - (quiesce_ms + overlay_ms) (the report: overlay_at is when the overlay
+    call returned, quiesce_ms + overlay_ms the time from the quiesce call to then). The writer is sequential
+    (echo, fsync, sleep), so a line n+1 whose stamp s (whole guest seconds) satisfies s + 1 + U <= t_q + offset
+    was started before the freeze, and line n was on disk before it: every such n must be in the snapshot. The
+    thaw ended at t_r = t_q + pause_ms; a line stamped at or after t_r + offset + U was written after
+    the thaw, into the overlay: none may be in the snapshot (the array took it SNAPSHOT_S later), and there must
+    be such lines, or the test proves nothing. Besides: the snapshot's lines are 1..N without a gap, and the lines
+    read from the guest before the run are all there."""
+    g = chain_guest
+    dom = g["dom"]
+    assert wait_for(lambda: len(live_lines(dom)) >= 5, 60, step=0.5), "writer not running"
+    chain_before = chains(dom)
+    assert chain_before["vda"] == [g["top"], g["base"]], chain_before
+    offset, unc = guest_clock_offset(dom)
+    before = live_lines(dom)
+    args = backup_args(ontap_sim, str(tmp_path / "state"), [g["name"]], fence="overlay", mode="freeze",
+                       volumes=None, datastores=g["ds"])
+    with ontap_sim.latency({"snapshot_create": SNAPSHOT_S}, scale=1):
+        res = module_runner("vm_backup", args, timeout=180)
+    assert not res.failed, res
+    assert res["trust"] == "good" and not res.get("window_faults"), res
+    vm = vm_entry(res, dom)
+    assert (vm["fence"], vm["action"], vm["consistency"], vm["release_result"]) == (
+        "overlay", "frozen", "filesystem", "thawed"), vm
+    assert res["consistency"] == "filesystem", res
+    assert [(o["target"], o["result"], o["removed"], o["error"]) for o in vm["overlays"]] == [
+        ("vda", "committed", True, None)], vm
+    ct = res["snapshots"][0]["create_time"]
+    assert int(vm["overlay_at"]) <= ct <= vm["commit_started_at"] + 1, (vm, ct)
+    assert chains(dom) == chain_before
+    assert_left_clean(dom)
+    assert overlay_files(g["wdir"]) == []
+
+    offset2, unc2 = guest_clock_offset(dom)
+    unc = max(unc, unc2) + abs(offset2 - offset)  # the guest's clock may drift against the host's meanwhile
+    after = live_lines(dom)
+    copy, check = snapshot_image(g["vol"] / ".snapshot" / args["name"] / g["wdir"].name, g["top"], tmp_path)
+    assert check.returncode in (0, 3) and "corrupt" not in check.stdout.lower(), check.stdout + check.stderr
+    rc, text = disks.fsck_disk(copy)
+    assert rc == 0, text
+    snap = disks.parse_writer_log(disks.read_disk_file(copy))
+    assert snap and snap[0] == 1 and disks.writer_log_gaps(snap) == [], snap[-5:]
+    held = set(snap)
+
+    t_q = vm["overlay_at"] - (vm["quiesce_ms"] + vm["overlay_ms"]) / 1000.0
+    t_r = t_q + vm["pause_ms"] / 1000.0  # the pause runs from the quiesce call to the end of the release
+    must = [n for n in after if n + 1 in after and after[n + 1] + 1 + unc <= t_q + offset]
+    must_not = [n for n in after if after[n] >= t_r + offset + unc]
+    sys.stderr.write("\nfreeze overlay under load: pause %.1f ms (quiesce %.1f); snapshot holds lines 1..%d; "
+                     "before the freeze (rule) ..%d; after the thaw (rule) %d..; the guest was at %d after the run; "
+                     "clock offset %+.3f s +- %.3f\n" % (vm["pause_ms"], vm["quiesce_ms"], snap[-1], max(must),
+                                                        min(must_not), max(after), offset, unc))
+    assert set(before) <= held, (sorted(before)[-3:], snap[-3:])
+    assert set(must) <= held, (max(must), snap[-1])
+    assert must_not, "no line was written after the thaw before the snapshot: the test proves nothing"
+    assert not held & set(must_not), (min(must_not), snap[-1])
+    assert [after[n] for n in snap] == [log_lines(disks.read_disk_file(copy))[n] for n in snap]  # same lines
+
+
+def sha256(path):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+@pytest.mark.needs_kvm_guests
+@pytest.mark.slow
+def test_auto_overlays_a_backing_chain_on_top_and_commits_into_the_top(chain_guest, ontap_sim, tmp_path,
+                                                                         module_runner):
+    """fence=auto on a disk with a backing chain: overlaid on top; afterwards the chain is the same (same top, same
+    backing image, the backing image unchanged), the guest's writes during the run are in the top image (read
+    offline after a clean shutdown: the overlay file is gone and the base did not change, so they can be nowhere
+    else), and the VM starts again from its chain and writes on."""
+    g = chain_guest
+    dom = g["dom"]
+    assert wait_for(lambda: len(live_lines(dom)) >= 5, 60, step=0.5), "writer not running"
+    chain_before = chains(dom)
+    assert chain_before["vda"] == [g["top"], g["base"]], chain_before
+    base_sum = sha256(g["base"])
+    last_before = max(live_lines(dom))
+    args = backup_args(ontap_sim, str(tmp_path / "state"), [g["name"]], fence="auto", volumes=None,
+                       datastores=g["ds"])
+    with ontap_sim.latency({"snapshot_create": SNAPSHOT_S / 2}, scale=1):
+        res = module_runner("vm_backup", args, timeout=180)
+    assert not res.failed and res["trust"] == "good", res
+    vm = vm_entry(res, dom)
+    assert vm["fence"] == "overlay" and vm["action"] == "suspended", vm
+    assert "disk vda (%s): backing chain of 1 image(s): overlaid on top" % g["top"] in vm["fence_reason"], vm
+    assert [(o["target"], o["result"], o["removed"]) for o in vm["overlays"]] == [("vda", "committed", True)], vm
+    overlay = vm["overlays"][0]["overlay"]
+    assert os.path.dirname(overlay) == str(g["wdir"]) and not os.path.exists(overlay)
+    assert chains(dom) == chain_before  # the same top image over the same backing image
+    assert chains(dom, XML_INACTIVE)["vda"][0] == g["top"]
+    assert_left_clean(dom)
+    assert overlay_files(g["wdir"]) == []
+    during = [n for n in live_lines(dom) if n > last_before]
+    assert len(during) >= 10, during  # the guest wrote on its overlay during the run (SNAPSHOT_S / 2 at least)
+
+    # shut off (clean, through the agent: the writer stops, /data is unmounted) and read the chain offline
+    domain.shutdown_guest(dom, timeout=60)
+    assert all(not is_overlay_path(p) for c in chains(dom, XML_INACTIVE).values() for p in c if p)
+    assert sha256(g["base"]) == base_sum, "the backing image changed: the commit went below the top"
+    copy = str(tmp_path / "top-offline.img")
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", g["top"], copy], check=True)
+    rc, text = disks.fsck_disk(copy)
+    assert rc == 0, text
+    offline = disks.parse_writer_log(disks.read_disk_file(copy))
+    assert disks.writer_log_gaps(offline) == [] and set(during) <= set(offline), (during[:3], offline[-3:])
+    last = offline[-1]
+    # started again: it boots from its chain, the writer continues its numbering after the last line on disk
+    dom.create()
+    domain.wait_agent_ready(dom, timeout=180)
+    assert chains(dom) == chain_before
+    assert wait_for(lambda: max(live_lines(dom)) > last + 2, 60, step=0.5), "the writer did not resume"
+    numbers = sorted(live_lines(dom))
+    assert disks.writer_log_gaps(numbers) == [] and numbers[0] == 1, numbers[-5:]
+    sys.stderr.write("\nbacking chain, fence=auto: pause %.1f ms, %d lines written on the overlay committed into "
+                     "the top image; restarted, writing on from %d\n" % (vm["pause_ms"], len(during), last + 1))
