@@ -287,7 +287,8 @@ def test_freeze_overlay_snapshot_is_crash_consistent_under_load(chain_guest, ont
     unc = max(unc, unc2) + abs(offset2 - offset)  # the guest's clock may drift against the host's meanwhile
     after = live_lines(dom)
     copy, check = snapshot_image(g["vol"] / ".snapshot" / args["name"] / g["wdir"].name, g["top"], tmp_path)
-    assert check.returncode in (0, 3) and "corrupt" not in check.stdout.lower(), check.stdout + check.stderr
+    # the top image's qcow2 metadata was flushed with its data: no corruption, no leaked cluster
+    assert check.returncode == 0 and "No errors were found" in check.stdout, check.stdout + check.stderr
     rc, text = disks.fsck_disk(copy)
     assert rc == 0, text
     snap = disks.parse_writer_log(disks.read_disk_file(copy))
@@ -298,13 +299,13 @@ def test_freeze_overlay_snapshot_is_crash_consistent_under_load(chain_guest, ont
     t_r = t_q + vm["pause_ms"] / 1000.0  # the pause runs from the quiesce call to the end of the release
     must = [n for n in after if n + 1 in after and after[n + 1] + 1 + unc <= t_q + offset]
     must_not = [n for n in after if after[n] >= t_r + offset + unc]
+    assert must and must_not, "no line before the freeze or after the thaw by the rule: the test proves nothing"
     sys.stderr.write("\nfreeze overlay under load: pause %.1f ms (quiesce %.1f); snapshot holds lines 1..%d; "
                      "before the freeze (rule) ..%d; after the thaw (rule) %d..; the guest was at %d after the run; "
-                     "clock offset %+.3f s +- %.3f\n" % (vm["pause_ms"], vm["quiesce_ms"], snap[-1], max(must),
-                                                        min(must_not), max(after), offset, unc))
+                     "clock offset %+.3f s +- %.3f\n"
+                     % (vm["pause_ms"], vm["quiesce_ms"], snap[-1], max(must), min(must_not), max(after), offset, unc))
     assert set(before) <= held, (sorted(before)[-3:], snap[-3:])
     assert set(must) <= held, (max(must), snap[-1])
-    assert must_not, "no line was written after the thaw before the snapshot: the test proves nothing"
     assert not held & set(must_not), (min(must_not), snap[-1])
     assert [after[n] for n in snap] == [log_lines(disks.read_disk_file(copy))[n] for n in snap]  # same lines
 
@@ -316,8 +317,8 @@ def sha256(path):
 
 @pytest.mark.needs_kvm_guests
 @pytest.mark.slow
-def test_auto_overlays_a_backing_chain_on_top_and_commits_into_the_top(chain_guest, ontap_sim, tmp_path,
-                                                                         module_runner):
+def test_auto_overlays_a_backing_chain_on_top_and_commits_into_the_top(
+        chain_guest, ontap_sim, tmp_path, module_runner):
     """fence=auto on a disk with a backing chain: overlaid on top; afterwards the chain is the same (same top, same
     backing image, the backing image unchanged), the guest's writes during the run are in the top image (read
     offline after a clean shutdown: the overlay file is gone and the base did not change, so they can be nowhere
