@@ -131,6 +131,7 @@ def test_disk_kind_through_vm_backup(kind, ontap_sim, libvirt_system, tmp_path, 
     dom = two_disk_minimal_guest(libvirt_system, str(wdir), second_disk_xml(kind, str(wdir), dev))
     try:
         before = chains(dom)
+        persistent_before = dom.XMLDesc(XML_INACTIVE)
         args = backup_args(ontap_sim, str(tmp_path / "state"), [dom.name()], fence="auto", volumes=None,
                            datastores=ds)
         if lun:  # a block disk is on no datastore: the VM is mapped to its LUN's volume, as a SAN user does
@@ -149,9 +150,12 @@ def test_disk_kind_through_vm_backup(kind, ontap_sim, libvirt_system, tmp_path, 
             assert vm["action"] == "suspended" and vm["pause_ms"] > 0, vm
         else:
             assert "overlays" not in vm and vm["action"] == "suspended", vm
-        assert chains(dom) == before
+        assert chains(dom) == before and dom.XMLDesc(XML_INACTIVE) == persistent_before
         assert_left_clean(dom)
         assert overlay_files(wdir) == []
+        # the message counts every VM quiesced, by either fence
+        assert "taken with 1 VM(s) quiesced (mode suspend%s)" % (
+            ", 1 under the overlay fence" if fence == "overlay" else "") in res["msg"], res["msg"]
         sys.stderr.write("\n%s: fence=auto gave %s (%s), pause %.1f ms\n"
                          % (kind, vm["fence"], vm["fence_reason"], vm["pause_ms"]))
 
@@ -167,7 +171,7 @@ def test_disk_kind_through_vm_backup(kind, ontap_sim, libvirt_system, tmp_path, 
             vm = vm_entry(res, dom)
             assert vm["fence"] == "overlay" and [o["target"] for o in vm["overlays"]] == ["hda"], vm
             assert reason in vm["fence_reason"], vm
-        assert chains(dom) == before
+        assert chains(dom) == before and dom.XMLDesc(XML_INACTIVE) == persistent_before
         assert_left_clean(dom)
         if kind == "readonly":  # shut off and started again: boots from its own images
             dom.destroy()
@@ -329,6 +333,7 @@ def test_auto_overlays_a_backing_chain_on_top_and_commits_into_the_top(
     chain_before = chains(dom)
     assert chain_before["vda"] == [g["top"], g["base"]], chain_before
     base_sum = sha256(g["base"])
+    persistent_before = dom.XMLDesc(XML_INACTIVE)
     last_before = max(live_lines(dom))
     args = backup_args(ontap_sim, str(tmp_path / "state"), [g["name"]], fence="auto", volumes=None,
                        datastores=g["ds"])
@@ -342,7 +347,7 @@ def test_auto_overlays_a_backing_chain_on_top_and_commits_into_the_top(
     overlay = vm["overlays"][0]["overlay"]
     assert os.path.dirname(overlay) == str(g["wdir"]) and not os.path.exists(overlay)
     assert chains(dom) == chain_before  # the same top image over the same backing image
-    assert chains(dom, XML_INACTIVE)["vda"][0] == g["top"]
+    assert dom.XMLDesc(XML_INACTIVE) == persistent_before  # the definition it boots from next is as it was
     assert_left_clean(dom)
     assert overlay_files(g["wdir"]) == []
     during = [n for n in live_lines(dom) if n > last_before]
