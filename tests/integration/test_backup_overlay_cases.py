@@ -2,7 +2,8 @@
 
 Disk kinds (minimal guests, ``fence: auto``, then ``fence: overlay``): a shareable writable disk and a block disk
 (a loop device) send the VM to the direct fence, with the disk named in ``fence_reason`` and in the pre-flight
-refusal of ``fence: overlay``; a read-only disk beside a writable one is skipped and the VM overlaid.
+refusal of ``fence: overlay``; a read-only disk beside a writable one is skipped and the VM overlaid; two VMs whose
+qcow2 images share one backing image (a golden image) are overlaid on their tops, the shared image untouched.
 
 A real guest writing an fsync'ed numbered line every 50 ms, its data disk a qcow2 image over a raw backing image
 (a backing chain), on the datastore: ``fence: overlay`` in freeze mode gives a snapshot whose copy of the disk (read
@@ -54,6 +55,11 @@ def assert_left_clean(dom):
         assert not any(is_overlay_path(p) for p in named), (flags, named)
     for target in chains(dom):
         assert not dom.blockJobInfo(target, 0), target
+
+
+def sha256(path):
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def vm_entry(res, dom):
@@ -180,6 +186,44 @@ def test_disk_kind_through_vm_backup(kind, ontap_sim, libvirt_system, tmp_path, 
             assert chains(dom) == before and dom.state()[0] == RUNNING
     finally:
         domain.destroy_and_undefine(dom)
+
+
+def test_two_vms_on_one_backing_image_overlaid_on_their_tops(ontap_sim, libvirt_system, tmp_path, module_runner):
+    """A golden image shared by two VMs (each boots a qcow2 top image over the same raw base): fence=auto overlays
+    both on their tops in one run; afterwards both chains are as before and the shared base unchanged."""
+    vol, ds = datastore(ontap_sim)
+    wdir = vol / ("golden-%s" % uuid.uuid4().hex[:6])
+    wdir.mkdir()
+    golden = domain.make_boot_sector(str(wdir / "golden.img"), size=1 << 20)
+    golden_sum = sha256(golden)
+    doms = []
+    try:
+        for i in range(2):
+            name = "%sovg%d%s" % (domain.run_prefix(), i, uuid.uuid4().hex[:6])
+            top = str(wdir / (name + ".qcow2"))
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", golden, top], check=True)
+            xml = domain.minimal_guest_xml(name, top).replace('type="raw"/>', 'type="qcow2"/>')
+            assert 'type="qcow2"' in xml
+            dom = libvirt_system.defineXML(xml)
+            doms.append(dom)
+            dom.create()
+        before = {d.name(): chains(d) for d in doms}
+        assert all(c["hda"][1] == golden for c in before.values()), before
+        args = backup_args(ontap_sim, str(tmp_path / "state"), [d.name() for d in doms], fence="auto", volumes=None,
+                           datastores=ds)
+        res = module_runner("vm_backup", args, timeout=120)
+        assert not res.failed and res["trust"] == "good", res
+        for d in doms:
+            vm = vm_entry(res, d)
+            assert vm["fence"] == "overlay" and "backing chain of 1 image(s): overlaid on top" in vm["fence_reason"], vm
+            assert [(o["target"], o["result"], o["removed"]) for o in vm["overlays"]] == [("hda", "committed", True)]
+            assert chains(d) == before[d.name()]
+            assert_left_clean(d)
+        assert "taken with 2 VM(s) quiesced (mode suspend, 2 under the overlay fence)" in res["msg"], res["msg"]
+        assert sha256(golden) == golden_sum and overlay_files(wdir) == []
+    finally:
+        for d in doms:
+            domain.destroy_and_undefine(d)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,11 +356,6 @@ def test_freeze_overlay_snapshot_is_crash_consistent_under_load(chain_guest, ont
     assert set(must) <= held, (max(must), snap[-1])
     assert not held & set(must_not), (min(must_not), snap[-1])
     assert [after[n] for n in snap] == [log_lines(disks.read_disk_file(copy))[n] for n in snap]  # same lines
-
-
-def sha256(path):
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
 
 
 @pytest.mark.needs_kvm_guests
