@@ -145,7 +145,8 @@ def eligibility(facts: Dict[str, Any], state: str, persistent: bool,
     definition; JOBS: {target: block job type} of the block jobs running on its disks.
 
     ``reason``: for ``direct`` why (each refused disk named, with its path); for ``overlay`` the disks that are not
-    a plain overlay (skipped, or overlaid on top of a backing chain), None when every disk is.
+    a plain overlay (a skipped read-only disk, an overlay on top of a backing chain; cdroms and empty drives are not
+    named), None when there is none.
     """
     jobs = jobs or {}
     disks = [disk_decision(d, jobs.get(d.get("target") or "")) for d in facts.get("disks", [])]
@@ -165,8 +166,10 @@ def eligibility(facts: Dict[str, Any], state: str, persistent: bool,
             out["reason"] = "; ".join(_disk_note(d) for d in refused)
         else:
             # the report says what was not a plain overlay: skipped disks, overlays on top of a backing chain
+            # (not cdroms and empty drives: they never change, and most VMs have one)
             out["fence"] = FENCE_OVERLAY
-            notes = [_disk_note(d) for d in disks if d["reason"]]
+            notes = [_disk_note(d) for d, fact in zip(disks, facts.get("disks", []))
+                     if d["reason"] and fact.get("device") != "cdrom" and fact.get("path") is not None]
             if not any(d["action"] == "overlay" for d in disks):
                 notes.insert(0, "no writable disk: nothing to overlay, the VM is not paused")
             out["reason"] = "; ".join(notes) or None

@@ -227,7 +227,7 @@ vms:
       description:
         - Why (V(fence=direct), or why a VM could not take the overlay fence, naming each such disk).
         - For an overlay VM, the disks that were not simply overlaid (skipped read-only disks, overlays on top of a
-          backing chain); none when every disk was.
+          backing chain; cdroms are not named); none when every disk was.
       type: str
       returned: always
     overlay_at:
