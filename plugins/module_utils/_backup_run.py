@@ -202,9 +202,13 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             else:
                 parts.append("every VM was released")
             raise FenceError("vm_backup on %s: %s." % (fence.where, "; ".join(parts)), result)
-        result["msg"] = "snapshot %s of %s taken with %d VM(s) quiesced (mode %s); longest pause %.1f ms; %s" % (
-            name, ", ".join(result["volumes"]), sum(1 for o in outcomes if o["action"] != "none"), mode,
-            result["max_pause_ms"], _trust_text(result["trust"]))
+        # every VM this run quiesced: the direct fence's and the overlay fence's (OUTCOMES holds the direct ones only)
+        quiesced = [v for v in result["vms"] if v.get("action") not in (None, "none")]
+        overlaid = sum(1 for v in quiesced if v.get("fence") == "overlay")
+        result["msg"] = "snapshot %s of %s taken with %d VM(s) quiesced (mode %s%s); longest pause %.1f ms; %s" % (
+            name, ", ".join(result["volumes"]), len(quiesced), mode,
+            ", %d under the overlay fence" % overlaid if overlaid else "", result["max_pause_ms"],
+            _trust_text(result["trust"]))
         if result["trust"] == "confirm_failed":
             raise FenceError("vm_backup on %s: snapshot %s of %s was taken inside the window but could not be "
                              "confirmed (%s); it stays pending and is never used as a backup. Run the backup again."

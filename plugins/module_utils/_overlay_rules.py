@@ -143,6 +143,10 @@ def eligibility(facts: Dict[str, Any], state: str, persistent: bool,
 
     FACTS: vm_facts of its live XML; STATE: libvirt state name; PERSISTENT: the domain has a persistent
     definition; JOBS: {target: block job type} of the block jobs running on its disks.
+
+    ``reason``: for ``direct`` why (each refused disk named, with its path); for ``overlay`` the disks that are not
+    a plain overlay (a skipped read-only disk, an overlay on top of a backing chain; cdroms and empty drives are not
+    named), None when there is none.
     """
     jobs = jobs or {}
     disks = [disk_decision(d, jobs.get(d.get("target") or "")) for d in facts.get("disks", [])]
@@ -159,12 +163,22 @@ def eligibility(facts: Dict[str, Any], state: str, persistent: bool,
     else:
         refused = [d for d in disks if d["action"] == "refuse"]
         if refused:
-            out["reason"] = "; ".join("disk %s (%s): %s" % (d["target"], d["path"], d["reason"]) for d in refused)
+            out["reason"] = "; ".join(_disk_note(d) for d in refused)
         else:
+            # the report says what was not a plain overlay: skipped disks, overlays on top of a backing chain
+            # (not cdroms and empty drives: they never change, and most VMs have one)
             out["fence"] = FENCE_OVERLAY
+            notes = [_disk_note(d) for d, fact in zip(disks, facts.get("disks", []))
+                     if d["reason"] and fact.get("device") != "cdrom" and fact.get("path") is not None]
             if not any(d["action"] == "overlay" for d in disks):
-                out["reason"] = "no writable disk: nothing to overlay, the VM is not paused"
+                notes.insert(0, "no writable disk: nothing to overlay, the VM is not paused")
+            out["reason"] = "; ".join(notes) or None
     return out
+
+
+def _disk_note(decision: Dict[str, Any]) -> str:
+    where = " (%s)" % decision["path"] if decision.get("path") else ""
+    return "disk %s%s: %s" % (decision["target"], where, decision["reason"])
 
 
 def overlay_plan(vm_uuid: str, run_id: str, decision: Dict[str, Any]) -> List[Dict[str, Any]]:

@@ -224,7 +224,10 @@ vms:
       type: str
       returned: always
     fence_reason:
-      description: Why (V(fence=direct), or why a VM could not take the overlay fence).
+      description:
+        - Why (V(fence=direct), or why a VM could not take the overlay fence, naming each such disk).
+        - For an overlay VM, the disks that were not simply overlaid (skipped read-only disks, overlays on top of a
+          backing chain; cdroms are not named); none when every disk was.
       type: str
       returned: always
     overlay_at:

@@ -41,6 +41,7 @@ def test_disk_with_backing_chain_is_overlaid_on_top():
     out = decide(disk(backing=backing))
     assert out["fence"] == "overlay"
     assert out["disks"][0]["action"] == "overlay" and "backing chain of 1" in out["disks"][0]["reason"]
+    assert out["reason"] == "disk vda (/ds/vm1.qcow2): backing chain of 1 image(s): overlaid on top"
 
 
 @pytest.mark.parametrize("kw, why", [
@@ -79,6 +80,12 @@ def test_read_only_disks_are_skipped_not_refused(kw):
     out = decide(disk("/ds/vm1.qcow2"), disk(target="hdc", **kw))
     assert out["fence"] == "overlay"
     assert [d["action"] for d in out["disks"]] == ["overlay", "skip"]
+    # the report says which disk was skipped and why (not a cdrom: most VMs have one); the overlaid one is not named
+    if kw.get("device") == "cdrom":
+        assert out["reason"] is None
+    else:
+        assert out["reason"] == "disk hdc (%s): read-only disk: nothing changes, nothing to overlay" % kw.get(
+            "path", "/ds/vm1.qcow2")
 
 
 def test_vm_with_only_read_only_disks_needs_no_pause():
