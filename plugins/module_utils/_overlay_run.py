@@ -30,6 +30,8 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_journal impo
 # 372-393 ms / 0.53-0.55 s. One worker gives the shortest pause; more than 2 miss the 50 ms target and gain little
 # time (libvirtd is the bottleneck). docs/performance.md ("Overlay fence") has the figures of `make bench`.
 OVERLAY_WORKERS = 1
+# How many VMs' overlay files are made at once (qemu-img processes, before any VM is quiesced: wall time only).
+PRECREATE_WORKERS = 4
 
 
 def plan_vms(sc: SharedConnection, vm_uuids: List[str], run_id: str) -> List[Dict[str, Any]]:
@@ -55,13 +57,17 @@ def fence_overlays(sc: SharedConnection, state_dir: str, journal_id: str, plans:
     sc.set_slots(slots)
     made: Dict[str, bool] = {}
     notes: Dict[str, str] = {}
-    for vm_plan in todo if precreated else []:
-        if vm_plan["overlays"]:
-            try:
-                precreate(sc, vm_plan["uuid"], vm_plan["overlays"])
-                made[vm_plan["uuid"]] = True
-            except Exception as err:
-                notes[vm_plan["uuid"]] = "overlay files not precreated (%s); libvirt made them" % err
+
+    def make(vm_plan: Dict[str, Any]) -> Dict[str, Any]:
+        try:
+            precreate(sc, vm_plan["uuid"], vm_plan["overlays"])
+            made[vm_plan["uuid"]] = True
+        except Exception as err:
+            notes[vm_plan["uuid"]] = "overlay files not precreated (%s); libvirt made them" % err
+        return {}
+    if precreated:  # no VM is quiesced yet: the files of several VMs are made side by side
+        sc.set_slots(PRECREATE_WORKERS)
+        pooled([p for p in todo if p["overlays"]], make, PRECREATE_WORKERS, sc)
     if before_quiesce is not None:
         before_quiesce()
 
