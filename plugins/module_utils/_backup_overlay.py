@@ -21,9 +21,10 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_run import c
 FENCES = ["direct", "overlay", "auto"]
 DEFAULT_FENCE = "auto"
 
-# vm_backup makes each VM's overlay files (qemu-img) before it quiesces the VM, so libvirt only opens them inside the
-# pause: longest pause of 32 minimal VMs overlaid one at a time on the 2-core lab 18-25 ms precreated against
-# 24-33 ms when libvirt creates them, for ~5 ms more per VM outside the pause (docs/performance.md, "Overlay fence").
+# vm_backup makes every VM's overlay files (qemu-img) before it quiesces the first VM, so libvirt only opens them
+# inside the pause: longest pause of 32 minimal VMs overlaid one at a time on the 2-core lab 18-25 ms precreated
+# against 24-33 ms when libvirt creates them; making the files took ~40 ms per VM under load (four VMs at a time,
+# outside any pause, partly while the watchdog starts; docs/performance.md, "Overlay fence").
 # Where a file cannot be made (a datastore root may not write to) libvirt makes it, as before.
 OVERLAY_PRECREATED = True
 
