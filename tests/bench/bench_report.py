@@ -66,7 +66,7 @@ def targets_table(targets: list[Target]) -> str:
 
 def failed(targets: list[Target]) -> str:
     """The missed targets, one line each, for an assertion message (empty when all checked ones are met)."""
-    return "\n".join("%s, %s: longest pause %.1f ms > %.1f ms (%s)" % (t.row, t.col, t.measured, t.bound, t.rule)
+    return "\n".join("%s, %s: measured %.1f ms > %.1f ms (%s)" % (t.row, t.col, t.measured, t.bound, t.rule)
                      for t in targets if not t.met)
 
 

@@ -41,6 +41,7 @@ class Round:
     pause_ms: float          # longest VM pause: quiesced → released
     snapshot_ms: float       # the snapshot call alone, as the caller timed it
     method: str | None = None
+    wall_ms: float = 0.0     # backup_round: run_backup from its call to its return (overlay commits included)
 
 
 def ontap_params(sim: Any, transport: str = "rest") -> dict[str, Any]:
@@ -63,15 +64,23 @@ def array_time(sim: Any, seconds: float) -> AbstractContextManager[None]:
     return sim.latency({k: seconds for k in SNAPSHOT_KINDS})
 
 
-def backup_round(doms: list[Any], sim: Any, state_dir: str, volumes: list[str], transport: str = "rest") -> Round:
-    p: dict[str, Any] = dict(uri=URI, vms=[d.UUIDString() for d in doms], mode="suspend", deadline=60,
+def backup_round(doms: list[Any], sim: Any, state_dir: str, volumes: list[str], transport: str = "rest",
+                 fence: str = "direct", mode: str = "suspend") -> Round:
+    """vm_backup's engine over DOMS with FENCE (``direct``: held for the snapshot; ``overlay``: each VM's disks
+    switched to overlays first, committed after it) in MODE."""
+    p: dict[str, Any] = dict(uri=URI, vms=[d.UUIDString() for d in doms], mode=mode, fence=fence, deadline=60,
                              state_dir=state_dir, agent_timeout=5, allow_crash_consistent=False, volumes=volumes,
                              datastores=None, vm_mapping=None, name=_name("p"), comment=None,
                              snapmirror_label=None, policy="daily")
     p.update(ontap_params(sim, transport))
+    t0 = time.monotonic()
     res = _backup_run.run_backup(p)
-    assert all(v["release_result"] == "resumed" for v in res["vms"]), res["vms"]
-    return Round(res["max_pause_ms"], res["snapshot_ms"], res.get("method"))
+    wall_ms = (time.monotonic() - t0) * 1000
+    released = "thawed" if mode == "freeze" else "resumed"
+    assert all(v["release_result"] == released and v.get("fence") == fence for v in res["vms"]), res["vms"]
+    if fence == "overlay":
+        assert all(o["result"] == "committed" and o["removed"] for v in res["vms"] for o in v["overlays"]), res["vms"]
+    return Round(res["max_pause_ms"], res["snapshot_ms"], res.get("method"), wall_ms)
 
 
 def _around_snapshot(suspend: Any, resume: Any, doms: list[Any], ontap: Any, volumes: list[str], tag: str) -> Round:

@@ -22,7 +22,7 @@ targets are checked on the best of the rounds (the inherent cost, least disturbe
 
 Both write their figures into docs/performance.md (generated sections) and a plot under docs/img/ before they
 assert, so a run that misses a target still records what it measured. KVMSNAP_BENCH_ROUNDS overrides ROUNDS
-(1 for a quick look; `make bench` takes ~4 minutes with 3 on the 2-core lab).
+(1 for a quick look; `make bench` takes ~6 minutes with 3 on the 2-core lab, test_overlay_bench.py included).
 """
 
 from __future__ import annotations
