@@ -10,6 +10,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -117,6 +118,8 @@ class OverlayFence:
         self.commit_started_at: Optional[float] = None
         self.watchdog_settle_ms = 0.0
         self.committed = False
+        self._background: Optional[threading.Thread] = None
+        self._background_errors: List[str] = []
 
     def plan(self, vms: List[Dict[str, Any]]) -> None:
         """Choose every VM's fence (raises FenceError for fence=overlay when a running VM cannot take it)."""
@@ -178,9 +181,29 @@ class OverlayFence:
                  "commit_started_at": self.commit_started_at}
                 for o in self.outcomes if o.get("created") and not o.get("fallback")]
 
+    def start_commit(self, after: threading.Event, wait: float) -> None:
+        """Commit in a background thread once AFTER is set (the snapshot's point in time exists and its calls are
+        done), or WAIT seconds at the latest, while the caller finishes the snapshot; ``commit`` joins it."""
+        if self.committed or self._background is not None or not self.created_uuids():
+            return
+
+        def work() -> None:
+            after.wait(wait)
+            self._background_errors = self._commit()
+        self._background = threading.Thread(target=work, name="kvmsnap-overlay-commit", daemon=True)
+        self._background.start()
+
     def commit(self) -> List[str]:
-        """Commit every created overlay (each disk up to COMMIT_ATTEMPTS times, journalled). Once only. Returns the
-        errors (a failed commit leaves the VM on its overlay, pending in the journal for the watchdog/next run)."""
+        """Commit every created overlay (each disk up to COMMIT_ATTEMPTS times, journalled), or wait for the
+        background commit (``start_commit``). Once only. Returns the errors (a failed commit leaves the VM on its
+        overlay, pending in the journal for the watchdog/next run)."""
+        if self._background is not None:
+            self._background.join()
+            self._background = None
+            return self._background_errors
+        return self._commit()
+
+    def _commit(self) -> List[str]:
         if self.committed or not any(o.get("created") for o in self.outcomes):
             return []
         self.committed = True

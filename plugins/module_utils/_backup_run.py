@@ -137,6 +137,10 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                 fence.finish(outcomes + overlays.fence_outcomes(), by="vm_backup run %s" % run_id,
                              keep_locked=overlays.created_uuids())
         # ---- after the release: commit (started by the worker), comments, temporary CG, read-back ------
+        if snap.get("done_in_window") and snap.get("done") is not None:
+            # the overlays go back once the point in time exists (the worker's take and commit are done), while
+            # the snapshot is finished here; later (or never taken) below
+            overlays.start_commit(snap["done"], LATE_WAIT)
         late = snap.pop("late", None)
         snap["was_late"] = late is not None
         give_up = time.monotonic() + LATE_WAIT

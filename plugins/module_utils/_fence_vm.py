@@ -30,7 +30,10 @@ THAW_RETRIES = 2  # a thaw that failed is tried again this often before the rele
 
 
 def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeout: int) -> Dict[str, Any]:
-    """Quiesce one running VM. Returns {action, consistency, error, detail, t_done}; never raises."""
+    """Quiesce one running VM. Returns {action, consistency, error, detail, t_start, t_done}; never raises.
+
+    ``t_start`` is when the call that stops the guest (freeze or suspend) was made: the agent's status check and
+    ping before it do not stop the guest's I/O."""
     out: Dict[str, Any] = {"action": "none", "consistency": "crash", "error": None, "detail": None,
                            "frozen_filesystems": None}
 
@@ -64,6 +67,7 @@ def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeo
                     out["detail"] = "guest agent did not answer guest-ping within %ds; suspended instead" % agent_timeout
             if use_freeze:
                 try:
+                    out["t_start"] = time.monotonic()
                     count = sc.call(freeze)
                     out["action"] = "frozen"
                     out["frozen_filesystems"] = count
@@ -86,6 +90,7 @@ def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeo
                         pass
         if mode in ("suspend", "auto"):
             out["action"] = "suspended"
+            out.setdefault("t_start", time.monotonic())  # after a failed freeze: the guest was stopped from then
             sc.call(suspend)
             out["consistency"] = consistency_for("suspended", "running")
             out["t_done"] = time.monotonic()

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import parse_root, used_paths
-from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
+from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import VIR_DOMAIN_PAUSED, SharedConnection
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import elapsed_ms, wall_time
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_vm import quiesce_one, release_one
 from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_rules import (
@@ -140,7 +140,7 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
 
     Returns {uuid, name, action, consistency, created, overlay_at, error, detail, release_result, release_error,
     quiesce_ms, overlay_ms, release_ms, pause_ms}; ``overlay_at`` (epoch) is when the snapshot call returned: the
-    base images hold the VM's disks as of then until the commit starts. ``pause_ms`` runs from the quiesce call to the end of
+    base images hold the VM's disks as of then until the commit starts. ``pause_ms`` runs from the call that stops the guest (freeze or suspend) to the end of
     the release (an upper bound of the guest's pause). Never raises. ``created`` is False when the snapshot
     failed (libvirt's atomic snapshot then left every disk on its image).
     """
@@ -162,8 +162,30 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
             return  # the first attempt went through before the connection dropped
         dom.snapshotCreateXML(xml, flags)
 
-    t0 = time.monotonic()
+    def _resume_if_paused(conn: Any, _attempt: int) -> None:
+        dom = _dom(sc, conn, vm_plan["uuid"])
+        if dom.state()[0] == VIR_DOMAIN_PAUSED:
+            dom.resume()
+
+    def held_switch(conn: Any, attempt: int) -> None:
+        # a frozen guest's vCPUs still run and (under TCG) compete with QEMU's switch for the CPU: they are
+        # suspended for the switch alone, which then takes about half as long; the guest is frozen anyway
+        dom = _dom(sc, conn, vm_plan["uuid"])
+        paused = False
+        try:
+            dom.suspend()
+            paused = True
+        except Exception:  # e.g. already paused meanwhile: the switch is done as it is
+            pass
+        try:
+            snapshot(conn, attempt)
+        finally:
+            if paused:
+                dom.resume()
+
+    t_call = time.monotonic()
     quiesced = quiesce_one(sc, vm, mode, agent_timeout)
+    t0 = quiesced.get("t_start") or t_call  # the guest stops here (not at the agent's status check before)
     out.update(action=quiesced["action"], consistency=quiesced["consistency"], detail=quiesced.get("detail"),
                frozen_filesystems=quiesced.get("frozen_filesystems"))
     t1 = quiesced["t_done"]
@@ -175,11 +197,17 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
                         "the direct fence" % (vm["name"], vm["uuid"]))
     else:
         try:
-            sc.call(snapshot)
+            sc.call(held_switch if out["action"] == "frozen" else snapshot)
             out["created"] = True
         except Exception as err:
             out["error"] = ("overlay of VM %s (%s) failed: %s; libvirt's atomic snapshot left every disk on its "
                             "image, the VM is released" % (vm["name"], vm["uuid"], err))
+        if out["action"] == "frozen":  # the switch's own resume may have failed (connection lost): never left paused
+            try:
+                sc.call(_resume_if_paused)
+            except Exception as err:
+                out["release_error"] = "resume of VM %s (%s) after its overlay switch failed: %s" % (
+                    vm["name"], vm["uuid"], err)
     t2 = time.monotonic()
     out["overlay_ms"] = elapsed_ms(t1, t2)
     if out["created"]:  # the overlay point (epoch): from here the base images do not change until the commit
