@@ -325,4 +325,3 @@ def overlay_record(vm: Dict[str, Any]) -> Dict[str, Any]:
             "overlays": [{"target": o.get("target"), "overlay": o.get("overlay"), "state": o.get("state"),
                           "removed": o.get("removed"), "attempts": o.get("attempts"), "error": o.get("error")}
                          for o in ovls]}
-

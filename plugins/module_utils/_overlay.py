@@ -167,6 +167,8 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
         if dom.state()[0] == VIR_DOMAIN_PAUSED:
             dom.resume()
 
+    resume_failed: List[bool] = []
+
     def held_switch(conn: Any, attempt: int) -> None:
         # a frozen guest's vCPUs still run and (under TCG) compete with QEMU's switch for the CPU: they are
         # suspended for the switch alone, which then takes about half as long; the guest is frozen anyway
@@ -181,7 +183,11 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
             snapshot(conn, attempt)
         finally:
             if paused:
-                dom.resume()
+                try:
+                    dom.resume()
+                except Exception:
+                    resume_failed.append(True)  # retried below, on a fresh connection if need be
+                    raise
 
     t_call = time.monotonic()
     quiesced = quiesce_one(sc, vm, mode, agent_timeout)
@@ -202,7 +208,7 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
         except Exception as err:
             out["error"] = ("overlay of VM %s (%s) failed: %s; libvirt's atomic snapshot left every disk on its "
                             "image, the VM is released" % (vm["name"], vm["uuid"], err))
-        if out["action"] == "frozen":  # the switch's own resume may have failed (connection lost): never left paused
+        if resume_failed:  # the switch's own resume failed (connection lost): never left paused
             try:
                 sc.call(_resume_if_paused)
             except Exception as err:
@@ -216,7 +222,7 @@ def overlay_vm(sc: SharedConnection, vm_plan: Dict[str, Any], run_id: str, mode:
     if out["action"] != "none":
         released = release_one(sc, dict(vm, action=out["action"]), agent_timeout)
     out["release_result"] = released.get("result")
-    out["release_error"] = released.get("error")
+    out["release_error"] = released.get("error") or out.get("release_error")
     out["release_ms"] = elapsed_ms(t2, released["t_done"])
     out["pause_ms"] = elapsed_ms(t0, released["t_done"]) if out["action"] != "none" else 0.0
     if precreated and not out["created"]:  # the files made for it are ours and unused: not left behind
