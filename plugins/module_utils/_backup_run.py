@@ -97,21 +97,25 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                                                   ", ".join(result["volumes"])))
             return result
         # ---- before the fence: everything but the point in time (look-ups, method, a temporary CG) -------
+        started = False
+        if overlays.overlay_uuids():  # the watchdog's start-up runs beside the ONTAP preparation, not before the
+            _start_run(fence, vms, mode, deadline, run_id, result)  # first overlay (nothing is quiesced yet)
+            started = True
         try:
             snapset = ontap.prepare_snapshot_set(list(volumes), name, comment=comment, snapmirror_label=label,
                                                  precheck=False, until=until)  # names checked in the pre-flight
         except (OntapError, OptionError) as err:
+            if started:
+                fence.finish([], by="vm_backup run %s (preparing the snapshot failed)" % run_id)
             raise FenceError("vm_backup on ONTAP %s: preparing snapshot %s of %s failed: %s; nothing was quiesced."
                              % (params.get("hostname"), name, ", ".join(result["volumes"]), err)) from None
         # ---- the fence ------------------------------------------------------------------------------
         with release_on_signals(), quick_thread_switches():
-            try:
-                run = fence.start_run(vms, mode, deadline, release_on_owner_exit=True, run_id=run_id)
-            except _lock.LockBusy as err:
-                raise FenceError(str(err), dict(result, holder=err.holder)) from None
-            result.update(run_id=run_id, lock_takeovers=run["takeovers"],
-                          watchdog_pid=(run["watchdog"] or {}).get("pid"))
-            deadline_mono = time.monotonic() + deadline
+            if not started:
+                _start_run(fence, vms, mode, deadline, run_id, result)
+            # the watchdog's deadline, on this process's clock
+            deadline_mono = time.monotonic() + float((fence.journal or {}).get("deadline") or time.time() + deadline) \
+                - time.time()
             try:
                 # overlay VMs: quiesce → overlays → release, before the direct VMs are quiesced (they run meanwhile)
                 overlays.run()
@@ -236,6 +240,17 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
             fence.warnings.extend(w for w in ontap.warnings if w not in fence.warnings)
         result["warnings"] = fence.warnings
         fence.close()
+
+
+def _start_run(fence: Fence, vms: List[Dict[str, Any]], mode: str, deadline: float, run_id: str,
+               result: Dict[str, Any]) -> None:
+    """Lock the VMs, write the journal ahead, start the watchdog (``Fence.start_run``); a live lock of another run
+    fails the run naming its holder."""
+    try:
+        run = fence.start_run(vms, mode, deadline, release_on_owner_exit=True, run_id=run_id)
+    except _lock.LockBusy as err:
+        raise FenceError(str(err), dict(result, holder=err.holder)) from None
+    result.update(run_id=run_id, lock_takeovers=run["takeovers"], watchdog_pid=(run["watchdog"] or {}).get("pid"))
 
 
 def _recover_orphans(ontap: Any, volumes: List[tuple], check_mode: bool, warnings: List[str]) -> Dict[str, Any]:
