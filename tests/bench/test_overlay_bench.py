@@ -11,8 +11,9 @@ the array snapshot) against the direct fence, which holds the VMs for the snapsh
    pause in freeze mode <= the guest's own fsfreeze + fsthaw time through libvirt (domain.fsFreeze/fsThaw,
    measured in the same run, interleaved, as many times as the backup runs) + FREEZE_SLACK_MS.
 
-Every case is measured ROUNDS times (KVMSNAP_BENCH_ROUNDS), interleaved; targets are checked on the best round
-(the inherent cost, least disturbed on the shared 2-core lab), medians are shown beside. Both write their figures
+Every case is measured ROUNDS times (KVMSNAP_BENCH_ROUNDS), interleaved; the suspend-mode targets are checked on the
+best round (the inherent cost, least disturbed on the shared 2-core lab), medians are shown beside; the freeze target
+on the medians (the guest's own freeze+thaw is bimodal: its best had nothing to flush), the bests beside. Both write their figures
 into docs/performance.md (generated sections) and test_overlay_pause the plot docs/img/overlay-pause.png before they
 assert, so a run that misses a target still records what it measured.
 """
@@ -180,11 +181,13 @@ def test_overlay_freeze_pause(real_guest, ontap_sim, tmp_path, libvirt_system):
     overlay = [r.pause_ms for r in fenced["overlay"]]
     row, col = "overlay fence, 1 real guest, freeze", "T = %.2f s" % FREEZE_T
     rule = "longest pause <= the guest's own freeze+thaw + %.0f ms" % FREEZE_SLACK_MS
-    target = Target(row, col, best(overlay), best(own) + FREEZE_SLACK_MS, rule + " (best of each)")
-    # the guest's own freeze+thaw spreads widely under TCG (a freeze with nothing to flush is a few ms): the
-    # medians beside the checked bests
-    medians = Target(row, col, statistics.median(overlay), statistics.median(own) + FREEZE_SLACK_MS,
-                     rule + " (median of each)", shown_only="reference: medians")
+    # the guest's own freeze+thaw is bimodal under TCG: a few ms when the writer has nothing waiting to flush, tens of
+    # ms when it has; the backup's freeze meets the same writer. Checked: the medians of the interleaved samples
+    # (like for like); the bests beside them, for reference
+    target = Target(row, col, statistics.median(overlay), statistics.median(own) + FREEZE_SLACK_MS,
+                    rule + " (median of each)")
+    bests = Target(row, col, best(overlay), best(own) + FREEZE_SLACK_MS, rule + " (best of each)",
+                     shown_only="reference: a best freeze had nothing to flush")
     rows = [["the guest's own fsFreeze + fsThaw (libvirt)", cell(own)],
             ["one guest-fsfreeze-status round trip (the fence's check before it freezes)", cell(check)],
             ["overlay fence, freeze mode", cell(overlay)],
@@ -194,12 +197,12 @@ def test_overlay_freeze_pause(real_guest, ontap_sim, tmp_path, libvirt_system):
         "One real lab guest (TCG, guest agent, a writer appending fsync'ed lines), one volume over REST, array time "
         "T = %.2f s. Per round %d overlay-fenced backup runs, each after one measurement of the guest's own freeze+thaw "
         "and one of the agent's status round trip, and one direct-fenced run; best of the %d measurements of each, "
-        "median in brackets, in ms. The pause vm_backup reports starts before its guest-fsfreeze-status check (a guest "
-        "its user froze is left alone), so it holds one agent round trip that does not stop the guest's I/O."
+        "median in brackets, in ms. The pause vm_backup reports runs from its freeze call to the end of its thaw (the "
+        "guest-fsfreeze-status check before the freeze, which leaves a guest its user froze alone, is not in it)."
         % (FREEZE_T, FREEZE_REPEAT, FREEZE_REPEAT * ROUNDS),
         md_table(["what", "pause (ms)"], rows),
-        summary([target, medians]) + " A cell is measured / bound, in ms.",
-        targets_table([target, medians])])
+        summary([target, bests]) + " A cell is measured / bound, in ms.",
+        targets_table([target, bests])])
     write_section("overlay-freeze", body)
     print("\n" + body)
     assert all(r.pause_ms >= FREEZE_T * 1000 - 5 for r in fenced["direct"]), fenced["direct"]
