@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 PAUSED = 3
@@ -30,3 +31,16 @@ def resume_all(doms):
                 d.resume()
         except Exception:  # already gone, or libvirtd restarted under it
             pass
+
+
+@contextlib.contextmanager
+def block_job(dom, dest):
+    """DOM with a running block job (a copy of its hda into the file DEST, kept in its mirror phase); aborted after."""
+    import libvirt
+    dom.blockCopy("hda", "<disk type='file'><driver type='raw'/><source file='%s'/></disk>" % dest, None,
+                  libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
+    try:
+        assert wait_for(lambda: bool(dom.blockJobInfo("hda", 0)), 10), "the block job did not start"
+        yield dom
+    finally:
+        dom.blockJobAbort("hda", 0)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from helpers.guest_fixtures import SYSTEM_URI
-from helpers.vm_utils import resume_all, wait_for
+from helpers.vm_utils import block_job, resume_all, wait_for
 from test_vm_backup_system import backup_args, start_module
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal
@@ -71,15 +71,11 @@ def test_overlay_fence_backup(ontap_sim, minimal_guests, tmp_path, module_runner
 
 def test_auto_sends_a_vm_with_a_block_job_to_direct(ontap_sim, minimal_guests, tmp_path, module_runner):
     sim = ontap_sim
-    libvirt = pytest.importorskip("libvirt")
     vol, ds = datastore(sim)
     wdir = vol / "auto"
     doms = minimal_guests(2, workdir=wdir)
     busy = doms[1]
-    busy.blockCopy("hda", "<disk type='file'><driver type='raw'/><source file='%s'/></disk>" % (tmp_path / "dest.img"),
-                   None, libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
-    try:
-        assert wait_for(lambda: bool(busy.blockJobInfo("hda", 0)), 10)
+    with block_job(busy, tmp_path / "dest.img"):
         args = backup_args(sim, str(tmp_path / "state"), [d.name() for d in doms], fence="auto", volumes=None,
                            datastores=ds)
         res = module_runner("vm_backup", args, timeout=120)
@@ -93,25 +89,17 @@ def test_auto_sends_a_vm_with_a_block_job_to_direct(ontap_sim, minimal_guests, t
         sys.stderr.write("\nfence=auto: overlay VM pause %.1f ms, direct VM pause %.1f ms\n"
                          % (by_name[doms[0].name()]["pause_ms"], direct["pause_ms"]))
         assert overlay_files(wdir) == []
-    finally:
-        busy.blockJobAbort("hda", 0)
 
 
 def test_fence_overlay_refuses_a_vm_that_cannot_take_it(ontap_sim, minimal_guests, tmp_path, module_runner):
     sim = ontap_sim
-    libvirt = pytest.importorskip("libvirt")
     vol, ds = datastore(sim)
     dom = minimal_guests(1, workdir=vol / "refuse")[0]
-    dom.blockCopy("hda", "<disk type='file'><driver type='raw'/><source file='%s'/></disk>" % (tmp_path / "d.img"),
-                  None, libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
-    try:
-        assert wait_for(lambda: bool(dom.blockJobInfo("hda", 0)), 10)
+    with block_job(dom, tmp_path / "d.img"):
         args = backup_args(sim, str(tmp_path / "state"), [dom.name()], fence="overlay", volumes=None, datastores=ds)
         res = module_runner("vm_backup", args, timeout=120)
         assert res.failed and "cannot take the overlay fence" in res["msg"] and "nothing was quiesced" in res["msg"]
         assert dom.state()[0] == RUNNING
-    finally:
-        dom.blockJobAbort("hda", 0)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from helpers.guest_fixtures import SYSTEM_URI
-from helpers.vm_utils import wait_for
+from helpers.vm_utils import block_job, wait_for
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import parse_domain_xml
@@ -89,15 +89,11 @@ def test_watchdog_commits_at_the_deadline_when_no_release_comes(module_runner, m
 
 
 def test_auto_holds_the_vm_that_cannot_take_an_overlay(module_runner, minimal_guests, tmp_path):
-    libvirt = pytest.importorskip("libvirt")
     wdir = tmp_path / "ds"
     doms = minimal_guests(2, workdir=wdir)
     busy = doms[1]
-    busy.blockCopy("hda", "<disk type='file'><driver type='raw'/><source file='%s'/></disk>" % (tmp_path / "dest.img"),
-                   None, libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
     sd = str(tmp_path / "state")
-    try:
-        assert wait_for(lambda: bool(busy.blockJobInfo("hda", 0)), 10)
+    with block_job(busy, tmp_path / "dest.img"):
         res = module_runner("vm_quiesce", quiesce_args(sd, [d.name() for d in doms], fence="auto"))
         assert not res.failed, res
         by_name = {v["name"]: v for v in res["vms"]}
@@ -112,21 +108,13 @@ def test_auto_holds_the_vm_that_cannot_take_an_overlay(module_runner, minimal_gu
         assert by_name[busy.name()]["release_result"] == "resumed" and busy.state()[0] == RUNNING
         assert by_name[doms[0].name()]["overlays"][0]["state"] == "committed"
         assert overlay_files(wdir) == []
-    finally:
-        busy.blockJobAbort("hda", 0)
 
 
 def test_fence_overlay_refuses_before_touching_anything(module_runner, minimal_guests, tmp_path):
-    libvirt = pytest.importorskip("libvirt")
     wdir = tmp_path / "ds"
     doms = minimal_guests(2, workdir=wdir)
     busy = doms[1]
-    busy.blockCopy("hda", "<disk type='file'><driver type='raw'/><source file='%s'/></disk>" % (tmp_path / "dest.img"),
-                   None, libvirt.VIR_DOMAIN_BLOCK_COPY_TRANSIENT_JOB)
-    try:
-        assert wait_for(lambda: bool(busy.blockJobInfo("hda", 0)), 10)
+    with block_job(busy, tmp_path / "dest.img"):
         res = module_runner("vm_quiesce", quiesce_args(str(tmp_path / "state"), [d.name() for d in doms]))
         assert res.failed and busy.name() in res["msg"] and "fence=auto" in res["msg"], res
         assert all(d.state()[0] == RUNNING for d in doms) and overlay_files(wdir) == []
-    finally:
-        busy.blockJobAbort("hda", 0)
