@@ -187,7 +187,7 @@ def test_overlay_freeze_pause(real_guest, ontap_sim, tmp_path, libvirt_system):
     target = Target(row, col, statistics.median(overlay), statistics.median(own) + FREEZE_SLACK_MS,
                     rule + " (median of each)")
     bests = Target(row, col, best(overlay), best(own) + FREEZE_SLACK_MS, rule + " (best of each)",
-                     shown_only="reference: a best freeze had nothing to flush")
+                   shown_only="reference: a best freeze had nothing to flush")
     rows = [["the guest's own fsFreeze + fsThaw (libvirt)", cell(own)],
             ["one guest-fsfreeze-status round trip (the fence's check before it freezes)", cell(check)],
             ["overlay fence, freeze mode", cell(overlay)],
