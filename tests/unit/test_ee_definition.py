@@ -30,6 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import pytest
 import yaml
+from ansible_builder.ee_schema import validate_schema
 from helpers.galaxy_build import REPO, build_tarball, galaxy_meta, tool
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -252,7 +253,7 @@ def test_controller_code_imports_without_the_kvm_host_libraries() -> None:
     # The guard the static check trusts, run: the controller side's modules import with libvirt blocked.
     names = ["ansible_collections.kvmsnap.core.plugins.%s.%s" % (path.parent.name, path.stem)
              for path in controller_entry_files()]
-    blocked = sorted({top for top in ("libvirt", "libvirt_qemu", "libvirtmod", "libvirtmod_qemu")})
+    blocked = ["libvirt", "libvirt_qemu", "libvirtmod", "libvirtmod_qemu"]  # what libvirt-python installs
     code = ("import importlib, sys\n"
             "for name in %r: sys.modules[name] = None\n"
             "for name in %r: importlib.import_module(name)\n"
@@ -268,6 +269,7 @@ def test_controller_code_imports_without_the_kvm_host_libraries() -> None:
 def test_meta_execution_environment_is_what_introspection_reads() -> None:
     raw = _load_yaml(META_EE)
     assert raw["version"] == 3
+    validate_schema(raw)  # ansible-builder's own version 3 schema (raises on an unknown or malformed key)
     deps = raw["dependencies"]
     # ansible-builder resolves a collection's files from the collection root, and only as paths
     assert deps == {"python": "meta/ee-requirements.txt", "system": "meta/ee-bindep.txt"}, deps
