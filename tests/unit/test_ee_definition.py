@@ -369,3 +369,15 @@ def test_the_build_stages_install_the_collection_and_exactly_its_declared_depend
         line + origin for line in requirement_lines(REPO / "meta" / "ee-requirements.txt")]
     assert bindep_out.read_text(encoding="utf-8").splitlines() == [
         line + origin for line in requirement_lines(REPO / "meta" / "ee-bindep.txt")]
+
+
+def test_the_readme_states_the_same_requirements() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Requirements\n", 1)[1].split("\n## ", 1)[0]
+    for name in declared_python():
+        assert "`%s`" % name in section, "README's Requirements do not name %s (meta/ee-requirements.txt)" % name
+    minimum = re.match(r">=\s*(\d+\.\d+)", _load_yaml(REPO / "meta" / "runtime.yml")["requires_ansible"])
+    assert minimum, "meta/runtime.yml requires_ansible is not a lower bound"
+    assert "ansible-core %s or later" % minimum.group(1) in section
+    for name in sorted(KVM_HOST_ONLY) + ["python3-libvirt", "meta/execution-environment.yml", "meta/ee-requirements.txt"]:
+        assert name in section, name
