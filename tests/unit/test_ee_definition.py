@@ -93,7 +93,7 @@ def _is_local(delegate: Optional[str]) -> bool:
 
 
 def controller_modules() -> Set[str]:
-    return {module for module, delegate, _ in module_runs() if _is_local(delegate)}
+    return {module for module, delegate, _where in module_runs() if _is_local(delegate)}
 
 
 def controller_entry_files() -> List[Path]:
@@ -198,9 +198,9 @@ def undeclared(found: Dict[str, List[Tuple[str, bool]]], declared: Set[str]) -> 
         dist = distribution_of(top)
         if dist in declared:
             continue
-        if dist in KVM_HOST_ONLY and all(guarded for _, guarded in sites):
+        if dist in KVM_HOST_ONLY and all(guarded for _site, guarded in sites):
             continue
-        missing.setdefault(dist, []).extend(sorted({where for where, _ in sites}))
+        missing.setdefault(dist, []).extend(sorted({where for where, _guarded in sites}))
     return missing
 
 
