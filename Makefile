@@ -27,7 +27,7 @@ help:
 	@echo "make lab-clean - stop the lab's own libvirtd and guests, delete the lab dir (/var/tmp/kvmsnap-lab)"
 
 sysdeps:
-	@tests/lab/ensure-sysdeps bindep.txt
+	@tests/lab/ensure-sysdeps tests/lab/bindep.txt
 
 $(VENV)/.stamp: requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,7 +93,7 @@ DOT_SOURCES := $(wildcard docs/diagrams/*.dot)
 docs: $(DOT_SOURCES:.dot=.svg)
 
 docs/diagrams/%.svg: docs/diagrams/%.dot
-	@command -v dot >/dev/null || { echo "make docs needs Graphviz: apt install graphviz (bindep.txt)"; exit 1; }
+	@command -v dot >/dev/null || { echo "make docs needs Graphviz: apt install graphviz (tests/lab/bindep.txt)"; exit 1; }
 	dot -Tsvg $< -o $@
 
 clean:

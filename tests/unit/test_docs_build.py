@@ -30,8 +30,8 @@ def _dot() -> str:
     found = shutil.which("dot")
     if not found:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Graphviz `dot` is missing: it is in bindep.txt (apt install graphviz)")
-        pytest.skip("Graphviz `dot` is not installed (apt install graphviz; listed in bindep.txt)")
+            pytest.fail("Graphviz `dot` is missing: it is in tests/lab/bindep.txt (apt install graphviz)")
+        pytest.skip("Graphviz `dot` is not installed (apt install graphviz; listed in tests/lab/bindep.txt)")
     return found
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from .elf import Elf
 
 BUILDER_VERSION = 5
-# Debian packages the builder itself runs (checked at runtime; the lead keeps bindep.txt).
+# Debian packages the builder itself runs (checked at runtime; the lead keeps tests/lab/bindep.txt).
 HOST_COMMANDS = {"apt-get": "apt", "apt-cache": "apt", "dpkg": "dpkg", "mkfs.ext4": "e2fsprogs",
                  "debugfs": "e2fsprogs"}
 KERNEL_META = ("linux-image-cloud-amd64", "linux-image-amd64")

@@ -169,7 +169,7 @@ def _binds_script(base: Path) -> str:
     lines = ["set -e", "mount --make-rprivate /"]
     for sub, host in BINDS:
         if not os.path.isdir(host):
-            raise LabError("%s does not exist on this host: install libvirt-daemon-system (bindep.txt)" % host)
+            raise LabError("%s does not exist on this host: install libvirt-daemon-system (tests/lab/bindep.txt)" % host)
         lines.append("mount --bind '%s' '%s'" % (base / sub, host))
     if (base / "kvm").exists():
         lines.append("mount --bind '%s' '%s'" % (base / "kvm", KVM_DEV))
@@ -227,7 +227,7 @@ def start(base: Path | None = None, timeout: float = 30.0) -> str:
     base = prepare(base)
     for name in ("libvirtd", "virtlogd"):
         if shutil.which(name) is None and not os.path.exists("/usr/sbin/" + name):
-            raise LabError("%s is not installed: apt-get install libvirt-daemon-system (bindep.txt)" % name)
+            raise LabError("%s is not installed: apt-get install libvirt-daemon-system (tests/lab/bindep.txt)" % name)
     with _locked(base):
         _start_missing(base)
     deadline = time.monotonic() + timeout
