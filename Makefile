@@ -53,9 +53,12 @@ sanity: venv
 	@git ls-files --cached --others --exclude-standard -z | rsync -a --from0 --files-from=- ./ $(SANITY_ROOT)/
 	cd $(SANITY_ROOT) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
 
+# awx.awx (for playbooks/awx_setup.yml) comes from the pinned `ansible` wheel with netapp.ontap (make venv).
+AWX_COLLECTIONS := $(COLL_ROOT):$(CURDIR)/build/netapp-collections
 lint: venv collection
 	$(BIN)/ruff check plugins tests
-	$(BIN)/ansible-lint --offline roles playbooks
+	ANSIBLE_COLLECTIONS_PATH=$(AWX_COLLECTIONS) $(BIN)/ansible-lint --offline roles playbooks
+	ANSIBLE_COLLECTIONS_PATH=$(AWX_COLLECTIONS) $(BIN)/ansible-playbook --syntax-check playbooks/awx_setup.yml
 
 # mypy on the collection link, so imports resolve as ansible_collections.kvmsnap.core.* (mypy.ini).
 typecheck: venv collection

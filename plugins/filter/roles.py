@@ -10,6 +10,7 @@ its function's name), as a step of the roles whose interface may change in any r
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Mapping, Optional
 
 from ansible.errors import AnsibleFilterError
@@ -39,7 +40,7 @@ from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_guard import
     volume_vms,
     volume_warnings,
 )
-from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, controller_login, resolve
 
 
 def _plain(value: Any) -> Any:
@@ -87,15 +88,28 @@ CONNECTION_VARS = (("ontap_port", "port"), ("ontap_username", "username"), ("ont
 
 
 def controller_conn(name, hostvars, retries=3):
-    """The ONTAP connection options of controller NAME from its host vars (contains secrets: use no_log): what the
-    roles give every ONTAP call, as `module_defaults` of group/kvmsnap.core.ontap or of vm_backup."""
+    """The ONTAP connection options of controller NAME (contains secrets: use no_log): what the roles give every
+    ONTAP call, as `module_defaults` of group/kvmsnap.core.ontap or of vm_backup. The login comes from its host vars,
+    else from the credential in the environment (`_settings.controller_login`); with a password login both username
+    and password are set, so a module never mixes in the environment's default account."""
     hv = hostvars[name]
     entry = {"hostname": _plain(hv["ontap_hostname"]) if "ontap_hostname" in hv else str(name),
              "retries": int(retries)}
     for key, opt in CONNECTION_VARS:
         if key in hv and hv[key] not in (None, ""):
             entry[opt] = _plain(hv[key])
+    plain = {key: _plain(hv[key]) for key in LOGIN_VARS if key in hv}
+    try:
+        login = controller_login(str(name), plain, os.environ)
+    except SettingsError as exc:
+        raise AnsibleFilterError("kvmsnap pre-flight: %s" % exc) from None
+    if login["username"] is not None:  # a certificate login has neither (a module refuses password + cert_file)
+        entry["username"] = login["username"]
+        entry["password"] = login["password"]
     return entry
+
+
+LOGIN_VARS = ("ontap_username", "ontap_password", "ontap_cert_file")
 
 
 def controller_conns(names, hostvars, retries=3):

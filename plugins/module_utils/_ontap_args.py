@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import stat
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ansible.module_utils.basic import env_fallback
 
@@ -44,7 +44,9 @@ ONTAP_CONNECTION_ARGS: Dict[str, Dict[str, Any]] = {
     "retries": {"type": "int", "default": DEFAULT_RETRIES, "fallback": _env("retries")},
 }
 
-ONTAP_CONNECTION_MUTUALLY_EXCLUSIVE: List[List[str]] = [["password", "cert_file"]]
+# password and cert_file exclude each other, but that is checked in validate_connection, after
+# certificate_over_environment: AnsibleModule would count a password its env fallback put in (even an empty one).
+ONTAP_CONNECTION_MUTUALLY_EXCLUSIVE: List[List[str]] = []
 ONTAP_CONNECTION_REQUIRED_TOGETHER: List[List[str]] = [["cert_file", "key_file"]]
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
@@ -88,6 +90,15 @@ def validate_hostname(hostname: Any) -> str:
         raise OptionError("hostname: %r is not a valid host name; allowed: letters, digits, '-' and '.'."
                           % hostname)
     return hostname
+
+
+def certificate_over_environment(params: Dict[str, Any], env: Mapping[str, str]) -> None:
+    """With cert_file, drop a password that is the environment's default (KVMSNAP_ONTAP_PASSWORD, as an AWX/AAP
+    credential injects it for the controllers without a login of their own): the task's certificate login wins.
+    PARAMS are changed in place."""
+    if params.get("cert_file") and params.get("password") is not None and \
+            params["password"] == env.get("KVMSNAP_ONTAP_PASSWORD"):
+        params["password"] = None
 
 
 def validate_connection(params: Dict[str, Any]) -> Dict[str, Any]:

@@ -8,6 +8,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, Optional
 
 from ansible.module_utils.basic import AnsibleModule
@@ -16,6 +17,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import (
     ONTAP_CONNECTION_MUTUALLY_EXCLUSIVE,
     ONTAP_CONNECTION_REQUIRED_TOGETHER,
     OptionError,
+    certificate_over_environment,
     connection_argument_spec,
     validate_connection,
 )
@@ -42,6 +44,7 @@ def run_ontap_module(module: AnsibleModule, module_name: str, prepare: Callable[
     """PREPARE validates the options (no ONTAP call); EXECUTE(module, client, prepared) returns the result."""
     client: Optional[Ontap] = None
     try:
+        certificate_over_environment(module.params, os.environ)
         validate_connection(module.params)
         prepared = prepare(module)
         client = connect(module.params, module_name)

@@ -222,8 +222,10 @@ def _no_userinfo(text: Any) -> str:
     return redact(repr(text))
 
 
-def check_controller(name: str, hv: Mapping[str, Any]) -> Dict[str, Any]:
-    """Connection host vars of one ontap_controllers host → what the roles need (never the secret itself)."""
+def check_controller(name: str, hv: Mapping[str, Any], env: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """Connection host vars of one ontap_controllers host → what the roles need (never the secret itself).
+
+    ENV (default os.environ) is where a credential's default account and accounts file are found."""
     where = "inventory host %s (group ontap_controllers)" % name
     hostname = hv.get("ontap_hostname") or name
     if not isinstance(hostname, str) or "://" in hostname or "/" in hostname or any(c.isspace() for c in hostname) \
@@ -252,9 +254,7 @@ def check_controller(name: str, hv: Mapping[str, Any]) -> Dict[str, Any]:
         raise SettingsError("%s: %s is set without %s; certificate login needs both (the client certificate and its "
                             "private key)." % ((where,) + (("ontap_cert_file", "ontap_key_file") if files[
                                 "ontap_cert_file"] else ("ontap_key_file", "ontap_cert_file"))))
-    if not username and not files["ontap_cert_file"]:
-        raise SettingsError("%s: ontap_username (with ontap_password) is not set; set them as host vars (from vault "
-                            "or an AWX credential)." % where)
+    login = controller_login(name, hv, os.environ if env is None else env)
     addresses = hv.get("ontap_data_addresses")
     if addresses not in (None, "", []):
         if not isinstance(addresses, list) or not all(isinstance(a, str) and _HOST_RE.match(a) for a in addresses):
@@ -262,7 +262,7 @@ def check_controller(name: str, hv: Mapping[str, Any]) -> Dict[str, Any]:
                                 "addresses (IP addresses or host names) of the controller, e.g. [10.0.0.10]."
                                 % (where, redact(repr(addresses))))
     return {"name": name, "hostname": hostname, "port": port, "transport": transport, "validate_certs": validate,
-            "ca_path": files["ontap_ca_path"]}
+            "ca_path": files["ontap_ca_path"], "login": login["source"]}
 
 
 # controller host vars naming files the ONTAP modules read on the Ansible controller (pre-flight, snapshots)
@@ -284,10 +284,109 @@ def _controller_file(where: str, var: str, value: Any) -> Optional[str]:
     return path
 
 
+# The ONTAP login of a controller that has none in its host vars: what an AWX/AAP credential of the type
+# extensions/awx/credential_types/kvmsnap_ontap.yml injects (docs/awx.md), or any other environment gives.
+ENV_USERNAME = "KVMSNAP_ONTAP_USERNAME"
+ENV_PASSWORD = "KVMSNAP_ONTAP_PASSWORD"
+ENV_ACCOUNTS = "KVMSNAP_ONTAP_ACCOUNTS_FILE"
+_ACCOUNT_KEYS = ("username", "password")
+_SHOWN_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _ways(name: str) -> str:
+    return ("give it one of: the host vars ontap_username and ontap_password (from vault), the host vars "
+            "ontap_cert_file and ontap_key_file, an entry %s in the accounts file named by %s (the AWX credential's "
+            "per-controller accounts), or the default account %s and %s (the AWX credential's username and "
+            "password); docs/awx.md" % (name, ENV_ACCOUNTS, ENV_USERNAME, ENV_PASSWORD))
+
+
+def _shown(key: Any) -> str:
+    """A key of the accounts file as it may appear in a message: a name-like key, else nothing of it."""
+    return repr(key) if isinstance(key, str) and _SHOWN_KEY_RE.match(key) else "(a key not shown)"
+
+
+def read_accounts(env: Mapping[str, str]) -> Dict[str, Dict[str, str]]:
+    """The per-controller accounts of the file named by KVMSNAP_ONTAP_ACCOUNTS_FILE ({} when unset or empty).
+
+    The file is YAML (or JSON): {controller inventory name: {username: ..., password: ...}}. It holds passwords:
+    no message shows any of its values, only the controller names and key names."""
+    path = env.get(ENV_ACCOUNTS)
+    if not path:
+        return {}
+    where = "%s %s" % (ENV_ACCOUNTS, path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeError) as exc:
+        raise SettingsError("%s: cannot be read (%s); it must name the accounts file on the Ansible controller (the "
+                            "AWX credential injects it)." % (where, getattr(exc, "strerror", None) or
+                                                             type(exc).__name__)) from None
+    if not text.strip():
+        return {}
+    import yaml  # controller side: PyYAML comes with ansible-core
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = " (line %d)" % (mark.line + 1) if mark is not None else ""
+        # the parser's message quotes the text, which holds passwords: only the line
+        raise SettingsError("%s: not valid YAML%s; allowed: a mapping of controller inventory name to "
+                            "{username: ..., password: ...} (content not shown)." % (where, line)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise SettingsError("%s: not a mapping; allowed: a mapping of controller inventory name to "
+                            "{username: ..., password: ...} (content not shown)." % where)
+    out: Dict[str, Dict[str, str]] = {}
+    for ctrl, entry in data.items():
+        entry_where = "%s: entry %s" % (where, _shown(ctrl))
+        if not isinstance(ctrl, str) or not _SHOWN_KEY_RE.match(ctrl):
+            raise SettingsError("%s: not an inventory host name; the keys are the inventory names of the "
+                                "ontap_controllers hosts." % entry_where)
+        if not isinstance(entry, Mapping):
+            raise SettingsError("%s: not a mapping; allowed: {username: ..., password: ...}." % entry_where)
+        unknown = [_shown(k) for k in entry if k not in _ACCOUNT_KEYS]
+        if unknown:
+            raise SettingsError("%s: unknown key(s) %s; allowed keys: username, password." % (
+                entry_where, ", ".join(sorted(unknown))))
+        for key in _ACCOUNT_KEYS:
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise SettingsError("%s: %s is missing or not a string; each account needs a username and a "
+                                    "password." % (entry_where, key))
+        out[ctrl] = {"username": entry["username"], "password": entry["password"]}
+    return out
+
+
+def controller_login(name: str, hv: Mapping[str, Any], env: Mapping[str, str]) -> Dict[str, Any]:
+    """The ONTAP login of controller NAME: {source, username, password} (contains secrets: never print it).
+
+    The first that gives a login, per controller: its host vars (ontap_username + ontap_password, or
+    ontap_cert_file for certificate login: then no username/password), the entry NAME of the accounts file
+    (KVMSNAP_ONTAP_ACCOUNTS_FILE), the default account (KVMSNAP_ONTAP_USERNAME + KVMSNAP_ONTAP_PASSWORD).
+    `source` names which, without any secret. HV may carry `has_password` instead of ontap_password."""
+    where = "inventory host %s (group ontap_controllers)" % name
+    if hv.get("ontap_cert_file"):
+        return {"source": "host vars (certificate)", "username": None, "password": None}
+    if hv.get("ontap_username"):
+        return {"source": "host vars", "username": hv["ontap_username"], "password": hv.get("ontap_password")}
+    accounts = read_accounts(env)
+    if name in accounts:
+        return {"source": "accounts file (%s)" % ENV_ACCOUNTS, **accounts[name]}
+    username = env.get(ENV_USERNAME)
+    if username:
+        if not env.get(ENV_PASSWORD):
+            raise SettingsError("%s: the default account %s is set without %s; %s." % (
+                where, ENV_USERNAME, ENV_PASSWORD, _ways(name)))
+        return {"source": "default account (%s)" % ENV_USERNAME, "username": username,
+                "password": env[ENV_PASSWORD]}
+    raise SettingsError("%s: no ONTAP login; %s." % (where, _ways(name)))
+
+
 def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
             controllers: Mapping[str, Mapping[str, Any]], snapcreator_text: Optional[str] = None,
-            snapcreator_path: Optional[str] = None) -> Dict[str, Any]:
-    """Check every variable; return the settings dict (see the module docstring)."""
+            snapcreator_path: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """Check every variable; return the settings dict (see the module docstring). ENV: check_controller's."""
     values = dict(raw)
     sc_info: Dict[str, Any] = {"file": snapcreator_path or None, "from_file": [], "overridden": [], "ignored": [],
                                "notes": []}
@@ -302,7 +401,7 @@ def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
         sc_info.update(from_file=merged["from_file"], overridden=merged["overridden"], ignored=parsed["ignored"],
                        notes=parsed["notes"], sources=parsed["sources"])
     try:
-        return _resolve(values, operation, controllers, sc_info)
+        return _resolve(values, operation, controllers, sc_info, os.environ if env is None else env)
     except SettingsError as exc:
         raise _from_file(exc, values, sc_info, snapcreator_path) from None
 
@@ -328,7 +427,7 @@ def _from_file(exc: SettingsError, values: Mapping[str, Any], sc_info: Mapping[s
 
 
 def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, Mapping[str, Any]],
-             sc_info: Dict[str, Any]) -> Dict[str, Any]:
+             sc_info: Dict[str, Any], env: Mapping[str, str]) -> Dict[str, Any]:
     ctrl = {}
     for name, hv in controllers.items():
         ctrl[name] = hv
@@ -463,10 +562,14 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
                             "VM1,VM2, as Snap Creator's KVM_RESTORE_VM_LIST) or 'all' for every VM in the snapshot's "
                             "manifests.")
     used = {d["controller"] for d in s["datastores"]} or set(ctrl)
-    s["controllers"] = {name: check_controller(name, ctrl[name]) for name in sorted(used)}
+    s["controllers"] = {name: check_controller(name, ctrl[name], env) for name in sorted(used)}
+    for name in sorted(set(read_accounts(env)) - set(ctrl)):
+        s["warnings"].append("%s names %s, which is not a host of the inventory group ontap_controllers: that "
+                             "account is not used." % (ENV_ACCOUNTS, name))
     if operation in ("backup", "restore", "check") and not s["controllers"]:
         raise SettingsError("no ONTAP controller: add the controllers as hosts of the inventory group "
-                            "ontap_controllers (with ontap_hostname, ontap_username, ontap_password).")
+                            "ontap_controllers (with ontap_hostname, and the login as host vars or from a "
+                            "credential: docs/awx.md).")
     if sc_info["file"]:
         for item in sc_info["ignored"]:
             s["warnings"].append("Snap Creator %s (line %d) ignored: %s" % (item["key"], item["line"], item["reason"]))
