@@ -1,0 +1,72 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Sphinx configuration of the kvmsnap.core documentation site (`make docs`, docs/dev/publishing.md).
+
+The source tree is assembled under build/docs-site/rst by the Makefile: this site's index, the plugin and role
+pages antsibull-docs renders from the collection, and the user guides of docs/*.md (read by myst-parser).
+Offline by design: no intersphinx inventories are fetched, so the build needs no network and `-W` sees only
+this collection's own problems.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sphinx.application import Sphinx
+
+project = "kvmsnap.core"
+copyright = "kvmsnap.core contributors"
+title = "kvmsnap.core documentation"
+html_short_title = "kvmsnap.core"
+html_title = "kvmsnap.core documentation"
+
+extensions = ["sphinx_antsibull_ext", "myst_parser"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+
+# The guides use GitHub's heading anchors (backup.md#when-is-a-snapshot-a-backup) and a few <a id=...> tags.
+myst_heading_anchors = 4
+myst_enable_extensions = ["html_image"]
+
+pygments_style = "ansible"
+highlight_language = "YAML+Jinja"
+
+html_theme = "sphinx_ansible_theme"
+html_show_sphinx = False
+html_use_smartypants = True
+html_use_modindex = False
+html_use_index = False
+html_copy_source = False
+html_theme_options = {"display_version": False}
+
+# No intersphinx: references to ansible-core's docs stay plain text instead of fetching inventories.
+default_role = "any"
+nitpicky = True
+
+
+# The guides mark some anchors as raw HTML (<a id="p8"></a>) for GitHub; MyST does not see those. An anchor
+# that repeats the slug of the heading under it is dropped (MyST's heading anchor serves the same links);
+# any other becomes a MyST target, which the guides' links (#p8, faults.md#p8) then reach.
+_HTML_ANCHOR = re.compile(r'^<a id="([A-Za-z0-9_-]+)"></a>\n+(#+ (.*))?', re.M)
+
+
+def _slug(heading: str) -> str:
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchor(match: re.Match[str]) -> str:
+    anchor, heading_line, heading = match.group(1), match.group(2), match.group(3)
+    if heading is not None and _slug(heading) == anchor:
+        return heading_line
+    return f"({anchor})=\n" + (heading_line or "")
+
+
+def _html_anchors_to_targets(app: Sphinx, docname: str, source: list[str]) -> None:
+    if app.env.doc2path(docname).suffix == ".md":
+        source[0] = _HTML_ANCHOR.sub(_anchor, source[0])
+
+
+def setup(app: Sphinx) -> dict[str, bool]:
+    app.connect("source-read", _html_anchors_to_targets)
+    return {"parallel_read_safe": True}
