@@ -41,6 +41,7 @@ def documented() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 DOCUMENTED = list(documented())
+NAMES = [what for what, _doc in DOCUMENTED]
 
 
 def version(text: object, what: str) -> tuple[int, int, int]:
@@ -60,19 +61,19 @@ def options(spec: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[
 
 
 def test_everything_public_is_documented_here() -> None:
-    kinds = {what.split()[0] for what, _ in DOCUMENTED}
+    kinds = {what.split()[0] for what in NAMES}
     assert kinds == {"module", "filter", "role"}
-    assert len([w for w, _ in DOCUMENTED if w.startswith("module")]) == len(list((REPO / "plugins" / "modules").glob("*.py")))
+    assert len([w for w in NAMES if w.startswith("module")]) == len(list((REPO / "plugins" / "modules").glob("*.py")))
 
 
-@pytest.mark.parametrize(("what", "doc"), DOCUMENTED, ids=[w for w, _ in DOCUMENTED])
+@pytest.mark.parametrize(("what", "doc"), DOCUMENTED, ids=NAMES)
 def test_every_plugin_and_role_says_when_it_appeared(what: str, doc: dict[str, Any]) -> None:
     assert "version_added" in doc, f"{what} has no version_added: the changelog would not list it as new"
     assert version(doc["version_added"], what) >= FIRST_PUBLIC, (
         f"{what}: version_added {doc['version_added']} is before the first public release 1.0.0")
 
 
-@pytest.mark.parametrize(("what", "doc"), DOCUMENTED, ids=[w for w, _ in DOCUMENTED])
+@pytest.mark.parametrize(("what", "doc"), DOCUMENTED, ids=NAMES)
 def test_an_option_says_when_only_if_it_came_later(what: str, doc: dict[str, Any]) -> None:
     plugin = version(doc["version_added"], what)
     for name, option in options(doc):
