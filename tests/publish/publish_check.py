@@ -59,7 +59,8 @@ def with_version(tarball: Path, version: str, workdir: Path) -> Path:
 
 
 def run_importer(tarball: Path, workdir: Path) -> list[str]:
-    env = dict(os.environ, GALAXY_IMPORTER_CONFIG=str(CONFIG))
+    # Ansible's and ansible-lint's temp files and caches under WORKDIR, not in the user's home
+    env = dict(os.environ, GALAXY_IMPORTER_CONFIG=str(CONFIG), GALAXY_IMPORTER_ANSIBLE_LOCAL_TMP=str(workdir / "ansible-tmp"))
     env.pop("ANSIBLE_COLLECTIONS_PATH", None)  # the importer installs the tarball into its own temp path
     proc = subprocess.run(
         [sys.executable, "-m", "galaxy_importer.main", str(tarball)],
