@@ -110,7 +110,6 @@ lab-clean:
 # packages of the dev venv (tests/publish/requirements.txt says which). docs/dev/publishing.md explains the checks.
 TOOLS := build/tools-venv
 TOOLS_BIN := $(CURDIR)/$(TOOLS)/bin
-TOOLS_PATH := $(TOOLS_BIN):$(PATH)
 
 $(TOOLS)/.stamp: tests/publish/requirements.txt
 	@test -x $(TOOLS_BIN)/python || $(PYTHON) -m venv $(TOOLS)
@@ -119,25 +118,28 @@ $(TOOLS)/.stamp: tests/publish/requirements.txt
 
 tools: $(TOOLS)/.stamp
 
+# the tools venv's commands first (its ansible-doc, ansible-lint and flake8 are what the tools call)
+publish-check docs-site: export PATH := $(TOOLS_BIN):$(PATH)
+
 # What Galaxy and Automation Hub check on upload, offline: the plugin and role docs (antsibull-docs), then
 # galaxy-importer on the tarball `ansible-galaxy collection build` makes (tests/publish/publish_check.py).
 PUBLISH_DIR := build/publish
 publish-check: tools collection
-	PATH=$(TOOLS_PATH) antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs all \
+	antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs all \
 		--disallow-unknown-collection-refs .
 	@rm -rf $(PUBLISH_DIR) && mkdir -p $(PUBLISH_DIR)
-	PATH=$(TOOLS_PATH) ansible-galaxy collection build --force --output-path $(PUBLISH_DIR) . >/dev/null
-	PATH=$(TOOLS_PATH) $(TOOLS_BIN)/python tests/publish/publish_check.py $(PUBLISH_DIR)/kvmsnap-core-*.tar.gz $(PUBLISH_DIR)
+	ansible-galaxy collection build --force --output-path $(PUBLISH_DIR) . >/dev/null
+	$(TOOLS_BIN)/python tests/publish/publish_check.py $(PUBLISH_DIR)/kvmsnap-core-*.tar.gz $(PUBLISH_DIR)
 
 # The documentation site: plugin and role pages from antsibull-docs, the guides of docs/ through myst-parser,
 # Sphinx with warnings as errors (docs/site/conf.py). Offline: no intersphinx fetches.
 DOCS_SITE := build/docs-site
 docs-site: tools collection
 	@rm -rf $(DOCS_SITE) && mkdir -p $(DOCS_SITE)/rst/guides && chmod og-w $(DOCS_SITE)/rst
-	PATH=$(TOOLS_PATH) antsibull-docs --config-file docs/site/antsibull-docs.cfg collection --use-current \
+	antsibull-docs --config-file docs/site/antsibull-docs.cfg collection --use-current \
 		--dest-dir $(DOCS_SITE)/rst kvmsnap.core >/dev/null
 	cp docs/site/*.rst $(DOCS_SITE)/rst/
 	rsync -a --exclude=site/ --include='*/' --include='*.md' --include='*.svg' --include='*.png' --exclude='*' \
 		docs/ $(DOCS_SITE)/rst/guides/
-	PATH=$(TOOLS_PATH) sphinx-build -W --keep-going -q -b html -c docs/site $(DOCS_SITE)/rst $(DOCS_SITE)/html
+	sphinx-build -W --keep-going -q -b html -c docs/site $(DOCS_SITE)/rst $(DOCS_SITE)/html
 	@echo "docs site: $(DOCS_SITE)/html/index.html"
