@@ -11,9 +11,12 @@ this collection's own problems.
 
 from __future__ import annotations
 
+import posixpath
 import re
+from typing import TYPE_CHECKING
 
-from sphinx.application import Sphinx
+if TYPE_CHECKING:
+    from sphinx.application import Sphinx
 
 project = "kvmsnap.core"
 copyright = "kvmsnap.core contributors"
@@ -62,11 +65,34 @@ def _anchor(match: re.Match[str]) -> str:
     return f"({anchor})=\n" + (heading_line or "")
 
 
-def _html_anchors_to_targets(app: Sphinx, docname: str, source: list[str]) -> None:
-    if app.env.doc2path(docname).suffix == ".md":
-        source[0] = _HTML_ANCHOR.sub(_anchor, source[0])
+# A guide's link to a file of the collection outside docs/ (../playbooks/backup.yml, ../README.md) has no page
+# in the site: it becomes its text and the file's path in the collection, e.g. "the playbook (`playbooks/backup.yml`)".
+_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def outside_links_to_paths(text: str, doc_dir: str) -> str:
+    """TEXT of a guide that lies in docs/DOC_DIR, with each link that leaves docs/ replaced by the path it names."""
+
+    def replace(match: re.Match[str]) -> str:
+        label, target = match.group(1), match.group(2)
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            return match.group(0)
+        file = target.split("#")[0]
+        path = posixpath.normpath(posixpath.join("docs", doc_dir, file))
+        if path == "docs" or path.startswith("docs/"):
+            return match.group(0)
+        return f"`{path}`" if label.strip("`") in (file, path) else f"{label} (`{path}`)"
+
+    return _LINK.sub(replace, text)
+
+
+def _for_the_site(app: Sphinx, docname: str, source: list[str]) -> None:
+    if app.env.doc2path(docname).suffix != ".md" or not docname.startswith("guides/"):
+        return
+    doc_dir = posixpath.dirname(docname[len("guides/"):])
+    source[0] = outside_links_to_paths(_HTML_ANCHOR.sub(_anchor, source[0]), doc_dir)
 
 
 def setup(app: Sphinx) -> dict[str, bool]:
-    app.connect("source-read", _html_anchors_to_targets)
+    app.connect("source-read", _for_the_site)
     return {"parallel_read_safe": True}
