@@ -172,19 +172,21 @@ class OverlayFence:
                         "released_how": "release", "released_by": "overlay fence of run %s" % self.run_id})
         return out
 
+    def _created(self) -> List[Dict[str, Any]]:
+        """The outcomes of the VMs running on overlays of this run (until the commit)."""
+        return [o for o in self.outcomes if o.get("created") and not o.get("fallback")]
+
     def created_uuids(self) -> List[str]:
-        """The VMs running on overlays of this run (until the commit)."""
-        return [o["uuid"] for o in self.outcomes if o.get("created") and not o.get("fallback")]
+        return [o["uuid"] for o in self._created()]
 
     def windows(self) -> List[Dict[str, Any]]:
         return [{"uuid": o["uuid"], "name": o.get("name"), "overlay_at": o.get("overlay_at"),
-                 "commit_started_at": self.commit_started_at}
-                for o in self.outcomes if o.get("created") and not o.get("fallback")]
+                 "commit_started_at": self.commit_started_at} for o in self._created()]
 
     def start_commit(self, after: threading.Event, wait: float) -> None:
         """Commit in a background thread once AFTER is set (the snapshot's point in time exists and its calls are
         done), or WAIT seconds at the latest, while the caller finishes the snapshot; ``commit`` joins it."""
-        if self.committed or self._background is not None or not self.created_uuids():
+        if self.committed or self._background is not None or not self._created():
             return
 
         def work() -> None:
@@ -204,7 +206,7 @@ class OverlayFence:
         return self._commit()
 
     def _commit(self) -> List[str]:
-        if self.committed or not any(o.get("created") for o in self.outcomes):
+        if self.committed or not self._created():
             return []
         self.committed = True
         self.commit_started_at = time.time()
@@ -271,21 +273,30 @@ class OverlayFence:
         return out
 
 
+def _recover(fence: Any, failure: str, **kwargs: Any) -> List[Dict[str, Any]]:
+    """``_overlay_recovery.recover`` on FENCE's connection and state dir; its leftovers. Its warnings, or FAILURE and
+    the error when it fails, go to the fence's warnings: a recovery never fails the run (the journal keeps every
+    overlay pending for the watchdog and the next run)."""
+    try:
+        rep = _overlay_recovery.recover(fence.state_dir, fence.sc, **kwargs)
+    except Exception as err:
+        fence.warnings.append(failure % err)
+        return []
+    fence.warnings.extend(rep["warnings"])
+    return rep["leftovers"]
+
+
 def recover_leftovers(fence: Any, vms: List[Dict[str, Any]], run_id: str,
                       check_mode: bool) -> List[Dict[str, Any]]:
     """Before a fence: commit the overlays dead runs left on VMS (docs/dev/overlay.md); the ``recovered`` entries."""
     if is_test_uri(fence.uri):
         return []
-    try:
-        rep = _overlay_recovery.recover(fence.state_dir, fence.sc, exclude_run=run_id, check_mode=check_mode,
-                                        vm_uuids=[vm["uuid"] for vm in vms])
-    except Exception as err:  # never blocks the backup; the VM is sent to the direct fence by its plan
-        fence.warnings.append("recovery of leftover overlays failed: %s; the next run tries again" % err)
-        return []
-    fence.warnings.extend(rep["warnings"])
+    # a failure never blocks the backup; the VM is sent to the direct fence by its plan
+    leftovers = _recover(fence, "recovery of leftover overlays failed: %s; the next run tries again",
+                         exclude_run=run_id, check_mode=check_mode, vm_uuids=[vm["uuid"] for vm in vms])
     return [{"overlay": e["overlay"], "uuid": e["uuid"], "name": e.get("name"), "target": e["target"],
              "run_id": e.get("run"), "result": e.get("result"), "error": e.get("error"), "kind": "overlay"}
-            for e in rep["leftovers"]]
+            for e in leftovers]
 
 
 def own_overlays(state_dir: str, journals: List[Dict[str, Any]]) -> None:
@@ -300,14 +311,8 @@ def commit_run(fence: Any, run_id: str, vm_uuids: Optional[List[str]], check_mod
     """Commit the overlays run RUN_ID left on this host (its own commit, after the controller's snapshot); the
     recovery's entries, one per overlay. A failure is a warning: the VM runs on its overlay, the journal keeps it
     pending for the watchdog and the next run."""
-    try:
-        rep = _overlay_recovery.recover(fence.state_dir, fence.sc, run=run_id, vm_uuids=vm_uuids, check_mode=check_mode)
-    except Exception as err:
-        fence.warnings.append("commit of the overlays of run %s failed: %s; they stay pending for the watchdog and "
-                              "the next run" % (run_id, err))
-        return []
-    fence.warnings.extend(rep["warnings"])
-    return rep["leftovers"]
+    return _recover(fence, "commit of the overlays of run %s failed: %%s; they stay pending for the watchdog and the "
+                    "next run" % run_id, run=run_id, vm_uuids=vm_uuids, check_mode=check_mode)
 
 
 def overlay_record(vm: Dict[str, Any]) -> Dict[str, Any]:

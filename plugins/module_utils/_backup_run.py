@@ -97,10 +97,11 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
                                                   ", ".join(result["volumes"])))
             return result
         # ---- before the fence: everything but the point in time (look-ups, method, a temporary CG) -------
-        started = False
-        if overlays.overlay_uuids():  # the watchdog's start-up runs beside the ONTAP preparation, not before the
-            _start_run(fence, vms, mode, deadline, run_id, result)  # first overlay (nothing is quiesced yet)
-            started = True
+        # with overlay VMs the watchdog's start-up runs beside the ONTAP preparation, not before the first overlay
+        # (nothing is quiesced yet)
+        started = bool(overlays.overlay_uuids())
+        if started:
+            _start_run(fence, vms, mode, deadline, run_id, result)
         try:
             snapset = ontap.prepare_snapshot_set(list(volumes), name, comment=comment, snapmirror_label=label,
                                                  precheck=False, until=until)  # names checked in the pre-flight

@@ -130,8 +130,9 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
         held = sum(1 for o in outcomes if o["action"] != "none")
         result["msg"] = "quiesced %d VM(s) (mode %s); run %s; released by state=released or by the watchdog at %s" % (
             held, mode, fence.run_id, result["deadline_utc"])
-        if overlays.created_uuids():
-            result["msg"] += "; %d VM(s) run on overlays until state=released commits them" % len(overlays.created_uuids())
+        on_overlays = len(overlays.created_uuids())
+        if on_overlays:
+            result["msg"] += "; %d VM(s) run on overlays until state=released commits them" % on_overlays
         return result
     finally:
         result["warnings"] = fence.warnings
@@ -159,13 +160,12 @@ def _commit_overlays(fence: Fence, run_id: str, journals: List[Dict[str, Any]],
     commits: List[Dict[str, Any]] = []
     if any(_journal.holds_overlays(j) for j in journals):  # else the watchdog or a recovery committed them already
         commits = commit_run(fence, run_id, list(wanted) if wanted is not None else None, check_mode)
-    for journal in journals:
-        if check_mode:
-            continue
+
+    def close(j: Dict[str, Any]) -> None:
+        if not _journal.is_final(j) and not _journal.pending_vms(j):
+            _journal.mark_final(j, "released", "vm_quiesce state=released (overlays committed)")
+    for journal in [] if check_mode else journals:
         try:
-            def close(j: Dict[str, Any]) -> None:
-                if not _journal.is_final(j) and not _journal.pending_vms(j):
-                    _journal.mark_final(j, "released", "vm_quiesce state=released (overlays committed)")
             journal = _journal.update(fence.state_dir, journal["run_id"], close)
         except (OSError, _journal.JournalError) as err:
             fence.warnings.append("could not update journal of run %s: %s" % (journal["run_id"], err))
@@ -276,8 +276,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                 "release_result": "not quiesced by %s; left as is (%s)" % (scope, vm["state"])})
         result["vms"] = out
         # changed: this call released or committed something (VMs released earlier are reported, not counted)
-        released_here = any(v.get("released_by") == "release" and v.get("release_result") in ("resumed", "thawed") and v["uuid"] in released_now
-                            for v in out)
+        released_here = any(v["uuid"] in released_now and v.get("release_result") in ("resumed", "thawed") for v in out)
         would_release = any(v.get("release_result") == "would release" for v in out)
         result["changed"] = released_here or would_release or bool(result["recovered"]) or bool(result.get("overlays"))
         failed = [v for v in out if v.get("release_error")]

@@ -14,7 +14,7 @@ import time
 import pytest
 from helpers.guest_fixtures import SYSTEM_URI
 from helpers.vm_utils import block_job, resume_all, wait_for
-from test_vm_backup_system import backup_args, start_module
+from test_vm_backup_system import backup_args, start_module, stop_module
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _journal
 from ansible_collections.kvmsnap.core.plugins.module_utils._domain_xml import parse_domain_xml
@@ -138,10 +138,7 @@ def test_module_killed_between_overlay_and_commit_watchdog_commits(ontap_sim, mi
         assert [r for r in out["recovered"] if r.get("kind") == "overlay"] == []
     finally:
         sim.admin("DELETE", "/_sim/faults")
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.unlink(path)
+        stop_module(proc, path)
         resume_all(doms)
 
 

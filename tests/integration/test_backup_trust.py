@@ -9,7 +9,6 @@ and otherwise left pending for the next run's recovery, which also removes a dea
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -19,6 +18,7 @@ import pytest
 from helpers.guest_fixtures import SYSTEM_URI
 from helpers.testdriver_fixtures import backup_params
 from helpers.vm_utils import resume_all, states, wait_for
+from test_vm_backup_system import start_module, stop_module
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run, _fence_errors, _fence_quiesce, _journal, _lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
@@ -137,10 +137,6 @@ def test_hanging_snapshot_stays_pending_and_the_next_run_marks_it_late(conn, tes
 
 @pytest.mark.needs_libvirtd
 def test_kill9_mid_snapshot_leaves_pending_and_temp_cg_the_next_run_cleans_up(sim, minimal_guests, tmp_path):
-    import json
-    import subprocess
-    import sys
-    import tempfile
     doms = minimal_guests(2)
     sd = str(tmp_path / "state")
     name = "kvmsnap-k9_%s" % uuid.uuid4().hex[:8]
@@ -149,11 +145,7 @@ def test_kill9_mid_snapshot_leaves_pending_and_temp_cg_the_next_run_cleans_up(si
     args.update(sim.conn())
     sim.admin("POST", "/_sim/faults", {"action": "hang", "method": "POST", "path": "/api/*snapshots",
                                        "count": 1, "seconds": 5})
-    fd, path = tempfile.mkstemp(suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=False)}, fh)
-    proc = subprocess.Popen([sys.executable, "-m", "ansible_collections.kvmsnap.core.plugins.modules.vm_backup",
-                             path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, path = start_module(args)
     try:
         assert wait_for(lambda: set(states(doms)) == {PAUSED}, 30), "vm_backup did not quiesce"
         c = client(sim)
@@ -184,10 +176,7 @@ def test_kill9_mid_snapshot_leaves_pending_and_temp_cg_the_next_run_cleans_up(si
             meta = parse_comment(snap["comment"])
             assert meta["state"] == "late" and meta["consistency"] == "crash"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.unlink(path)
+        stop_module(proc, path)
         resume_all(doms)
 
 

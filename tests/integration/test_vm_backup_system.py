@@ -43,6 +43,14 @@ def start_module(args):
     return proc, path
 
 
+def stop_module(proc, path):
+    """The module process of start_module killed if it still runs, its arguments file removed."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    os.unlink(path)
+
+
 def backup_args(sim, state_dir, vms, **kw):
     args = {"uri": URI, "vms": vms, "mode": "suspend", "fence": "direct", "deadline": 30, "state_dir": state_dir,
             "volumes": ["svm1:vol_ds1"], "name": "kvmsnap-sys_%s" % uuid.uuid4().hex[:8]}
@@ -85,10 +93,7 @@ def test_module_killed_during_snapshot_vms_released(sim, minimal_guests, tmp_pat
         watchdogs = [o for o in journal["owners"] if o["role"] == "watchdog"]
         assert wait_for(lambda: not any(_journal.owner_alive(o) for o in watchdogs), 3)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.unlink(path)
+        stop_module(proc, path)
         resume_all(doms)
 
 
@@ -159,10 +164,7 @@ def test_libvirtd_restart_inside_the_fence_vms_released(sim, minimal_guests, tmp
         assert {v["release_result"] for v in res["vms"]} == {"resumed"}, res["vms"]
         assert res["snapshots"] and only_journal(sd)["state"] == "released"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.unlink(path)
+        stop_module(proc, path)
 
 
 def test_freeze_without_agent_channel_is_crash_consistent_when_allowed(sim, minimal_guests, module_runner, tmp_path):
