@@ -19,14 +19,14 @@ def test_a_link_out_of_docs_becomes_the_path_it_names():
 
 
 def test_links_inside_docs_anchors_urls_and_images_stay():
-    text = ("[b](backup.md#inventory) [o](dev/overlay.md) [c](../backup.md) [a](#p8) [w](https://example.com/x) "
+    text = ("[b](backup.md#inventory) [o](dev/overlay.md) [c](../backup.md) [a](#old-name) [w](https://example.com/x) "
             "![pic](diagrams/fence-timeline.svg)")
     assert conf.outside_links_to_paths(text, "") == text.replace("[c](../backup.md)", "c (`backup.md`)")
     assert conf.outside_links_to_paths("[c](../backup.md)", "dev") == "[c](../backup.md)"
 
 
 def test_an_html_anchor_becomes_a_target_unless_its_heading_has_the_same_slug():
-    source = '<a id="p8"></a>\n### P8 - Runs exclude each other\n\n<a id="ontap-privileges"></a>\n## ONTAP privileges\n'
+    source = '<a id="old-name"></a>\n### A renamed section\n\n<a id="ontap-privileges"></a>\n## ONTAP privileges\n'
     out = conf._HTML_ANCHOR.sub(conf._anchor, source)
-    assert out.startswith("(p8)=\n### P8 - Runs exclude each other")
+    assert out.startswith("(old-name)=\n### A renamed section")
     assert "(ontap-privileges)=" not in out and "## ONTAP privileges" in out and "<a id" not in out
