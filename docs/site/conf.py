@@ -65,8 +65,8 @@ def _anchor(match: re.Match[str]) -> str:
     return f"({anchor})=\n" + (heading_line or "")
 
 
-# A guide's link to a file of the collection outside docs/ (../playbooks/backup.yml, ../README.md) has no page
-# in the site: it becomes its text and the file's path in the collection, e.g. "the playbook (`playbooks/backup.yml`)".
+# A guide's link to a file of the collection outside docs/ (../playbooks/backup.yml, ../README.md) or to a
+# directory has no page in the site: it becomes its text and the file's path in the collection, e.g. "the playbook (`playbooks/backup.yml`)".
 _LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -79,8 +79,10 @@ def outside_links_to_paths(text: str, doc_dir: str) -> str:
             return match.group(0)
         file = target.split("#")[0]
         path = posixpath.normpath(posixpath.join("docs", doc_dir, file))
-        if path == "docs" or path.startswith("docs/"):
+        if (path == "docs" or path.startswith("docs/")) and not file.endswith("/"):
             return match.group(0)
+        if file.endswith("/"):  # a directory: no page in the site either
+            path += "/"
         return f"`{path}`" if label.strip("`") in (file, path) else f"{label} (`{path}`)"
 
     return _LINK.sub(replace, text)

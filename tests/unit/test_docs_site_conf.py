@@ -16,6 +16,7 @@ def test_a_link_out_of_docs_becomes_the_path_it_names():
     text = "Run [the playbook](../playbooks/backup.yml), see [../README.md](../README.md#quick-start)."
     assert conf.outside_links_to_paths(text, "") == "Run the playbook (`playbooks/backup.yml`), see `README.md`."
     assert conf.outside_links_to_paths("[lab](../../tests/lab/README.md)", "dev") == "lab (`tests/lab/README.md`)"
+    assert conf.outside_links_to_paths("sources in [diagrams/](diagrams/)", "") == "sources in `docs/diagrams/`"
 
 
 def test_links_inside_docs_anchors_urls_and_images_stay():
