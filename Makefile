@@ -18,12 +18,14 @@ export PATH := $(BIN):$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help sysdeps venv collection sanity lint typecheck units integration pytest test demo bench docs clean lab-clean
+.PHONY: tools publish-check docs-site
 
 help:
 	@echo "make demo   - start the lab and run the backup/restore demo"
 	@echo "make test   - sanity, lint, type check, unit and integration tests (what CI runs)"
 	@echo "make bench  - benchmarks (tests/bench), ratios against a same-run baseline"
-	@echo "make docs   - render docs/diagrams/*.dot to the SVGs the docs show (commit them)"
+	@echo "make docs   - render docs/diagrams/*.dot to the SVGs the docs show (commit them), and the docs site (build/docs-site/html)"
+	@echo "make publish-check - galaxy-importer (Automation Hub settings) and antsibull-docs lint on the collection"
 	@echo "make lab-clean - stop the lab's own libvirtd and guests, delete the lab dir (/var/tmp/kvmsnap-lab)"
 
 sysdeps:
@@ -80,6 +82,7 @@ test: venv collection
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory typecheck
+	$(MAKE) --no-print-directory publish-check docs-site
 	$(BIN)/python -m pytest tests/unit tests/sim tests/netapp tests/integration $(PYTEST_ARGS)
 
 demo: venv collection
@@ -93,7 +96,7 @@ bench: venv collection
 # The pictures of docs/: Graphviz sources rendered to the committed SVGs; tests/unit/test_docs_build.py
 # (part of `make test`) fails when a committed SVG is not the rendering of its current source.
 DOT_SOURCES := $(wildcard docs/diagrams/*.dot)
-docs: $(DOT_SOURCES:.dot=.svg)
+docs: $(DOT_SOURCES:.dot=.svg) docs-site
 
 docs/diagrams/%.svg: docs/diagrams/%.dot
 	@command -v dot >/dev/null || { echo "make docs needs Graphviz: apt install graphviz (tests/lab/bindep.txt)"; exit 1; }
@@ -105,3 +108,41 @@ clean:
 # The lab's libvirtd, guests and files (KVMSNAP_LAB_DIR, default /var/tmp/kvmsnap-lab); nothing else.
 lab-clean:
 	tests/lab/labd remove
+
+# The publishing tools (galaxy-importer, antsibull-docs, Sphinx) in their own venv: their pins would downgrade
+# packages of the dev venv (tests/publish/requirements.txt says which). docs/dev/publishing.md explains the checks.
+TOOLS := build/tools-venv
+TOOLS_BIN := $(CURDIR)/$(TOOLS)/bin
+
+$(TOOLS)/.stamp: tests/publish/requirements.txt
+	@test -x $(TOOLS_BIN)/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS_BIN)/pip install -q --disable-pip-version-check -r tests/publish/requirements.txt
+	@touch $@
+
+tools: $(TOOLS)/.stamp
+
+# the tools venv's commands first (its ansible-doc, ansible-lint and flake8 are what the tools call)
+publish-check docs-site: export PATH := $(TOOLS_BIN):$(PATH)
+
+# What Galaxy and Automation Hub check on upload, offline: the plugin and role docs (antsibull-docs), then
+# galaxy-importer on the tarball `ansible-galaxy collection build` makes (tests/publish/publish_check.py).
+PUBLISH_DIR := build/publish
+publish-check: tools collection
+	antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs all \
+		--disallow-unknown-collection-refs .
+	@rm -rf $(PUBLISH_DIR) && mkdir -p $(PUBLISH_DIR)
+	ansible-galaxy collection build --force --output-path $(PUBLISH_DIR) . >/dev/null
+	$(TOOLS_BIN)/python tests/publish/publish_check.py $(PUBLISH_DIR)/kvmsnap-core-*.tar.gz $(PUBLISH_DIR)
+
+# The documentation site: plugin and role pages from antsibull-docs, the guides of docs/ through myst-parser,
+# Sphinx with warnings as errors (docs/site/conf.py). Offline: no intersphinx fetches.
+DOCS_SITE := build/docs-site
+docs-site: tools collection
+	@rm -rf $(DOCS_SITE) && mkdir -p $(DOCS_SITE)/rst/guides && chmod og-w $(DOCS_SITE)/rst
+	antsibull-docs --config-file docs/site/antsibull-docs.cfg collection --use-current \
+		--dest-dir $(DOCS_SITE)/rst kvmsnap.core >/dev/null
+	cp docs/site/*.rst $(DOCS_SITE)/rst/
+	rsync -a --exclude=site/ --include='*/' --include='*.md' --include='*.svg' --include='*.png' --exclude='*' \
+		docs/ $(DOCS_SITE)/rst/guides/
+	sphinx-build -W --keep-going -q -b html -c docs/site $(DOCS_SITE)/rst $(DOCS_SITE)/html
+	@echo "docs site: $(DOCS_SITE)/html/index.html"

@@ -167,8 +167,7 @@ def newer_snapshots(records, snapshot, volume_keys):
     snap = _plain(snapshot)
     keys = set(_plain(volume_keys))
     return [{"name": r["name"], "volumes": sorted(keys & set(r["volumes"]))} for r in records
-            if (r.get("create_time") or 0) > (snap.get("create_time") or 0) and keys & set(r["volumes"])
-            and r["name"] != snap.get("name")]
+            if (r.get("create_time") or 0) > (snap.get("create_time") or 0) and keys & set(r["volumes"]) and r["name"] != snap.get("name")]
 
 
 def select_snapshot(records, spec, protected=None, requested=None):

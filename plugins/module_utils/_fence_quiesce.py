@@ -217,8 +217,7 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
         if run_id is not None and not check_mode:
             own_overlays(fence.state_dir, journals)
         for journal in journals:
-            mine = [vm for vm in journal.get("vms", []) if vm.get("action") != "none"
-                    and (wanted is None or vm["uuid"] in wanted)]
+            mine = [vm for vm in journal.get("vms", []) if vm.get("action") != "none" and (wanted is None or vm["uuid"] in wanted)]
             pending = [dict(vm) for vm in mine if not vm.get("released")]
             for vm in mine:  # released before this call (by an earlier call, the watchdog or a recovery)
                 if vm.get("released"):
@@ -277,10 +276,9 @@ def run_released(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
                                 "release_result": "not quiesced by %s; left as is (%s)" % (scope, vm["state"])})
         result["vms"] = out
         # changed: this call released or committed something (VMs released earlier are reported, not counted)
-        result["changed"] = any(v["uuid"] in released_now and v.get("release_result") in ("resumed", "thawed")
-                                for v in out) \
-            or any(v.get("release_result") == "would release" for v in out) \
-            or bool(result["recovered"]) or bool(result.get("overlays"))
+        released_here = any(v["uuid"] in released_now and v.get("release_result") in ("resumed", "thawed") for v in out)
+        would_release = any(v.get("release_result") == "would release" for v in out)
+        result["changed"] = released_here or would_release or bool(result["recovered"]) or bool(result.get("overlays"))
         failed = [v for v in out if v.get("release_error")]
         if failed:
             raise FenceError("vm_quiesce on %s: could not release %s; the journal stays open so the watchdog and "

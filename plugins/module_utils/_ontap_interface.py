@@ -392,8 +392,8 @@ class Ontap(ABC):
             except OntapError as exc:
                 exc.with_context(plan.what, self.hostname)
                 found = self._created(plan.volumes, plan.name, plan.comment)
-                if (exc.is_transient and not plan.two_phase and len(found) == len(plan.volumes)
-                        and attempt < self.retries):
+                done_anyway = exc.is_transient and not plan.two_phase and len(found) == len(plan.volumes)
+                if done_anyway and attempt < self.retries:
                     return  # the controller did it although the answer was lost: done
                 self._cleanup(found, plan.name, exc)  # a retry starts from nothing
                 raise

@@ -88,8 +88,7 @@ def find_leftovers(state_dir: str, sc: SharedConnection, exclude_run: Optional[s
         entry["name"] = live["name"] if live else entry.get("name")
         entry["found_in"] = "+".join(entry["found_in"])
     wanted = None if vm_uuids is None else {u.lower() for u in vm_uuids}
-    return sorted((e for e in found.values() if (wanted is None or e["uuid"] in wanted)
-                   and (run is None or e["run"] == run)),
+    return sorted((e for e in found.values() if (wanted is None or e["uuid"] in wanted) and (run is None or e["run"] == run)),
                   key=lambda e: (e["uuid"], e["target"], e["overlay"]))
 
 

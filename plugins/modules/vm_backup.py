@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: vm_backup
 short_description: Quiesce KVM VMs, take one consistent ONTAP snapshot of all their volumes, release them
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - The whole backup fence of one KVM host in one process. Pre-flight first (every VM known, every disk on a
     mapped volume, the volumes exist on the controller, the snapshot name is valid and unused, no other run holds

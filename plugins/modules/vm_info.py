@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: vm_info
 short_description: Discover KVM/libvirt VMs, their disks, and the ONTAP volume or LUN under each disk
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Lists the domains of one libvirt connection in bulk (one read-only connection, one XML parse per domain;
     never a C(virsh) process per VM) and reports for each VM its name, UUID, state, persistence, every disk

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: vm_quiesce
 short_description: Quiesce (suspend or freeze) a set of KVM/libvirt VMs in parallel, and release them again
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - With O(state=quiesced), quiesces all VMs in O(vms) at once (one thread per VM) by suspending them, freezing
     their guest filesystems through the QEMU guest agent, or both as O(mode=auto) decides, and records the

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: vm_restore
 short_description: Domain side of a KVM VM restore - stop, define from saved XML, restore NVRAM, start, verify
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Validates the saved domain XML first (it is untrusted input) - parseable, no DTD or entities, the same UUID
     and name as the target VM when it exists - and applies the allow-list policy of the collection
