@@ -285,7 +285,7 @@ def _controller_file(where: str, var: str, value: Any) -> Optional[str]:
 
 
 # The ONTAP login of a controller that has none in its host vars: what an AWX/AAP credential of the type
-# extensions/awx/credential_types/kvmsnap_ontap.yml injects (docs/awx.md), or any other environment gives.
+# playbooks/files/awx/credential_type.yml injects (docs/awx.md), or any other environment gives.
 ENV_USERNAME = "KVMSNAP_ONTAP_USERNAME"
 ENV_PASSWORD = "KVMSNAP_ONTAP_PASSWORD"
 ENV_ACCOUNTS = "KVMSNAP_ONTAP_ACCOUNTS_FILE"
