@@ -86,6 +86,9 @@ CONNECTION_VARS = (("ontap_port", "port"), ("ontap_username", "username"), ("ont
                    ("ontap_validate_certs", "validate_certs"), ("ontap_ca_path", "ca_path"),
                    ("ontap_transport", "transport"))
 
+# the host vars that give a controller its own login (else the credential in the environment gives it)
+LOGIN_VARS = ("ontap_username", "ontap_password", "ontap_cert_file")
+
 
 def controller_conn(name, hostvars, retries=3):
     """The ONTAP connection options of controller NAME (contains secrets: use no_log): what the roles give every
@@ -107,9 +110,6 @@ def controller_conn(name, hostvars, retries=3):
         entry["username"] = login["username"]
         entry["password"] = login["password"]
     return entry
-
-
-LOGIN_VARS = ("ontap_username", "ontap_password", "ontap_cert_file")
 
 
 def controller_conns(names, hostvars, retries=3):
