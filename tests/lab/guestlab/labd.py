@@ -168,6 +168,9 @@ def _make_kvm_node(base: Path) -> None:
 def _binds_script(base: Path) -> str:
     lines = ["set -e", "mount --make-rprivate /"]
     for sub, host in BINDS:
+        if host.startswith("/run/") and not os.path.isdir(host) and os.path.isdir("/etc/libvirt"):
+            # /run is a tmpfs: without systemd nothing recreates the package's runtime dir after a boot
+            os.makedirs(host, mode=0o755, exist_ok=True)
         if not os.path.isdir(host):
             raise LabError("%s does not exist on this host: install libvirt-daemon-system (tests/lab/bindep.txt)" % host)
         lines.append("mount --bind '%s' '%s'" % (base / sub, host))
