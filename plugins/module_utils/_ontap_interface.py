@@ -263,9 +263,22 @@ class Ontap(ABC):
                 return None
             raise
 
+    def volume_file_info(self, svm: str, volume: str, path: str) -> Optional[FileInfo]:
+        """{name, type, size} of PATH (relative to the volume root) in the active file system of SVM:VOLUME; None
+        when nothing is there. Other failures raise OntapError."""
+        rel = snapshot_rel_path(path)
+        op = "look up %s in %s:%s" % (rel, svm, volume)
+        try:
+            return self.call(op, lambda: self._snapshot_file_info(svm, volume, None, rel))
+        except OntapError as exc:
+            if self._file_missing(exc):
+                return None
+            raise
+
     @abstractmethod
-    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[FileInfo]:
-        """Transport step of snapshot_file_info (REL: relative path without a leading '/')."""
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: Optional[str], rel: str) -> Optional[FileInfo]:
+        """Transport step of snapshot_file_info and volume_file_info (REL: relative path without a leading '/';
+        SNAPSHOT None: the active file system)."""
 
     def _file_missing(self, exc: OntapError) -> bool:
         """Whether EXC of _snapshot_file_info means "not in the snapshot" (per transport)."""

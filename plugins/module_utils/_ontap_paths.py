@@ -8,7 +8,7 @@ This module util is PRIVATE to the collection. It may change without notice.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._errors import KvmsnapError
 
@@ -69,3 +69,26 @@ def lun_full_path(path: Any, volume: str, field: str = "luns", index: Optional[i
     """A LUN given as '/vol/<volume>/[qtree/]lun' or relative 'lun' → '/vol/<volume>/…'."""
     rel = normalize_volume_path(path, volume, field, index)
     return "/vol/%s%s" % (volume, rel)
+
+
+def new_paths(mapping: Any, volume: str, in_place: List[str], field: str = "restore_paths") -> List[Tuple[str, str]]:
+    """MAPPING {source: destination} (paths inside VOLUME) -> [(source, destination)], normalised. Refused: a
+    destination equal to its source, to a file restored in place (IN_PLACE) or to another destination."""
+    if mapping in (None, {}):
+        return []
+    if not isinstance(mapping, dict):
+        raise PathError("%s: give a mapping of a path in the snapshot to a new path inside volume %s." % (field, volume))
+    out: List[Tuple[str, str]] = []
+    for src, dst in sorted(mapping.items(), key=lambda kv: str(kv[0])):
+        where = "%s[%r]" % (field, src)
+        source = normalize_volume_path(src, volume, where)
+        dest = normalize_volume_path(dst, volume, where)
+        if dest == source:
+            raise PathError("%s: the destination %s is the source itself; use files to restore in place." % (
+                where, dest))
+        if dest in in_place:
+            raise PathError("%s: the destination %s is also restored in place (files)." % (where, dest))
+        if any(dest in (s, d) for s, d in out) or any(source == d for _s, d in out):
+            raise PathError("%s: the destination %s is a source or a destination of another entry." % (where, dest))
+        out.append((source, dest))
+    return out

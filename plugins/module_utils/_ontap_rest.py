@@ -481,10 +481,11 @@ class OntapRest(Ontap):
             raise
 
     # ---- files in a snapshot ------------------------------------------------------------------------
-    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[FileInfo]:
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: Optional[str], rel: str) -> Optional[FileInfo]:
         # GET /api/storage/volumes/{uuid}/files/{path}: the path segment with "." as %2E and "/" as %2F
         vol_uuid = self.get_volume(svm, volume)["uuid"]
-        encoded = quote(".snapshot/%s/%s" % (snapshot, rel), safe="").replace(".", "%2E")
+        where = rel if snapshot is None else ".snapshot/%s/%s" % (snapshot, rel)
+        encoded = quote(where, safe="").replace(".", "%2E")
         payload = self.session.get("/api/storage/volumes/%s/files/%s" % (vol_uuid, encoded),
                                    return_metadata=True, fields="name,type,size,path")
         recs: List[Any] = (payload.get("records") or []) if isinstance(payload, dict) and "records" in payload else [payload]

@@ -358,32 +358,65 @@ def require_snapshot(client: Ontap, svm: str, volume: str, snapshot: str) -> Sna
     return snap
 
 
+def check_new_files(client: Ontap, svm: str, volume: str, snapshot: str, restore_paths: List[Tuple[str, str]],
+                    field: str = "restore_paths") -> None:
+    """Before a restore to new paths writes anything: every source is a file in SNAPSHOT and nothing exists at any
+    destination (a restore to another path overwrites what is there)."""
+    problems = []
+    for src, dst in restore_paths:
+        info = client.snapshot_file_info(svm, volume, snapshot, src)
+        if info is None:
+            problems.append("%s is not in snapshot %s" % (src, snapshot))
+        elif info.get("type") not in ("file", "lun", None):
+            problems.append("%s is a %s in snapshot %s; only files can be restored to another path" % (
+                src, info.get("type"), snapshot))
+        if client.volume_file_info(svm, volume, dst) is not None:
+            problems.append("destination %s already exists" % dst)
+    if problems:
+        raise client.error("%s: %s in volume %s:%s; nothing was restored" % (field, "; ".join(problems), svm, volume),
+                           "restore to new paths from snapshot %s" % snapshot,
+                           hint="Give destinations where no file exists (a restore to another path never replaces "
+                                "a file), and sources that the snapshot holds.")
+
+
 def restore_items(client: Ontap, svm: str, volume: str, snapshot: str, files: List[str], luns: List[str],
-                  check_mode: bool = False) -> Dict[str, Any]:
+                  check_mode: bool = False, restore_paths: Optional[List[Tuple[str, str]]] = None) -> Dict[str, Any]:
     require_snapshot(client, svm, volume, snapshot)
     restored: List[Dict[str, Any]] = []
+    moved = list(restore_paths or [])
+    if moved:
+        check_new_files(client, svm, volume, snapshot, moved)
     if luns:
         known = set(lun.get("path") for lun in client.list_luns(svm, volume))
         missing = [lun for lun in luns if lun not in known]
         if missing:
             raise client.not_found("LUN(s) %s not found in volume %s:%s" % (", ".join(missing), svm, volume),
                                    "restore LUNs from snapshot %s" % snapshot)
-    items = [("file", path) for path in files] + [("lun", lun) for lun in luns]
-    for idx, (kind, path) in enumerate(items):
+    items: List[Tuple[str, str, Optional[str]]] = [("file", path, None) for path in files] + \
+        [("file", src, dst) for src, dst in moved] + [("lun", lun, None) for lun in luns]
+
+    def entry(kind: str, path: str, dest: Optional[str], **more: Any) -> Dict[str, Any]:
+        out = {"type": kind, "path": path}
+        if dest is not None:
+            out["restore_path"] = dest
+        out.update(more)
+        return out
+
+    for idx, (kind, path, dest) in enumerate(items):
         try:
             if check_mode:
                 method = "check_mode"
             elif kind == "file":
-                method = client.restore_file(svm, volume, snapshot, path)
+                method = client.restore_file(svm, volume, snapshot, path, restore_path=dest)
             else:
                 method = client.restore_lun(svm, volume, snapshot, path)
         except OntapError as err:
             # per-item results (docs/dev/faults.md#restore-partial): the caller rolls back what was overwritten
             err.result = {"changed": bool(restored), "restored": restored,
-                          "failed_items": [{"type": kind, "path": path, "error": str(err)}],
-                          "not_attempted": [{"type": k, "path": p} for k, p in items[idx + 1:]]}
+                          "failed_items": [entry(kind, path, dest, error=str(err))],
+                          "not_attempted": [entry(k, p, d) for k, p, d in items[idx + 1:]]}
             raise
-        restored.append({"type": kind, "path": path, "method": method})
+        restored.append(entry(kind, path, dest, method=method))
     return {"changed": bool(restored), "restored": restored, "failed_items": [], "not_attempted": []}
 
 

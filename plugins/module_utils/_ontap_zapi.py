@@ -413,8 +413,9 @@ class OntapZapi(Ontap):
             raise
 
     # ---- files in a snapshot ------------------------------------------------------------------------
-    def _snapshot_file_info(self, svm: str, volume: str, snapshot: str, rel: str) -> Optional[FileInfo]:
-        res = self.invoke("file-get-file-info", {"path": "/vol/%s/.snapshot/%s/%s" % (volume, snapshot, rel)},
+    def _snapshot_file_info(self, svm: str, volume: str, snapshot: Optional[str], rel: str) -> Optional[FileInfo]:
+        where = rel if snapshot is None else ".snapshot/%s/%s" % (snapshot, rel)
+        res = self.invoke("file-get-file-info", {"path": "/vol/%s/%s" % (volume, where)},
                           svm=svm, operation="file-get-file-info")
         size = _text(res, "file-info", "file-size")
         return {"name": _text(res, "file-info", "name"), "type": _text(res, "file-info", "file-type"),

@@ -58,6 +58,18 @@ options:
     type: list
     elements: str
     default: []
+  restore_paths:
+    description:
+      - Files to restore to another path in the same volume, as a mapping of the file's path in the snapshot to the
+        new path (both inside O(volume), in the forms of O(files)); the file at the source path is not touched.
+      - Every source must be a file in O(snapshot), and nothing may exist at any destination (checked for all
+        entries before the first restore, also in check mode); C(..), C(.snapshot) components, paths outside the
+        volume, a destination equal to a source, to a file of O(files) or to another destination are refused.
+      - REST uses C(restore_to.restore_path) (ONTAP 9.10.1+) or the CLI passthrough's C(restore_path); ZAPI
+        C(snapshot-restore-file) with C(restore-path).
+    type: dict
+    default: {}
+    version_added: 1.1.0
   luns:
     description:
       - LUNs to restore, as C(/vol/<volume>/[qtree/]lun) or a path relative to the volume.
@@ -98,6 +110,15 @@ EXAMPLES = r"""
       - images/vm1_VARS.fd
   delegate_to: localhost
 
+- name: Restore a disk image next to the original, as a new file (the original is not touched)
+  kvmsnap.core.ontap_restore:
+    hostname: cluster1.example.com
+    volume: svm1:vol_ds1
+    snapshot: kvmsnap-daily_20260101T020000Z
+    restore_paths:
+      images/vm1.qcow2: images/vm1-copy.qcow2
+  delegate_to: localhost
+
 - name: Restore a LUN
   kvmsnap.core.ontap_restore:
     hostname: cluster1.example.com
@@ -133,6 +154,12 @@ restored:
       description: Path inside the volume (C(/) for a volume restore; C(/vol/...) for a LUN).
       type: str
       sample: /images/vm1.qcow2
+    restore_path:
+      description: Where the file was restored to (only for entries of O(restore_paths)).
+      type: str
+      returned: for entries of O(restore_paths)
+      sample: /images/vm1-copy.qcow2
+      version_added: 1.1.0
     method:
       description:
         - How it was restored; V(rest_restore_to), V(cli_passthrough), V(rest_lun_clone), V(zapi),
@@ -192,6 +219,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_paths import (
     PathError,
     lun_full_path,
+    new_paths,
     normalize_paths,
 )
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import (
@@ -205,6 +233,7 @@ ARGUMENT_SPEC = {
     "volume": {"type": "str", "required": True},
     "snapshot": {"type": "str", "required": True},
     "files": {"type": "list", "elements": "str", "default": []},
+    "restore_paths": {"type": "dict", "default": {}},
     "luns": {"type": "list", "elements": "str", "default": []},
     "mode": {"type": "str", "choices": ["files", "volume"], "default": "files"},
     "confirm_volume_restore": {"type": "bool", "default": False},
@@ -227,25 +256,26 @@ def prepare(module):
     svm, volume = parse_volumes([p["volume"]], p["svm"], "volume")[0]
     _snapshot_name(p["snapshot"])
     if p["mode"] == "volume":
-        if p["files"] or p["luns"]:
-            raise OptionError("files/luns: not allowed with mode=volume (the whole volume is restored).")
+        if p["files"] or p["luns"] or p["restore_paths"]:
+            raise OptionError("files/luns/restore_paths: not allowed with mode=volume (the whole volume is restored).")
         if not p["confirm_volume_restore"]:
             raise OptionError(
                 "confirm_volume_restore: a volume restore of %s:%s reverts EVERY file in the volume (all VMs on it) to "
                 "snapshot %s, deletes all newer snapshots and breaks SnapMirror updates until they are resynced; set "
                 "confirm_volume_restore: true to do it, or restore single files with mode: files." % (
                     svm, volume, p["snapshot"]))
-        return {"svm": svm, "volume": volume, "files": [], "luns": []}
-    if not p["files"] and not p["luns"]:
-        raise OptionError("files/luns: give at least one file or LUN to restore (or mode: volume).")
+        return {"svm": svm, "volume": volume, "files": [], "luns": [], "restore_paths": []}
+    if not p["files"] and not p["luns"] and not p["restore_paths"]:
+        raise OptionError("files/luns/restore_paths: give at least one file or LUN to restore (or mode: volume).")
     files = normalize_paths(p["files"], volume, "files") if p["files"] else []
+    moved = new_paths(p["restore_paths"], volume, files)
     luns = []
     for index, lun in enumerate(p["luns"]):
         full = lun_full_path(lun, volume, "luns", index)
         if full in luns:
             raise PathError("luns[%d]: %r is given twice." % (index, lun))
         luns.append(full)
-    return {"svm": svm, "volume": volume, "files": files, "luns": luns}
+    return {"svm": svm, "volume": volume, "files": files, "luns": luns, "restore_paths": moved}
 
 
 def execute(module, client, prep):
@@ -257,7 +287,8 @@ def execute(module, client, prep):
         verb = "would restore" if check else "restored"
         res["msg"] = "%s volume %s:%s to snapshot %s" % (verb, svm, volume, p["snapshot"])
         return res
-    res = restore_items(client, svm, volume, p["snapshot"], prep["files"], prep["luns"], check_mode=check)
+    res = restore_items(client, svm, volume, p["snapshot"], prep["files"], prep["luns"], check_mode=check,
+                        restore_paths=prep["restore_paths"])
     verb = "would restore" if check else "restored"
     res["msg"] = "%s %d item(s) of %s:%s from snapshot %s" % (verb, len(res["restored"]), svm, volume, p["snapshot"])
     return res

@@ -15,7 +15,8 @@ PARAMS = {"hostname": "ontap.example", "username": "u", "password": "secret-pw",
 # what the modules, the fence and the roles call on a client: declared on the base class
 CONTRACT = ("version", "known_version", "version_at_least", "list_svms", "list_volumes", "get_volume",
             "list_ip_interfaces", "list_luns", "list_snapshots", "get_snapshot", "create_snapshot_set",
-            "delete_snapshot", "set_snapshot_comment", "snapshot_file_info", "predict_method", "list_temp_cgs",
+            "delete_snapshot", "set_snapshot_comment", "snapshot_file_info", "volume_file_info", "predict_method",
+            "list_temp_cgs",
             "delete_cg", "restore_file", "restore_lun", "restore_volume", "list_snapmirror", "update_snapmirror",
             "privileges_for")
 

@@ -213,6 +213,9 @@ class Ops:
         dest = "/" + (restore_path or rel).lstrip("/")
         if ".." in rel.split("/") or ".." in dest.split("/"):
             raise SimError("invalid", f'Invalid path "{path}".', target="path")
+        if ".snapshot" in dest.lower().split("/"):
+            raise SimError("invalid", f'Invalid restore path "{dest}": Snapshot copies are read-only.',
+                           target="restore_path")
         src = self.storage.snapshot_dir(*self.st.vol_key(vol), snap["name"]) / rel.lstrip("/")
         if not src.exists():
             raise SimError("file_not_found", f'File "{rel}" does not exist in Snapshot copy "{snap["name"]}" '
