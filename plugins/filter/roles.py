@@ -34,6 +34,7 @@ from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
     table,
     volume_restore_conflicts,
 )
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_as_plan import as_new_outcome, as_new_plan
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_guard import (
     other_users,
     volume_running,
@@ -296,6 +297,16 @@ def restore_guard(plan, hosts, hostvars):
     return other_users(_plain(plan), found, ident)
 
 
+def restore_as_plan(plan, restore_as, start, hosts, hostvars):
+    """The restore plan with each VM's copy (new name, UUID, paths) and each volume's restore_paths."""
+    return as_new_plan(_plain(plan), str(restore_as), bool(start), _discovered(hosts, hostvars)[0])
+
+
+def restore_as_result(plan, per_host, disks):
+    """Report entries {vms, volumes} of a restore as new VMs."""
+    return as_new_outcome(_plain(plan), _plain(per_host), _plain(disks or {}))
+
+
 def restore_volume_guard(plan, hosts, hostvars, newer):
     """Volume mode: {vms: every VM of any host on the volumes, running: refusals, warnings: [...]}."""
     found, _ident, stores = _discovered(hosts, hostvars)
@@ -381,4 +392,6 @@ class FilterModule:
             "volume_conflicts": volume_conflicts,
             "restore_guard": restore_guard,
             "restore_volume_guard": restore_volume_guard,
+            "restore_as_plan": restore_as_plan,
+            "restore_as_result": restore_as_result,
         }

@@ -120,6 +120,48 @@ options:
         (C(<uuid>.nvram)) are copied (0600) before anything is changed; they live outside ONTAP, so no snapshot
         holds them. A copy already there is kept (a rerun of an interrupted restore).
     type: path
+  as_new:
+    description:
+      - Define the saved VM as a B(new) VM next to the original instead of restoring the original. The copy gets
+        the new O(as_new.name), a new UUID, new MAC addresses, its disks at O(as_new.disk_paths) (restored there
+        by M(kvmsnap.core.ontap_restore) O(kvmsnap.core.ontap_restore#module:restore_paths)) and its own NVRAM
+        file at O(as_new.nvram_path) (the saved O(nvram) is copied there).
+      - The original VM is never touched (not stopped, not redefined, none of its files written); O(vm) and
+        O(aside_dir) are refused with it, O(force) and O(define) do not apply; O(run_id) names the run that
+        locked the copy's new UUID.
+      - Refused before anything is changed - a VM of the new name or UUID on the host, a new path another VM uses,
+        a file at O(as_new.nvram_path), a writable disk without a new path, and the files at the new disk paths
+        per O(as_new.disks).
+      - O(start=auto) leaves the copy shut off, as O(start=never); O(start=always) starts it and checks its agent.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      name:
+        description:
+          - The copy's name (1-64 characters from letters, digits and C(. _ + -), not starting with C(.) or C(-)).
+        type: str
+        required: true
+      uuid:
+        description:
+          - The copy's UUID; a random one when omitted.
+        type: str
+      disk_paths:
+        description:
+          - Mapping of each writable disk's path in the saved XML to the copy's path. CD-ROMs, floppies and read-only
+            disks may stay shared; any other disk without an entry is refused.
+        type: dict
+        default: {}
+      nvram_path:
+        description:
+          - The copy's NVRAM file (required when the saved XML has an NVRAM file; must not exist).
+        type: path
+      disks:
+        description:
+          - V(present) (after the ONTAP restore) - every new disk path is a regular file; V(absent) (a pre-flight in
+            check mode) - nothing exists at any new disk path yet.
+        type: str
+        choices: [present, absent]
+        default: present
 seealso:
   - module: kvmsnap.core.ontap_restore
   - module: kvmsnap.core.vm_info
@@ -150,6 +192,18 @@ EXAMPLES = r"""
     nvram: /var/lib/libvirt/images/ds1/.snapshot/kvmsnap-daily_20261126T020000Z/.kvmsnap/6695eb01-f6a4-8304-79aa-97f2502e193f/nvram
     allowed_paths: [/var/lib/libvirt/images/ds1]
     start: never
+
+- name: Define web1 as a new VM web1-test from its restored copies (web1 keeps running, untouched)
+  kvmsnap.core.vm_restore:
+    domain_xml: "{{ saved.manifests[0].domain_xml_text }}"
+    nvram: "{{ saved.manifests[0].nvram_file | default(omit, true) }}"
+    allowed_paths: [/var/lib/libvirt/images/ds1]
+    as_new:
+      name: web1-test
+      disk_paths:
+        /var/lib/libvirt/images/ds1/web1.qcow2: /var/lib/libvirt/images/ds1/web1-test.qcow2
+      nvram_path: /var/lib/libvirt/qemu/nvram/web1-test_VARS.fd
+    start: always
 
 - name: Restore a running VM (shut it down first)
   kvmsnap.core.vm_restore:
@@ -210,11 +264,31 @@ xml_sha256:
   description: SHA-256 of the saved XML (before the policy's rewrites).
   returned: when the XML was valid
   type: str
+source:
+  description: Name and UUID of the backed-up VM the copy was made from (untouched).
+  returned: with O(as_new), when the XML was valid
+  type: dict
+  version_added: 1.1.0
+  sample: {name: web1, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f}
+new:
+  description:
+    - The copy - C(name), C(uuid), C(disks) (C(target), C(source) the original's path, C(path) the copy's), C(nvram)
+      (C(source), C(path), or null), C(macs) and C(started).
+  returned: with O(as_new), when the XML was valid
+  type: dict
+  version_added: 1.1.0
+  sample:
+    name: web1-test
+    uuid: 0b8c4f5e-2a57-4d0e-9d1c-6f3a3c2f1a10
+    disks: [{target: vda, source: /var/lib/libvirt/images/ds1/web1.qcow2, path: /var/lib/libvirt/images/ds1/web1-test.qcow2}]
+    nvram: null
+    macs: ["52:54:00:3e:01:9a"]
+    started: true
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _libvirt_args
+from ansible_collections.kvmsnap.core.plugins.module_utils import _domain_restore, _domain_restore_as, _libvirt_args
 from ansible_collections.kvmsnap.core.plugins.module_utils._defaults import DEFAULT_STATE_DIR
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
 
@@ -233,11 +307,20 @@ ARGUMENT_SPEC = _libvirt_args.libvirt_argument_spec(
     run_id=dict(type="str"),
     define=dict(type="bool", default=True),
     aside_dir=dict(type="path"),
+    as_new=dict(type="dict", options=dict(
+        name=dict(type="str", required=True),
+        uuid=dict(type="str"),
+        disk_paths=dict(type="dict", default={}),
+        nvram_path=dict(type="path"),
+        disks=dict(type="str", choices=["present", "absent"], default="present"),
+    )),
 )
 
 
 def run(module: AnsibleModule) -> dict:
     try:
+        if module.params.get("as_new"):
+            return _domain_restore_as.run_restore_as(module.params, module.check_mode)
         return _domain_restore.run_restore(module.params, module.check_mode)
     except OSError as err:
         raise _domain_restore.RestoreError("vm_restore: %s" % err) from err

@@ -27,6 +27,13 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._errors import Kvmsna
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCE_MODES, FENCES
 from ansible_collections.kvmsnap.core.plugins.module_utils._libvirt import DEFAULT_URI
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import redact
+from ansible_collections.kvmsnap.core.plugins.module_utils._restore_as import (
+    SUFFIX_FORM,
+    RestoreAsError,
+    check_name,
+    is_suffix,
+    new_names,
+)
 from ansible_collections.kvmsnap.core.plugins.module_utils._retention import RetentionError, parse_retention
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapcreator_config import (
     SnapCreatorConfigError,
@@ -82,6 +89,8 @@ DEFAULTS: Dict[str, Any] = {
     "kvmsnap_shutdown_timeout": 120,
     "kvmsnap_restore_unsigned_ok": [],
     "kvmsnap_restore_boot_dirs": [],
+    "kvmsnap_restore_as": "",
+    "kvmsnap_restore_start": False,
     "kvmsnap_check_max_age_hours": 26,
     "kvmsnap_check_report": "",
 }
@@ -141,6 +150,31 @@ def _abs_path(name: str, value: Any) -> str:
     if "/../" in path + "/" or "\x00" in path:
         raise SettingsError("%s: %r contains '..'; allowed: an absolute path without '..'." % (name, value))
     return path.rstrip("/") or "/"
+
+
+def _restore_as(value: Any, mode: str, vms: Any) -> Optional[str]:
+    """kvmsnap_restore_as: '' (restore in place) or a new name / suffix of the allowed form (the names it gives are
+    checked with the selected VMs in the restore's pre-flight)."""
+    name = "kvmsnap_restore_as"
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise SettingsError("%s: %r is not valid; allowed: a new VM name (one VM) or %s." % (name, value, SUFFIX_FORM))
+    try:
+        if is_suffix(value):
+            new_names(value, ["vm"], name)
+        else:
+            check_name(value, name)
+    except RestoreAsError as exc:
+        raise SettingsError(str(exc)) from None
+    if mode != "files":
+        raise SettingsError("%s: a restore as a new VM restores single files; allowed only with "
+                            "kvmsnap_restore_mode=files." % name)
+    if not is_suffix(value) and (vms == "all" or (isinstance(vms, list) and len(vms) > 1)):
+        raise SettingsError("%s: %r is one name, but kvmsnap_restore_vms selects %s; give a suffix (e.g. -copy) "
+                            "for several VMs, or select one VM." % (
+                                name, value, "all VMs" if vms == "all" else "%d VMs" % len(vms)))
+    return value
 
 
 def vm_list(name: str, value: Any, allow_all: bool = False) -> Any:
@@ -551,6 +585,8 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     s["restore_boot_dirs"] = [_abs_path("kvmsnap_restore_boot_dirs", d)
                               for d in (values.get("kvmsnap_restore_boot_dirs") or [])]
     s["restore_unsigned_ok"] = vm_list("kvmsnap_restore_unsigned_ok", values.get("kvmsnap_restore_unsigned_ok"))
+    s["restore_as"] = _restore_as(_value(values, "kvmsnap_restore_as"), s["restore_mode"], s["restore_vms"])
+    s["restore_start"] = _bool("kvmsnap_restore_start", _value(values, "kvmsnap_restore_start"))
     # the monitoring check (kvmsnap.core.check_backups)
     s["check_max_age_hours"] = _int("kvmsnap_check_max_age_hours", _value(values, "kvmsnap_check_max_age_hours"), 0,
                                     8760)
