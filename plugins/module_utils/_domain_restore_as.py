@@ -116,7 +116,7 @@ def run_restore_as(params: Dict[str, Any], check_mode: bool = False) -> Dict[str
             dom = conn.defineXML(info["xml"])
             result["actions"].append("define")
             result["changed"] = True
-            if params.get("nvram"):
+            if params.get("nvram") and nvram_new:
                 _domain_restore.copy_nvram(params["nvram"], nvram_new)
                 result["actions"].append("nvram")
             if will_start:

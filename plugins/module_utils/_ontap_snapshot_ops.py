@@ -392,8 +392,10 @@ def restore_items(client: Ontap, svm: str, volume: str, snapshot: str, files: Li
         if missing:
             raise client.not_found("LUN(s) %s not found in volume %s:%s" % (", ".join(missing), svm, volume),
                                    "restore LUNs from snapshot %s" % snapshot)
-    items: List[Tuple[str, str, Optional[str]]] = [("file", path, None) for path in files] + \
-        [("file", src, dst) for src, dst in moved] + [("lun", lun, None) for lun in luns]
+    items: List[Tuple[str, str, Optional[str]]] = []
+    items += [("file", path, None) for path in files]
+    items += [("file", src, dst) for src, dst in moved]
+    items += [("lun", lun, None) for lun in luns]
 
     def entry(kind: str, path: str, dest: Optional[str], **more: Any) -> Dict[str, Any]:
         out = {"type": kind, "path": path}

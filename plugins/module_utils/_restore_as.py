@@ -163,7 +163,7 @@ def rewrite_xml(xml: str, new_name: str, new_uuid: str, disk_paths: Mapping[str,
         src = disk.find("source")
         attr = "dev" if disk.get("type") == "block" else "file"
         path = src.get(attr) if src is not None else None
-        if not path:
+        if src is None or not path:
             continue
         norm = os.path.normpath(path)
         if norm in wanted:

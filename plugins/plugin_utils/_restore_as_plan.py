@@ -100,7 +100,7 @@ def as_new_plan(plan: Mapping[str, Any], restore_as: str, start: bool,
 
 
 def _failed(res: Optional[Mapping[str, Any]]) -> bool:
-    return bool(res) and bool(res.get("failed"))
+    return res is not None and bool(res.get("failed"))
 
 
 def as_new_outcome(plan: Mapping[str, Any], per_host: Mapping[str, Mapping[str, Any]],
