@@ -254,22 +254,19 @@ class Ontap(ABC):
         """{name, type, size} of PATH (relative to the volume root) inside snapshot SNAPSHOT of SVM:VOLUME, as
         ONTAP reports it (type: file, directory, lun, symlink, ...); None when the path is not in the snapshot.
         Other failures (volume unknown, no rights) raise OntapError."""
-        rel = snapshot_rel_path(path)
-        op = "look up %s in snapshot %s of %s:%s" % (rel, snapshot, svm, volume)
-        try:
-            return self.call(op, lambda: self._snapshot_file_info(svm, volume, snapshot, rel))
-        except OntapError as exc:
-            if self._file_missing(exc):
-                return None
-            raise
+        return self._file_info(svm, volume, snapshot, path)
 
     def volume_file_info(self, svm: str, volume: str, path: str) -> Optional[FileInfo]:
         """{name, type, size} of PATH (relative to the volume root) in the active file system of SVM:VOLUME; None
         when nothing is there. Other failures raise OntapError."""
+        return self._file_info(svm, volume, None, path)
+
+    def _file_info(self, svm: str, volume: str, snapshot: Optional[str], path: str) -> Optional[FileInfo]:
         rel = snapshot_rel_path(path)
-        op = "look up %s in %s:%s" % (rel, svm, volume)
+        where = "snapshot %s of %s:%s" % (snapshot, svm, volume) if snapshot is not None else "%s:%s" % (svm, volume)
         try:
-            return self.call(op, lambda: self._snapshot_file_info(svm, volume, None, rel))
+            return self.call("look up %s in %s" % (rel, where),
+                             lambda: self._snapshot_file_info(svm, volume, snapshot, rel))
         except OntapError as exc:
             if self._file_missing(exc):
                 return None
