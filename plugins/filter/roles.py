@@ -34,7 +34,11 @@ from ansible_collections.kvmsnap.core.plugins.plugin_utils._plan import (
     table,
     volume_restore_conflicts,
 )
-from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_as_plan import as_new_outcome, as_new_plan
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_as_plan import (
+    as_new_cleanup,
+    as_new_outcome,
+    as_new_plan,
+)
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_guard import (
     other_users,
     volume_running,
@@ -307,6 +311,11 @@ def restore_as_result(plan, per_host, disks):
     return as_new_outcome(_plain(plan), _plain(per_host), _plain(disks or {}))
 
 
+def restore_as_cleanup(plan, host, disks, start):
+    """After a failed restore as new VMs: the files this run restored for HOST's copies that were not defined."""
+    return as_new_cleanup(_plain(plan), str(host), _plain(disks or {}), _plain(start or {}))
+
+
 def restore_volume_guard(plan, hosts, hostvars, newer):
     """Volume mode: {vms: every VM of any host on the volumes, running: refusals, warnings: [...]}."""
     found, _ident, stores = _discovered(hosts, hostvars)
@@ -394,4 +403,5 @@ class FilterModule:
             "restore_volume_guard": restore_volume_guard,
             "restore_as_plan": restore_as_plan,
             "restore_as_result": restore_as_result,
+            "restore_as_cleanup": restore_as_cleanup,
         }

@@ -14,7 +14,8 @@ Refused into ``errors``: a bad name or suffix (kvmsnap_restore_as), a new name t
 disk (a LUN is restored as a whole, in place), colliding new paths.
 
 ``as_new_outcome(plan, per_host, disks)``: report entries per copy (new name, UUID, disk paths, started or not)
-and per volume (each file restored to its new path).
+and per volume (each file restored to its new path). ``as_new_cleanup(plan, host, disks, start)``: after a
+failure, the files this run restored for copies that were not defined.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def as_new_plan(plan: Mapping[str, Any], restore_as: str, start: bool,
         vm["as_new"] = {"name": new, "uuid": str(_uuid.uuid4()), "disk_paths": host_paths,
                         "nvram_path": new_path(nvram, vm["name"], new) if nvram else None}
         vm["start"] = "always" if start else "never"
+        vm["as_new_files"] = []
         guard_disks = []
         for disk in vm.get("disks") or []:
             g = dict(disk)
@@ -87,6 +89,7 @@ def as_new_plan(plan: Mapping[str, Any], restore_as: str, start: bool,
                 g["path_in_volume"] = posixpath.join(posixpath.dirname(rel), posixpath.basename(g["source"]))
                 key = "%s:%s:%s" % (disk.get("controller"), disk.get("svm"), disk.get("volume"))
                 by_file.setdefault(key, {})[rel] = g["path_in_volume"]
+                vm["as_new_files"].append({"volume": key, "path_in_volume": g["path_in_volume"], "path": g["source"]})
             guard_disks.append(g)
         guard_hosts[host].append({"name": new, "uuid": vm["as_new"]["uuid"], "disks": guard_disks, "xml": None})
     for vol in out.get("volumes") or []:
@@ -96,6 +99,29 @@ def as_new_plan(plan: Mapping[str, Any], restore_as: str, start: bool,
     out["guard"] = {"hosts": guard_hosts}
     out["vms"] = [dict(v, new_name=names.get(v["name"])) for v in out.get("vms") or []]
     out["as_new"] = True
+    return out
+
+
+def as_new_cleanup(plan: Mapping[str, Any], host: str, disks: Optional[Mapping[str, Any]],
+                   start: Optional[Mapping[str, Any]]) -> List[str]:
+    """After a failure: the host paths of the files this run restored (per the ontap_restore results DISKS) for
+    the copies of HOST that vm_restore (results START) did not define. Nothing else: a file that was in the way
+    (refused) is never this run's."""
+    restored = set()
+    for res in (disks or {}).get("results") or []:
+        key = (res.get("vol") or {}).get("key")
+        for item in res.get("restored") or []:
+            if item.get("restore_path"):
+                restored.add((key, posixpath.normpath(str(item["restore_path"]))))
+    defined = {str((r.get("new") or {}).get("uuid")) for r in (start or {}).get("results") or []
+               if "define" in (r.get("actions") or [])}
+    out = []
+    for vm in (plan.get("hosts") or {}).get(host) or []:
+        if str((vm.get("as_new") or {}).get("uuid")) in defined:
+            continue
+        for f in vm.get("as_new_files") or []:
+            if (f.get("volume"), posixpath.normpath(str(f.get("path_in_volume")))) in restored:
+                out.append(f["path"])
     return out
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_as_plan import as_new_outcome, as_new_plan
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_as_plan import (
+    as_new_cleanup,
+    as_new_outcome,
+    as_new_plan,
+)
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_guard import other_users
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import SettingsError, resolve
 
@@ -127,3 +131,21 @@ def test_outcome_names_the_copy():
                                                                             "msg": "restore_paths: nope"}]})
     assert not out["vms"][0]["ok"] and out["vms"][0]["error"] == "kvm1: boom"
     assert out["volumes"][0]["error"] == "restore_paths: nope"
+
+
+def test_cleanup_removes_only_what_this_run_restored_for_copies_not_defined():
+    p = as_new_plan(plan(), "-test", True, {})
+    vm = p["hosts"]["kvm1"][0]
+    vol = p["volumes"][0]
+    # the controller restored the first file, then refused the second (a file in the way): only the first goes
+    disks = {"results": [{"vol": vol, "failed": True, "restored": [
+        {"type": "file", "path": "/vm/web1.qcow2", "restore_path": "/vm/web1-test.qcow2"}],
+        "failed_items": [{"type": "file", "path": "/vm/data.raw", "restore_path": "/vm/web1-test_data.raw"}]}]}
+    assert as_new_cleanup(p, "kvm1", disks, {}) == ["/ds1/vm/web1-test.qcow2"]
+    # a refusal before any restore: nothing is this run's
+    assert as_new_cleanup(p, "kvm1", {"results": [{"vol": vol, "failed": True, "restored": []}]}, {}) == []
+    # a copy that was defined keeps its files; another host has nothing to remove
+    start = {"results": [{"vm": vm, "failed": True, "actions": ["define", "start"],
+                          "new": {"uuid": vm["as_new"]["uuid"]}}]}
+    assert as_new_cleanup(p, "kvm1", disks, start) == []
+    assert as_new_cleanup(p, "kvm2", disks, {}) == []
