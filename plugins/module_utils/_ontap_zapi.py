@@ -428,8 +428,13 @@ class OntapZapi(Ontap):
     # ---- restore -------------------------------------------------------------------------------------
     def restore_file(self, svm: str, volume: str, snapshot: str, path: str, restore_path: Optional[str] = None) -> str:
         op = "restore %s in %s:%s from snapshot %s" % (path, svm, volume, snapshot)
+        # restore-path is a full path in the same volume (/vol/<volume>/...), unlike path, which the volume input
+        # makes relative
+        full = None
+        if restore_path:
+            full = restore_path if restore_path.startswith("/vol/") else "/vol/%s/%s" % (volume, restore_path.lstrip("/"))
         self.invoke("snapshot-restore-file", {"volume": volume, "snapshot": snapshot, "path": path,
-                                              "restore-path": restore_path}, svm=svm, operation=op)
+                                              "restore-path": full}, svm=svm, operation=op)
         self._wait_background_restores(svm, op)
         return "zapi"
 
