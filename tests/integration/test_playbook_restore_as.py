@@ -98,4 +98,4 @@ def test_restore_as_a_new_vm_leaves_the_original_untouched(lab):
     assert os.stat(g.disk_path).st_ino == orig_ino
     numbers = g.writer_numbers()
     assert max(numbers) > at_backup
-    assert copy_numbers[:20] == numbers[:20] and at_backup - 50 <= max(n for n in copy_numbers if n <= at_backup)
+    assert len(copy_numbers) >= 20 and copy_numbers[:20] == numbers[:20]  # the same history: the backup's data
