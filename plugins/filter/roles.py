@@ -19,7 +19,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._report import build_report, stats
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import existing_set
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
-from ansible_collections.kvmsnap.core.plugins.plugin_utils import _plan, _restore_journal
+from ansible_collections.kvmsnap.core.plugins.plugin_utils import _plan, _restore_journal, _verify_outcome
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._async_loop import foreground
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._backup_check import check as check_vms
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
@@ -358,6 +358,23 @@ def restore_overwritten(disks):
     return _restore_journal.overwritten(_plain(disks or {}))
 
 
+def verify_vms(manifests):
+    """backup_manifest_info's manifests -> the vms option of vm_verify (name, uuid, xml, nvram_file)."""
+    return _verify_outcome.vm_inputs(_plain(manifests or []))
+
+
+def verify_marks(record):
+    """The catalog record of a snapshot -> per controller the volumes to mark verified ([{controller, volumes}])."""
+    return _verify_outcome.marks(_plain(record))
+
+
+def verify_outcome(results, manifests, snapshot, failed_hosts=None):
+    """Every host's vm_verify result and manifest read -> the verify run's outcome (verified only when every VM
+    booted and passed, nothing was refused and no host failed)."""
+    return _verify_outcome.outcome(_plain(results or {}), _plain(manifests or {}), _plain(snapshot or {}),
+                                   _plain(failed_hosts or []))
+
+
 def report_stats(report):
     return stats(_plain(report))
 
@@ -404,4 +421,7 @@ class FilterModule:
             "restore_as_plan": restore_as_plan,
             "restore_as_result": restore_as_result,
             "restore_as_cleanup": restore_as_cleanup,
+            "verify_vms": verify_vms,
+            "verify_marks": verify_marks,
+            "verify_outcome": verify_outcome,
         }

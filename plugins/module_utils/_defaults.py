@@ -37,6 +37,12 @@ LIMITS: Dict[str, Tuple[int, int]] = {
     "timeout": (1, 3600),
     "shutdown_timeout": (1, 3600),
     "verify_timeout": (1, 86400),
+    # vm_verify: boot copies of backed-up VMs
+    "boot_timeout": (1, 86400),
+    "command_timeout": (1, 86400),
+    "parallel": (1, 64),
+    "memory_reserve": (0, 1048576),
+    "output_limit": (0, 1048576),
 }
 
 

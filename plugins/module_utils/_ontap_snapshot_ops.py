@@ -28,12 +28,14 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._retention import sel
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
     CONSISTENCIES,
     DEFAULT_PREFIX,
+    SnapshotNameError,
     existing_set,
     is_good,
     is_orphaned,
     is_ours,
     parse_comment,
     restate_comment,
+    verified_comment,
 )
 
 CONFIRM_STATES = ("good", "late")
@@ -174,6 +176,43 @@ def confirm_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, run
     verb = ("would mark" if check_mode else "marked") if changed else "already"
     return {"changed": changed, "snapshots": out,
             "msg": "%s snapshot %s %s on %d volume(s)" % (verb, name, state, len(out))}
+
+
+def mark_verified_set(client: Ontap, volumes: List[VolumeRef], name: str, when: str,
+                      check_mode: bool = False) -> Dict[str, Any]:
+    """Record in the comment of good snapshot NAME on every volume that kvmsnap.core.verify booted its VMs at WHEN
+    (`verified=<UTC time>`, replacing an earlier token; the rest of the comment is kept).
+
+    Every volume is checked before any comment changes. Returns {changed, snapshots, msg}."""
+    operation = "mark snapshot %s verified on %s" % (name, client.hostname)
+    problems: List[str] = []
+    plan: List[Tuple[str, str, str]] = []
+    for svm, vol in volumes:
+        snap = client.get_snapshot(svm, vol, name)
+        where = "%s on %s" % (name, _ref(svm, vol))
+        meta = parse_comment(snap["comment"] if snap else None)
+        if not snap:
+            problems.append("snapshot %s not found" % where)
+        elif meta is None:
+            problems.append("snapshot %s was not made by kvmsnap.core (no kvmsnap metadata in its comment)" % where)
+        elif meta["state"] != "good":
+            problems.append("snapshot %s is %s, not a good backup" % (where, meta["state"] or "without a trust state"))
+        else:
+            try:
+                plan.append((svm, vol, verified_comment(snap["comment"] or "", when)))
+            except SnapshotNameError as exc:
+                problems.append("snapshot %s: %s" % (where, exc))
+    if problems:
+        raise _trust_error(client, problems, name, operation,
+                           "Only a good backup of this collection is marked verified; list the snapshots with "
+                           "kvmsnap.core.ontap_snapshot_info.")
+    if not check_mode:
+        for svm, vol, comment in plan:
+            client.set_snapshot_comment(svm, vol, name, comment)
+    return {"changed": bool(plan), "snapshots": [{"svm": svm, "volume": vol, "name": name, "verified": when,
+                                                  "comment": comment} for svm, vol, comment in plan],
+            "msg": "%s snapshot %s verified=%s on %d volume(s)" % ("would mark" if check_mode else "marked", name,
+                                                                   when, len(plan))}
 
 
 def recover_orphans(client: Ontap, volumes: List[VolumeRef], now: Optional[float] = None,

@@ -26,6 +26,7 @@ RESERVED_PREFIXES = ("hourly.", "daily.", "weekly.", "monthly.", "snapmirror.", 
 ALLOWED_FORM = ("at most 255 characters from [A-Za-z0-9_.-], starting with a letter or '_', not starting with "
                 "a reserved prefix (%s)" % ", ".join(RESERVED_PREFIXES))
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+VERIFIED_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
 
 class SnapshotNameError(KvmsnapError, ValueError):
@@ -109,12 +110,17 @@ RESERVED_POLICIES = ("prerestore",)
 
 
 def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Optional[str] = None,
-                  state: str = "pending", consistency: Optional[str] = None, until: Optional[int] = None) -> str:
-    """`kvmsnap:v1 policy=<p> run=<id>[ host=<h>] state=<s>[ consistency=<c>][ until=<epoch>]` (+ ' | ' free text).
+                  state: str = "pending", consistency: Optional[str] = None, until: Optional[int] = None,
+                  verified: Optional[str] = None) -> str:
+    """`kvmsnap:v1 policy=<p> run=<id>[ host=<h>] state=<s>[ consistency=<c>][ until=<epoch>][ verified=<time>]`
+    (+ ' | ' free text).
 
     UNTIL is the epoch second after which a still-pending snapshot can never be confirmed by its run:
-    later runs then mark it late.
+    later runs then mark it late. VERIFIED (UTC, %Y%m%dT%H%M%SZ) is when kvmsnap.core.verify last booted every VM
+    of the snapshot (only a good snapshot carries it).
     """
+    if verified is not None and not VERIFIED_RE.match(str(verified)):
+        raise SnapshotNameError("verified: %r is not a UTC time; allowed: YYYYMMDDTHHMMSSZ." % (verified,))
     validate_policy(policy)
     for field, value in (("run", run), ("host", host)):
         if value is None and field == "host":
@@ -135,6 +141,8 @@ def build_comment(policy: str, run: str, host: Optional[str] = None, extra: Opti
         text += " consistency=%s" % consistency
     if until is not None:
         text += " until=%d" % int(until)
+    if verified:
+        text += " verified=%s" % verified
     if extra:
         text += " | %s" % extra
     if len(text) > MAX_COMMENT:
@@ -154,7 +162,8 @@ def parse_comment(comment: Optional[str]) -> Optional[dict]:
     parts = head.strip().split()
     if not parts or parts[0] != MARKER:
         return None
-    meta: dict = {"policy": None, "run": None, "host": None, "state": None, "consistency": None, "until": None}
+    meta: dict = {"policy": None, "run": None, "host": None, "state": None, "consistency": None, "until": None,
+                  "verified": None}
     for part in parts[1:]:
         key, sep, value = part.partition("=")
         if sep and key in meta:
@@ -169,6 +178,8 @@ def parse_comment(comment: Optional[str]) -> Optional[dict]:
         meta["until"] = int(meta["until"]) if meta["until"] is not None else None
     except ValueError:
         meta["until"] = None
+    if meta["verified"] is not None and not VERIFIED_RE.match(meta["verified"]):
+        meta["verified"] = None
     meta["extra"] = extra or None
     return meta
 
@@ -181,7 +192,20 @@ def restate_comment(comment: str, state: str, consistency: Optional[str] = None)
                                 "state." % (comment,))
     return build_comment(meta["policy"], meta["run"], meta["host"], meta["extra"], state=state,
                          consistency=consistency if consistency is not None else meta["consistency"],
-                         until=meta["until"] if state == "pending" else None)
+                         until=meta["until"] if state == "pending" else None, verified=meta["verified"])
+
+
+def verified_comment(comment: str, when: str) -> str:
+    """COMMENT with its verified token set to WHEN (replacing an earlier one); everything else is kept."""
+    meta = parse_comment(comment)
+    if meta is None:
+        raise SnapshotNameError("comment: %r carries no kvmsnap metadata; only this collection's snapshots are "
+                                "marked verified." % (comment,))
+    if meta["state"] != "good":
+        raise SnapshotNameError("comment: the snapshot is %s, not a good backup; only a good backup is marked "
+                                "verified." % (meta["state"] or "without a trust state"))
+    return build_comment(meta["policy"], meta["run"], meta["host"], meta["extra"], state="good",
+                         consistency=meta["consistency"], until=meta["until"], verified=when)
 
 
 def trust_state(snapshot: Mapping[str, Any]) -> Optional[str]:

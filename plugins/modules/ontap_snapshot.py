@@ -62,7 +62,7 @@ options:
       - Snapshot name. At most 255 characters from C([A-Za-z0-9_.-]), starting with a letter or C(_); reserved
         prefixes (C(hourly.), C(daily.), C(weekly.), C(monthly.), C(snapmirror.), C(vserverdr), C(smas),
         C(sm_created), C(ontap_ransom), C(.)) are refused.
-      - Required with O(state=absent) and O(state=confirmed). With O(state=present) it defaults to
+      - Required with O(state=absent), O(state=confirmed) and O(state=verified). With O(state=present) it defaults to
         C(kvmsnap-<policy>_<UTC time>).
     type: str
   state:
@@ -76,8 +76,12 @@ options:
       - V(recovered) marks every pending snapshot of this collection on O(volumes) whose O(until) has passed as
         C(state=late consistency=crash), and deletes temporary consistency groups (C(kvmsnap_tmp_<until>_*)) of
         dead runs on the volumes' SVMs (those of a live run, O(until) in the future, are kept).
+      - V(verified) (added in 1.1.0) records in the comment of the good snapshot O(name) on every volume that
+        kvmsnap.core.verify booted its VMs, as C(verified=<UTC time>) (O(verified_at)); an earlier token is
+        replaced, the rest of the comment is kept. A snapshot that is not a good backup of this collection is refused
+        and nothing changes.
     type: str
-    choices: [present, absent, pruned, confirmed, recovered]
+    choices: [present, absent, pruned, confirmed, recovered, verified]
     default: present
   comment:
     description:
@@ -126,6 +130,11 @@ options:
       - Defaults to V(crash) with O(mark=late) and O(purpose=safety); with O(mark=good) the comment keeps none.
     type: str
     choices: [offline, application, filesystem, suspended, crash]
+  verified_at:
+    description:
+      - With O(state=verified), the UTC time to record (C(YYYYMMDDTHHMMSSZ)); defaults to now.
+    type: str
+    version_added: 1.1.0
   kvm_host:
     description:
       - KVM host name recorded in the metadata.
@@ -264,6 +273,16 @@ snapshots:
       description: Consistency level recorded in the comment (with O(state=confirmed) only).
       type: str
       sample: suspended
+    verified:
+      description: The verified time recorded in the comment (with O(state=verified) only).
+      type: str
+      sample: 20260101T031500Z
+      version_added: 1.1.0
+    comment:
+      description: The new comment (with O(state=verified) only).
+      type: str
+      sample: "kvmsnap:v1 policy=daily run=20260101T020000Z state=good verified=20260101T031500Z"
+      version_added: 1.1.0
 method:
   description:
     - How the snapshot was made; V(cg) (existing consistency group), V(cg_temporary), V(cg_start_commit),
@@ -336,6 +355,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops i
     confirm_snapshot_set,
     delete_snapshot_set,
     ensure_snapshot_set,
+    mark_verified_set,
     prune,
     recover_orphans,
 )
@@ -343,6 +363,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._retention import val
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import (
     CONSISTENCIES,
     DEFAULT_PREFIX,
+    VERIFIED_RE,
     build_comment,
     default_name,
     validate_backup_policy,
@@ -355,7 +376,9 @@ ARGUMENT_SPEC = {
     "svm": {"type": "str"},
     "volumes": {"type": "list", "elements": "str", "required": True},
     "name": {"type": "str"},
-    "state": {"type": "str", "choices": ["present", "absent", "pruned", "confirmed", "recovered"], "default": "present"},
+    "state": {"type": "str", "choices": ["present", "absent", "pruned", "confirmed", "recovered", "verified"],
+              "default": "present"},
+    "verified_at": {"type": "str"},
     "comment": {"type": "str"},
     "snapmirror_label": {"type": "str"},
     "policy": {"type": "str"},
@@ -385,7 +408,7 @@ def prepare(module):
         validate_prefix(pr["prefix"], "prune.prefix")
     if state == "pruned" and not pr:
         raise OptionError("prune: required with state=pruned (give prune.policy and prune.keep).")
-    if state in ("absent", "confirmed") and not p["name"]:
+    if state in ("absent", "confirmed", "verified") and not p["name"]:
         raise OptionError("name: required with state=%s." % state)
     if state == "confirmed" and not p["run_id"]:
         raise OptionError("run_id: required with state=confirmed (the run that created snapshot %s)." % p["name"])
@@ -398,6 +421,11 @@ def prepare(module):
     name = p["name"]
     comment = None
     until = None
+    if state == "verified":
+        when = p["verified_at"] or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        if not VERIFIED_RE.match(when):
+            raise OptionError("verified_at: %r; allowed: a UTC time YYYYMMDDTHHMMSSZ." % (when,))
+        p["verified_at"] = when
     if state == "present":
         if name is None:
             name = default_name(policy, prefix=pr["prefix"] if pr else DEFAULT_PREFIX)
@@ -430,6 +458,10 @@ def execute(module, client, prep):
     elif p["state"] == "confirmed":
         res = confirm_snapshot_set(client, prep["volumes"], prep["name"], p["run_id"], state=p["mark"],
                                    consistency=p["consistency"], check_mode=check)
+        result.update(changed=res["changed"], snapshots=res["snapshots"])
+        msgs.append(res["msg"])
+    elif p["state"] == "verified":
+        res = mark_verified_set(client, prep["volumes"], prep["name"], p["verified_at"], check_mode=check)
         result.update(changed=res["changed"], snapshots=res["snapshots"])
         msgs.append(res["msg"])
     elif p["state"] == "recovered":
@@ -474,7 +506,7 @@ def snapshot_diff(state, created, result):
         if will:
             after[ref].append(item["name"])
     for item in result["snapshots"]:
-        if state in ("confirmed", "recovered"):
+        if state in ("confirmed", "recovered", "verified"):
             continue
         if state == "present":
             mark(item, not created, True)
@@ -489,7 +521,8 @@ def snapshot_diff(state, created, result):
 
 def main():
     module = ontap_module(ARGUMENT_SPEC, required_if=[("state", "absent", ["name"]), ("state", "pruned", ["prune"]),
-                                                      ("state", "confirmed", ["name", "run_id"])])
+                                                      ("state", "confirmed", ["name", "run_id"]),
+                                                      ("state", "verified", ["name"])])
     run_ontap_module(module, "ontap_snapshot", prepare, execute)
 
 

@@ -149,7 +149,7 @@ snapshots:
     kvmsnap:
       description:
         - This collection's metadata parsed from the comment (C(policy), C(run), C(host), C(state), C(consistency),
-          C(until), C(extra)), or null for other snapshots.
+          C(until), C(verified), C(extra)), or null for other snapshots.
       type: dict
       sample: {"policy": "daily", "run": "20260101T020000Z", "host": "kvm1", "state": "good",
                "consistency": "suspended", "until": null, "extra": null}

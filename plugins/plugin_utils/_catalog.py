@@ -19,7 +19,8 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming impo
 
 OVERRIDE_VAR = "kvmsnap_restore_allow_crash"
 RECORD_KEYS = ("name, policy, run, host, state (good, pending, late, or null: not confirmed by a run of this "
-               "collection), consistency, ontap_state, create_time, create_time_iso, volumes, missing, complete, ours")
+               "collection), consistency, verified (when kvmsnap.core.verify booted its VMs, or null), ontap_state, "
+               "create_time, create_time_iso, volumes, missing, complete, ours")
 
 
 class CatalogError(KvmsnapError, ValueError):
@@ -46,6 +47,13 @@ def set_state(states: List[Optional[str]]) -> Optional[str]:
     return "late"
 
 
+def set_verified(times: List[Optional[str]]) -> Optional[str]:
+    """A set is verified when every member carries the token (a verify run marks all of them); the earliest time."""
+    if not times or any(not t for t in times):
+        return None
+    return min(t for t in times if t)
+
+
 def _weakest_consistency(levels: List[Optional[str]]) -> Optional[str]:
     known = [c for c in levels if c in CONSISTENCIES]
     if not known or len(known) != len(levels):
@@ -58,6 +66,7 @@ def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -
     records: Dict[str, Dict[str, Any]] = {}
     trusts: Dict[str, List[Optional[str]]] = {}
     levels: Dict[str, List[Optional[str]]] = {}
+    verified: Dict[str, List[Optional[str]]] = {}
     wanted = set(volumes)
     for item in snapshot_lists:
         ctrl = item.get("controller") or item.get("item")
@@ -74,6 +83,7 @@ def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -
                 rec["create_time"] = snap.get("create_time")
             trusts.setdefault(snap["name"], []).append(_member_trust(snap))
             levels.setdefault(snap["name"], []).append(snap.get("consistency", meta.get("consistency")))
+            verified.setdefault(snap["name"], []).append(meta.get("verified"))
     out = []
     for name, rec in records.items():
         rec["volumes"].sort()
@@ -81,6 +91,7 @@ def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -
         rec["complete"] = not rec["missing"]
         rec["state"] = set_state(trusts[name])
         rec["consistency"] = _weakest_consistency(levels[name])
+        rec["verified"] = set_verified(verified[name])
         out.append(rec)
     return sorted(out, key=lambda r: (r["create_time"] or 0, r["name"]))
 
@@ -155,13 +166,26 @@ def _latest_for(good: List[Dict[str, Any]], protected: Mapping[str, List[Mapping
 def select(records: List[Dict[str, Any]], spec: Mapping[str, Any],
            protected: Optional[Mapping[str, List[Mapping[str, Any]]]] = None,
            requested: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Pick the snapshot to restore: 'latest' (newest good set on every needed volume), a name, or a JMESPath query
+    """Pick the snapshot to restore: 'latest' (newest good set on every needed volume), 'latest_verified' (the newest
+    of those that kvmsnap.core.verify marked verified), a name, or a JMESPath query
     (its result: a record, a name, or a list of them - the last one is used). SPEC: {kind, value, allow_crash}.
 
     With PROTECTED (snapshot → manifests it carries, backup_manifest state=protected) and REQUESTED VMs, 'latest'
     is the newest good set that protected every requested VM: its manifest of the VM names that set and its run.
     """
     kind, value = spec.get("kind"), spec.get("value")
+    if kind == "latest_verified":
+        good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "good"
+                and r.get("policy") != "prerestore"]
+        checked = [r for r in good if r.get("verified")]
+        if not checked:
+            raise CatalogError("kvmsnap_restore_snapshot=latest_verified: none of the %d good backup(s) on every needed "
+                               "volume was verified (booted by the playbook kvmsnap.core.verify)%s. Run "
+                               "kvmsnap.core.verify, or restore with kvmsnap_restore_snapshot=latest."
+                               % (len(good), "; newest good: %s" % good[-1]["name"] if good else ""))
+        if protected is not None and requested:
+            return _latest_for(checked, protected, list(requested))
+        return checked[-1]
     if kind == "latest":
         good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "good"
                 and r.get("policy") != "prerestore"]

@@ -93,6 +93,16 @@ DEFAULTS: Dict[str, Any] = {
     "kvmsnap_restore_start": False,
     "kvmsnap_check_max_age_hours": 26,
     "kvmsnap_check_report": "",
+    "kvmsnap_verify_vms": "all",
+    "kvmsnap_verify_snapshot": "latest",
+    "kvmsnap_verify_command": [],
+    "kvmsnap_verify_parallel": 2,
+    "kvmsnap_verify_network": "",
+    "kvmsnap_verify_dir": "/var/lib/kvmsnap-verify",
+    "kvmsnap_verify_timeout": 300,
+    "kvmsnap_verify_boot_marker": "",
+    "kvmsnap_verify_memory_reserve": 1024,
+    "kvmsnap_verify_mark": True,
 }
 
 QUIESCE_MODES = tuple(FENCE_MODES)
@@ -417,6 +427,71 @@ def controller_login(name: str, hv: Mapping[str, Any], env: Mapping[str, str]) -
     raise SettingsError("%s: no ONTAP login; %s." % (where, _ways(name)))
 
 
+def snapshot_spec(name: str, snap: Any) -> Dict[str, Any]:
+    """A snapshot choice (kvmsnap_restore_snapshot, kvmsnap_verify_snapshot): {kind, value}; kind latest,
+    latest_verified, name or query."""
+    if not isinstance(snap, str) or not snap.strip():
+        raise SettingsError("%s: allowed: a snapshot name, 'latest', 'latest_verified', or a JMESPath query over "
+                            "the backup catalog (e.g. \"[?policy=='weekly'] | [-1]\")." % name)
+    snap = snap.strip()
+    if snap in ("latest", "latest_verified"):
+        return {"kind": snap, "value": snap}
+    if re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", snap):
+        try:
+            validate_snapshot_name(snap, name)
+        except SnapshotNameError as exc:
+            raise SettingsError(str(exc)) from None
+        return {"kind": "name", "value": snap}
+    try:
+        import jmespath  # controller side; jmespath is a dependency of the collection's EE
+        jmespath.compile(snap)
+    except ImportError:
+        raise SettingsError("%s: a JMESPath query needs the Python library jmespath on the controller." % name) from None
+    except Exception as exc:  # jmespath.exceptions.ParseError and friends
+        raise SettingsError("%s: %r is neither a snapshot name nor a valid JMESPath query: %s" % (name, snap, exc)
+                            ) from None
+    return {"kind": "query", "value": snap}
+
+
+def _verify_settings(s: Dict[str, Any], values: Mapping[str, Any]) -> None:
+    """The kvmsnap_verify_* variables (kvmsnap.core.verify)."""
+    s["verify_vms"] = vm_list("kvmsnap_verify_vms", _value(values, "kvmsnap_verify_vms"), allow_all=True) or "all"
+    s["verify_snapshot"] = snapshot_spec("kvmsnap_verify_snapshot", _value(values, "kvmsnap_verify_snapshot"))
+    s["verify_snapshot"]["allow_crash"] = False
+    command = _value(values, "kvmsnap_verify_command")
+    if command in (None, "", []):
+        s["verify_command"] = []
+    elif isinstance(command, str):
+        s["verify_command"] = ["/bin/sh", "-c", command]
+    elif isinstance(command, list) and command and all(isinstance(c, str) for c in command) and command[0].strip():
+        s["verify_command"] = list(command)
+    else:
+        raise SettingsError("kvmsnap_verify_command: allowed: a shell command line (run with /bin/sh -c in the "
+                            "guest) or a list [program, arg, ...]; empty runs no check.")
+    s["verify_parallel"] = _int("kvmsnap_verify_parallel", _value(values, "kvmsnap_verify_parallel"), 1, 64)
+    network = _value(values, "kvmsnap_verify_network") or None
+    if network is not None and (not isinstance(network, str) or not re.match(r"^[A-Za-z0-9_.-]{1,64}$", network)):
+        raise SettingsError("kvmsnap_verify_network: %r; allowed: the name of an isolated libvirt network "
+                            "([A-Za-z0-9_.-], no <forward>), or empty for no network." % (network,))
+    s["verify_network"] = network
+    s["verify_dir"] = _abs_path("kvmsnap_verify_dir", _value(values, "kvmsnap_verify_dir"))
+    if s["verify_dir"] == "/":
+        raise SettingsError("kvmsnap_verify_dir: / is not allowed; allowed: a local directory such as "
+                            "/var/lib/kvmsnap-verify.")
+    s["verify_timeout"] = _int("kvmsnap_verify_timeout", _value(values, "kvmsnap_verify_timeout"), 1, 86400)
+    marker = _value(values, "kvmsnap_verify_boot_marker") or None
+    if marker is not None:
+        try:
+            re.compile(str(marker))
+        except re.error as exc:
+            raise SettingsError("kvmsnap_verify_boot_marker: %r is not a regular expression: %s." % (marker, exc)
+                                ) from None
+    s["verify_boot_marker"] = marker
+    s["verify_memory_reserve"] = _int("kvmsnap_verify_memory_reserve",
+                                      _value(values, "kvmsnap_verify_memory_reserve"), 0, 1048576)
+    s["verify_mark"] = _bool("kvmsnap_verify_mark", _value(values, "kvmsnap_verify_mark"))
+
+
 def resolve(raw: Mapping[str, Any], defaults: Mapping[str, Any], operation: str,
             controllers: Mapping[str, Mapping[str, Any]], snapcreator_text: Optional[str] = None,
             snapcreator_path: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
@@ -544,30 +619,7 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     s["snapmirror_label"] = label
     # restore
     s["restore_vms"] = vm_list("kvmsnap_restore_vms", values.get("kvmsnap_restore_vms"), allow_all=True)
-    snap = _value(values, "kvmsnap_restore_snapshot")
-    if not isinstance(snap, str) or not snap.strip():
-        raise SettingsError("kvmsnap_restore_snapshot: allowed: a snapshot name, 'latest', or a JMESPath query over "
-                            "the backup catalog (e.g. \"[?policy=='weekly'] | [-1]\").")
-    snap = snap.strip()
-    if snap == "latest":
-        s["restore_snapshot"] = {"kind": "latest", "value": "latest"}
-    elif re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", snap):
-        try:
-            validate_snapshot_name(snap, "kvmsnap_restore_snapshot")
-        except SnapshotNameError as exc:
-            raise SettingsError(str(exc)) from None
-        s["restore_snapshot"] = {"kind": "name", "value": snap}
-    else:
-        try:
-            import jmespath  # controller side; jmespath is a dependency of the collection's EE
-            jmespath.compile(snap)
-        except ImportError:
-            raise SettingsError("kvmsnap_restore_snapshot: a JMESPath query needs the Python library jmespath on the "
-                                "controller.") from None
-        except Exception as exc:  # jmespath.exceptions.ParseError and friends
-            raise SettingsError("kvmsnap_restore_snapshot: %r is neither a snapshot name nor a valid JMESPath query: "
-                                "%s" % (snap, exc)) from None
-        s["restore_snapshot"] = {"kind": "query", "value": snap}
+    s["restore_snapshot"] = snapshot_spec("kvmsnap_restore_snapshot", _value(values, "kvmsnap_restore_snapshot"))
     # a restore from a snapshot that is not a good backup: only when named explicitly (never latest/query)
     s["restore_allow_crash"] = _bool("kvmsnap_restore_allow_crash", _value(values, "kvmsnap_restore_allow_crash"))
     s["restore_snapshot"]["allow_crash"] = s["restore_allow_crash"] and s["restore_snapshot"]["kind"] == "name"
@@ -593,6 +645,7 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     report = values.get("kvmsnap_check_report") or None
     s["check_report"] = _abs_path("kvmsnap_check_report", report) if report else None
     s["shutdown_timeout"] = _int("kvmsnap_shutdown_timeout", _value(values, "kvmsnap_shutdown_timeout"), 1, 3600)
+    _verify_settings(s, values)
     if operation == "restore" and s["restore_vms"] == []:
         raise SettingsError("kvmsnap_restore_vms: no VM selected; allowed: a list of VM names (or a comma string "
                             "VM1,VM2, as Snap Creator's KVM_RESTORE_VM_LIST) or 'all' for every VM in the snapshot's "
@@ -602,7 +655,7 @@ def _resolve(values: Dict[str, Any], operation: str, controllers: Mapping[str, M
     for name in sorted(set(read_accounts(env)) - set(ctrl)):
         s["warnings"].append("%s names %s, which is not a host of the inventory group ontap_controllers: that "
                              "account is not used." % (ENV_ACCOUNTS, name))
-    if operation in ("backup", "restore", "check") and not s["controllers"]:
+    if operation in ("backup", "restore", "check", "verify") and not s["controllers"]:
         raise SettingsError("no ONTAP controller: add the controllers as hosts of the inventory group "
                             "ontap_controllers (with ontap_hostname, and the login as host vars or from a "
                             "credential: docs/awx.md).")

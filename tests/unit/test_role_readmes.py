@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
 SECTIONS = ("Inventory", "Variables", "Example playbook", "What it reports", "More")
 # names in the READMEs that are not variables: the inventory group and the set_stats keys
-NOT_VARIABLES = {"ontap_controllers", "kvmsnap_discover", "kvmsnap_backup", "kvmsnap_restore"}
+NOT_VARIABLES = {"ontap_controllers", "kvmsnap_discover", "kvmsnap_backup", "kvmsnap_restore", "kvmsnap_verify"}
 ROW = re.compile(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \| `([^`]*)`", re.M)
 
 
