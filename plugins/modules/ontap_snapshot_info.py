@@ -152,7 +152,7 @@ snapshots:
           C(until), C(verified), C(extra)), or null for other snapshots.
       type: dict
       sample: {"policy": "daily", "run": "20260101T020000Z", "host": "kvm1", "state": "good",
-               "consistency": "suspended", "until": null, "extra": null}
+               "consistency": "suspended", "until": null, "verified": null, "extra": null}
     trust:
       description:
         - Trust state of this collection's snapshot, from its comment. V(good) - a backup, its run confirmed it;

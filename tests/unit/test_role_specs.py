@@ -80,6 +80,16 @@ def test_check_backups_role_documents_its_variables():
     assert (REPO / "playbooks" / "check_backups.yml").is_file()
 
 
+def test_verify_role_documents_its_variables_with_the_settings_defaults():
+    from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import DEFAULTS
+    spec = _spec("verify")
+    defaults = yaml.safe_load((REPO / "roles" / "verify" / "defaults" / "main.yml").read_text())
+    assert set(defaults) == set(spec) == {k for k in DEFAULTS if k.startswith("kvmsnap_verify_")}
+    for name, value in defaults.items():
+        assert spec[name]["default"] == value == DEFAULTS[name], name
+    assert (REPO / "playbooks" / "verify.yml").is_file()
+
+
 def test_the_roles_build_every_ontap_connection_with_controller_conn():
     """One place for the ONTAP connection options (a copy once lacked cert_file/key_file, another retries)."""
     tasks = "".join(p.read_text() for p in sorted((REPO / "roles").glob("*/tasks/*.yml")))
@@ -119,7 +129,7 @@ def test_role_defaults_and_specs_agree_with_the_settings_defaults(role):
 def test_every_settings_default_is_a_default_of_a_role():
     from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import DEFAULTS
     in_roles = {}
-    for role in ROLES + ("check_backups",):
+    for role in ROLES + ("check_backups", "verify"):
         in_roles.update(yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text()))
     assert set(DEFAULTS) == set(in_roles), sorted(set(DEFAULTS) ^ set(in_roles))
 

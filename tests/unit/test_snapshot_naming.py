@@ -85,7 +85,7 @@ def test_comment_roundtrip():
     text = build_comment("daily", "run42", "kvm1.example.com", "nightly", until=1700000000)
     assert text == "kvmsnap:v1 policy=daily run=run42 host=kvm1.example.com state=pending until=1700000000 | nightly"
     assert parse_comment(text) == {"policy": "daily", "run": "run42", "host": "kvm1.example.com", "state": "pending",
-                                   "consistency": None, "until": 1700000000, "extra": "nightly"}
+                                   "consistency": None, "until": 1700000000, "verified": None, "extra": "nightly"}
     assert parse_comment(build_comment("weekly", "r"))["state"] == "pending"
 
 
