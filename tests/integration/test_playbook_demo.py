@@ -38,7 +38,12 @@ def test_make_demo_cycle_on_real_guests():
     assert proc.returncode == 0, out[-5000:]
     if "falling back to libvirt's test driver" in out:
         pytest.skip("real guests cannot run here: " + out.split("real guests are not possible here: ")[1][:200])
-    assert "DEMO OK: backup -> damage -> restore cycle verified on real guests" in out
+    assert "DEMO OK: backup -> verify (boot from the snapshot) -> damage -> restore cycle on real guests" in out
+    # the demo's proof lines, and the play's own summary lines
+    assert out.count("booted=True from .snapshot/") == 2 and out.count("check rc=0 output '/dev/vda /data ext4") == 4
+    assert "originals still running during the verify: yes; copies left: none" in out
+    assert " verified=" in out.split("comment now: ")[1].splitlines()[0]
+    assert "(latest_verified), verified by the verify run above: yes" in out
     assert "(deleted) is back: defined from its manifest, state=running" in out
     assert out.count("released=yes") == 2 and "pause window" in out
     assert "/data/DAMAGED after the restore: gone" in out

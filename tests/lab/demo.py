@@ -5,9 +5,11 @@
    (one per volume, so one backup snapshots two volumes at once), when libvirtd and QEMU are usable;
    otherwise it says so and runs discover + backup against libvirt's test driver;
 3. writes an inventory (KVM host `localhost`, connection local; controller `cluster1`);
-4. runs the playbooks kvmsnap.core.discover and kvmsnap.core.backup;
+4. runs the playbooks kvmsnap.core.discover and kvmsnap.core.backup, then kvmsnap.core.verify: a throwaway copy of
+   each guest boots from the snapshot (overlays, no network), its agent answers, a check runs in it, the copy is
+   removed and the snapshot marked verified;
 5. damages guest 1's data (writes /data/DAMAGED in the guest) and deletes guest 2 (domain and disk);
-6. runs kvmsnap.core.restore for both, from the latest backup;
+6. runs kvmsnap.core.restore for both, from the latest verified backup;
 7. prints the proof: restored data equals the snapshot's, the deleted VM is back and running, every VM was
    released by the backup, and each VM's pause window.
 
@@ -218,6 +220,24 @@ class Demo:
                                                    Path(self.disk_of(n)).name)) for n in self.names}
         states_after_backup = {d.name(): d.state()[0] for d in self.doms}
 
+        banner("verify")
+        self.playbook("verify", inv, {"kvmsnap_restore_boot_dirs": getattr(self, "boot_dirs", []),
+                                      "kvmsnap_verify_dir": str(self.work / "verify"),
+                                      "kvmsnap_verify_command": "grep ' /data ' /proc/mounts && tail -n 1 /data/log.txt"})
+        verify = self.report("verify")
+        verify_ok = verify.get("verified") is True and verify.get("marked_verified") is True
+        for vm in verify["vms"]:
+            check = vm.get("check") or {}
+            verify_ok &= bool(vm.get("verified")) and vm.get("copy") != vm["name"]
+            say("verify %s: copy %s booted=%s from .snapshot/%s, guest agent after %ss, check rc=%s output %r" % (
+                vm["name"], vm.get("copy"), vm.get("booted"), snap, vm.get("agent_seconds"), check.get("rc"),
+                (check.get("stdout") or "").strip()))
+        verify_ok &= all(d.state()[0] == states_after_backup[d.name()] for d in self.doms)
+        say("originals still running during the verify: %s; copies left: %s" % (
+            "yes" if all(d.state()[0] == states_after_backup[d.name()] for d in self.doms) else "NO",
+            [d.name() for d in self.conn.listAllDomains(0) if d.name().startswith("kvmsnap-verify-")] or "none"))
+        say("snapshot %s comment now: %s" % (snap, " / ".join(verify.get("comments") or ["(not marked)"])))
+
         banner("damage")
         dom1 = self.doms[0]
         guestlab.guest_exec(dom1, ["/bin/sh", "-c", "echo ransomware was here > /data/DAMAGED; sync"])
@@ -228,14 +248,18 @@ class Demo:
 
         banner("restore")
         # the guests boot the lab's kernel directly: the restore allows that directory (docs/security.md)
-        self.playbook("restore", inv, {"kvmsnap_restore_vms": [web1, web2], "kvmsnap_restore_snapshot": "latest",
+        self.playbook("restore", inv, {"kvmsnap_restore_vms": [web1, web2],
+                                       "kvmsnap_restore_snapshot": "latest_verified",
                                        "kvmsnap_restore_force": True,
                                        "kvmsnap_restore_boot_dirs": getattr(self, "boot_dirs", [])})
         restore = self.report("restore")
 
         banner("proof")
         import libvirt
-        ok = True
+        ok = verify_ok
+        say("restored from %s (latest_verified), verified by the verify run above: %s" % (
+            restore.get("snapshot"), "yes" if verify_ok and restore.get("snapshot") == snap else "NO"))
+        ok &= restore.get("snapshot") == snap
         dom1 = self.conn.lookupByName(web1)
         guestlab.wait_agent_ready(dom1, timeout=120)
         probe = guestlab.guest_exec(dom1, ["/bin/sh", "-c", "test -e /data/DAMAGED"])
@@ -270,7 +294,7 @@ class Demo:
         banner("result")
         if not ok:
             raise SystemExit("DEMO FAILED: see the lines above")
-        say("DEMO OK: backup -> damage -> restore cycle verified on real guests")
+        say("DEMO OK: backup -> verify (boot from the snapshot) -> damage -> restore cycle on real guests")
 
     def run_test_driver(self, why: str) -> None:
         say("real guests are not possible here: %s" % why)
