@@ -135,13 +135,13 @@ def plan_vm(vm: Mapping[str, Any], params: Mapping[str, Any], host: Mapping[str,
     """One VM's copy plan, or the reason it cannot be copied: {name, uuid, memory_mib, disks, agent, reason, san}."""
     name, uuid = vm.get("name") or "?", vm.get("uuid") or "?"
     out: Dict[str, Any] = {"name": name, "uuid": uuid, "disks": [], "reason": None, "san": False, "notes": []}
-    xml = vm.get("xml")
+    xml = str(vm.get("xml") or "")
     try:
         _record, problems = _domain_xml.check_saved(xml, expected_uuid=vm.get("uuid"), expected_name=vm.get("name"))
         if problems:
             out["reason"] = "domain XML refused: %s" % "; ".join(problems)
             return out
-        policy = _domain_policy.check(xml, [d["path"] for d in params["datastores"]], host)
+        policy = _domain_policy.check(xml, [d["path"] for d in params["datastores"]], dict(host))
         if policy["refused"]:
             out["reason"] = "domain XML refused by the policy: %s" % "; ".join(policy["refused"])
             return out
@@ -368,9 +368,10 @@ def cleanup_leftovers(conn: Any, work_dir: str) -> List[str]:
             name = dom.name()
             if not vx.is_copy_name(name) or vx.COPY_MARK not in dom.XMLDesc(0):
                 continue
+            persistent = dom.isPersistent()  # a transient domain is gone once destroyed
             if dom.isActive():
                 dom.destroy()
-            if dom.isPersistent():
+            if persistent:
                 dom.undefine()
             gone.append("domain %s" % name)
         except Exception:
@@ -492,6 +493,14 @@ def _boot_all(conn: Any, plans: List[Dict[str, Any]], p: Mapping[str, Any], work
     try:
         futures = [pool.submit(c.run, conn) for c in copies]
         return [f.result() for f in futures]
+    except Interrupted as exc:
+        stop.set()
+        for c in copies:
+            c.destroy()
+        raise VerifyBootError("vm_verify on %s was interrupted (%s); every copy it started was destroyed and its "
+                              "overlays deleted; the snapshot is not marked verified."
+                              % (p.get("host") or "the KVM host", exc),
+                              {"vms": [c.result for c in copies], "verified": False}) from None
     except BaseException:
         stop.set()
         raise
