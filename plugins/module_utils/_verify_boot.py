@@ -341,8 +341,8 @@ class Copy:
         res["rc"] = status.get("exitcode", -1 if status.get("signal") else 0)
         for key, field in (("stdout", "out-data"), ("stderr", "err-data")):
             data = base64.b64decode(status.get(field) or "")
-            res["truncated"] = res["truncated"] or len(data) > limit or bool(status.get(field.replace("data",
-                                                                                                       "truncated")))
+            cut = bool(status.get(field.replace("data", "truncated")))
+            res["truncated"] = res["truncated"] or len(data) > limit or cut
             res[key] = data[:limit].decode("utf-8", "replace")
 
     def destroy(self) -> None:
@@ -511,4 +511,3 @@ def _boot_all(conn: Any, plans: List[Dict[str, Any]], p: Mapping[str, Any], work
         pool.shutdown(wait=True)
         for sig, handler in old.items():
             signal.signal(sig, handler)
-

@@ -244,8 +244,8 @@ def run(module: AnsibleModule) -> dict:
     try:
         return _verify_boot.run(module.params, module.check_mode)
     except OSError as err:
-        raise _verify_boot.VerifyBootError("vm_verify on %s: %s" % (module.params.get("host") or "the KVM host",
-                                                                   err)) from err
+        host = module.params.get("host") or "the KVM host"
+        raise _verify_boot.VerifyBootError("vm_verify on %s: %s" % (host, err)) from err
 
 
 def main() -> None:

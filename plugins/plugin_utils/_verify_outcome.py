@@ -35,9 +35,9 @@ def marks(record: Mapping[str, Any]) -> List[Dict[str, Any]]:
 def _line(host: str, vm: Mapping[str, Any]) -> str:
     if vm.get("verified"):
         check = vm.get("check")
+        seconds = vm.get("agent_seconds")
         text = "%s on %s: booted as %s, agent after %ss" % (vm.get("name"), host, vm.get("copy"),
-                                                           vm.get("agent_seconds") if vm.get("agent_seconds")
-                                                           is not None else "-")
+                                                           "-" if seconds is None else seconds)
         if check:
             out = (check.get("stdout") or "").strip().replace("\n", " | ")
             text += ", check rc=%s output %r" % (check.get("rc"), out[:OUTPUT_SHOWN])
