@@ -131,7 +131,7 @@ options:
     type: int
     default: 1024
   output_limit:
-    description: Bytes of the check's stdout and stderr returned each (the rest is cut, RV(vms[].check.truncated)).
+    description: Bytes of the check's stdout and stderr returned each (the rest is cut; C(truncated) in RV(vms) says so).
     type: int
     default: 4096
   boot_dirs:

@@ -79,7 +79,7 @@ def test_copy_gets_a_new_identity_and_destroys_itself_on_any_stop():
 
 
 def test_copy_disks_are_overlays_on_the_snapshot_images_never_relabelled():
-    root, notes, _ = _copy()
+    root, notes, _text = _copy()
     disks = {d.find("target").get("dev"): d for d in root.iter("disk")}
     for dev, fmt in (("vda", "raw"), ("vdb", "qcow2")):
         disk = disks[dev]
@@ -122,7 +122,7 @@ def test_copy_on_the_isolated_network_gets_new_macs():
 
 
 def test_copy_console_agent_and_nvram_live_in_its_own_dir():
-    root, notes, _ = _copy()
+    root, notes, _text = _copy()
     serials = root.find("devices").findall("serial")
     assert len(serials) == 1 and serials[0].get("type") == "file"
     assert serials[0].find("source").get("path") == PLAN["console_log"]
@@ -130,7 +130,7 @@ def test_copy_console_agent_and_nvram_live_in_its_own_dir():
     assert len(chans) == 1 and chans[0].find("target").get("name") == "org.qemu.guest_agent.0"
     assert chans[0].find("source") is None  # libvirt picks the socket path
     assert root.findtext("os/nvram") == PLAN["nvram"]
-    root2, notes2, _ = _copy(nvram=None)
+    root2, notes2, _text2 = _copy(nvram=None)
     assert root2.find("os/nvram") is None and any("<nvram> not copied" in n for n in notes2)
 
 
