@@ -175,7 +175,7 @@ def newer_snapshots(records, snapshot, volume_keys):
             if (r.get("create_time") or 0) > (snap.get("create_time") or 0) and keys & set(r["volumes"]) and r["name"] != snap.get("name")]
 
 
-def select_snapshot(records, spec, protected=None, requested=None):
+def select_snapshot(records, spec, protected=None, requested=None, operation="restore"):
     """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has; with PROTECTED - a list of
     backup_manifest state=protected results - and the REQUESTED VMs, the newest that protected them all), a name
     (a non-good one only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
@@ -189,7 +189,10 @@ def select_snapshot(records, spec, protected=None, requested=None):
     try:
         return select_from_catalog(_plain(records), _plain(spec), merged, wanted)
     except CatalogError as exc:
-        raise AnsibleFilterError("kvmsnap restore pre-flight: %s" % exc) from None
+        text = str(exc)
+        if operation == "verify":  # the same forms, under the verify's own variable
+            text = text.replace("kvmsnap_restore_snapshot", "kvmsnap_verify_snapshot")
+        raise AnsibleFilterError("kvmsnap %s pre-flight: %s" % (operation, text)) from None
 
 
 def backup_check(records, protected, vms, max_age_hours, failed_hosts=None, now=None):

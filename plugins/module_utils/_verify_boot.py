@@ -441,9 +441,11 @@ def run(params: Mapping[str, Any], check_mode: bool = False) -> Dict[str, Any]:
                                        % (runnable[idx]["memory_mib"], sizing["available_mib"], p["memory_reserve"]))
         runnable = [pl for pl in runnable if pl["reason"] is None]
         if check_mode:
+            for pl in runnable:
+                pl["reason"] = "not started (check mode): a copy would boot from the snapshot"
             result["vms"] = [_planned(pl) for pl in plans]
             result["not_verified"] = [{"vm": pl["name"], "reason": pl["reason"]} for pl in plans if pl["reason"]]
-            result["msg"] = "%s: would boot %d copy(ies) of snapshot %s, %d at once" % (
+            result["msg"] = "%s: would boot %d copy(ies) of snapshot %s, %d at once (check mode)" % (
                 host_name, len(runnable), p["snapshot"], sizing["chosen"])
             return result
         if not os.path.isdir(p["work_dir"]):

@@ -286,3 +286,17 @@ def test_outcome_marks_only_when_every_vm_passed():
     assert _verify_outcome.vm_inputs([{"vm": {"name": "a", "uuid": "u"}, "domain_xml_text": "<x/>",
                                        "nvram_file": None}]) == [{"name": "a", "uuid": "u", "xml": "<x/>",
                                                                   "nvram_file": None}]
+
+
+def test_select_snapshot_names_the_verify_variable_in_a_verify_run():
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import select_snapshot
+    records = _records({})
+    with pytest.raises(AnsibleFilterError) as err:
+        select_snapshot(records, {"kind": "name", "value": "nope"}, None, None, "verify")
+    assert str(err.value).startswith("kvmsnap verify pre-flight: kvmsnap_verify_snapshot: snapshot 'nope' exists on "
+                                     "none of the volumes")
+    assert "kvmsnap_restore_snapshot" not in str(err.value)
+    with pytest.raises(AnsibleFilterError, match="^kvmsnap restore pre-flight: kvmsnap_restore_snapshot=latest_verified"):
+        select_snapshot(records, {"kind": "latest_verified", "value": "latest_verified"})
