@@ -36,8 +36,8 @@ def _line(host: str, vm: Mapping[str, Any]) -> str:
     if vm.get("verified"):
         check = vm.get("check")
         seconds = vm.get("agent_seconds")
-        text = "%s on %s: booted as %s, agent after %ss" % (vm.get("name"), host, vm.get("copy"),
-                                                           "-" if seconds is None else seconds)
+        shown = "-" if seconds is None else seconds
+        text = "%s on %s: booted as %s, agent after %ss" % (vm.get("name"), host, vm.get("copy"), shown)
         if check:
             out = (check.get("stdout") or "").strip().replace("\n", " | ")
             text += ", check rc=%s output %r" % (check.get("rc"), out[:OUTPUT_SHOWN])
