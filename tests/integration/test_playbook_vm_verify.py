@@ -9,6 +9,8 @@ guest boots, its agent answers, but /data is not mounted). One backup, then:
 2. verify of `good` alone: it boots from the snapshot, its agent answers, the check's output is reported, the
    snapshot's ONTAP comment gets verified=<time>, a leftover of a killed run is removed; the snapshot images'
    checksums are the same before and after.
+3. a newer backup, then a restore --check with kvmsnap_restore_snapshot=latest_verified: it takes the verified
+   snapshot, not the newer one.
 
 (Not the backup's own post-snapshot check of the manifests: that one is test_playbook_verify.py.)
 """
@@ -119,3 +121,14 @@ def test_verify_boots_a_copy_from_the_snapshot_and_marks_it(lab):
     assert _originals(lab) == before
     assert sha(image) == digest
     assert Path(lab.disks["good"]).exists()
+
+
+def test_restore_latest_verified_takes_the_verified_backup_not_a_newer_one(lab):
+    proc = lab.run("backup", lab.inv, {"kvmsnap_snapshot_name": "kvmsnap-daily_vboot2"})
+    assert proc.returncode == 0, run_output(proc)
+    good = lab.name("good")
+    proc = lab.run("restore", lab.inv, {"kvmsnap_restore_vms": [good], "kvmsnap_restore_snapshot": "latest_verified",
+                                        "kvmsnap_restore_force": True}, check=True)
+    assert proc.returncode == 0, run_output(proc)
+    assert "would restore %s from %s" % (good, SNAP) in proc.stdout, run_output(proc)
+    assert lab.doms["good"].state()[0] == 1  # check mode: nothing touched
