@@ -125,6 +125,24 @@ def _trust_error(client: Ontap, problems: List[str], name: str, operation: str, 
                               operation=operation, hostname=client.hostname, hint=hint)
 
 
+def _ours(client: Ontap, volumes: List[VolumeRef], name: str, problems: List[str]
+          ) -> List[Tuple[str, str, SnapshotRecord, Dict[str, Any], str]]:
+    """(svm, volume, snapshot, its kvmsnap metadata, 'name on svm:volume') of snapshot NAME on every volume that has
+    it with this collection's metadata; a volume without it, or with a foreign one, adds to PROBLEMS."""
+    out = []
+    for svm, vol in volumes:
+        snap = client.get_snapshot(svm, vol, name)
+        where = "%s on %s" % (name, _ref(svm, vol))
+        meta = parse_comment(snap["comment"] if snap else None)
+        if not snap:
+            problems.append("snapshot %s not found" % where)
+        elif meta is None:
+            problems.append("snapshot %s was not made by kvmsnap.core (no kvmsnap metadata in its comment)" % where)
+        else:
+            out.append((svm, vol, snap, meta, where))
+    return out
+
+
 def confirm_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, run_id: str, state: str = "good",
                          consistency: Optional[str] = None, check_mode: bool = False) -> Dict[str, Any]:
     """Record that run RUN_ID confirmed snapshot NAME on every volume (STATE good) or gave it up (STATE late).
@@ -142,15 +160,8 @@ def confirm_snapshot_set(client: Ontap, volumes: List[VolumeRef], name: str, run
     operation = "mark snapshot %s %s on %s" % (name, state, client.hostname)
     problems: List[str] = []
     plan: List[Tuple[str, str, SnapshotRecord, Dict[str, Any], Optional[str]]] = []
-    for svm, vol in volumes:
-        snap = client.get_snapshot(svm, vol, name)
-        where = "%s on %s" % (name, _ref(svm, vol))
-        meta = parse_comment(snap["comment"] if snap else None)
-        if not snap:
-            problems.append("snapshot %s not found" % where)
-        elif meta is None:
-            problems.append("snapshot %s was not made by kvmsnap.core (no kvmsnap metadata in its comment)" % where)
-        elif meta["run"] != run_id:
+    for svm, vol, snap, meta, where in _ours(client, volumes, name, problems):
+        if meta["run"] != run_id:
             problems.append("snapshot %s belongs to run %s, not to run %s" % (where, meta["run"], run_id))
         elif meta["state"] == state and consistency in (None, meta["consistency"]):
             plan.append((svm, vol, snap, meta, None))
@@ -187,15 +198,8 @@ def mark_verified_set(client: Ontap, volumes: List[VolumeRef], name: str, when: 
     operation = "mark snapshot %s verified on %s" % (name, client.hostname)
     problems: List[str] = []
     plan: List[Tuple[str, str, str]] = []
-    for svm, vol in volumes:
-        snap = client.get_snapshot(svm, vol, name)
-        where = "%s on %s" % (name, _ref(svm, vol))
-        meta = parse_comment(snap["comment"] if snap else None)
-        if not snap:
-            problems.append("snapshot %s not found" % where)
-        elif meta is None:
-            problems.append("snapshot %s was not made by kvmsnap.core (no kvmsnap metadata in its comment)" % where)
-        elif meta["state"] != "good":
+    for svm, vol, snap, meta, where in _ours(client, volumes, name, problems):
+        if meta["state"] != "good":
             problems.append("snapshot %s is %s, not a good backup" % (where, meta["state"] or "without a trust state"))
         else:
             try:
