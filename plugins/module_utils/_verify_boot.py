@@ -97,11 +97,11 @@ def check_network(conn: Any, name: Optional[str]) -> None:
     except Exception as exc:
         raise VerifyBootError("network: libvirt network %r not found (%s); name an isolated network (no <forward>) "
                               "or leave kvmsnap_verify_network empty for no network." % (name, exc)) from None
-    root = _domain_xml.ET.fromstring(xml)
-    if root.find("forward") is not None:
+    forward = _domain_xml.ET.fromstring(xml).find("forward")
+    if forward is not None:
         raise VerifyBootError("network: libvirt network %r forwards to the host's networks (<forward mode=%r>); the "
                               "copies would be reachable from and reach the originals' networks. Name an isolated "
-                              "network (no <forward>)." % (name, root.find("forward").get("mode")))  # type: ignore
+                              "network (no <forward>)." % (name, forward.get("mode")))
     if not active:
         raise VerifyBootError("network: libvirt network %r is not active; start it (virsh net-start %s)."
                               % (name, name))
