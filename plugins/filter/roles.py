@@ -178,7 +178,8 @@ def newer_snapshots(records, snapshot, volume_keys):
 def select_snapshot(records, spec, protected=None, requested=None, operation="restore"):
     """Pick the snapshot to restore: 'latest' (newest good backup every needed volume has; with PROTECTED - a list of
     backup_manifest state=protected results - and the REQUESTED VMs, the newest that protected them all), a name
-    (a non-good one only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup)."""
+    (a non-good one only with kvmsnap_restore_allow_crash), or a JMESPath query (its result must be a good backup).
+    OPERATION verify: the same forms under kvmsnap_verify_snapshot, good backups only (no override)."""
     merged: Optional[Dict[str, List[Any]]] = None
     if protected is not None:
         merged = {}
@@ -187,12 +188,9 @@ def select_snapshot(records, spec, protected=None, requested=None, operation="re
                 merged.setdefault(snap, []).extend(entries)
     wanted = None if requested in (None, "all") else list(_plain(requested))
     try:
-        return select_from_catalog(_plain(records), _plain(spec), merged, wanted)
+        return select_from_catalog(_plain(records), _plain(spec), merged, wanted, str(operation))
     except CatalogError as exc:
-        text = str(exc)
-        if operation == "verify":  # the same forms, under the verify's own variable
-            text = text.replace("kvmsnap_restore_snapshot", "kvmsnap_verify_snapshot")
-        raise AnsibleFilterError("kvmsnap %s pre-flight: %s" % (operation, text)) from None
+        raise AnsibleFilterError("kvmsnap %s pre-flight: %s" % (operation, exc)) from None
 
 
 def backup_check(records, protected, vms, max_age_hours, failed_hosts=None, now=None):

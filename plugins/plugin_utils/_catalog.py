@@ -5,7 +5,8 @@
 
 A catalog record is one snapshot set (one name across volumes) with its trust state: only `good` sets are
 backups (see docs/backup.md, "When is a snapshot a backup"). `latest` and JMESPath queries only ever give a
-good set; a pending, late or old-format set is restorable by explicit name with kvmsnap_restore_allow_crash.
+good set; a pending, late or old-format set is restorable by explicit name with kvmsnap_restore_allow_crash. A
+verify (kvmsnap.core.verify) picks with the same forms under kvmsnap_verify_snapshot, and boots good sets only.
 
 This plugin_util is PRIVATE to the collection. It may change without notice.
 """
@@ -18,6 +19,9 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._errors import Kvmsna
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import CONSISTENCIES
 
 OVERRIDE_VAR = "kvmsnap_restore_allow_crash"
+SNAPSHOT_VARS = {"restore": "kvmsnap_restore_snapshot", "verify": "kvmsnap_verify_snapshot"}
+VERIFY_ONLY_GOOD = ("a verify boots good backups only (kvmsnap_verify_snapshot has no override); set "
+                    "kvmsnap_verify_snapshot to latest or to the name of a good backup")
 RECORD_KEYS = ("name, policy, run, host, state (good, pending, late, or null: not confirmed by a run of this "
                "collection), consistency, verified (when kvmsnap.core.verify booted its VMs, or null), ontap_state, "
                "create_time, create_time_iso, volumes, missing, complete, ours")
@@ -112,8 +116,18 @@ def existing(records: Sequence[Mapping[str, Any]], limit: int = LISTED) -> str:
     return "newest first: %s%s" % ("; ".join(items), "; %d older not shown" % more if more > 0 else "")
 
 
-HOW_TO_PICK = ("Pick one with kvmsnap_restore_snapshot: its name, 'latest', or a JMESPath query over these records (give "
+HOW_TO_PICK = ("Pick one with %s: its name, 'latest', or a JMESPath query over these records (give "
                "it as JSON with -e so that Ansible keeps its spaces), e.g. [?policy=='weekly' && state=='good'] | [-1]")
+
+
+def how_to_pick(operation: str = "restore") -> str:
+    return HOW_TO_PICK % SNAPSHOT_VARS[operation]
+
+
+def _newest_good(records: Sequence[Mapping[str, Any]]) -> str:
+    good = [r for r in records if r.get("ours") and r.get("complete", True) and r.get("state") == "good"
+            and r.get("policy") != "prerestore"]
+    return "; newest good backup: %s" % good[-1]["name"] if good else "; no good backup exists on these volumes"
 
 
 def describe_state(rec: Mapping[str, Any]) -> str:
@@ -147,8 +161,9 @@ def protects(rec: Mapping[str, Any], entries: List[Mapping[str, Any]], vm: str) 
 
 
 def _latest_for(good: List[Dict[str, Any]], protected: Mapping[str, List[Mapping[str, Any]]],
-                requested: List[str]) -> Dict[str, Any]:
+                requested: List[str], operation: str = "restore") -> Dict[str, Any]:
     """The newest good set that protected every requested VM (one restore uses one snapshot)."""
+    var = SNAPSHOT_VARS[operation]
     for rec in reversed(good):
         if all(protects(rec, protected.get(rec["name"]) or [], vm) for vm in requested):
             return rec
@@ -156,81 +171,95 @@ def _latest_for(good: List[Dict[str, Any]], protected: Mapping[str, List[Mapping
                        None) for vm in requested}
     lacking = [vm for vm, name in newest.items() if name is None]
     if lacking:
-        raise CatalogError("kvmsnap_restore_snapshot=latest: no good backup protected VM %s (a snapshot that only "
-                           "carries an older run's manifest of a VM is no backup of it)." % ", ".join(lacking))
-    raise CatalogError("kvmsnap_restore_snapshot=latest: no good backup protected all of %s (newest per VM: %s); "
-                       "restore them in separate runs, or name one snapshot." % (
-                           ", ".join(requested), ", ".join("%s: %s" % kv for kv in newest.items())))
+        raise CatalogError("%s=latest: no good backup protected VM %s (a snapshot that only "
+                           "carries an older run's manifest of a VM is no backup of it)." % (var, ", ".join(lacking)))
+    raise CatalogError("%s=latest: no good backup protected all of %s (newest per VM: %s); "
+                       "%s them in separate runs, or name one snapshot." % (
+                           var, operation, ", ".join(requested), ", ".join("%s: %s" % kv for kv in newest.items())))
 
 
 def select(records: List[Dict[str, Any]], spec: Mapping[str, Any],
            protected: Optional[Mapping[str, List[Mapping[str, Any]]]] = None,
-           requested: Optional[List[str]] = None) -> Dict[str, Any]:
+           requested: Optional[List[str]] = None, operation: str = "restore") -> Dict[str, Any]:
     """Pick the snapshot to restore: 'latest' (newest good set on every needed volume), 'latest_verified' (the newest
     of those that kvmsnap.core.verify marked verified), a name, or a JMESPath query
     (its result: a record, a name, or a list of them - the last one is used). SPEC: {kind, value, allow_crash}.
 
     With PROTECTED (snapshot → manifests it carries, backup_manifest state=protected) and REQUESTED VMs, 'latest'
     is the newest good set that protected every requested VM: its manifest of the VM names that set and its run.
+    OPERATION (restore or verify) names the variables and the way out in the messages: a verify has no override.
     """
+    if operation not in SNAPSHOT_VARS:
+        raise CatalogError("select: operation %r; allowed: %s." % (operation, ", ".join(SNAPSHOT_VARS)))
+    var = SNAPSHOT_VARS[operation]
+    verify = operation == "verify"
     kind, value = spec.get("kind"), spec.get("value")
     if kind == "latest_verified":
         good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "good"
                 and r.get("policy") != "prerestore"]
         checked = [r for r in good if r.get("verified")]
         if not checked:
-            raise CatalogError("kvmsnap_restore_snapshot=latest_verified: none of the %d good backup(s) on every needed "
-                               "volume was verified (booted by the playbook kvmsnap.core.verify)%s. Run "
-                               "kvmsnap.core.verify, or restore with kvmsnap_restore_snapshot=latest."
-                               % (len(good), "; newest good: %s" % good[-1]["name"] if good else ""))
+            way_out = ("verify a good backup first with %s=latest (or its name)" % var if verify else
+                       "Run kvmsnap.core.verify, or restore with %s=latest" % var)
+            raise CatalogError("%s=latest_verified: none of the %d good backup(s) on every needed "
+                               "volume was verified (booted by the playbook kvmsnap.core.verify)%s. %s."
+                               % (var, len(good), "; newest good: %s" % good[-1]["name"] if good else "",
+                                  way_out[0].upper() + way_out[1:]))
         if protected is not None and requested:
-            return _latest_for(checked, protected, list(requested))
+            return _latest_for(checked, protected, list(requested), operation)
         return checked[-1]
     if kind == "latest":
         good = [r for r in records if r["ours"] and r["complete"] and r["state"] == "good"
                 and r.get("policy") != "prerestore"]
         if good and protected is not None and requested:
-            return _latest_for(good, protected, list(requested))
+            return _latest_for(good, protected, list(requested), operation)
         if not good:
             others = [r for r in records if r["ours"] and r["complete"] and r.get("policy") != "prerestore"]
             hint = ""
             if others:
-                hint = (" %d snapshot(s) of this collection are not confirmed backups (newest: %s, %s); restore one by "
-                        "name with %s: true if you accept a crash-consistent state."
-                        % (len(others), others[-1]["name"], others[-1]["state"] or "no trust state", OVERRIDE_VAR))
-            raise CatalogError("kvmsnap_restore_snapshot=latest: no good backup of this collection exists on every "
-                               "needed volume (%d snapshot(s) listed).%s" % (len(records), hint))
+                hint = " %d snapshot(s) of this collection are not confirmed backups (newest: %s, %s); " % (
+                    len(others), others[-1]["name"], others[-1]["state"] or "no trust state")
+                hint += ("a verify boots good backups only: take a new backup (kvmsnap.core.backup), then verify it."
+                         if verify else "restore one by name with %s: true if you accept a crash-consistent state."
+                         % OVERRIDE_VAR)
+            raise CatalogError("%s=latest: no good backup of this collection exists on every "
+                               "needed volume (%d snapshot(s) listed).%s" % (var, len(records), hint))
         return good[-1]
     if kind == "name":
         rec = next((r for r in records if r["name"] == value), None)
         if rec is None:
-            raise CatalogError("kvmsnap_restore_snapshot: snapshot %r exists on none of the volumes. Snapshots there, %s. "
-                               "%s." % (value, existing(records), HOW_TO_PICK))
-        if rec["state"] != "good" and not spec.get("allow_crash"):
-            raise CatalogError("kvmsnap_restore_snapshot: snapshot %s is %s, not a good backup; set %s: true to "
+            raise CatalogError("%s: snapshot %r exists on none of the volumes. Snapshots there, %s. "
+                               "%s." % (var, value, existing(records), how_to_pick(operation)))
+        if rec["state"] != "good" and not (spec.get("allow_crash") and not verify):
+            if verify:
+                raise CatalogError("%s: snapshot %s is %s, not a good backup; %s%s."
+                                   % (var, value, describe_state(rec), VERIFY_ONLY_GOOD, _newest_good(records)))
+            raise CatalogError("%s: snapshot %s is %s, not a good backup; set %s: true to "
                                "restore it anyway (its VMs come back crash-consistent at best)."
-                               % (value, describe_state(rec), OVERRIDE_VAR))
+                               % (var, value, describe_state(rec), OVERRIDE_VAR))
         return rec
     try:
         import jmespath
     except ImportError:
-        raise CatalogError("a JMESPath kvmsnap_restore_snapshot needs the jmespath library on the controller.") from None
+        raise CatalogError("a JMESPath %s needs the jmespath library on the controller." % var) from None
     try:
         found = jmespath.search(value, records)
     except Exception as exc:
-        raise CatalogError("kvmsnap_restore_snapshot: query %r failed: %s" % (value, exc)) from None
+        raise CatalogError("%s: query %r failed: %s" % (var, value, exc)) from None
     if isinstance(found, list):
         found = found[-1] if found else None
     if isinstance(found, str):
         found = next((r for r in records if r["name"] == found), None)
     if not isinstance(found, Mapping) or "name" not in found:
-        raise CatalogError("kvmsnap_restore_snapshot query %r selected no snapshot of the catalog (records have: %s). "
-                           "Snapshots there, %s. %s." % (value, RECORD_KEYS, existing(records),
-                                                         HOW_TO_PICK))
+        raise CatalogError("%s query %r selected no snapshot of the catalog (records have: %s). "
+                           "Snapshots there, %s. %s." % (var, value, RECORD_KEYS, existing(records),
+                                                         how_to_pick(operation)))
     rec = next((r for r in records if r["name"] == found["name"]), dict(found))
     if rec.get("state") != "good":
         # a query never reaches past the good backups, override or not: that takes an explicit name
-        raise CatalogError("kvmsnap_restore_snapshot query %r selected snapshot %s, which is %s, not a good backup; "
-                           "add [?state=='good'] to the query, or give its name with %s: true to restore it anyway."
-                           % (value, rec["name"], describe_state(rec), OVERRIDE_VAR))
+        way_out = ("add [?state=='good'] to the query; %s" % VERIFY_ONLY_GOOD if verify else
+                   "add [?state=='good'] to the query, or give its name with %s: true to restore it anyway"
+                   % OVERRIDE_VAR)
+        raise CatalogError("%s query %r selected snapshot %s, which is %s, not a good backup; %s."
+                           % (var, value, rec["name"], describe_state(rec), way_out))
     return rec

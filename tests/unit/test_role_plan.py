@@ -282,6 +282,46 @@ def test_late_pending_and_old_format_only_by_name_with_the_override():
         "kvmsnap-daily_3"
 
 
+def test_verify_run_names_its_own_variable_and_has_no_override():
+    """A verify picks with kvmsnap_verify_snapshot and boots good backups only: no message of its pre-flight may send
+    the user to a restore variable, and each says what to set instead."""
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.kvmsnap.core.plugins.filter.roles import select_snapshot
+    records = _catalog()
+
+    def refused(recs, spec):
+        with pytest.raises(AnsibleFilterError) as err:
+            select_snapshot(recs, spec, None, None, "verify")
+        text = str(err.value)
+        assert text.startswith("kvmsnap verify pre-flight: kvmsnap_verify_snapshot"), text
+        assert "kvmsnap_restore" not in text and "restore it" not in text, text
+        return text
+
+    for name, what in (("kvmsnap-daily_7", "is late"), ("kvmsnap-daily_8", "is pending"),
+                       ("kvmsnap-daily_10", "without a trust state"), ("hourly.0", "not a snapshot of this collection")):
+        for allow in (False, True):  # a verify spec never carries the override; if it did, it would not count
+            text = refused(records, {"kind": "name", "value": name, "allow_crash": allow})
+            assert name in text and what in text, text
+            assert "a verify boots good backups only" in text and "set kvmsnap_verify_snapshot to latest" in text
+            assert "newest good backup: kvmsnap-daily_3" in text, text
+    text = refused(records, {"kind": "query", "value": "[?policy=='daily'] | [-1]"})
+    assert "add [?state=='good'] to the query" in text and "a verify boots good backups only" in text
+    text = refused(records, {"kind": "query", "value": "[?policy=='monthly']"})
+    assert "Pick one with kvmsnap_verify_snapshot" in text
+    text = refused([r for r in records if r["name"] in ("kvmsnap-daily_7", "kvmsnap-daily_8")],
+                   {"kind": "latest", "value": "latest"})
+    assert "not confirmed backups (newest: kvmsnap-daily_8, pending)" in text and "kvmsnap.core.backup" in text
+    text = refused(records, {"kind": "latest_verified", "value": "latest_verified"})
+    assert "Verify a good backup first with kvmsnap_verify_snapshot=latest" in text
+    with pytest.raises(AnsibleFilterError, match="operation 'backup'; allowed: restore, verify"):
+        select_snapshot(records, {"kind": "latest", "value": "latest"}, None, None, "backup")
+    # the restore keeps its own wording and override
+    with pytest.raises(AnsibleFilterError, match="^kvmsnap restore pre-flight: kvmsnap_restore_snapshot: snapshot "
+                                                 "kvmsnap-daily_8 is pending.*set kvmsnap_restore_allow_crash: true"):
+        select_snapshot(records, {"kind": "name", "value": "kvmsnap-daily_8"})
+
+
 def test_select_snapshot_nothing_selected_lists_what_exists():
     from ansible.errors import AnsibleFilterError
 
