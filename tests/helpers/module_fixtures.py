@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -25,8 +25,10 @@ class ModuleResult(dict):
 
 
 def run_module(name: str, args: dict[str, Any], check_mode: bool = False, diff: bool = False,
-               env: dict[str, str] | None = None, timeout: float = 120) -> ModuleResult:
-    """Execute plugins/modules/<name>.py with ANSIBLE_MODULE_ARGS from a file, return its result."""
+               env: dict[str, str] | None = None, timeout: float = 120,
+               wrap: Callable[[list[str]], list[str]] | None = None) -> ModuleResult:
+    """Execute plugins/modules/<name>.py with ANSIBLE_MODULE_ARGS from a file, return its result.
+    WRAP turns the command into the one run (e.g. guestlab.labd.as_on_the_kvm_host: where the lab's libvirtd runs)."""
     margs = dict(args)
     margs["_ansible_check_mode"] = check_mode
     margs["_ansible_diff"] = diff
@@ -34,7 +36,8 @@ def run_module(name: str, args: dict[str, Any], check_mode: bool = False, diff: 
         json.dump({"ANSIBLE_MODULE_ARGS": margs}, fh)
         path = fh.name
     try:
-        proc = subprocess.run([sys.executable, "-m", f"{MODULE_PKG}.{name}", path],
+        cmd = [sys.executable, "-m", f"{MODULE_PKG}.{name}", path]
+        proc = subprocess.run(wrap(cmd) if wrap else cmd,
                               capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **(env or {})}, check=False)
     finally:
