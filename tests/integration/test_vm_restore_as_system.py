@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-import uuid
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -109,7 +109,6 @@ def test_nvram_is_copied_to_the_new_path_and_the_original_is_untouched(host):
         # the copy: its own NVRAM file with the snapshot's content, its XML pointing there
         assert new_nvram.read_bytes() == SNAPSHOT_NVRAM
         assert new_nvram.stat().st_mode & 0o777 == 0o600
-        import xml.etree.ElementTree as ET
         copy = ET.fromstring(h.conn.lookupByName(new).XMLDesc(0))
         assert copy.findtext("os/nvram") == new_nvram_daemon
         assert copy.findtext("os/loader") == LOADER
