@@ -25,7 +25,7 @@ DEFAULT_LATENCY: dict[str, float] = {
 
 ROLE_ACTIONS: dict[str, set[str]] = {
     "admin": {"read", "snapshot_create", "snapshot_modify", "snapshot_delete", "restore",
-              "snapmirror_update", "cg_manage"},
+              "snapmirror_update", "snapmirror_restore", "cg_manage"},
     # What a backup job needs: snapshots, replication, CGs; no restore.
     "backup": {"read", "snapshot_create", "snapshot_modify", "snapshot_delete",
                "snapmirror_update", "cg_manage"},

@@ -26,6 +26,7 @@ ERROR_TABLE: dict[str, tuple[int, str, str]] = {
     "snapshot_not_allowed": (405, "3", "13023"),
     "permission": (403, "6", "13003"),
     "transfer_failed": (400, "13303844", "13001"),
+    "restore_failed": (400, "13303845", "13001"),  # snapmirror restore failed
     "cg_failed": (400, "53411842", "13701"),  # sim code for a CG operation that failed
     "vserver_missing": (400, "2", "13001"),
     "internal": (500, "65552", "13001"),

@@ -386,3 +386,92 @@ class Ops:
         rel.update(state="snapmirrored", healthy=True, unhealthy_reason=None, last_transfer_time=now)
         self.st.save()
         return xfer
+
+    # -- SnapMirror restore: files of a destination's snapshot back into a read-write volume ----------------
+    def endpoint(self, path: Any, target: str) -> dict[str, Any]:
+        if not isinstance(path, str) or not path:
+            raise SimError("missing", f'Missing value for "{target}".', target=target)
+        svm_name, sep, vol_name = path.partition(":")
+        if not sep or not svm_name or not vol_name:
+            raise SimError("invalid", f'Invalid value "{path}" for "{target}": expected "<svm>:<volume>".',
+                           target=target)
+        self.st.find_svm(svm_name)
+        return self.st.find_volume(svm_name, vol_name)
+
+    def restore_relationship(self, source_path: Any, destination_path: Any) -> dict[str, Any]:
+        """POST /snapmirror/relationships with restore=true: SOURCE is the protected copy (a DP volume,
+        the destination of a mirror or vault), DESTINATION the read-write volume the files go back to."""
+        src = self.endpoint(source_path, "source.path")
+        dst = self.endpoint(destination_path, "destination.path")
+        if src["uuid"] == dst["uuid"]:
+            raise SimError("invalid", "The source and destination of a SnapMirror relationship must differ.",
+                           target="destination.path")
+        if src["type"] != "dp":
+            raise SimError("invalid", f'Volume "{source_path}" is not a data protection (DP) volume: the source of '
+                                      "a restore relationship must be the destination of a SnapMirror or SnapVault "
+                                      "relationship.", target="source.path")
+        if dst["type"] != "rw":
+            raise SimError("invalid", f'Volume "{destination_path}" is not a read-write volume; a restore writes into '
+                                      "a read-write volume.", target="destination.path")
+        for r in self.st.doc["relationships"].values():
+            if r["destination"] == dst["uuid"] and r.get("restore"):
+                other = self.st.doc["volumes"][r["source"]]
+                raise SimError("exists", f'A restore relationship with destination "{destination_path}" already '
+                                         f'exists (source "{":".join(self.st.vol_key(other))}"); delete it first.',
+                               target="destination.path")
+        ru = new_uuid()
+        rel = {"uuid": ru, "source": src["uuid"], "destination": dst["uuid"], "policy": None, "restore": True,
+               "state": "uninitialized", "healthy": True, "unhealthy_reason": None, "transfers": [],
+               "last_transfer_time": None}
+        self.st.doc["relationships"][ru] = rel
+        self.st.save()
+        return rel
+
+    MAX_RESTORE_FILES = 8
+
+    def restore_transfer(self, rel: dict[str, Any], source_snapshot: Any, files: Any,
+                         xfer_uuid: str | None = None) -> dict[str, Any]:
+        """A restore transfer: FILES ([{source_path, destination_path}], at most 8) of SOURCE_SNAPSHOT (default:
+        the newest snapshot of the source) over the destination volume's active file system. Everything is
+        checked before the first file is written."""
+        src = self.st.doc["volumes"][rel["source"]]
+        dst = self.st.doc["volumes"][rel["destination"]]
+        if source_snapshot:
+            snap = self.st.find_snapshot(src, source_snapshot)
+        elif src["snapshots"]:
+            snap = src["snapshots"][-1]
+        else:
+            raise SimError("restore_failed", f'Volume "{src["name"]}" has no Snapshot copy to restore from.')
+        if files in (None, []):
+            raise SimError("not_supported", "This simulator restores listed files only; give \"files\".",
+                           target="files")
+        if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+            raise SimError("invalid", 'Invalid value for "files": a list of {"source_path", "destination_path"}.',
+                           target="files")
+        if len(files) > self.MAX_RESTORE_FILES:
+            raise SimError("invalid", f"A restore transfer can restore at most {self.MAX_RESTORE_FILES} files or "
+                                      f"LUNs; {len(files)} were given.", target="files")
+        pairs = []
+        for i, f in enumerate(files):
+            unknown = set(f) - {"source_path", "destination_path"}
+            if unknown:
+                raise SimError("unexpected_argument", f'Unexpected argument "files.{sorted(unknown)[0]}".',
+                               target=f"files.{sorted(unknown)[0]}")
+            if not f.get("source_path"):
+                raise SimError("missing", f'Missing value for "files[{i}].source_path".', target="files.source_path")
+            rel_path, dest = self._check_restore_file(src, snap, f["source_path"], f.get("destination_path"))
+            pairs.append((rel_path, dest))
+        for rel_path, dest in pairs:
+            self._storage(self.storage.restore_file_from, (*self.st.vol_key(src), snap["name"]), rel_path,
+                          self.st.vol_key(dst), dest)
+        now = time.time()
+        xfer = {"uuid": xfer_uuid or new_uuid(), "state": "success", "end_time": now, "snapshots": [snap["name"]],
+                "bytes_transferred": 0, "files": [{"source_path": s, "destination_path": d} for s, d in pairs]}
+        rel["transfers"] = (rel.get("transfers") or [])[-19:] + [xfer]
+        rel.update(state="snapmirrored", healthy=True, unhealthy_reason=None, last_transfer_time=now)
+        self.st.save()
+        return xfer
+
+    def delete_relationship(self, rel: dict[str, Any]) -> None:
+        self.st.doc["relationships"].pop(rel["uuid"], None)
+        self.st.save()

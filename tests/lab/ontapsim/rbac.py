@@ -33,6 +33,8 @@ ACTION_REST: dict[str, tuple[str, str]] = {
     "snapshot_delete": (SNAPSHOTS, "delete"),
     "restore": ("/api/storage/volumes", "modify"),
     "snapmirror_update": ("/api/snapmirror/relationships", "create"),
+    # restore from a SnapMirror destination: create, transfer on and delete a restore relationship
+    "snapmirror_restore": ("/api/snapmirror/relationships", "delete"),
     "cg_manage": ("/api/application/consistency-groups", "delete"),
 }
 ACTION_CLI: dict[str, list[str]] = {
@@ -41,6 +43,7 @@ ACTION_CLI: dict[str, list[str]] = {
     "snapshot_delete": ["volume snapshot delete"],
     "restore": ["volume snapshot restore-file", "volume snapshot restore", "lun"],
     "snapmirror_update": ["snapmirror update"],
+    "snapmirror_restore": ["snapmirror restore", "snapmirror delete", "snapmirror release"],
 }
 
 
@@ -93,6 +96,7 @@ def privileges_from_actions(actions: set[str]) -> dict[str, list[dict[str, Any]]
                                  ("restore", "/api/storage/luns", "read_modify"),
                                  ("restore", "/api/private/cli/volume/snapshot/restore-file", "all"),
                                  ("snapmirror_update", "/api/snapmirror/relationships", "read_create"),
+                                 ("snapmirror_restore", "/api/snapmirror/relationships", "all"),
                                  ("cg_manage", "/api/application/consistency-groups", "all")):
         if action in actions:
             privs.append({"path": path, "access": access})

@@ -200,14 +200,16 @@ def policy(p: dict[str, Any]) -> dict[str, Any]:
 def relationship(st: State, r: dict[str, Any]) -> dict[str, Any]:
     src = st.doc["volumes"][r["source"]]
     dst = st.doc["volumes"][r["destination"]]
-    pol = st.doc["policies"][r["policy"]]
     rec: dict[str, Any] = {
         "uuid": r["uuid"],
         "source": {"path": f"{st.svm_name(src['svm'])}:{src['name']}", "svm": _svm_ref(st, src["svm"])},
         "destination": {"path": f"{st.svm_name(dst['svm'])}:{dst['name']}", "svm": _svm_ref(st, dst["svm"])},
-        "policy": {"name": pol["name"], "uuid": pol["uuid"], "type": "async"},
+        "restore": bool(r.get("restore")),
         "state": r["state"], "healthy": r["healthy"],
         "_links": {"self": {"href": f"/api/snapmirror/relationships/{r['uuid']}"}}}
+    if r.get("policy"):  # a restore relationship has no policy
+        pol = st.doc["policies"][r["policy"]]
+        rec["policy"] = {"name": pol["name"], "uuid": pol["uuid"], "type": "async"}
     if not r["healthy"]:
         rec["unhealthy_reason"] = [{"message": r.get("unhealthy_reason") or "Transfer failed.", "code": "13303812"}]
     if dst["snapshots"]:
@@ -228,6 +230,7 @@ def transfer(st: State, r: dict[str, Any], x: dict[str, Any]) -> dict[str, Any]:
         "end_time": iso(x.get("end_time")),
         "relationship": {"uuid": r["uuid"], "destination": {"path": f"{st.svm_name(dst['svm'])}:{dst['name']}"}},
         "snapshot": x["snapshots"][-1] if x.get("snapshots") else None,
+        "files": x.get("files"),
         "_links": {"self": {"href": f"/api/snapmirror/relationships/{r['uuid']}/transfers/{x['uuid']}"}}})
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from . import records as R
 from .errors import SimError
 from .ops import check_snapshot_name
-from .rest_base import HandlerBase, Request, Response, int_param
+from .rest_base import HandlerBase, Request, Response, int_param, truthy
 from .state import new_uuid
 
 # Two-phase CG snapshots (action=start / commit) came with a 2022 REST release; 9.12.1 is the
@@ -49,18 +49,62 @@ class ProtectionHandlers(HandlerBase):
                     return self._one(req, R.transfer(self.st, rel, x), keys=("uuid",))
         raise SimError("not_found", "entry doesn't exist", target="uuid")
 
-    def post_transfer(self, req: Request, ru: str) -> Response:
+    def post_relationship(self, req: Request) -> Response:
+        """Only restore relationships (restore=true) are created here; the lab's mirrors and vaults come
+        from the configuration."""
         body = req.body
-        self._reject_unknown(body, {"source_snapshot", "storage_efficiency_enabled"})
+        self._reject_unknown(body, {"source", "destination", "restore", "policy", "create_destination", "state",
+                                    "throttle", "transfer_schedule"})
+        if "restore" not in body or not truthy(body.get("restore")):
+            raise SimError("not_supported", "This simulator creates restore relationships only "
+                                            '("restore": true).', target="restore")
+        extra = sorted(set(body) - {"source", "destination", "restore"})
+        if extra:
+            raise SimError("invalid", f'"{extra[0]}" cannot be set on a restore relationship.', target=extra[0])
+        src_path = (body.get("source") or {}).get("path") if isinstance(body.get("source"), dict) else None
+        dst_path = (body.get("destination") or {}).get("path") if isinstance(body.get("destination"), dict) else None
+        fault = self._job_fault(req)
+        with self.st.lock:
+            created: list[str] = []
+            # A path that names no volume is refused at once; the relationship's own checks fail the job.
+            dst = self.ops.endpoint(dst_path, "destination.path")
+            self.ops.endpoint(src_path, "source.path")
+            svm = self.st.doc["svms"][dst["svm"]]
+
+            def work() -> None:
+                created.append(self.ops.restore_relationship(src_path, dst_path)["uuid"])
+            job = self.jobs.run("POST /api/snapmirror/relationships", svm, work, fault)
+        loc = (f"/api/snapmirror/relationships/{created[0]}" if created else
+               f"/api/snapmirror/relationships?destination.path={urllib.parse.quote(str(dst_path))}")
+        return self._job_response(req, job, created=True, location=loc)
+
+    def delete_relationship(self, req: Request, ru: str) -> Response:
         fault = self._job_fault(req)
         with self.st.lock:
             rel = self._rel(ru)
+            svm = self.st.doc["svms"][self.st.doc["volumes"][rel["destination"]]["svm"]]
+            job = self.jobs.run(f"DELETE /api/snapmirror/relationships/{ru}", svm,
+                                lambda: self.ops.delete_relationship(rel), fault)
+        return self._job_response(req, job)
+
+    def post_transfer(self, req: Request, ru: str) -> Response:
+        body = req.body
+        self._reject_unknown(body, {"source_snapshot", "storage_efficiency_enabled", "files"})
+        fault = self._job_fault(req)
+        with self.st.lock:
+            rel = self._rel(ru)
+            if "files" in body and not rel.get("restore"):
+                raise SimError("invalid", '"files" is only valid for a transfer on a restore relationship.',
+                               target="files")
             dst = self.st.doc["volumes"][rel["destination"]]
             svm = self.st.doc["svms"][dst["svm"]]
             xu = new_uuid()
 
             def work() -> None:
                 try:
+                    if rel.get("restore"):
+                        self.ops.restore_transfer(rel, body.get("source_snapshot"), body.get("files"), xu)
+                        return
                     self.ops.transfer(rel, body.get("source_snapshot"), xu)
                 except SimError as exc:
                     rel.update(healthy=False, unhealthy_reason=exc.message)

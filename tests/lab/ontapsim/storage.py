@@ -243,8 +243,14 @@ class Storage:
 
     def restore_file(self, svm: str, volume: str, snapshot: str, path: str, restore_path: str) -> None:
         """Copy <snapshot>/<path> over <volume>/<restore_path> in place (same inode if it exists)."""
-        src = self.snapshot_dir(svm, volume, snapshot) / path.lstrip("/")
-        dst = self.volume_dir(svm, volume) / restore_path.lstrip("/")
+        self.restore_file_from((svm, volume, snapshot), path, (svm, volume), restore_path)
+
+    def restore_file_from(self, src_snap: tuple[str, str, str], path: str, dst_vol: tuple[str, str],
+                          restore_path: str) -> None:
+        """Copy <src volume>/.snapshot/<snapshot>/<path> over <dst volume>/<restore_path> (a SnapMirror restore
+        when the two volumes differ)."""
+        src = self.snapshot_dir(*src_snap) / path.lstrip("/")
+        dst = self.volume_dir(*dst_vol) / restore_path.lstrip("/")
         dst.parent.mkdir(parents=True, exist_ok=True)
         _run("cp", "--reflink=auto", "--sparse=always", str(src), str(dst))
         os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode) | stat.S_IWUSR)

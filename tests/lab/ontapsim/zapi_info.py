@@ -234,14 +234,15 @@ class InfoHandlers:
     def _sm_info(self, r: dict[str, Any], tag: str = "snapmirror-info") -> ET.Element:
         src = self.st.doc["volumes"][r["source"]]
         dst = self.st.doc["volumes"][r["destination"]]
-        pol = self.st.doc["policies"][r["policy"]]
+        pol = self.st.doc["policies"][r["policy"]] if r.get("policy") else {"name": None, "type": "async"}
         s_svm, d_svm = self.st.svm_name(src["svm"]), self.st.svm_name(dst["svm"])
         newest = dst["snapshots"][-1] if dst["snapshots"] else None
         last = (r.get("transfers") or [None])[-1]
         return fields(tag, {
             "source-location": f"{s_svm}:{src['name']}", "destination-location": f"{d_svm}:{dst['name']}",
             "source-vserver": s_svm, "source-volume": src["name"], "destination-vserver": d_svm,
-            "destination-volume": dst["name"], "relationship-type": "extended_data_protection",
+            "destination-volume": dst["name"],
+            "relationship-type": "restore" if r.get("restore") else "extended_data_protection",
             "relationship-id": r["uuid"], "policy": pol["name"], "policy-type": POLICY_TYPES[pol["type"]],
             "mirror-state": MIRROR_STATES.get(r["state"], r["state"]), "relationship-status": "idle",
             "is-healthy": r["healthy"], "unhealthy-reason": None if r["healthy"] else
