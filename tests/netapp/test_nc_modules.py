@@ -160,3 +160,22 @@ def test_na_ontap_lun_read_rest_module_bug(nc):
     result = nc.run("na_ontap_lun", args, "rest", check_mode=True)
     assert result.get("actions") == ["lun_modify"], result
     assert nc.refused() == []
+
+
+def test_na_ontap_snapmirror_restore_rest(nc):
+    """relationship_type=restore (REST): POST relationships with restore, look it up by destination path, transfer
+    the snapshot; without files ONTAP restores the whole active file system from the destination's snapshot."""
+    vdir = nc.sim.data / "volumes" / "svm1" / "vol_ds2"
+    (vdir / "a.img").write_text("one")
+    nc.ok("na_ontap_snapshot", {"vserver": "svm1", "volume": "vol_ds2", "snapshot": "r1"})
+    nc.ok("na_ontap_snapmirror", {"source_endpoint": {"path": "svm1:vol_ds2"},
+                                  "destination_endpoint": {"path": "svm_dr:vol_ds2_mirror"}, "update": True})
+    (vdir / "a.img").write_text("two")
+    (vdir / "later.img").write_text("x")
+    nc.ok("na_ontap_snapmirror", {"source_endpoint": {"path": "svm_dr:vol_ds2_mirror"},
+                                  "destination_endpoint": {"path": "svm1:vol_ds2"},
+                                  "relationship_type": "restore", "source_snapshot": "r1"})
+    assert (vdir / "a.img").read_text() == "one" and not (vdir / "later.img").exists()
+    assert not nc.refused()
+    restores = [r for r in nc.state()["relationships"].values() if r.get("restore")]
+    assert len(restores) == 1 and restores[0]["transfers"][-1]["state"] == "success"

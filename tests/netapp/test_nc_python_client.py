@@ -137,3 +137,28 @@ def test_consistency_group_and_snapshot(conn):
     snap = ConsistencyGroupSnapshot.find(cg.uuid, name="cgs1")
     snap.delete(poll=True)
     assert "cgs1" not in conn.snapshots("vol_ds1")
+
+
+def test_snapmirror_restore_relationship_and_file_transfer(conn):
+    """A file of a vaulted snapshot back into its source volume, as netapp_ontap does a SnapMirror restore:
+    a relationship with restore=true, a transfer with files, then the relationship deleted."""
+    vdir = conn.sim.data / "volumes" / "svm1" / "vol_ds1"
+    (vdir / "a.img").write_text("one")
+    Snapshot(_vol("vol_ds1").uuid, name="v1", snapmirror_label="daily").post(poll=True)
+    vault = SnapmirrorRelationship.find(**{"destination.path": "svm_dr:vol_ds1_vault"})
+    SnapmirrorTransfer(vault.uuid).post(poll=True)
+    (vdir / "a.img").write_text("two")
+    rel = SnapmirrorRelationship(source={"path": "svm_dr:vol_ds1_vault"}, destination={"path": "svm1:vol_ds1"},
+                                 restore=True)
+    rel.post(poll=True)
+    found = SnapmirrorRelationship.find(**{"destination.path": "svm1:vol_ds1"}, fields="restore,state")
+    assert found.restore is True
+    SnapmirrorTransfer(found.uuid, source_snapshot="v1",
+                       files=[{"source_path": "/a.img", "destination_path": "/a.img"}]).post(poll=True)
+    assert (vdir / "a.img").read_text() == "one"
+    with pytest.raises(NetAppRestError) as too_many:
+        SnapmirrorTransfer(found.uuid, source_snapshot="v1",
+                           files=[{"source_path": "/a.img", "destination_path": "/a.img"}] * 9).post(poll=True)
+    assert "at most 8" in str(too_many.value)
+    found.delete(poll=True)
+    assert not list(SnapmirrorRelationship.get_collection(**{"destination.path": "svm1:vol_ds1"}))

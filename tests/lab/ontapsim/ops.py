@@ -432,8 +432,8 @@ class Ops:
     def restore_transfer(self, rel: dict[str, Any], source_snapshot: Any, files: Any,
                          xfer_uuid: str | None = None) -> dict[str, Any]:
         """A restore transfer: FILES ([{source_path, destination_path}], at most 8) of SOURCE_SNAPSHOT (default:
-        the newest snapshot of the source) over the destination volume's active file system. Everything is
-        checked before the first file is written."""
+        the newest snapshot of the source) over the destination volume's active file system; without FILES the
+        whole active file system. Everything is checked before the first file is written."""
         src = self.st.doc["volumes"][rel["source"]]
         dst = self.st.doc["volumes"][rel["destination"]]
         if source_snapshot:
@@ -443,8 +443,25 @@ class Ops:
         else:
             raise SimError("restore_failed", f'Volume "{src["name"]}" has no Snapshot copy to restore from.')
         if files in (None, []):
-            raise SimError("not_supported", "This simulator restores listed files only; give \"files\".",
-                           target="files")
+            # No files: the destination's whole active file system becomes the snapshot's.
+            self._storage(self.storage.restore_volume_from, (*self.st.vol_key(src), snap["name"]),
+                          self.st.vol_key(dst))
+            pairs: list[tuple[str, str]] = []
+        else:
+            pairs = self._restore_pairs(src, snap, files)
+            for rel_path, dest in pairs:
+                self._storage(self.storage.restore_file_from, (*self.st.vol_key(src), snap["name"]), rel_path,
+                              self.st.vol_key(dst), dest)
+        now = time.time()
+        xfer = {"uuid": xfer_uuid or new_uuid(), "state": "success", "end_time": now, "snapshots": [snap["name"]],
+                "bytes_transferred": 0, "files": [{"source_path": s, "destination_path": d} for s, d in pairs]}
+        rel["transfers"] = (rel.get("transfers") or [])[-19:] + [xfer]
+        rel.update(state="snapmirrored", healthy=True, unhealthy_reason=None, last_transfer_time=now)
+        self.st.save()
+        return xfer
+
+    def _restore_pairs(self, src: dict[str, Any], snap: dict[str, Any], files: Any) -> list[tuple[str, str]]:
+        """The (source, destination) paths of a restore transfer's FILES, all checked before any is written."""
         if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
             raise SimError("invalid", 'Invalid value for "files": a list of {"source_path", "destination_path"}.',
                            target="files")
@@ -453,24 +470,14 @@ class Ops:
                                       f"LUNs; {len(files)} were given.", target="files")
         pairs = []
         for i, f in enumerate(files):
-            unknown = set(f) - {"source_path", "destination_path"}
+            unknown = sorted(set(f) - {"source_path", "destination_path"})
             if unknown:
-                raise SimError("unexpected_argument", f'Unexpected argument "files.{sorted(unknown)[0]}".',
-                               target=f"files.{sorted(unknown)[0]}")
+                raise SimError("unexpected_argument", f'Unexpected argument "files.{unknown[0]}".',
+                               target=f"files.{unknown[0]}")
             if not f.get("source_path"):
                 raise SimError("missing", f'Missing value for "files[{i}].source_path".', target="files.source_path")
-            rel_path, dest = self._check_restore_file(src, snap, f["source_path"], f.get("destination_path"))
-            pairs.append((rel_path, dest))
-        for rel_path, dest in pairs:
-            self._storage(self.storage.restore_file_from, (*self.st.vol_key(src), snap["name"]), rel_path,
-                          self.st.vol_key(dst), dest)
-        now = time.time()
-        xfer = {"uuid": xfer_uuid or new_uuid(), "state": "success", "end_time": now, "snapshots": [snap["name"]],
-                "bytes_transferred": 0, "files": [{"source_path": s, "destination_path": d} for s, d in pairs]}
-        rel["transfers"] = (rel.get("transfers") or [])[-19:] + [xfer]
-        rel.update(state="snapmirrored", healthy=True, unhealthy_reason=None, last_transfer_time=now)
-        self.st.save()
-        return xfer
+            pairs.append(self._check_restore_file(src, snap, f["source_path"], f.get("destination_path")))
+        return pairs
 
     def delete_relationship(self, rel: dict[str, Any]) -> None:
         self.st.doc["relationships"].pop(rel["uuid"], None)

@@ -257,8 +257,12 @@ class Storage:
 
     def restore_volume(self, svm: str, volume: str, snapshot: str) -> None:
         """Make the active file system equal to the snapshot (the volume dir itself is kept)."""
-        vdir = self.volume_dir(svm, volume)
-        snap = self.snapshot_dir(svm, volume, snapshot)
+        self.restore_volume_from((svm, volume, snapshot), (svm, volume))
+
+    def restore_volume_from(self, src_snap: tuple[str, str, str], dst_vol: tuple[str, str]) -> None:
+        """Make DST_VOL's active file system equal to a snapshot (of another volume for a SnapMirror restore)."""
+        vdir = self.volume_dir(*dst_vol)
+        snap = self.snapshot_dir(*src_snap)
         for entry in self._entries(vdir):
             p = Path(entry)
             if p.is_dir() and not p.is_symlink():
