@@ -326,6 +326,30 @@ class Ontap(ABC):
         """Start a transfer on RELATIONSHIP (a record of list_snapmirror; of SNAPSHOT when given); with WAIT, until
         it ends or TIMEOUT s pass (OntapError then, and when the transfer fails). Returns the refreshed record."""
 
+    # ---- SnapMirror restore (files of a destination's snapshot back into a volume) --------------
+    def _rest_only(self, operation: str) -> OntapError:
+        return self.error("a restore from a SnapMirror/SnapVault destination needs REST", operation,
+                          hint="Set transport: rest (or auto) for controller %s; ONTAP 9.6 or later." % self.hostname)
+
+    def restore_relationships(self, destination: str) -> List[Dict[str, Any]]:
+        """The restore relationships whose destination is DESTINATION (svm:volume): [{uuid, source, state}]."""
+        raise self._rest_only("list restore relationships of %s" % destination)
+
+    def create_restore_relationship(self, source: str, destination: str) -> str:
+        """A SnapMirror restore relationship SOURCE (a mirror or vault destination, svm:volume) -> DESTINATION
+        (the read-write volume to restore into); returns its uuid."""
+        raise self._rest_only("create a restore relationship %s -> %s" % (source, destination))
+
+    def restore_transfer(self, relationship_uuid: str, snapshot: str, files: List[Tuple[str, str]],
+                         timeout: int = 300) -> None:
+        """On a restore relationship: copy FILES ([(path in the source, path in the destination)], at most 8)
+        of SNAPSHOT into the destination; waits until the transfer ended (OntapError when it failed)."""
+        raise self._rest_only("restore transfer of snapshot %s" % snapshot)
+
+    def delete_relationship(self, relationship_uuid: str) -> None:
+        """Delete a (restore) relationship."""
+        raise self._rest_only("delete relationship %s" % relationship_uuid)
+
     # ---- shared: the login's rights, before anything is touched ------------------------------
     @abstractmethod
     def _login_role(self, user: str) -> Tuple[str, List[dict]]:

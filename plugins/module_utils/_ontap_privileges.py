@@ -45,6 +45,9 @@ OPERATIONS: Dict[str, Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]] = {
     "volume_restore": ([("/api/storage/volumes", "modify")], [("volume snapshot restore", "all")]),
     "lun_restore": ([("/api/storage/luns", "modify")], [("volume snapshot restore-file", "all")]),
     "files_read": ([("/api/storage/volumes", "read")], [("volume file", "readonly")]),
+    # a restore from a SnapMirror/SnapVault destination: a restore relationship created, transferred on, deleted
+    "vault_restore": ([("/api/snapmirror/relationships", "create"), ("/api/snapmirror/relationships", "delete")],
+                      [("snapmirror restore", "all"), ("snapmirror delete", "all")]),
 }
 # what ONTAP 9.9.1 and older need for a single-file restore over REST (no restore_to.path yet)
 CLI_FILE_RESTORE = "/api/private/cli/volume/snapshot/restore-file"

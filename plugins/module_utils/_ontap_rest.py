@@ -624,6 +624,61 @@ class OntapRest(Ontap):
         refreshed = self.call(op, lambda: self.session.get("/api/snapmirror/relationships/%s" % rel_uuid, fields=SM_FIELDS))
         return self._relationship(refreshed, self._policies())
 
+    # ---- SnapMirror restore ----------------------------------------------------------------------------
+    def restore_relationships(self, destination: str) -> List[Dict[str, Any]]:
+        op = "list restore relationships of %s" % destination
+        recs = self.call(op, lambda: self.session.get_records(
+            "/api/snapmirror/relationships", **{"destination.path": destination, "fields": "uuid,restore,source,state"}))
+        return [{"uuid": r.get("uuid"), "source": (r.get("source") or {}).get("path"), "state": r.get("state")}
+                for r in recs if r.get("restore") is True]
+
+    def create_restore_relationship(self, source: str, destination: str) -> str:
+        op = "create restore relationship %s -> %s" % (source, destination)
+        body = {"source": {"path": source}, "destination": {"path": destination}, "restore": True}
+        self._send("POST", "/api/snapmirror/relationships", op, body=body, safe_to_retry=False)
+        for rel in self.restore_relationships(destination):
+            if rel["source"] == source and rel["uuid"]:
+                return str(rel["uuid"])
+        raise self.error("ONTAP created no restore relationship %s -> %s" % (source, destination), op)
+
+    def restore_transfer(self, relationship_uuid: str, snapshot: str, files: List[Tuple[str, str]],
+                         timeout: int = 300) -> None:
+        op = "restore %s from snapshot %s" % (", ".join(f[1] for f in files), snapshot)
+        body = {"source_snapshot": snapshot,
+                "files": [{"source_path": src, "destination_path": dst} for src, dst in files]}
+        path = "/api/snapmirror/relationships/%s/transfers" % relationship_uuid
+        payload = self._send("POST", path, op, query={"return_records": "true"}, body=body, safe_to_retry=False,
+                             timeout=timeout)
+        recs = payload.get("records") if isinstance(payload, dict) else None
+        xfer = (recs[0] if recs else payload if isinstance(payload, dict) else {}).get("uuid")
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            if xfer:
+                t = self.call(op, lambda: self.session.get("%s/%s" % (path, xfer), fields="state,error_info"))
+            else:
+                rel = self.call(op, lambda: self.session.get("/api/snapmirror/relationships/%s" % relationship_uuid,
+                                                             fields="transfer,unhealthy_reason"))
+                t = dict(rel.get("transfer") or {}, error_info={"message": _reason(rel.get("unhealthy_reason"))})
+            state = t.get("state")
+            if state in ("success", None, "idle"):
+                return
+            if state in ("failed", "aborted", "hard_aborted"):
+                err = (t.get("error_info") or {}).get("message")
+                raise OntapError("restore transfer %s%s" % (state, ": %s" % err if err else ""), code="13303845",
+                                 operation=op, hostname=self.hostname)
+            if time.monotonic() + delay > deadline:
+                raise OntapError("restore transfer still %s after %d s" % (state, timeout), operation=op,
+                                 hostname=self.hostname,
+                                 hint="The transfer continues on the controller; check it with 'snapmirror show "
+                                      "-type RST', then delete the restore relationship.")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def delete_relationship(self, relationship_uuid: str) -> None:
+        self._send("DELETE", "/api/snapmirror/relationships/%s" % relationship_uuid,
+                   "delete restore relationship %s" % relationship_uuid, safe_to_retry=True)
+
 
 def _reason(value: Any) -> Optional[str]:
     if not value:

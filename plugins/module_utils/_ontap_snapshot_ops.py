@@ -354,6 +354,31 @@ def snapshot_info(client: Ontap, volumes: List[VolumeRef], name: Optional[str] =
     return out
 
 
+def snapshot_copies(client: Ontap, volumes: List[VolumeRef], name: Optional[str] = None, policy: Optional[str] = None,
+                    only_ours: bool = False, prefix: str = DEFAULT_PREFIX) -> Tuple[List[dict], List[dict]]:
+    """The snapshots on the SnapMirror/SnapVault destinations of VOLUMES that this controller holds: records as
+    snapshot_info's plus copy_of (the source svm:volume), location (svm:volume of the copy) and kind (mirror,
+    vault), and the destinations it could not list (another cluster's: [{copy_of, location, kind, error}])."""
+    out: List[dict] = []
+    elsewhere: List[dict] = []
+    for rel in client.list_snapmirror(volumes):
+        status = relationship_status(rel)
+        dst = rel["destination"]
+        where = {"copy_of": rel["source"]["path"], "location": dst["path"], "kind": status["type"]}
+        if not dst.get("svm") or not dst.get("volume"):
+            continue  # an SVM-DR relationship: not one volume's copy
+        try:
+            recs = snapshot_info(client, [(dst["svm"], dst["volume"])], name=name, policy=policy, only_ours=only_ours,
+                                 prefix=prefix)
+        except OntapError as exc:
+            if not exc.is_not_found:
+                raise
+            elsewhere.append(dict(where, error=str(exc)))
+            continue
+        out.extend(dict(rec, **where) for rec in recs)
+    return out, elsewhere
+
+
 def parse_snapshot_files(files: List[str], svm: Optional[str]) -> List[Dict[str, str]]:
     """`[svm:]/vol/<volume>/<path>` entries → [{svm, volume, path}] (PATH as given, /vol/ form)."""
     out = []

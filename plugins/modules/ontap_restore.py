@@ -93,6 +93,17 @@ options:
         with protective metadata).
     type: bool
     default: false
+  source:
+    description:
+      - Restore O(files) from O(snapshot) as held on this SnapMirror/SnapVault destination of O(volume), given as
+        C(svm:volume), instead of from the snapshot on O(volume) itself (which may have been pruned).
+      - ONTAP's SnapMirror restore is used (REST only) - a restore relationship from O(source) to O(volume),
+        transfers of at most 8 files each, then the relationship is deleted, also when a transfer failed.
+      - O(source) must be listed as a destination of O(volume) by the controller, hold O(snapshot) and every file;
+        no other restore into O(volume) may be under way. All of it is checked before anything is written.
+      - Only with O(mode=files) and O(files); not with O(luns).
+    type: str
+    version_added: 1.1.0
 seealso:
   - module: kvmsnap.core.ontap_snapshot_info
 """
@@ -126,6 +137,15 @@ EXAMPLES = r"""
     volume: vol_san1
     snapshot: kvmsnap-daily_20260101T020000Z
     luns: [/vol/vol_san1/lun_vm2]
+  delegate_to: localhost
+
+- name: Restore a disk image from the vault copy of a pruned snapshot
+  kvmsnap.core.ontap_restore:
+    hostname: cluster1.example.com
+    volume: svm1:vol_ds1
+    source: svm_dr:vol_ds1_vault
+    snapshot: kvmsnap-daily_20251201T020000Z
+    files: [images/vm1.qcow2]
   delegate_to: localhost
 
 - name: Revert the whole volume (every VM on it!)
@@ -163,7 +183,7 @@ restored:
     method:
       description:
         - How it was restored; V(rest_restore_to), V(cli_passthrough), V(rest_lun_clone), V(zapi),
-          V(volume_snaprestore), or V(check_mode).
+          V(volume_snaprestore), V(snapmirror_restore) (from O(source)), or V(check_mode).
       type: str
       sample: rest_restore_to
 failed_items:
@@ -199,6 +219,12 @@ msg:
   returned: always
   type: str
   sample: restored 2 item(s) of svm1:vol_ds1 from snapshot kvmsnap-daily_20260101T020000Z
+source:
+  description: The SnapMirror/SnapVault destination the files came from (C(svm:volume)), with O(source).
+  returned: when source is given
+  type: str
+  sample: svm_dr:vol_ds1_vault
+  version_added: 1.1.0
 transport:
   description: The API used (V(rest) or V(zapi)).
   returned: success
@@ -226,6 +252,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops i
     restore_items,
     restore_whole_volume,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_vault_restore import restore_from_copy
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import validate_snapshot_name
 
 ARGUMENT_SPEC = {
@@ -238,6 +265,7 @@ ARGUMENT_SPEC = {
     "mode": {"type": "str", "choices": ["files", "volume"], "default": "files"},
     "confirm_volume_restore": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
+    "source": {"type": "str"},
 }
 
 
@@ -265,9 +293,23 @@ def prepare(module):
                 "confirm_volume_restore: true to do it, or restore single files with mode: files." % (
                     svm, volume, p["snapshot"]))
         return {"svm": svm, "volume": volume, "files": [], "luns": [], "restore_paths": []}
+    source = None
+    if p["source"] is not None:
+        if ":" not in p["source"]:
+            raise OptionError("source: give the SnapMirror/SnapVault destination to restore from as 'svm:volume' "
+                              "(got %r)." % p["source"])
+        source = parse_volumes([p["source"]], None, "source")[0]
+        if p["mode"] == "volume" or p["luns"] or p["restore_paths"] or not p["files"]:
+            raise OptionError("source: restores files in place only (mode: files, files given, no luns or "
+                              "restore_paths); a volume or LUN cannot be restored from %s." % p["source"])
+        if source == (svm, volume):
+            raise OptionError("source: %s is the volume itself; give its SnapMirror/SnapVault destination, or leave "
+                              "source out to restore from the volume's own snapshot." % p["source"])
     if not p["files"] and not p["luns"] and not p["restore_paths"]:
         raise OptionError("files/luns/restore_paths: give at least one file or LUN to restore (or mode: volume).")
     files = normalize_paths(p["files"], volume, "files") if p["files"] else []
+    if source is not None:
+        return {"svm": svm, "volume": volume, "files": files, "luns": [], "restore_paths": [], "source": source}
     moved = new_paths(p["restore_paths"], volume, files)
     luns = []
     for index, lun in enumerate(p["luns"]):
@@ -287,9 +329,15 @@ def execute(module, client, prep):
         verb = "would restore" if check else "restored"
         res["msg"] = "%s volume %s:%s to snapshot %s" % (verb, svm, volume, p["snapshot"])
         return res
+    verb = "would restore" if check else "restored"
+    if prep.get("source"):
+        res = restore_from_copy(client, svm, volume, prep["source"], p["snapshot"], prep["files"], check_mode=check,
+                                timeout=max(client.timeout, 300))
+        res["msg"] = "%s %d file(s) of %s:%s from snapshot %s on %s" % (
+            verb, len(res["restored"]), svm, volume, p["snapshot"], res["source"])
+        return res
     res = restore_items(client, svm, volume, p["snapshot"], prep["files"], prep["luns"], check_mode=check,
                         restore_paths=prep["restore_paths"])
-    verb = "would restore" if check else "restored"
     res["msg"] = "%s %d item(s) of %s:%s from snapshot %s" % (verb, len(res["restored"]), svm, volume, p["snapshot"])
     return res
 

@@ -62,7 +62,17 @@ options:
     type: list
     elements: str
     choices: [read, snapshot_create, snapshot_modify, snapshot_delete, snapmirror_update, cg_create, file_restore,
-              volume_restore, lun_restore, files_read]
+              volume_restore, lun_restore, files_read, vault_restore]
+  copies:
+    description:
+      - Also list the snapshots on the SnapMirror/SnapVault destinations of the volumes (RV(copies)), with where
+        each copy lives, so that a backup pruned from the volume but kept in the vault can be found (and restored
+        with M(kvmsnap.core.ontap_restore) O(kvmsnap.core.ontap_restore#module:source)).
+      - Relationships are read from this controller; a destination volume it does not hold (another cluster's) is
+        named in RV(copies_elsewhere) - list it with this module on that controller.
+    type: bool
+    default: false
+    version_added: 1.1.0
 seealso:
   - module: kvmsnap.core.ontap_snapshot
 """
@@ -229,6 +239,34 @@ privileges:
       description: What the role lacks, as {operation, path, needed, has, decided_by}.
       type: list
       elements: dict
+copies:
+  description:
+    - With O(copies), the snapshots on the volumes' SnapMirror/SnapVault destinations held by this controller,
+      each with the keys of RV(snapshots) (C(svm) and C(volume) are the copy's) and where it lives.
+  returned: when copies is true
+  type: list
+  elements: dict
+  version_added: 1.1.0
+  contains:
+    copy_of:
+      description: The volume the copy protects, C(svm:volume).
+      type: str
+      sample: svm1:vol_ds1
+    location:
+      description: The destination volume holding the copy, C(svm:volume).
+      type: str
+      sample: svm_dr:vol_ds1_vault
+    kind:
+      description: V(mirror) or V(vault), from the relationship's policy.
+      type: str
+      sample: vault
+copies_elsewhere:
+  description: With O(copies), destinations this controller lists but does not hold, as {copy_of, location, kind,
+    error}.
+  returned: when copies is true
+  type: list
+  elements: dict
+  version_added: 1.1.0
 volumes:
   description: The volumes that were listed, as C(svm:volume).
   returned: always
@@ -260,6 +298,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_privileges import OPERATIONS
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import (
     parse_snapshot_files,
+    snapshot_copies,
     snapshot_files,
     snapshot_info,
 )
@@ -273,6 +312,7 @@ ARGUMENT_SPEC = {
     "only_ours": {"type": "bool", "default": False},
     "files": {"type": "list", "elements": "str"},
     "privileges": {"type": "list", "elements": "str", "choices": list(OPERATIONS)},
+    "copies": {"type": "bool", "default": False},
 }
 
 
@@ -311,6 +351,9 @@ def execute(module, client, prepared):
     snaps = snapshot_info(client, volumes, name=p["name"], policy=p["policy"], only_ours=p["only_ours"])
     found = snapshot_files(client, p["name"], files) if files else []
     out = {"changed": False, "snapshots": snaps, "files": found, "volumes": ["%s:%s" % v for v in volumes]}
+    if p["copies"]:
+        out["copies"], out["copies_elsewhere"] = snapshot_copies(client, volumes, name=p["name"], policy=p["policy"],
+                                                                 only_ours=p["only_ours"])
     if checked is not None:
         out["privileges"] = checked
     return out

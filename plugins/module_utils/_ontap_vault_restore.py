@@ -1,0 +1,92 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Restore files of a volume from a snapshot held on one of its SnapMirror/SnapVault destinations (the copy),
+as ONTAP does it: a restore relationship copy -> volume, transfers of at most 8 files each, then the
+relationship deleted (also when a transfer failed). Everything is checked before the first transfer.
+
+This module util is PRIVATE to the collection. It may change without notice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import Ontap
+
+# ONTAP restores at most this many files or LUNs per restore transfer
+FILES_PER_TRANSFER = 8
+
+
+def _batches(files: List[str]) -> List[List[str]]:
+    return [files[i:i + FILES_PER_TRANSFER] for i in range(0, len(files), FILES_PER_TRANSFER)]
+
+
+def check_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, str], snapshot: str,
+               files: List[str]) -> None:
+    """SOURCE must be a SnapMirror/SnapVault destination of SVM:VOLUME holding SNAPSHOT with every file of FILES,
+    and no restore into SVM:VOLUME may be under way; OntapError naming what to do otherwise."""
+    primary = "%s:%s" % (svm, volume)
+    copy = "%s:%s" % source
+    op = "restore %s from %s, snapshot %s" % (primary, copy, snapshot)
+    destinations = [r["destination"]["path"] for r in client.list_snapmirror([(svm, volume)])]
+    if copy not in destinations:
+        raise client.error(
+            "%s is not a SnapMirror/SnapVault destination of %s (its destinations: %s)"
+            % (copy, primary, ", ".join(destinations) or "none"), op,
+            hint="Give as source one of the volume's destinations; kvmsnap.core.ontap_snapshot_info with "
+                 "copies: true lists where each backup lives.")
+    if client.get_snapshot(source[0], source[1], snapshot) is None:
+        raise client.not_found("snapshot %s not found on %s" % (snapshot, copy), op,
+                               hint="List the copies of the backups with kvmsnap.core.ontap_snapshot_info "
+                                    "(copies: true) and give a snapshot the copy holds.")
+    missing = [f for f in files if client.snapshot_file_info(source[0], source[1], snapshot, f) is None]
+    if missing:
+        raise client.not_found("%s not in snapshot %s of %s" % (", ".join(missing), snapshot, copy), op,
+                               hint="Restore only files the backup holds.")
+    running = client.restore_relationships(primary)
+    if running:
+        raise client.error(
+            "a restore relationship into %s exists already (from %s)" % (
+                primary, ", ".join(str(r["source"]) for r in running)), op,
+            hint="Another restore may be running: check it with 'snapmirror show -destination-path %s -type RST'; "
+                 "once it has ended, delete it with 'snapmirror delete -destination-path %s' and run again."
+                 % (primary, primary))
+
+
+def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, str], snapshot: str,
+                      files: List[str], check_mode: bool = False, timeout: int = 300) -> Dict[str, Any]:
+    """Restore FILES ('/'-prefixed paths inside the volume) of SVM:VOLUME from SNAPSHOT on the copy SOURCE
+    (svm, volume), in place. Per-item results as restore_items gives them, also on failure."""
+    check_copy(client, svm, volume, source, snapshot, files)
+    copy = "%s:%s" % source
+    if check_mode:
+        return {"changed": True, "restored": [{"type": "file", "path": f, "method": "check_mode"} for f in files],
+                "failed_items": [], "not_attempted": [], "source": copy, "warnings": []}
+    primary = "%s:%s" % (svm, volume)
+    restored: List[Dict[str, Any]] = []
+    warnings: List[str] = []
+    rel_uuid = client.create_restore_relationship(copy, primary)
+    try:
+        batches = _batches(files)
+        for idx, batch in enumerate(batches):
+            try:
+                client.restore_transfer(rel_uuid, snapshot, [(f, f) for f in batch], timeout=timeout)
+            except OntapError as err:
+                # per-item results (docs/dev/faults.md#restore-partial): the caller rolls back what was overwritten
+                err.result = {"changed": bool(restored), "restored": restored, "source": copy,
+                              "failed_items": [{"type": "file", "path": f, "error": str(err)} for f in batch],
+                              "not_attempted": [{"type": "file", "path": f}
+                                                for later in batches[idx + 1:] for f in later]}
+                raise
+            restored.extend({"type": "file", "path": f, "method": "snapmirror_restore"} for f in batch)
+    finally:
+        try:
+            client.delete_relationship(rel_uuid)
+        except OntapError as exc:
+            warnings.append("The restore relationship %s -> %s on %s was not deleted (%s): delete it with "
+                            "'snapmirror delete -destination-path %s'." % (copy, primary, client.hostname, exc,
+                                                                           primary))
+    return {"changed": True, "restored": restored, "failed_items": [], "not_attempted": [], "source": copy,
+            "warnings": warnings}
