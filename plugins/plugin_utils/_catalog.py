@@ -24,7 +24,10 @@ VERIFY_ONLY_GOOD = ("a verify boots good backups only (kvmsnap_verify_snapshot h
                     "kvmsnap_verify_snapshot to latest or to the name of a good backup")
 RECORD_KEYS = ("name, policy, run, host, state (good, pending, late, or null: not confirmed by a run of this "
                "collection), consistency, verified (when kvmsnap.core.verify booted its VMs, or null), ontap_state, "
-               "create_time, create_time_iso, volumes, missing, complete, ours")
+               "create_time, create_time_iso, volumes, missing, complete, ours, location (primary, copies, "
+               "primary+copies), copies, sources")
+# which copy a volume's files come back from when its own snapshot is gone: a vault keeps them longest
+COPY_PREFERENCE = ("vault", "mirror")
 
 
 class CatalogError(KvmsnapError, ValueError):
@@ -65,37 +68,67 @@ def _weakest_consistency(levels: List[Optional[str]]) -> Optional[str]:
     return max(known, key=CONSISTENCIES.index)
 
 
+def _record(records: Dict[str, Dict[str, Any]], snap: Mapping[str, Any]) -> Dict[str, Any]:
+    meta = snap.get("kvmsnap") or {}
+    rec = records.setdefault(snap["name"], {
+        "name": snap["name"], "policy": meta.get("policy"), "run": meta.get("run"), "host": meta.get("host"),
+        "ours": bool(meta), "create_time": snap.get("create_time"), "create_time_iso": snap.get("create_time_iso"),
+        "volumes": [], "ontap_state": "valid", "copies": []})
+    if (snap.get("create_time") or 0) < (rec["create_time"] or 0):
+        rec["create_time"] = snap.get("create_time")
+    return rec
+
+
 def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -> List[Dict[str, Any]]:
-    """ontap_snapshot_info results (one per controller) → one record per snapshot name, oldest first."""
+    """ontap_snapshot_info results (one per controller; with copies=true also the snapshots on the volumes'
+    SnapMirror/SnapVault destinations) → one record per snapshot name, oldest first.
+
+    `volumes` are the volumes whose own snapshot it is; `copies` where copies live ({volume, location, kind,
+    controller}); `sources` the volumes whose own snapshot is gone, each with the copy its files come back from
+    (a vault before a mirror); `missing` the needed volumes with neither. A member's trust counts from the volume
+    itself, else from the copy its files would come from."""
     records: Dict[str, Dict[str, Any]] = {}
-    trusts: Dict[str, List[Optional[str]]] = {}
-    levels: Dict[str, List[Optional[str]]] = {}
-    verified: Dict[str, List[Optional[str]]] = {}
+    members: Dict[str, Dict[str, Mapping[str, Any]]] = {}  # name -> volume key -> the snapshot record trusted
+    copies: Dict[str, Dict[str, List[Mapping[str, Any]]]] = {}  # name -> volume key -> copy snapshot records
     wanted = set(volumes)
     for item in snapshot_lists:
         ctrl = item.get("controller") or item.get("item")
         for snap in item.get("snapshots") or []:
-            meta = snap.get("kvmsnap") or {}
-            rec = records.setdefault(snap["name"], {
-                "name": snap["name"], "policy": meta.get("policy"), "run": meta.get("run"), "host": meta.get("host"),
-                "ours": bool(meta), "create_time": snap.get("create_time"),
-                "create_time_iso": snap.get("create_time_iso"), "volumes": [], "ontap_state": "valid"})
-            rec["volumes"].append("%s:%s:%s" % (ctrl, snap.get("svm"), snap.get("volume")))
-            if snap.get("state") not in (None, "", "valid"):
-                rec["ontap_state"] = snap.get("state")
-            if (snap.get("create_time") or 0) < (rec["create_time"] or 0):
-                rec["create_time"] = snap.get("create_time")
-            trusts.setdefault(snap["name"], []).append(_member_trust(snap))
-            levels.setdefault(snap["name"], []).append(snap.get("consistency", meta.get("consistency")))
-            verified.setdefault(snap["name"], []).append(meta.get("verified"))
+            rec = _record(records, snap)
+            key = "%s:%s:%s" % (ctrl, snap.get("svm"), snap.get("volume"))
+            rec["volumes"].append(key)
+            members.setdefault(snap["name"], {})[key] = snap
+        for snap in item.get("copies") or []:
+            rec = _record(records, snap)
+            key = "%s:%s" % (ctrl, snap.get("copy_of"))
+            rec["copies"].append({"volume": key, "location": snap.get("location"), "kind": snap.get("kind"),
+                                  "controller": ctrl})
+            copies.setdefault(snap["name"], {}).setdefault(key, []).append(snap)
     out = []
     for name, rec in records.items():
         rec["volumes"].sort()
-        rec["missing"] = sorted(wanted - set(rec["volumes"]))
+        rec["copies"].sort(key=lambda c: (c["volume"], c["location"] or ""))
+        chosen = dict(members.get(name) or {})
+        rec["sources"] = {}
+        for key, snaps in sorted((copies.get(name) or {}).items()):
+            if key in chosen:
+                continue
+            best = sorted(snaps, key=lambda c: (COPY_PREFERENCE.index(c.get("kind")) if c.get("kind") in
+                                                COPY_PREFERENCE else len(COPY_PREFERENCE), c.get("location") or ""))[0]
+            chosen[key] = best
+            rec["sources"][key] = {"location": best.get("location"), "kind": best.get("kind"),
+                                   "controller": key.split(":", 1)[0]}
+        for snap in chosen.values():
+            if snap.get("state") not in (None, "", "valid"):
+                rec["ontap_state"] = snap.get("state")
+        rec["missing"] = sorted(wanted - set(chosen))
         rec["complete"] = not rec["missing"]
-        rec["state"] = set_state(trusts[name])
-        rec["consistency"] = _weakest_consistency(levels[name])
-        rec["verified"] = set_verified(verified[name])
+        rec["location"] = ("primary+copies" if rec["volumes"] and rec["sources"] else
+                           "copies" if rec["sources"] else "primary")
+        rec["state"] = set_state([_member_trust(s) for s in chosen.values()])
+        rec["consistency"] = _weakest_consistency([s.get("consistency", (s.get("kvmsnap") or {}).get("consistency"))
+                                                   for s in chosen.values()])
+        rec["verified"] = set_verified([(s.get("kvmsnap") or {}).get("verified") for s in chosen.values()])
         out.append(rec)
     return sorted(out, key=lambda r: (r["create_time"] or 0, r["name"]))
 
