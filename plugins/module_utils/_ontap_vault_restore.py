@@ -4,16 +4,18 @@
 """Restore files of a volume from a snapshot held on one of its SnapMirror/SnapVault destinations (the copy),
 as ONTAP does it: a restore relationship copy -> volume, transfers of at most 8 files each, then the
 relationship deleted (also when a transfer failed). Everything is checked before the first transfer.
+When the volume itself is gone: what the user does to bring up a copy (no automatic failover).
 
 This module util is PRIVATE to the collection. It may change without notice.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_errors import OntapError
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_interface import Ontap
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops import relationship_status
 
 # ONTAP restores at most this many files or LUNs per restore transfer
 FILES_PER_TRANSFER = 8
@@ -90,3 +92,43 @@ def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, s
                                                                            primary))
     return {"changed": True, "restored": restored, "failed_items": [], "not_attempted": [], "source": copy,
             "warnings": warnings}
+
+
+def lost_primary_guidance(primary: str, controller: str, destinations: List[Dict[str, Any]]) -> str:
+    """What to do when the volume PRIMARY (svm:volume) on CONTROLLER is gone: bring up one of its SnapMirror/
+    SnapVault DESTINATIONS ([{location, kind}]) by hand - nothing fails over automatically."""
+    if not destinations:
+        return ("Volume %s is not on %s (deleted, renamed or offline?) and the controller lists no SnapMirror/SnapVault "
+                "destination of it. Bring the volume back (or restore it from another copy), then run again."
+                % (primary, controller))
+    first = destinations[0]["location"]
+    svm, _sep, vol = first.partition(":")
+    return ("Volume %s is not on %s (deleted, renamed or offline?). Its backups live on: %s. kvmsnap does not fail over "
+            "by itself; to run the VMs from a copy: (1) on the destination's cluster, 'snapmirror break "
+            "-destination-path %s' (the copy becomes writable; later updates from %s stop); (2) 'volume mount -vserver "
+            "%s -volume %s -junction-path /%s' and export it to the KVM hosts; (3) mount it at the datastore path on "
+            "each KVM host and point kvmsnap_datastores at %s (controller, svm %s, volume %s); (4) run the discover "
+            "playbook, then restore with kvmsnap_restore_snapshot naming a snapshot the copy holds (its snapshots are "
+            "the volume's own there). See docs/restore.md#lost-primary."
+            % (primary, controller, ", ".join("%s (%s)" % (d["location"], d.get("kind") or "mirror")
+                                               for d in destinations),
+               first, primary, svm, vol, vol, first, svm, vol))
+
+
+def lost_primary_hint(client: Ontap, volumes: List[Tuple[str, str]]) -> Optional[str]:
+    """The guidance for the first of VOLUMES this controller does not have, or None (all there, or unreadable)."""
+    try:
+        present = {(v.get("svm"), v["name"]) for v in client.list_volumes()}
+    except OntapError:
+        return None
+    lost = [v for v in volumes if v not in present]
+    if not lost:
+        return None
+    try:
+        rels = client.list_snapmirror(lost)
+    except OntapError:
+        rels = []
+    primary = "%s:%s" % lost[0]
+    dests = [{"location": r["destination"]["path"], "kind": relationship_status(r)["type"]}
+             for r in rels if r["source"]["path"] == primary]
+    return lost_primary_guidance(primary, client.hostname, dests)

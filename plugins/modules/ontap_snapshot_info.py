@@ -302,6 +302,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_snapshot_ops i
     snapshot_files,
     snapshot_info,
 )
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_vault_restore import lost_primary_hint
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import validate_policy
 
 ARGUMENT_SPEC = {
@@ -348,7 +349,13 @@ def execute(module, client, prepared):
             raise exc
     if volumes is None:
         volumes = [(v["svm"] or p["svm"], v["name"]) for v in client.list_volumes(p["svm"])]
-    snaps = snapshot_info(client, volumes, name=p["name"], policy=p["policy"], only_ours=p["only_ours"])
+    try:
+        snaps = snapshot_info(client, volumes, name=p["name"], policy=p["policy"], only_ours=p["only_ours"])
+    except OntapError as exc:
+        hint = lost_primary_hint(client, volumes) if exc.is_not_found else None
+        if hint:
+            exc.with_hint(hint)
+        raise
     found = snapshot_files(client, p["name"], files) if files else []
     out = {"changed": False, "snapshots": snaps, "files": found, "volumes": ["%s:%s" % v for v in volumes]}
     if p["copies"]:
