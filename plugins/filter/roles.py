@@ -39,6 +39,7 @@ from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_as_plan impo
     as_new_outcome,
     as_new_plan,
 )
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_copies import stage_catalog, stage_files, stage_plan
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_guard import (
     other_users,
     volume_running,
@@ -245,6 +246,22 @@ def backup_volumes(volumes, mirrors, prunes, snapshot):
     return merge_post(_plain(volumes), _plain(mirrors or []), _plain(prunes or []), snapshot)
 
 
+def copy_stage(datastores, found, snapshot, run_id, state_dir):
+    """Where the manifests of a restore from a SnapMirror/SnapVault copy are staged, per datastore."""
+    return stage_plan(_plain(datastores), _plain(found), _plain(snapshot), str(run_id), str(state_dir))
+
+
+def copy_stage_files(entry, answer):
+    """The files of a copy_stage entry the copy holds (ontap_snapshot_info's answer)."""
+    return stage_files(_plain(entry), _plain(answer))
+
+
+def copy_stage_catalog(pair):
+    """(copy_stage entry, ontap_snapshot_info answer) → the staged VM directories to copy into the local catalog."""
+    entry, answer = _plain(pair)
+    return stage_catalog(entry, answer)
+
+
 def restore_selection(per_host, requested, snapshot):
     return restore_plan(_plain(per_host), _plain(requested), _plain(snapshot))
 
@@ -405,6 +422,9 @@ class FilterModule:
             "lun_files_wanted": lun_files_wanted,
             "lun_files_answers": lun_files_answers,
             "restore_selection": restore_selection,
+            "copy_stage": copy_stage,
+            "copy_stage_files": copy_stage_files,
+            "copy_stage_catalog": copy_stage_catalog,
             "restore_result": restore_result,
             "restore_journal": restore_journal,
             "restore_resume": restore_resume,

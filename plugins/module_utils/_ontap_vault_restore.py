@@ -58,9 +58,12 @@ def check_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, str], sn
 
 
 def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, str], snapshot: str,
-                      files: List[str], check_mode: bool = False, timeout: int = 300) -> Dict[str, Any]:
+                      files: List[str], check_mode: bool = False, timeout: int = 300,
+                      destination_dir: Optional[str] = None) -> Dict[str, Any]:
     """Restore FILES ('/'-prefixed paths inside the volume) of SVM:VOLUME from SNAPSHOT on the copy SOURCE
-    (svm, volume), in place. Per-item results as restore_items gives them, also on failure."""
+    (svm, volume), in place or below DESTINATION_DIR. Per-item results as restore_items gives them, also on
+    failure."""
+    prefix = (destination_dir or "").rstrip("/")
     check_copy(client, svm, volume, source, snapshot, files)
     copy = "%s:%s" % source
     if check_mode:
@@ -74,7 +77,7 @@ def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, s
         batches = _batches(files)
         for idx, batch in enumerate(batches):
             try:
-                client.restore_transfer(rel_uuid, snapshot, [(f, f) for f in batch], timeout=timeout)
+                client.restore_transfer(rel_uuid, snapshot, [(f, prefix + f) for f in batch], timeout=timeout)
             except OntapError as err:
                 # per-item results (docs/dev/faults.md#restore-partial): the caller rolls back what was overwritten
                 err.result = {"changed": bool(restored), "restored": restored, "source": copy,
@@ -82,7 +85,7 @@ def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, s
                               "not_attempted": [{"type": "file", "path": f}
                                                 for later in batches[idx + 1:] for f in later]}
                 raise
-            restored.extend({"type": "file", "path": f, "method": "snapmirror_restore"} for f in batch)
+            restored.extend({"type": "file", "path": prefix + f, "method": "snapmirror_restore"} for f in batch)
     finally:
         try:
             client.delete_relationship(rel_uuid)

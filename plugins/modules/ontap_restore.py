@@ -104,6 +104,13 @@ options:
       - Only with O(mode=files) and O(files); not with O(luns).
     type: str
     version_added: 1.1.0
+  destination_dir:
+    description:
+      - With O(source), write the restored files below this directory of O(volume) (each keeps its path below it,
+        C(<destination_dir>/<path in the volume>)) instead of over the files themselves; for example to read a
+        copy's manifests without touching the live ones. Same path rules as O(files).
+    type: str
+    version_added: 1.1.0
 seealso:
   - module: kvmsnap.core.ontap_snapshot_info
 """
@@ -266,6 +273,7 @@ ARGUMENT_SPEC = {
     "confirm_volume_restore": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
     "source": {"type": "str"},
+    "destination_dir": {"type": "str"},
 }
 
 
@@ -309,7 +317,12 @@ def prepare(module):
         raise OptionError("files/luns/restore_paths: give at least one file or LUN to restore (or mode: volume).")
     files = normalize_paths(p["files"], volume, "files") if p["files"] else []
     if source is not None:
-        return {"svm": svm, "volume": volume, "files": files, "luns": [], "restore_paths": [], "source": source}
+        dest_dir = normalize_paths([p["destination_dir"]], volume, "destination_dir")[0] if p["destination_dir"] else None
+        return {"svm": svm, "volume": volume, "files": files, "luns": [], "restore_paths": [], "source": source,
+                "destination_dir": dest_dir}
+    if p["destination_dir"]:
+        raise OptionError("destination_dir: only with source (a restore from a SnapMirror/SnapVault destination); "
+                          "restore_paths restores a file of the volume's own snapshot to another path.")
     moved = new_paths(p["restore_paths"], volume, files)
     luns = []
     for index, lun in enumerate(p["luns"]):
@@ -332,7 +345,7 @@ def execute(module, client, prep):
     verb = "would restore" if check else "restored"
     if prep.get("source"):
         res = restore_from_copy(client, svm, volume, prep["source"], p["snapshot"], prep["files"], check_mode=check,
-                                timeout=max(client.timeout, 300))
+                                timeout=max(client.timeout, 300), destination_dir=prep["destination_dir"])
         res["msg"] = "%s %d file(s) of %s:%s from snapshot %s on %s" % (
             verb, len(res["restored"]), svm, volume, p["snapshot"], res["source"])
         return res

@@ -733,7 +733,16 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
                 vol["files"].append(disk["path_in_volume"])
             if man["vm"]["name"] not in vol["vms"]:
                 vol["vms"].append(man["vm"]["name"])
-    have = set(snapshot.get("volumes") or [])
+    # a volume whose own snapshot is gone comes back from a SnapMirror/SnapVault copy of it (catalog `sources`)
+    sources = snapshot.get("sources") or {}
+    for key, vol in volumes.items():
+        if key in sources and key not in (snapshot.get("volumes") or []):
+            vol["source"] = sources[key].get("location")
+    for entries in hosts.values():
+        for entry in entries:
+            entry["from_copy"] = any(volumes.get("%s:%s:%s" % (d.get("controller"), d.get("svm"), d.get("volume")),
+                                                 {}).get("source") for d in entry["disks"])
+    have = set(snapshot.get("volumes") or []) | set(sources)
     for key in sorted(volumes):
         if key not in have:
             errors.append("snapshot %s does not exist on volume %s (needed by %s)" % (

@@ -1,0 +1,91 @@
+# Copyright (c) kvmsnap.core contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A restore from a SnapMirror/SnapVault copy (the snapshot is gone from the volume itself): the manifests the
+pre-flight must read are staged from the copy, below a run's staging directory of the volume, and then copied
+into the KVM host's local catalog, where backup_manifest_info reads and checks them as any other (untrusted).
+
+Which VMs: the UUID directories the datastore's live .kvmsnap/ holds (manifests stay there between runs), asked
+of the copy's snapshot through ONTAP; what the copy does not hold is not staged.
+
+This plugin_util is PRIVATE to the collection. It may change without notice.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Any, Dict, List, Mapping
+
+from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
+
+MANIFEST_DIR = ".kvmsnap"
+STAGING_DIR = ".kvmsnap-staging"
+MANIFEST_FILES = ("manifest.json", "domain.xml", "nvram")
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _key(ds: Mapping[str, Any]) -> str:
+    return "%s:%s:%s" % (ds.get("controller"), ds.get("svm"), ds.get("volume"))
+
+
+def stage_plan(datastores: List[Mapping[str, Any]], found: List[Mapping[str, Any]], snapshot: Mapping[str, Any],
+               run_id: str, state_dir: str) -> List[Dict[str, Any]]:
+    """One entry per datastore of this host whose volume comes back from a copy: {controller, key, volume
+    (svm:volume), source (the copy, svm:volume), files (paths in the volume), ask (svm:/vol/<copy>/<path>, for
+    ontap_snapshot_info), destination_dir (in the volume), host_dir (the same, on the host), catalog: [{vm_dir, src,
+    dest}]}.
+
+    FOUND: the `find` results of <datastore>/.kvmsnap/ (item = the datastore record, files = its directories)."""
+    sources = snapshot.get("sources") or {}
+    uuids: Dict[str, List[str]] = {}
+    for res in found:
+        ds_path = str((res.get("item") or {}).get("path") or "")
+        for f in res.get("files") or []:
+            name = posixpath.basename(str(f.get("path") or "").rstrip("/"))
+            if UUID_RE.match(name):
+                uuids.setdefault(ds_path, []).append(name.lower())
+    out: List[Dict[str, Any]] = []
+    for ds in datastores:
+        key = _key(ds)
+        if key not in sources or not uuids.get(str(ds.get("path"))):
+            continue
+        offset = _ds_paths.offset(ds).rstrip("/")
+        copy_svm, _sep, copy_vol = str(sources[key].get("location") or "").partition(":")
+        staging = "%s/%s/%s" % (offset, STAGING_DIR, run_id)
+        host_dir = posixpath.join(str(ds["path"]), STAGING_DIR, run_id)
+        files, ask, catalog = [], [], []
+        for uuid in sorted(set(uuids[str(ds["path"])])):
+            vm_dir = "%s/%s/%s" % (offset, MANIFEST_DIR, uuid)
+            for name in MANIFEST_FILES:
+                files.append("%s/%s" % (vm_dir, name))
+                ask.append("%s:/vol/%s%s/%s" % (copy_svm, copy_vol, vm_dir, name))
+            catalog.append({"vm_dir": vm_dir, "src": host_dir + vm_dir + "/",
+                            "dest": posixpath.join(state_dir, "catalog", str(snapshot.get("name")), uuid) + "/"})
+        out.append({"controller": ds.get("controller"), "key": key, "volume": "%s:%s" % (ds.get("svm"), ds.get("volume")),
+                    "source": sources[key].get("location"), "files": files, "ask": ask, "destination_dir": staging,
+                    "host_dir": host_dir, "catalog": catalog})
+    return out
+
+
+def stage_files(entry: Mapping[str, Any], answer: Mapping[str, Any]) -> List[str]:
+    """The files of a stage_plan ENTRY the copy's snapshot holds, per ontap_snapshot_info's ANSWER (files);
+    a VM directory without its manifest.json and domain.xml is left out whole."""
+    present = {"/" + str(f.get("path") or "").split("/", 3)[-1] for f in answer.get("files") or [] if f.get("present")}
+    by_dir: Dict[str, List[str]] = {}
+    for path, asked in zip(entry.get("files") or [], entry.get("ask") or []):
+        in_copy = "/" + asked.split(":", 1)[1].split("/", 3)[-1]
+        if in_copy in present:
+            by_dir.setdefault(posixpath.dirname(path), []).append(path)
+    keep: List[str] = []
+    for vm_dir, paths in sorted(by_dir.items()):
+        names = {posixpath.basename(p) for p in paths}
+        if {"manifest.json", "domain.xml"} <= names:
+            keep += paths
+    return keep
+
+
+def stage_catalog(entry: Mapping[str, Any], answer: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The local catalog copies ({vm_dir, src, dest}) of the VM directories stage_files stages."""
+    staged = {posixpath.dirname(p) for p in stage_files(entry, answer)}
+    return [dict(c) for c in entry.get("catalog") or [] if c.get("vm_dir") in staged]
