@@ -365,10 +365,11 @@ def snapshot_copies(client: Ontap, volumes: List[VolumeRef], name: Optional[str]
         status = relationship_status(rel)
         dst = rel["destination"]
         where = {"copy_of": rel["source"]["path"], "location": dst["path"], "kind": status["type"]}
-        if not dst.get("svm") or not dst.get("volume"):
+        dst_svm, dst_vol = dst.get("svm"), dst.get("volume")
+        if not dst_svm or not dst_vol:
             continue  # an SVM-DR relationship: not one volume's copy
         try:
-            recs = snapshot_info(client, [(dst["svm"], dst["volume"])], name=name, policy=policy, only_ours=only_ours,
+            recs = snapshot_info(client, [(dst_svm, dst_vol)], name=name, policy=policy, only_ours=only_ours,
                                  prefix=prefix)
         except OntapError as exc:
             if not exc.is_not_found:

@@ -78,7 +78,7 @@ def stage_files(entry: Mapping[str, Any], answer: Mapping[str, Any]) -> List[str
         if in_copy in present:
             by_dir.setdefault(posixpath.dirname(path), []).append(path)
     keep: List[str] = []
-    for vm_dir, paths in sorted(by_dir.items()):
+    for _vm_dir, paths in sorted(by_dir.items()):
         names = {posixpath.basename(p) for p in paths}
         if {"manifest.json", "domain.xml"} <= names:
             keep += paths
