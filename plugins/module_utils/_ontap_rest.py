@@ -595,32 +595,11 @@ class OntapRest(Ontap):
         payload = self._send("POST", "/api/snapmirror/relationships/%s/transfers" % rel_uuid, op,
                              query={"return_records": "true"}, body=body, safe_to_retry=False, timeout=timeout,
                              wait=wait)
-        recs = payload.get("records") if isinstance(payload, dict) else None
-        transfer_uuid = (recs[0] if recs else payload if isinstance(payload, dict) else {}).get("uuid")
-        deadline = time.monotonic() + timeout
-        delay = 0.1
-        while wait:
-            if transfer_uuid:
-                t = self.call(op, lambda: self.session.get(
-                    "/api/snapmirror/relationships/%s/transfers/%s" % (rel_uuid, transfer_uuid), fields="state,error_info"))
-                state = t.get("state")
-                err = (t.get("error_info") or {}).get("message")
-            else:
-                r = self.call(op, lambda: self.session.get("/api/snapmirror/relationships/%s" % rel_uuid, fields=SM_FIELDS))
-                state = (r.get("transfer") or {}).get("state")
-                err = _reason(r.get("unhealthy_reason"))
-            if state in ("success", None, "idle"):
-                break
-            if state in ("failed", "aborted", "hard_aborted"):
-                raise OntapError("transfer %s%s" % (state, ": %s" % err if err else ""), code="13303844", operation=op,
-                                 hostname=self.hostname,
-                                 hint="Check the relationship with 'snapmirror show -destination-path %s' and run "
-                                      "'snapmirror resync' if it is broken." % relationship["destination"]["path"])
-            if time.monotonic() + delay > deadline:
-                raise OntapError("transfer still %s after %d s" % (state, timeout), operation=op, hostname=self.hostname,
-                                 hint="The transfer continues on the controller; raise wait_timeout or check later.")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        if wait:
+            self._wait_transfer(str(rel_uuid), _record_uuid(payload), op, timeout, "transfer", "13303844",
+                                "Check the relationship with 'snapmirror show -destination-path %s' and run "
+                                "'snapmirror resync' if it is broken." % relationship["destination"]["path"],
+                                "The transfer continues on the controller; raise wait_timeout or check later.")
         refreshed = self.call(op, lambda: self.session.get("/api/snapmirror/relationships/%s" % rel_uuid, fields=SM_FIELDS))
         return self._relationship(refreshed, self._policies())
 
@@ -649,35 +628,47 @@ class OntapRest(Ontap):
         path = "/api/snapmirror/relationships/%s/transfers" % relationship_uuid
         payload = self._send("POST", path, op, query={"return_records": "true"}, body=body, safe_to_retry=False,
                              timeout=timeout)
-        recs = payload.get("records") if isinstance(payload, dict) else None
-        xfer = (recs[0] if recs else payload if isinstance(payload, dict) else {}).get("uuid")
+        self._wait_transfer(relationship_uuid, _record_uuid(payload), op, timeout, "restore transfer", "13303845", None,
+                            "The transfer continues on the controller; check it with 'snapmirror show -type RST', "
+                            "then delete the restore relationship.")
+
+    def _wait_transfer(self, rel_uuid: str, transfer_uuid: Optional[str], op: str, timeout: int, what: str,
+                       failed_code: str, failed_hint: Optional[str], late_hint: str) -> None:
+        """Poll a transfer (or, without its uuid, the relationship's last one) until it ended; OntapError with
+        FAILED_CODE when it failed, and when TIMEOUT s passed."""
         deadline = time.monotonic() + timeout
         delay = 0.1
         while True:
-            if xfer:
-                t = self.call(op, lambda: self.session.get("%s/%s" % (path, xfer), fields="state,error_info"))
+            if transfer_uuid:
+                t = self.call(op, lambda: self.session.get(
+                    "/api/snapmirror/relationships/%s/transfers/%s" % (rel_uuid, transfer_uuid), fields="state,error_info"))
+                state = t.get("state")
+                err = (t.get("error_info") or {}).get("message")
             else:
-                rel = self.call(op, lambda: self.session.get("/api/snapmirror/relationships/%s" % relationship_uuid,
-                                                             fields="transfer,unhealthy_reason"))
-                t = dict(rel.get("transfer") or {}, error_info={"message": _reason(rel.get("unhealthy_reason"))})
-            state = t.get("state")
+                r = self.call(op, lambda: self.session.get("/api/snapmirror/relationships/%s" % rel_uuid, fields=SM_FIELDS))
+                state = (r.get("transfer") or {}).get("state")
+                err = _reason(r.get("unhealthy_reason"))
             if state in ("success", None, "idle"):
                 return
             if state in ("failed", "aborted", "hard_aborted"):
-                err = (t.get("error_info") or {}).get("message")
-                raise OntapError("restore transfer %s%s" % (state, ": %s" % err if err else ""), code="13303845",
-                                 operation=op, hostname=self.hostname)
+                raise OntapError("%s %s%s" % (what, state, ": %s" % err if err else ""), code=failed_code,
+                                 operation=op, hostname=self.hostname, hint=failed_hint)
             if time.monotonic() + delay > deadline:
-                raise OntapError("restore transfer still %s after %d s" % (state, timeout), operation=op,
-                                 hostname=self.hostname,
-                                 hint="The transfer continues on the controller; check it with 'snapmirror show "
-                                      "-type RST', then delete the restore relationship.")
+                raise OntapError("%s still %s after %d s" % (what, state, timeout), operation=op,
+                                 hostname=self.hostname, hint=late_hint)
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
     def delete_relationship(self, relationship_uuid: str) -> None:
         self._send("DELETE", "/api/snapmirror/relationships/%s" % relationship_uuid,
                    "delete restore relationship %s" % relationship_uuid, safe_to_retry=True)
+
+
+def _record_uuid(payload: Any) -> Optional[str]:
+    """The uuid of the record a POST with return_records=true answered (None when it gave none)."""
+    recs = payload.get("records") if isinstance(payload, dict) else None
+    rec = recs[0] if recs else payload if isinstance(payload, dict) else {}
+    return rec.get("uuid") if isinstance(rec, dict) else None
 
 
 def _reason(value: Any) -> Optional[str]:
