@@ -106,6 +106,7 @@ def lost_primary_guidance(primary: str, controller: str, destinations: List[Dict
                 % (primary, controller))
     first = destinations[0]["location"]
     svm, _sep, vol = first.partition(":")
+    where = ", ".join("%s (%s)" % (d["location"], d.get("kind") or "mirror") for d in destinations)
     return ("Volume %s is not on %s (deleted, renamed or offline?). Its backups live on: %s. kvmsnap does not fail over "
             "by itself; to run the VMs from a copy: (1) on the destination's cluster, 'snapmirror break "
             "-destination-path %s' (the copy becomes writable; later updates from %s stop); (2) 'volume mount -vserver "
@@ -113,9 +114,7 @@ def lost_primary_guidance(primary: str, controller: str, destinations: List[Dict
             "each KVM host and point kvmsnap_datastores at %s (controller, svm %s, volume %s); (4) run the discover "
             "playbook, then restore with kvmsnap_restore_snapshot naming a snapshot the copy holds (its snapshots are "
             "the volume's own there). See docs/restore.md#lost-primary."
-            % (primary, controller, ", ".join("%s (%s)" % (d["location"], d.get("kind") or "mirror")
-                                               for d in destinations),
-               first, primary, svm, vol, vol, first, svm, vol))
+            % (primary, controller, where, first, primary, svm, vol, vol, first, svm, vol))
 
 
 def lost_primary_hint(client: Ontap, volumes: List[Tuple[str, str]]) -> Optional[str]:
