@@ -361,7 +361,15 @@ def snapshot_copies(client: Ontap, volumes: List[VolumeRef], name: Optional[str]
     vault), and the destinations it could not list (another cluster's: [{copy_of, location, kind, error}])."""
     out: List[dict] = []
     elsewhere: List[dict] = []
-    for rel in client.list_snapmirror(volumes):
+    try:
+        rels = client.list_snapmirror(volumes)
+    except OntapError as exc:
+        if not exc.is_forbidden:
+            raise
+        # a login that may not read the relationships still lists the volumes' own snapshots
+        client.warnings.append("The copies on SnapMirror/SnapVault destinations were not listed: %s" % exc)
+        return out, elsewhere
+    for rel in rels:
         status = relationship_status(rel)
         dst = rel["destination"]
         where = {"copy_of": rel["source"]["path"], "location": dst["path"], "kind": status["type"]}
@@ -372,7 +380,7 @@ def snapshot_copies(client: Ontap, volumes: List[VolumeRef], name: Optional[str]
             recs = snapshot_info(client, [(dst_svm, dst_vol)], name=name, policy=policy, only_ours=only_ours,
                                  prefix=prefix)
         except OntapError as exc:
-            if not exc.is_not_found:
+            if not (exc.is_not_found or exc.is_forbidden):
                 raise
             elsewhere.append(dict(where, error=str(exc)))
             continue
