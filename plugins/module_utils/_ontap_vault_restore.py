@@ -113,7 +113,7 @@ def lost_primary_guidance(primary: str, controller: str, destinations: List[Dict
             "%s -volume %s -junction-path /%s' and export it to the KVM hosts; (3) mount it at the datastore path on "
             "each KVM host and point kvmsnap_datastores at %s (controller, svm %s, volume %s); (4) run the discover "
             "playbook, then restore with kvmsnap_restore_snapshot naming a snapshot the copy holds (its snapshots are "
-            "the volume's own there). See docs/restore.md#lost-primary."
+            "the volume's own there). See docs/restore.md#lost-primary-volume."
             % (primary, controller, where, first, primary, svm, vol, vol, first, svm, vol))
 
 

@@ -26,7 +26,7 @@ def test_lost_primary_names_the_copies_and_the_manual_steps():
     assert "does not fail over by itself" in text
     for step in ("snapmirror break -destination-path svm_dr:vol_ds1_vault",
                  "volume mount -vserver svm_dr -volume vol_ds1_vault -junction-path /vol_ds1_vault",
-                 "kvmsnap_datastores", "discover playbook", "docs/restore.md#lost-primary"):
+                 "kvmsnap_datastores", "discover playbook", "docs/restore.md#lost-primary-volume"):
         assert step in text, step
     # the steps come in order
     assert text.index("snapmirror break") < text.index("volume mount") < text.index("discover playbook")
