@@ -73,6 +73,7 @@ def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, s
     restored: List[Dict[str, Any]] = []
     warnings: List[str] = []
     rel_uuid = client.create_restore_relationship(copy, primary)
+    failed: Optional[OntapError] = None
     try:
         batches = _batches(files)
         for idx, batch in enumerate(batches):
@@ -84,6 +85,7 @@ def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, s
                               "failed_items": [{"type": "file", "path": f, "error": str(err)} for f in batch],
                               "not_attempted": [{"type": "file", "path": f}
                                                 for later in batches[idx + 1:] for f in later]}
+                failed = err
                 raise
             restored.extend({"type": "file", "path": prefix + f, "method": "snapmirror_restore"} for f in batch)
     finally:
@@ -93,6 +95,8 @@ def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, s
             warnings.append("The restore relationship %s -> %s on %s was not deleted (%s): delete it with "
                             "'snapmirror delete -destination-path %s'." % (copy, primary, client.hostname, exc,
                                                                            primary))
+            if failed is not None and isinstance(failed.result, dict):
+                failed.result["warnings"] = list(warnings)
     return {"changed": True, "restored": restored, "failed_items": [], "not_attempted": [], "source": copy,
             "warnings": warnings}
 

@@ -46,6 +46,16 @@ def _mutating(sim: Sim, since: int) -> list[str]:
             if c["method"] in ("POST", "PATCH", "DELETE") and not c["path"].startswith("/_sim/") and not c.get("api")]
 
 
+def _rest(sim: Sim, method: str, path: str, body=None) -> int:
+    """A plain REST call (not the collection's client); its HTTP status."""
+    req = Request(f"{sim.url}{path}?return_timeout=10", method=method,
+                  data=None if body is None else json.dumps(body).encode(),
+                  headers={"Content-Type": "application/json",
+                           "Authorization": "Basic " + base64.b64encode(f"admin:{PW}".encode()).decode()})
+    with urlopen(req, context=ssl.create_default_context(cafile=sim.ca_file), timeout=30) as resp:
+        return resp.status
+
+
 def _seq(sim: Sim) -> int:
     calls = sim.admin("GET", "calls")["calls"]
     return calls[-1]["seq"] if calls else 0
@@ -125,17 +135,35 @@ def test_a_restore_relationship_already_there_is_refused(sim):
     status = sim.admin("GET", "state")
     vault = next(r for r in status["relationships"].values() if not r.get("restore"))
     assert vault  # the lab's relationships are there
-    # a plain REST call, not the collection's client
-    req = Request(f"{sim.url}/api/snapmirror/relationships?return_timeout=10", method="POST",
-                  data=json.dumps({"source": {"path": "svm_dr:vol_ds1_vault"}, "destination": {"path": "svm1:vol_ds1"},
-                                   "restore": True}).encode(),
-                  headers={"Content-Type": "application/json",
-                           "Authorization": "Basic " + base64.b64encode(f"admin:{PW}".encode()).decode()})
-    with urlopen(req, context=ssl.create_default_context(cafile=sim.ca_file), timeout=30) as resp:
-        assert resp.status == 201
+    assert _rest(sim, "POST", "/api/snapmirror/relationships", {
+        "source": {"path": "svm_dr:vol_ds1_vault"}, "destination": {"path": "svm1:vol_ds1"}, "restore": True}) == 201
     seq = _seq(sim)
     res = run(sim, "ontap_restore", volume="svm1:vol_ds1", source="svm_dr:vol_ds1_vault", snapshot=SNAP,
               files=[FILES[0]])
     assert res.failed and "a restore relationship into svm1:vol_ds1 exists already" in res["msg"], res["msg"]
     assert "snapmirror delete -destination-path svm1:vol_ds1" in res["msg"]
     assert _mutating(sim, seq) == []
+    for uuid in [u for u, r in sim.admin("GET", "state")["relationships"].items() if r.get("restore")]:
+        assert _rest(sim, "DELETE", f"/api/snapmirror/relationships/{uuid}") == 200
+
+
+def test_a_failed_transfer_reports_per_file_and_the_relationship_goes_anyway(sim):
+    """The second batch fails: the first 8 files are reported restored (the role rolls them back from its safety
+    snapshot), the other 2 failed, and the restore relationship is deleted all the same."""
+    vdir = sim.data / "volumes" / "svm1" / "vol_ds1"
+    for f in FILES:
+        (vdir / f).write_text("changed again")
+    sim.admin("POST", "faults", {"action": "job_failure", "method": "POST",
+                                 "path": "/api/snapmirror/relationships/*/transfers", "skip": 1, "count": 1,
+                                 "code": "13303845", "message": "Transfer failed: simulated"})
+    try:
+        res = run(sim, "ontap_restore", volume="svm1:vol_ds1", source="svm_dr:vol_ds1_vault", snapshot=SNAP,
+                  files=FILES)
+    finally:
+        sim.admin("DELETE", "faults")
+    assert res.failed and "Transfer failed: simulated" in res["msg"], res
+    assert [r["path"] for r in res["restored"]] == ["/" + f for f in FILES[:8]]
+    assert [r["path"] for r in res["failed_items"]] == ["/" + f for f in FILES[8:]]
+    assert [(vdir / f).read_text() for f in FILES[8:]] == ["changed again"] * 2
+    rels = sim.admin("GET", "state")["relationships"].values()
+    assert not [r for r in rels if r.get("restore")]
