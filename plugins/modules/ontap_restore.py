@@ -101,7 +101,7 @@ options:
         transfers of at most 8 files each, then the relationship is deleted, also when a transfer failed.
       - O(source) must be listed as a destination of O(volume) by the controller, hold O(snapshot) and every file;
         no other restore into O(volume) may be under way. All of it is checked before anything is written.
-      - Only with O(mode=files) and O(files); not with O(luns).
+      - Only with O(mode=files) and O(files), in place; not with O(luns) nor O(restore_paths).
     type: str
     version_added: 1.1.0
   destination_dir:

@@ -112,7 +112,7 @@ def test_refusals_before_anything_is_written(sim):
          "snapshot kvmsnap-daily_20990101T000000Z not found on svm_dr:vol_ds1_vault"),
         (dict(source="svm_dr:vol_ds1_vault", files=["images/nope.img"]), "/images/nope.img not in snapshot"),
         (dict(source="svm1:vol_ds1"), "source: svm1:vol_ds1 is the volume itself"),
-        (dict(source="svm_dr:vol_ds1_vault", luns=["/vol/vol_ds1/lun1"]), "source: restores files only"),
+        (dict(source="svm_dr:vol_ds1_vault", luns=["/vol/vol_ds1/lun1"]), "source: restores files in place only"),
         (dict(source="svm_dr"), "source: give the SnapMirror/SnapVault destination to restore from as 'svm:volume'"),
     ]
     for extra, needle in cases:
