@@ -39,7 +39,13 @@ from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_as_plan impo
     as_new_outcome,
     as_new_plan,
 )
-from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_copies import stage_catalog, stage_files, stage_plan
+from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_copies import (
+    copy_vms,
+    list_plan,
+    stage_catalog,
+    stage_files,
+    stage_plan,
+)
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._restore_guard import (
     other_users,
     volume_running,
@@ -246,6 +252,24 @@ def backup_volumes(volumes, mirrors, prunes, snapshot):
     return merge_post(_plain(volumes), _plain(mirrors or []), _plain(prunes or []), snapshot)
 
 
+def copy_list(datastores, snapshot):
+    """The .kvmsnap/ directory of each datastore in its copy (what ontap_snapshot_info lists)."""
+    return list_plan(_plain(datastores), _plain(snapshot))
+
+
+def copy_listed(results):
+    """The looped ontap_snapshot_info listings → [{key, source, uuids, refused, error}] (the names checked)."""
+    out = []
+    for r in _plain(results) or []:
+        entry = r.get("entry") or {}
+        if r.get("failed"):
+            out.append({"key": entry.get("key"), "source": entry.get("source"), "uuids": [], "refused": [],
+                        "error": "%s: %s" % (entry.get("source"), r.get("msg") or "no answer")})
+        else:
+            out.append(dict(copy_vms(entry, r), key=entry.get("key"), source=entry.get("source")))
+    return out
+
+
 def copy_stage(datastores, found, snapshot, run_id, state_dir):
     """Where the manifests of a restore from a SnapMirror/SnapVault copy are staged, per datastore."""
     return stage_plan(_plain(datastores), _plain(found), _plain(snapshot), str(run_id), str(state_dir))
@@ -422,6 +446,8 @@ class FilterModule:
             "lun_files_wanted": lun_files_wanted,
             "lun_files_answers": lun_files_answers,
             "restore_selection": restore_selection,
+            "copy_list": copy_list,
+            "copy_listed": copy_listed,
             "copy_stage": copy_stage,
             "copy_stage_files": copy_stage_files,
             "copy_stage_catalog": copy_stage_catalog,

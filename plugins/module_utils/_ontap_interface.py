@@ -272,6 +272,20 @@ class Ontap(ABC):
                 return None
             raise
 
+    def snapshot_dir_entries(self, svm: str, volume: str, snapshot: str, path: str,
+                             limit: int) -> Optional[Tuple[List[Dict[str, Any]], bool]]:
+        """The entries ({name, type}, "." and ".." left out) of directory PATH (relative to the volume root) inside
+        snapshot SNAPSHOT of SVM:VOLUME, at most LIMIT of them, and whether there were more; None when the
+        transport cannot list a directory. Names are as ONTAP reports them: untrusted."""
+        rel = snapshot_rel_path(path)
+        return self.call("list %s in snapshot %s of %s:%s" % (rel, snapshot, svm, volume),
+                         lambda: self._snapshot_dir_entries(svm, volume, snapshot, rel, limit))
+
+    def _snapshot_dir_entries(self, svm: str, volume: str, snapshot: str, rel: str,
+                              limit: int) -> Optional[Tuple[List[Dict[str, Any]], bool]]:
+        """Transport step of snapshot_dir_entries; None: not supported by this transport."""
+        return None
+
     @abstractmethod
     def _snapshot_file_info(self, svm: str, volume: str, snapshot: Optional[str], rel: str) -> Optional[FileInfo]:
         """Transport step of snapshot_file_info and volume_file_info (REL: relative path without a leading '/';

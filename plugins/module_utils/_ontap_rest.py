@@ -496,6 +496,20 @@ class OntapRest(Ontap):
         return {"name": rec.get("name"), "type": rec.get("type"),
                 "size": int(size) if isinstance(size, (int, str)) and str(size).isdigit() else None}
 
+    def _snapshot_dir_entries(self, svm: str, volume: str, snapshot: str, rel: str,
+                              limit: int) -> Optional[Tuple[List[Dict[str, Any]], bool]]:
+        # the same endpoint without return_metadata lists a directory: ".", ".." and its entries, one page of at
+        # most max_records (a next link: more than asked for)
+        vol_uuid = self.get_volume(svm, volume)["uuid"]
+        encoded = quote(".snapshot/%s/%s" % (snapshot, rel), safe="").replace(".", "%2E")
+        payload = self.session.get("/api/storage/volumes/%s/files/%s" % (vol_uuid, encoded),
+                                   fields="name,type", max_records=limit + 2)
+        recs = payload.get("records") if isinstance(payload, dict) else None
+        entries = [{"name": r.get("name"), "type": r.get("type")} for r in recs or []
+                   if isinstance(r, dict) and r.get("name") not in (".", "..")]
+        more = bool(((payload.get("_links") or {}).get("next") if isinstance(payload, dict) else None))
+        return entries[:limit], more or len(entries) > limit
+
     def _file_missing(self, exc: OntapError) -> bool:
         return exc.status == 404
 

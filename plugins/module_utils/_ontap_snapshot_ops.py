@@ -409,19 +409,28 @@ def parse_snapshot_files(files: List[str], svm: Optional[str]) -> List[Dict[str,
     return out
 
 
+# entries listed of a directory looked up in a snapshot (snapshot_files)
+DIR_ENTRIES_MAX = 4096
+
+
 def snapshot_files(client: Ontap, snapshot: str, files: List[Dict[str, str]]) -> List[dict]:
     """Per entry of FILES ({svm, volume, path}): is PATH in SNAPSHOT? {svm, volume, path, snapshot, present,
-    type, size, lun_size}; LUN_SIZE is the live LUN's size when PATH is a LUN now (else None)."""
+    type, size, lun_size, entries, entries_truncated}; LUN_SIZE is the live LUN's size when PATH is a LUN now
+    (else None); ENTRIES those of a directory (at most DIR_ENTRIES_MAX, untrusted names; None otherwise)."""
     luns: Dict[VolumeRef, Dict[Optional[str], Any]] = {}
     out = []
     for f in files:
         ref = (f["svm"], f["volume"])
         if ref not in luns:
             luns[ref] = {lun.get("path"): lun.get("size") for lun in client.list_luns(*ref)}
-        info = client.snapshot_file_info(f["svm"], f["volume"], snapshot, snapshot_rel_path(f["path"], f["volume"]))
+        rel = snapshot_rel_path(f["path"], f["volume"])
+        info = client.snapshot_file_info(f["svm"], f["volume"], snapshot, rel)
+        listed = client.snapshot_dir_entries(f["svm"], f["volume"], snapshot, rel, DIR_ENTRIES_MAX) \
+            if info and info.get("type") == "directory" else None
         out.append({"svm": f["svm"], "volume": f["volume"], "path": f["path"], "snapshot": snapshot,
                     "present": info is not None, "type": info["type"] if info else None, "size": info["size"] if info else None,
-                    "lun_size": luns[ref].get(f["path"])})
+                    "lun_size": luns[ref].get(f["path"]), "entries": listed[0] if listed else None,
+                    "entries_truncated": bool(listed and listed[1])})
     return out
 
 

@@ -50,6 +50,7 @@ options:
       - Paths to look up inside the snapshot O(name) (required with this option), as C(svm:/vol/<volume>/<path>)
         or C(/vol/<volume>/<path>) with O(svm); for example the LUNs of a backup. Without O(volumes) the volumes
         of these paths are the ones listed.
+      - A path that is a directory in the snapshot is also listed (REST only), see RV(files[].entries).
     type: list
     elements: str
   privileges:
@@ -218,6 +219,19 @@ files:
       description: Size of the live LUN at this path in bytes, or null when there is no such LUN now.
       type: int
       sample: 8388608
+    entries:
+      description:
+        - For a directory in the snapshot, its entries as ONTAP lists them (C(.) and C(..) left out), at most 4096;
+          null for anything else, and with ZAPI. The names are read from storage and are not checked here.
+      type: list
+      elements: dict
+      version_added: 1.1.0
+      sample: [{"name": "0f8fad5b-d9cb-469f-a165-70867728950e", "type": "directory"}]
+    entries_truncated:
+      description: Whether the directory held more entries than RV(files[].entries) lists.
+      type: bool
+      version_added: 1.1.0
+      sample: false
 privileges:
   description: With O(privileges), the outcome of the check.
   returned: when O(privileges) is given

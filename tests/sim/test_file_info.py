@@ -24,7 +24,7 @@ def test_rest_file_info_in_volume_and_snapshot(lab):
     assert lab.get(base + _enc("lun1"), return_metadata="true")["records"][0]["type"] == "lun"
     r = lab.get(base + _enc(".snapshot/s1"), return_metadata="true")
     assert r["records"][0]["type"] == "directory"
-    assert [x["name"] for x in lab.get(base + _enc(".snapshot/s1"))["records"]] == ["lun1"]
+    assert [x["name"] for x in lab.get(base + _enc(".snapshot/s1"))["records"]] == [".", "..", "lun1"]
     for missing in (".snapshot/s1/lun2", ".snapshot/nosuch/lun1"):
         r = lab.get(base + _enc(missing), return_metadata="true")
         assert r.status == 404 and r["error"]["code"] == "4" and "does not exist" in r["error"]["message"], r
@@ -38,6 +38,25 @@ def test_rest_file_info_missing_lun_in_snapshot(lab):
     snapfile.unlink()
     r = lab.get("/api/storage/volumes/%s/files/%s" % (vol["uuid"], _enc(".snapshot/s1/lun1")), return_metadata="true")
     assert r.status == 404
+
+
+def test_rest_directory_listing_is_paged_like_ontap(lab):
+    """A directory lists ".", ".." and its entries (each with the directory's path, a symlink as such), paged by
+    max_records with a next link."""
+    vol = lab.volume("vol_san")
+    root = lab.sim.data / "volumes" / "svm1" / "vol_san"
+    (root / "d1" / "sub").mkdir(parents=True)
+    (root / "d1" / "f1").write_bytes(b"x")
+    (root / "d1" / "ln").symlink_to("/etc")
+    base = "/api/storage/volumes/%s/files/" % vol["uuid"]
+    recs = lab.get(base + _enc("d1"))["records"]
+    assert [(r["name"], r["type"], r["path"]) for r in recs] == [
+        (".", "directory", "d1"), ("..", "directory", "d1"), ("f1", "file", "d1"), ("ln", "symlink", "d1"),
+        ("sub", "directory", "d1")]
+    page = lab.get(base + _enc("d1"), max_records="2")
+    assert [r["name"] for r in page["records"]] == [".", ".."] and "start.index=2" in page["_links"]["next"]["href"]
+    page = lab.get(base + _enc("d1"), max_records="3", start__index="3")
+    assert [r["name"] for r in page["records"]] == ["ln", "sub"] and "next" not in page.body.get("_links", {})
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from . import records as R
 from .errors import SimError
 from .ops import check_snapshot_name
 from .query import CONTROL_PARAMS, apply_filters
-from .rest_base import HandlerBase, Request, Response, nest, truthy
+from .rest_base import HandlerBase, Request, Response, int_param, nest, truthy
 
 FILE_RESTORE_VERSION = (9, 10, 1)
 
@@ -159,7 +159,9 @@ class StorageHandlers(HandlerBase):
     def get_file(self, req: Request, vu: str, path: str) -> Response:
         """GET /api/storage/volumes/{uuid}/files/{path}: the path comes %2E/%2F-encoded (the router decodes it);
         `.snapshot/<name>/...` reaches into a snapshot. A file, or any path with return_metadata=true: its own
-        record; a directory otherwise: its entries."""
+        record; a directory otherwise: its entries as ONTAP lists them, "." and ".." first, each with the
+        directory's path, paged by max_records (a `next` link while more follow)."""
+        links: dict[str, Any] = {}
         with self.st.lock:
             vol = self._volume(req, vu)
             rec = self.ops.file_info(vol, path)
@@ -169,10 +171,19 @@ class StorageHandlers(HandlerBase):
                 svm_name, vname = self.st.vol_key(vol)
                 listing = sorted(p.name for p in self.ops.storage.volume_dir(svm_name, vname).joinpath(
                     *[x for x in base.split("/") if x]).iterdir())
-                recs = [self.ops.file_info(vol, "%s/%s" % (base, n) if base else n) for n in listing]
+                recs = [dict(rec, name=".", size=0), dict(rec, name="..", type="directory", size=0)]
+                recs += [dict(self.ops.file_info(vol, "%s/%s" % (base, n) if base else n), path=base) for n in listing]
+                start = int_param(req, "start.index", 0)
+                size = int_param(req, "max_records", 0) if "max_records" in req.query else len(recs)
+                if start + size < len(recs):
+                    q = dict(req.query, **{"start.index": str(start + size)})
+                    enc = urllib.parse.quote(path, safe="").replace(".", "%2E")
+                    links["next"] = {"href": f"/api/storage/volumes/{vu}/files/{enc}?"
+                                             + urllib.parse.urlencode(q, safe="*,.!|")}
+                recs = recs[start:start + size]
         for r in recs:
             r["volume"] = {"uuid": vol["uuid"], "name": vol["name"]}
-        return Response(200, {"records": recs, "num_records": len(recs)})
+        return Response(200, {"records": recs, "num_records": len(recs), **({"_links": links} if links else {})})
 
     # -- snapshots ----------------------------------------------------------------------------------
     def list_all_snapshots(self, req: Request) -> Response:
