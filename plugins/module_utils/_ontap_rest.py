@@ -507,7 +507,7 @@ class OntapRest(Ontap):
         recs = payload.get("records") if isinstance(payload, dict) else None
         entries = [{"name": r.get("name"), "type": r.get("type")} for r in recs or []
                    if isinstance(r, dict) and r.get("name") not in (".", "..")]
-        more = bool(((payload.get("_links") or {}).get("next") if isinstance(payload, dict) else None))
+        more = bool((payload.get("_links") or {}).get("next") if isinstance(payload, dict) else None)
         return entries[:limit], more or len(entries) > limit
 
     def _file_missing(self, exc: OntapError) -> bool:

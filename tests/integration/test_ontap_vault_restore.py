@@ -103,6 +103,35 @@ def test_backup_pruned_from_the_volume_comes_back_from_the_vault(sim):
     assert not [r for r in rels if r.get("restore")]  # the restore relationship is gone
 
 
+def test_a_directory_in_the_copy_is_listed_bounded(sim):
+    """files= naming a directory of the vault's snapshot lists it through ONTAP (REST, "." and ".." left out, a
+    symlink reported as one); a directory longer than the bound is cut and says so; ZAPI lists nothing."""
+    snapdir = sim.data / "volumes" / "svm_dr" / "vol_ds1_vault" / ".snapshot" / SNAP
+    mode = snapdir.stat().st_mode
+    snapdir.chmod(0o755)
+    try:
+        (snapdir / "images" / "ln").symlink_to("/etc")
+        many = snapdir / "many"
+        many.mkdir()
+        for i in range(4097):
+            (many / ("f%05d" % i)).touch()
+    finally:
+        snapdir.chmod(mode)
+    ask = ["svm_dr:/vol/vol_ds1_vault/images", "svm_dr:/vol/vol_ds1_vault/many", "svm_dr:/vol/vol_ds1_vault/images/d0.img"]
+    res = run(sim, "ontap_snapshot_info", name=SNAP, files=ask)
+    assert not res.failed, res
+    listed, big, plain = res["files"]
+    assert listed["type"] == "directory" and not listed["entries_truncated"]
+    assert sorted((e["name"], e["type"]) for e in listed["entries"]) == sorted(
+        [(f.split("/")[1], "file") for f in FILES] + [("ln", "symlink")])
+    assert big["entries_truncated"] and len(big["entries"]) == 4096
+    assert plain["type"] == "file" and plain["entries"] is None
+    calls = [c for c in sim.admin("GET", "calls")["calls"] if c["path"].endswith("/files/.snapshot/%s/many" % SNAP)]
+    assert calls and "max_records=4098" in calls[-1]["query"], calls
+    zres = run(sim, "ontap_snapshot_info", transport="zapi", name=SNAP, files=ask[:1])
+    assert not zres.failed and zres["files"][0]["present"] and zres["files"][0]["entries"] is None, zres
+
+
 def test_refusals_before_anything_is_written(sim):
     vdir = sim.data / "volumes" / "svm1" / "vol_ds1"
     seq = _seq(sim)
