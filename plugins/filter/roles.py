@@ -259,7 +259,7 @@ def copy_list(datastores, snapshot):
 
 def copy_listed(results):
     """The looped ontap_snapshot_info listings → [{key, source, uuids, refused, error}] (the names checked)."""
-    out = []
+    out: List[Dict[str, Any]] = []
     for r in _plain(results) or []:
         entry = r.get("entry") or {}
         if r.get("failed"):
