@@ -419,8 +419,8 @@ def run(params: Mapping[str, Any], check_mode: bool = False) -> Dict[str, Any]:
             re.compile(p["boot_marker"])
         except re.error as exc:
             raise VerifyBootError("boot_marker: %r is not a regular expression: %s." % (p["boot_marker"], exc)) from None
-    p["nvram_roots"] = ([_ds_paths.snapshot_dir(d["path"], d["offset"], p["snapshot"]) for d in p["datastores"]]
-                        + [os.path.join(p["state_dir"], "catalog", p["snapshot"])])
+    p["nvram_roots"] = [_ds_paths.snapshot_dir(d["path"], d["offset"], p["snapshot"]) for d in p["datastores"]]
+    p["nvram_roots"].append(os.path.join(p["state_dir"], "catalog", p["snapshot"]))
     host_name = p.get("host") or "KVM host"
     result: Dict[str, Any] = {"changed": False, "snapshot": p["snapshot"], "vms": [], "verified": False,
                               "not_verified": [], "parallel": {}, "cleaned": [], "network": p.get("network")}
