@@ -693,9 +693,9 @@ def test_snapshot_info_files_finds_luns_in_the_snapshot(lab, transport):
     assert not res.failed, res
     assert res["files"] == [
         {"svm": "svm1", "volume": "vol_san", "path": lun, "snapshot": snap, "present": True, "type": "lun",
-         "size": 1024 * 1024, "lun_size": 1024 * 1024},
+         "size": 1024 * 1024, "lun_size": 1024 * 1024, "entries": None, "entries_truncated": False},
         {"svm": "svm1", "volume": "vol_san", "path": "/vol/vol_san/nolun", "snapshot": snap, "present": False,
-         "type": None, "size": None, "lun_size": None}]
+         "type": None, "size": None, "lun_size": None, "entries": None, "entries_truncated": False}]
     assert [s["name"] for s in res["snapshots"]] == [snap]
     calls = calls_since(lab, seq)
     assert not mutating(calls)
