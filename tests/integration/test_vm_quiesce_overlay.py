@@ -83,8 +83,14 @@ def test_watchdog_commits_at_the_deadline_when_no_release_comes(module_runner, m
     assert not res.failed, res
     assert overlay_files(wdir) and dom.state()[0] == RUNNING
     assert wait_for(lambda: sources(dom) == base and not overlay_files(wdir), 20), sources(dom)
-    log = open(os.path.join(sd, "watchdog.log")).read()
-    assert "committing the overlays of run" in log and "committed" in log, log
+    logfile = os.path.join(sd, "watchdog.log")
+
+    def read_log():
+        with open(logfile) as fh:
+            return fh.read()
+    # the watchdog writes its per-overlay line after the pivot the test saw: wait for it too
+    assert wait_for(lambda: ": committed" in read_log(), 10), read_log()
+    assert "committing the overlays of run" in read_log()
     assert dom.state()[0] == RUNNING
 
 
