@@ -268,7 +268,7 @@ def vet(manifest: Dict[str, Any], datastores: List[str], host: Optional[Dict[str
                             % (name, listed, ", ".join(wanted) or "none"))
     result = _domain_policy.check(manifest["domain_xml_text"], allowed, host)
     if result["refused"]:
-        raise ManifestError("VM %s: domain.xml refused by the restore policy: %s." % (name, "; ".join(result["refused"])))
+        raise ManifestError("VM %s: domain.xml refused by the domain allow-list (docs/security.md): %s." % (name, "; ".join(result["refused"])))
     if users is not None:
         paths = [d.get("source") for d in manifest.get("disks") or []]
         nvram = _domain_xml.parse_domain_xml(manifest["domain_xml_text"])["nvram"]

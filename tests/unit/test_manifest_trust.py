@@ -155,7 +155,7 @@ def test_disk_of_another_vm_refused(tmp_path, ds):
 def test_xml_policy_refusal_names_the_element(tmp_path, ds):
     man = saved(tmp_path, ds)
     man["domain_xml_text"] = man["domain_xml_text"].replace("</devices>", "<hostdev/></devices>")
-    with pytest.raises(mf.ManifestError, match="VM web1: domain.xml refused by the restore policy: <hostdev"):
+    with pytest.raises(mf.ManifestError, match="VM web1: domain.xml refused by the domain allow-list .docs/security.md.: <hostdev"):
         mf.vet(man, [ds], HOST, no_users)
 
 
