@@ -49,6 +49,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "luns": [],
     "policies": [],
     "relationships": [],
+    # Peered clusters: [{cluster, data (its --data directory), svms: [{local, peer}]}]; see ontapsim/peers.py.
+    "peers": [],
 }
 
 BUILTIN_POLICIES: list[dict[str, Any]] = [
@@ -168,12 +170,41 @@ def _check_topology(cfg: dict[str, Any]) -> None:
         serial = lun.get("serial_number")
         if serial is not None and len(str(serial)) != 12:
             raise ConfigError(f"lun {lun['path']}: serial_number must have 12 characters")
+    peer_svms = _check_peers(cfg, svms)
     names = {p["name"] for p in cfg["policies"]}
     for rel in cfg["relationships"]:
         for end in ("source", "destination"):
             if ":" not in str(rel.get(end, "")):
                 raise ConfigError(f"relationship {rel}: {end} must be svm:volume")
-            if rel[end].split(":", 1)[0] not in svms:
-                raise ConfigError(f"relationship {rel}: unknown svm in {end} {rel[end]!r}")
+        src_svm, dst_svm = rel["source"].split(":", 1)[0], rel["destination"].split(":", 1)[0]
+        if dst_svm not in svms:
+            raise ConfigError(f"relationship {rel}: unknown svm in destination {rel['destination']!r}")
+        if rel.get("source_cluster") is not None:
+            # A relationship lives on its destination cluster; its source is a peered SVM of the peer cluster.
+            if (dst_svm, src_svm) not in peer_svms.get(rel["source_cluster"], set()):
+                raise ConfigError(f"relationship {rel}: svm {dst_svm!r} is not peered with svm {src_svm!r} of "
+                                  f"cluster {rel['source_cluster']!r} (peers)")
+        elif src_svm not in svms:
+            raise ConfigError(f"relationship {rel}: unknown svm in source {rel['source']!r}")
         if rel.get("policy", "MirrorAllSnapshots") not in names:
             raise ConfigError(f"relationship {rel}: unknown policy {rel.get('policy')!r}")
+
+
+def _check_peers(cfg: dict[str, Any], svms: set[str]) -> dict[str, set[tuple[str, str]]]:
+    """The peers entries checked; {peer cluster: {(local svm, peer svm)}}."""
+    if not isinstance(cfg["peers"], list):
+        raise ConfigError("peers must be a list of {cluster, data, svms}")
+    out: dict[str, set[tuple[str, str]]] = {}
+    for peer in cfg["peers"]:
+        if not isinstance(peer, dict) or not peer.get("cluster") or not peer.get("data"):
+            raise ConfigError(f"peer {peer!r}: needs cluster (its name) and data (its --data directory)")
+        if peer["cluster"] == cfg["cluster"]["name"] or peer["cluster"] in out:
+            raise ConfigError(f"peer {peer['cluster']!r}: a peer is another cluster, named once")
+        pairs = set()
+        for sp in peer.get("svms") or []:
+            if not isinstance(sp, dict) or sp.get("local") not in svms or not sp.get("peer"):
+                raise ConfigError(f"peer {peer['cluster']}: svm peering {sp!r} needs local (one of {sorted(svms)}) "
+                                  "and peer (the SVM on the peer cluster)")
+            pairs.add((str(sp["local"]), str(sp["peer"])))
+        out[str(peer["cluster"])] = pairs
+    return out

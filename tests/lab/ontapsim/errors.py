@@ -27,6 +27,10 @@ ERROR_TABLE: dict[str, tuple[int, str, str]] = {
     "permission": (403, "6", "13003"),
     "transfer_failed": (400, "13303844", "13001"),
     "restore_failed": (400, "13303845", "13001"),  # snapmirror restore failed
+    # sim: the SnapMirror family's codes for a source SVM that is not peered, and for a transfer asked of the
+    # source cluster (a relationship and its transfers belong to the destination cluster)
+    "svm_not_peered": (400, "13303845", "13001"),
+    "not_destination": (400, "13303844", "13001"),
     "cg_failed": (400, "53411842", "13701"),  # sim code for a CG operation that failed
     "vserver_missing": (400, "2", "13001"),
     "internal": (500, "65552", "13001"),

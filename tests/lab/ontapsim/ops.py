@@ -8,6 +8,8 @@ import re
 import stat
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, parse_size
@@ -27,6 +29,23 @@ def check_snapshot_name(name: Any, target: str = "name") -> str:
     if len(name) > 255 or _BAD_NAME.search(name) or name.startswith("."):
         raise SimError("invalid", f'Invalid value "{name}" for Snapshot copy name.', target=target)
     return name
+
+
+@dataclass
+class End:
+    """A relationship's end: a volume of this cluster (root None) or of a peer (its volumes/ directory)."""
+    vol: dict[str, Any]
+    svm: str
+    cluster: str | None = None
+    root: Path | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.svm, self.vol["name"])
+
+    @property
+    def path(self) -> str:
+        return f"{self.svm}:{self.vol['name']}"
 
 
 class Ops:
@@ -205,8 +224,10 @@ class Ops:
         return {"name": parts[-1] if parts else "", "path": "/".join(parts), "type": kind,
                 "size": 0 if kind == "directory" else st.st_size}
 
-    def _check_restore_file(self, vol: dict[str, Any], snap: dict[str, Any], path: str,
+    def _check_restore_file(self, vol: dict[str, Any] | End, snap: dict[str, Any], path: str,
                             restore_path: str | None) -> tuple[str, str]:
+        end = vol if isinstance(vol, End) else End(vol, self.st.svm_name(vol["svm"]))
+        vol = end.vol
         if not isinstance(path, str) or not path:
             raise SimError("missing", 'Missing value for "path".', target="path")
         rel = "/" + path.lstrip("/")
@@ -216,7 +237,7 @@ class Ops:
         if ".snapshot" in dest.lower().split("/"):
             raise SimError("invalid", f'Invalid restore path "{dest}": Snapshot copies are read-only.',
                            target="restore_path")
-        src = self.storage.snapshot_dir(*self.st.vol_key(vol), snap["name"]) / rel.lstrip("/")
+        src = self.storage.source_snapshot_dir((*end.key, snap["name"]), end.root) / rel.lstrip("/")
         if not src.exists():
             raise SimError("file_not_found", f'File "{rel}" does not exist in Snapshot copy "{snap["name"]}" '
                                              f'of volume "{vol["name"]}".', target="path")
@@ -346,12 +367,13 @@ class Ops:
                  xfer_uuid: str | None = None) -> dict[str, Any]:
         if rel["state"] == "broken_off":
             raise SimError("transfer_failed", "Transfer failed: the relationship is broken off; resync it first.")
-        src = self.st.doc["volumes"][rel["source"]]
+        end = self.source_end(rel)
+        src = end.vol
         dst = self.st.doc["volumes"][rel["destination"]]
         policy = self.st.doc["policies"][rel["policy"]]
         labels = {r["label"] for r in policy.get("rules") or []}
         if source_snapshot:
-            cands = [self.st.find_snapshot(src, source_snapshot)]
+            cands = [self.end_snapshot(end, source_snapshot)]
         elif policy["type"] == "async":
             cands = list(src["snapshots"])
         else:
@@ -359,8 +381,8 @@ class Ops:
         have = {s["name"] for s in dst["snapshots"]}
         new = [s for s in cands if s["name"] not in have]
         for snap in new:
-            self._storage(self.storage.copy_snapshot, (*self.st.vol_key(src), snap["name"]),
-                          (*self.st.vol_key(dst), snap["name"]))
+            self._storage(self.storage.copy_snapshot, (*end.key, snap["name"]),
+                          (*self.st.vol_key(dst), snap["name"]), end.root)
             dst["snapshots"].append({"uuid": new_uuid(), "name": snap["name"], "create_time": snap["create_time"],
                                      "comment": snap.get("comment"), "snapmirror_label": snap.get("snapmirror_label"),
                                      "owners": []})
@@ -398,12 +420,64 @@ class Ops:
         self.st.find_svm(svm_name)
         return self.st.find_volume(svm_name, vol_name)
 
-    def restore_relationship(self, source_path: Any, destination_path: Any) -> dict[str, Any]:
+    # -- the source end of a relationship, on this cluster or on a peer ----------------------------------------
+    def source_end(self, rel: dict[str, Any]) -> End:
+        remote = rel.get("source_remote")
+        if not remote:
+            src = self.st.doc["volumes"][rel["source"]]
+            return End(src, self.st.svm_name(src["svm"]))
+        view = self.st.peers.view(remote["cluster"])
+        vol = view.find_volume(remote["svm"], remote["volume"])
+        if vol is None:
+            raise SimError("transfer_failed", f'Source volume "{remote["svm"]}:{remote["volume"]}" on cluster '
+                                              f'"{remote["cluster"]}" does not exist.')
+        return End(vol, remote["svm"], remote["cluster"], view.data_dir / "volumes")
+
+    def end_snapshot(self, end: End, name: str) -> dict[str, Any]:
+        if end.root is None:
+            return self.st.find_snapshot(end.vol, name)
+        snap = next((s for s in end.vol["snapshots"] if s["name"] == name), None)
+        if snap is None:
+            raise SimError("snapshot_not_found", f'Snapshot copy "{name}" of volume "{end.vol["name"]}" on Vserver '
+                                                 f'"{end.svm}" (cluster "{end.cluster}") does not exist.',
+                           target="name")
+        return snap
+
+    def source_endpoint(self, path: Any, destination: dict[str, Any], cluster: Any = None) -> End:
+        """The source of a relationship created on this cluster (the destination's): a local volume, or one of a
+        peer cluster whose SVM is peered with the destination's SVM (ONTAP refuses an unpeered SVM)."""
+        if not isinstance(path, str) or not path:
+            raise SimError("missing", 'Missing value for "source.path".', target="source.path")
+        svm_name, sep, vol_name = path.partition(":")
+        if not sep or not svm_name or not vol_name:
+            raise SimError("invalid", f'Invalid value "{path}" for "source.path": expected "<svm>:<volume>".',
+                           target="source.path")
+        local = cluster in (None, self.st.doc["cluster"]["name"])
+        if local and any(s["name"] == svm_name for s in self.st.doc["svms"].values()):
+            vol = self.endpoint(path, "source.path")
+            return End(vol, svm_name)
+        peer = self.st.peers.by_name.get(cluster) if not local else self.st.peers.owner_of(svm_name)
+        dst_svm = self.st.svm_name(destination["svm"])
+        if peer is None or not self.st.peers.peered(dst_svm, peer, svm_name):
+            raise SimError("svm_not_peered", f'Vserver "{svm_name}" is not peered with Vserver "{dst_svm}"'
+                           + (f' of cluster "{cluster}"' if cluster and not local else "")
+                           + '. Create the peering with "vserver peer create" first.', target="source.path")
+        view = self.st.peers.view(peer.name)
+        vol = view.find_volume(svm_name, vol_name)
+        if vol is None:
+            raise SimError("volume_not_found", f'Volume "{vol_name}" in SVM "{svm_name}" (cluster "{peer.name}") '
+                                               "does not exist.", target="source.path")
+        return End(vol, svm_name, peer.name, view.data_dir / "volumes")
+
+    def restore_relationship(self, source_path: Any, destination_path: Any,
+                             source_cluster: Any = None) -> dict[str, Any]:
         """POST /snapmirror/relationships with restore=true: SOURCE is the protected copy (a DP volume,
-        the destination of a mirror or vault), DESTINATION the read-write volume the files go back to."""
-        src = self.endpoint(source_path, "source.path")
+        the destination of a mirror or vault, on this cluster or on a peer), DESTINATION the read-write volume
+        the files go back to."""
         dst = self.endpoint(destination_path, "destination.path")
-        if src["uuid"] == dst["uuid"]:
+        end = self.source_endpoint(source_path, dst, source_cluster)
+        src = end.vol
+        if end.root is None and src["uuid"] == dst["uuid"]:
             raise SimError("invalid", "The source and destination of a SnapMirror relationship must differ.",
                            target="destination.path")
         if src["type"] != "dp":
@@ -415,12 +489,14 @@ class Ops:
                                       "a read-write volume.", target="destination.path")
         for r in self.st.doc["relationships"].values():
             if r["destination"] == dst["uuid"] and r.get("restore"):
-                other = self.st.doc["volumes"][r["source"]]
+                other = self.source_path(r)
                 raise SimError("exists", f'A restore relationship with destination "{destination_path}" already '
-                                         f'exists (source "{":".join(self.st.vol_key(other))}"); delete it first.',
+                                         f'exists (source "{other}"); delete it first.',
                                target="destination.path")
         ru = new_uuid()
-        rel = {"uuid": ru, "source": src["uuid"], "destination": dst["uuid"], "policy": None, "restore": True,
+        remote = None if end.root is None else {"cluster": end.cluster, "svm": end.svm, "volume": src["name"]}
+        rel = {"uuid": ru, "source": src["uuid"] if remote is None else None, "source_remote": remote,
+               "destination": dst["uuid"], "policy": None, "restore": True,
                "state": "uninitialized", "healthy": True, "unhealthy_reason": None, "transfers": [],
                "last_transfer_time": None}
         self.st.doc["relationships"][ru] = rel
@@ -434,24 +510,25 @@ class Ops:
         """A restore transfer: FILES ([{source_path, destination_path}], at most 8) of SOURCE_SNAPSHOT (default:
         the newest snapshot of the source) over the destination volume's active file system; without FILES the
         whole active file system. Everything is checked before the first file is written."""
-        src = self.st.doc["volumes"][rel["source"]]
+        end = self.source_end(rel)
+        src = end.vol
         dst = self.st.doc["volumes"][rel["destination"]]
         if source_snapshot:
-            snap = self.st.find_snapshot(src, source_snapshot)
+            snap = self.end_snapshot(end, source_snapshot)
         elif src["snapshots"]:
             snap = src["snapshots"][-1]
         else:
             raise SimError("restore_failed", f'Volume "{src["name"]}" has no Snapshot copy to restore from.')
         if files in (None, []):
             # No files: the destination's whole active file system becomes the snapshot's.
-            self._storage(self.storage.restore_volume_from, (*self.st.vol_key(src), snap["name"]),
-                          self.st.vol_key(dst))
+            self._storage(self.storage.restore_volume_from, (*end.key, snap["name"]),
+                          self.st.vol_key(dst), end.root)
             pairs: list[tuple[str, str]] = []
         else:
-            pairs = self._restore_pairs(src, snap, files)
+            pairs = self._restore_pairs(end, snap, files)
             for rel_path, dest in pairs:
-                self._storage(self.storage.restore_file_from, (*self.st.vol_key(src), snap["name"]), rel_path,
-                              self.st.vol_key(dst), dest)
+                self._storage(self.storage.restore_file_from, (*end.key, snap["name"]), rel_path,
+                              self.st.vol_key(dst), dest, end.root)
         now = time.time()
         xfer = {"uuid": xfer_uuid or new_uuid(), "state": "success", "end_time": now, "snapshots": [snap["name"]],
                 "bytes_transferred": 0, "files": [{"source_path": s, "destination_path": d} for s, d in pairs]}
@@ -460,7 +537,13 @@ class Ops:
         self.st.save()
         return xfer
 
-    def _restore_pairs(self, src: dict[str, Any], snap: dict[str, Any], files: Any) -> list[tuple[str, str]]:
+    def source_path(self, rel: dict[str, Any]) -> str:
+        remote = rel.get("source_remote")
+        if remote:
+            return f'{remote["svm"]}:{remote["volume"]}'
+        return ":".join(self.st.vol_key(self.st.doc["volumes"][rel["source"]]))
+
+    def _restore_pairs(self, src: End, snap: dict[str, Any], files: Any) -> list[tuple[str, str]]:
         """The (source, destination) paths of a restore transfer's FILES, all checked before any is written."""
         if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
             raise SimError("invalid", 'Invalid value for "files": a list of {"source_path", "destination_path"}.',

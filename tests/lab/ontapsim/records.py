@@ -87,10 +87,29 @@ def aggregate(st: State) -> dict[str, Any]:
             "_links": {"self": {"href": f"/api/storage/aggregates/{au}"}}}
 
 
+def cluster_peers(st: State) -> list[dict[str, Any]]:
+    """The peered clusters of the configuration; one whose state cannot be read is unavailable."""
+    out = []
+    for peer in st.peers:
+        view = peer.view()
+        pu = derived_uuid(st.doc["cluster"]["uuid"], peer.name)
+        out.append({"uuid": pu, "name": peer.name,
+                    "remote": {"name": peer.name, "ip_addresses": ["127.0.0.1"],
+                               **({"serial_number": view.doc["nodes"][0]["serial_number"]} if view else {})},
+                    "status": {"state": "available" if view else "unavailable"},
+                    "authentication": {"state": "ok", "in_use": "ok"},
+                    "encryption": {"state": "tls_psk"}, "ipspace": {"name": "Default"},
+                    "_links": {"self": {"href": f"/api/cluster/peers/{pu}"}}})
+    return out
+
+
 def svm_peers(st: State) -> list[dict[str, Any]]:
-    """The SVM peerings the modelled SnapMirror relationships need (both directions, this cluster)."""
+    """The SVM peerings the modelled SnapMirror relationships need (both directions, this cluster), and those
+    with the SVMs of peer clusters the configuration names."""
     pairs: set[tuple[str, str]] = set()
     for r in st.doc["relationships"].values():
+        if r.get("source_remote"):
+            continue
         a = st.doc["volumes"][r["source"]]["svm"]
         b = st.doc["volumes"][r["destination"]]["svm"]
         if a != b:
@@ -103,6 +122,20 @@ def svm_peers(st: State) -> list[dict[str, Any]]:
                     "svm": _svm_ref(st, local),
                     "peer": {"svm": _svm_ref(st, remote), "cluster": {"name": c["name"], "uuid": c["uuid"]}},
                     "_links": {"self": {"href": f"/api/svm/peers/{pu}"}}})
+    for peer in st.peers:
+        view = peer.view()
+        for local, remote_svm in sorted(peer.svms.items()):
+            lu = next((u for u, s in st.doc["svms"].items() if s["name"] == local), None)
+            if lu is None:
+                continue
+            pu = derived_uuid(lu, peer.name, remote_svm)
+            ru = view.svm_uuid(remote_svm) if view else None
+            out.append({"uuid": pu, "name": remote_svm, "state": "peered", "applications": ["snapmirror"],
+                        "svm": _svm_ref(st, lu),
+                        "peer": {"svm": {"name": remote_svm, **({"uuid": ru} if ru else {})},
+                                 "cluster": {"name": peer.name,
+                                             **({"uuid": view.doc["cluster"]["uuid"]} if view else {})}},
+                        "_links": {"self": {"href": f"/api/svm/peers/{pu}"}}})
     return out
 
 
@@ -197,13 +230,28 @@ def policy(p: dict[str, Any]) -> dict[str, Any]:
             "_links": {"self": {"href": f"/api/snapmirror/policies/{p['uuid']}"}}}
 
 
-def relationship(st: State, r: dict[str, Any]) -> dict[str, Any]:
+def _source_end(st: Any, r: dict[str, Any]) -> dict[str, Any]:
+    remote = r.get("source_remote")
+    if remote:
+        # a peer cluster's volume: path and SVM name as the peering knows them, and the cluster
+        return {"path": f"{remote['svm']}:{remote['volume']}", "svm": {"name": remote["svm"]},
+                "cluster": {"name": remote["cluster"]}}
     src = st.doc["volumes"][r["source"]]
+    return {"path": f"{st.svm_name(src['svm'])}:{src['name']}", "svm": _svm_ref(st, src["svm"])}
+
+
+def relationship(st: Any, r: dict[str, Any], held_by: str | None = None) -> dict[str, Any]:
+    """A relationship record; HELD_BY: the peer cluster that holds it (listed on its source cluster with
+    list_destinations_only=true), whose name the destination then carries."""
     dst = st.doc["volumes"][r["destination"]]
+    dst_end: dict[str, Any] = {"path": f"{st.svm_name(dst['svm'])}:{dst['name']}", "svm": _svm_ref(st, dst["svm"])}
+    if held_by is not None:
+        dst_end["svm"] = {"name": st.svm_name(dst["svm"])}
+        dst_end["cluster"] = {"name": held_by}
     rec: dict[str, Any] = {
         "uuid": r["uuid"],
-        "source": {"path": f"{st.svm_name(src['svm'])}:{src['name']}", "svm": _svm_ref(st, src["svm"])},
-        "destination": {"path": f"{st.svm_name(dst['svm'])}:{dst['name']}", "svm": _svm_ref(st, dst["svm"])},
+        "source": _source_end(st, r),
+        "destination": dst_end,
         "restore": bool(r.get("restore")),
         "state": r["state"], "healthy": r["healthy"],
         "_links": {"self": {"href": f"/api/snapmirror/relationships/{r['uuid']}"}}}

@@ -60,6 +60,8 @@ class RestApi(StorageHandlers, ProtectionHandlers, SecurityHandlers):
             ("GET", f"/api/cluster/jobs/{U}", self.get_job, "read"),
             ("GET", "/api/svm/svms", self.list_svms, "read"),
             ("GET", f"/api/svm/svms/{U}", self.get_svm, "read"),
+            ("GET", "/api/cluster/peers", self.list_cluster_peers, "read"),
+            ("GET", f"/api/cluster/peers/{U}", self.get_cluster_peer, "read"),
             ("GET", "/api/svm/peers", self.list_svm_peers, "read"),
             ("GET", f"/api/svm/peers/{U}", self.get_svm_peer, "read"),
             ("GET", "/api/storage/aggregates", self.list_aggregates, "read"),

@@ -20,19 +20,47 @@ CG_TWO_PHASE_VERSION = (9, 12, 1)
 class ProtectionHandlers(HandlerBase):
     # -- SnapMirror ---------------------------------------------------------------------------------
     def list_relationships(self, req: Request) -> Response:
-        # One simulated cluster holds both ends, so list_destinations_only changes nothing.
+        # A relationship lives on its destination cluster. With list_destinations_only=true the source cluster
+        # lists those whose source is one of its volumes: the ones it holds itself (both ends here) and the ones
+        # its peers hold (read from their saved state), whose destination names the peer cluster.
+        peer_held = truthy(req.query.get("list_destinations_only", "false"))  # a control parameter, no filter
         with self.st.lock:
             recs = [R.relationship(self.st, r) for r in self.st.doc["relationships"].values()]
+            if peer_held:
+                recs = [r for r in recs if "cluster" not in r["source"]] + self._peer_held()
             return self._collection(req, recs, keys=("uuid",))
+
+    def _peer_held(self) -> list[dict[str, Any]]:
+        """The relationships peer clusters hold whose source is a volume of this cluster."""
+        me = self.st.doc["cluster"]["name"]
+        out = []
+        for peer in self.st.peers:
+            view = peer.view()
+            for r in (view.doc["relationships"].values() if view else []):
+                remote = r.get("source_remote") or {}
+                if remote.get("cluster") == me and not r.get("restore"):
+                    out.append(R.relationship(view, r, held_by=peer.name))
+        return out
 
     def _rel(self, ru: str) -> dict[str, Any]:
         rel = self.st.doc["relationships"].get(ru)
         if rel is None:
+            held = next((r for r in self._peer_held() if r["uuid"] == ru), None)
+            if held is not None:
+                # ONTAP only shows it here with list_destinations_only; it cannot be driven from this side.
+                raise SimError("not_destination", f'Relationship "{ru}" ({held["source"]["path"]} -> '
+                                                  f'{held["destination"]["path"]}) belongs to its destination '
+                                                  f'cluster "{held["destination"]["cluster"]["name"]}": run this '
+                                                  "operation there.", target="uuid")
             raise SimError("not_found", "entry doesn't exist", target="uuid")
         return rel
 
     def get_relationship(self, req: Request, ru: str) -> Response:
         with self.st.lock:
+            if truthy(req.query.get("list_destinations_only", "false")):
+                held = next((r for r in self._peer_held() if r["uuid"] == ru), None)
+                if held is not None:
+                    return self._one(req, held, keys=("uuid",))
             return self._one(req, R.relationship(self.st, self._rel(ru)), keys=("uuid",))
 
     def list_transfers(self, req: Request, ru: str) -> Response:
@@ -62,17 +90,19 @@ class ProtectionHandlers(HandlerBase):
         if extra:
             raise SimError("invalid", f'"{extra[0]}" cannot be set on a restore relationship.', target=extra[0])
         src_path = (body.get("source") or {}).get("path") if isinstance(body.get("source"), dict) else None
+        src_cluster = ((body.get("source") or {}).get("cluster") or {}).get("name") \
+            if isinstance(body.get("source"), dict) and isinstance(body["source"].get("cluster"), dict) else None
         dst_path = (body.get("destination") or {}).get("path") if isinstance(body.get("destination"), dict) else None
         fault = self._job_fault(req)
         with self.st.lock:
             created: list[str] = []
             # A path that names no volume is refused at once; the relationship's own checks fail the job.
             dst = self.ops.endpoint(dst_path, "destination.path")
-            self.ops.endpoint(src_path, "source.path")
+            self.ops.source_endpoint(src_path, dst, src_cluster)
             svm = self.st.doc["svms"][dst["svm"]]
 
             def work() -> None:
-                created.append(self.ops.restore_relationship(src_path, dst_path)["uuid"])
+                created.append(self.ops.restore_relationship(src_path, dst_path, src_cluster)["uuid"])
             job = self.jobs.run("POST /api/snapmirror/relationships", svm, work, fault)
         loc = (f"/api/snapmirror/relationships/{created[0]}" if created else
                f"/api/snapmirror/relationships?destination.path={urllib.parse.quote(str(dst_path))}")

@@ -68,6 +68,17 @@ class StorageHandlers(HandlerBase):
                 raise SimError("not_found", "entry doesn't exist", target="uuid")
             return self._one(req, R.svm(self.st, s))
 
+    def list_cluster_peers(self, req: Request) -> Response:
+        with self.st.lock:
+            return self._collection(req, R.cluster_peers(self.st), keys=("uuid", "name"))
+
+    def get_cluster_peer(self, req: Request, pu: str) -> Response:
+        with self.st.lock:
+            for rec in R.cluster_peers(self.st):
+                if rec["uuid"] == pu:
+                    return self._one(req, rec)
+        raise SimError("not_found", "entry doesn't exist", target="uuid")
+
     def list_svm_peers(self, req: Request) -> Response:
         with self.st.lock:
             return self._collection(req, R.svm_peers(self.st), keys=("uuid", "name"))

@@ -26,6 +26,7 @@ from .certs import ensure_certs
 from .faults import CallRecord, Knobs
 from .jobs import Jobs
 from .ops import Ops
+from .peers import RUNNING
 from .rest import Request, RestApi, nest
 from .state import State
 from .storage import Storage
@@ -305,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    running = data / RUNNING  # what a peer cluster checks before it reads this cluster's state
+    running.write_text(json.dumps({"pid": os.getpid(), "url": f"https://127.0.0.1:{port}"}))
     print(json.dumps({"url": f"https://127.0.0.1:{port}", "ca_file": str(ca), "pid": os.getpid()}), flush=True)
     log(f"serving {cfg['cluster']['name']} ONTAP {'.'.join(map(str, cfg['version']))} on port {port}, "
         f"storage {sim.storage.kind}")
@@ -313,4 +316,5 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
         sim.state.save()
+        running.unlink(missing_ok=True)
     return 0

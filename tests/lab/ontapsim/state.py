@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import parse_size
 from .errors import SimError
+from .peers import Peers
 from .storage import Storage
 
 STATE_VERSION = 1
@@ -43,6 +44,7 @@ class State:
         self.path = data_dir / "state.json"
         self.cfg = cfg
         self.storage = storage
+        self.peers = Peers(cfg.get("peers"))
         if self.path.exists():
             self.doc = json.loads(self.path.read_text())
         else:
@@ -123,8 +125,13 @@ class State:
         return doc
 
     def _seed_relationship(self, doc: dict[str, Any], rel: dict[str, Any], now: float) -> None:
-        ends = {}
-        for end in ("source", "destination"):
+        ends: dict[str, Any] = {"source": None}
+        remote = None
+        if rel.get("source_cluster") is not None:
+            # The source is a volume of the peer cluster (its SVM peered with ours): only its path is kept.
+            svm_name, vol_name = rel["source"].split(":", 1)
+            remote = {"cluster": rel["source_cluster"], "svm": svm_name, "volume": vol_name}
+        for end in ("source", "destination") if remote is None else ("destination",):
             svm_name, vol_name = rel[end].split(":", 1)
             su = self._svm_uuid_in(doc, svm_name)
             vu = next((u for u, v in doc["volumes"].items() if v["name"] == vol_name and v["svm"] == su), None)
@@ -143,6 +150,7 @@ class State:
         ru = rel.get("uuid") or new_uuid()
         doc["relationships"][ru] = {
             "uuid": ru, "source": ends["source"], "destination": ends["destination"], "policy": pu,
+            "source_remote": remote,
             "state": rel.get("state", "snapmirrored"), "healthy": bool(rel.get("healthy", True)),
             "unhealthy_reason": rel.get("unhealthy_reason"), "transfers": [], "last_transfer_time": None}
 

@@ -246,10 +246,10 @@ class Storage:
         self.restore_file_from((svm, volume, snapshot), path, (svm, volume), restore_path)
 
     def restore_file_from(self, src_snap: tuple[str, str, str], path: str, dst_vol: tuple[str, str],
-                          restore_path: str) -> None:
+                          restore_path: str, src_root: Path | None = None) -> None:
         """Copy <src volume>/.snapshot/<snapshot>/<path> over <dst volume>/<restore_path> (a SnapMirror restore
         when the two volumes differ)."""
-        src = self.snapshot_dir(*src_snap) / path.lstrip("/")
+        src = self.source_snapshot_dir(src_snap, src_root) / path.lstrip("/")
         dst = self.volume_dir(*dst_vol) / restore_path.lstrip("/")
         dst.parent.mkdir(parents=True, exist_ok=True)
         _run("cp", "--reflink=auto", "--sparse=always", str(src), str(dst))
@@ -259,10 +259,12 @@ class Storage:
         """Make the active file system equal to the snapshot (the volume dir itself is kept)."""
         self.restore_volume_from((svm, volume, snapshot), (svm, volume))
 
-    def restore_volume_from(self, src_snap: tuple[str, str, str], dst_vol: tuple[str, str]) -> None:
-        """Make DST_VOL's active file system equal to a snapshot (of another volume for a SnapMirror restore)."""
+    def restore_volume_from(self, src_snap: tuple[str, str, str], dst_vol: tuple[str, str],
+                            src_root: Path | None = None) -> None:
+        """Make DST_VOL's active file system equal to a snapshot (of another volume for a SnapMirror restore;
+        SRC_ROOT: the volumes/ directory of the peer cluster that holds it)."""
         vdir = self.volume_dir(*dst_vol)
-        snap = self.snapshot_dir(*src_snap)
+        snap = self.source_snapshot_dir(src_snap, src_root)
         for entry in self._entries(vdir):
             p = Path(entry)
             if p.is_dir() and not p.is_symlink():
@@ -272,13 +274,27 @@ class Storage:
         self._copy_into(snap, vdir)
         _set_writable_top(vdir)
 
-    def copy_snapshot(self, src: tuple[str, str, str], dst: tuple[str, str, str]) -> None:
-        """Replicate a snapshot into another volume's .snapshot (SnapMirror)."""
-        src_dir = self.snapshot_dir(*src)
+    def source_snapshot_dir(self, src: tuple[str, str, str], src_root: Path | None) -> Path:
+        if src_root is None:
+            return self.snapshot_dir(*src)
+        return src_root / src[0] / src[1] / SNAPDIR / src[2]
+
+    def copy_snapshot(self, src: tuple[str, str, str], dst: tuple[str, str, str],
+                      src_root: Path | None = None) -> None:
+        """Replicate a snapshot into another volume's .snapshot (SnapMirror); SRC_ROOT: the volumes/ directory
+        of the peer cluster that holds the source (a cross-cluster transfer copies, it shares nothing)."""
+        src_dir = self.source_snapshot_dir(src, src_root)
         dst_dir = self.snapshot_dir(*dst)
         self.ensure_volume(dst[0], dst[1])
         if dst_dir.exists():
             self._remove(dst_dir)
+        if src_root is not None:
+            dst_dir.mkdir(parents=True)
+            entries = self._entries(src_dir)
+            if entries:
+                _run("cp", "-a", "--reflink=auto", "--sparse=always", *entries, str(dst_dir) + "/")
+            _set_writable(dst_dir, False)
+            return
         if self.btrfs and _is_subvolume(src_dir):
             _run("btrfs", "subvolume", "snapshot", "-r", str(src_dir), str(dst_dir))
             return

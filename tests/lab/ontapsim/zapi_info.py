@@ -232,10 +232,12 @@ class InfoHandlers:
         return self._iter(api, "net-interface-info", recs)
 
     def _sm_info(self, r: dict[str, Any], tag: str = "snapmirror-info") -> ET.Element:
-        src = self.st.doc["volumes"][r["source"]]
+        remote = r.get("source_remote")
+        src = ({"name": remote["volume"]} if remote else self.st.doc["volumes"][r["source"]])
         dst = self.st.doc["volumes"][r["destination"]]
         pol = self.st.doc["policies"][r["policy"]] if r.get("policy") else {"name": None, "type": "async"}
-        s_svm, d_svm = self.st.svm_name(src["svm"]), self.st.svm_name(dst["svm"])
+        s_svm = remote["svm"] if remote else self.st.svm_name(src["svm"])
+        d_svm = self.st.svm_name(dst["svm"])
         newest = dst["snapshots"][-1] if dst["snapshots"] else None
         last = (r.get("transfers") or [None])[-1]
         return fields(tag, {
@@ -263,7 +265,8 @@ class InfoHandlers:
     def snapmirror_get_destination_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
         with self.st.lock:
             recs = [self._sm_info(r, "snapmirror-destination-info") for r in self.st.doc["relationships"].values()
-                    if svm is None or self.st.doc["volumes"][r["source"]]["svm"] == svm["uuid"]]
+                    if not r.get("source_remote")
+                    and (svm is None or self.st.doc["volumes"][r["source"]]["svm"] == svm["uuid"])]
         return self._iter(api, "snapmirror-destination-info", recs)
 
     def snapmirror_policy_get_iter(self, api: ET.Element, svm: dict[str, Any] | None) -> ET.Element:
