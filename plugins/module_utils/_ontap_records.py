@@ -91,6 +91,7 @@ class Endpoint(TypedDict):
     svm: Optional[str]
     volume: Optional[str]
     path: str  # svm:volume
+    cluster: Optional[str]  # a peer cluster's name (the relationship is held there), None for this cluster
 
 
 class RelationshipRecord(TypedDict):

@@ -581,7 +581,8 @@ class OntapRest(Ontap):
         def split(end: dict) -> Endpoint:
             path = end.get("path") or ""
             svm, _sep, vol = path.partition(":")
-            return {"svm": (end.get("svm") or {}).get("name") or svm, "volume": vol or None, "path": path}
+            return {"svm": (end.get("svm") or {}).get("name") or svm, "volume": vol or None, "path": path,
+                    "cluster": (end.get("cluster") or {}).get("name")}
         transfer = r.get("transfer") or {}
         return {"uuid": r.get("uuid"), "source": split(src), "destination": split(dst), "policy": pol.get("name"),
                 "policy_type": ptype, "state": r.get("state"), "healthy": r.get("healthy"),
@@ -592,6 +593,14 @@ class OntapRest(Ontap):
     def list_snapmirror(self, source: Optional[List[VolumeRef]] = None) -> List[RelationshipRecord]:
         op = "list SnapMirror relationships"
         recs = self.call(op, lambda: self.session.get_records("/api/snapmirror/relationships", fields=SM_FIELDS))
+        if source is not None:
+            # A relationship lives on its destination cluster: the ones a peer cluster holds for these volumes
+            # are only seen here with list_destinations_only (their destination names that cluster).
+            seen = set(r.get("uuid") for r in recs)
+            held = self.call(op, lambda: self.session.get_records(
+                "/api/snapmirror/relationships", fields=SM_FIELDS, list_destinations_only="true"))
+            recs = recs + [r for r in held if r.get("uuid") not in seen
+                           and ((r.get("destination") or {}).get("cluster") or {}).get("name")]
         policies = self._policies() if recs else {}
         rels = [self._relationship(r, policies) for r in recs]
         if source is not None:

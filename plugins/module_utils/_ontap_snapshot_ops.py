@@ -376,6 +376,12 @@ def snapshot_copies(client: Ontap, volumes: List[VolumeRef], name: Optional[str]
         dst_svm, dst_vol = dst.get("svm"), dst.get("volume")
         if not dst_svm or not dst_vol:
             continue  # an SVM-DR relationship: not one volume's copy
+        if dst.get("cluster"):
+            # held by a peer cluster: this controller cannot list that volume, a controller of that cluster can
+            elsewhere.append(dict(where, cluster=dst["cluster"], error=(
+                "%s is on cluster %s, not on %s: list it with a controller of cluster %s (add one to "
+                "ontap_controllers in the inventory)" % (dst["path"], dst["cluster"], client.hostname, dst["cluster"]))))
+            continue
         try:
             recs = snapshot_info(client, [(dst_svm, dst_vol)], name=name, policy=policy, only_ours=only_ours,
                                  prefix=prefix)
@@ -548,7 +554,8 @@ def relationship_status(rel: RelationshipRecord) -> Dict[str, Any]:
             "policy_type": rel.get("policy_type"), "state": rel.get("state"), "healthy": rel.get("healthy"),
             "unhealthy_reason": rel.get("unhealthy_reason"), "lag_time": rel.get("lag_time"),
             "transfer_state": rel.get("transfer_state"), "last_transfer_end": rel.get("last_transfer_end"),
-            "last_transfer_end_iso": epoch_to_iso(rel.get("last_transfer_end")), "labels": rel.get("labels") or []}
+            "last_transfer_end_iso": epoch_to_iso(rel.get("last_transfer_end")), "labels": rel.get("labels") or [],
+            "held_by": rel["destination"].get("cluster")}
 
 
 def snapmirror_info(client: Ontap, volumes: List[VolumeRef]) -> Dict[str, Any]:
@@ -577,6 +584,13 @@ def snapmirror_update(client: Ontap, volumes: List[VolumeRef], snapshot: Optiona
     updated, not_updated = [], []
     for rel in rels:
         status = relationship_status(rel)
+        if status["held_by"]:
+            # Its destination cluster owns it: only a controller of that cluster can start its transfer.
+            status["reason"] = ("held by cluster %s (the destination's); its transfers start there: run this "
+                                "update with that cluster's controller, or let its SnapMirror schedule do it"
+                                % status["held_by"])
+            not_updated.append(status)
+            continue
         if types is not None and not set(relationship_kinds(status)) & set(types):
             status["reason"] = "a %s relationship; only %s asked for" % (status["type"], " and ".join(types))
             not_updated.append(status)

@@ -483,7 +483,7 @@ class OntapZapi(Ontap):
             path = _text(r, "%s-location" % prefix) or ""
             svm, _sep, vol = path.partition(":")
             return {"svm": _text(r, "%s-vserver" % prefix) or svm, "volume": _text(r, "%s-volume" % prefix) or vol or None,
-                    "path": path}
+                    "path": path, "cluster": None}
         rtype = _text(r, "relationship-type")
         ptype = _text(r, "policy-type") or ("vault" if rtype == "vault" else "async_mirror")
         healthy = _text(r, "is-healthy")

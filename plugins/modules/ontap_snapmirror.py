@@ -16,7 +16,10 @@ description:
   - M(kvmsnap.core.ontap_snapmirror_info) only reports their health (Snap Creator's dpstatus).
   - Volumes without relationships are reported in RV(volumes_without_relationships), not as an error.
   - A failed update makes the module fail, naming the relationship and what to do next.
-  - Relationships are read on the controller given by O(hostname) (the destination cluster in most setups).
+  - Relationships are read on the controller given by O(hostname). A relationship lives on its destination
+    cluster; one a peer cluster holds for these volumes (seen here with C(list_destinations_only)) cannot be
+    started from the source cluster, so it is reported in RV(not_updated) with C(held_by) naming that cluster
+    and a warning; run the update with a controller of that cluster (REST only).
 author:
   - kvmsnap.core contributors (@kvmsnap)
 extends_documentation_fragment:
@@ -114,8 +117,9 @@ updated:
   sample: []
 not_updated:
   description:
-    - Relationships not updated because of O(label) or O(types), with a C(reason). Named so that Ansible does not
-      take it for its own C(skipped) flag.
+    - Relationships not updated because of O(label) or O(types), or because another cluster holds them
+      (C(held_by), the destination's cluster name; V(null) for this cluster), with a C(reason). Named so that
+      Ansible does not take it for its own C(skipped) flag.
   returned: always
   type: list
   elements: dict
@@ -191,9 +195,13 @@ def execute(module, client, volumes):
         if not module.check_mode else res["not_updated"]
     res["relationships"] = res["updated"] + [r for r in others if r["uuid"] not in done]
     res["healthy"] = all(r.get("healthy") is not False for r in res["relationships"])
+    warnings = ["%s: SnapMirror/SnapVault %s -> %s is %s." % (client.hostname, r["source"], r["destination"], r["reason"])
+                for r in res["not_updated"] if r.get("held_by")]
     if res["volumes_without_relationships"]:
-        res["warnings"] = ["%s: no SnapMirror/SnapVault relationship has source %s; nothing to update there." % (
-            client.hostname, ", ".join(res["volumes_without_relationships"]))]
+        warnings.append("%s: no SnapMirror/SnapVault relationship has source %s; nothing to update there." % (
+            client.hostname, ", ".join(res["volumes_without_relationships"])))
+    if warnings:
+        res["warnings"] = warnings
     return res
 
 
