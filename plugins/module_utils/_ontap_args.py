@@ -44,6 +44,11 @@ ONTAP_CONNECTION_ARGS: Dict[str, Dict[str, Any]] = {
     "retries": {"type": "int", "default": DEFAULT_RETRIES, "fallback": _env("retries")},
 }
 
+# The connection options as suboptions of an option naming another controller (no environment fallbacks: that
+# controller is named in the task).
+CONNECTION_SUBOPTIONS: Dict[str, Dict[str, Any]] = {
+    option: {k: v for k, v in spec.items() if k != "fallback"} for option, spec in ONTAP_CONNECTION_ARGS.items()}
+
 # password and cert_file exclude each other, but that is checked in validate_connection, after
 # certificate_over_environment: AnsibleModule would count a password its env fallback put in (even an empty one).
 ONTAP_CONNECTION_MUTUALLY_EXCLUSIVE: List[List[str]] = []

@@ -26,26 +26,36 @@ def _batches(files: List[str]) -> List[List[str]]:
 
 
 def check_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, str], snapshot: str,
-               files: List[str]) -> None:
+               files: List[str], copy_client: Optional[Ontap] = None) -> None:
     """SOURCE must be a SnapMirror/SnapVault destination of SVM:VOLUME holding SNAPSHOT with every file of FILES,
-    and no restore into SVM:VOLUME may be under way; OntapError naming what to do otherwise."""
+    and no restore into SVM:VOLUME may be under way; OntapError naming what to do otherwise. COPY_CLIENT: the
+    controller of the cluster that holds SOURCE when that is another cluster (the copy is read there)."""
     primary = "%s:%s" % (svm, volume)
     copy = "%s:%s" % source
     op = "restore %s from %s, snapshot %s" % (primary, copy, snapshot)
-    destinations = [r["destination"]["path"] for r in client.list_snapmirror([(svm, volume)])]
+    rels = client.list_snapmirror([(svm, volume)])
+    destinations = [r["destination"]["path"] for r in rels]
+    held_by = [r["destination"].get("cluster") for r in rels if r["destination"]["path"] == copy]
+    if held_by and held_by[0] and copy_client is None:
+        raise client.error(
+            "%s is held by cluster %s, not by %s: its snapshot and files are read on a controller of that cluster"
+            % (copy, held_by[0], client.hostname), op,
+            hint="Give source_controller (the connection of a controller of cluster %s; the restore role takes it "
+                 "from the inventory's ontap_controllers)." % held_by[0])
+    reader = copy_client or client
     if copy not in destinations:
         raise client.error(
             "%s is not a SnapMirror/SnapVault destination of %s (its destinations: %s)"
             % (copy, primary, ", ".join(destinations) or "none"), op,
             hint="Give as source one of the volume's destinations; kvmsnap.core.ontap_snapshot_info with "
                  "copies: true lists where each backup lives.")
-    if client.get_snapshot(source[0], source[1], snapshot) is None:
-        raise client.not_found("snapshot %s not found on %s" % (snapshot, copy), op,
+    if reader.get_snapshot(source[0], source[1], snapshot) is None:
+        raise reader.not_found("snapshot %s not found on %s (controller %s)" % (snapshot, copy, reader.hostname), op,
                                hint="List the copies of the backups with kvmsnap.core.ontap_snapshot_info "
                                     "(copies: true) and give a snapshot the copy holds.")
-    missing = [f for f in files if client.snapshot_file_info(source[0], source[1], snapshot, f) is None]
+    missing = [f for f in files if reader.snapshot_file_info(source[0], source[1], snapshot, f) is None]
     if missing:
-        raise client.not_found("%s not in snapshot %s of %s" % (", ".join(missing), snapshot, copy), op,
+        raise reader.not_found("%s not in snapshot %s of %s" % (", ".join(missing), snapshot, copy), op,
                                hint="Restore only files the backup holds.")
     running = client.restore_relationships(primary)
     if running:
@@ -59,12 +69,13 @@ def check_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, str], sn
 
 def restore_from_copy(client: Ontap, svm: str, volume: str, source: Tuple[str, str], snapshot: str,
                       files: List[str], check_mode: bool = False, timeout: int = 300,
-                      destination_dir: Optional[str] = None) -> Dict[str, Any]:
+                      destination_dir: Optional[str] = None, copy_client: Optional[Ontap] = None) -> Dict[str, Any]:
     """Restore FILES ('/'-prefixed paths inside the volume) of SVM:VOLUME from SNAPSHOT on the copy SOURCE
     (svm, volume), in place or below DESTINATION_DIR. Per-item results as restore_items gives them, also on
-    failure."""
+    failure. The restore relationship and its transfers are made on CLIENT (the volume's cluster) also when the
+    copy lives on another cluster (COPY_CLIENT, where the copy is checked)."""
     prefix = (destination_dir or "").rstrip("/")
-    check_copy(client, svm, volume, source, snapshot, files)
+    check_copy(client, svm, volume, source, snapshot, files, copy_client)
     copy = "%s:%s" % source
     if check_mode:
         return {"changed": True, "restored": [{"type": "file", "path": f, "method": "check_mode"} for f in files],

@@ -111,6 +111,18 @@ options:
         copy's manifests without touching the live ones. Same path rules as O(files).
     type: str
     version_added: 1.1.0
+  source_controller:
+    description:
+      - With O(source), when O(source) lives on another cluster than O(hostname)'s (a SnapVault on a DR cluster,
+        cluster- and SVM-peered with it): the connection options of a controller of that cluster, where the copy's
+        snapshot and files are checked. The restore relationship and its transfers are still made on O(hostname)'s
+        controller, as ONTAP requires (a restore relationship lives on the cluster of the volume restored into).
+      - Takes the connection options of this module (O(hostname), O(port), O(username), O(password),
+        O(cert_file), O(key_file), O(validate_certs), O(ca_path), O(transport), O(timeout), O(retries)), without
+        their environment fallbacks.
+      - Without it, a copy another cluster holds is refused before anything is written, naming that cluster.
+    type: dict
+    version_added: 1.1.0
 seealso:
   - module: kvmsnap.core.ontap_snapshot_info
 """
@@ -244,7 +256,13 @@ ontap_version:
   sample: 9.13.1
 """
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import OptionError, parse_volumes
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import (
+    CONNECTION_SUBOPTIONS,
+    OptionError,
+    parse_volumes,
+    validate_connection,
+)
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_client import connect
 from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_module import (
     ontap_module,
     run_ontap_module,
@@ -274,6 +292,7 @@ ARGUMENT_SPEC = {
     "force": {"type": "bool", "default": False},
     "source": {"type": "str"},
     "destination_dir": {"type": "str"},
+    "source_controller": {"type": "dict", "options": CONNECTION_SUBOPTIONS},
 }
 
 
@@ -313,6 +332,13 @@ def prepare(module):
         if source == (svm, volume):
             raise OptionError("source: %s is the volume itself; give its SnapMirror/SnapVault destination, or leave "
                               "source out to restore from the volume's own snapshot." % p["source"])
+    if p["source_controller"] is not None:
+        if source is None:
+            raise OptionError("source_controller: only with source (the copy another cluster holds).")
+        try:
+            validate_connection(dict(p["source_controller"]))
+        except OptionError as exc:
+            raise OptionError("source_controller.%s" % exc) from None
     if not p["files"] and not p["luns"] and not p["restore_paths"]:
         raise OptionError("files/luns/restore_paths: give at least one file or LUN to restore (or mode: volume).")
     files = normalize_paths(p["files"], volume, "files") if p["files"] else []
@@ -344,8 +370,10 @@ def execute(module, client, prep):
         return res
     verb = "would restore" if check else "restored"
     if prep.get("source"):
+        copy_client = connect(dict(p["source_controller"]), "ontap_restore") if p["source_controller"] else None
         res = restore_from_copy(client, svm, volume, prep["source"], p["snapshot"], prep["files"], check_mode=check,
-                                timeout=max(client.timeout, 300), destination_dir=prep["destination_dir"])
+                                timeout=max(client.timeout, 300), destination_dir=prep["destination_dir"],
+                                copy_client=copy_client)
         res["msg"] = "%s %d file(s) of %s:%s from snapshot %s on %s" % (
             verb, len(res["restored"]), svm, volume, p["snapshot"], res["source"])
         return res

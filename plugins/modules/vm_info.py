@@ -427,7 +427,7 @@ from typing import Any, Dict
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _libvirt, _libvirt_args
-from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import ONTAP_CONNECTION_ARGS
+from ansible_collections.kvmsnap.core.plugins.module_utils._ontap_args import CONNECTION_SUBOPTIONS
 from ansible_collections.kvmsnap.core.plugins.module_utils._storage_map import DATASTORES_SPEC
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_discovery import VmInfoError, discover
 from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run_vm_module
@@ -435,7 +435,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils._vm_module import run
 # the ONTAP connection options (without their environment fallbacks: each controller is named in the task)
 CONTROLLER_OPTIONS = dict(
     name=dict(type="str", required=True),
-    **{option: {k: v for k, v in spec.items() if k != "fallback"} for option, spec in ONTAP_CONNECTION_ARGS.items()}
+    **CONNECTION_SUBOPTIONS
 )
 
 ARGUMENT_SPEC = _libvirt_args.libvirt_argument_spec(

@@ -46,3 +46,32 @@ def test_update_and_copies_of_a_vault_on_another_cluster(sites):
     vault = dr.admin("GET", "state")
     names = [s["name"] for v in vault["volumes"].values() if v["name"] == "vol_ds1_vault" for s in v["snapshots"]]
     assert names == ["nightly_x1"]
+
+
+def test_restore_from_a_vault_on_another_cluster(sites):
+    primary, dr = sites
+    vdir = primary.data / "volumes" / "svm1" / "vol_ds1"
+    (vdir / "a.img").write_text("one")
+    assert not run_module("ontap_snapshot", {**primary.conn(), "volumes": ["svm1:vol_ds1"], "name": "nightly_x2",
+                                             "snapmirror_label": "daily", "state": "present"}).failed
+    assert run_module("ontap_snapmirror", {**dr.conn(), "volumes": ["svm1:vol_ds1"], "state": "updated"})["changed"]
+    assert not run_module("ontap_snapshot", {**primary.conn(), "volumes": ["svm1:vol_ds1"], "name": "nightly_x2",
+                                             "state": "absent"}).failed
+    (vdir / "a.img").write_text("two")
+    args = {**primary.conn(), "volume": "svm1:vol_ds1", "snapshot": "nightly_x2", "files": ["/a.img"],
+            "source": "svm_dr:vol_ds1_vault"}
+    # Without the copy's controller: refused before anything is written, naming the cluster and the option.
+    res = run_module("ontap_restore", args)
+    assert res.failed and DR in res["msg"] and "source_controller" in res["msg"], res
+    bad = run_module("ontap_restore", {**args, "source_controller": {"hostname": "https://x"}})
+    assert bad.failed and bad["msg"].startswith("source_controller.hostname"), bad
+    # The copy is checked on the DR controller; the restore relationship is made on the primary's.
+    missing = run_module("ontap_restore", {**args, "files": ["/nope.img"], "source_controller": dr.conn()})
+    assert missing.failed and "nope.img" in missing["msg"], missing
+    checked = run_module("ontap_restore", {**args, "source_controller": dr.conn()}, check_mode=True)
+    assert not checked.failed and checked["changed"] and (vdir / "a.img").read_text() == "two", checked
+    done = run_module("ontap_restore", {**args, "source_controller": dr.conn()})
+    assert not done.failed and [r["method"] for r in done["restored"]] == ["snapmirror_restore"], done
+    assert (vdir / "a.img").read_text() == "one"
+    rels = primary.admin("GET", "state")["relationships"]
+    assert rels == {}  # the restore relationship was deleted again
