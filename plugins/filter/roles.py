@@ -19,7 +19,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _ds_paths
 from ansible_collections.kvmsnap.core.plugins.module_utils._report import build_report, stats
 from ansible_collections.kvmsnap.core.plugins.module_utils._snapshot_naming import existing_set
 from ansible_collections.kvmsnap.core.plugins.module_utils._verify import lun_files_wanted as verify_lun_files
-from ansible_collections.kvmsnap.core.plugins.plugin_utils import _plan, _restore_journal, _verify_outcome
+from ansible_collections.kvmsnap.core.plugins.plugin_utils import _plan, _remote_copies, _restore_journal, _verify_outcome
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._async_loop import foreground
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._backup_check import check as check_vms
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._catalog import CatalogError, build_catalog
@@ -252,6 +252,28 @@ def backup_volumes(volumes, mirrors, prunes, snapshot):
     return merge_post(_plain(volumes), _plain(mirrors or []), _plain(prunes or []), snapshot)
 
 
+def remote_copy_asks(primary_results, controllers):
+    """ontap_snapshot_info results of the primaries (copies=true) → which inventory controller to ask for which
+    copy another cluster holds: [{controller, location}]."""
+    return _remote_copies.ask_plan(_remote_copies.remote_asks(_plain(primary_results)), [str(c) for c in _plain(controllers) or []])
+
+
+def remote_copies(primary_results, answers):
+    """The answers of remote_copy_asks' questions → {results (catalogue input), held, notes}."""
+    return _remote_copies.remote_copies(_remote_copies.remote_asks(_plain(primary_results)), _plain(answers))
+
+
+def mirror_update_asks(primary_results, controllers):
+    """ontap_snapmirror results of the primaries → which inventory controller to ask to update the relationships
+    another cluster holds: [{controller, primary, volumes}]."""
+    return _remote_copies.update_asks(_plain(primary_results), [str(c) for c in _plain(controllers) or []])
+
+
+def mirror_update_results(primary_results, answers):
+    """The answers of mirror_update_asks' questions as results of the primaries' controllers (backup report)."""
+    return _remote_copies.update_results(_plain(primary_results), _plain(answers))
+
+
 def copy_list(datastores, snapshot):
     """The .kvmsnap/ directory of each datastore in its copy (what ontap_snapshot_info lists)."""
     return list_plan(_plain(datastores), _plain(snapshot))
@@ -446,6 +468,10 @@ class FilterModule:
             "lun_files_wanted": lun_files_wanted,
             "lun_files_answers": lun_files_answers,
             "restore_selection": restore_selection,
+            "mirror_update_asks": mirror_update_asks,
+            "mirror_update_results": mirror_update_results,
+            "remote_copy_asks": remote_copy_asks,
+            "remote_copies": remote_copies,
             "copy_list": copy_list,
             "copy_listed": copy_listed,
             "copy_stage": copy_stage,

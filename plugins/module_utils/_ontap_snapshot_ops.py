@@ -586,9 +586,9 @@ def snapmirror_update(client: Ontap, volumes: List[VolumeRef], snapshot: Optiona
         status = relationship_status(rel)
         if status["held_by"]:
             # Its destination cluster owns it: only a controller of that cluster can start its transfer.
-            status["reason"] = ("held by cluster %s (the destination's); its transfers start there: run this "
-                                "update with that cluster's controller, or let its SnapMirror schedule do it"
-                                % status["held_by"])
+            status["reason"] = ("held by cluster %s (the destination's), whose controller starts its transfers: "
+                                "the backup role asks the other controllers of ontap_controllers (add one of cluster "
+                                "%s there), or let the relationship's schedule update it" % ((status["held_by"],) * 2))
             not_updated.append(status)
             continue
         if types is not None and not set(relationship_kinds(status)) & set(types):

@@ -84,7 +84,8 @@ def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -
     SnapMirror/SnapVault destinations) → one record per snapshot name, oldest first.
 
     `volumes` are the volumes whose own snapshot it is; `copies` where copies live ({volume, location, kind,
-    controller}); `sources` the volumes whose own snapshot is gone, each with the copy its files come back from
+    controller, copy_controller (the controller that holds the copy), cluster (another cluster's name, or None)});
+    `sources` the volumes whose own snapshot is gone, each with the copy its files come back from
     (a vault before a mirror); `missing` the needed volumes with neither. A member's trust counts from the volume
     itself, else from the copy its files would come from."""
     records: Dict[str, Dict[str, Any]] = {}
@@ -102,7 +103,8 @@ def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -
             rec = _record(records, snap)
             key = "%s:%s" % (ctrl, snap.get("copy_of"))
             rec["copies"].append({"volume": key, "location": snap.get("location"), "kind": snap.get("kind"),
-                                  "controller": ctrl})
+                                  "controller": ctrl, "copy_controller": snap.get("copy_controller") or ctrl,
+                                  "cluster": snap.get("cluster")})
             copies.setdefault(snap["name"], {}).setdefault(key, []).append(snap)
     out = []
     for name, rec in records.items():
@@ -116,8 +118,11 @@ def build_catalog(snapshot_lists: List[Mapping[str, Any]], volumes: List[str]) -
             best = sorted(snaps, key=lambda c: (COPY_PREFERENCE.index(c.get("kind")) if c.get("kind") in
                                                 COPY_PREFERENCE else len(COPY_PREFERENCE), c.get("location") or ""))[0]
             chosen[key] = best
-            rec["sources"][key] = {"location": best.get("location"), "kind": best.get("kind"),
-                                   "controller": key.split(":", 1)[0]}
+            ctrl = key.split(":", 1)[0]
+            # copy_controller: where the copy is read (another cluster's controller for a DR-site vault)
+            rec["sources"][key] = {"location": best.get("location"), "kind": best.get("kind"), "controller": ctrl,
+                                   "copy_controller": best.get("copy_controller") or ctrl,
+                                   "cluster": best.get("cluster")}
         for snap in chosen.values():
             if snap.get("state") not in (None, "", "valid"):
                 rec["ontap_state"] = snap.get("state")

@@ -606,6 +606,8 @@ def merge_post(volumes: List[Mapping[str, Any]], mirrors: List[Mapping[str, Any]
                 result = "ok" if (rel.get("source"), rel.get("destination")) in updated else "skipped"
                 if result == "ok" and rel.get("healthy") is False:
                     result = "unhealthy"
+                # a later result for the same relationship (its holder on another cluster) says what happened
+                entry["snapmirror"] = [m for m in entry["snapmirror"] if m["destination"] != rel.get("destination")]
                 entry["snapmirror"].append({"type": rel.get("type"), "destination": rel.get("destination"),
                                             "result": result, "state": rel.get("state"),
                                             "error": rel.get("unhealthy_reason")})
@@ -738,6 +740,7 @@ def restore_plan(per_host: Mapping[str, Mapping[str, Any]], requested: Any, snap
     for key, vol in volumes.items():
         if key in sources and key not in (snapshot.get("volumes") or []):
             vol["source"] = sources[key].get("location")
+            vol["copy_controller"] = sources[key].get("copy_controller") or vol["controller"]
     for entries in hosts.values():
         for entry in entries:
             entry["from_copy"] = any(volumes.get("%s:%s:%s" % (d.get("controller"), d.get("svm"), d.get("volume")),

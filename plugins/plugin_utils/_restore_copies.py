@@ -42,11 +42,17 @@ def _copy_dir(ds: Mapping[str, Any], source: Mapping[str, Any]) -> str:
 
 def list_plan(datastores: List[Mapping[str, Any]], snapshot: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """One entry per datastore whose volume comes back from a copy: {controller, key, ds_path, source, ask (the
-    .kvmsnap/ directory in the copy, for ontap_snapshot_info to list)}."""
+    .kvmsnap/ directory in the copy, for ontap_snapshot_info to list), copy_controller (where to ask)}."""
     sources = snapshot.get("sources") or {}
     return [{"controller": ds.get("controller"), "key": _key(ds), "ds_path": str(ds.get("path")),
-             "source": sources[_key(ds)].get("location"), "ask": _copy_dir(ds, sources[_key(ds)])}
+             "source": sources[_key(ds)].get("location"), "ask": _copy_dir(ds, sources[_key(ds)]),
+             "copy_controller": _copy_controller(ds, sources[_key(ds)])}
             for ds in datastores if _key(ds) in sources]
+
+
+def _copy_controller(ds: Mapping[str, Any], source: Mapping[str, Any]) -> Any:
+    """The controller that holds the copy: another cluster's for a DR-site vault, else the volume's own."""
+    return source.get("copy_controller") or ds.get("controller")
 
 
 def copy_vms(entry: Mapping[str, Any], answer: Mapping[str, Any]) -> Dict[str, Any]:
@@ -78,7 +84,7 @@ def copy_vms(entry: Mapping[str, Any], answer: Mapping[str, Any]) -> Dict[str, A
 def stage_plan(datastores: List[Mapping[str, Any]], found: List[Mapping[str, Any]], snapshot: Mapping[str, Any],
                run_id: str, state_dir: str) -> List[Dict[str, Any]]:
     """One entry per datastore of this host whose volume comes back from a copy and whose copy names VMs:
-    {controller, key, volume (svm:volume), source (the copy, svm:volume), files (paths in the volume), ask
+    {controller, copy_controller (the controller that holds the copy), key, volume (svm:volume), source (the copy, svm:volume), files (paths in the volume), ask
     (svm:/vol/<copy>/<path>, for ontap_snapshot_info), destination_dir (in the volume), host_dir (the same, on the
     host), catalog: [{vm_dir, src, dest}]}.
 
@@ -106,7 +112,8 @@ def stage_plan(datastores: List[Mapping[str, Any]], found: List[Mapping[str, Any
                 ask.append("%s:/vol/%s%s/%s" % (copy_svm, copy_vol, vm_dir, name))
             catalog.append({"vm_dir": vm_dir, "src": host_dir + vm_dir + "/",
                             "dest": posixpath.join(state_dir, "catalog", str(snapshot.get("name")), uuid) + "/"})
-        out.append({"controller": ds.get("controller"), "key": key, "volume": "%s:%s" % (ds.get("svm"), ds.get("volume")),
+        out.append({"controller": ds.get("controller"), "copy_controller": _copy_controller(ds, sources[key]),
+                    "key": key, "volume": "%s:%s" % (ds.get("svm"), ds.get("volume")),
                     "source": sources[key].get("location"), "files": files, "ask": ask, "destination_dir": staging,
                     "host_dir": host_dir, "catalog": catalog})
     return out
