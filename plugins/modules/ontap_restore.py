@@ -114,7 +114,7 @@ options:
   source_controller:
     description:
       - With O(source), when O(source) lives on another cluster than O(hostname)'s (a SnapVault on a DR cluster,
-        cluster- and SVM-peered with it): the connection options of a controller of that cluster, where the copy's
+        cluster- and SVM-peered with it), the connection options of a controller of that cluster, where the copy's
         snapshot and files are checked. The restore relationship and its transfers are still made on O(hostname)'s
         controller, as ONTAP requires (a restore relationship lives on the cluster of the volume restored into).
       - Takes the connection options of this module (O(hostname), O(port), O(username), O(password),

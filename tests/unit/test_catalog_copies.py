@@ -40,8 +40,10 @@ def test_where_each_backup_lives_and_where_its_files_come_from():
     one = by["kvmsnap-daily_1"]
     assert one["volumes"] == [] and one["location"] == "copies" and one["complete"] and one["state"] == "good"
     assert one["sources"] == {
-        "c1:svm1:vol1": {"location": "svm_dr:vol1_vault", "kind": "vault", "controller": "c1"},  # vault first
-        "c1:svm1:vol2": {"location": "svm_dr:vol2_mirror", "kind": "mirror", "controller": "c1"}}
+        "c1:svm1:vol1": {"location": "svm_dr:vol1_vault", "kind": "vault", "controller": "c1",  # vault first
+                         "copy_controller": "c1", "cluster": None},
+        "c1:svm1:vol2": {"location": "svm_dr:vol2_mirror", "kind": "mirror", "controller": "c1",
+                         "copy_controller": "c1", "cluster": None}}
     assert [(c["volume"], c["location"], c["kind"]) for c in one["copies"]] == [
         ("c1:svm1:vol1", "svm_dr:vol1_mirror", "mirror"), ("c1:svm1:vol1", "svm_dr:vol1_vault", "vault"),
         ("c1:svm1:vol2", "svm_dr:vol2_mirror", "mirror")]

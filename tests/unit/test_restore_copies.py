@@ -34,7 +34,7 @@ FOUND = [dict(_listing((U1, "directory"), (U2.upper(), "directory"), ("not-a-uui
 
 def test_the_copy_of_each_datastore_from_a_copy_is_listed_at_its_offset():
     assert LISTED == [{"controller": "c1", "key": "c1:svm1:vol1", "ds_path": "/mnt/ds1", "source": "svm_dr:vol1_vault",
-                       "ask": "svm_dr:/vol/vol1_vault/images/.kvmsnap"}]  # vol2 still has its own snapshot
+                       "ask": "svm_dr:/vol/vol1_vault/images/.kvmsnap", "copy_controller": "c1"}]  # vol2 has its own
 
 
 def test_names_from_the_copy_are_checked():
