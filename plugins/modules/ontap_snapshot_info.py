@@ -275,8 +275,10 @@ copies:
       type: str
       sample: vault
 copies_elsewhere:
-  description: With O(copies), destinations this controller lists but does not hold, as {copy_of, location, kind,
-    error}.
+  description:
+    - With O(copies), destinations this controller lists but does not hold, as {copy_of, location, kind, error}.
+    - A destination another (peered) cluster holds also has C(cluster), that cluster's name; list it with a
+      controller of that cluster.
   returned: when copies is true
   type: list
   elements: dict
