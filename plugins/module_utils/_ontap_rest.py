@@ -53,6 +53,11 @@ VOL_FIELDS = "name,uuid,svm.name,nas.path,space.size,state,type"
 SM_FIELDS = ("uuid,source,destination,policy,state,healthy,unhealthy_reason,lag_time,transfer")
 
 
+def _peer_held(rec: dict) -> bool:
+    """A relationship record whose destination names another cluster (listed with list_destinations_only)."""
+    return bool(((rec.get("destination") or {}).get("cluster") or {}).get("name"))
+
+
 class OntapRest(Ontap):
     transport = "rest"
 
@@ -599,8 +604,7 @@ class OntapRest(Ontap):
             seen = set(r.get("uuid") for r in recs)
             held = self.call(op, lambda: self.session.get_records(
                 "/api/snapmirror/relationships", fields=SM_FIELDS, list_destinations_only="true"))
-            recs = recs + [r for r in held if r.get("uuid") not in seen
-                           and ((r.get("destination") or {}).get("cluster") or {}).get("name")]
+            recs = recs + [r for r in held if r.get("uuid") not in seen and _peer_held(r)]
         policies = self._policies() if recs else {}
         rels = [self._relationship(r, policies) for r in recs]
         if source is not None:
