@@ -117,12 +117,50 @@ options:
         cluster- and SVM-peered with it), the connection options of a controller of that cluster, where the copy's
         snapshot and files are checked. The restore relationship and its transfers are still made on O(hostname)'s
         controller, as ONTAP requires (a restore relationship lives on the cluster of the volume restored into).
-      - Takes the connection options of this module (O(hostname), O(port), O(username), O(password),
-        O(cert_file), O(key_file), O(validate_certs), O(ca_path), O(transport), O(timeout), O(retries)), without
-        their environment fallbacks.
+      - The same connection options as this module's own, without their environment fallbacks.
       - Without it, a copy another cluster holds is refused before anything is written, naming that cluster.
     type: dict
     version_added: 1.1.0
+    suboptions:
+      hostname:
+        description: Cluster management host name or IP address.
+        type: str
+        required: true
+      port:
+        description: HTTPS port of the management interface. Defaults to 443.
+        type: int
+      username:
+        description: ONTAP user for basic authentication.
+        type: str
+      password:
+        description: Password of O(source_controller.username).
+        type: str
+      cert_file:
+        description: PEM client certificate for certificate authentication; requires O(source_controller.key_file).
+        type: path
+      key_file:
+        description: PEM private key of O(source_controller.cert_file); must not be readable by group or others.
+        type: path
+      validate_certs:
+        description: Verify the controller's TLS certificate.
+        type: bool
+        default: true
+      ca_path:
+        description: PEM CA bundle used to verify the controller's certificate.
+        type: path
+      transport:
+        description: API used to talk to the controller.
+        type: str
+        choices: [rest, zapi, auto]
+        default: rest
+      timeout:
+        description: Seconds to wait for one API call.
+        type: int
+        default: 60
+      retries:
+        description: How many times a transient ONTAP failure is retried.
+        type: int
+        default: 3
 seealso:
   - module: kvmsnap.core.ontap_snapshot_info
 """

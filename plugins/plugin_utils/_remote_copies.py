@@ -126,8 +126,8 @@ def update_results(primary_results: Sequence[Mapping[str, Any]],
         dests = wanted.get(primary) or set()
         if res.get("failed"):
             # a holder whose transfer failed (a controller that holds none of them does not fail)
-            out.append({"item": primary, "failed": True, "msg": "%s (controller %s)" % (res.get("msg"),
-                                                                                     entry.get("controller"))})
+            msg = "%s (controller %s)" % (res.get("msg"), entry.get("controller"))
+            out.append({"item": primary, "failed": True, "msg": msg})
             continue
         rels = [r for r in res.get("relationships") or [] if str(r.get("destination")) in dests]
         if not rels:
