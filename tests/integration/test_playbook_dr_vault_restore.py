@@ -12,18 +12,11 @@ from helpers.module_fixtures import run_module
 from helpers.peer_fixtures import DR, peered_configs
 from helpers.playbook_lab import Lab, run_output, sha
 from helpers.sim_fixtures import start_sim
+from test_playbook_vault_restore import AFTER, BEFORE, _mark
 
 pytestmark = [pytest.mark.needs_libvirtd, pytest.mark.slow]
 
 SNAP = "kvmsnap-daily_dr1"
-BEFORE = b"WRITTEN-BEFORE-THE-BACKUP"
-AFTER = b"WRITTEN-AFTER-THE-BACKUP"
-
-
-def _mark(path, text: bytes, offset: int = 8192) -> None:
-    with open(path, "r+b") as fh:
-        fh.seek(offset)
-        fh.write(text)
 
 
 @pytest.fixture(scope="module")

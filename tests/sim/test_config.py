@@ -22,7 +22,10 @@ def _readme_example() -> dict:
 def test_readme_example_config_starts(fast_sim):
     c = Client(fast_sim(_readme_example()))
     assert c.get("/api/cluster")["version"]["major"] == 8
-    assert c.get("/api/snapmirror/relationships")["num_records"] == 2
+    rels = c.get("/api/snapmirror/relationships", fields="source")["records"]
+    # two on this cluster, one whose source is on the peer cluster of the example (not running: unavailable)
+    assert sorted(r["source"].get("cluster", {}).get("name", "-") for r in rels) == ["-", "-", "site-a"]
+    assert c.get("/api/cluster/peers", fields="status")["records"][0]["status"]["state"] == "unavailable"
     assert Client(c.sim, user="viewer", password="secret").get("/api/svm/svms")["num_records"] == 2
 
 

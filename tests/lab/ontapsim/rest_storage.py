@@ -73,8 +73,12 @@ class StorageHandlers(HandlerBase):
             return self._collection(req, R.cluster_peers(self.st), keys=("uuid", "name"))
 
     def get_cluster_peer(self, req: Request, pu: str) -> Response:
+        return self._derived_one(req, R.cluster_peers, pu)
+
+    def _derived_one(self, req: Request, records: Any, pu: str) -> Response:
+        """One of the records the state derives (peers), by uuid."""
         with self.st.lock:
-            for rec in R.cluster_peers(self.st):
+            for rec in records(self.st):
                 if rec["uuid"] == pu:
                     return self._one(req, rec)
         raise SimError("not_found", "entry doesn't exist", target="uuid")
@@ -84,11 +88,7 @@ class StorageHandlers(HandlerBase):
             return self._collection(req, R.svm_peers(self.st), keys=("uuid", "name"))
 
     def get_svm_peer(self, req: Request, pu: str) -> Response:
-        with self.st.lock:
-            for rec in R.svm_peers(self.st):
-                if rec["uuid"] == pu:
-                    return self._one(req, rec)
-        raise SimError("not_found", "entry doesn't exist", target="uuid")
+        return self._derived_one(req, R.svm_peers, pu)
 
     def list_lifs(self, req: Request) -> Response:
         with self.st.lock:
