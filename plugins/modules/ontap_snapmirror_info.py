@@ -112,6 +112,14 @@ relationships:
       type: list
       elements: str
       sample: [daily, weekly]
+    held_by:
+      description:
+        - The name of the cluster that holds the relationship when that is another (peered) cluster, the
+          destination's, which lists it here with C(list_destinations_only) (REST); V(null) for a relationship
+          this cluster holds. Its policy and labels are that cluster's and may not be known here.
+      type: str
+      sample: dr-cluster
+      version_added: 1.1.0
 volumes_without_relationships:
   description: Volumes of O(volumes) that are the source of no relationship.
   returned: always

@@ -35,6 +35,9 @@ def test_update_and_copies_of_a_vault_on_another_cluster(sites):
     assert [(r["source"], r["destination"], r["held_by"]) for r in held] == \
         [("svm1:vol_ds1", "svm_dr:vol_ds1_vault", DR)]
     assert any(DR in str(w) and "svm_dr:vol_ds1_vault" in str(w) for w in res.get("warnings") or []), res
+    status = run_module("ontap_snapmirror_info", {**primary.conn(), "volumes": ["svm1:vol_ds1"]})
+    assert [(r["destination"], r["held_by"]) for r in status["relationships"]] == [("svm_dr:vol_ds1_vault", DR)]
+    assert status["volumes_without_relationships"] == []
     info = run_module("ontap_snapshot_info", {**primary.conn(), "volumes": ["svm1:vol_ds1"], "copies": True})
     assert not info.failed and info["copies"] == [], info
     assert [(c["location"], c["cluster"]) for c in info["copies_elsewhere"]] == [("svm_dr:vol_ds1_vault", DR)]
