@@ -198,6 +198,21 @@ def protects(rec: Mapping[str, Any], entries: List[Mapping[str, Any]], vm: str) 
     return any(vm in (e.get("name"), e.get("uuid")) and stale_reason(e, rec) is None for e in entries)
 
 
+def _copies_hint(good: List[Dict[str, Any]], operation: str) -> str:
+    """What to do when `latest` finds no backup of a VM but older good backups live only on SnapMirror/SnapVault
+    copies: their manifests are not read to pick one (that would stage every copy's), so the user names one."""
+    only_copies = [r for r in good if r.get("location") == "copies"]
+    if not only_copies or operation != "restore":
+        return ""
+    newest = only_copies[-1]
+    where = sorted({str(c.get("location")) for c in newest.get("copies") or [] if c.get("location")})
+    return (" %d older good backup(s) live only on SnapMirror/SnapVault copies, whose VMs `latest` does not read "
+            "(newest: %s on %s). If the VM was deleted before the primary's retention window, restore it from a "
+            "copy by name: %s: %s (or a query over the catalogue, docs/restore.md)."
+            % (len(only_copies), newest["name"], ", ".join(where) or "a copy", SNAPSHOT_VARS[operation],
+               newest["name"]))
+
+
 def _latest_for(good: List[Dict[str, Any]], protected: Mapping[str, List[Mapping[str, Any]]],
                 requested: List[str], operation: str = "restore") -> Dict[str, Any]:
     """The newest good set that protected every requested VM (one restore uses one snapshot)."""
@@ -210,7 +225,8 @@ def _latest_for(good: List[Dict[str, Any]], protected: Mapping[str, List[Mapping
     lacking = [vm for vm, name in newest.items() if name is None]
     if lacking:
         raise CatalogError("%s=latest: no good backup protected VM %s (a snapshot that only "
-                           "carries an older run's manifest of a VM is no backup of it)." % (var, ", ".join(lacking)))
+                           "carries an older run's manifest of a VM is no backup of it).%s"
+                           % (var, ", ".join(lacking), _copies_hint(good, operation)))
     raise CatalogError("%s=latest: no good backup protected all of %s (newest per VM: %s); "
                        "%s them in separate runs, or name one snapshot." % (
                            var, operation, ", ".join(requested), ", ".join("%s: %s" % kv for kv in newest.items())))

@@ -73,3 +73,24 @@ def test_without_copies_the_records_are_as_before():
     res = catalog([{"item": "c1", "snapshots": [_snap("kvmsnap-daily_2", 2, "vol1")]}], VOLS)
     assert res[0]["copies"] == [] and res[0]["sources"] == {} and res[0]["location"] == "primary"
     assert res[0]["missing"] == ["c1:svm1:vol2"]
+
+
+def test_latest_for_a_vm_no_primary_backup_protected_names_the_copies():
+    """A VM deleted before the primary's retention window: `latest` cannot tell which copy-only backup holds it,
+    so the error names the newest copy-only backup and how to restore it by name."""
+    import pytest
+    from ansible.errors import AnsibleFilterError
+
+    records = list(_records().values())
+    protected = [{"protected": {"kvmsnap-daily_2": []}}]
+    with pytest.raises(AnsibleFilterError) as err:
+        select_snapshot(records, {"kind": "latest", "value": "latest"}, protected, ["gone1"])
+    msg = str(err.value)
+    assert "no good backup protected VM gone1" in msg
+    assert "live only on SnapMirror/SnapVault copies" in msg
+    assert "newest: kvmsnap-daily_1 on svm_dr:vol1_mirror, svm_dr:vol1_vault, svm_dr:vol2_mirror" in msg
+    assert "kvmsnap_restore_snapshot: kvmsnap-daily_1" in msg
+    # a verify boots from the primary's snapshots only: no way out through a copy is offered
+    with pytest.raises(AnsibleFilterError) as err:
+        select_snapshot(records, {"kind": "latest", "value": "latest"}, protected, ["gone1"], operation="verify")
+    assert "SnapMirror/SnapVault copies" not in str(err.value)
