@@ -273,6 +273,16 @@ def _destroy_domains(base: Path) -> None:
         conn.close()
 
 
+def _exited(pid: int, name: str) -> bool:
+    """PID is gone, a zombie (its mount namespace, files and locks are released) or no longer NAME (recycled)."""
+    try:
+        stat = Path("/proc/%d/stat" % pid).read_text()
+    except OSError:
+        return True
+    comm, _sep, rest = stat.partition("(")[2].rpartition(")")
+    return comm != name or rest.split()[:1] == ["Z"]
+
+
 def stop_daemon(name: str, base: Path | None = None, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
     """Signal the lab's NAME daemon (by its pid file only) and wait until it is gone; the pid, or None."""
     pid = pid_of(name, base)
@@ -280,7 +290,8 @@ def stop_daemon(name: str, base: Path | None = None, sig: int = signal.SIGTERM, 
         return None
     os.kill(pid, sig)
     deadline = time.monotonic() + timeout
-    while pid_of(name, base) == pid:
+    # the process itself, not its pid file: a daemon removes its pid file before it has finished exiting
+    while pid_of(name, base) == pid or not _exited(pid, name):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 5
