@@ -18,6 +18,7 @@ from ansible_collections.kvmsnap.core.plugins.module_utils import _journal, _ove
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_args import FENCES
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_errors import FenceError
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_rules import is_test_uri, public_outcome
+from ansible_collections.kvmsnap.core.plugins.module_utils._host_turns import Preparing, settle
 from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_run import commit_overlays, fence_overlays, plan_vms
 
 DEFAULT_FENCE = "auto"
@@ -33,13 +34,6 @@ OVERLAY_PRECREATED = True
 # once on one connection before): 32 minimal VMs committed in 0.82-0.96 s against 1.06-1.21 s (2 rounds, 2-core lab
 # under load from other test runs; 1 at a time: 1.74-1.86 s). The commit runs while the VMs run: no pause.
 COMMIT_WORKERS = 4
-
-# The run's watchdog (a new Python process) starts just before the overlays: its start-up takes the CPU libvirtd needs
-# for the first VMs' overlays. On the 2-core lab the first VM's pause was 50-72 ms against ~20 ms for the next ones;
-# after waiting for the watchdog to sleep, 18-30 ms for all. The wait is bounded: WATCHDOG_SETTLE seconds at most.
-WATCHDOG_SETTLE = 0.5
-_SETTLE_POLL = 0.005
-_SETTLE_QUIET = 3  # polls in a row that find the process asleep
 
 TEST_DRIVER_REASON = "the libvirt test driver cannot make external snapshots"
 
@@ -82,28 +76,6 @@ def choose(fence: str, vms: List[Dict[str, Any]], plans: Optional[List[Dict[str,
     return out
 
 
-def settle(pid: Optional[int], limit: float = WATCHDOG_SETTLE) -> float:
-    """Wait until process PID is asleep (state S in /proc/PID/stat on _SETTLE_QUIET polls in a row), it ended, or
-    LIMIT seconds passed; returns the seconds waited. No /proc (not Linux) or no PID: no wait."""
-    t0 = time.monotonic()
-    if not pid:
-        return 0.0
-    quiet = 0
-    while time.monotonic() - t0 < limit:
-        try:
-            with open("/proc/%d/stat" % int(pid)) as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError, ValueError):
-            break
-        if state in ("Z", "X"):
-            break
-        quiet = quiet + 1 if state == "S" else 0
-        if quiet >= _SETTLE_QUIET:
-            break
-        time.sleep(_SETTLE_POLL)
-    return time.monotonic() - t0
-
-
 class OverlayFence:
     """The overlay VMs of one backup run: plans, overlay (quiesce → overlays → release), commit, report."""
 
@@ -120,6 +92,13 @@ class OverlayFence:
         self.committed = False
         self._background: Optional[threading.Thread] = None
         self._background_errors: List[str] = []
+        self.preparing = Preparing()
+
+    def begin_preparing(self) -> None:
+        """From here until this run's first switch, other runs' overlay switches on this host wait (bounded) for it
+        (``_host_turns``): call once the state dir exists. Nothing to wait for with the direct fence or check mode."""
+        if self.choice != "direct" and not self.fence.check_mode and not is_test_uri(self.fence.uri):
+            self.preparing.begin(self.fence.state_dir)
 
     def plan(self, vms: List[Dict[str, Any]]) -> None:
         """Choose every VM's fence (raises FenceError for fence=overlay when a running VM cannot take it)."""
@@ -127,6 +106,8 @@ class OverlayFence:
         if self.choice != "direct" and not is_test_uri(self.fence.uri):
             plans = plan_vms(self.fence.sc, [vm["uuid"] for vm in vms], self.run_id)
         self.plans = choose(self.choice, vms, plans, self.fence.uri)
+        if not self.overlay_uuids():
+            self.preparing.end()  # no switch of ours to prepare for
 
     def by_uuid(self) -> Dict[str, Dict[str, Any]]:
         return {p["uuid"]: p for p in self.plans}
@@ -139,15 +120,20 @@ class OverlayFence:
         direct fence (fence=auto: the overlay failed, the VM was released); with fence=overlay a failure is kept in
         its outcome's error."""
         if not self.overlay_uuids():
+            self.preparing.end()
             return []
         owners = (getattr(self.fence, "journal", None) or {}).get("owners") or []
         watchdog = next((o.get("pid") for o in owners if o.get("role") == "watchdog"), None)
 
         def wait_for_watchdog() -> None:  # the files are made meanwhile
             self.watchdog_settle_ms = 1000 * settle(watchdog)
-        self.outcomes = fence_overlays(self.fence.sc, self.fence.state_dir, self.fence.journal_id, self.plans,
-                                       self.run_id, self.mode, self.fence.agent_timeout, OVERLAY_PRECREATED,
-                                       before_quiesce=wait_for_watchdog)
+            self.preparing.end()  # prepared: the switches may come
+        try:
+            self.outcomes = fence_overlays(self.fence.sc, self.fence.state_dir, self.fence.journal_id, self.plans,
+                                           self.run_id, self.mode, self.fence.agent_timeout, OVERLAY_PRECREATED,
+                                           before_quiesce=wait_for_watchdog)
+        finally:
+            self.preparing.end()
         back = []
         plans = self.by_uuid()
         for o in self.outcomes:

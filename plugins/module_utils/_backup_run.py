@@ -66,6 +66,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         label = params.get("snapmirror_label")
         result.update(name=name, comment=comment)
         fence.prepare_state_dir()
+        overlays.begin_preparing()
         vms = resolve_vms(fence.sc.conn, params.get("vms") or [], fence.uri)
         volumes = _backup_volumes(fence, vms, params)
         result["volumes"] = ["%s:%s" % v for v in volumes]
@@ -229,6 +230,7 @@ def run_backup(params: Dict[str, Any], check_mode: bool = False,
         raise FenceError("vm_backup on %s: %s; every VM quiesced by this run was released." % (fence.where, err),
                          result) from None
     finally:
+        overlays.preparing.end()
         try:  # whatever failed, created overlays are committed now (or stay pending for the watchdog/next run)
             fence.warnings.extend(overlays.commit())
         except BaseException as err:  # e.g. a second signal: the journal keeps them pending

@@ -78,6 +78,7 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
     result: Dict[str, Any] = {"changed": False, "vms": [], "recovered": [], "run_id": None}
     try:
         fence.prepare_state_dir()
+        overlays.begin_preparing()
         vms = resolve_vms(fence.sc.conn, params.get("vms") or [], fence.uri)
         result["recovered"] = fence.recover(skip=run_id)
         if choice != "direct":
@@ -135,6 +136,7 @@ def run_quiesced(params: Dict[str, Any], check_mode: bool = False) -> Dict[str, 
             result["msg"] += "; %d VM(s) run on overlays until state=released commits them" % on_overlays
         return result
     finally:
+        overlays.preparing.end()
         result["warnings"] = fence.warnings
         fence.close()
 

@@ -12,15 +12,13 @@ functions add the overlay state of its VMs (``_overlay_journal``).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_gang import parallel
+from ansible_collections.kvmsnap.core.plugins.module_utils._host_turns import host_switch_lock
 from ansible_collections.kvmsnap.core.plugins.module_utils._overlay import COMMIT_ATTEMPTS, COMMIT_TIMEOUT, commit_vm, inspect, overlay_vm, plan, precreate
 from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_journal import record_commit, record_overlays, write_plans
 
@@ -40,39 +38,6 @@ PRECREATE_WORKERS = 4
 def plan_vms(sc: SharedConnection, vm_uuids: List[str], run_id: str) -> List[Dict[str, Any]]:
     """The fence of every VM (``_overlay.plan``: overlay with its overlays, or direct with the reason)."""
     return [plan(inspect(sc, vm_uuid), run_id) for vm_uuid in vm_uuids]
-
-
-SWITCH_LOCK_WAIT = 30.0  # seconds a switch waits for another run's switch on this host before it goes ahead
-
-
-@contextlib.contextmanager
-def host_switch_lock(state_dir: str, wait: float = SWITCH_LOCK_WAIT) -> Iterator[bool]:
-    """One VM's quiesce -> overlay -> release at a time on this host, across processes (several runs, or inventory
-    hosts that are the same machine): libvirtd does the switches one after the other anyway, and side by side each
-    pause would include the others'. The wait is before the quiesce (not in any pause); the lock goes with the
-    process. After WAIT seconds (another run's agent is slow) the switch goes ahead without it. Yields whether it
-    holds the lock."""
-    fd = None
-    held = False
-    try:
-        fd = os.open(os.path.join(state_dir, "overlay-switch.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        give_up = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = True
-                break
-            except BlockingIOError:
-                if time.monotonic() >= give_up:
-                    break
-                time.sleep(0.002)
-    except OSError:
-        pass  # no lock file (read-only state dir was refused earlier): the switch goes ahead
-    try:
-        yield held
-    finally:
-        if fd is not None:
-            os.close(fd)  # releases the lock
 
 
 def fence_overlays(sc: SharedConnection, state_dir: str, journal_id: str, plans: List[Dict[str, Any]], run_id: str,

@@ -23,7 +23,7 @@ from helpers.playbook_lab import Lab, run_output
 
 pytestmark = [pytest.mark.needs_libvirtd]
 
-ROUNDS = int(os.environ.get("KVMSNAP_BENCH_PLAYBOOK_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("KVMSNAP_BENCH_PLAYBOOK_ROUNDS", "3"))
 SHARE = 1.25  # 3 hosts x 1 VM against 1 host x 3 VMs, overlay fence
 WALL_SHARE = 1.2  # the backup run (the playbook) with the overlay fence against the direct fence, 1 host x 3 VMs
 GUESTS = ("g1", "g2", "g3")

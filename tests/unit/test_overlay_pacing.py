@@ -1,5 +1,5 @@
 """How the overlay fence paces its VMs: a bounded pool of workers (``_overlay_run.pooled``) and the wait for the
-run's watchdog to finish starting (``_backup_overlay.settle``), on real threads and real processes."""
+run's watchdog to finish starting (``_host_turns.settle``), on real threads and real processes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from ansible_collections.kvmsnap.core.plugins.module_utils._backup_overlay import settle
 from ansible_collections.kvmsnap.core.plugins.module_utils._fence_conn import SharedConnection
-from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_run import host_switch_lock, pooled
+from ansible_collections.kvmsnap.core.plugins.module_utils._host_turns import settle
+from ansible_collections.kvmsnap.core.plugins.module_utils._overlay_run import pooled
 
 
 def test_pooled_keeps_the_order_and_at_most_n_at_a_time():
@@ -87,22 +87,3 @@ def test_settle_without_a_process_does_not_wait(process):
     proc = process("pass")
     proc.wait()
     assert settle(proc.pid, limit=2.0) < 0.1  # reaped: no /proc entry
-
-
-def test_switches_of_two_processes_on_one_host_take_turns(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        "print('held', flush=True)\n"
-        "time.sleep(0.6)\n"), str(tmp_path / "overlay-switch.lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        t0 = time.monotonic()
-        with host_switch_lock(str(tmp_path), wait=0.1) as held:
-            assert not held and time.monotonic() - t0 >= 0.1  # gave up waiting: the switch goes ahead
-        with host_switch_lock(str(tmp_path), wait=10) as held:
-            assert held and time.monotonic() - t0 >= 0.5  # waited for the other process's switch to end
-    finally:
-        holder.kill()
-        holder.wait()
