@@ -124,6 +124,15 @@ def controller_conn(name, hostvars, retries=3):
     return entry
 
 
+def copy_controller_conn(vol, hostvars, retries=3):
+    """The connection of the controller that holds the copy of restore-plan volume VOL (``copy_controller``, a copy on
+    another cluster), or None when the copy is on the volume's own controller (the role then omits the option)."""
+    copy = vol.get("copy_controller")
+    if not copy or copy == vol.get("controller"):
+        return None
+    return controller_conn(copy, hostvars, retries)
+
+
 def controller_conns(names, hostvars, retries=3):
     """vm_info's `controllers` option from the controllers' host vars (contains secrets: use no_log)."""
     return [dict(name=str(name), **controller_conn(name, hostvars, retries)) for name in names or []]
@@ -450,6 +459,7 @@ class FilterModule:
             "controller_vars": controller_vars,
             "controller_conn": controller_conn,
             "controller_conns": controller_conns,
+            "copy_controller_conn": copy_controller_conn,
             "vm_records": vm_records,
             "backup_plan": backup_plan,
             "vm_table": vm_table,

@@ -45,11 +45,13 @@ def quiesce_one(sc: SharedConnection, vm: Dict[str, Any], mode: str, agent_timeo
 
     def freeze(conn: Any, attempt: int) -> int:
         dom = sc.domain(conn, vm["uuid"])
-        set_agent_timeout(dom, agent_timeout)
+        if attempt:  # set before the pause (prepare_freeze); again after a reconnect, to be sure
+            set_agent_timeout(dom, agent_timeout)
         return dom.fsFreeze()
 
     def prepare_freeze(conn: Any, _attempt: int) -> Optional[str]:
         dom = sc.domain(conn, vm["uuid"])
+        set_agent_timeout(dom, agent_timeout)  # libvirtd keeps it for the domain: one call less inside the pause
         return freeze_status(dom, agent_timeout)
 
     try:

@@ -5,8 +5,9 @@ the array snapshot) against the direct fence, which holds the VMs for the snapsh
    - longest pause of the overlay fence <= PAUSE_TARGET_MS at 1, 8 and 32 VMs and each T (the direct fence beside
      it: its pause is at least T);
    - at 32 VMs: <= VIRSH_SHARE x Snap Creator's serial virsh loop with the same array time;
-   - wall time of the backup run (run_backup from its call to its return, the overlays' commit included) with
-     the overlay fence <= WALL_SHARE x the direct fence's, same VMs, same T.
+   - shown, not checked: the wall time of vm_backup's engine (run_backup from its call to its return, the overlays'
+     commit included) with the overlay fence against WALL_SHARE x the direct fence's, same VMs, same T. The backup
+     run a user waits for is the playbook; its wall-time target is checked in test_playbook_wall_bench.py.
 2. test_overlay_freeze_pause (one real guest with the guest agent, a writer running inside): the overlay fence's
    pause in freeze mode <= the guest's own fsfreeze + fsthaw time through libvirt (domain.fsFreeze/fsThaw,
    measured in the same run, interleaved, as many times as the backup runs) + FREEZE_SLACK_MS.
@@ -44,7 +45,7 @@ VIRSH_SHARE = 0.1            # of Snap Creator's virsh loop, at 32 VMs
 WALL_SHARE = 1.2             # the overlay fence's backup run against the direct fence's
 FREEZE_SLACK_MS = 30.0       # what the overlay fence may add to the guest's own freeze + thaw
 FREEZE_T = 0.15              # the array time of the freeze benchmark
-FREEZE_REPEAT = 3            # per round: overlay-fenced backup runs, and freeze+thaw measurements (as many)
+FREEZE_REPEAT = 5            # per round: overlay-fenced backup runs, and freeze+thaw measurements (as many)
 
 
 def best(values: list[float]) -> float:
@@ -92,17 +93,19 @@ def test_overlay_pause(minimal_guests, ontap_sim, tmp_path, libvirt_system):
         targets.append(Target("overlay fence, %s" % vms(many), col, best(pauses("overlay", t, many)),
                               VIRSH_SHARE * best([r.pause_ms for r in virsh[t]]),
                               "longest pause <= %.1f x Snap Creator's virsh loop" % VIRSH_SHARE))
-        for n in COUNTS:
-            targets.append(Target("backup run, %s" % vms(n), col, best(walls("overlay", t, n)),
+        for n in COUNTS:  # the engine's share of the run; the run a user waits for is checked on the playbook
+            targets.append(Target("vm_backup's engine, %s" % vms(n), col, best(walls("overlay", t, n)),
                                   WALL_SHARE * best(walls("direct", t, n)),
-                                  "wall time <= %.1f x the direct fence's" % WALL_SHARE))
+                                  "wall time <= %.1f x the direct fence's" % WALL_SHARE,
+                                  shown_only="engine only: the backup playbook's wall time is checked in "
+                                             "test_playbook_wall_bench"))
 
     head = ["fence", "figure"] + ["%s, T = %.2f s" % (vms(n), t) for t in TIMES for n in COUNTS]
     rows = [[fence, "longest pause (ms)"] + [cell(pauses(fence, t, n)) for t in TIMES for n in COUNTS]
             for fence in FENCES]
-    rows += [[fence, "backup run wall time (ms)"] + [cell(walls(fence, t, n)) for t in TIMES for n in COUNTS]
+    rows += [[fence, "vm_backup engine wall time (ms)"] + [cell(walls(fence, t, n)) for t in TIMES for n in COUNTS]
              for fence in FENCES]
-    rows.append(["overlay / direct", "wall time (best / best)"]
+    rows.append(["overlay / direct", "engine wall time (best / best)"]
                 + ["%.2f" % (best(walls("overlay", t, n)) / best(walls("direct", t, n))) for t in TIMES for n in COUNTS])
     rows.append(["Snap Creator's virsh loop", "longest pause (ms)"]
                 + [cell([r.pause_ms for r in virsh[t]]) if n == COUNTS[-1] else "" for t in TIMES for n in COUNTS])

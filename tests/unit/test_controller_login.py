@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kvmsnap.core.plugins.filter.roles import controller_conn, controller_conns
+from ansible_collections.kvmsnap.core.plugins.filter.roles import controller_conn, controller_conns, copy_controller_conn
 from ansible_collections.kvmsnap.core.plugins.plugin_utils._settings import (
     ENV_ACCOUNTS,
     ENV_PASSWORD,
@@ -127,3 +127,14 @@ def test_controller_conn_gives_the_resolved_login(tmp_path, monkeypatch):
     with pytest.raises(AnsibleFilterError, match="kvmsnap pre-flight: inventory host c2 .*no ONTAP login") as err:
         controller_conn("c2", hostvars)
     no_secret(str(err.value))
+
+
+def test_copy_controller_conn_only_for_a_copy_on_another_controller(monkeypatch):
+    monkeypatch.setenv(ENV_USERNAME, "dflt")
+    monkeypatch.setenv(ENV_PASSWORD, "Pw-default")
+    hostvars = {"c1": {"ontap_hostname": "10.0.0.1"}, "c2": {"ontap_hostname": "10.0.0.2"}}
+    assert copy_controller_conn({"controller": "c1", "copy_controller": "c2"}, hostvars, 2) == \
+        {"hostname": "10.0.0.2", "retries": 2, "username": "dflt", "password": "Pw-default"}
+    # the copy on the volume's own controller, or no copy at all: the role leaves the option out
+    assert copy_controller_conn({"controller": "c1", "copy_controller": "c1"}, hostvars) is None
+    assert copy_controller_conn({"controller": "c1"}, hostvars) is None
