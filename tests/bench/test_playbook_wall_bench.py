@@ -67,17 +67,18 @@ def test_backup_playbook_wall_time_overlay_against_direct(lab, libvirt_system):
         return statistics.median(d[key])
     cols = [(t, n) for t in TIMES for n in COUNTS]
     head = ["fence", "figure"] + ["%d VMs, T = %.2f s" % (n, t) for t, n in cols]
+
+    def cells(d, fence, fmt):
+        return [" / ".join(fmt % x for x in d[(fence, t, n)]) for t, n in cols]
     rows = []
     for fence in FENCES:
-        rows.append([fence, "playbook wall time (s)"] + [" / ".join("%.1f" % x for x in wall[(fence, t, n)])
-                                                          for t, n in cols])
-        rows.append([fence, "longest pause (ms)"] + [" / ".join("%.0f" % x for x in pause[(fence, t, n)])
-                                                      for t, n in cols])
-    rows.append(["overlay / direct", "wall time (medians)"] + ["%.2f" % (med(wall, ("overlay", t, n))
-                                                                        / med(wall, ("direct", t, n))) for t, n in cols])
+        rows.append([fence, "playbook wall time (s)"] + cells(wall, fence, "%.1f"))
+        rows.append([fence, "longest pause (ms)"] + cells(pause, fence, "%.0f"))
+    ratios = ["%.2f" % (med(wall, ("overlay", t, n)) / med(wall, ("direct", t, n))) for t, n in cols]
+    rows.append(["overlay / direct", "wall time (medians)"] + ratios)
+    rule = "wall time <= %.1f x the direct fence's" % WALL_SHARE
     targets = [Target("backup playbook, %d VMs on 1 host" % n, "T = %.2f s" % t, med(wall, ("overlay", t, n)) * 1000,
-                      WALL_SHARE * med(wall, ("direct", t, n)) * 1000, "wall time <= %.1f x the direct fence's"
-                      % WALL_SHARE) for t, n in cols]
+                      WALL_SHARE * med(wall, ("direct", t, n)) * 1000, rule) for t, n in cols]
     body = "\n\n".join([
         "Measured %s." % machine_facts(libvirt_system),
         "The backup playbook (`kvmsnap.core.backup`) on 8 and 32 minimal guests of one simulator volume, one "
