@@ -168,3 +168,16 @@ def plot(name: str, title: str, xlabel: str, series: dict[str, tuple[list[float]
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return str(out.relative_to(DOC.parent))
+
+
+def publish(name: str, conn: Any, parts: list[str], table: str, targets: list[Target]) -> None:
+    """Write generated section NAME (the machine facts of CONN, PARTS, TABLE, the targets' summary and table) into
+    docs/performance.md and print it; then fail the test when a checked target was missed (the figures stay)."""
+    head = "Measured %s." % machine_facts(conn)
+    tail = [summary(targets) + " A cell is measured / bound, in ms (medians).", targets_table(targets)]
+    body = "\n\n".join([head, *parts, table, *tail])
+    write_section(name, body)
+    print("\n" + body)
+    if failed(targets):
+        import pytest
+        pytest.fail("targets missed (figures written to docs/performance.md):\n" + failed(targets), pytrace=False)

@@ -24,6 +24,7 @@ from typing import Any
 
 import libvirt
 from helpers.guest_fixtures import SYSTEM_URI
+from helpers.playbook_lab import run_output
 
 from ansible_collections.kvmsnap.core.plugins.module_utils import _backup_run
 
@@ -156,3 +157,16 @@ def parallel_floor_ms(doms: list[Any], slots: int = 8, repeat: int = 5) -> float
     finally:
         for c in conns:
             c.close()
+
+
+def playbook_round(lab: Any, inventory: Any, fence: str) -> tuple[float, float]:
+    """The backup playbook on INVENTORY of the playbook lab LAB with kvmsnap_fence FENCE: (longest pause in ms from
+    the report, wall time of ansible-playbook in s). Every VM must have got FENCE and the run must be ok."""
+    t0 = time.monotonic()
+    proc = lab.run("backup", inventory, {"kvmsnap_fence": fence})
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, run_output(proc)
+    rep = proc.report
+    assert rep["status"] == "ok", rep
+    assert {v["fence"] for v in rep["vms"]} == {fence}, rep["vms"]
+    return max(v["pause_ms"] for v in rep["vms"]), wall

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 import pytest
-from bench_report import Target, failed, machine_facts, md_table, summary, targets_table, write_section
-from helpers.playbook_lab import Lab, run_output
+from bench_report import Target, md_table, publish
+from fence_rounds import playbook_round
+from helpers.playbook_lab import Lab
 
 pytestmark = [pytest.mark.needs_libvirtd]
 
@@ -38,17 +38,6 @@ def lab(libvirt_system, tmp_path_factory):
         lab.close()
 
 
-def _run(lab, inventory, fence):
-    t0 = time.monotonic()
-    proc = lab.run("backup", inventory, {"kvmsnap_fence": fence})
-    wall = time.monotonic() - t0
-    assert proc.returncode == 0, run_output(proc)
-    rep = proc.report
-    assert rep["status"] == "ok", rep
-    assert {v["fence"] for v in rep["vms"]} == {fence}, rep["vms"]
-    return max(v["pause_ms"] for v in rep["vms"]), wall
-
-
 def test_three_hosts_against_one(lab, libvirt_system):
     ctrl = {"c1": lab.controller("s1")}
     names = [lab.name(g) for g in GUESTS]
@@ -61,7 +50,7 @@ def test_three_hosts_against_one(lab, libvirt_system):
     # once, for reference (it holds the VMs across the round trips: seconds)
     plan = [(f, h) for _r in range(ROUNDS) for f, h in (("overlay", 1), ("overlay", 3), ("direct", 1))] + [("direct", 3)]
     for fence, hosts in plan:
-        p, w = _run(lab, one if hosts == 1 else three, fence)
+        p, w = playbook_round(lab, one if hosts == 1 else three, fence)
         pause.setdefault((fence, hosts), []).append(p)
         wall.setdefault((fence, hosts), []).append(w)
 
@@ -76,16 +65,9 @@ def test_three_hosts_against_one(lab, libvirt_system):
     rows = [[fence, "%d host%s x %d VM%s" % (h, "s" if h > 1 else "", 3 // h, "s" if h == 1 else ""),
              " / ".join("%.0f" % x for x in pause[(fence, h)]), " / ".join("%.1f" % x for x in wall[(fence, h)])]
             for fence, h in (("overlay", 1), ("overlay", 3), ("direct", 1), ("direct", 3))]
-    body = "\n\n".join([
-        "Measured %s." % machine_facts(libvirt_system),
+    publish("multihost", libvirt_system, [
         "The backup playbook (`kvmsnap.core.backup`) on 3 minimal guests of one simulator volume, local "
         "connections; longest VM pause from the report, each round's figure (%d rounds of overlay on 1 host, "
         "overlay on 3 hosts, direct on 1 host, in turn; direct on 3 hosts once, for reference). Wall time of "
-        "`ansible-playbook`, the backup run as a user runs it." % ROUNDS,
-        md_table(["kvmsnap_fence", "inventory", "longest pause (ms)", "playbook wall time (s)"], rows),
-        summary(targets) + " A cell is measured / bound, in ms (medians).",
-        targets_table(targets)])
-    write_section("multihost", body)
-    print("\n" + body)
-    if failed(targets):
-        pytest.fail("targets missed (figures written to docs/performance.md):\n" + failed(targets), pytrace=False)
+        "`ansible-playbook`, the backup run as a user runs it." % ROUNDS],
+        md_table(["kvmsnap_fence", "inventory", "longest pause (ms)", "playbook wall time (s)"], rows), targets)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 
 import pytest
-from bench_report import Target, failed, machine_facts, md_table, summary, targets_table, write_section
-from fence_rounds import array_time
-from helpers.playbook_lab import Lab, run_output
+from bench_report import Target, md_table, publish
+from fence_rounds import array_time, playbook_round
+from helpers.playbook_lab import Lab
 
 pytestmark = [pytest.mark.needs_libvirtd]
 
@@ -36,17 +35,6 @@ def lab(libvirt_system, tmp_path_factory):
         lab.close()
 
 
-def _run(lab, inventory, fence):
-    t0 = time.monotonic()
-    proc = lab.run("backup", inventory, {"kvmsnap_fence": fence})
-    wall = time.monotonic() - t0
-    assert proc.returncode == 0, run_output(proc)
-    rep = proc.report
-    assert rep["status"] == "ok", rep
-    assert {v["fence"] for v in rep["vms"]} == {fence}, rep["vms"]
-    return wall, max(v["pause_ms"] for v in rep["vms"])
-
-
 def test_backup_playbook_wall_time_overlay_against_direct(lab, libvirt_system):
     ctrl = {"c1": lab.controller("s1")}
     keys = ["g%02d" % i for i in range(COUNTS[-1])]
@@ -59,7 +47,7 @@ def test_backup_playbook_wall_time_overlay_against_direct(lab, libvirt_system):
             for _r in range(ROUNDS):
                 for n in COUNTS:
                     for fence in FENCES:
-                        w, p = _run(lab, inventories[n], fence)
+                        p, w = playbook_round(lab, inventories[n], fence)
                         wall.setdefault((fence, t, n), []).append(w)
                         pause.setdefault((fence, t, n), []).append(p)
 
@@ -79,16 +67,9 @@ def test_backup_playbook_wall_time_overlay_against_direct(lab, libvirt_system):
     rule = "wall time <= %.1f x the direct fence's" % WALL_SHARE
     targets = [Target("backup playbook, %d VMs on 1 host" % n, "T = %.2f s" % t, med(wall, ("overlay", t, n)) * 1000,
                       WALL_SHARE * med(wall, ("direct", t, n)) * 1000, rule) for t, n in cols]
-    body = "\n\n".join([
-        "Measured %s." % machine_facts(libvirt_system),
+    publish("playbook-wall", libvirt_system, [
         "The backup playbook (`kvmsnap.core.backup`) on 8 and 32 minimal guests of one simulator volume, one "
         "inventory host, local connection; the simulator's snapshot job at T. Each round's figure (%d rounds; per "
         "round the overlay and the direct fence in turn). Wall time of `ansible-playbook`, the backup run as a user "
-        "runs it: the overlays' commit is in it." % ROUNDS,
-        md_table(head, rows),
-        summary(targets) + " A cell is measured / bound, in ms (medians).",
-        targets_table(targets)])
-    write_section("playbook-wall", body)
-    print("\n" + body)
-    if failed(targets):
-        pytest.fail("targets missed (figures written to docs/performance.md):\n" + failed(targets), pytrace=False)
+        "runs it: the overlays' commit is in it." % ROUNDS],
+        md_table(head, rows), targets)
