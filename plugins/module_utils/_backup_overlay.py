@@ -96,7 +96,9 @@ class OverlayFence:
 
     def begin_preparing(self) -> None:
         """From here until this run's first switch, other runs' overlay switches on this host wait (bounded) for it
-        (``_host_turns``): call once the state dir exists. Nothing to wait for with the direct fence or check mode."""
+        (``_host_turns``): call once the state dir exists. Nothing to wait for with the direct fence or check mode.
+        Ended by ``plan`` (no overlay VM), before the first switch, or by the caller's ``preparing.end()`` in its
+        ``finally``."""
         if self.choice != "direct" and not self.fence.check_mode and not is_test_uri(self.fence.uri):
             self.preparing.begin(self.fence.state_dir)
 
@@ -120,7 +122,6 @@ class OverlayFence:
         direct fence (fence=auto: the overlay failed, the VM was released); with fence=overlay a failure is kept in
         its outcome's error."""
         if not self.overlay_uuids():
-            self.preparing.end()
             return []
         owners = (getattr(self.fence, "journal", None) or {}).get("owners") or []
         watchdog = next((o.get("pid") for o in owners if o.get("role") == "watchdog"), None)
@@ -128,12 +129,9 @@ class OverlayFence:
         def wait_for_watchdog() -> None:  # the files are made meanwhile
             self.watchdog_settle_ms = 1000 * settle(watchdog)
             self.preparing.end()  # prepared: the switches may come
-        try:
-            self.outcomes = fence_overlays(self.fence.sc, self.fence.state_dir, self.fence.journal_id, self.plans,
-                                           self.run_id, self.mode, self.fence.agent_timeout, OVERLAY_PRECREATED,
-                                           before_quiesce=wait_for_watchdog)
-        finally:
-            self.preparing.end()
+        self.outcomes = fence_overlays(self.fence.sc, self.fence.state_dir, self.fence.journal_id, self.plans,
+                                       self.run_id, self.mode, self.fence.agent_timeout, OVERLAY_PRECREATED,
+                                       before_quiesce=wait_for_watchdog)
         back = []
         plans = self.by_uuid()
         for o in self.outcomes:

@@ -24,7 +24,7 @@ import contextlib
 import fcntl
 import os
 import time
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 SWITCH_LOCK = "overlay-switch.lock"
 PREPARE_LOCK = "overlay-prepare.lock"
@@ -46,26 +46,36 @@ FOLLOW_RECENT = 2.0
 _SETTLE_QUIET = 3  # polls in a row that find the process asleep
 
 
-def settle(pid: Optional[int], limit: float = WATCHDOG_SETTLE) -> float:
-    """Wait until process PID is asleep (state S in /proc/PID/stat on _SETTLE_QUIET polls in a row), it ended, or
-    LIMIT seconds passed; returns the seconds waited. No /proc (not Linux) or no PID: no wait."""
+def _wait_quiet(is_quiet: Callable[[], Optional[bool]], limit: float) -> float:
+    """Poll IS_QUIET every _POLL seconds until it says True on _SETTLE_QUIET polls in a row, None (nothing left to
+    wait for), or LIMIT seconds passed; returns the seconds waited."""
     t0 = time.monotonic()
-    if not pid:
-        return 0.0
     quiet = 0
     while time.monotonic() - t0 < limit:
-        try:
-            with open("/proc/%d/stat" % int(pid)) as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError, ValueError):
+        answer = is_quiet()
+        if answer is None:
             break
-        if state in ("Z", "X"):
-            break
-        quiet = quiet + 1 if state == "S" else 0
+        quiet = quiet + 1 if answer else 0
         if quiet >= _SETTLE_QUIET:
             break
         time.sleep(_POLL)
     return time.monotonic() - t0
+
+
+def settle(pid: Optional[int], limit: float = WATCHDOG_SETTLE) -> float:
+    """Wait until process PID is asleep (state S in /proc/PID/stat on _SETTLE_QUIET polls in a row), it ended, or
+    LIMIT seconds passed; returns the seconds waited. No /proc (not Linux) or no PID: no wait."""
+    if not pid:
+        return 0.0
+
+    def asleep() -> Optional[bool]:
+        try:
+            with open("/proc/%d/stat" % int(pid)) as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError, ValueError):
+            return None
+        return None if state in ("Z", "X") else state == "S"
+    return _wait_quiet(asleep, limit)
 
 
 def _take(state_dir: str, name: str, how: int, wait: float) -> Tuple[Optional[int], bool]:
@@ -126,14 +136,7 @@ def _runnable() -> int:
 def quiet_cpu(limit: float) -> float:
     """Wait until nothing but this task is runnable on _SETTLE_QUIET polls in a row, or LIMIT seconds; returns the
     seconds waited."""
-    t0 = time.monotonic()
-    quiet = 0
-    while time.monotonic() - t0 < limit:
-        quiet = quiet + 1 if _runnable() <= 1 else 0
-        if quiet >= _SETTLE_QUIET:
-            break
-        time.sleep(_POLL)
-    return time.monotonic() - t0
+    return _wait_quiet(lambda: _runnable() <= 1, limit)
 
 
 def _follow(fd: int) -> None:
